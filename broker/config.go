@@ -1,0 +1,123 @@
+package broker
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/stompbox/stompbox/frames"
+)
+
+// Config is everything a Broker needs. A zero field takes its default
+// (see docs/configuration.md).
+type Config struct {
+	// ServerName is sent in CONNECTED's server header. Default "stompbox/dev".
+	ServerName string
+	// Frame bounds every frame a client sends.
+	Frame frames.Limits
+	// HeartBeat is what the server announces in CONNECTED: how often it can
+	// send heart-beats and how often it wants them. Default 10s,10s; a
+	// negative duration disables that direction.
+	HeartBeat frames.HeartBeat
+	// HeartbeatTolerance multiplies the negotiated client interval before a
+	// silent client is closed with error-code heartbeat-timeout. Default 2.
+	HeartbeatTolerance float64
+	// ConnectTimeout is how long a connection may take to send CONNECT.
+	// Default 5s.
+	ConnectTimeout time.Duration
+	// MaxSubscriptions bounds subscriptions per connection. Default 1024.
+	MaxSubscriptions int
+	// MaxOutboxBytes bounds the encoded bytes waiting to be written to one
+	// connection. A topic subscriber past it is disconnected with
+	// error-code slow-consumer; queue consumers simply get nothing more
+	// until it drains. Default 8 MiB.
+	MaxOutboxBytes int
+	// MaxQueueMessages and MaxQueueBytes bound every queue (ready plus
+	// unacknowledged); a SEND beyond either gets ERROR limit-exceeded.
+	// Defaults 100000 messages and 256 MiB.
+	MaxQueueMessages int
+	MaxQueueBytes    int
+	// MaxQueues bounds how many queues may exist at once (empty queues
+	// without consumers are removed). Default 10000.
+	MaxQueues int
+	// MaxTotalQueuedBytes bounds the messages held by all queues together.
+	// Default 1 GiB.
+	MaxTotalQueuedBytes int
+	// MaxTopicUnacked bounds the unacknowledged messages of one client-ack
+	// topic subscription without prefetch-count; past it the subscriber is a
+	// slow consumer. Default 10000.
+	MaxTopicUnacked int
+	// MaxRedeliveries is how many times a message is redelivered before it
+	// moves to /queue/DLQ.<name>. Default 5; negative means never dead-letter.
+	MaxRedeliveries int
+	// MaxTransactions bounds open transactions per connection, and
+	// MaxTransactionFrames the SEND/ACK/NACK frames one may hold. Defaults 16
+	// and 10000.
+	MaxTransactions      int
+	MaxTransactionFrames int
+	// Authenticator checks CONNECT credentials. Default: allow everyone.
+	Authenticator Authenticator
+	// Logger receives connection-level events. Default: discard.
+	Logger *slog.Logger
+	// Now is the clock (tests replace it). Default time.Now.
+	Now func() time.Time
+}
+
+// The defaults of Config.
+const (
+	DefaultServerName           = "stompbox/dev"
+	DefaultHeartBeat            = 10 * time.Second
+	DefaultHeartbeatTolerance   = 2.0
+	DefaultConnectTimeout       = 5 * time.Second
+	DefaultMaxSubscriptions     = 1024
+	DefaultMaxOutboxBytes       = 8 << 20
+	DefaultMaxQueueMessages     = 100_000
+	DefaultMaxQueueBytes        = 256 << 20
+	DefaultMaxRedeliveries      = 5
+	DefaultMaxQueues            = 10_000
+	DefaultMaxTotalQueuedBytes  = 1 << 30
+	DefaultMaxTopicUnacked      = 10_000
+	DefaultMaxTransactions      = 16
+	DefaultMaxTransactionFrames = 10_000
+)
+
+func (c Config) withDefaults() Config {
+	if c.ServerName == "" {
+		c.ServerName = DefaultServerName
+	}
+	c.Frame = c.Frame.WithDefaults()
+	if c.HeartBeat == (frames.HeartBeat{}) {
+		c.HeartBeat = frames.HeartBeat{Send: DefaultHeartBeat, Receive: DefaultHeartBeat}
+	}
+	if c.HeartbeatTolerance < 1 {
+		c.HeartbeatTolerance = DefaultHeartbeatTolerance
+	}
+	setDefault(&c.ConnectTimeout, DefaultConnectTimeout)
+	setDefault(&c.MaxSubscriptions, DefaultMaxSubscriptions)
+	setDefault(&c.MaxOutboxBytes, DefaultMaxOutboxBytes)
+	setDefault(&c.MaxQueueMessages, DefaultMaxQueueMessages)
+	setDefault(&c.MaxQueueBytes, DefaultMaxQueueBytes)
+	setDefault(&c.MaxQueues, DefaultMaxQueues)
+	setDefault(&c.MaxTotalQueuedBytes, DefaultMaxTotalQueuedBytes)
+	setDefault(&c.MaxTopicUnacked, DefaultMaxTopicUnacked)
+	if c.MaxRedeliveries == 0 {
+		c.MaxRedeliveries = DefaultMaxRedeliveries
+	}
+	setDefault(&c.MaxTransactions, DefaultMaxTransactions)
+	setDefault(&c.MaxTransactionFrames, DefaultMaxTransactionFrames)
+	if c.Authenticator == nil {
+		c.Authenticator = AllowAll{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}

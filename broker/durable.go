@@ -1,0 +1,107 @@
+package broker
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// durableKey names a durable subscription: the CONNECT client-id and the
+// SUBSCRIBE durable-subscription-name.
+type durableKey struct{ clientID, name string }
+
+// durable is a topic subscription that keeps collecting while its client is
+// away: a feed subscription on the topic fills a queue, and the client's
+// SUBSCRIBE consumes that queue.
+type durable struct {
+	key   durableKey
+	topic string        // immutable: the pattern subscribed to
+	queue *queue        // immutable
+	feed  *subscription // immutable
+
+	mu       sync.Mutex
+	consumer *subscription // guarded by mu: the attached session's subscription
+}
+
+// attachDurable finds or creates the durable subscription and makes sub its
+// consumer. A durable re-subscribed with another destination starts afresh.
+func (s *Session) attachDurable(sub *subscription, name string) *stompError {
+	if s.clientID == "" {
+		return protocolErr(CodeMissingHeader, "missing client-id",
+			"A durable subscription needs a client-id header on CONNECT to be found again.")
+	}
+	if name == "" {
+		return protocolErr(CodeMissingHeader, "missing durable-subscription-name", "durable-subscription-name must not be empty.")
+	}
+	if isWildcard(sub.pattern) && !validPattern(sub.pattern) {
+		return protocolErr(CodeInvalidDestination, "invalid destination",
+			"In topic patterns * and # must each be a whole dot-separated segment.")
+	}
+	b := s.b
+	key := durableKey{clientID: s.clientID, name: name}
+	b.mu.Lock()
+	d := b.durableLocked(key)
+	if d != nil && d.topic != sub.pattern {
+		b.mu.Unlock()
+		b.removeDurable(d)
+		b.mu.Lock()
+		d = b.durableLocked(key)
+	}
+	if d == nil {
+		if len(b.queues) >= b.cfg.MaxQueues {
+			b.mu.Unlock()
+			return limitErr("the broker holds its limit of " + strconv.Itoa(b.cfg.MaxQueues) + " queues")
+		}
+		qname := "/durable/" + s.clientID + "/" + name
+		q := newQueue(b, qname, nil, true)
+		q.dlq = "/queue/DLQ." + strings.NewReplacer("*", "_", "#", "_").Replace(sub.pattern)
+		d = &durable{key: key, topic: sub.pattern, queue: q}
+		d.feed = &subscription{id: qname, dest: sub.dest, pattern: sub.pattern, feed: q}
+		b.queues[qname] = q
+		b.durables[key] = d
+		b.mu.Unlock()
+		b.addTopicSub(d.feed)
+	} else {
+		b.mu.Unlock()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.consumer != nil {
+		return &stompError{code: CodeSubscriptionInUse, message: "durable subscription in use",
+			detail: "Durable subscription " + strconv.Quote(name) + " of client-id " + strconv.Quote(s.clientID) +
+				" is consumed by another connection.", retryable: true, reason: CloseProtocolError}
+	}
+	d.consumer = sub
+	sub.queue = d.queue
+	sub.durable = d
+	return nil
+}
+
+func (b *Broker) durableLocked(key durableKey) *durable { return b.durables[key] }
+
+// detach frees the durable for the next SUBSCRIBE.
+func (d *durable) detach(sub *subscription) {
+	d.mu.Lock()
+	if d.consumer == sub {
+		d.consumer = nil
+	}
+	d.mu.Unlock()
+}
+
+// removeDurable deletes a durable subscription and its backlog.
+func (b *Broker) removeDurable(d *durable) {
+	b.removeTopicSub(d.feed)
+	b.mu.Lock()
+	if b.durables[d.key] == d {
+		delete(b.durables, d.key)
+		delete(b.queues, d.queue.name)
+	}
+	b.mu.Unlock()
+	q := d.queue
+	q.mu.Lock()
+	q.deleted = true
+	for q.ready.Len() > 0 {
+		q.forgetLocked(q.ready.PopFront())
+	}
+	q.mu.Unlock()
+}

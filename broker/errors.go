@@ -1,0 +1,91 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrSessionClosed is returned by Session.Feed once the session has ended
+// (ERROR sent, DISCONNECT done, or closed by the broker): stop reading.
+var ErrSessionClosed = errors.New("broker: session closed")
+
+// CloseReason says why a connection ended. Drivers map it to WebSocket close
+// codes, log fields and metric labels, so the set is small and stable.
+type CloseReason uint8
+
+// The reasons a connection ends.
+const (
+	ClosePeer             CloseReason = iota // the peer closed or the network failed
+	CloseDisconnect                          // orderly DISCONNECT
+	CloseProtocolError                       // ERROR for a protocol violation
+	CloseFrameTooLarge                       // ERROR frame-too-large
+	ClosePolicy                              // ERROR auth-failed or forbidden
+	CloseConnectTimeout                      // no CONNECT in time
+	CloseHeartbeatTimeout                    // the client went silent
+	CloseSlowConsumer                        // outbound buffer overflowed
+	CloseLimitExceeded                       // a broker limit refused the client
+	CloseShutdown                            // the server is shutting down
+	closeReasonCount
+)
+
+var closeReasonNames = [closeReasonCount]string{
+	ClosePeer:             "peer",
+	CloseDisconnect:       "disconnect",
+	CloseProtocolError:    "protocol-error",
+	CloseFrameTooLarge:    "frame-too-large",
+	ClosePolicy:           "policy",
+	CloseConnectTimeout:   "connect-timeout",
+	CloseHeartbeatTimeout: "heartbeat-timeout",
+	CloseSlowConsumer:     "slow-consumer",
+	CloseLimitExceeded:    "limit-exceeded",
+	CloseShutdown:         "shutdown",
+}
+
+// String returns a short, stable label such as "slow-consumer".
+func (r CloseReason) String() string {
+	if r >= closeReasonCount {
+		return "unknown"
+	}
+	return closeReasonNames[r]
+}
+
+// The error-code values stompbox puts in ERROR frames (docs/compliance.md).
+const (
+	CodeFrameTooLarge         = "frame-too-large"
+	CodeMalformedFrame        = "malformed-frame"
+	CodeUnknownCommand        = "unknown-command"
+	CodeProtocolError         = "protocol-error"
+	CodeMissingHeader         = "missing-header"
+	CodeInvalidHeader         = "invalid-header"
+	CodeInvalidDestination    = "invalid-destination"
+	CodeDuplicateSubscription = "duplicate-subscription"
+	CodeUnknownSubscription   = "unknown-subscription"
+	CodeSubscriptionInUse     = "subscription-in-use"
+	CodeUnknownMessage        = "unknown-message"
+	CodeUnknownTransaction    = "unknown-transaction"
+	CodeAuthFailed            = "auth-failed"
+	CodeForbidden             = "forbidden"
+	CodeUnsupportedVersion    = "unsupported-version"
+	CodeConnectTimeout        = "connect-timeout"
+	CodeHeartbeatTimeout      = "heartbeat-timeout"
+	CodeSlowConsumer          = "slow-consumer"
+	CodeLimitExceeded         = "limit-exceeded"
+	CodeServerShutdown        = "server-shutdown"
+)
+
+// stompError is a failure the client is told about in an ERROR frame before
+// the connection closes.
+type stompError struct {
+	code      string // error-code header
+	message   string // message header: short
+	detail    string // body: what happened and what to do
+	retryable bool   // whether resending the same thing later can succeed
+	reason    CloseReason
+}
+
+func (e *stompError) Error() string { return fmt.Sprintf("broker: %s: %s", e.code, e.message) }
+
+// protocolErr builds the common case: a client mistake, not retryable.
+func protocolErr(code, message, detail string) *stompError {
+	return &stompError{code: code, message: message, detail: detail, reason: CloseProtocolError}
+}

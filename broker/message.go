@@ -1,0 +1,108 @@
+package broker
+
+import (
+	"github.com/stompbox/stompbox/frames"
+)
+
+// Message is one published message. It is immutable once built: every
+// delivery, to any number of subscribers, shares it and its body.
+type Message struct {
+	// ID is the message-id header of every delivery of this message.
+	ID string
+	// Destination is where it was sent, e.g. /queue/orders.
+	Destination string
+	// Headers are the SEND's headers that travel with the message
+	// (destination first; framing, receipt and transaction headers dropped).
+	Headers []frames.Header
+	// Body is shared by all deliveries; never modify it.
+	Body []byte
+	// Persistent records persistent:true.
+	Persistent bool
+	// ExpiresAt is the expires header in ms since the epoch; 0 = never.
+	ExpiresAt int64
+
+	enc12 []byte // Headers escaped for STOMP 1.2, prepared once for all 1.2 subscribers
+}
+
+// size is what the message counts against queue and outbox limits.
+func (m *Message) size() int { return len(m.Body) + len(m.enc12) + 64 }
+
+func (m *Message) expired(nowMs int64) bool { return m.ExpiresAt != 0 && nowMs >= m.ExpiresAt }
+
+// droppedOnDelivery are SEND headers that do not travel with a message:
+// framing and per-frame headers, and headers the broker sets itself (a
+// client must not spoof them).
+func droppedOnDelivery(key []byte) bool {
+	switch string(key) {
+	case "content-length", "receipt", "transaction", "destination", "message-id",
+		"subscription", "ack", "redelivered", "delivery-count":
+		return true
+	}
+	return false
+}
+
+// newMessage copies what it keeps of a borrowed SEND frame into one backing
+// array: this is the one copy a published message costs. replyTo, when
+// non-empty, replaces the reply-to header (temporary queue addresses).
+func newMessage(f *frames.Frame, id, destination, replyTo string, persistent bool, expiresAt int64) *Message {
+	size := len("destination") + len(destination) + len(f.Body)
+	count := 1
+	for _, h := range f.Headers {
+		if droppedOnDelivery(h.Key) {
+			continue
+		}
+		count++
+		size += len(h.Key) + len(h.Value)
+	}
+	backing := make([]byte, 0, size+len(replyTo))
+	own := func(b []byte) []byte {
+		start := len(backing)
+		backing = append(backing, b...)
+		return backing[start:len(backing):len(backing)]
+	}
+	ownString := func(s string) []byte {
+		start := len(backing)
+		backing = append(backing, s...)
+		return backing[start:len(backing):len(backing)]
+	}
+	m := &Message{ID: id, Destination: destination, Persistent: persistent, ExpiresAt: expiresAt,
+		Headers: make([]frames.Header, 0, count)}
+	m.Headers = append(m.Headers, frames.Header{Key: ownString("destination"), Value: ownString(destination)})
+	seen := false
+	for _, h := range f.Headers {
+		if droppedOnDelivery(h.Key) {
+			continue
+		}
+		value := h.Value
+		if replyTo != "" && !seen && string(h.Key) == "reply-to" {
+			seen = true
+			m.Headers = append(m.Headers, frames.Header{Key: own(h.Key), Value: ownString(replyTo)})
+			continue
+		}
+		m.Headers = append(m.Headers, frames.Header{Key: own(h.Key), Value: own(value)})
+	}
+	m.Body = own(f.Body)
+	enc := make([]byte, 0, size+8*count)
+	for _, h := range m.Headers {
+		enc = frames.AppendHeader(enc, frames.Escape12, h.Key, h.Value)
+	}
+	m.enc12 = enc
+	return m
+}
+
+// withHeaders returns a copy of m under a new destination with extra headers
+// in front, for dead-lettering; the body is shared.
+func (m *Message) withHeaders(id, destination string, extra ...frames.Header) *Message {
+	c := &Message{ID: id, Destination: destination, Body: m.Body, Persistent: m.Persistent, ExpiresAt: m.ExpiresAt}
+	c.Headers = append(c.Headers, frames.Header{Key: []byte("destination"), Value: []byte(destination)})
+	c.Headers = append(c.Headers, extra...)
+	for _, h := range m.Headers {
+		if string(h.Key) != "destination" {
+			c.Headers = append(c.Headers, h)
+		}
+	}
+	for _, h := range c.Headers {
+		c.enc12 = frames.AppendHeader(c.enc12, frames.Escape12, h.Key, h.Value)
+	}
+	return c
+}

@@ -1,0 +1,126 @@
+package broker
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// outEntry is one frame waiting to be written: a MESSAGE delivery, encoded
+// by the writer from the shared Message, or a control frame already encoded
+// into the outbox's ctrl bytes.
+type outEntry struct {
+	msg        *Message // nil for a control frame
+	sub        *subscription
+	ackID      uint64
+	deliveries int // how many times msg has been delivered, this one included
+	ctrlStart  int
+	ctrlEnd    int
+}
+
+// outbox is the only part of a Session that other goroutines touch: any
+// publisher pushes into it, the connection's writer takes from it. Pushes
+// never block; past limit bytes they fail and the caller decides (a topic
+// closes the session as a slow consumer, a queue keeps the message).
+type outbox struct {
+	mu      sync.Mutex
+	entries []outEntry  // guarded by mu
+	ctrl    []byte      // guarded by mu: encoded control frames
+	bytes   int         // guarded by mu: estimated encoded size of entries
+	limit   int         // immutable
+	closing bool        // guarded by mu: accepts nothing more; the writer closes after flushing
+	reason  CloseReason // guarded by mu
+	starved []*queue    // guarded by mu: queues that skipped this session for lack of room
+	closed  atomic.Bool // mirrors closing for the read loop's lock-free check
+}
+
+// pushMessage queues a delivery. It fails when closing or when the entry
+// would take the outbox past its limit.
+func (o *outbox) pushMessage(e outEntry) bool {
+	size := e.msg.size()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closing || o.bytes+size > o.limit {
+		return false
+	}
+	o.entries = append(o.entries, e)
+	o.bytes += size
+	return true
+}
+
+// hasRoom reports whether size more bytes fit; when not, q is remembered and
+// dispatched again once the writer has taken the backlog.
+func (o *outbox) hasRoom(size int, q *queue) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closing {
+		return false
+	}
+	if o.bytes+size <= o.limit {
+		return true
+	}
+	for _, s := range o.starved {
+		if s == q {
+			return false
+		}
+	}
+	o.starved = append(o.starved, q)
+	return false
+}
+
+// pushControl queues an already encoded control frame (CONNECTED, RECEIPT,
+// ERROR) built by encode, which appends to the outbox's ctrl bytes. Control
+// frames are small and bounded by the client's own request rate, so they
+// are not held to the limit; a closing outbox drops them.
+func (o *outbox) pushControl(encode func(dst []byte) []byte) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closing {
+		return false
+	}
+	start := len(o.ctrl)
+	o.ctrl = encode(o.ctrl)
+	o.entries = append(o.entries, outEntry{ctrlStart: start, ctrlEnd: len(o.ctrl)})
+	return true
+}
+
+// close marks the outbox closing after one final control frame (nil: none).
+// With discard set, what is still queued is dropped first: a slow consumer
+// gets its ERROR now, not after the backlog it cannot read. It returns false
+// if the outbox was already closing.
+func (o *outbox) close(reason CloseReason, discard bool, final func(dst []byte) []byte) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closing {
+		return false
+	}
+	if discard {
+		clear(o.entries)
+		o.entries, o.ctrl, o.bytes = o.entries[:0], o.ctrl[:0], 0
+	}
+	if final != nil {
+		start := len(o.ctrl)
+		o.ctrl = final(o.ctrl)
+		o.entries = append(o.entries, outEntry{ctrlStart: start, ctrlEnd: len(o.ctrl)})
+	}
+	o.closing, o.reason = true, reason
+	o.closed.Store(true)
+	return true
+}
+
+// take swaps the queued entries and control bytes for the writer's spare
+// ones, so neither side allocates in steady state.
+func (o *outbox) take(spareEntries []outEntry, spareCtrl []byte, spareStarved []*queue) (entries []outEntry, ctrl []byte, starved []*queue, closing bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	entries, o.entries = o.entries, spareEntries[:0]
+	ctrl, o.ctrl = o.ctrl, spareCtrl[:0]
+	starved, o.starved = o.starved, spareStarved[:0]
+	o.bytes = 0
+	return entries, ctrl, starved, o.closing
+}
+
+func (o *outbox) closeReason() (CloseReason, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.reason, o.closing
+}

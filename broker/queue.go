@@ -1,0 +1,294 @@
+package broker
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/stompbox/stompbox/frames"
+)
+
+// queuedMessage is a message's place in one queue: the same Message may sit
+// in several queues (durable subscriptions of one topic), each counting its
+// own deliveries.
+type queuedMessage struct {
+	msg        *Message
+	deliveries int // guarded by the queue's mu
+}
+
+// queue is point-to-point: messages wait while there is no consumer; each
+// goes to one consumer, round-robin among those with credit; order is kept
+// except for redeliveries, which go back to the front.
+type queue struct {
+	b       *Broker
+	name    string   // immutable: key in Broker.queues and the MESSAGE destination
+	dlq     string   // immutable: dead-letter destination; "" drops instead
+	owner   *Session // immutable: for temporary queues, the only session that may consume
+	durable bool     // immutable: kept without consumers (backs a durable subscription)
+
+	mu        sync.Mutex
+	ready     deque[*queuedMessage] // guarded by mu
+	consumers []*subscription       // guarded by mu
+	next      int                   // guarded by mu: round-robin position
+	count     int                   // guarded by mu: ready plus unacknowledged
+	bytes     int                   // guarded by mu
+	deleted   bool                  // guarded by mu: removed from the broker; enqueue must look up again
+}
+
+// errQueueDeleted makes a sender look the queue up again: it was removed
+// between lookup and enqueue.
+var errQueueDeleted = errors.New("broker: queue deleted")
+
+func newQueue(b *Broker, name string, owner *Session, durable bool) *queue {
+	q := &queue{b: b, name: name, owner: owner, durable: durable}
+	if short, ok := strings.CutPrefix(name, "/queue/"); ok && !strings.HasPrefix(short, "DLQ.") {
+		q.dlq = "/queue/DLQ." + short
+	}
+	return q
+}
+
+// enqueue adds m; with checkLimits, a full queue refuses it with the
+// limit-exceeded error its producer gets.
+func (q *queue) enqueue(m *Message, checkLimits bool) error {
+	size := m.size()
+	cfg := &q.b.cfg
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.deleted {
+		return errQueueDeleted
+	}
+	if checkLimits {
+		switch {
+		case q.count+1 > cfg.MaxQueueMessages:
+			return limitErr("queue " + q.name + " holds its limit of " + strconv.Itoa(cfg.MaxQueueMessages) + " messages")
+		case q.bytes+size > cfg.MaxQueueBytes:
+			return limitErr("queue " + q.name + " holds its limit of " + strconv.Itoa(cfg.MaxQueueBytes) + " bytes")
+		case q.b.queuedBytes.Load()+int64(size) > int64(cfg.MaxTotalQueuedBytes):
+			return limitErr("the broker holds its limit of " + strconv.Itoa(cfg.MaxTotalQueuedBytes) + " queued bytes")
+		}
+	}
+	q.ready.PushBack(&queuedMessage{msg: m})
+	q.count++
+	q.bytes += size
+	q.b.queuedBytes.Add(int64(size))
+	q.dispatchLocked()
+	return nil
+}
+
+func limitErr(detail string) *stompError {
+	return &stompError{code: CodeLimitExceeded, message: "limit exceeded",
+		detail:    detail + "; the message was not accepted. Retry after consumers catch up.",
+		retryable: true, reason: CloseLimitExceeded}
+}
+
+// dispatchLocked hands ready messages to consumers with credit and room.
+func (q *queue) dispatchLocked() {
+	if q.ready.Len() == 0 || len(q.consumers) == 0 {
+		return
+	}
+	now := q.b.nowMs()
+	for q.ready.Len() > 0 {
+		qm := q.ready.Front()
+		if qm.msg.expired(now) {
+			q.ready.PopFront()
+			q.forgetLocked(qm)
+			q.b.stats.Expired.Add(1)
+			continue
+		}
+		c := q.pickLocked(qm.msg.size())
+		if c == nil {
+			return
+		}
+		q.ready.PopFront()
+		qm.deliveries++
+		if !c.offer(qm) { // closed or filled since it was picked
+			qm.deliveries--
+			q.ready.PushFront(qm)
+			return
+		}
+		if c.ackMode == ackAuto {
+			q.forgetLocked(qm)
+		}
+	}
+}
+
+// pickLocked returns the next consumer, round-robin, with credit and outbox
+// room for size bytes; nil if none has.
+func (q *queue) pickLocked(size int) *subscription {
+	n := len(q.consumers)
+	for i := range n {
+		c := q.consumers[(q.next+i)%n]
+		if c.hasCredit() && c.session.out.hasRoom(size, q) {
+			q.next = (q.next + i + 1) % n
+			return c
+		}
+	}
+	return nil
+}
+
+// forgetLocked drops a message that left the queue for good.
+func (q *queue) forgetLocked(qm *queuedMessage) {
+	size := qm.msg.size()
+	q.count--
+	q.bytes -= size
+	q.b.queuedBytes.Add(-int64(size))
+}
+
+// dispatch is dispatchLocked for callers without the lock (a writer whose
+// outbox drained).
+func (q *queue) dispatch() {
+	q.mu.Lock()
+	q.dispatchLocked()
+	q.mu.Unlock()
+	q.retireIfIdle()
+}
+
+func (q *queue) addConsumer(sub *subscription) {
+	q.mu.Lock()
+	q.consumers = append(q.consumers, sub)
+	q.dispatchLocked()
+	q.mu.Unlock()
+}
+
+// removeConsumer detaches sub and puts back what it left unacknowledged.
+func (q *queue) removeConsumer(sub *subscription, unacked []delivery) {
+	q.mu.Lock()
+	for i, c := range q.consumers {
+		if c == sub {
+			q.consumers = append(q.consumers[:i], q.consumers[i+1:]...)
+			q.consumers = q.consumers[:len(q.consumers):len(q.consumers)]
+			break
+		}
+	}
+	dead := q.requeueLocked(unacked, nil)
+	q.dispatchLocked()
+	q.mu.Unlock()
+	q.deadLetter(dead, "consumer gone after max redeliveries")
+	q.retireIfIdle()
+}
+
+// acked forgets acknowledged deliveries and refills the freed credit.
+func (q *queue) acked(ds []delivery) {
+	q.mu.Lock()
+	for _, d := range ds {
+		q.forgetLocked(d.qm)
+	}
+	q.dispatchLocked()
+	q.mu.Unlock()
+	q.retireIfIdle()
+}
+
+// nacked puts deliveries back for redelivery, or dead-letters them.
+func (q *queue) nacked(ds []delivery) {
+	q.mu.Lock()
+	dead := q.requeueLocked(ds, nil)
+	q.dispatchLocked()
+	q.mu.Unlock()
+	q.deadLetter(dead, "rejected (NACK) after max redeliveries")
+	q.retireIfIdle()
+}
+
+// requeueLocked puts deliveries back in front, oldest first, except those
+// past MaxRedeliveries, which it returns for dead-lettering.
+func (q *queue) requeueLocked(ds []delivery, dead []*queuedMessage) []*queuedMessage {
+	limit := q.b.cfg.MaxRedeliveries
+	for i := len(ds) - 1; i >= 0; i-- {
+		qm := ds[i].qm
+		if limit >= 0 && qm.deliveries > limit {
+			q.forgetLocked(qm)
+			dead = append(dead, qm)
+			continue
+		}
+		q.ready.PushFront(qm)
+	}
+	return dead
+}
+
+// deadLetter moves messages to the queue's DLQ with the reason, outside any
+// queue lock (the DLQ has its own). Without a DLQ they are dropped.
+func (q *queue) deadLetter(dead []*queuedMessage, reason string) {
+	for i := len(dead) - 1; i >= 0; i-- {
+		qm := dead[i]
+		if q.dlq == "" {
+			q.b.stats.Dropped.Add(1)
+			q.b.cfg.Logger.Warn("message dropped after max redeliveries", "queue", q.name, "message_id", qm.msg.ID)
+			continue
+		}
+		m := qm.msg.withHeaders(q.b.newMessageID(), q.dlq,
+			frames.Header{Key: []byte("dlq-reason"), Value: []byte(reason)},
+			frames.Header{Key: []byte("original-destination"), Value: []byte(q.name)},
+			frames.Header{Key: []byte("original-message-id"), Value: []byte(qm.msg.ID)},
+			frames.Header{Key: []byte("delivery-count"), Value: []byte(strconv.Itoa(qm.deliveries))},
+		)
+		if err := q.b.enqueueNamed(q.dlq, m, false); err != nil {
+			q.b.stats.Dropped.Add(1)
+			continue
+		}
+		q.b.stats.DeadLettered.Add(1)
+	}
+}
+
+// retireIfIdle removes a plain queue that has no messages and no consumers,
+// so queues named once do not accumulate.
+func (q *queue) retireIfIdle() {
+	if q.durable || q.owner != nil {
+		return
+	}
+	q.mu.Lock()
+	idle := q.count == 0 && len(q.consumers) == 0 && !q.deleted
+	q.mu.Unlock()
+	if !idle {
+		return
+	}
+	b := q.b
+	b.mu.Lock()
+	q.mu.Lock()
+	if q.count == 0 && len(q.consumers) == 0 && !q.deleted && b.queues[q.name] == q {
+		q.deleted = true
+		delete(b.queues, q.name)
+	}
+	q.mu.Unlock()
+	b.mu.Unlock()
+}
+
+// queue returns the queue named name, creating it if create is set.
+func (b *Broker) queue(name string, create bool) (*queue, *stompError) {
+	b.mu.RLock()
+	q := b.queues[name]
+	b.mu.RUnlock()
+	if q != nil || !create {
+		return q, nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if q = b.queues[name]; q != nil {
+		return q, nil
+	}
+	if len(b.queues) >= b.cfg.MaxQueues {
+		return nil, limitErr("the broker holds its limit of " + strconv.Itoa(b.cfg.MaxQueues) + " queues")
+	}
+	q = newQueue(b, name, nil, false)
+	b.queues[name] = q
+	return q, nil
+}
+
+// enqueueNamed puts m into the named queue, creating it, and retries if the
+// queue was retired between lookup and enqueue.
+func (b *Broker) enqueueNamed(name string, m *Message, checkLimits bool) *stompError {
+	for range 8 {
+		q, serr := b.queue(name, true)
+		if serr != nil {
+			return serr
+		}
+		err := q.enqueue(m, checkLimits)
+		if err == nil {
+			return nil
+		}
+		var se *stompError
+		if errors.As(err, &se) {
+			return se
+		}
+	}
+	return limitErr("queue " + name + " is being recreated too often")
+}

@@ -1,0 +1,295 @@
+package broker
+
+import (
+	"errors"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/stompbox/stompbox/frames"
+)
+
+type sessionState uint8
+
+const (
+	stateAwaitingConnect sessionState = iota
+	stateConnected
+	stateClosed
+	stateReleased
+)
+
+// Session is the STOMP state machine of one connection. Feed and Release run
+// on the connection's read loop; AppendOutput on its writer; the outbox is the
+// only state both they and other sessions' publishers touch.
+type Session struct {
+	b      *Broker   // immutable
+	t      Transport // immutable
+	id     string    // immutable
+	remote string    // immutable
+
+	parser *frames.Parser // read loop only
+
+	// Read loop only.
+	state      sessionState
+	principal  string
+	clientID   string
+	subs       map[string]*subscription // by the client's subscription id
+	subsByNum  map[uint32]*subscription // by the number inside ack ids
+	nextSubNum uint32
+	txs        map[string]*transaction
+	tempQueues map[string]*queue // by the name after /temp-queue/
+	acked      []delivery        // scratch for ACK/NACK
+	expect     time.Duration     // negotiated client->server heart-beat interval
+
+	// Written by the read loop before CONNECTED is queued, read by the writer
+	// after taking it from the outbox: the outbox mutex orders the two.
+	version  frames.Version
+	escaping frames.Escaping
+
+	sendInterval atomic.Int64 // server->client heart-beat interval (ns); 0 = none
+	nextAck      atomic.Uint64
+	out          outbox
+
+	// Writer only: spares swapped with the outbox.
+	spareEntries []outEntry
+	spareCtrl    []byte
+	spareStarved []*queue
+}
+
+// NewSession starts the protocol state of a new connection. remote is the
+// peer's address, for logs and the Authenticator.
+func (b *Broker) NewSession(t Transport, remote string) *Session {
+	s := &Session{
+		b: b, t: t, remote: remote,
+		id:     b.newSessionID(),
+		parser: frames.NewParser(b.cfg.Frame),
+		subs:   make(map[string]*subscription),
+	}
+	s.out.limit = b.cfg.MaxOutboxBytes
+	b.sessionCount.Add(1)
+	return s
+}
+
+// ID is the session id sent in CONNECTED.
+func (s *Session) ID() string { return s.id }
+
+// errStop tells the parser to stop: the session has queued its last frame.
+var errStop = errors.New("broker: stop reading")
+
+// Feed parses bytes read from the connection and acts on every complete
+// frame. The bytes are borrowed until Feed returns (and decoded in place).
+// It returns ErrSessionClosed once the session has ended; the driver then
+// stops reading and lets the writer flush and close.
+func (s *Session) Feed(chunk []byte) error {
+	if s.state >= stateClosed || s.out.closed.Load() {
+		s.state = max(s.state, stateClosed)
+		return ErrSessionClosed
+	}
+	err := s.parser.Parse(chunk, s)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, errStop) {
+		s.fail(frameError(err), nil)
+	}
+	s.state = stateClosed
+	return ErrSessionClosed
+}
+
+// frameError turns a parse error into the ERROR the client gets.
+func frameError(err error) *stompError {
+	code := frames.ErrorCode(err)
+	var fe *frames.Error
+	msg := "malformed frame"
+	if errors.As(err, &fe) {
+		msg = fe.Message
+	}
+	e := &stompError{code: code, message: msg, detail: err.Error(), reason: CloseProtocolError}
+	if code == CodeFrameTooLarge {
+		e.reason = CloseFrameTooLarge
+		e.detail += "\nThe frame exceeds a server limit; resending it will fail again."
+	}
+	return e
+}
+
+// ReadTimeout is how long the driver may wait for the next bytes before
+// calling Expire: the connect timeout before CONNECT, then the negotiated
+// client heart-beat interval times the tolerance; 0 means no deadline.
+func (s *Session) ReadTimeout() time.Duration {
+	if s.state == stateAwaitingConnect {
+		return s.b.cfg.ConnectTimeout
+	}
+	if s.expect == 0 {
+		return 0
+	}
+	return time.Duration(float64(s.expect) * s.b.cfg.HeartbeatTolerance)
+}
+
+// HeartbeatInterval is how often the writer must send something (a
+// heart-beat EOL when idle); 0 means never. Safe from any goroutine.
+func (s *Session) HeartbeatInterval() time.Duration {
+	return time.Duration(s.sendInterval.Load())
+}
+
+// Expire is called by the read loop when ReadTimeout passed without a byte:
+// the client is told why and the session closes.
+func (s *Session) Expire() {
+	if s.state >= stateClosed {
+		return
+	}
+	if s.state == stateAwaitingConnect {
+		s.fail(&stompError{code: CodeConnectTimeout, message: "no CONNECT in time",
+			detail:    "A CONNECT frame must arrive within " + s.b.cfg.ConnectTimeout.String() + " of connecting.",
+			retryable: true, reason: CloseConnectTimeout}, nil)
+	} else {
+		s.fail(&stompError{code: CodeHeartbeatTimeout, message: "heart-beat timeout",
+			detail:    "Nothing was received for " + s.ReadTimeout().String() + ", longer than the negotiated heart-beat interval allows.",
+			retryable: true, reason: CloseHeartbeatTimeout}, nil)
+	}
+	s.state = stateClosed
+}
+
+// Shutdown tells the client the server is going away (retryable) and closes.
+// Safe from any goroutine: it only touches the outbox.
+func (s *Session) Shutdown() {
+	e := &stompError{code: CodeServerShutdown, message: "server shutting down",
+		detail: "The server is shutting down; reconnect later.", retryable: true, reason: CloseShutdown}
+	if s.out.close(CloseShutdown, false, s.errorFrame(e, nil)) {
+		s.t.Wake()
+	}
+}
+
+// Abort ends the session without a frame: the network failed or the peer
+// closed. Safe from any goroutine.
+func (s *Session) Abort(reason CloseReason) {
+	if s.out.close(reason, true, nil) {
+		s.t.Wake()
+	}
+}
+
+// CloseReason returns why the session ended, once it has.
+func (s *Session) CloseReason() (CloseReason, bool) { return s.out.closeReason() }
+
+// fail queues an ERROR for e (echoing the frame's receipt, if any) and closes.
+func (s *Session) fail(e *stompError, f *frames.Frame) {
+	var receipt []byte
+	if f != nil {
+		receipt, _ = f.Header("receipt")
+	}
+	s.b.cfg.Logger.Debug("session error", "session", s.id, "remote", s.remote, "code", e.code, "message", e.message)
+	if s.out.close(e.reason, e.reason == CloseSlowConsumer, s.errorFrame(e, receipt)) {
+		s.t.Wake()
+	}
+}
+
+// errorFrame returns an encoder for the ERROR frame of e. STOMP 1.2: the
+// ERROR frame "SHOULD contain a message header with a short description of
+// the error" and "MAY contain a body" with details; receipt-id when the bad
+// frame asked for a receipt.
+func (s *Session) errorFrame(e *stompError, receipt []byte) func([]byte) []byte {
+	esc := frames.EscapingFor(s.version, frames.CmdError)
+	return func(dst []byte) []byte {
+		dst = frames.AppendCommand(dst, frames.CmdError)
+		dst = frames.AppendHeaderString(dst, esc, "message", e.message)
+		if receipt != nil {
+			dst = frames.AppendHeader(dst, esc, []byte("receipt-id"), receipt)
+		}
+		dst = frames.AppendHeaderString(dst, esc, "error-code", e.code)
+		dst = frames.AppendHeaderString(dst, esc, "retryable", strconv.FormatBool(e.retryable))
+		if e.code == CodeUnsupportedVersion {
+			dst = frames.AppendHeaderString(dst, esc, "version", frames.SupportedVersions)
+		}
+		dst = frames.AppendHeaderString(dst, esc, "content-type", "text/plain")
+		return frames.AppendBody(dst, []byte(e.detail))
+	}
+}
+
+// receipt queues a RECEIPT if f asked for one. STOMP 1.2: "the server MUST
+// acknowledge the processing of a frame with a RECEIPT frame".
+func (s *Session) receipt(f *frames.Frame) {
+	r, ok := f.Header("receipt")
+	if !ok {
+		return
+	}
+	esc := s.escaping
+	if s.out.pushControl(func(dst []byte) []byte {
+		dst = frames.AppendCommand(dst, frames.CmdReceipt)
+		dst = frames.AppendHeader(dst, esc, []byte("receipt-id"), r)
+		return frames.AppendEnd(dst)
+	}) {
+		s.t.Wake()
+	}
+}
+
+// HandleHeartbeat implements frames.Handler. Liveness is the driver's read
+// deadline, reset by any byte, so there is nothing to do here.
+func (s *Session) HandleHeartbeat() error { return nil }
+
+// HandleFrame implements frames.Handler: it dispatches one borrowed frame.
+func (s *Session) HandleFrame(f *frames.Frame) error {
+	var err *stompError
+	switch {
+	case f.Command == frames.CmdConnect || f.Command == frames.CmdStomp:
+		err = s.handleConnect(f)
+	case s.state != stateConnected:
+		err = protocolErr(CodeProtocolError, "not connected",
+			"The first frame must be CONNECT or STOMP; got "+f.Command.String()+".")
+	case !f.Command.FromClient():
+		err = protocolErr(CodeProtocolError, "server frame from client",
+			f.Command.String()+" is sent by servers, not clients.")
+	default:
+		err = s.handleConnected(f)
+	}
+	if err != nil {
+		s.fail(err, f)
+		s.state = stateClosed
+		return errStop
+	}
+	if s.state >= stateClosed {
+		return errStop
+	}
+	return nil
+}
+
+func (s *Session) handleConnected(f *frames.Frame) *stompError {
+	switch f.Command {
+	case frames.CmdSend:
+		return s.handleSend(f)
+	case frames.CmdSubscribe:
+		return s.handleSubscribe(f)
+	case frames.CmdUnsubscribe:
+		return s.handleUnsubscribe(f)
+	case frames.CmdAck, frames.CmdNack:
+		return s.handleAck(f)
+	case frames.CmdBegin:
+		return s.handleBegin(f)
+	case frames.CmdCommit:
+		return s.handleCommit(f)
+	case frames.CmdAbort:
+		return s.handleAbort(f)
+	case frames.CmdDisconnect:
+		return s.handleDisconnect(f)
+	}
+	return protocolErr(CodeProtocolError, "unexpected frame", f.Command.String()+" is not allowed here.")
+}
+
+// handleDisconnect: STOMP 1.2, "the client ... MUST NOT send any more frames
+// after the DISCONNECT frame"; the RECEIPT is the last thing written.
+func (s *Session) handleDisconnect(f *frames.Frame) *stompError {
+	s.receipt(f)
+	if s.out.close(CloseDisconnect, false, nil) {
+		s.t.Wake()
+	}
+	s.state = stateClosed
+	return nil
+}
+
+// requireHeader returns a header's value or the ERROR for its absence.
+func requireHeader(f *frames.Frame, key string) ([]byte, *stompError) {
+	v, ok := f.Header(key)
+	if !ok || len(v) == 0 {
+		return nil, protocolErr(CodeMissingHeader, "missing "+key+" header",
+			f.Command.String()+" requires a non-empty "+key+" header.")
+	}
+	return v, nil
+}

@@ -1,0 +1,100 @@
+package broker
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/stompbox/stompbox/frames"
+)
+
+// ackTarget is one resolved ACK or NACK: which subscription and delivery.
+type ackTarget struct {
+	sub   *subscription
+	ackID uint64
+}
+
+// handleAck acknowledges (ACK) or rejects (NACK) a delivery, now or at the
+// COMMIT of its transaction.
+func (s *Session) handleAck(f *frames.Frame) *stompError {
+	target, err := s.resolveAck(f)
+	if err != nil {
+		return err
+	}
+	if tx, ok := f.Header("transaction"); ok {
+		return s.addToTransaction(f, tx, txOp{cmd: f.Command, ack: target})
+	}
+	if err := s.applyAck(f.Command, target); err != nil {
+		return err
+	}
+	s.receipt(f)
+	return nil
+}
+
+// resolveAck finds the delivery an ACK/NACK names. STOMP 1.2 uses the id
+// header (our MESSAGE's ack header, "<subscription number>.<ack id>"); 1.1
+// uses subscription plus message-id; 1.0 message-id alone.
+func (s *Session) resolveAck(f *frames.Frame) (ackTarget, *stompError) {
+	unknown := func(what string) (ackTarget, *stompError) {
+		return ackTarget{}, protocolErr(CodeUnknownMessage, "unknown message",
+			f.Command.String()+" names "+what+", which is not an unacknowledged message of this connection.")
+	}
+	if id, ok := f.Header("id"); ok && s.version == frames.V12 {
+		numPart, ackPart, found := strings.Cut(string(id), ".")
+		num, err1 := strconv.ParseUint(numPart, 10, 32)
+		ackID, err2 := strconv.ParseUint(ackPart, 10, 64)
+		if !found || err1 != nil || err2 != nil {
+			return unknown("id " + strconv.Quote(truncateString(string(id), 64)))
+		}
+		sub := s.subsByNum[uint32(num)]
+		if sub == nil || !sub.has(ackID) {
+			return unknown("id " + string(id))
+		}
+		return ackTarget{sub: sub, ackID: ackID}, nil
+	}
+	msgID, ok := f.Header("message-id")
+	if !ok {
+		if s.version == frames.V12 {
+			return ackTarget{}, protocolErr(CodeMissingHeader, "missing id header", f.Command.String()+" requires an id header.")
+		}
+		return ackTarget{}, protocolErr(CodeMissingHeader, "missing message-id header", f.Command.String()+" requires a message-id header.")
+	}
+	if subID, ok := f.Header("subscription"); ok {
+		sub := s.subs[string(subID)]
+		if sub == nil {
+			return unknown("subscription " + strconv.Quote(truncateString(string(subID), 64)))
+		}
+		if ackID, ok := sub.findByMessageID(msgID); ok {
+			return ackTarget{sub: sub, ackID: ackID}, nil
+		}
+		return unknown("message-id " + strconv.Quote(truncateString(string(msgID), 64)))
+	}
+	for _, sub := range s.subs {
+		if ackID, ok := sub.findByMessageID(msgID); ok {
+			return ackTarget{sub: sub, ackID: ackID}, nil
+		}
+	}
+	return unknown("message-id " + strconv.Quote(truncateString(string(msgID), 64)))
+}
+
+// applyAck settles the deliveries an ACK or NACK covers. In client mode
+// both are cumulative: "the client acknowledges all messages up to that
+// point"; queue messages that were NACKed go back for redelivery, topic
+// messages are dropped.
+func (s *Session) applyAck(cmd frames.Command, t ackTarget) *stompError {
+	cumulative := t.sub.ackMode == ackClient
+	var found bool
+	s.acked, found = t.sub.take(t.ackID, cumulative, s.acked[:0])
+	if !found {
+		return protocolErr(CodeUnknownMessage, "unknown message",
+			cmd.String()+" names a message that was already acknowledged.")
+	}
+	if q := t.sub.queue; q != nil {
+		if cmd == frames.CmdAck {
+			q.acked(s.acked)
+		} else {
+			q.nacked(s.acked)
+		}
+	}
+	clear(s.acked)
+	return nil
+}

@@ -1,0 +1,72 @@
+package broker
+
+import (
+	"context"
+
+	"github.com/stompbox/stompbox/frames"
+)
+
+// handleConnect negotiates version and heart-beats, authenticates, and
+// answers CONNECTED (STOMP 1.2, "Connecting").
+func (s *Session) handleConnect(f *frames.Frame) *stompError {
+	if s.state != stateAwaitingConnect {
+		return protocolErr(CodeProtocolError, "already connected", "CONNECT may be sent only once per connection.")
+	}
+	accept, present := f.Header(frames.HeaderAcceptVersion)
+	version, ok := frames.NegotiateVersion(accept, present)
+	if !ok {
+		return &stompError{code: CodeUnsupportedVersion, message: "unsupported protocol version",
+			detail: "Supported protocol versions are " + frames.SupportedVersions + "; the client offered " + string(accept) + ".",
+			reason: CloseProtocolError}
+	}
+	var client frames.HeartBeat
+	if hb, ok := f.Header(frames.HeaderHeartBeat); ok && version > frames.V10 {
+		var err error
+		if client, err = frames.ParseHeartBeat(hb); err != nil {
+			return protocolErr(CodeInvalidHeader, "invalid heart-beat header", err.Error())
+		}
+	}
+	login, _ := f.Header("login")
+	passcode, _ := f.Header("passcode")
+	host, _ := f.Header("host")
+	ctx, cancel := context.WithTimeout(context.Background(), s.b.cfg.ConnectTimeout)
+	defer cancel()
+	principal, err := s.b.cfg.Authenticator.Authenticate(ctx, Credentials{
+		Login: string(login), Passcode: string(passcode), Host: string(host), RemoteAddr: s.remote,
+	})
+	if err != nil {
+		return &stompError{code: CodeAuthFailed, message: "authentication failed", detail: err.Error(), reason: ClosePolicy}
+	}
+	if id, ok := f.Header("client-id"); ok {
+		s.clientID = string(id)
+	}
+	s.principal = principal
+	s.version = version
+	s.escaping = frames.EscapingFor(version, frames.CmdMessage)
+	s.parser.SetVersion(version)
+
+	// STOMP 1.2, Heart-beating: each direction is MAX(sender's, receiver's)
+	// interval, or none when either side says 0.
+	server := s.b.cfg.HeartBeat
+	send, expect := frames.NegotiateHeartBeat(server, client)
+	s.expect = expect
+	s.sendInterval.Store(int64(send))
+	s.state = stateConnected
+
+	if s.out.pushControl(func(dst []byte) []byte {
+		dst = frames.AppendCommand(dst, frames.CmdConnected)
+		dst = frames.AppendHeaderString(dst, frames.EscapeNone, "version", version.String())
+		dst = frames.AppendHeaderString(dst, frames.EscapeNone, "session", s.id)
+		dst = frames.AppendHeaderString(dst, frames.EscapeNone, "server", s.b.cfg.ServerName)
+		dst = append(dst, "heart-beat:"...)
+		dst = frames.AppendHeartBeat(dst, server)
+		dst = append(dst, '\n')
+		return frames.AppendEnd(dst)
+	}) {
+		s.t.Wake()
+	}
+	s.receipt(f)
+	s.b.cfg.Logger.Debug("connected", "session", s.id, "remote", s.remote, "version", version.String(),
+		"principal", principal, "heartbeat_send", send, "heartbeat_expect", expect)
+	return nil
+}

@@ -1,0 +1,113 @@
+package broker
+
+import (
+	"strconv"
+
+	"github.com/stompbox/stompbox/frames"
+)
+
+// AppendOutput is the writer's side: it takes everything queued for this
+// connection, appends it encoded to dst and returns the result, plus
+// whether the session is closing (then, once out is written, the driver
+// closes the connection). MESSAGE frames are encoded here, outside every
+// lock, from the shared Message: its 1.2 headers were escaped once at
+// SEND, so a delivery costs a few appends and one copy of the body into the
+// socket buffer. It must not be called concurrently with itself.
+func (s *Session) AppendOutput(dst []byte) (out []byte, closing bool) {
+	entries, ctrl, starved, closing := s.out.take(s.spareEntries, s.spareCtrl, s.spareStarved)
+	for i := range entries {
+		e := &entries[i]
+		if e.msg == nil {
+			dst = append(dst, ctrl[e.ctrlStart:e.ctrlEnd]...)
+			continue
+		}
+		dst = s.appendMessage(dst, e)
+	}
+	clear(entries)
+	s.spareEntries, s.spareCtrl = entries[:0], ctrl[:0]
+	// The backlog is taken, so queues that skipped this consumer for lack
+	// of room may send again.
+	for _, q := range starved {
+		q.dispatch()
+	}
+	clear(starved)
+	s.spareStarved = starved[:0]
+	return dst, closing
+}
+
+// appendMessage encodes one MESSAGE: per-delivery headers first, then the
+// message's own, then the body.
+func (s *Session) appendMessage(dst []byte, e *outEntry) []byte {
+	m, sub := e.msg, e.sub
+	dst = frames.AppendCommand(dst, frames.CmdMessage)
+	dst = append(dst, sub.header...)
+	dst = append(dst, "message-id:"...)
+	dst = append(dst, m.ID...)
+	dst = append(dst, '\n')
+	if e.ackID != 0 {
+		dst = append(dst, "ack:"...)
+		dst = strconv.AppendUint(dst, uint64(sub.num), 10)
+		dst = append(dst, '.')
+		dst = strconv.AppendUint(dst, e.ackID, 10)
+		dst = append(dst, '\n')
+	}
+	if e.deliveries > 1 {
+		dst = append(dst, "redelivered:true\ndelivery-count:"...)
+		dst = strconv.AppendInt(dst, int64(e.deliveries), 10)
+		dst = append(dst, '\n')
+	}
+	if s.escaping == frames.Escape12 {
+		dst = append(dst, m.enc12...)
+	} else {
+		for _, h := range m.Headers {
+			dst = frames.AppendHeader(dst, s.escaping, h.Key, h.Value)
+		}
+	}
+	return frames.AppendBody(dst, m.Body)
+}
+
+// slowConsumer closes a session whose outbound buffer overflowed: what it
+// had not taken is dropped and it gets an ERROR now. Safe from any
+// goroutine (publishers call it).
+func (s *Session) slowConsumer(why string) {
+	e := &stompError{code: CodeSlowConsumer, message: "slow consumer",
+		detail:    "Disconnected because this client reads too slowly: " + why + ".",
+		retryable: true, reason: CloseSlowConsumer}
+	if s.out.close(CloseSlowConsumer, true, s.errorFrame(e, nil)) {
+		s.b.stats.SlowConsumers.Add(1)
+		s.b.cfg.Logger.Info("slow consumer disconnected", "session", s.id, "remote", s.remote, "why", why)
+		s.t.Wake()
+	}
+}
+
+// Release ends the session for the broker: subscriptions are removed,
+// unacknowledged queue messages requeued for other consumers, open
+// transactions discarded and temporary queues deleted. The driver calls it
+// once, from the read loop, after the last Feed.
+func (s *Session) Release() {
+	if s.state == stateReleased {
+		return
+	}
+	s.state = stateReleased
+	s.Abort(ClosePeer) // no-op if already closing
+	for _, sub := range s.subs {
+		s.removeSubscription(sub)
+	}
+	s.txs = nil
+	b := s.b
+	for key, q := range s.tempQueues {
+		b.mu.Lock()
+		if b.queues[key] == q {
+			delete(b.queues, key)
+		}
+		b.mu.Unlock()
+		q.mu.Lock()
+		q.deleted = true
+		for q.ready.Len() > 0 {
+			q.forgetLocked(q.ready.PopFront())
+		}
+		q.mu.Unlock()
+	}
+	s.tempQueues = nil
+	b.sessionCount.Add(-1)
+}

@@ -1,0 +1,149 @@
+package broker
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/stompbox/stompbox/frames"
+)
+
+// route is where a SEND goes, resolved before anything is enqueued so that
+// a transaction can validate at SEND and apply at COMMIT.
+type route struct {
+	kind destKind
+	key  string // queue key, or topic name
+}
+
+// handleSend publishes one message (or adds it to its transaction).
+func (s *Session) handleSend(f *frames.Frame) *stompError {
+	m, r, err := s.buildMessage(f)
+	if err != nil {
+		return err
+	}
+	if tx, ok := f.Header("transaction"); ok {
+		return s.addToTransaction(f, tx, txOp{cmd: frames.CmdSend, msg: m, route: r})
+	}
+	if m != nil {
+		if err := s.deliverRoute(r, m, true); err != nil {
+			return err
+		}
+	}
+	s.receipt(f)
+	return nil
+}
+
+// buildMessage validates a SEND and copies it into a Message. A nil
+// message with no error means it expired before it was sent.
+func (s *Session) buildMessage(f *frames.Frame) (*Message, route, *stompError) {
+	destination, err := requireHeader(f, "destination")
+	if err != nil {
+		return nil, route{}, err
+	}
+	dest := string(destination)
+	kind, name, err := parseDestination(dest)
+	if err != nil {
+		return nil, route{}, err
+	}
+	r := route{kind: kind, key: name}
+	switch kind {
+	case kindTopic:
+		if isWildcard(name) {
+			return nil, route{}, protocolErr(CodeInvalidDestination, "invalid destination",
+				"Wildcards are for SUBSCRIBE; SEND to a concrete topic name.")
+		}
+	case kindQueue:
+		r.key = dest
+	case kindTempQueue:
+		r.key = s.replyAddress(name)
+	case kindReplyQueue:
+		r.key = dest
+	}
+	var expires int64
+	if v, ok := f.Header("expires"); ok {
+		n, perr := strconv.ParseInt(string(v), 10, 64)
+		if perr != nil || n < 0 {
+			return nil, route{}, protocolErr(CodeInvalidHeader, "invalid expires header",
+				"expires must be milliseconds since the epoch (0 = never); got "+strconv.Quote(truncateString(string(v), 32))+".")
+		}
+		expires = n
+	}
+	persistent := false
+	if v, ok := f.Header("persistent"); ok && string(v) == "true" {
+		persistent = true
+	}
+	replyTo := ""
+	if v, ok := f.Header("reply-to"); ok {
+		if name, isTemp := strings.CutPrefix(string(v), "/temp-queue/"); isTemp && name != "" {
+			replyTo = s.replyAddress(name)
+		}
+	}
+	m := newMessage(f, s.b.newMessageID(), dest, replyTo, persistent, expires)
+	if m.expired(s.b.nowMs()) {
+		s.b.stats.Expired.Add(1)
+		return nil, r, nil
+	}
+	s.b.stats.Published.Add(1)
+	return m, r, nil
+}
+
+// replyAddress is the public address of this session's temporary queue
+// name: other sessions reply to it; only this session can consume it.
+func (s *Session) replyAddress(name string) string {
+	return "/reply-queue/" + s.id + "/" + name
+}
+
+// deliverRoute hands m to its destination.
+func (s *Session) deliverRoute(r route, m *Message, checkLimits bool) *stompError {
+	switch r.kind {
+	case kindTopic:
+		s.b.publishTopic(r.key, m)
+		return nil
+	case kindTempQueue:
+		q, err := s.tempQueue(r.key)
+		if err != nil {
+			return err
+		}
+		if err := q.enqueue(m, checkLimits); err != nil {
+			return asStompError(err)
+		}
+		return nil
+	case kindReplyQueue:
+		q, _ := s.b.queue(r.key, false)
+		if q == nil {
+			return nil // the requester is gone: like RabbitMQ, the reply is dropped
+		}
+		if err := q.enqueue(m, checkLimits); err != nil && err != errQueueDeleted {
+			return asStompError(err)
+		}
+		return nil
+	}
+	return s.b.enqueueNamed(r.key, m, checkLimits)
+}
+
+func asStompError(err error) *stompError {
+	if se, ok := err.(*stompError); ok {
+		return se
+	}
+	return &stompError{code: CodeLimitExceeded, message: "not accepted", detail: err.Error(), retryable: true, reason: CloseLimitExceeded}
+}
+
+// tempQueue returns this session's temporary queue at the reply address
+// key, creating it; it lives until the session ends.
+func (s *Session) tempQueue(key string) (*queue, *stompError) {
+	if q := s.tempQueues[key]; q != nil {
+		return q, nil
+	}
+	b := s.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.queues) >= b.cfg.MaxQueues {
+		return nil, limitErr("the broker holds its limit of " + strconv.Itoa(b.cfg.MaxQueues) + " queues")
+	}
+	q := newQueue(b, key, s, false)
+	b.queues[key] = q
+	if s.tempQueues == nil {
+		s.tempQueues = make(map[string]*queue)
+	}
+	s.tempQueues[key] = q
+	return q, nil
+}

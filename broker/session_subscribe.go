@@ -1,0 +1,133 @@
+package broker
+
+import (
+	"strconv"
+
+	"github.com/stompbox/stompbox/frames"
+)
+
+// handleSubscribe creates a subscription (STOMP 1.2, "SUBSCRIBE") to a topic
+// (exact or wildcard), a queue, this session's temporary queue, or a durable
+// subscription (client-id on CONNECT plus durable-subscription-name).
+func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
+	destination, err := requireHeader(f, "destination")
+	if err != nil {
+		return err
+	}
+	dest := string(destination)
+	id := dest // STOMP 1.0 subscriptions may omit id
+	if v, ok := f.Header("id"); ok && len(v) > 0 {
+		id = string(v)
+	} else if s.version > frames.V10 {
+		return protocolErr(CodeMissingHeader, "missing id header", "SUBSCRIBE requires an id header.")
+	}
+	if _, dup := s.subs[id]; dup {
+		return protocolErr(CodeDuplicateSubscription, "duplicate subscription id",
+			"Subscription id "+strconv.Quote(truncateString(id, 64))+" is already in use on this connection.")
+	}
+	if len(s.subs) >= s.b.cfg.MaxSubscriptions {
+		return limitErr("this connection holds its limit of " + strconv.Itoa(s.b.cfg.MaxSubscriptions) + " subscriptions")
+	}
+	ackValue, present := f.Header("ack")
+	mode, ok := parseAckMode(ackValue, present)
+	if !ok {
+		return protocolErr(CodeInvalidHeader, "invalid ack header", "ack must be auto, client or client-individual.")
+	}
+	prefetch := 0
+	if v, ok := f.Header("prefetch-count"); ok {
+		n, perr := strconv.Atoi(string(v))
+		if perr != nil || n < 0 {
+			return protocolErr(CodeInvalidHeader, "invalid prefetch-count header", "prefetch-count must be a non-negative integer.")
+		}
+		prefetch = n
+	}
+	kind, name, err := parseDestination(dest)
+	if err != nil {
+		return err
+	}
+	s.nextSubNum++
+	sub := &subscription{session: s, id: id, num: s.nextSubNum, dest: dest, pattern: name,
+		ackMode: mode, prefetch: prefetch, header: subscriptionHeader(s.escaping, id)}
+
+	durableName, isDurable := f.Header("durable-subscription-name")
+	switch {
+	case kind == kindTopic && isDurable:
+		if err := s.attachDurable(sub, string(durableName)); err != nil {
+			return err
+		}
+	case kind == kindTopic:
+		if isWildcard(name) && !validPattern(name) {
+			return protocolErr(CodeInvalidDestination, "invalid destination",
+				"In topic patterns * and # must each be a whole dot-separated segment.")
+		}
+		s.b.addTopicSub(sub)
+	case kind == kindQueue:
+		q, err := s.b.queue(dest, true)
+		if err != nil {
+			return err
+		}
+		sub.queue = q
+	case kind == kindTempQueue:
+		q, err := s.tempQueue(s.replyAddress(name))
+		if err != nil {
+			return err
+		}
+		sub.queue = q
+	default:
+		return &stompError{code: CodeForbidden, message: "forbidden",
+			detail: "Reply queues can be sent to but not subscribed to; subscribe to your own /temp-queue/.", reason: ClosePolicy}
+	}
+	s.subs[id] = sub
+	if s.subsByNum == nil {
+		s.subsByNum = make(map[uint32]*subscription)
+	}
+	s.subsByNum[sub.num] = sub
+	// The RECEIPT goes before any message the subscription yields, so the
+	// client knows the subscription is live when it arrives.
+	s.receipt(f)
+	if sub.queue != nil {
+		sub.queue.addConsumer(sub)
+	}
+	return nil
+}
+
+// handleUnsubscribe ends a subscription; its unacknowledged queue messages
+// go back for redelivery. With remove-durable:true a durable subscription is
+// deleted with its backlog instead of being kept for the next SUBSCRIBE.
+func (s *Session) handleUnsubscribe(f *frames.Frame) *stompError {
+	id, ok := f.Header("id")
+	if !ok && s.version == frames.V10 {
+		id, ok = f.Header("destination")
+	}
+	if !ok {
+		return protocolErr(CodeMissingHeader, "missing id header", "UNSUBSCRIBE requires the id of the subscription.")
+	}
+	sub := s.subs[string(id)]
+	if sub == nil {
+		return protocolErr(CodeUnknownSubscription, "unknown subscription",
+			"No subscription with id "+strconv.Quote(truncateString(string(id), 64))+" on this connection.")
+	}
+	s.removeSubscription(sub)
+	if v, ok := f.Header("remove-durable"); ok && string(v) == "true" && sub.durable != nil {
+		s.b.removeDurable(sub.durable)
+	}
+	s.receipt(f)
+	return nil
+}
+
+// removeSubscription detaches sub from its destination; what it left
+// unacknowledged is requeued (queues) or dropped (topics).
+func (s *Session) removeSubscription(sub *subscription) {
+	delete(s.subs, sub.id)
+	delete(s.subsByNum, sub.num)
+	unacked := sub.close()
+	switch {
+	case sub.queue != nil:
+		sub.queue.removeConsumer(sub, unacked)
+		if sub.durable != nil {
+			sub.durable.detach(sub)
+		}
+	default:
+		s.b.removeTopicSub(sub)
+	}
+}

@@ -1,0 +1,195 @@
+package broker
+
+import (
+	"cmp"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/stompbox/stompbox/frames"
+)
+
+// ackMode is a SUBSCRIBE's ack header (STOMP 1.2, "SUBSCRIBE ack Header").
+type ackMode uint8
+
+const (
+	ackAuto             ackMode = iota // delivered = acknowledged
+	ackClient                          // cumulative per subscription
+	ackClientIndividual                // one message at a time
+)
+
+func parseAckMode(v []byte, present bool) (ackMode, bool) {
+	if !present {
+		return ackAuto, true
+	}
+	switch string(v) {
+	case "auto":
+		return ackAuto, true
+	case "client":
+		return ackClient, true
+	case "client-individual":
+		return ackClientIndividual, true
+	}
+	return 0, false
+}
+
+// delivery is one unacknowledged MESSAGE.
+type delivery struct {
+	ackID uint64
+	msg   *Message
+	qm    *queuedMessage // nil for a topic delivery (nothing to requeue)
+}
+
+// subscription is one SUBSCRIBE of one session, or (session nil, feed set)
+// the topic side of a durable subscription, which enqueues into its queue.
+type subscription struct {
+	session  *Session // immutable; nil for a durable feed
+	id       string   // immutable: the client's id header
+	num      uint32   // immutable: session-local number, first part of ack ids
+	dest     string   // immutable: as subscribed
+	pattern  string   // immutable: topic name or wildcard pattern
+	ackMode  ackMode  // immutable
+	prefetch int      // immutable: max unacked; 0 = unlimited
+	header   []byte   // immutable: "subscription:<id>\n" escaped for the session
+	queue    *queue   // immutable: the queue consumed (queue, temp, durable)
+	feed     *queue   // immutable: for a durable feed, the queue it fills
+	durable  *durable // immutable: the durable subscription consumed, if any
+
+	mu      sync.Mutex
+	unacked []delivery // guarded by mu: ascending ackID
+	closed  bool       // guarded by mu
+}
+
+// hasCredit reports whether a queue may hand this consumer another message.
+func (sub *subscription) hasCredit() bool {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	return !sub.closed && (sub.ackMode == ackAuto || sub.prefetch == 0 || len(sub.unacked) < sub.prefetch)
+}
+
+// offer queues one delivery of qm (from a queue, under its lock) to the
+// session; false when the subscription closed or the outbox is full.
+func (sub *subscription) offer(qm *queuedMessage) bool {
+	s := sub.session
+	sub.mu.Lock()
+	if sub.closed {
+		sub.mu.Unlock()
+		return false
+	}
+	e := outEntry{msg: qm.msg, sub: sub, deliveries: qm.deliveries}
+	if sub.ackMode != ackAuto {
+		e.ackID = s.nextAck.Add(1)
+	}
+	ok := s.out.pushMessage(e)
+	if ok && sub.ackMode != ackAuto {
+		sub.unacked = append(sub.unacked, delivery{ackID: e.ackID, msg: qm.msg, qm: qm})
+	}
+	sub.mu.Unlock()
+	if ok {
+		s.b.stats.Delivered.Add(1)
+		if qm.deliveries > 1 {
+			s.b.stats.Redelivered.Add(1)
+		}
+		s.t.Wake()
+	}
+	return ok
+}
+
+// deliverTopic hands a published message to a topic subscriber. It never
+// blocks: a subscriber that cannot take it is closed as a slow consumer.
+func (sub *subscription) deliverTopic(m *Message) {
+	if sub.feed != nil {
+		if err := sub.feed.enqueue(m, true); err != nil {
+			sub.feed.b.stats.Dropped.Add(1) // a durable backlog at its limit loses the newest
+		}
+		return
+	}
+	s := sub.session
+	sub.mu.Lock()
+	if sub.closed {
+		sub.mu.Unlock()
+		return
+	}
+	e := outEntry{msg: m, sub: sub, deliveries: 1}
+	if sub.ackMode != ackAuto {
+		limit := sub.prefetch
+		if limit == 0 {
+			limit = s.b.cfg.MaxTopicUnacked
+		}
+		if len(sub.unacked) >= limit {
+			sub.mu.Unlock()
+			s.slowConsumer("more than " + strconv.Itoa(limit) + " unacknowledged messages on subscription " + sub.id)
+			return
+		}
+		e.ackID = s.nextAck.Add(1)
+	}
+	ok := s.out.pushMessage(e)
+	if ok && sub.ackMode != ackAuto {
+		sub.unacked = append(sub.unacked, delivery{ackID: e.ackID, msg: m})
+	}
+	sub.mu.Unlock()
+	if !ok {
+		s.slowConsumer("the outbound buffer of " + strconv.Itoa(s.out.limit) + " bytes is full")
+		return
+	}
+	s.b.stats.Delivered.Add(1)
+	s.t.Wake()
+}
+
+// take removes and returns (appended to into) the deliveries an ACK or NACK
+// of ackID covers: all up to it when cumulative, else just it.
+func (sub *subscription) take(ackID uint64, cumulative bool, into []delivery) ([]delivery, bool) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	i, found := slices.BinarySearchFunc(sub.unacked, ackID, byAckID)
+	if !found {
+		return into, false
+	}
+	from := i
+	if cumulative {
+		from = 0
+	}
+	into = append(into, sub.unacked[from:i+1]...)
+	n := copy(sub.unacked[from:], sub.unacked[i+1:])
+	clear(sub.unacked[from+n:])
+	sub.unacked = sub.unacked[:from+n]
+	return into, true
+}
+
+// findByMessageID returns the ack id of the unacked delivery of a message
+// (STOMP 1.0/1.1 acknowledge by message-id).
+func (sub *subscription) findByMessageID(id []byte) (uint64, bool) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	for _, d := range sub.unacked {
+		if d.msg.ID == string(id) {
+			return d.ackID, true
+		}
+	}
+	return 0, false
+}
+
+// has reports whether ackID is still unacknowledged.
+func (sub *subscription) has(ackID uint64) bool {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	_, found := slices.BinarySearchFunc(sub.unacked, ackID, byAckID)
+	return found
+}
+
+// close stops deliveries and returns what was left unacknowledged.
+func (sub *subscription) close() []delivery {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	sub.closed = true
+	left := sub.unacked
+	sub.unacked = nil
+	return left
+}
+
+// subscriptionHeader is the "subscription:<id>" line of every MESSAGE to sub.
+func subscriptionHeader(esc frames.Escaping, id string) []byte {
+	return frames.AppendHeaderString(nil, esc, "subscription", id)
+}
+
+func byAckID(d delivery, id uint64) int { return cmp.Compare(d.ackID, id) }

@@ -1,0 +1,143 @@
+package broker
+
+import (
+	"strings"
+	"sync/atomic"
+)
+
+// topic is publish-subscribe: every current subscriber gets each message.
+// Publishing reads a copy-on-write snapshot of the subscribers, so it takes
+// no lock; subscribing and unsubscribing replace the snapshot under
+// Broker.mu.
+type topic struct {
+	name string // immutable
+	subs atomic.Pointer[[]*subscription]
+}
+
+// publishTopic delivers m to the subscribers of the topic name and to every
+// wildcard subscription matching it.
+func (b *Broker) publishTopic(name string, m *Message) {
+	b.mu.RLock()
+	t := b.topics[name]
+	b.mu.RUnlock()
+	if t != nil {
+		for _, sub := range *t.subs.Load() {
+			sub.deliverTopic(m)
+		}
+	}
+	for _, sub := range *b.wildcards.Load() {
+		if topicMatch(sub.pattern, name) {
+			sub.deliverTopic(m)
+		}
+	}
+}
+
+// addTopicSub registers sub for its pattern (exact or wildcard).
+func (b *Broker) addTopicSub(sub *subscription) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if isWildcard(sub.pattern) {
+		b.wildcards.Store(withSub(*b.wildcards.Load(), sub))
+		return
+	}
+	t := b.topics[sub.pattern]
+	if t == nil {
+		t = &topic{name: sub.pattern}
+		t.subs.Store(new([]*subscription))
+		b.topics[sub.pattern] = t
+	}
+	t.subs.Store(withSub(*t.subs.Load(), sub))
+}
+
+// removeTopicSub unregisters sub; a topic left without subscribers is
+// forgotten.
+func (b *Broker) removeTopicSub(sub *subscription) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if isWildcard(sub.pattern) {
+		b.wildcards.Store(withoutSub(*b.wildcards.Load(), sub))
+		return
+	}
+	t := b.topics[sub.pattern]
+	if t == nil {
+		return
+	}
+	rest := withoutSub(*t.subs.Load(), sub)
+	if len(*rest) == 0 {
+		delete(b.topics, sub.pattern)
+	}
+	t.subs.Store(rest)
+}
+
+func withSub(subs []*subscription, sub *subscription) *[]*subscription {
+	next := make([]*subscription, len(subs), len(subs)+1)
+	copy(next, subs)
+	next = append(next, sub)
+	return &next
+}
+
+func withoutSub(subs []*subscription, sub *subscription) *[]*subscription {
+	next := make([]*subscription, 0, len(subs))
+	for _, s := range subs {
+		if s != sub {
+			next = append(next, s)
+		}
+	}
+	return &next
+}
+
+func isWildcard(pattern string) bool { return strings.ContainsAny(pattern, "*#") }
+
+// validPattern accepts dot-separated segments where "*" and "#" stand alone.
+func validPattern(p string) bool {
+	for seg := range strings.SplitSeq(p, ".") {
+		if seg == "" || (len(seg) > 1 && strings.ContainsAny(seg, "*#")) {
+			return false
+		}
+	}
+	return true
+}
+
+// topicMatch reports whether a topic name matches a subscription pattern:
+// "*" matches exactly one segment, "#" zero or more.
+func topicMatch(pattern, name string) bool {
+	for {
+		pseg, prest, pmore := strings.Cut(pattern, ".")
+		if pseg == "#" {
+			if !pmore {
+				return true
+			}
+			for n := name; ; {
+				if topicMatch(prest, n) {
+					return true
+				}
+				var more bool
+				if _, n, more = strings.Cut(n, "."); !more {
+					return false
+				}
+			}
+		}
+		nseg, nrest, nmore := strings.Cut(name, ".")
+		if pseg != "*" && pseg != nseg {
+			return false
+		}
+		switch {
+		case !pmore && !nmore:
+			return true
+		case !nmore:
+			return onlyHashes(prest)
+		case !pmore:
+			return false
+		}
+		pattern, name = prest, nrest
+	}
+}
+
+func onlyHashes(p string) bool {
+	for seg := range strings.SplitSeq(p, ".") {
+		if seg != "#" {
+			return false
+		}
+	}
+	return true
+}

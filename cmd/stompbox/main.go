@@ -1,0 +1,97 @@
+// Command stompbox runs the STOMP broker with embedded defaults: native
+// STOMP over TCP. Flags override the defaults.
+//
+//	stompbox -listen :61613
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/stompbox/stompbox/broker"
+	"github.com/stompbox/stompbox/frames"
+	"github.com/stompbox/stompbox/server"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "stompbox:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("stompbox", flag.ContinueOnError)
+	listen := fs.String("listen", ":61613", "native STOMP TCP listen address")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	maxBody := fs.Int("max-body", frames.DefaultMaxBody, "largest frame body in bytes")
+	maxHeaders := fs.Int("max-headers", frames.DefaultMaxHeaders, "most headers per frame")
+	heartbeat := fs.Duration("heartbeat", broker.DefaultHeartBeat, "heart-beat interval the server offers and asks for (0 disables)")
+	tolerance := fs.Float64("heartbeat-tolerance", broker.DefaultHeartbeatTolerance, "a client silent for its interval times this is closed")
+	connectTimeout := fs.Duration("connect-timeout", broker.DefaultConnectTimeout, "time allowed between accept and CONNECT")
+	maxSubs := fs.Int("max-subscriptions", broker.DefaultMaxSubscriptions, "subscriptions per connection")
+	maxOutbox := fs.Int("max-outbox-bytes", broker.DefaultMaxOutboxBytes, "bytes queued to one connection before it is a slow consumer")
+	maxQueueMessages := fs.Int("max-queue-messages", broker.DefaultMaxQueueMessages, "messages one queue may hold")
+	maxQueueBytes := fs.Int("max-queue-bytes", broker.DefaultMaxQueueBytes, "bytes one queue may hold")
+	maxRedeliveries := fs.Int("max-redeliveries", broker.DefaultMaxRedeliveries, "redeliveries before a message goes to /queue/DLQ.<name> (-1: never)")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long shutdown waits for clients to be told and flushed")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	if *heartbeat == 0 {
+		*heartbeat = -1 // broker.Config: negative disables, zero means default
+	}
+	srv := server.New(server.Config{
+		Logger: logger,
+		Broker: broker.Config{
+			Frame:              frames.Limits{MaxBody: *maxBody, MaxHeaders: *maxHeaders},
+			HeartBeat:          frames.HeartBeat{Send: *heartbeat, Receive: *heartbeat},
+			HeartbeatTolerance: *tolerance,
+			ConnectTimeout:     *connectTimeout,
+			MaxSubscriptions:   *maxSubs,
+			MaxOutboxBytes:     *maxOutbox,
+			MaxQueueMessages:   *maxQueueMessages,
+			MaxQueueBytes:      *maxQueueBytes,
+			MaxRedeliveries:    *maxRedeliveries,
+		},
+	})
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	logger.Info("stompbox listening", "stomp", ln.Addr().String())
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		logger.Warn("shutdown timed out; remaining connections were closed", "err", err)
+	}
+	if err := <-serveErr; !errors.Is(err, server.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

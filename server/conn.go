@@ -1,0 +1,142 @@
+package server
+
+import (
+	"errors"
+	"net"
+	"os"
+	"time"
+
+	"github.com/stompbox/stompbox/broker"
+)
+
+// conn drives one connection: serve runs the read loop on the accepting
+// goroutine's child and owns a writer goroutine, which it joins before
+// returning.
+type conn struct {
+	srv     *Server         // immutable
+	nc      net.Conn        // immutable
+	session *broker.Session // immutable after newConn
+	wake    chan struct{}   // capacity 1: "output pending"
+	written chan struct{}   // closed when the writer has exited
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{srv: s, nc: nc, wake: make(chan struct{}, 1), written: make(chan struct{})}
+	c.session = s.broker.NewSession(c, nc.RemoteAddr().String())
+	return c
+}
+
+// Wake implements broker.Transport; it never blocks.
+func (c *conn) Wake() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *conn) serve() {
+	go c.writeLoop()
+	serverClosed := c.readLoop()
+	c.session.Release()
+	<-c.written
+	if serverClosed {
+		c.linger()
+	}
+	_ = c.nc.Close()
+	reason, _ := c.session.CloseReason()
+	c.srv.cfg.Logger.Debug("connection closed", "session", c.session.ID(), "remote", c.nc.RemoteAddr().String(), "reason", reason.String())
+}
+
+// readLoop feeds the session until it ends or the peer goes. It reports
+// whether the server ended the session (so the peer may still be sending).
+func (c *conn) readLoop() (serverClosed bool) {
+	buf := make([]byte, c.srv.cfg.ReadBufferSize)
+	for {
+		if d := c.session.ReadTimeout(); d > 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(d))
+		} else {
+			_ = c.nc.SetReadDeadline(time.Time{})
+		}
+		n, err := c.nc.Read(buf)
+		if n > 0 {
+			if c.session.Feed(buf[:n]) != nil {
+				return true
+			}
+		}
+		if err == nil {
+			continue
+		}
+		if _, closing := c.session.CloseReason(); closing {
+			return true // the writer set a deadline to end this read
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.session.Expire()
+			return true
+		}
+		c.session.Abort(broker.ClosePeer)
+		return false
+	}
+}
+
+// writeLoop flushes the session's output when woken, sends heart-beats
+// when idle for the negotiated interval, and on close shuts the write side
+// after the last frame.
+func (c *conn) writeLoop() {
+	defer close(c.written)
+	var out []byte
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	lastWrite := time.Now()
+	for {
+		interval := c.session.HeartbeatInterval()
+		var heartbeat <-chan time.Time
+		if interval > 0 {
+			timer.Reset(max(0, interval-time.Since(lastWrite)))
+			heartbeat = timer.C
+		}
+		beat := false
+		select {
+		case <-c.wake:
+		case <-heartbeat:
+			beat = true
+		}
+		var closing bool
+		out, closing = c.session.AppendOutput(out[:0])
+		if len(out) == 0 && beat {
+			out = append(out, '\n') // STOMP 1.2: a heart-beat is an EOL
+		}
+		if len(out) > 0 {
+			_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+			if _, err := c.nc.Write(out); err != nil {
+				c.session.Abort(broker.ClosePeer)
+				_ = c.nc.Close() // unblocks the read loop
+				return
+			}
+			lastWrite = time.Now()
+		}
+		if cap(out) > 64<<10 {
+			out = nil // do not pin a burst's buffer on an idle connection
+		}
+		if closing {
+			if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
+				_ = tc.CloseWrite()
+			}
+			// End a read loop still waiting on the peer.
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.Linger))
+			return
+		}
+	}
+}
+
+// linger discards what the peer still sends for a moment, so closing with
+// unread data does not reset the connection before it has read our last
+// frame.
+func (c *conn) linger() {
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.Linger))
+	buf := make([]byte, 512)
+	for {
+		if _, err := c.nc.Read(buf); err != nil {
+			return
+		}
+	}
+}

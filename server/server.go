@@ -1,0 +1,184 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/stompbox/stompbox/broker"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("server: closed")
+
+// Config configures a Server. Zero fields take their defaults.
+type Config struct {
+	// Broker configures the engine (limits, heart-beats, ...).
+	Broker broker.Config
+	// WriteTimeout bounds one socket write; a peer that does not read for
+	// that long is dropped. Default 10s.
+	WriteTimeout time.Duration
+	// Linger is how long a connection closed by the server keeps reading
+	// (and discarding) so its last ERROR or RECEIPT is not lost to a TCP
+	// reset. Default 1s.
+	Linger time.Duration
+	// ReadBufferSize is the per-connection read buffer. Default 4 KiB.
+	ReadBufferSize int
+	// Logger receives server events. Default: discard.
+	Logger *slog.Logger
+}
+
+// The defaults of Config.
+const (
+	DefaultWriteTimeout   = 10 * time.Second
+	DefaultLinger         = time.Second
+	DefaultReadBufferSize = 4 << 10
+)
+
+func (c Config) withDefaults() Config {
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.Linger <= 0 {
+		c.Linger = DefaultLinger
+	}
+	if c.ReadBufferSize <= 0 {
+		c.ReadBufferSize = DefaultReadBufferSize
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Broker.Logger == nil {
+		c.Broker.Logger = c.Logger
+	}
+	return c
+}
+
+// Server accepts STOMP connections and drives them against one Broker.
+type Server struct {
+	cfg    Config         // immutable
+	broker *broker.Broker // immutable
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{} // guarded by mu
+	conns     map[*conn]struct{}        // guarded by mu
+	closed    bool                      // guarded by mu
+	wg        sync.WaitGroup            // one per Serve loop and per connection
+}
+
+// New builds a Server and its Broker.
+func New(cfg Config) *Server {
+	cfg = cfg.withDefaults()
+	return &Server{
+		cfg:       cfg,
+		broker:    broker.New(cfg.Broker),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+	}
+}
+
+// Broker returns the engine, for embedding and tests.
+func (s *Server) Broker() *broker.Broker { return s.broker }
+
+// Serve accepts native STOMP connections on ln until Shutdown, then returns
+// ErrServerClosed. The listener is closed by Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	backoff := 5 * time.Millisecond
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of file descriptors: wait for some to close instead of spinning.
+				time.Sleep(backoff)
+				backoff = min(2*backoff, time.Second)
+				continue
+			}
+			return fmt.Errorf("server: accept: %w", err)
+		}
+		backoff = 5 * time.Millisecond
+		s.startConn(nc)
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func (s *Server) startConn(nc net.Conn) {
+	c := newConn(s, nc)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		c.serve()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+}
+
+// Shutdown stops accepting, tells every client the server is going away
+// (ERROR server-shutdown, retryable), lets writers flush, and waits for all
+// connections to end. When ctx expires first, the remaining connections are
+// closed at once and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.session.Shutdown()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			_ = c.nc.Close()
+		}
+		s.mu.Unlock()
+		<-done // every loop exits once its socket is closed
+		return ctx.Err()
+	}
+}
