@@ -26,6 +26,7 @@ type Session struct {
 	t      Transport // immutable
 	id     string    // immutable
 	remote string    // immutable
+	opened time.Time // immutable: when the connection was accepted
 
 	parser *frames.Parser // read loop only
 
@@ -62,6 +63,7 @@ func (b *Broker) NewSession(t Transport, remote string) *Session {
 	s := &Session{
 		b: b, t: t, remote: remote,
 		id:     b.newSessionID(),
+		opened: b.cfg.Now(),
 		parser: frames.NewParser(b.cfg.Frame),
 		subs:   make(map[string]*subscription),
 	}
@@ -113,11 +115,13 @@ func frameError(err error) *stompError {
 }
 
 // ReadTimeout is how long the driver may wait for the next bytes before
-// calling Expire: the connect timeout before CONNECT, then the negotiated
-// client heart-beat interval times the tolerance; 0 means no deadline.
+// calling Expire: before CONNECT, what is left of the connect timeout
+// (counted from accept, so trickling bytes does not extend it); after, the
+// negotiated client heart-beat interval times the tolerance; 0 means no
+// deadline.
 func (s *Session) ReadTimeout() time.Duration {
 	if s.state == stateAwaitingConnect {
-		return s.b.cfg.ConnectTimeout
+		return max(time.Millisecond, s.b.cfg.ConnectTimeout-s.b.cfg.Now().Sub(s.opened))
 	}
 	if s.expect == 0 {
 		return 0
@@ -154,7 +158,7 @@ func (s *Session) Expire() {
 func (s *Session) Shutdown() {
 	e := &stompError{code: CodeServerShutdown, message: "server shutting down",
 		detail: "The server is shutting down; reconnect later.", retryable: true, reason: CloseShutdown}
-	if s.out.close(CloseShutdown, false, s.errorFrame(e, nil)) {
+	if s.out.close(CloseShutdown, false, errorFrame(e, nil, frames.EscapeNone)) {
 		s.t.Wake()
 	}
 }
@@ -177,7 +181,8 @@ func (s *Session) fail(e *stompError, f *frames.Frame) {
 		receipt, _ = f.Header("receipt")
 	}
 	s.b.cfg.Logger.Debug("session error", "session", s.id, "remote", s.remote, "code", e.code, "message", e.message)
-	if s.out.close(e.reason, e.reason == CloseSlowConsumer, s.errorFrame(e, receipt)) {
+	esc := frames.EscapingFor(s.version, frames.CmdError)
+	if s.out.close(e.reason, false, errorFrame(e, receipt, esc)) {
 		s.t.Wake()
 	}
 }
@@ -185,9 +190,10 @@ func (s *Session) fail(e *stompError, f *frames.Frame) {
 // errorFrame returns an encoder for the ERROR frame of e. STOMP 1.2: the
 // ERROR frame "SHOULD contain a message header with a short description of
 // the error" and "MAY contain a body" with details; receipt-id when the bad
-// frame asked for a receipt.
-func (s *Session) errorFrame(e *stompError, receipt []byte) func([]byte) []byte {
-	esc := frames.EscapingFor(s.version, frames.CmdError)
+// frame asked for a receipt. Callers off the read loop pass EscapeNone:
+// the session's version is read-loop state, and their header values need
+// no escaping.
+func errorFrame(e *stompError, receipt []byte, esc frames.Escaping) func([]byte) []byte {
 	return func(dst []byte) []byte {
 		dst = frames.AppendCommand(dst, frames.CmdError)
 		dst = frames.AppendHeaderString(dst, esc, "message", e.message)

@@ -73,7 +73,7 @@ func (s *Session) slowConsumer(why string) {
 	e := &stompError{code: CodeSlowConsumer, message: "slow consumer",
 		detail:    "Disconnected because this client reads too slowly: " + why + ".",
 		retryable: true, reason: CloseSlowConsumer}
-	if s.out.close(CloseSlowConsumer, true, s.errorFrame(e, nil)) {
+	if s.out.close(CloseSlowConsumer, true, errorFrame(e, nil, frames.EscapeNone)) {
 		s.b.stats.SlowConsumers.Add(1)
 		s.b.cfg.Logger.Info("slow consumer disconnected", "session", s.id, "remote", s.remote, "why", why)
 		s.t.Wake()
