@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/stompbox/stompbox/broker"
@@ -18,6 +19,13 @@ type conn struct {
 	session *broker.Session // immutable after newConn
 	wake    chan struct{}   // capacity 1: "output pending"
 	written chan struct{}   // closed when the writer has exited
+	// drainBy (unix ns, 0 = unset) caps write deadlines once shutdown has
+	// begun, so a peer that does not read cannot hold shutdown up for a
+	// whole WriteTimeout.
+	drainBy atomic.Int64
+	// endReadBy (unix ns, 0 = unset) is set by the writer once the session's
+	// last frame is out: the read loop must not wait past it.
+	endReadBy atomic.Int64
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -52,11 +60,7 @@ func (c *conn) serve() {
 func (c *conn) readLoop() (serverClosed bool) {
 	buf := make([]byte, c.srv.cfg.ReadBufferSize)
 	for {
-		if d := c.session.ReadTimeout(); d > 0 {
-			_ = c.nc.SetReadDeadline(time.Now().Add(d))
-		} else {
-			_ = c.nc.SetReadDeadline(time.Time{})
-		}
+		c.setReadDeadline()
 		n, err := c.nc.Read(buf)
 		if n > 0 {
 			if c.session.Feed(buf[:n]) != nil {
@@ -106,7 +110,7 @@ func (c *conn) writeLoop() {
 			out = append(out, '\n') // STOMP 1.2: a heart-beat is an EOL
 		}
 		if len(out) > 0 {
-			_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+			_ = c.nc.SetWriteDeadline(c.writeDeadline())
 			if _, err := c.nc.Write(out); err != nil {
 				c.session.Abort(broker.ClosePeer)
 				_ = c.nc.Close() // unblocks the read loop
@@ -122,9 +126,26 @@ func (c *conn) writeLoop() {
 				_ = tc.CloseWrite()
 			}
 			// End a read loop still waiting on the peer.
-			_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.Linger))
+			by := time.Now().Add(c.srv.cfg.Linger)
+			c.endReadBy.Store(by.UnixNano())
+			_ = c.nc.SetReadDeadline(by)
 			return
 		}
+	}
+}
+
+// setReadDeadline applies the session's read timeout, never extending a
+// deadline the writer set to end reading. The writer stores endReadBy before
+// setting its deadline, so checking after ours means whichever ran last
+// leaves the earlier deadline in force.
+func (c *conn) setReadDeadline() {
+	var deadline time.Time
+	if d := c.session.ReadTimeout(); d > 0 {
+		deadline = time.Now().Add(d)
+	}
+	_ = c.nc.SetReadDeadline(deadline)
+	if by := c.endReadBy.Load(); by != 0 && (deadline.IsZero() || by < deadline.UnixNano()) {
+		_ = c.nc.SetReadDeadline(time.Unix(0, by))
 	}
 }
 
@@ -139,4 +160,23 @@ func (c *conn) linger() {
 			return
 		}
 	}
+}
+
+// writeDeadline is the deadline for the next write: WriteTimeout from now,
+// or sooner once shutdown has begun.
+func (c *conn) writeDeadline() time.Time {
+	deadline := time.Now().Add(c.srv.cfg.WriteTimeout)
+	if by := c.drainBy.Load(); by != 0 && by < deadline.UnixNano() {
+		return time.Unix(0, by)
+	}
+	return deadline
+}
+
+// shutdown tells the client the server is going away and bounds how long
+// flushing may take, interrupting a write already blocked on the peer.
+func (c *conn) shutdown() {
+	by := time.Now().Add(c.srv.cfg.Linger)
+	c.drainBy.Store(by.UnixNano())
+	_ = c.nc.SetWriteDeadline(by)
+	c.session.Shutdown()
 }

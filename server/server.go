@@ -147,8 +147,8 @@ func (s *Server) startConn(nc net.Conn) {
 }
 
 // Shutdown stops accepting, tells every client the server is going away
-// (ERROR server-shutdown, retryable), lets writers flush, and waits for all
-// connections to end. When ctx expires first, the remaining connections are
+// (ERROR server-shutdown, retryable), lets writers flush for at most Linger,
+// and waits for all connections to end. When ctx expires first, the remaining connections are
 // closed at once and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
@@ -162,7 +162,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.session.Shutdown()
+		c.shutdown()
 	}
 	done := make(chan struct{})
 	go func() {
