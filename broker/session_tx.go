@@ -84,9 +84,17 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 		return err
 	}
 	delete(s.txs, id)
+	if err := validateAcks(tx.ops); err != nil {
+		return err
+	}
+	now := s.b.nowMs()
 	for _, op := range tx.ops {
 		switch {
 		case op.cmd == frames.CmdSend && op.msg != nil:
+			if op.msg.expired(now) {
+				s.b.stats.Expired.Add(1)
+				continue
+			}
 			if err := s.deliverRoute(op.route, op.msg, false); err != nil {
 				return err
 			}
@@ -107,5 +115,37 @@ func (s *Session) handleAbort(f *frames.Frame) *stompError {
 	}
 	delete(s.txs, id)
 	s.receipt(f)
+	return nil
+}
+
+// validateAcks checks, before COMMIT applies anything, that every ACK and
+// NACK of the transaction still names an unacknowledged delivery that no
+// earlier frame of the same transaction settles. Only this session's read
+// loop removes its deliveries, so what is checked here still holds while
+// the transaction is applied.
+func validateAcks(ops []txOp) *stompError {
+	var cumulative map[*subscription]uint64 // highest id settled cumulatively so far
+	var single map[ackTarget]bool
+	for _, op := range ops {
+		if op.cmd != frames.CmdAck && op.cmd != frames.CmdNack {
+			continue
+		}
+		t := op.ack
+		if !t.sub.has(t.ackID) || t.ackID <= cumulative[t.sub] || single[t] {
+			return protocolErr(CodeUnknownMessage, "unknown message",
+				"The transaction's "+op.cmd.String()+" names a message that is no longer unacknowledged; nothing in the transaction was applied.")
+		}
+		if t.sub.ackMode == ackClient {
+			if cumulative == nil {
+				cumulative = make(map[*subscription]uint64)
+			}
+			cumulative[t.sub] = t.ackID
+		} else {
+			if single == nil {
+				single = make(map[ackTarget]bool)
+			}
+			single[t] = true
+		}
+	}
 	return nil
 }
