@@ -6,9 +6,15 @@ import "context"
 // that owns the socket. The session never writes itself: it queues output
 // and wakes the transport.
 type Transport interface {
-	// Wake says the session has output (or a close) pending. It must not
-	// block; the driver then calls Session.AppendOutput from its writer.
+	// Wake says the session has output pending. It must not block; the
+	// driver then calls Session.AppendOutput from its writer.
 	Wake()
+	// Close says the session has ended for reason: the driver flushes what
+	// AppendOutput still returns (the last frame, if any) and closes the
+	// connection. For a peer that is not reading (slow consumer) or when
+	// the server is going away, the driver should not wait long for that
+	// flush. It must not block and may be called more than once.
+	Close(reason CloseReason)
 }
 
 // Credentials are what a CONNECT frame presents.

@@ -159,7 +159,7 @@ func (s *Session) Shutdown() {
 	e := &stompError{code: CodeServerShutdown, message: "server shutting down",
 		detail: "The server is shutting down; reconnect later.", retryable: true, reason: CloseShutdown}
 	if s.out.close(CloseShutdown, false, errorFrame(e, nil, frames.EscapeNone)) {
-		s.t.Wake()
+		s.t.Close(CloseShutdown)
 	}
 }
 
@@ -167,7 +167,7 @@ func (s *Session) Shutdown() {
 // closed. Safe from any goroutine.
 func (s *Session) Abort(reason CloseReason) {
 	if s.out.close(reason, true, nil) {
-		s.t.Wake()
+		s.t.Close(reason)
 	}
 }
 
@@ -183,7 +183,7 @@ func (s *Session) fail(e *stompError, f *frames.Frame) {
 	s.b.cfg.Logger.Debug("session error", "session", s.id, "remote", s.remote, "code", e.code, "message", e.message)
 	esc := frames.EscapingFor(s.version, frames.CmdError)
 	if s.out.close(e.reason, false, errorFrame(e, receipt, esc)) {
-		s.t.Wake()
+		s.t.Close(e.reason)
 	}
 }
 
@@ -280,11 +280,14 @@ func (s *Session) handleConnected(f *frames.Frame) *stompError {
 }
 
 // handleDisconnect: STOMP 1.2, "the client ... MUST NOT send any more frames
-// after the DISCONNECT frame"; the RECEIPT is the last thing written.
+// after the DISCONNECT frame"; the RECEIPT is the last thing written, and
+// it is queued only after the session's subscriptions are released, so "all
+// previous frames have been processed" includes giving back its messages.
 func (s *Session) handleDisconnect(f *frames.Frame) *stompError {
+	s.releaseResources()
 	s.receipt(f)
 	if s.out.close(CloseDisconnect, false, nil) {
-		s.t.Wake()
+		s.t.Close(CloseDisconnect)
 	}
 	s.state = stateClosed
 	return nil

@@ -76,7 +76,7 @@ func (s *Session) slowConsumer(why string) {
 	if s.out.close(CloseSlowConsumer, true, errorFrame(e, nil, frames.EscapeNone)) {
 		s.b.stats.SlowConsumers.Add(1)
 		s.b.cfg.Logger.Info("slow consumer disconnected", "session", s.id, "remote", s.remote, "why", why)
-		s.t.Wake()
+		s.t.Close(CloseSlowConsumer)
 	}
 }
 
@@ -90,6 +90,15 @@ func (s *Session) Release() {
 	}
 	s.state = stateReleased
 	s.Abort(ClosePeer) // no-op if already closing
+	s.releaseResources()
+	s.b.sessionCount.Add(-1)
+}
+
+// releaseResources gives back everything the session holds in the broker.
+// It is idempotent; DISCONNECT runs it before its RECEIPT, so a client that
+// has the RECEIPT can reconnect and find its messages requeued and its
+// durable subscriptions free.
+func (s *Session) releaseResources() {
 	for _, sub := range s.subs {
 		s.removeSubscription(sub)
 	}
@@ -109,5 +118,4 @@ func (s *Session) Release() {
 		q.mu.Unlock()
 	}
 	s.tempQueues = nil
-	b.sessionCount.Add(-1)
 }

@@ -34,6 +34,19 @@ func newConn(s *Server, nc net.Conn) *conn {
 	return c
 }
 
+// Close implements broker.Transport: the writer flushes the session's last
+// output and closes. A peer that is not reading, or a server going away,
+// gets Linger for that flush rather than WriteTimeout, interrupting a write
+// already blocked on the peer.
+func (c *conn) Close(reason broker.CloseReason) {
+	if reason == broker.CloseSlowConsumer || reason == broker.CloseShutdown {
+		by := time.Now().Add(c.srv.cfg.Linger)
+		c.drainBy.Store(by.UnixNano())
+		_ = c.nc.SetWriteDeadline(by)
+	}
+	c.Wake()
+}
+
 // Wake implements broker.Transport; it never blocks.
 func (c *conn) Wake() {
 	select {
@@ -153,7 +166,11 @@ func (c *conn) setReadDeadline() {
 // unread data does not reset the connection before it has read our last
 // frame.
 func (c *conn) linger() {
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.Linger))
+	by := time.Now().Add(c.srv.cfg.Linger)
+	if set := c.endReadBy.Load(); set != 0 {
+		by = time.Unix(0, set) // the writer started the linger when it finished
+	}
+	_ = c.nc.SetReadDeadline(by)
 	buf := make([]byte, 512)
 	for {
 		if _, err := c.nc.Read(buf); err != nil {
@@ -170,13 +187,4 @@ func (c *conn) writeDeadline() time.Time {
 		return time.Unix(0, by)
 	}
 	return deadline
-}
-
-// shutdown tells the client the server is going away and bounds how long
-// flushing may take, interrupting a write already blocked on the peer.
-func (c *conn) shutdown() {
-	by := time.Now().Add(c.srv.cfg.Linger)
-	c.drainBy.Store(by.UnixNano())
-	_ = c.nc.SetWriteDeadline(by)
-	c.session.Shutdown()
 }

@@ -162,7 +162,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.shutdown()
+		c.session.Shutdown()
 	}
 	done := make(chan struct{})
 	go func() {

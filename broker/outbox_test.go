@@ -1,0 +1,114 @@
+package broker
+
+import (
+	"testing"
+
+	"github.com/stompbox/stompbox/frames"
+)
+
+// testMessage is a Message of the given body size, built as SEND builds it.
+func testMessage(id string, body int) *Message {
+	f := &frames.Frame{Command: frames.CmdSend, Body: make([]byte, body),
+		Headers: []frames.Header{{Key: []byte("destination"), Value: []byte("/topic/t")}}}
+	return newMessage(f, id, "/topic/t", "", false, 0)
+}
+
+func TestOutboxLimits(t *testing.T) {
+	m := testMessage("m", 100)
+	size := m.size()
+	ctrl := func(s string) func([]byte) []byte {
+		return func(dst []byte) []byte { return append(dst, s...) }
+	}
+
+	t.Run("push fails past the limit", func(t *testing.T) {
+		o := &outbox{limit: 3 * size}
+		for i := range 3 {
+			if !o.pushMessage(outEntry{msg: m}) {
+				t.Fatalf("push %d refused below the limit", i)
+			}
+		}
+		if o.pushMessage(outEntry{msg: m}) {
+			t.Fatal("push past the limit accepted")
+		}
+		if o.hasRoom(1, nil) {
+			t.Fatal("hasRoom at the limit")
+		}
+		if len(o.entries) != 3 || o.bytes != 3*size {
+			t.Fatalf("%d entries, %d bytes; want 3, %d", len(o.entries), o.bytes, 3*size)
+		}
+		// Control frames are not held to the limit.
+		if !o.pushControl(ctrl("RECEIPT")) {
+			t.Fatal("control frame refused")
+		}
+		entries, ctrlBytes, _, closing := o.take(nil, nil, nil)
+		if len(entries) != 4 || string(ctrlBytes) != "RECEIPT" || closing {
+			t.Fatalf("take: %d entries, ctrl %q, closing %v", len(entries), ctrlBytes, closing)
+		}
+		if o.bytes != 0 || !o.pushMessage(outEntry{msg: m}) {
+			t.Fatal("no room after the writer took the backlog")
+		}
+	})
+
+	t.Run("starved queues are remembered once", func(t *testing.T) {
+		o := &outbox{limit: size}
+		q := &queue{}
+		if !o.hasRoom(size, q) {
+			t.Fatal("no room in an empty outbox")
+		}
+		o.pushMessage(outEntry{msg: m})
+		if o.hasRoom(1, q) || o.hasRoom(1, q) {
+			t.Fatal("room in a full outbox")
+		}
+		_, _, starved, _ := o.take(nil, nil, nil)
+		if len(starved) != 1 || starved[0] != q {
+			t.Fatalf("starved = %v, want [q] once", starved)
+		}
+	})
+
+	t.Run("close with discard drops the backlog", func(t *testing.T) {
+		o := &outbox{limit: 10 * size}
+		o.pushMessage(outEntry{msg: m})
+		o.pushControl(ctrl("RECEIPT"))
+		if !o.close(CloseSlowConsumer, true, ctrl("ERROR")) {
+			t.Fatal("close of an open outbox returned false")
+		}
+		if !o.closed.Load() {
+			t.Fatal("closed flag not set")
+		}
+		entries, ctrlBytes, _, closing := o.take(nil, nil, nil)
+		if len(entries) != 1 || entries[0].msg != nil || string(ctrlBytes[entries[0].ctrlStart:entries[0].ctrlEnd]) != "ERROR" || !closing {
+			t.Fatalf("after discard: %d entries, ctrl %q, closing %v; want only the ERROR", len(entries), ctrlBytes, closing)
+		}
+		if r, ok := o.closeReason(); r != CloseSlowConsumer || !ok {
+			t.Fatalf("reason %v %v", r, ok)
+		}
+	})
+
+	t.Run("close without discard keeps the backlog before the final frame", func(t *testing.T) {
+		o := &outbox{limit: 10 * size}
+		o.pushMessage(outEntry{msg: m})
+		o.close(CloseProtocolError, false, ctrl("ERROR"))
+		entries, ctrlBytes, _, _ := o.take(nil, nil, nil)
+		if len(entries) != 2 || entries[0].msg != m || string(ctrlBytes) != "ERROR" {
+			t.Fatalf("got %d entries, ctrl %q", len(entries), ctrlBytes)
+		}
+	})
+
+	t.Run("pushes after close fail", func(t *testing.T) {
+		o := &outbox{limit: 10 * size}
+		o.close(CloseDisconnect, false, nil)
+		if o.pushMessage(outEntry{msg: m}) || o.pushControl(ctrl("RECEIPT")) || o.hasRoom(1, nil) {
+			t.Fatal("closed outbox accepted a push")
+		}
+		if o.close(CloseProtocolError, false, ctrl("ERROR")) {
+			t.Fatal("second close returned true")
+		}
+		if r, _ := o.closeReason(); r != CloseDisconnect {
+			t.Fatalf("reason %v, want the first one", r)
+		}
+		entries, _, _, closing := o.take(nil, nil, nil)
+		if len(entries) != 0 || !closing {
+			t.Fatalf("%d entries, closing %v", len(entries), closing)
+		}
+	})
+}
