@@ -219,7 +219,7 @@ func (q *queue) deadLetter(dead []*queuedMessage, reason string) {
 			frames.Header{Key: []byte("dlq-reason"), Value: []byte(reason)},
 			frames.Header{Key: []byte("original-destination"), Value: []byte(q.name)},
 			frames.Header{Key: []byte("original-message-id"), Value: []byte(qm.msg.ID)},
-			frames.Header{Key: []byte("delivery-count"), Value: []byte(strconv.Itoa(qm.deliveries))},
+			frames.Header{Key: []byte("original-delivery-count"), Value: []byte(strconv.Itoa(qm.deliveries))},
 		)
 		if err := q.b.enqueueNamed(q.dlq, m, false); err != nil {
 			q.b.stats.Dropped.Add(1)
