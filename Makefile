@@ -15,7 +15,7 @@ FUZZTIME ?= 30s
 BENCH_COUNT ?= 6
 BENCH_DIR := .bench
 
-.PHONY: test deps lint unit e2e bench fuzz run
+.PHONY: test deps lint unit e2e e2e-deps bench fuzz run
 
 test: lint unit e2e
 
@@ -40,10 +40,24 @@ lint: deps
 unit: deps
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-# e2e is the hook for cross-process suites (browser, stomp.py, crash/restart);
-# later issues fill it in.
-e2e:
-	@echo "e2e: no end-to-end suites yet"
+# e2e runs the cross-process suites in ./e2e (build tag e2e, so `unit` skips
+# them): a real stompbox binary as a child process, driven by other clients.
+# The Python interop test needs Debian's python3-stomp (stomp.py) and Debian's
+# own interpreter: a pyenv or venv python3 earlier on PATH does not see
+# packages installed with apt.
+E2E_PYTHON ?= /usr/bin/python3
+E2E_TIMEOUT ?= 5m
+
+e2e: deps e2e-deps
+	STOMPBOX_E2E_PYTHON=$(E2E_PYTHON) $(GO) test -tags e2e -race -count=1 -timeout $(E2E_TIMEOUT) ./e2e/...
+
+# e2e-deps installs python3-stomp with apt-get when it is missing.
+e2e-deps:
+	@if ! dpkg -s python3-stomp >/dev/null 2>&1; then \
+		echo "e2e-deps: installing python3-stomp (stomp.py, for the Python interop test)"; \
+		sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-stomp; \
+	fi
 
 bench: deps
 	mkdir -p $(BENCH_DIR)
@@ -52,6 +66,11 @@ bench: deps
 fuzz: deps
 	FUZZTIME=$(FUZZTIME) GO=$(GO) .ci/fuzz
 
+# run builds the broker to ./stompbox (gitignored) and execs it with the
+# embedded defaults: native STOMP over TCP on :61613. Extra flags go in
+# RUN_FLAGS, e.g. make run RUN_FLAGS='-listen 127.0.0.1:61613 -log-level debug'.
+RUN_FLAGS ?=
+
 run:
-	@echo "make run: the stompbox broker does not exist yet; it arrives with the broker-core issue." >&2
-	@exit 1
+	$(GO) build -o stompbox ./cmd/stompbox
+	exec ./stompbox $(RUN_FLAGS)

@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"cmp"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,7 +16,8 @@ import (
 // own deliveries.
 type queuedMessage struct {
 	msg        *Message
-	deliveries int // guarded by the queue's mu
+	seq        uint64 // immutable: enqueue order within the queue
+	deliveries int    // guarded by the queue's mu
 }
 
 // queue is point-to-point: messages wait while there is no consumer; each
@@ -34,6 +37,7 @@ type queue struct {
 	count     int                   // guarded by mu: ready plus unacknowledged
 	bytes     int                   // guarded by mu
 	deleted   bool                  // guarded by mu: removed from the broker; enqueue must look up again
+	seq       uint64                // guarded by mu: last enqueue sequence number
 }
 
 // errQueueDeleted makes a sender look the queue up again: it was removed
@@ -68,7 +72,8 @@ func (q *queue) enqueue(m *Message, checkLimits bool) error {
 			return limitErr("the broker holds its limit of " + strconv.Itoa(cfg.MaxTotalQueuedBytes) + " queued bytes")
 		}
 	}
-	q.ready.PushBack(&queuedMessage{msg: m})
+	q.seq++
+	q.ready.PushBack(&queuedMessage{msg: m, seq: q.seq})
 	q.count++
 	q.bytes += size
 	q.b.queuedBytes.Add(int64(size))
@@ -189,9 +194,11 @@ func (q *queue) nacked(ds []delivery) {
 	q.retireIfIdle()
 }
 
-// requeueLocked puts deliveries back in front, oldest first, except those
-// past MaxRedeliveries, which it returns for dead-lettering.
+// requeueLocked puts deliveries back in front in the order they were first
+// enqueued (a message redelivered before sorts after later ones by ack id),
+// except those past MaxRedeliveries, which it returns for dead-lettering.
 func (q *queue) requeueLocked(ds []delivery, dead []*queuedMessage) []*queuedMessage {
+	slices.SortFunc(ds, func(a, b delivery) int { return cmp.Compare(a.qm.seq, b.qm.seq) })
 	limit := q.b.cfg.MaxRedeliveries
 	for i := len(ds) - 1; i >= 0; i-- {
 		qm := ds[i].qm

@@ -1,0 +1,250 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	// buildTimeout bounds `go build` of the broker (a cold -race build on
+	// two cores takes a while; a warm one a second).
+	buildTimeout = 3 * time.Minute
+	// listenTimeout bounds the wait for the "stompbox listening" log line.
+	listenTimeout = 10 * time.Second
+	// exitTimeout bounds graceful shutdown after SIGTERM.
+	exitTimeout = 5 * time.Second
+)
+
+// binDir holds the stompbox binary built once for the whole package run.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "stompbox-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// stompboxBinary builds ./cmd/stompbox once per package run and returns its
+// path. When the tests run with -race the broker is built with -race too, so
+// a data race in the real process under real clients fails the test (the
+// race runtime makes the process exit non-zero).
+func stompboxBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		root, err := moduleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(binDir, "stompbox")
+		args := []string{"build", "-o", buildPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		args = append(args, "./cmd/stompbox")
+		cmd := exec.Command(goTool(), args...)
+		cmd.Dir = root
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			buildErr = err
+			return
+		}
+		timer := time.AfterFunc(buildTimeout, func() { _ = cmd.Process.Kill() })
+		err = cmd.Wait()
+		timer.Stop()
+		if err != nil {
+			buildErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out.String())
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+// moduleRoot walks up from the working directory (the package directory
+// under go test) to the directory holding go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// goTool returns the go command of the toolchain running the test, so the
+// broker is built with the same Go; it falls back to "go" on PATH.
+func goTool() string {
+	//lint:ignore SA1019 test binaries run on the machine that built them
+	bin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	return "go"
+}
+
+// syncBuffer is an output sink shared by a child process's copier goroutine
+// and the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// listeningLine matches the broker's slog text line announcing its address:
+// level=INFO msg="stompbox listening" stomp=127.0.0.1:40123
+var listeningLine = regexp.MustCompile(`msg="stompbox listening".* stomp=(\S+)`)
+
+// brokerLog keeps a broker's stderr and reports the listening address once.
+type brokerLog struct {
+	syncBuffer
+	mu      sync.Mutex
+	partial []byte
+	addr    chan string // buffered 1; written once
+	sent    bool
+}
+
+func (l *brokerLog) Write(p []byte) (int, error) {
+	n, _ := l.syncBuffer.Write(p)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sent {
+		return n, nil
+	}
+	l.partial = append(l.partial, p...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := l.partial[:i]
+		l.partial = l.partial[i+1:]
+		if m := listeningLine.FindSubmatch(line); m != nil {
+			l.addr <- string(m[1])
+			l.sent, l.partial = true, nil
+			break
+		}
+	}
+	return n, nil
+}
+
+// brokerProc is a stompbox child process.
+type brokerProc struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	log     *brokerLog
+	addr    string
+	done    chan struct{} // closed once Wait returned
+	waitErr error         // valid after done
+}
+
+// startBroker runs the stompbox binary on 127.0.0.1:0 with extra flags and
+// waits (bounded) for its listening line. The process is killed at cleanup
+// if a test left it running, and its log is shown when the test failed.
+func startBroker(t *testing.T, flags ...string) *brokerProc {
+	t.Helper()
+	bin := stompboxBinary(t)
+	args := append([]string{"-listen", "127.0.0.1:0"}, flags...)
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = childProcAttr()
+	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=0 exitcode=66")
+	log := &brokerLog{addr: make(chan string, 1)}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start stompbox: %v", err)
+	}
+	b := &brokerProc{t: t, cmd: cmd, log: log, done: make(chan struct{})}
+	go func() {
+		b.waitErr = cmd.Wait()
+		close(b.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-b.done:
+		default:
+			t.Errorf("stompbox still running at cleanup; killing it")
+			_ = cmd.Process.Kill()
+			<-b.done
+		}
+		if t.Failed() {
+			t.Logf("stompbox log:\n%s", log.String())
+		}
+	})
+	select {
+	case b.addr = <-log.addr:
+	case <-b.done:
+		t.Fatalf("stompbox exited before listening: %v\n%s", b.waitErr, log.String())
+	case <-time.After(listenTimeout):
+		t.Fatalf("no listening line from stompbox within %v:\n%s", listenTimeout, log.String())
+	}
+	return b
+}
+
+// stop sends SIGTERM and requires a clean exit (status 0, no data race
+// reported) within exitTimeout; otherwise it kills the process and fails.
+func (b *brokerProc) stop() {
+	t := b.t
+	t.Helper()
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	select {
+	case <-b.done:
+	case <-time.After(exitTimeout):
+		_ = b.cmd.Process.Kill()
+		<-b.done
+		t.Fatalf("stompbox did not exit within %v of SIGTERM", exitTimeout)
+	}
+	if b.waitErr != nil {
+		t.Errorf("stompbox exited with %v after SIGTERM, want status 0", b.waitErr)
+	}
+	if log := b.log.String(); strings.Contains(log, "WARNING: DATA RACE") {
+		t.Errorf("the race detector reported a data race in stompbox")
+	}
+}
