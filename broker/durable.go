@@ -39,9 +39,20 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 	}
 	b := s.b
 	key := durableKey{clientID: s.clientID, name: name}
+	inUse := func(d *durable) *stompError {
+		return &stompError{code: CodeSubscriptionInUse, message: "durable subscription in use",
+			detail: "Durable subscription " + strconv.Quote(name) + " of client-id " + strconv.Quote(s.clientID) +
+				" is consumed by another connection.", retryable: true, reason: CloseProtocolError}
+	}
 	b.mu.Lock()
 	d := b.durableLocked(key)
 	if d != nil && d.topic != sub.pattern {
+		// Re-subscribing with another destination starts afresh, but never
+		// under a connection that is consuming the old one.
+		if d.attached() {
+			b.mu.Unlock()
+			return inUse(d)
+		}
 		b.mu.Unlock()
 		b.removeDurable(d)
 		b.mu.Lock()
@@ -67,14 +78,22 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.consumer != nil {
-		return &stompError{code: CodeSubscriptionInUse, message: "durable subscription in use",
-			detail: "Durable subscription " + strconv.Quote(name) + " of client-id " + strconv.Quote(s.clientID) +
-				" is consumed by another connection.", retryable: true, reason: CloseProtocolError}
+		return inUse(d)
+	}
+	if !d.queue.attach(sub) {
+		return inUse(d) // removed by its owner this instant; retrying finds a fresh one
 	}
 	d.consumer = sub
 	sub.queue = d.queue
 	sub.durable = d
 	return nil
+}
+
+// attached reports whether a connection consumes the durable subscription.
+func (d *durable) attached() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.consumer != nil
 }
 
 func (b *Broker) durableLocked(key durableKey) *durable { return b.durables[key] }

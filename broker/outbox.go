@@ -9,7 +9,8 @@ import (
 // by the writer from the shared Message, or a control frame already encoded
 // into the outbox's ctrl bytes.
 type outEntry struct {
-	msg        *Message // nil for a control frame
+	msg        *Message       // nil for a control frame
+	qm         *queuedMessage // set for an auto-ack queue delivery, so a discard can put it back
 	sub        *subscription
 	ackID      uint64
 	deliveries int // how many times msg has been delivered, this one included
@@ -47,15 +48,18 @@ func (o *outbox) pushMessage(e outEntry) bool {
 	return true
 }
 
-// hasRoom reports whether size more bytes fit; when not, q is remembered and
-// dispatched again once the writer has taken the backlog.
-func (o *outbox) hasRoom(size int, q *queue) bool {
+// hasQueueRoom reports whether a queue may push size more bytes. Queues may
+// fill only half the outbox: a backlog a queue can hold back must not leave
+// a topic message (which cannot wait) without room and get its consumer
+// closed as slow. When there is no room, q is remembered and dispatched
+// again once the writer has taken the backlog.
+func (o *outbox) hasQueueRoom(size int, q *queue) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closing {
 		return false
 	}
-	if o.bytes+size <= o.limit {
+	if o.bytes+size <= o.limit/2 {
 		return true
 	}
 	for _, s := range o.starved {
@@ -84,16 +88,22 @@ func (o *outbox) pushControl(encode func(dst []byte) []byte) bool {
 }
 
 // close marks the outbox closing after one final control frame (nil: none).
-// With discard set, what is still queued is dropped first: a slow consumer
-// gets its ERROR now, not after the backlog it cannot read. It returns false
-// if the outbox was already closing.
-func (o *outbox) close(reason CloseReason, discard bool, final func(dst []byte) []byte) bool {
+// With discard set, what is still queued is dropped first (a slow consumer
+// gets its ERROR now, not after the backlog it cannot read), and the
+// auto-ack queue deliveries among it are returned so they can go back to
+// their queues. ok is false if the outbox was already closing.
+func (o *outbox) close(reason CloseReason, discard bool, final func(dst []byte) []byte) (ok bool, unsent []outEntry) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closing {
-		return false
+		return false, nil
 	}
 	if discard {
+		for _, e := range o.entries {
+			if e.qm != nil {
+				unsent = append(unsent, e)
+			}
+		}
 		clear(o.entries)
 		o.entries, o.ctrl, o.bytes = o.entries[:0], o.ctrl[:0], 0
 	}
@@ -104,7 +114,7 @@ func (o *outbox) close(reason CloseReason, discard bool, final func(dst []byte) 
 	}
 	o.closing, o.reason = true, reason
 	o.closed.Store(true)
-	return true
+	return true, unsent
 }
 
 // take swaps the queued entries and control bytes for the writer's spare

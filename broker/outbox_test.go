@@ -30,8 +30,8 @@ func TestOutboxLimits(t *testing.T) {
 		if o.pushMessage(outEntry{msg: m}) {
 			t.Fatal("push past the limit accepted")
 		}
-		if o.hasRoom(1, nil) {
-			t.Fatal("hasRoom at the limit")
+		if o.hasQueueRoom(1, nil) {
+			t.Fatal("queue room at the limit")
 		}
 		if len(o.entries) != 3 || o.bytes != 3*size {
 			t.Fatalf("%d entries, %d bytes; want 3, %d", len(o.entries), o.bytes, 3*size)
@@ -49,15 +49,21 @@ func TestOutboxLimits(t *testing.T) {
 		}
 	})
 
-	t.Run("starved queues are remembered once", func(t *testing.T) {
-		o := &outbox{limit: size}
+	t.Run("queues fill half, starved queues are remembered once", func(t *testing.T) {
+		o := &outbox{limit: 2 * size}
 		q := &queue{}
-		if !o.hasRoom(size, q) {
+		if !o.hasQueueRoom(size, q) {
 			t.Fatal("no room in an empty outbox")
 		}
 		o.pushMessage(outEntry{msg: m})
-		if o.hasRoom(1, q) || o.hasRoom(1, q) {
-			t.Fatal("room in a full outbox")
+		for range 2 { // asking twice must not remember q twice
+			if o.hasQueueRoom(1, q) {
+				t.Fatal("queue room past half the outbox")
+			}
+		}
+		// The other half is for topic messages, which cannot wait.
+		if !o.pushMessage(outEntry{msg: m}) {
+			t.Fatal("topic push refused with half the outbox free")
 		}
 		_, _, starved, _ := o.take(nil, nil, nil)
 		if len(starved) != 1 || starved[0] != q {
@@ -69,7 +75,7 @@ func TestOutboxLimits(t *testing.T) {
 		o := &outbox{limit: 10 * size}
 		o.pushMessage(outEntry{msg: m})
 		o.pushControl(ctrl("RECEIPT"))
-		if !o.close(CloseSlowConsumer, true, ctrl("ERROR")) {
+		if ok, _ := o.close(CloseSlowConsumer, true, ctrl("ERROR")); !ok {
 			t.Fatal("close of an open outbox returned false")
 		}
 		if !o.closed.Load() {
@@ -97,10 +103,10 @@ func TestOutboxLimits(t *testing.T) {
 	t.Run("pushes after close fail", func(t *testing.T) {
 		o := &outbox{limit: 10 * size}
 		o.close(CloseDisconnect, false, nil)
-		if o.pushMessage(outEntry{msg: m}) || o.pushControl(ctrl("RECEIPT")) || o.hasRoom(1, nil) {
+		if o.pushMessage(outEntry{msg: m}) || o.pushControl(ctrl("RECEIPT")) || o.hasQueueRoom(1, nil) {
 			t.Fatal("closed outbox accepted a push")
 		}
-		if o.close(CloseProtocolError, false, ctrl("ERROR")) {
+		if ok, _ := o.close(CloseProtocolError, false, ctrl("ERROR")); ok {
 			t.Fatal("second close returned true")
 		}
 		if r, _ := o.closeReason(); r != CloseDisconnect {

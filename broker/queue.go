@@ -56,20 +56,14 @@ func newQueue(b *Broker, name string, owner *Session, durable bool) *queue {
 // limit-exceeded error its producer gets.
 func (q *queue) enqueue(m *Message, checkLimits bool) error {
 	size := m.size()
-	cfg := &q.b.cfg
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.deleted {
 		return errQueueDeleted
 	}
 	if checkLimits {
-		switch {
-		case q.count+1 > cfg.MaxQueueMessages:
-			return limitErr("queue " + q.name + " holds its limit of " + strconv.Itoa(cfg.MaxQueueMessages) + " messages")
-		case q.bytes+size > cfg.MaxQueueBytes:
-			return limitErr("queue " + q.name + " holds its limit of " + strconv.Itoa(cfg.MaxQueueBytes) + " bytes")
-		case q.b.queuedBytes.Load()+int64(size) > int64(cfg.MaxTotalQueuedBytes):
-			return limitErr("the broker holds its limit of " + strconv.Itoa(cfg.MaxTotalQueuedBytes) + " queued bytes")
+		if err := q.roomLocked(1, size); err != nil {
+			return err
 		}
 	}
 	q.seq++
@@ -124,7 +118,7 @@ func (q *queue) pickLocked(size int) *subscription {
 	n := len(q.consumers)
 	for i := range n {
 		c := q.consumers[(q.next+i)%n]
-		if c.hasCredit() && c.session.out.hasRoom(size, q) {
+		if c.hasCredit() && c.session.out.hasQueueRoom(size, q) {
 			q.next = (q.next + i + 1) % n
 			return c
 		}
@@ -149,11 +143,56 @@ func (q *queue) dispatch() {
 	q.retireIfIdle()
 }
 
-func (q *queue) addConsumer(sub *subscription) {
+// attach adds a consumer without dispatching to it yet (its SUBSCRIBE's
+// RECEIPT must go first); false if the queue was retired meanwhile, and the
+// subscriber must look it up again.
+func (q *queue) attach(sub *subscription) bool {
 	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.deleted {
+		return false
+	}
 	q.consumers = append(q.consumers, sub)
+	return true
+}
+
+// putBack returns an auto-ack message that was never written to its
+// consumer to the front of the queue, still counting its delivery.
+func (q *queue) putBack(qm *queuedMessage) {
+	size := qm.msg.size()
+	q.mu.Lock()
+	if q.deleted {
+		q.mu.Unlock()
+		q.b.stats.Dropped.Add(1)
+		return
+	}
+	q.ready.PushFront(qm)
+	q.count++
+	q.bytes += size
+	q.b.queuedBytes.Add(int64(size))
 	q.dispatchLocked()
 	q.mu.Unlock()
+}
+
+// room reports whether n more messages of bytes total fit the queue's
+// limits; a transaction checks it for each SEND it takes.
+func (q *queue) room(n, bytes int) *stompError {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.roomLocked(n, bytes)
+}
+
+func (q *queue) roomLocked(n, bytes int) *stompError {
+	cfg := &q.b.cfg
+	switch {
+	case q.count+n > cfg.MaxQueueMessages:
+		return limitErr("queue " + q.name + " holds its limit of " + strconv.Itoa(cfg.MaxQueueMessages) + " messages")
+	case q.bytes+bytes > cfg.MaxQueueBytes:
+		return limitErr("queue " + q.name + " holds its limit of " + strconv.Itoa(cfg.MaxQueueBytes) + " bytes")
+	case q.b.queuedBytes.Load()+int64(bytes) > int64(cfg.MaxTotalQueuedBytes):
+		return limitErr("the broker holds its limit of " + strconv.Itoa(cfg.MaxTotalQueuedBytes) + " queued bytes")
+	}
+	return nil
 }
 
 // removeConsumer detaches sub and puts back what it left unacknowledged.
@@ -202,6 +241,10 @@ func (q *queue) requeueLocked(ds []delivery, dead []*queuedMessage) []*queuedMes
 	limit := q.b.cfg.MaxRedeliveries
 	for i := len(ds) - 1; i >= 0; i-- {
 		qm := ds[i].qm
+		if q.deleted { // removed (a durable deleted): the message goes with it
+			q.forgetLocked(qm)
+			continue
+		}
 		if limit >= 0 && qm.deliveries > limit {
 			q.forgetLocked(qm)
 			dead = append(dead, qm)
@@ -228,7 +271,7 @@ func (q *queue) deadLetter(dead []*queuedMessage, reason string) {
 			frames.Header{Key: []byte("original-message-id"), Value: []byte(qm.msg.ID)},
 			frames.Header{Key: []byte("original-delivery-count"), Value: []byte(strconv.Itoa(qm.deliveries))},
 		)
-		if err := q.b.enqueueNamed(q.dlq, m, false); err != nil {
+		if err := q.b.enqueueNamed(q.dlq, m, true); err != nil {
 			q.b.stats.Dropped.Add(1)
 			continue
 		}

@@ -158,7 +158,7 @@ func (s *Session) Expire() {
 func (s *Session) Shutdown() {
 	e := &stompError{code: CodeServerShutdown, message: "server shutting down",
 		detail: "The server is shutting down; reconnect later.", retryable: true, reason: CloseShutdown}
-	if s.out.close(CloseShutdown, false, errorFrame(e, nil, frames.EscapeNone)) {
+	if ok, _ := s.out.close(CloseShutdown, false, errorFrame(e, nil, frames.EscapeNone)); ok {
 		s.t.Close(CloseShutdown)
 	}
 }
@@ -166,8 +166,19 @@ func (s *Session) Shutdown() {
 // Abort ends the session without a frame: the network failed or the peer
 // closed. Safe from any goroutine.
 func (s *Session) Abort(reason CloseReason) {
-	if s.out.close(reason, true, nil) {
+	ok, unsent := s.out.close(reason, true, nil)
+	if ok {
 		s.t.Close(reason)
+	}
+	putBack(unsent)
+}
+
+// putBack returns auto-ack queue deliveries that were never handed to the
+// writer to their queues: auto-ack means acknowledged once written, not
+// once queued for a connection that then died.
+func putBack(unsent []outEntry) {
+	for i := len(unsent) - 1; i >= 0; i-- { // each goes to the front: last first keeps the order
+		unsent[i].sub.queue.putBack(unsent[i].qm)
 	}
 }
 
@@ -182,7 +193,7 @@ func (s *Session) fail(e *stompError, f *frames.Frame) {
 	}
 	s.b.cfg.Logger.Debug("session error", "session", s.id, "remote", s.remote, "code", e.code, "message", e.message)
 	esc := frames.EscapingFor(s.version, frames.CmdError)
-	if s.out.close(e.reason, false, errorFrame(e, receipt, esc)) {
+	if ok, _ := s.out.close(e.reason, false, errorFrame(e, receipt, esc)); ok {
 		s.t.Close(e.reason)
 	}
 }
@@ -286,7 +297,7 @@ func (s *Session) handleConnected(f *frames.Frame) *stompError {
 func (s *Session) handleDisconnect(f *frames.Frame) *stompError {
 	s.releaseResources()
 	s.receipt(f)
-	if s.out.close(CloseDisconnect, false, nil) {
+	if ok, _ := s.out.close(CloseDisconnect, false, nil); ok {
 		s.t.Close(CloseDisconnect)
 	}
 	s.state = stateClosed

@@ -73,11 +73,13 @@ func (s *Session) slowConsumer(why string) {
 	e := &stompError{code: CodeSlowConsumer, message: "slow consumer",
 		detail:    "Disconnected because this client reads too slowly: " + why + ".",
 		retryable: true, reason: CloseSlowConsumer}
-	if s.out.close(CloseSlowConsumer, true, errorFrame(e, nil, frames.EscapeNone)) {
+	ok, unsent := s.out.close(CloseSlowConsumer, true, errorFrame(e, nil, frames.EscapeNone))
+	if ok {
 		s.b.stats.SlowConsumers.Add(1)
 		s.b.cfg.Logger.Info("slow consumer disconnected", "session", s.id, "remote", s.remote, "why", why)
 		s.t.Close(CloseSlowConsumer)
 	}
+	putBack(unsent)
 }
 
 // Release ends the session for the broker: subscriptions are removed,

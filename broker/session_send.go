@@ -27,6 +27,7 @@ func (s *Session) handleSend(f *frames.Frame) *stompError {
 		if err := s.deliverRoute(r, m, true); err != nil {
 			return err
 		}
+		s.b.stats.Published.Add(1)
 	}
 	s.receipt(f)
 	return nil
@@ -82,7 +83,6 @@ func (s *Session) buildMessage(f *frames.Frame) (*Message, route, *stompError) {
 		s.b.stats.Expired.Add(1)
 		return nil, r, nil
 	}
-	s.b.stats.Published.Add(1)
 	return m, r, nil
 }
 
@@ -90,6 +90,19 @@ func (s *Session) buildMessage(f *frames.Frame) (*Message, route, *stompError) {
 // name: other sessions reply to it; only this session can consume it.
 func (s *Session) replyAddress(name string) string {
 	return "/reply-queue/" + s.id + "/" + name
+}
+
+// routeQueue returns the existing queue a non-topic route leads to (nil
+// for a topic, or a queue not created yet).
+func (s *Session) routeQueue(r route) *queue {
+	switch r.kind {
+	case kindTopic:
+		return nil
+	case kindTempQueue:
+		return s.tempQueues[r.key]
+	}
+	q, _ := s.b.queue(r.key, false)
+	return q
 }
 
 // deliverRoute hands m to its destination.

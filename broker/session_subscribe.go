@@ -62,16 +62,15 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 		}
 		s.b.addTopicSub(sub)
 	case kind == kindQueue:
-		q, err := s.b.queue(dest, true)
-		if err != nil {
+		if err := s.attachQueue(sub, dest); err != nil {
 			return err
 		}
-		sub.queue = q
 	case kind == kindTempQueue:
 		q, err := s.tempQueue(s.replyAddress(name))
 		if err != nil {
 			return err
 		}
+		q.attach(sub) // a temporary queue lives as long as its session
 		sub.queue = q
 	default:
 		return &stompError{code: CodeForbidden, message: "forbidden",
@@ -82,13 +81,30 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 		s.subsByNum = make(map[uint32]*subscription)
 	}
 	s.subsByNum[sub.num] = sub
-	// The RECEIPT goes before any message the subscription yields, so the
-	// client knows the subscription is live when it arrives.
+	// The consumer is attached but not yet served: the RECEIPT goes before
+	// any message the subscription yields, so the client knows the
+	// subscription is live when it arrives.
 	s.receipt(f)
 	if sub.queue != nil {
-		sub.queue.addConsumer(sub)
+		sub.queue.dispatch()
 	}
 	return nil
+}
+
+// attachQueue makes sub a consumer of the queue dest, looking it up again
+// if it was retired (empty, no consumers) between lookup and attach.
+func (s *Session) attachQueue(sub *subscription, dest string) *stompError {
+	for range 8 {
+		q, err := s.b.queue(dest, true)
+		if err != nil {
+			return err
+		}
+		if q.attach(sub) {
+			sub.queue = q
+			return nil
+		}
+	}
+	return limitErr("queue " + dest + " is being recreated too often")
 }
 
 // handleUnsubscribe ends a subscription; its unacknowledged queue messages

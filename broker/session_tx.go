@@ -9,9 +9,13 @@ import (
 // transaction holds the SEND, ACK and NACK frames between BEGIN and COMMIT.
 // Everything is validated as it arrives, so COMMIT cannot fail half-way.
 type transaction struct {
-	ops   []txOp
-	bytes int
+	ops     []txOp
+	bytes   int
+	pending map[string]txQueued // by queue key: what this transaction will add
 }
+
+// txQueued is what a transaction holds for one queue.
+type txQueued struct{ messages, bytes int }
 
 type txOp struct {
 	cmd   frames.Command
@@ -69,6 +73,18 @@ func (s *Session) addToTransaction(f *frames.Frame, id []byte, op txOp) *stompEr
 		return limitErr("transaction " + strconv.Quote(string(id)) + " holds its limit of " +
 			strconv.Itoa(s.b.cfg.MaxTransactionFrames) + " frames or " + strconv.Itoa(s.b.cfg.MaxQueueBytes) + " bytes")
 	}
+	if op.msg != nil {
+		if q := s.routeQueue(op.route); q != nil {
+			held := tx.pending[op.route.key]
+			if err := q.room(held.messages+1, held.bytes+size); err != nil {
+				return err
+			}
+			if tx.pending == nil {
+				tx.pending = make(map[string]txQueued)
+			}
+			tx.pending[op.route.key] = txQueued{messages: held.messages + 1, bytes: held.bytes + size}
+		}
+	}
 	tx.ops = append(tx.ops, op)
 	tx.bytes += size
 	s.receipt(f)
@@ -76,8 +92,11 @@ func (s *Session) addToTransaction(f *frames.Frame, id []byte, op txOp) *stompEr
 }
 
 // handleCommit applies the transaction's frames in order. Queue limits were
-// checked when each SEND arrived; at COMMIT they are not checked again, so
-// a commit never applies half of a transaction.
+// checked when each SEND arrived (counting what the transaction itself
+// holds); at COMMIT they are not checked again, so a commit never applies
+// half of a transaction. Concurrent transactions can therefore take a queue
+// past its limit by at most what they hold, which MaxTransactions,
+// MaxTransactionFrames and MaxQueueBytes bound.
 func (s *Session) handleCommit(f *frames.Frame) *stompError {
 	id, tx, err := s.txFor(f)
 	if err != nil {
@@ -98,6 +117,7 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 			if err := s.deliverRoute(op.route, op.msg, false); err != nil {
 				return err
 			}
+			s.b.stats.Published.Add(1)
 		case op.cmd == frames.CmdAck || op.cmd == frames.CmdNack:
 			if err := s.applyAck(op.cmd, op.ack); err != nil {
 				return err

@@ -79,6 +79,8 @@ func (sub *subscription) offer(qm *queuedMessage) bool {
 	e := outEntry{msg: qm.msg, sub: sub, deliveries: qm.deliveries}
 	if sub.ackMode != ackAuto {
 		e.ackID = s.nextAck.Add(1)
+	} else {
+		e.qm = qm
 	}
 	ok := s.out.pushMessage(e)
 	if ok && sub.ackMode != ackAuto {
