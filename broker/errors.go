@@ -25,6 +25,7 @@ const (
 	CloseSlowConsumer                        // outbound buffer overflowed
 	CloseLimitExceeded                       // a broker limit refused the client
 	CloseShutdown                            // the server is shutting down
+	CloseInvalidData                         // the transport carried invalid data (bad UTF-8 in a WebSocket text message)
 	closeReasonCount
 )
 
@@ -39,6 +40,7 @@ var closeReasonNames = [closeReasonCount]string{
 	CloseSlowConsumer:     "slow-consumer",
 	CloseLimitExceeded:    "limit-exceeded",
 	CloseShutdown:         "shutdown",
+	CloseInvalidData:      "invalid-data",
 }
 
 // String returns a short, stable label such as "slow-consumer".

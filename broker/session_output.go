@@ -14,14 +14,29 @@ import (
 // SEND, so a delivery costs a few appends and one copy of the body into the
 // socket buffer. It must not be called concurrently with itself.
 func (s *Session) AppendOutput(dst []byte) (out []byte, closing bool) {
+	out, _, closing = s.appendOutput(dst, nil, false)
+	return out, closing
+}
+
+// AppendOutputFrames is AppendOutput that also appends to ends the offset
+// in out where each frame ends, for transports that frame messages
+// themselves (WebSocket: one STOMP frame per message).
+func (s *Session) AppendOutputFrames(dst []byte, ends []int) (out []byte, frameEnds []int, closing bool) {
+	return s.appendOutput(dst, ends, true)
+}
+
+func (s *Session) appendOutput(dst []byte, ends []int, wantEnds bool) ([]byte, []int, bool) {
 	entries, ctrl, starved, closing := s.out.take(s.spareEntries, s.spareCtrl, s.spareStarved)
 	for i := range entries {
 		e := &entries[i]
 		if e.msg == nil {
 			dst = append(dst, ctrl[e.ctrlStart:e.ctrlEnd]...)
-			continue
+		} else {
+			dst = s.appendMessage(dst, e)
 		}
-		dst = s.appendMessage(dst, e)
+		if wantEnds {
+			ends = append(ends, len(dst))
+		}
 	}
 	clear(entries)
 	s.spareEntries, s.spareCtrl = entries[:0], ctrl[:0]
@@ -32,7 +47,7 @@ func (s *Session) AppendOutput(dst []byte) (out []byte, closing bool) {
 	}
 	clear(starved)
 	s.spareStarved = starved[:0]
-	return dst, closing
+	return dst, ends, closing
 }
 
 // appendMessage encodes one MESSAGE: per-delivery headers first, then the
@@ -64,6 +79,18 @@ func (s *Session) appendMessage(dst []byte, e *outEntry) []byte {
 		}
 	}
 	return frames.AppendBody(dst, m.Body)
+}
+
+// Refuse ends the session for a violation the driver's transport found
+// below STOMP (e.g. a WebSocket message over the size limit, invalid UTF-8
+// in a text message): the client gets an ERROR with error-code code, then
+// the connection closes with reason. Read loop only.
+func (s *Session) Refuse(reason CloseReason, code, message, detail string) {
+	if s.state >= stateClosed {
+		return
+	}
+	s.fail(&stompError{code: code, message: message, detail: detail, reason: reason}, nil)
+	s.state = stateClosed
 }
 
 // slowConsumer closes a session whose outbound buffer overflowed: what it

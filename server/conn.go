@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stompbox/stompbox/broker"
+	"github.com/stompbox/stompbox/wsadapter"
 )
 
 // conn drives one connection: serve runs the read loop on the accepting
@@ -15,7 +16,8 @@ import (
 // returning.
 type conn struct {
 	srv     *Server         // immutable
-	nc      net.Conn        // immutable
+	nc      net.Conn        // immutable: the socket, for deadlines and closing
+	stream  stream          // immutable: STOMP bytes over nc (TCP or WebSocket)
 	session *broker.Session // immutable after newConn
 	wake    chan struct{}   // capacity 1: "output pending"
 	written chan struct{}   // closed when the writer has exited
@@ -28,8 +30,8 @@ type conn struct {
 	endReadBy atomic.Int64
 }
 
-func newConn(s *Server, nc net.Conn) *conn {
-	c := &conn{srv: s, nc: nc, wake: make(chan struct{}, 1), written: make(chan struct{})}
+func newConn(s *Server, nc net.Conn, st stream) *conn {
+	c := &conn{srv: s, nc: nc, stream: st, wake: make(chan struct{}, 1), written: make(chan struct{})}
 	c.session = s.broker.NewSession(c, nc.RemoteAddr().String())
 	return c
 }
@@ -74,7 +76,7 @@ func (c *conn) readLoop() (serverClosed bool) {
 	buf := make([]byte, c.srv.cfg.ReadBufferSize)
 	for {
 		c.setReadDeadline()
-		n, err := c.nc.Read(buf)
+		n, err := c.stream.Read(buf)
 		if n > 0 {
 			if c.session.Feed(buf[:n]) != nil {
 				return true
@@ -82,6 +84,12 @@ func (c *conn) readLoop() (serverClosed bool) {
 		}
 		if err == nil {
 			continue
+		}
+		var wsErr *wsadapter.ProtocolError
+		if errors.As(err, &wsErr) {
+			reason, code, message := refuseFor(wsErr)
+			c.session.Refuse(reason, code, message, wsErr.Reason+".")
+			return true
 		}
 		if _, closing := c.session.CloseReason(); closing {
 			return true // the writer set a deadline to end this read
@@ -101,6 +109,7 @@ func (c *conn) readLoop() (serverClosed bool) {
 func (c *conn) writeLoop() {
 	defer close(c.written)
 	var out []byte
+	var ends []int
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	lastWrite := time.Now()
@@ -118,13 +127,14 @@ func (c *conn) writeLoop() {
 			beat = true
 		}
 		var closing bool
-		out, closing = c.session.AppendOutput(out[:0])
+		out, ends, closing = c.session.AppendOutputFrames(out[:0], ends[:0])
 		if len(out) == 0 && beat {
 			out = append(out, '\n') // STOMP 1.2: a heart-beat is an EOL
+			ends = append(ends, len(out))
 		}
 		if len(out) > 0 {
 			_ = c.nc.SetWriteDeadline(c.writeDeadline())
-			if _, err := c.nc.Write(out); err != nil {
+			if err := c.stream.WriteFrames(out, ends); err != nil {
 				c.session.Abort(broker.ClosePeer)
 				_ = c.nc.Close() // unblocks the read loop
 				return
@@ -132,9 +142,11 @@ func (c *conn) writeLoop() {
 			lastWrite = time.Now()
 		}
 		if cap(out) > 64<<10 {
-			out = nil // do not pin a burst's buffer on an idle connection
+			out, ends = nil, nil // do not pin a burst's buffers on an idle connection
 		}
 		if closing {
+			reason, _ := c.session.CloseReason()
+			c.stream.Goodbye(reason)
 			if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
 				_ = tc.CloseWrite()
 			}

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/stompbox/stompbox/broker"
+	"github.com/stompbox/stompbox/wsadapter"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -31,6 +33,13 @@ type Config struct {
 	ReadBufferSize int
 	// Logger receives server events. Default: discard.
 	Logger *slog.Logger
+	// WebSocket configures STOMP over WebSocket on the HTTP listener
+	// (ServeWeb). MaxMessage defaults to the broker's frame limits.
+	WebSocket wsadapter.Config
+	// WebSocketPath is where the HTTP listener upgrades. Default "/ws".
+	WebSocketPath string
+	// Page, when set, serves every other HTTP path (the demo page).
+	Page http.Handler
 }
 
 // The defaults of Config.
@@ -56,6 +65,13 @@ func (c Config) withDefaults() Config {
 	if c.Broker.Logger == nil {
 		c.Broker.Logger = c.Logger
 	}
+	if c.WebSocketPath == "" {
+		c.WebSocketPath = "/ws"
+	}
+	if c.WebSocket.MaxMessage <= 0 {
+		limits := c.Broker.Frame.WithDefaults()
+		c.WebSocket.MaxMessage = limits.MaxCommandLine + limits.MaxHeaderBytes + limits.MaxBody + 2*limits.MaxHeaders + 16
+	}
 	return c
 }
 
@@ -66,6 +82,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{} // guarded by mu
+	https     map[*http.Server]struct{} // guarded by mu
 	conns     map[*conn]struct{}        // guarded by mu
 	closed    bool                      // guarded by mu
 	wg        sync.WaitGroup            // one per Serve loop and per connection
@@ -78,6 +95,7 @@ func New(cfg Config) *Server {
 		cfg:       cfg,
 		broker:    broker.New(cfg.Broker),
 		listeners: make(map[net.Listener]struct{}),
+		https:     make(map[*http.Server]struct{}),
 		conns:     make(map[*conn]struct{}),
 	}
 }
@@ -116,7 +134,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return fmt.Errorf("server: accept: %w", err)
 		}
 		backoff = 5 * time.Millisecond
-		s.startConn(nc)
+		s.startConn(nc, tcpStream{nc})
 	}
 }
 
@@ -126,8 +144,8 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
-func (s *Server) startConn(nc net.Conn) {
-	c := newConn(s, nc)
+func (s *Server) startConn(nc net.Conn, st stream) {
+	c := newConn(s, nc, st)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -155,6 +173,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closed = true
 	for ln := range s.listeners {
 		_ = ln.Close()
+	}
+	for hs := range s.https {
+		_ = hs.Close() // its own connections; upgraded ones are ours, below
 	}
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {

@@ -1,0 +1,252 @@
+package wsadapter
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+)
+
+// CloseCode is a WebSocket close status (RFC 6455, section 7.4.1).
+type CloseCode uint16
+
+// The close codes stompbox sends.
+const (
+	CloseNormal        CloseCode = 1000 // after DISCONNECT
+	CloseGoingAway     CloseCode = 1001 // server shutdown
+	CloseProtocolError CloseCode = 1002 // broken WebSocket or STOMP framing
+	CloseInvalidData   CloseCode = 1007 // invalid UTF-8 in a text message
+	ClosePolicy        CloseCode = 1008 // auth, forbidden, limits, timeouts
+	CloseTooBig        CloseCode = 1009 // message over the size limit
+	CloseInternal      CloseCode = 1011 // server fault
+)
+
+// ProtocolError is a WebSocket-level violation by the peer; Code is the
+// close code it calls for.
+type ProtocolError struct {
+	Code   CloseCode
+	Reason string
+}
+
+func (e *ProtocolError) Error() string { return fmt.Sprintf("wsadapter: %s (close %d)", e.Reason, e.Code) }
+
+func protocolError(code CloseCode, reason string) error {
+	return &ProtocolError{Code: code, Reason: reason}
+}
+
+// ErrClosed is returned by writes after the close handshake has begun.
+var ErrClosed = errors.New("wsadapter: connection closed")
+
+// Conn is one WebSocket connection carrying STOMP. Read is for one reader
+// goroutine; WriteFrames and Close may be called from another (writes are
+// serialised, since the reader answers pings itself).
+type Conn struct {
+	nc         net.Conn      // immutable
+	br         *bufio.Reader // reader only; may hold bytes read during the upgrade
+	maxMessage int64         // immutable: largest message payload accepted
+
+	// Reader only: the data frame being read.
+	remaining int64   // payload bytes of the current frame still to read
+	mask      [4]byte // of the current frame
+	offset    int     // mask offset within the current frame
+	inMessage bool    // a fragmented message is open
+	text      bool    // the open message is text
+	size      int64   // payload bytes of the open message so far
+	utf8      utf8Stream
+	control   [125]byte // payload of a control frame
+
+	wmu     sync.Mutex
+	headers []byte   // guarded by wmu: WS headers of the batch being written
+	iov     [][]byte // guarded by wmu: the batch as header/payload slices (writev)
+	closed  bool     // guarded by wmu: a close frame was sent
+}
+
+func newConn(nc net.Conn, br *bufio.Reader, maxMessage int) *Conn {
+	return &Conn{nc: nc, br: br, maxMessage: int64(maxMessage)}
+}
+
+// NetConn returns the underlying connection (for deadlines and addresses).
+func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// Read fills p with STOMP bytes from the payloads of data messages,
+// unmasking them in place; message boundaries are not preserved (a STOMP
+// frame may span messages and a message may hold several frames). Pings
+// are answered; a close frame is answered and ends the stream with io.EOF;
+// a violation returns a *ProtocolError naming the close code to send.
+func (c *Conn) Read(p []byte) (int, error) {
+	for c.remaining == 0 {
+		if err := c.nextFrame(); err != nil {
+			return 0, err
+		}
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, err := c.br.Read(p[:min(int64(len(p)), c.remaining)])
+	if n > 0 {
+		ws.Cipher(p[:n], c.mask, c.offset)
+		c.offset += n
+		c.remaining -= int64(n)
+		if c.text && !c.utf8.feed(p[:n]) {
+			return 0, protocolError(CloseInvalidData, "invalid UTF-8 in a text message")
+		}
+		if c.remaining == 0 && !c.inMessage && c.text && !c.utf8.end() {
+			return 0, protocolError(CloseInvalidData, "text message ends inside a UTF-8 sequence")
+		}
+	}
+	if err == io.EOF && c.remaining > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// nextFrame reads frame headers until a data frame with payload is open,
+// handling control frames and checking the rules of RFC 6455 on the way.
+func (c *Conn) nextFrame() error {
+	h, err := readHeader(c.br)
+	if err != nil {
+		var pe *ProtocolError
+		if errors.As(err, &pe) {
+			return err
+		}
+		if err == io.EOF && c.inMessage {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	switch {
+	case h.rsv != 0:
+		return protocolError(CloseProtocolError, "reserved bits set without a negotiated extension")
+	case !h.masked:
+		return protocolError(CloseProtocolError, "client frame not masked")
+	}
+	if h.op.IsControl() {
+		return c.handleControl(h)
+	}
+	switch h.op {
+	case ws.OpContinuation:
+		if !c.inMessage {
+			return protocolError(CloseProtocolError, "continuation frame without a message")
+		}
+	case ws.OpText, ws.OpBinary:
+		if c.inMessage {
+			return protocolError(CloseProtocolError, "new message inside a fragmented one")
+		}
+		c.text, c.size = h.op == ws.OpText, 0
+	default:
+		return protocolError(CloseProtocolError, fmt.Sprintf("reserved opcode %d", h.op))
+	}
+	// The limit applies before any payload byte is read.
+	if c.size+h.length > c.maxMessage {
+		return protocolError(CloseTooBig, fmt.Sprintf("message over %d bytes", c.maxMessage))
+	}
+	c.size += h.length
+	c.inMessage = !h.fin
+	c.remaining, c.mask, c.offset = h.length, h.mask, 0
+	if h.fin && h.length == 0 && c.text && !c.utf8.end() {
+		return protocolError(CloseInvalidData, "text message ends inside a UTF-8 sequence")
+	}
+	return nil
+}
+
+// handleControl reads a control frame (RFC 6455: at most 125 bytes, never
+// fragmented): ping gets a pong, close gets a close, pong is ignored.
+func (c *Conn) handleControl(h frameHeader) error {
+	if !h.fin || h.length > 125 {
+		return protocolError(CloseProtocolError, "fragmented or oversized control frame")
+	}
+	payload := c.control[:h.length]
+	if _, err := io.ReadFull(c.br, payload); err != nil {
+		return err
+	}
+	ws.Cipher(payload, h.mask, 0)
+	switch h.op {
+	case ws.OpPing:
+		return c.writeControl(ws.OpPong, payload) // a pong echoes the ping's payload
+	case ws.OpClose:
+		code, reason := CloseNormal, ""
+		switch {
+		case len(payload) == 1:
+			return protocolError(CloseProtocolError, "close frame with a one-byte payload")
+		case len(payload) >= 2:
+			code = CloseCode(binary.BigEndian.Uint16(payload))
+			if !utf8.Valid(payload[2:]) {
+				return protocolError(CloseProtocolError, "close reason is not UTF-8")
+			}
+		}
+		_ = c.Close(code, reason) // echo the peer's code, completing the handshake
+		return io.EOF
+	}
+	return nil // pong
+}
+
+func (c *Conn) writeControl(op ws.OpCode, payload []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	var buf [2 + 125]byte
+	b := append(appendHeader(buf[:0], op, len(payload)), payload...)
+	_, err := c.nc.Write(b)
+	return err
+}
+
+// WriteFrames writes out as WebSocket messages, one per STOMP frame:
+// frame i is out[ends[i-1]:ends[i]] (from 0 for the first). A frame is a
+// text message when it is valid UTF-8 and binary otherwise, since browsers
+// drop a connection that sends invalid UTF-8 as text. The whole batch goes
+// out in one vectored write without copying the frames.
+func (c *Conn) WriteFrames(out []byte, ends []int) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	if cap(c.headers) < 10*len(ends) { // never grown while iov points into it
+		c.headers = make([]byte, 0, 10*len(ends))
+	}
+	headers, iov := c.headers[:0], c.iov[:0]
+	start := 0
+	for _, end := range ends {
+		frame := out[start:end]
+		op := ws.OpText
+		if !utf8.Valid(frame) {
+			op = ws.OpBinary
+		}
+		at := len(headers)
+		headers = appendHeader(headers, op, len(frame))
+		iov = append(iov, headers[at:len(headers):len(headers)], frame)
+		start = end
+	}
+	c.headers = headers
+	bufs := net.Buffers(iov)
+	_, err := bufs.WriteTo(c.nc)
+	clear(iov)
+	c.iov = iov[:0]
+	return err
+}
+
+// Close sends a close frame with code and reason (once; later calls do
+// nothing). It does not close the socket: the caller does, after the peer's
+// answer or a short linger.
+func (c *Conn) Close(code CloseCode, reason string) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	var buf [2 + 125]byte
+	payload := binary.BigEndian.AppendUint16(buf[2:2], uint16(code))
+	payload = append(payload, reason[:min(len(reason), 123)]...)
+	b := append(appendHeader(buf[:0:2], ws.OpClose, len(payload)), payload...)
+	_, err := c.nc.Write(b)
+	return err
+}

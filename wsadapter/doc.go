@@ -1,0 +1,19 @@
+// Package wsadapter carries STOMP over WebSocket (RFC 6455) on gobwas/ws:
+// the upgrade (subprotocol choice, origin check), reading WebSocket messages
+// as one STOMP byte stream (frames read into the caller's buffer and
+// unmasked in place, fragments and interleaved control frames handled,
+// pings answered), writing each STOMP frame as one WebSocket message, and
+// close codes.
+//
+// It knows nothing of sessions or brokers: a driver reads STOMP bytes with
+// Conn.Read, writes encoded frames with Conn.WriteFrames, and ends with
+// Conn.Close(code, reason):
+//
+//	c, proto, err := wsadapter.Upgrade(w, r, wsadapter.Config{MaxMessage: 4 << 20})
+//	if err != nil {
+//		return // Upgrade has answered the HTTP request
+//	}
+//	n, err := c.Read(buf)            // STOMP bytes, from one or more WS messages
+//	err = c.WriteFrames(out, ends)    // out[ends[i-1]:ends[i]] is one STOMP frame
+//	_ = c.Close(wsadapter.CloseNormal, "")
+package wsadapter
