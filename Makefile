@@ -15,7 +15,7 @@ FUZZTIME ?= 30s
 BENCH_COUNT ?= 6
 BENCH_DIR := .bench
 
-.PHONY: test deps lint unit e2e e2e-deps bench fuzz run
+.PHONY: test deps lint unit e2e e2e-deps bench fuzz run web
 
 test: lint unit e2e
 
@@ -50,7 +50,7 @@ unit: deps
 E2E_PYTHON ?= /usr/bin/python3
 E2E_TIMEOUT ?= 5m
 
-e2e: deps e2e-deps
+e2e: deps e2e-deps web
 	STOMPBOX_E2E_PYTHON=$(E2E_PYTHON) $(GO) test -tags e2e -race -count=1 -timeout $(E2E_TIMEOUT) ./e2e/...
 
 # e2e-deps installs python3-stomp with apt-get when it is missing.
@@ -73,6 +73,34 @@ fuzz: deps
 # RUN_FLAGS, e.g. make run RUN_FLAGS='-listen 127.0.0.1:61613 -log-level debug'.
 RUN_FLAGS ?=
 
-run:
+run: web
 	$(GO) build -o stompbox ./cmd/stompbox
 	exec ./stompbox $(RUN_FLAGS)
+
+# web vendors the browser client of the demo pages: `npm ci` in web/ installs
+# @stomp/stompjs exactly as web/package-lock.json pins it, and its UMD bundle
+# (with its licence) is copied into web/dist/vendor/, which go:embed picks up
+# on the next build. Both node_modules and dist/vendor are gitignored. The
+# stamp inside node_modules records that `npm ci` ran against the current
+# lockfile, so a repeated `make web` does nothing; deleting node_modules or
+# changing the lockfile reinstalls. A binary built without this step still
+# runs; its page says how to build it.
+WEB_DIR := web
+WEB_STAMP := $(WEB_DIR)/node_modules/.npm-ci.stamp
+WEB_VENDOR := $(WEB_DIR)/dist/vendor
+STOMPJS_DIR := $(WEB_DIR)/node_modules/@stomp/stompjs
+
+web: $(WEB_VENDOR)/stomp.umd.min.js $(WEB_VENDOR)/stomp.LICENSE.txt
+
+$(WEB_STAMP): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "web: npm (Node.js) is not on PATH; it is needed to fetch stomp.js" >&2; exit 1; }
+	cd $(WEB_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+$(WEB_VENDOR)/stomp.umd.min.js: $(WEB_STAMP)
+	mkdir -p $(@D)
+	cp $(STOMPJS_DIR)/bundles/stomp.umd.min.js $@
+
+$(WEB_VENDOR)/stomp.LICENSE.txt: $(WEB_STAMP)
+	mkdir -p $(@D)
+	cp $(STOMPJS_DIR)/LICENSE $@

@@ -13,12 +13,16 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/frames"
 	"github.com/stompbox/stompbox/server"
+	"github.com/stompbox/stompbox/web"
+	"github.com/stompbox/stompbox/wsadapter"
 )
 
 func main() {
@@ -31,6 +35,8 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("stompbox", flag.ContinueOnError)
 	listen := fs.String("listen", ":61613", "native STOMP TCP listen address")
+	httpListen := fs.String("http-listen", ":61614", "HTTP listen address: STOMP over WebSocket at /ws and the demo page at / (empty disables)")
+	origins := fs.String("allowed-origins", "", "comma-separated Origin values browsers may connect from; * allows any; empty allows only same-host pages")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	maxBody := fs.Int("max-body", frames.DefaultMaxBody, "largest frame body in bytes")
 	maxHeaders := fs.Int("max-headers", frames.DefaultMaxHeaders, "most headers per frame")
@@ -55,8 +61,22 @@ func run(args []string) error {
 	if *heartbeat == 0 {
 		*heartbeat = -1 // broker.Config: negative disables, zero means default
 	}
+	var allowed []string
+	for o := range strings.SplitSeq(*origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			allowed = append(allowed, o)
+		}
+	}
+	if !web.Complete() {
+		logger.Warn("demo page not built into this binary: run `make web` and rebuild; / explains the same")
+	}
+	if slices.Contains(allowed, "*") {
+		logger.Warn("WebSocket origin check disabled: pages from any site may connect (-allowed-origins=*)")
+	}
 	srv := server.New(server.Config{
-		Logger: logger,
+		Logger:    logger,
+		WebSocket: wsadapter.Config{AllowedOrigins: allowed},
+		Page:      web.Handler(),
 		Broker: broker.Config{
 			Frame:              frames.Limits{MaxBody: *maxBody, MaxHeaders: *maxHeaders},
 			HeartBeat:          frames.HeartBeat{Send: *heartbeat, Receive: *heartbeat},
@@ -73,14 +93,31 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("stompbox listening", "stomp", ln.Addr().String())
+	serveErr := make(chan error, 2)
+	serving := 1
+	go func() { serveErr <- srv.Serve(ln) }()
+	attrs := []any{"stomp", ln.Addr().String()}
+	if *httpListen != "" {
+		hl, err := net.Listen("tcp", *httpListen)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		serving++
+		go func() { serveErr <- srv.ServeWeb(hl) }()
+		attrs = append(attrs, "http", hl.Addr().String(), "websocket_path", "/ws")
+	}
+	logger.Info("stompbox listening", attrs...)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
 	select {
 	case err := <-serveErr:
+		serving--
+		_ = srv.Shutdown(context.Background())
+		for ; serving > 0; serving-- {
+			<-serveErr
+		}
 		return err
 	case <-ctx.Done():
 	}
@@ -90,8 +127,10 @@ func run(args []string) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("shutdown timed out; remaining connections were closed", "err", err)
 	}
-	if err := <-serveErr; !errors.Is(err, server.ErrServerClosed) {
-		return err
+	for ; serving > 0; serving-- {
+		if err := <-serveErr; !errors.Is(err, server.ErrServerClosed) {
+			return err
+		}
 	}
 	return nil
 }
