@@ -34,7 +34,9 @@ type ProtocolError struct {
 	Reason string
 }
 
-func (e *ProtocolError) Error() string { return fmt.Sprintf("wsadapter: %s (close %d)", e.Reason, e.Code) }
+func (e *ProtocolError) Error() string {
+	return fmt.Sprintf("wsadapter: %s (close %d)", e.Reason, e.Code)
+}
 
 func protocolError(code CloseCode, reason string) error {
 	return &ProtocolError{Code: code, Reason: reason}
