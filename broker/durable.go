@@ -61,7 +61,7 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 	if d == nil {
 		if len(b.queues) >= b.cfg.MaxQueues {
 			b.mu.Unlock()
-			return limitErr("the broker holds its limit of " + strconv.Itoa(b.cfg.MaxQueues) + " queues")
+			return b.tooManyQueues()
 		}
 		qname := "/durable/" + s.clientID + "/" + name
 		q := newQueue(b, qname, nil, true)

@@ -302,6 +302,11 @@ func (q *queue) retireIfIdle() {
 	b.mu.Unlock()
 }
 
+// tooManyQueues is the error for a queue that would pass MaxQueues.
+func (b *Broker) tooManyQueues() *stompError {
+	return limitErr("the broker holds its limit of " + strconv.Itoa(b.cfg.MaxQueues) + " queues")
+}
+
 // queue returns the queue named name, creating it if create is set.
 func (b *Broker) queue(name string, create bool) (*queue, *stompError) {
 	b.mu.RLock()
@@ -316,7 +321,7 @@ func (b *Broker) queue(name string, create bool) (*queue, *stompError) {
 		return q, nil
 	}
 	if len(b.queues) >= b.cfg.MaxQueues {
-		return nil, limitErr("the broker holds its limit of " + strconv.Itoa(b.cfg.MaxQueues) + " queues")
+		return nil, b.tooManyQueues()
 	}
 	q = newQueue(b, name, nil, false)
 	b.queues[name] = q

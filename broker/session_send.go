@@ -150,7 +150,7 @@ func (s *Session) tempQueue(key string) (*queue, *stompError) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.queues) >= b.cfg.MaxQueues {
-		return nil, limitErr("the broker holds its limit of " + strconv.Itoa(b.cfg.MaxQueues) + " queues")
+		return nil, b.tooManyQueues()
 	}
 	q := newQueue(b, key, s, false)
 	b.queues[key] = q

@@ -50,20 +50,24 @@ func (s *Session) txFor(f *frames.Frame) (string, *transaction, *stompError) {
 	if err != nil {
 		return "", nil, err
 	}
+	tx, err := s.openTransaction(id)
+	return string(id), tx, err
+}
+
+func (s *Session) openTransaction(id []byte) (*transaction, *stompError) {
 	tx := s.txs[string(id)]
 	if tx == nil {
-		return "", nil, protocolErr(CodeUnknownTransaction, "unknown transaction",
+		return nil, protocolErr(CodeUnknownTransaction, "unknown transaction",
 			"No open transaction "+strconv.Quote(truncateString(string(id), 64))+" on this connection.")
 	}
-	return string(id), tx, nil
+	return tx, nil
 }
 
 // addToTransaction records op in the transaction the frame names.
 func (s *Session) addToTransaction(f *frames.Frame, id []byte, op txOp) *stompError {
-	tx := s.txs[string(id)]
-	if tx == nil {
-		return protocolErr(CodeUnknownTransaction, "unknown transaction",
-			"No open transaction "+strconv.Quote(truncateString(string(id), 64))+" on this connection.")
+	tx, err := s.openTransaction(id)
+	if err != nil {
+		return err
 	}
 	size := 64
 	if op.msg != nil {

@@ -42,18 +42,12 @@ func ParseHeartBeat(value []byte) (HeartBeat, error) {
 
 func parseMillis(b []byte) (time.Duration, error) {
 	b = bytes.TrimSpace(b)
-	if len(b) == 0 {
-		return 0, fmt.Errorf("%w: empty number", ErrBadHeartBeat)
-	}
-	n := 0
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("%w: %q is not a non-negative integer", ErrBadHeartBeat, truncate(b))
-		}
-		n = n*10 + int(c-'0')
-		if n > maxHeartBeatMillis {
-			return 0, fmt.Errorf("%w: %q exceeds %d ms", ErrBadHeartBeat, truncate(b), maxHeartBeatMillis)
-		}
+	n, valid, over := parseDecimal(b, maxHeartBeatMillis)
+	switch {
+	case !valid:
+		return 0, fmt.Errorf("%w: %q is not a non-negative integer", ErrBadHeartBeat, truncate(b))
+	case over:
+		return 0, fmt.Errorf("%w: %q exceeds %d ms", ErrBadHeartBeat, truncate(b), maxHeartBeatMillis)
 	}
 	return time.Duration(n) * time.Millisecond, nil
 }

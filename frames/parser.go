@@ -322,22 +322,34 @@ func (p *Parser) scanBody(data []byte) (int, scanResult, error) {
 }
 
 // parseContentLength reads a non-negative decimal integer, failing with
-// ErrFrameTooLarge as soon as it exceeds maxBody (so it cannot overflow).
+// ErrFrameTooLarge as soon as it exceeds maxBody.
 func parseContentLength(v []byte, maxBody int) (int, error) {
-	if len(v) == 0 {
-		return 0, fmt.Errorf("%w: empty", ErrBadContentLength)
-	}
-	n := 0
-	for _, c := range v {
-		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("%w: %q is not a non-negative integer", ErrBadContentLength, truncate(v))
-		}
-		n = n*10 + int(c-'0')
-		if n > maxBody {
-			return 0, fmt.Errorf("%w: content-length %s over the %d byte limit", ErrFrameTooLarge, truncate(v), maxBody)
-		}
+	n, valid, over := parseDecimal(v, maxBody)
+	switch {
+	case !valid:
+		return 0, fmt.Errorf("%w: %q is not a non-negative integer", ErrBadContentLength, truncate(v))
+	case over:
+		return 0, fmt.Errorf("%w: content-length %s over the %d byte limit", ErrFrameTooLarge, truncate(v), maxBody)
 	}
 	return n, nil
+}
+
+// parseDecimal reads a non-empty run of ASCII digits. It stops as soon as
+// the value passes limit, so it cannot overflow; over then says so.
+func parseDecimal(v []byte, limit int) (n int, valid, over bool) {
+	if len(v) == 0 {
+		return 0, false, false
+	}
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false, false
+		}
+		n = n*10 + int(c-'0')
+		if n > limit {
+			return 0, true, true
+		}
+	}
+	return n, true, false
 }
 
 func trimCR(line []byte) []byte {
