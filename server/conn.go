@@ -141,8 +141,10 @@ func (c *conn) writeLoop() {
 			}
 			lastWrite = time.Now()
 		}
-		if cap(out) > 64<<10 {
-			out, ends = nil, nil // do not pin a burst's buffers on an idle connection
+		if cap(out) > 64<<10 && len(out) < cap(out)/8 {
+			// Traffic has dropped well below the buffer's size: do not pin a
+			// burst's buffers on a quiet connection (a busy one keeps them).
+			out, ends = nil, nil
 		}
 		if closing {
 			reason, _ := c.session.CloseReason()

@@ -146,6 +146,9 @@ func (s *Server) isClosed() bool {
 
 func (s *Server) startConn(nc net.Conn, st stream) {
 	c := newConn(s, nc, st)
+	if w, ok := st.(wsStream); ok {
+		w.WriteDeadline = c.writeDeadline
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

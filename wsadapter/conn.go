@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
@@ -64,9 +65,14 @@ type Conn struct {
 	control   [125]byte // payload of a control frame
 
 	wmu     sync.Mutex
-	headers []byte   // guarded by wmu: WS headers of the batch being written
-	iov     [][]byte // guarded by wmu: the batch as header/payload slices (writev)
-	closed  bool     // guarded by wmu: a close frame was sent
+	headers []byte      // guarded by wmu: WS headers of the batch being written
+	iov     [][]byte    // guarded by wmu: the batch as header/payload slices (writev)
+	closed  bool        // guarded by wmu: a close frame was sent
+	bufs    net.Buffers // guarded by wmu: a field, so the batch's header escapes nothing per call
+
+	// WriteDeadline, when set, gives the deadline for the reader's own
+	// writes (pongs, the close echo). Set before the first Read.
+	WriteDeadline func() time.Time
 }
 
 func newConn(nc net.Conn, br *bufio.Reader, maxMessage int) *Conn {
@@ -170,7 +176,11 @@ func (c *Conn) handleControl(h frameHeader) error {
 	ws.Cipher(payload, h.mask, 0)
 	switch h.op {
 	case ws.OpPing:
-		return c.writeControl(ws.OpPong, payload) // a pong echoes the ping's payload
+		if err := c.writeControl(ws.OpPong, payload); err != nil { // a pong echoes the ping's payload
+			// The peer is not reading; this is not a read timeout.
+			return fmt.Errorf("wsadapter: answering a ping: %w", ErrClosed)
+		}
+		return nil
 	case ws.OpClose:
 		code, reason := CloseNormal, ""
 		switch {
@@ -178,14 +188,19 @@ func (c *Conn) handleControl(h frameHeader) error {
 			return protocolError(CloseProtocolError, "close frame with a one-byte payload")
 		case len(payload) >= 2:
 			code = CloseCode(binary.BigEndian.Uint16(payload))
+			if !(code >= 1000 && code <= 1003 || code >= 1007 && code <= 1014 || code >= 3000 && code <= 4999) {
+				return protocolError(CloseProtocolError, "invalid close code")
+			}
 			if !utf8.Valid(payload[2:]) {
 				return protocolError(CloseProtocolError, "close reason is not UTF-8")
 			}
 		}
 		_ = c.Close(code, reason) // echo the peer's code, completing the handshake
 		return io.EOF
+	case ws.OpPong:
+		return nil
 	}
-	return nil // pong
+	return protocolError(CloseProtocolError, fmt.Sprintf("reserved opcode %d", h.op))
 }
 
 func (c *Conn) writeControl(op ws.OpCode, payload []byte) error {
@@ -196,6 +211,9 @@ func (c *Conn) writeControl(op ws.OpCode, payload []byte) error {
 	}
 	var buf [2 + 125]byte
 	b := append(appendHeader(buf[:0], op, len(payload)), payload...)
+	if c.WriteDeadline != nil {
+		_ = c.nc.SetWriteDeadline(c.WriteDeadline())
+	}
 	_, err := c.nc.Write(b)
 	return err
 }
@@ -228,8 +246,9 @@ func (c *Conn) WriteFrames(out []byte, ends []int) error {
 		start = end
 	}
 	c.headers = headers
-	bufs := net.Buffers(iov)
-	_, err := bufs.WriteTo(c.nc)
+	c.bufs = net.Buffers(iov)
+	_, err := c.bufs.WriteTo(c.nc)
+	c.bufs = nil
 	clear(iov)
 	c.iov = iov[:0]
 	return err
@@ -249,6 +268,9 @@ func (c *Conn) Close(code CloseCode, reason string) error {
 	payload := binary.BigEndian.AppendUint16(buf[2:2], uint16(code))
 	payload = append(payload, reason[:min(len(reason), 123)]...)
 	b := append(appendHeader(buf[:0:2], ws.OpClose, len(payload)), payload...)
+	if c.WriteDeadline != nil {
+		_ = c.nc.SetWriteDeadline(c.WriteDeadline())
+	}
 	_, err := c.nc.Write(b)
 	return err
 }

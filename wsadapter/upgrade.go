@@ -82,6 +82,9 @@ func Upgrade(w http.ResponseWriter, r *http.Request, cfg Config) (c *Conn, versi
 	}
 	nc, rw, _, err := u.Upgrade(r, w)
 	if err != nil {
+		if nc != nil {
+			_ = nc.Close()
+		}
 		return nil, 0, errors.Join(ErrRejected, err)
 	}
 	return newConn(nc, rw.Reader, cfg.MaxMessage), version, nil

@@ -26,6 +26,9 @@ func (u *utf8Stream) feed(b []byte) bool {
 			return false
 		}
 	}
+	if u.n > 0 {
+		return true // b ended inside the carried code point
+	}
 	// Hold back an unfinished code point at the end.
 	tail := len(b)
 	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {

@@ -1,0 +1,68 @@
+package wsadapter
+
+import (
+	"bytes"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// BenchmarkConnRead reads masked 128-byte-body SENDs (one text message
+// each, as stomp.js sends them) from a loopback socket: header parsing,
+// unmasking in place and UTF-8 validation. One op is one message.
+func BenchmarkConnRead(b *testing.B) {
+	c, cli := tcpPair(b, 1<<20)
+	_ = c.NetConn().SetDeadline(time.Time{})
+	_ = cli.SetDeadline(time.Time{})
+	const perChunk = 64
+	chunk := bytes.Repeat(clientFrame(ws.OpText, true, benchSend), perChunk)
+	fed := make(chan error, 1)
+	buf := make([]byte, 4096)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(benchSend)))
+	b.ResetTimer()
+	go func() {
+		for i := 0; i < b.N; i += perChunk {
+			if _, err := cli.Write(chunk); err != nil {
+				fed <- err
+				return
+			}
+		}
+		fed <- nil
+	}()
+	for range b.N {
+		readMessage(b, c, buf, len(benchSend))
+	}
+	b.StopTimer()
+	_ = cli.Close() // the feeder may be a chunk ahead
+	<-fed
+}
+
+// BenchmarkConnWriteFrames writes batches of MESSAGE frames (128-byte
+// bodies) as one WebSocket message each in one vectored write. One op is
+// one batch; ns/msg divides by the batch size.
+func BenchmarkConnWriteFrames(b *testing.B) {
+	for _, n := range []int{1, 16} {
+		b.Run("batch-"+strconv.Itoa(n), func(b *testing.B) {
+			c, cli := tcpPair(b, 1<<20)
+			_ = c.NetConn().SetDeadline(time.Time{})
+			_ = cli.SetDeadline(time.Time{})
+			done := drain(cli)
+			out, ends := batch(benchMessage, n)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(out)))
+			b.ResetTimer()
+			for range b.N {
+				if err := c.WriteFrames(out, ends); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/msg")
+			_ = c.NetConn().Close()
+			<-done
+		})
+	}
+}
