@@ -46,19 +46,25 @@ unit: deps
 # them): a real stompbox binary as a child process, driven by other clients.
 # The Python interop test needs Debian's python3-stomp (stomp.py) and Debian's
 # own interpreter: a pyenv or venv python3 earlier on PATH does not see
-# packages installed with apt.
+# packages installed with apt. The browser test drives Debian's chromium
+# headless and needs the stomp.js bundle built into the binary (web).
 E2E_PYTHON ?= /usr/bin/python3
 E2E_TIMEOUT ?= 5m
 
 e2e: deps e2e-deps web
 	STOMPBOX_E2E_PYTHON=$(E2E_PYTHON) $(GO) test -tags e2e -race -count=1 -timeout $(E2E_TIMEOUT) ./e2e/...
 
-# e2e-deps installs python3-stomp with apt-get when it is missing.
+# e2e-deps installs, with apt-get and only what is missing: python3-stomp
+# (stomp.py, for the Python interop test) and chromium (the browser test runs
+# /usr/bin/chromium).
 e2e-deps:
-	@if ! dpkg -s python3-stomp >/dev/null 2>&1; then \
-		echo "e2e-deps: installing python3-stomp (stomp.py, for the Python interop test)"; \
+	@missing=; \
+	dpkg -s python3-stomp >/dev/null 2>&1 || missing="$$missing python3-stomp"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "e2e-deps: installing$$missing with apt-get"; \
 		sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
-		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-stomp; \
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
 bench: deps

@@ -1,14 +1,24 @@
 // Package e2e holds stompbox's cross-process tests: a real stompbox binary,
 // built from ./cmd/stompbox and run as a child process, driven by other
-// clients and processes. Today: interop with Python's stomp.py (Debian's
-// python3-stomp) and with go-stomp through the same broker; later the
-// browser (stomp.js in headless Chromium) and crash/restart suites.
+// clients and processes:
+//
+//   - interop with Python's stomp.py (Debian's python3-stomp) and with
+//     go-stomp through the same broker (python_test.go);
+//   - stomp.js in headless Chromium (Debian's chromium, driven with
+//     chromedp): scenario scripts in a page the broker served, and the demo
+//     chat used through its UI (browser_test.go and browser_*_test.go;
+//     Chromium and tabs in chromium_test.go; the page-side helpers in
+//     testdata/browser_harness.js).
+//
+// Later: the crash/restart suite.
 //
 // The tests carry the build tag e2e, so `go test ./...` skips them; run
 //
 //	make e2e
 //
-// which installs python3-stomp with apt-get when it is missing and then runs
+// which installs python3-stomp and chromium with apt-get when they are
+// missing, builds the demo page's stomp.js bundle (make web) and then runs
 // go test -tags e2e -race -count=1 ./e2e/... with Debian's /usr/bin/python3
-// (STOMPBOX_E2E_PYTHON overrides the interpreter).
+// (STOMPBOX_E2E_PYTHON overrides the interpreter, STOMPBOX_E2E_CHROMIUM the
+// browser).
 package e2e

@@ -137,16 +137,26 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// listeningLine matches the broker's slog text line announcing its address:
-// level=INFO msg="stompbox listening" stomp=127.0.0.1:40123
-var listeningLine = regexp.MustCompile(`msg="stompbox listening".* stomp=(\S+)`)
+// listeningLine matches the broker's slog text line announcing its
+// addresses; httpAttr picks the HTTP one (present with -http-listen):
+// level=INFO msg="stompbox listening" stomp=127.0.0.1:40123 http=127.0.0.1:40124 websocket_path=/ws
+var (
+	listeningLine = regexp.MustCompile(`msg="stompbox listening".* stomp=(\S+)`)
+	httpAttr      = regexp.MustCompile(` http=(\S+)`)
+)
 
-// brokerLog keeps a broker's stderr and reports the listening address once.
+// listenAddrs are the addresses a broker announced.
+type listenAddrs struct {
+	stomp string // native STOMP over TCP
+	http  string // WebSocket at /ws and the demo page; "" when disabled
+}
+
+// brokerLog keeps a broker's stderr and reports the listening addresses once.
 type brokerLog struct {
 	syncBuffer
 	mu      sync.Mutex
 	partial []byte
-	addr    chan string // buffered 1; written once
+	addr    chan listenAddrs // buffered 1; written once
 	sent    bool
 }
 
@@ -166,7 +176,11 @@ func (l *brokerLog) Write(p []byte) (int, error) {
 		line := l.partial[:i]
 		l.partial = l.partial[i+1:]
 		if m := listeningLine.FindSubmatch(line); m != nil {
-			l.addr <- string(m[1])
+			a := listenAddrs{stomp: string(m[1])}
+			if h := httpAttr.FindSubmatch(line); h != nil {
+				a.http = string(h[1])
+			}
+			l.addr <- a
 			l.sent, l.partial = true, nil
 			break
 		}
@@ -176,25 +190,30 @@ func (l *brokerLog) Write(p []byte) (int, error) {
 
 // brokerProc is a stompbox child process.
 type brokerProc struct {
-	t       *testing.T
-	cmd     *exec.Cmd
-	log     *brokerLog
-	addr    string
-	done    chan struct{} // closed once Wait returned
-	waitErr error         // valid after done
+	t    *testing.T
+	cmd  *exec.Cmd
+	log  *brokerLog
+	addr string // native STOMP address
+	// httpAddr serves STOMP over WebSocket at /ws and the demo page at /;
+	// "" when a test disabled it with -http-listen "".
+	httpAddr string
+	done     chan struct{} // closed once Wait returned
+	waitErr  error         // valid after done
 }
 
-// startBroker runs the stompbox binary on 127.0.0.1:0 with extra flags and
-// waits (bounded) for its listening line. The process is killed at cleanup
-// if a test left it running, and its log is shown when the test failed.
+// startBroker runs the stompbox binary with native STOMP and HTTP (WebSocket
+// and demo page) both on 127.0.0.1:0, never a fixed port, plus extra flags
+// (a later flag wins, so -http-listen "" disables HTTP), and waits (bounded)
+// for its listening line. The process is killed at cleanup if a test left it
+// running, and its log is shown when the test failed.
 func startBroker(t *testing.T, flags ...string) *brokerProc {
 	t.Helper()
 	bin := stompboxBinary(t)
-	args := append([]string{"-listen", "127.0.0.1:0"}, flags...)
+	args := append([]string{"-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0"}, flags...)
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = childProcAttr()
 	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=0 exitcode=66")
-	log := &brokerLog{addr: make(chan string, 1)}
+	log := &brokerLog{addr: make(chan listenAddrs, 1)}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start stompbox: %v", err)
@@ -217,7 +236,8 @@ func startBroker(t *testing.T, flags ...string) *brokerProc {
 		}
 	})
 	select {
-	case b.addr = <-log.addr:
+	case a := <-log.addr:
+		b.addr, b.httpAddr = a.stomp, a.http
 	case <-b.done:
 		t.Fatalf("stompbox exited before listening: %v\n%s", b.waitErr, log.String())
 	case <-time.After(listenTimeout):
