@@ -1,6 +1,11 @@
 package broker
 
-import "context"
+import (
+	"context"
+	"errors"
+
+	"github.com/stompbox/stompbox/frames"
+)
 
 // Transport is the write side of one connection, implemented by the driver
 // that owns the socket. The session never writes itself: it queues output
@@ -45,15 +50,86 @@ func (AllowAll) Authenticate(_ context.Context, c Credentials) (string, error) {
 	return c.Login, nil
 }
 
-// Journal is what the broker needs from durable storage for persistent
-// messages (persistent:true to a queue or a durable subscription). Until a
-// journal is configured the broker keeps everything in memory; package
-// persistence implements it.
+// Journal is what the broker needs from durable storage. With a journal
+// configured, persistent messages (persistent:true) to queues and to durable
+// subscriptions, their removal (ACK, expiry, dead-lettering) and durable
+// subscriptions themselves are recorded, and replayed at start. Package
+// persistence implements it; persistence/journaltest checks any
+// implementation.
 type Journal interface {
-	// Append records that msg is in the named queue; it returns once the
-	// record is on stable storage, so a RECEIPT sent after it means on disk.
-	Append(ctx context.Context, queue string, msg *Message) error
-	// Remove records that the message left the queue (acknowledged,
-	// expired or dead-lettered).
-	Remove(ctx context.Context, queue string, messageID string) error
+	// Append records recs, in order, and returns once they are as durable
+	// as the journal's sync policy promises (policy "always": fsynced), so
+	// a RECEIPT sent after it means on disk. Concurrent calls may share one
+	// fsync. It returns an error wrapping ErrJournalFull when the disk
+	// budget cannot take the records; nothing is recorded then.
+	Append(ctx context.Context, recs ...JournalRecord) error
+	// Replay calls fn with every record still live (an enqueue not yet
+	// removed, a durable subscription not deleted) in the order they were
+	// appended. The Message of a replayed enqueue is built with
+	// RecoveredMessage. It is called once, before the broker serves.
+	Replay(fn func(JournalRecord) error) error
+	// Close flushes and releases the journal.
+	Close() error
+}
+
+// ErrJournalFull is returned (wrapped) by Journal.Append when the disk
+// budget is exhausted; the producer gets ERROR limit-exceeded.
+var ErrJournalFull = errors.New("broker: journal full")
+
+// JournalOp is what a JournalRecord records.
+type JournalOp uint8
+
+// The journal operations.
+const (
+	// OpEnqueue: Message entered Queue.
+	OpEnqueue JournalOp = iota + 1
+	// OpRemove: message MessageID left Queue for good (acknowledged,
+	// expired, dead-lettered, or its durable subscription deleted).
+	OpRemove
+	// OpDurableCreate: durable subscription Durable was created; its
+	// messages live in Queue.
+	OpDurableCreate
+	// OpDurableDelete: durable subscription Durable and its Queue were
+	// deleted.
+	OpDurableDelete
+)
+
+// String names the operation.
+func (op JournalOp) String() string {
+	switch op {
+	case OpEnqueue:
+		return "enqueue"
+	case OpRemove:
+		return "remove"
+	case OpDurableCreate:
+		return "durable-create"
+	case OpDurableDelete:
+		return "durable-delete"
+	}
+	return "unknown"
+}
+
+// JournalRecord is one change to durable state.
+type JournalRecord struct {
+	Op        JournalOp
+	Queue     string   // the queue key: /queue/<name>, or /durable/<client-id>/<name>
+	MessageID string   // OpEnqueue, OpRemove
+	Message   *Message // OpEnqueue
+	Durable   DurableSpec
+}
+
+// DurableSpec identifies a durable subscription and what it subscribes to.
+type DurableSpec struct {
+	ClientID, Name string
+	Topic          string // the topic name or pattern, without /topic/
+}
+
+// RecoveredMessage rebuilds a journaled message for Replay. The slices
+// become the message's own: the caller must not reuse them.
+func RecoveredMessage(id, destination string, headers []frames.Header, body []byte, persistent bool, expiresAt int64) *Message {
+	m := &Message{ID: id, Destination: destination, Headers: headers, Body: body, Persistent: persistent, ExpiresAt: expiresAt}
+	for _, h := range headers {
+		m.enc12 = frames.AppendHeader(m.enc12, frames.Escape12, h.Key, h.Value)
+	}
+	return m
 }
