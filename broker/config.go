@@ -54,6 +54,11 @@ type Config struct {
 	// and 10000.
 	MaxTransactions      int
 	MaxTransactionFrames int
+	// Journal, when set, makes persistent messages (persistent:true) to
+	// queues and durable subscriptions survive restarts: a persistent SEND
+	// is acknowledged only once the journal has it. Call Broker.Recover
+	// before serving. Default: none, everything in memory.
+	Journal Journal
 	// Authenticator checks CONNECT credentials. Default: allow everyone.
 	Authenticator Authenticator
 	// Logger receives connection-level events. Default: discard.

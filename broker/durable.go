@@ -15,6 +15,7 @@ type durableKey struct{ clientID, name string }
 // SUBSCRIBE consumes that queue.
 type durable struct {
 	key   durableKey
+	spec  DurableSpec   // immutable: as journaled
 	topic string        // immutable: the pattern subscribed to
 	queue *queue        // immutable
 	feed  *subscription // immutable
@@ -58,22 +59,23 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 		b.mu.Lock()
 		d = b.durableLocked(key)
 	}
-	if d == nil {
+	created := d == nil
+	if created {
 		if len(b.queues) >= b.cfg.MaxQueues {
 			b.mu.Unlock()
 			return b.tooManyQueues()
 		}
-		qname := "/durable/" + s.clientID + "/" + name
-		q := newQueue(b, qname, nil, true)
-		q.dlq = "/queue/DLQ." + strings.NewReplacer("*", "_", "#", "_").Replace(sub.pattern)
-		d = &durable{key: key, topic: sub.pattern, queue: q}
-		d.feed = &subscription{id: qname, dest: sub.dest, pattern: sub.pattern, feed: q}
-		b.queues[qname] = q
-		b.durables[key] = d
-		b.mu.Unlock()
-		b.addTopicSub(d.feed)
-	} else {
-		b.mu.Unlock()
+		d = b.createDurableLocked(DurableSpec{ClientID: s.clientID, Name: name, Topic: sub.pattern})
+	}
+	b.mu.Unlock()
+	if created && b.cfg.Journal != nil {
+		// The durable subscription must survive a restart before SUBSCRIBE
+		// is acknowledged, or persistent messages sent to it could have
+		// nowhere to go after recovery.
+		if err := b.journalAppend(JournalRecord{Op: OpDurableCreate, Queue: d.queue.name, Durable: d.spec}); err != nil {
+			b.removeDurable(d)
+			return err
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -97,6 +99,21 @@ func (d *durable) attached() bool {
 }
 
 func (b *Broker) durableLocked(key durableKey) *durable { return b.durables[key] }
+
+// createDurableLocked creates a durable subscription without a consumer:
+// its queue, and the feed that fills it from the topic. b.mu is held; the
+// feed is registered on the topic directly (addTopicSub would lock b.mu).
+func (b *Broker) createDurableLocked(spec DurableSpec) *durable {
+	qname := "/durable/" + spec.ClientID + "/" + spec.Name
+	q := newQueue(b, qname, nil, true)
+	q.dlq = "/queue/DLQ." + strings.NewReplacer("*", "_", "#", "_").Replace(spec.Topic)
+	d := &durable{key: durableKey{clientID: spec.ClientID, name: spec.Name}, spec: spec, topic: spec.Topic, queue: q}
+	d.feed = &subscription{id: qname, dest: "/topic/" + spec.Topic, pattern: spec.Topic, feed: q}
+	b.queues[qname] = q
+	b.durables[d.key] = d
+	b.addTopicSubLocked(d.feed)
+	return d
+}
 
 // detach frees the durable for the next SUBSCRIBE.
 func (d *durable) detach(sub *subscription) {
@@ -122,5 +139,11 @@ func (b *Broker) removeDurable(d *durable) {
 	for q.ready.Len() > 0 {
 		q.forgetLocked(q.ready.PopFront())
 	}
-	q.mu.Unlock()
+	q.unlock()
+	if b.cfg.Journal != nil {
+		if err := b.journalAppend(JournalRecord{Op: OpDurableDelete, Queue: q.name, Durable: d.spec}); err != nil {
+			b.cfg.Logger.Error("journal: durable subscription delete not recorded; it comes back after a restart",
+				"client_id", d.spec.ClientID, "name", d.spec.Name)
+		}
+	}
 }

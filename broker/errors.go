@@ -26,6 +26,7 @@ const (
 	CloseLimitExceeded                       // a broker limit refused the client
 	CloseShutdown                            // the server is shutting down
 	CloseInvalidData                         // the transport carried invalid data (bad UTF-8 in a WebSocket text message)
+	CloseInternal                            // the server failed (e.g. the journal could not write)
 	closeReasonCount
 )
 
@@ -41,6 +42,7 @@ var closeReasonNames = [closeReasonCount]string{
 	CloseLimitExceeded:    "limit-exceeded",
 	CloseShutdown:         "shutdown",
 	CloseInvalidData:      "invalid-data",
+	CloseInternal:         "internal",
 }
 
 // String returns a short, stable label such as "slow-consumer".
@@ -73,6 +75,7 @@ const (
 	CodeSlowConsumer          = "slow-consumer"
 	CodeLimitExceeded         = "limit-exceeded"
 	CodeServerShutdown        = "server-shutdown"
+	CodeInternal              = "internal-error"
 )
 
 // stompError is a failure the client is told about in an ERROR frame before

@@ -29,6 +29,9 @@ type queue struct {
 	dlq     string   // immutable: dead-letter destination; "" drops instead
 	owner   *Session // immutable: for temporary queues, the only session that may consume
 	durable bool     // immutable: kept without consumers (backs a durable subscription)
+	// journaled (immutable): persistent messages here are journaled (a
+	// journal is configured and this is not a temporary queue).
+	journaled bool
 
 	mu        sync.Mutex
 	ready     deque[*queuedMessage] // guarded by mu
@@ -38,6 +41,7 @@ type queue struct {
 	bytes     int                   // guarded by mu
 	deleted   bool                  // guarded by mu: removed from the broker; enqueue must look up again
 	seq       uint64                // guarded by mu: last enqueue sequence number
+	pending   []JournalRecord       // guarded by mu: removals and re-enqueues to journal once mu is released
 }
 
 // errQueueDeleted makes a sender look the queue up again: it was removed
@@ -45,7 +49,7 @@ type queue struct {
 var errQueueDeleted = errors.New("broker: queue deleted")
 
 func newQueue(b *Broker, name string, owner *Session, durable bool) *queue {
-	q := &queue{b: b, name: name, owner: owner, durable: durable}
+	q := &queue{b: b, name: name, owner: owner, durable: durable, journaled: b.cfg.Journal != nil && owner == nil}
 	if short, ok := strings.CutPrefix(name, "/queue/"); ok && !strings.HasPrefix(short, "DLQ.") {
 		q.dlq = "/queue/DLQ." + short
 	}
@@ -57,7 +61,7 @@ func newQueue(b *Broker, name string, owner *Session, durable bool) *queue {
 func (q *queue) enqueue(m *Message, checkLimits bool) error {
 	size := m.size()
 	q.mu.Lock()
-	defer q.mu.Unlock()
+	defer q.unlock()
 	if q.deleted {
 		return errQueueDeleted
 	}
@@ -126,12 +130,33 @@ func (q *queue) pickLocked(size int) *subscription {
 	return nil
 }
 
-// forgetLocked drops a message that left the queue for good.
+// forgetLocked drops a message that left the queue for good, and queues its
+// removal for the journal.
 func (q *queue) forgetLocked(qm *queuedMessage) {
+	q.dropLocked(qm)
+	if q.journaled && qm.msg.Persistent {
+		q.pending = append(q.pending, JournalRecord{Op: OpRemove, Queue: q.name, MessageID: qm.msg.ID})
+	}
+}
+
+// dropLocked is forgetLocked without the journal record, for a caller that
+// journals the removal itself (dead-lettering: with the DLQ's enqueue).
+func (q *queue) dropLocked(qm *queuedMessage) {
 	size := qm.msg.size()
 	q.count--
 	q.bytes -= size
 	q.b.queuedBytes.Add(-int64(size))
+}
+
+// unlock releases mu and then journals the records made under it: no
+// journal I/O happens under a queue lock.
+func (q *queue) unlock() {
+	recs := q.pending
+	q.pending = nil
+	q.mu.Unlock()
+	if len(recs) > 0 {
+		q.b.journalRemoves(recs)
+	}
 }
 
 // dispatch is dispatchLocked for callers without the lock (a writer whose
@@ -139,7 +164,7 @@ func (q *queue) forgetLocked(qm *queuedMessage) {
 func (q *queue) dispatch() {
 	q.mu.Lock()
 	q.dispatchLocked()
-	q.mu.Unlock()
+	q.unlock()
 	q.retireIfIdle()
 }
 
@@ -170,8 +195,11 @@ func (q *queue) putBack(qm *queuedMessage) {
 	q.count++
 	q.bytes += size
 	q.b.queuedBytes.Add(int64(size))
+	if q.journaled && qm.msg.Persistent { // its consumption was journaled as a removal
+		q.pending = append(q.pending, JournalRecord{Op: OpEnqueue, Queue: q.name, MessageID: qm.msg.ID, Message: qm.msg})
+	}
 	q.dispatchLocked()
-	q.mu.Unlock()
+	q.unlock()
 }
 
 // room reports whether n more messages of bytes total fit the queue's
@@ -207,7 +235,7 @@ func (q *queue) removeConsumer(sub *subscription, unacked []delivery) {
 	}
 	dead := q.requeueLocked(unacked, nil)
 	q.dispatchLocked()
-	q.mu.Unlock()
+	q.unlock()
 	q.deadLetter(dead, "consumer gone after max redeliveries")
 	q.retireIfIdle()
 }
@@ -219,7 +247,7 @@ func (q *queue) acked(ds []delivery) {
 		q.forgetLocked(d.qm)
 	}
 	q.dispatchLocked()
-	q.mu.Unlock()
+	q.unlock()
 	q.retireIfIdle()
 }
 
@@ -228,7 +256,7 @@ func (q *queue) nacked(ds []delivery) {
 	q.mu.Lock()
 	dead := q.requeueLocked(ds, nil)
 	q.dispatchLocked()
-	q.mu.Unlock()
+	q.unlock()
 	q.deadLetter(dead, "rejected (NACK) after max redeliveries")
 	q.retireIfIdle()
 }
@@ -246,7 +274,7 @@ func (q *queue) requeueLocked(ds []delivery, dead []*queuedMessage) []*queuedMes
 			continue
 		}
 		if limit >= 0 && qm.deliveries > limit {
-			q.forgetLocked(qm)
+			q.dropLocked(qm) // journaled with the DLQ's enqueue
 			dead = append(dead, qm)
 			continue
 		}
@@ -261,6 +289,7 @@ func (q *queue) deadLetter(dead []*queuedMessage, reason string) {
 	for i := len(dead) - 1; i >= 0; i-- {
 		qm := dead[i]
 		if q.dlq == "" {
+			q.b.journalRemoves(q.removalOf(qm))
 			q.b.stats.Dropped.Add(1)
 			q.b.cfg.Logger.Warn("message dropped after max redeliveries", "queue", q.name, "message_id", qm.msg.ID)
 			continue
@@ -271,7 +300,7 @@ func (q *queue) deadLetter(dead []*queuedMessage, reason string) {
 			frames.Header{Key: []byte("original-message-id"), Value: []byte(qm.msg.ID)},
 			frames.Header{Key: []byte("original-delivery-count"), Value: []byte(strconv.Itoa(qm.deliveries))},
 		)
-		if err := q.b.enqueueNamed(q.dlq, m, true); err != nil {
+		if err := q.b.deadLetterTo(q, qm, m); err != nil {
 			q.b.stats.Dropped.Add(1)
 			continue
 		}

@@ -24,7 +24,22 @@ func (s *Session) handleSend(f *frames.Frame) *stompError {
 		return s.addToTransaction(f, tx, txOp{cmd: frames.CmdSend, msg: m, route: r})
 	}
 	if m != nil {
-		if err := s.deliverRoute(r, m, true); err != nil {
+		checkLimits := true
+		if recs := s.b.persistRecords(r, m, nil); len(recs) > 0 {
+			// Acknowledged means on disk: the journal has the message before
+			// any consumer can see it and before the RECEIPT. Limits are
+			// checked first, since the journaled message must then fit.
+			if q := s.routeQueue(r); q != nil {
+				if err := q.room(1, m.size()); err != nil {
+					return err
+				}
+			}
+			if err := s.b.journalAppend(recs...); err != nil {
+				return err
+			}
+			checkLimits = false
+		}
+		if err := s.deliverRoute(r, m, checkLimits); err != nil {
 			return err
 		}
 		s.b.stats.Published.Add(1)

@@ -111,6 +111,19 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 		return err
 	}
 	now := s.b.nowMs()
+	// The transaction's persistent messages reach the journal in one append:
+	// all of them survive a crash after the RECEIPT, or none was accepted.
+	var recs []JournalRecord
+	for _, op := range tx.ops {
+		if op.cmd == frames.CmdSend && op.msg != nil && !op.msg.expired(now) {
+			recs = s.b.persistRecords(op.route, op.msg, recs)
+		}
+	}
+	if len(recs) > 0 {
+		if err := s.b.journalAppend(recs...); err != nil {
+			return err
+		}
+	}
 	for _, op := range tx.ops {
 		switch {
 		case op.cmd == frames.CmdSend && op.msg != nil:

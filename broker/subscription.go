@@ -101,7 +101,9 @@ func (sub *subscription) offer(qm *queuedMessage) bool {
 // blocks: a subscriber that cannot take it is closed as a slow consumer.
 func (sub *subscription) deliverTopic(m *Message) {
 	if sub.feed != nil {
-		if err := sub.feed.enqueue(m, true); err != nil {
+		// A journaled persistent message is already promised to this
+		// durable subscription: it is not refused by the limits afterwards.
+		if err := sub.feed.enqueue(m, !sub.feed.b.persists(m)); err != nil {
 			sub.feed.b.stats.Dropped.Add(1) // a durable backlog at its limit loses the newest
 		}
 		return

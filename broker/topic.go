@@ -36,6 +36,10 @@ func (b *Broker) publishTopic(name string, m *Message) {
 func (b *Broker) addTopicSub(sub *subscription) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.addTopicSubLocked(sub)
+}
+
+func (b *Broker) addTopicSubLocked(sub *subscription) {
 	if isWildcard(sub.pattern) {
 		b.wildcards.Store(withSub(*b.wildcards.Load(), sub))
 		return

@@ -1,0 +1,184 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// journalTimeout bounds one wait for the journal.
+const journalTimeout = 30 * time.Second
+
+// asyncJournal is implemented by journals that can take records without
+// making the caller wait: removals, whose loss in a crash only means a
+// redelivery.
+type asyncJournal interface {
+	Forget(recs ...JournalRecord)
+}
+
+// persists reports whether m must be journaled before it is acknowledged.
+func (b *Broker) persists(m *Message) bool { return b.cfg.Journal != nil && m.Persistent }
+
+// journalAppend writes recs and waits as the sync policy says; a full
+// journal is the producer's limit-exceeded.
+func (b *Broker) journalAppend(recs ...JournalRecord) *stompError {
+	ctx, cancel := context.WithTimeout(context.Background(), journalTimeout)
+	defer cancel()
+	err := b.cfg.Journal.Append(ctx, recs...)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrJournalFull):
+		return limitErr("the journal's disk budget is full")
+	}
+	b.cfg.Logger.Error("journal append failed", "err", err)
+	return &stompError{code: CodeInternal, message: "journal write failed",
+		detail: "The message could not be written to disk and was not accepted: " + err.Error(),
+		retryable: true, reason: CloseInternal}
+}
+
+// journalRemoves records removals (and re-enqueues) without holding any
+// lock; a journal that can take them asynchronously does.
+func (b *Broker) journalRemoves(recs []JournalRecord) {
+	if len(recs) == 0 || b.cfg.Journal == nil {
+		return
+	}
+	if aj, ok := b.cfg.Journal.(asyncJournal); ok {
+		aj.Forget(recs...)
+		return
+	}
+	if err := b.journalAppend(recs...); err != nil {
+		b.cfg.Logger.Error("journal removal failed; the messages may come back after a restart", "err", err.message)
+	}
+}
+
+// removalOf is the record of qm leaving q, if q journals it.
+func (q *queue) removalOf(qm *queuedMessage) []JournalRecord {
+	if !q.journaled || !qm.msg.Persistent {
+		return nil
+	}
+	return []JournalRecord{{Op: OpRemove, Queue: q.name, MessageID: qm.msg.ID}}
+}
+
+// deadLetterTo moves qm from q to its DLQ as the new message m: with a
+// journal, the DLQ's enqueue and q's removal are one atomic append, so a
+// crash cannot lose the message between the two.
+func (b *Broker) deadLetterTo(q *queue, qm *queuedMessage, m *Message) error {
+	if recs := q.removalOf(qm); recs != nil {
+		recs = append(recs, JournalRecord{Op: OpEnqueue, Queue: q.dlq, MessageID: m.ID, Message: m})
+		if err := b.journalAppend(recs...); err != nil {
+			return err
+		}
+		return asError(b.enqueueNamed(q.dlq, m, false))
+	}
+	return asError(b.enqueueNamed(q.dlq, m, true))
+}
+
+// asError keeps a nil *stompError from becoming a non-nil error.
+func asError(e *stompError) error {
+	if e == nil {
+		return nil
+	}
+	return e
+}
+
+// persistRecords returns the enqueue records a persistent SEND needs: one
+// for a queue, one per durable subscription of a topic.
+func (b *Broker) persistRecords(r route, m *Message, recs []JournalRecord) []JournalRecord {
+	if !b.persists(m) {
+		return recs
+	}
+	switch r.kind {
+	case kindQueue:
+		return append(recs, JournalRecord{Op: OpEnqueue, Queue: r.key, MessageID: m.ID, Message: m})
+	case kindTopic:
+		for _, q := range b.durableQueuesFor(r.key) {
+			recs = append(recs, JournalRecord{Op: OpEnqueue, Queue: q.name, MessageID: m.ID, Message: m})
+		}
+	}
+	return recs
+}
+
+// durableQueuesFor lists the durable subscriptions' queues a message to
+// topic name reaches.
+func (b *Broker) durableQueuesFor(name string) []*queue {
+	var qs []*queue
+	b.mu.RLock()
+	t := b.topics[name]
+	b.mu.RUnlock()
+	if t != nil {
+		for _, sub := range *t.subs.Load() {
+			if sub.feed != nil {
+				qs = append(qs, sub.feed)
+			}
+		}
+	}
+	for _, sub := range *b.wildcards.Load() {
+		if sub.feed != nil && topicMatch(sub.pattern, name) {
+			qs = append(qs, sub.feed)
+		}
+	}
+	return qs
+}
+
+// Recover rebuilds queues and durable subscriptions from the journal. Call
+// it once, before serving. Every recovered message counts as delivered
+// once, so it is delivered with redelivered:true: the journal does not
+// record deliveries, and a client may have seen it before the restart.
+func (b *Broker) Recover() error {
+	if b.cfg.Journal == nil {
+		return nil
+	}
+	var messages, durables int
+	err := b.cfg.Journal.Replay(func(r JournalRecord) error {
+		switch r.Op {
+		case OpDurableCreate:
+			b.mu.Lock()
+			if b.durables[durableKey{r.Durable.ClientID, r.Durable.Name}] == nil {
+				b.createDurableLocked(r.Durable)
+				durables++
+			}
+			b.mu.Unlock()
+		case OpEnqueue:
+			if r.Message == nil {
+				return fmt.Errorf("broker: journal enqueue of %s without a message", r.MessageID)
+			}
+			q := b.recoveredQueue(r.Queue)
+			if q == nil {
+				b.cfg.Logger.Warn("journal: message for an unknown queue skipped", "queue", r.Queue, "message_id", r.MessageID)
+				return nil
+			}
+			q.mu.Lock()
+			q.seq++
+			q.ready.PushBack(&queuedMessage{msg: r.Message, seq: q.seq, deliveries: 1})
+			q.count++
+			q.bytes += r.Message.size()
+			q.b.queuedBytes.Add(int64(r.Message.size()))
+			q.mu.Unlock()
+			messages++
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("broker: recovery: %w", err)
+	}
+	b.cfg.Logger.Info("journal recovered", "messages", messages, "durable_subscriptions", durables)
+	return nil
+}
+
+// recoveredQueue finds the queue a journaled message belongs to: a durable
+// subscription's (created by its record first) or a /queue/ one.
+func (b *Broker) recoveredQueue(name string) *queue {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if q := b.queues[name]; q != nil {
+		return q
+	}
+	if len(name) < len("/queue/") || name[:len("/queue/")] != "/queue/" {
+		return nil
+	}
+	q := newQueue(b, name, nil, false)
+	b.queues[name] = q
+	return q
+}
