@@ -34,7 +34,7 @@ func (b *Broker) journalAppend(recs ...JournalRecord) *stompError {
 	}
 	b.cfg.Logger.Error("journal append failed", "err", err)
 	return &stompError{code: CodeInternal, message: "journal write failed",
-		detail: "The message could not be written to disk and was not accepted: " + err.Error(),
+		detail:    "The message could not be written to disk and was not accepted: " + err.Error(),
 		retryable: true, reason: CloseInternal}
 }
 
