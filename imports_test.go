@@ -34,11 +34,13 @@ var allowedInternal = map[string][]string{
 	"frames":      nil, // the leaf: knows nothing of ours
 	"broker":      {"frames"},
 	"persistence": {"broker", "frames"},
-	"wsadapter":   {"frames", "broker"},
-	"web":         nil,
-	"server":      {"wsadapter", "broker", "persistence", "web", "frames"},
-	"cmd/...":     {"server", "broker", "frames", "wsadapter", "persistence", "web"},
-	"e2e/...":     {anything},
+	// journaltest is the conformance suite any broker.Journal must pass.
+	"persistence/journaltest": {"broker", "frames"},
+	"wsadapter":               {"frames", "broker"},
+	"web":                     nil,
+	"server":                  {"wsadapter", "broker", "persistence", "web", "frames"},
+	"cmd/...":                 {"server", "broker", "frames", "wsadapter", "persistence", "web"},
+	"e2e/...":                 {anything},
 }
 
 // forbiddenExternal lists standard-library and third-party imports a package

@@ -20,6 +20,7 @@ import (
 
 	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/frames"
+	"github.com/stompbox/stompbox/persistence"
 	"github.com/stompbox/stompbox/server"
 	"github.com/stompbox/stompbox/web"
 	"github.com/stompbox/stompbox/wsadapter"
@@ -48,6 +49,10 @@ func run(args []string) error {
 	maxQueueMessages := fs.Int("max-queue-messages", broker.DefaultMaxQueueMessages, "messages one queue may hold")
 	maxQueueBytes := fs.Int("max-queue-bytes", broker.DefaultMaxQueueBytes, "bytes one queue may hold")
 	maxRedeliveries := fs.Int("max-redeliveries", broker.DefaultMaxRedeliveries, "redeliveries before a message goes to /queue/DLQ.<name> (-1: never)")
+	journalDir := fs.String("journal-dir", "", "directory of the disk journal for persistent messages (empty: in memory only)")
+	journalSync := fs.String("journal-sync", "always", "journal sync policy: always (RECEIPT after fsync), interval, never")
+	journalSyncInterval := fs.Duration("journal-sync-interval", persistence.DefaultSyncInterval, "fsync period for -journal-sync interval")
+	journalMaxBytes := fs.Int64("journal-max-bytes", 0, "disk budget of the journal in bytes; persistent SENDs past it get ERROR limit-exceeded (0: unlimited)")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long shutdown waits for clients to be told and flushed")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -73,6 +78,28 @@ func run(args []string) error {
 	if slices.Contains(allowed, "*") {
 		logger.Warn("WebSocket origin check disabled: pages from any site may connect (-allowed-origins=*)")
 	}
+	var journal *persistence.File
+	if *journalDir != "" {
+		policy, err := persistence.ParseSyncPolicy(*journalSync)
+		if err != nil {
+			return fmt.Errorf("-journal-sync: %w", err)
+		}
+		journal, err = persistence.Open(*journalDir, persistence.Config{
+			Sync: policy, SyncInterval: *journalSyncInterval, MaxBytes: *journalMaxBytes, Logger: logger,
+		})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := journal.Close(); err != nil {
+				logger.Error("journal close", "err", err)
+			}
+		}()
+	}
+	brokerJournal := broker.Journal(nil)
+	if journal != nil {
+		brokerJournal = journal // a nil *File must not become a non-nil interface
+	}
 	srv := server.New(server.Config{
 		Logger:    logger,
 		WebSocket: wsadapter.Config{AllowedOrigins: allowed},
@@ -87,8 +114,12 @@ func run(args []string) error {
 			MaxQueueMessages:   *maxQueueMessages,
 			MaxQueueBytes:      *maxQueueBytes,
 			MaxRedeliveries:    *maxRedeliveries,
+			Journal:            brokerJournal,
 		},
 	})
+	if err := srv.Broker().Recover(); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err

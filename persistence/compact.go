@@ -1,0 +1,224 @@
+package persistence
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"slices"
+
+	"github.com/stompbox/stompbox/broker"
+)
+
+// runCompactor is the goroutine that reclaims disk: it deletes sealed
+// segments with no live record and rewrites sparse ones. It does no write
+// of its own to the active segment: copies go through the flusher like
+// Appends. Owner: File; stop: stopCompactor; join: compactorWG. Close
+// stops it before the flusher, so its requests are always served.
+func (f *File) runCompactor() {
+	defer f.compactorWG.Done()
+	for {
+		select {
+		case <-f.stopCompactor:
+			return
+		case <-f.kick:
+			f.compact()
+		case done := <-f.compactNow:
+			f.compact()
+			close(done)
+		}
+	}
+}
+
+func (f *File) stopping() bool {
+	select {
+	case <-f.stopCompactor:
+		return true
+	default:
+		return false
+	}
+}
+
+// compact runs rounds until there is nothing left to do. A segment can go
+// once it holds no live record and every segment its records killed
+// records in is gone: its removes are tombstones for those. That chain
+// always ends, since records only kill records written before them. Before
+// deleting, a barrier makes sure the tombstones that made the segments
+// dead are on disk.
+func (f *File) compact() {
+	for !f.stopping() {
+		dels, rewrite := f.candidates()
+		if len(dels) == 0 && rewrite == 0 {
+			return
+		}
+		if rewrite != 0 {
+			if f.rewrite(rewrite) {
+				dels = append(dels, rewrite)
+			}
+		}
+		if err := f.submitInternal(&request{}); err != nil {
+			return
+		}
+		n, err := f.removeSegments(dels)
+		if err != nil {
+			f.log.Error("journal: compaction failed", "err", err)
+			return
+		}
+		if n == 0 && rewrite == 0 {
+			return
+		}
+	}
+}
+
+// candidates picks the sealed segments that can be deleted now, and the
+// oldest sparse one to rewrite (0 if none).
+func (f *File) candidates() (dels []uint64, rewrite uint64) {
+	f.smu.Lock()
+	defer f.smu.Unlock()
+	ids := make([]uint64, 0, len(f.segs))
+	for id, s := range f.segs {
+		if s.sealed {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		s := f.segs[id]
+		switch {
+		case s.liveRecs == 0:
+			if s.targetsGone(f.segs) {
+				dels = append(dels, id)
+			}
+		case rewrite == 0 && !s.noRewrite && float64(s.live) < f.cfg.CompactBelow*float64(s.size):
+			if s.targetsGone(f.segs) {
+				rewrite = id
+			}
+		}
+	}
+	return dels, rewrite
+}
+
+// rewrite copies the live records of segment id to the active segment
+// (through the flusher, fsynced) and reports whether id is left with none.
+func (f *File) rewrite(id uint64) bool {
+	f.smu.Lock()
+	size := f.segs[id].size
+	f.smu.Unlock()
+	path := f.segPath(id)
+	data, err := readPrefix(path, size)
+	if err == nil {
+		_, err = checkHeader(data)
+	}
+	if err != nil {
+		f.log.Error("journal: compaction cannot read a segment; it is kept", "file", path, "err", err)
+		f.noRewrite(id)
+		return false
+	}
+	var buf []byte
+	var logs []logical
+	scan(data, func(_ int, typ byte, payload []byte) error {
+		vs, err := views(typ, payload)
+		if err != nil {
+			return err
+		}
+		for i := range vs {
+			v := &vs[i]
+			if v.op != broker.OpEnqueue && v.op != broker.OpDurableCreate {
+				continue
+			}
+			l := logicalOf(v)
+			f.smu.Lock()
+			live := f.idx.stillAt(&l, id)
+			f.smu.Unlock()
+			if !live {
+				continue
+			}
+			l.src, l.frameOff = id, len(buf)
+			buf = appendFrame(buf, v.op, v.payload)
+			l.frameLen = len(buf) - l.frameOff
+			l.size = int64(l.frameLen)
+			logs = append(logs, l)
+		}
+		return nil
+	})
+	if len(logs) > 0 {
+		if err := f.submitInternal(&request{buf: buf, logs: logs, copy: true}); err != nil {
+			return false
+		}
+	}
+	f.smu.Lock()
+	left := f.segs[id].liveRecs
+	f.smu.Unlock()
+	if left != 0 {
+		f.log.Error("journal: compaction left live records in a segment; it is kept", "file", path, "records", left)
+		f.noRewrite(id)
+		return false
+	}
+	f.stats.segmentsRewritten.Add(1)
+	return true
+}
+
+func (f *File) noRewrite(id uint64) {
+	f.smu.Lock()
+	f.segs[id].noRewrite = true
+	f.smu.Unlock()
+}
+
+// appendFrame frames one record whose sequence number and payload are
+// already encoded.
+func appendFrame(dst []byte, op broker.JournalOp, payload []byte) []byte {
+	start := len(dst)
+	dst = le.AppendUint32(dst, uint32(1+len(payload)))
+	dst = le.AppendUint32(dst, 0)
+	dst = append(dst, byte(op))
+	dst = append(dst, payload...)
+	le.PutUint32(dst[start+4:], checksum(dst[start+frameHeader:]))
+	return dst
+}
+
+// removeSegments deletes the segments of ids that may still go, makes
+// that durable, and only then forgets them: a segment whose removes were
+// tombstones for one of these may go in the next round.
+func (f *File) removeSegments(ids []uint64) (int, error) {
+	f.filesMu.Lock()
+	defer f.filesMu.Unlock()
+	var gone []uint64
+	for _, id := range ids {
+		f.smu.Lock()
+		s := f.segs[id]
+		ok := s != nil && s.sealed && s.liveRecs == 0 && s.targetsGone(f.segs)
+		f.smu.Unlock()
+		if !ok {
+			continue
+		}
+		if err := os.Remove(f.segPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return 0, err
+		}
+		gone = append(gone, id)
+	}
+	if len(gone) == 0 {
+		return 0, nil
+	}
+	if err := syncDir(f.dir); err != nil {
+		return 0, err
+	}
+	var freed int64
+	f.smu.Lock()
+	for _, id := range gone {
+		freed += f.segs[id].size
+		delete(f.segs, id)
+	}
+	f.smu.Unlock()
+	f.mu.Lock()
+	f.used -= freed
+	f.mu.Unlock()
+	f.stats.segmentsDeleted.Add(uint64(len(gone)))
+	return len(gone), nil
+}
+
+// compactSync runs compaction on the compactor goroutine and waits for it
+// (tests).
+func (f *File) compactSync() {
+	done := make(chan struct{})
+	f.compactNow <- done
+	<-done
+}

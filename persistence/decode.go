@@ -1,0 +1,252 @@
+package persistence
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/stompbox/stompbox/broker"
+	"github.com/stompbox/stompbox/frames"
+)
+
+// errEmptySegment and errGarbageSegment classify a segment whose header is
+// not a valid one: empty (crash while creating it) or not ours.
+var (
+	errEmptySegment   = errors.New("persistence: empty segment")
+	errGarbageSegment = errors.New("persistence: not a journal segment")
+	errMalformed      = errors.New("persistence: malformed record")
+)
+
+// checkHeader validates a segment's file header and returns the segment
+// number it names. A file shorter than a header, or whose header is zeros
+// followed by nothing but zeros, is empty: a crash between creating the
+// file and writing its header.
+func checkHeader(data []byte) (uint64, error) {
+	if len(data) < headerSize || allZero(data[:headerSize]) {
+		if len(data) < headerSize || allZero(data) {
+			return 0, errEmptySegment
+		}
+		return 0, fmt.Errorf("%w: zero header before data", errGarbageSegment)
+	}
+	h := data[:headerSize]
+	if string(h[:8]) != magic {
+		return 0, fmt.Errorf("%w: bad magic %q", errGarbageSegment, h[:8])
+	}
+	if checksum(h[:20]) != le.Uint32(h[20:]) {
+		return 0, fmt.Errorf("%w: header checksum mismatch", errGarbageSegment)
+	}
+	switch v := le.Uint16(h[8:]); {
+	case v == 0:
+		return 0, fmt.Errorf("%w: version 0", errGarbageSegment)
+	case v > formatVersion:
+		return 0, fmt.Errorf("%w: version %d (this build reads %d)", ErrUnsupportedVersion, v, formatVersion)
+	}
+	return le.Uint64(h[12:]), nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// scanResult is what scan found in one segment.
+type scanResult struct {
+	end     int   // offset just after the last good record (headerSize if none)
+	middle  []int // offsets of bad records with a good record after them
+	tailBad int   // bad records after the last good one
+	junk    bool  // non-zero bytes after end
+}
+
+// scan walks the records of one segment (data includes the file header)
+// and calls fn for each whose CRC matches; fn returns errMalformed (or
+// any error) to have the record counted as bad instead. A record is bad
+// when its CRC does not match but its length is plausible: scan skips it
+// and goes on. A zero length, or one that cannot be right (shorter than a
+// record, longer than what is left), ends the data.
+func scan(data []byte, fn func(off int, typ byte, payload []byte) error) scanResult {
+	res := scanResult{end: headerSize}
+	var pending []int
+	off := headerSize
+	for off+frameHeader <= len(data) {
+		n := int(le.Uint32(data[off:]))
+		if n == 0 || n < minFrameBody || n > len(data)-off-frameHeader {
+			break
+		}
+		body := data[off+frameHeader : off+frameHeader+n]
+		if checksum(body) != le.Uint32(data[off+4:]) || fn(off, body[0], body[1:]) != nil {
+			pending = append(pending, off)
+			off += frameHeader + n
+			continue
+		}
+		res.middle = append(res.middle, pending...)
+		pending = pending[:0]
+		off += frameHeader + n
+		res.end = off
+	}
+	res.tailBad = len(pending)
+	res.junk = !allZero(data[min(res.end, len(data)):])
+	return res
+}
+
+// view is one decoded record whose fields are views into the segment's
+// bytes, valid while those are.
+type view struct {
+	op      broker.JournalOp
+	seq     uint64
+	size    int64  // bytes counted for it in its segment
+	payload []byte // sequence number and payload, as written
+
+	queue, id      []byte
+	msgID, dest    []byte
+	nhdr           int
+	hdrs           []byte // nhdr encoded key/value pairs
+	body           []byte
+	persistent     bool
+	expiresAt      int64
+	clientID, name []byte
+	topic          []byte
+}
+
+// views decodes a physical record into its records. It checks the whole
+// record before returning any, so a malformed batch is rejected whole.
+func views(typ byte, payload []byte) ([]view, error) {
+	if typ != typeBatch {
+		v, err := parseView(broker.JournalOp(typ), payload)
+		v.size = int64(frameHeader + 1 + len(payload))
+		return []view{v}, err
+	}
+	r := reader{b: payload}
+	count := int(r.u32())
+	if r.err || count < 2 || count > len(payload)/(batchEntryHeader+8) {
+		return nil, errMalformed
+	}
+	vs := make([]view, 0, count)
+	for range count {
+		op := broker.JournalOp(r.u8())
+		p := r.bytes()
+		if r.err {
+			return nil, errMalformed
+		}
+		v, err := parseView(op, p)
+		if err != nil {
+			return nil, err
+		}
+		v.size = int64(batchEntryHeader + len(p))
+		vs = append(vs, v)
+	}
+	if r.off != len(payload) {
+		return nil, errMalformed
+	}
+	return vs, nil
+}
+
+// parseView decodes one record's sequence number and payload.
+func parseView(op broker.JournalOp, payload []byte) (view, error) {
+	v := view{op: op, payload: payload}
+	r := reader{b: payload}
+	v.seq = r.u64()
+	switch op {
+	case broker.OpEnqueue:
+		v.queue, v.id, v.msgID, v.dest = r.bytes(), r.bytes(), r.bytes(), r.bytes()
+		v.nhdr = int(r.u32())
+		start := r.off
+		for i := 0; i < v.nhdr && !r.err; i++ {
+			r.bytes()
+			r.bytes()
+		}
+		v.hdrs = payload[start:min(r.off, len(payload))]
+		v.body = r.bytes()
+		flags := r.u8()
+		v.persistent = flags&flagPersistent != 0
+		v.expiresAt = int64(r.u64())
+		if flags&^flagPersistent != 0 {
+			return v, errMalformed
+		}
+	case broker.OpRemove:
+		v.queue, v.id = r.bytes(), r.bytes()
+	case broker.OpDurableCreate, broker.OpDurableDelete:
+		v.queue, v.clientID, v.name, v.topic = r.bytes(), r.bytes(), r.bytes(), r.bytes()
+	default:
+		return v, errMalformed
+	}
+	if r.err || r.off != len(payload) {
+		return v, errMalformed
+	}
+	return v, nil
+}
+
+// durable is the durable subscription a durable op names.
+func (v *view) durable() durKey { return durKey{string(v.clientID), string(v.name)} }
+
+// record builds the broker.JournalRecord of v with its own copies of
+// everything: the message's header keys, values and body share one
+// backing array, as a freshly published message's do.
+func (v *view) record() broker.JournalRecord {
+	rec := broker.JournalRecord{Op: v.op, Queue: string(v.queue)}
+	switch v.op {
+	case broker.OpRemove:
+		rec.MessageID = string(v.id)
+	case broker.OpDurableCreate, broker.OpDurableDelete:
+		rec.Durable = broker.DurableSpec{ClientID: string(v.clientID), Name: string(v.name), Topic: string(v.topic)}
+	case broker.OpEnqueue:
+		rec.MessageID = string(v.id)
+		backing := make([]byte, 0, len(v.hdrs)+len(v.body))
+		own := func(b []byte) []byte {
+			start := len(backing)
+			backing = append(backing, b...)
+			return backing[start:len(backing):len(backing)]
+		}
+		headers := make([]frames.Header, 0, v.nhdr)
+		r := reader{b: v.hdrs}
+		for range v.nhdr {
+			k, val := r.bytes(), r.bytes()
+			headers = append(headers, frames.Header{Key: own(k), Value: own(val)})
+		}
+		rec.Message = broker.RecoveredMessage(string(v.msgID), string(v.dest), headers, own(v.body), v.persistent, v.expiresAt)
+	}
+	return rec
+}
+
+// reader decodes little-endian fields; past the end it sets err and
+// returns zeros.
+type reader struct {
+	b   []byte
+	off int
+	err bool
+}
+
+func (r *reader) take(n int) []byte {
+	if r.err || n < 0 || n > len(r.b)-r.off {
+		r.err = true
+		return nil
+	}
+	b := r.b[r.off : r.off+n : r.off+n]
+	r.off += n
+	return b
+}
+
+func (r *reader) u8() byte {
+	if b := r.take(1); b != nil {
+		return b[0]
+	}
+	return 0
+}
+
+func (r *reader) u32() uint32 {
+	if b := r.take(4); b != nil {
+		return le.Uint32(b)
+	}
+	return 0
+}
+
+func (r *reader) u64() uint64 {
+	if b := r.take(8); b != nil {
+		return le.Uint64(b)
+	}
+	return 0
+}
+
+func (r *reader) bytes() []byte { return r.take(int(r.u32())) }

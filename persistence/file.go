@@ -1,0 +1,343 @@
+package persistence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/stompbox/stompbox/broker"
+)
+
+var _ broker.Journal = (*File)(nil)
+
+// File is a disk journal: segmented append-only files in one directory,
+// written by one flusher goroutine that commits concurrent Appends
+// together, and cleaned by one compactor goroutine. File owns both; Close
+// stops and joins them. All methods are safe for concurrent use.
+type File struct {
+	dir  string       // immutable
+	cfg  Config       // immutable, defaults applied
+	log  *slog.Logger // immutable
+	lock *os.File     // immutable: holds the directory's lock until Close
+
+	mu     sync.Mutex
+	queue  []*request // guarded by mu: waiting for the flusher, in Append order
+	closed bool       // guarded by mu
+	failed error      // guarded by mu: the write or fsync error that broke the journal
+	used   int64      // guarded by mu: bytes of segment data, written or reserved by a queued Append
+
+	wake          chan struct{}      // cap 1: the flusher has requests
+	kick          chan struct{}      // cap 1: the compactor may have work
+	compactNow    chan chan struct{} // tests: compact now, then close the channel
+	stopFlusher   chan struct{}      // closed by Close, after the compactor has stopped
+	stopCompactor chan struct{}      // closed by Close
+	flusherWG     sync.WaitGroup
+	compactorWG   sync.WaitGroup
+
+	// Owned by the flusher goroutine after Open, and by Close once the
+	// flusher has exited.
+	active   *os.File
+	activeID uint64
+	lastID   uint64 // the highest segment number seen or created
+	offset   int64  // write offset in active
+	nextSeq  uint64
+	dirty    bool // written since the last fsync
+	wbuf     []byte
+	spare    []*request
+
+	smu  sync.Mutex
+	segs map[uint64]*segment // guarded by smu: every segment file in use
+	idx  *liveSet            // guarded by smu: the live records and where they are
+
+	// filesMu is held by Replay while it reads segment files and by the
+	// compactor while it deletes them. Never taken by Append or the flusher.
+	filesMu sync.Mutex
+
+	stats struct {
+		appends, records, fsyncs           atomic.Uint64
+		corruptRecords, corruptSegments    atomic.Uint64
+		segmentsDeleted, segmentsRewritten atomic.Uint64
+	}
+}
+
+// request is one Append (or Forget, or compactor job) for the flusher.
+type request struct {
+	buf  []byte    // one framed record, or for a copy one frame per logical
+	logs []logical // the records in buf
+	copy bool      // compaction copy: frames are final; written only if still live
+	sync bool      // fsync before done, whatever the policy
+	seal bool      // tests: seal the active segment and start a new one
+	done chan error
+}
+
+// Open opens or creates the journal in dir and recovers it: every segment
+// is read and checked, a torn last record is truncated away, corrupt
+// records are counted and skipped. Appends go to a new segment. Call
+// Replay to get the live records.
+func Open(dir string, cfg Config) (*File, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("persistence: %w", err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	f := &File{
+		dir: dir, cfg: cfg, log: cfg.Logger, lock: lock,
+		wake: make(chan struct{}, 1), kick: make(chan struct{}, 1), compactNow: make(chan chan struct{}),
+		stopFlusher: make(chan struct{}), stopCompactor: make(chan struct{}),
+		segs: map[uint64]*segment{},
+	}
+	f.idx = newLiveSet(f.segs)
+	if err := f.recover(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	if err := f.startSegment(f.lastID + 1); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	f.flusherWG.Add(1)
+	go f.runFlusher()
+	f.compactorWG.Add(1)
+	go f.runCompactor()
+	f.poke()
+	return f, nil
+}
+
+// Append records recs as one atomic write and returns when the sync
+// policy is met: after the fsync with SyncAlways, after the write
+// otherwise. Concurrent Appends share the write and the fsync.
+//
+// If ctx ends first, Append returns ctx.Err(); the records may still be
+// written, since they were already queued. With a disk budget, an Append
+// that adds enqueues or durable creates past it fails with an error
+// wrapping broker.ErrJournalFull and nothing is written; records that only
+// remove (OpRemove, OpDurableDelete) are always taken, since they are what
+// lets compaction free space.
+func (f *File) Append(ctx context.Context, recs ...broker.JournalRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(recs) == 0 {
+		return f.usable()
+	}
+	buf, logs, err := encode(recs)
+	if err != nil {
+		return err
+	}
+	r := &request{buf: buf, logs: logs, done: make(chan error, 1)}
+	if err := f.submit(r, grows(recs)); err != nil {
+		return err
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Forget records recs without waiting for them, and without a budget
+// check: for removals (and their re-enqueues) whose loss in a crash only
+// means a redelivery. They are written in order with Appends. Errors are
+// logged.
+func (f *File) Forget(recs ...broker.JournalRecord) {
+	if len(recs) == 0 {
+		return
+	}
+	buf, logs, err := encode(recs)
+	if err == nil {
+		err = f.submit(&request{buf: buf, logs: logs}, false)
+	}
+	switch {
+	case errors.Is(err, ErrClosed):
+		f.log.Warn("journal: closed; records not written", "records", len(recs))
+	case err != nil:
+		f.log.Error("journal: records not written", "records", len(recs), "err", err)
+	}
+}
+
+// grows reports whether recs add live data (and so count against the
+// budget).
+func grows(recs []broker.JournalRecord) bool {
+	for i := range recs {
+		if recs[i].Op == broker.OpEnqueue || recs[i].Op == broker.OpDurableCreate {
+			return true
+		}
+	}
+	return false
+}
+
+// usable is the error an Append gets before it is queued.
+func (f *File) usable() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.usableLocked()
+}
+
+func (f *File) usableLocked() error {
+	switch {
+	case f.closed:
+		return ErrClosed
+	case f.failed != nil:
+		return f.failed
+	}
+	return nil
+}
+
+// submit queues r for the flusher, checking the budget if budget is set.
+func (f *File) submit(r *request, budget bool) error {
+	n := int64(len(r.buf))
+	f.mu.Lock()
+	if err := f.usableLocked(); err != nil {
+		f.mu.Unlock()
+		return err
+	}
+	if budget && f.cfg.MaxBytes > 0 && f.used+n > f.cfg.MaxBytes {
+		used := f.used
+		f.mu.Unlock()
+		return fmt.Errorf("persistence: %d more bytes would pass the %d-byte budget (%d used): %w",
+			n, f.cfg.MaxBytes, used, broker.ErrJournalFull)
+	}
+	f.used += n
+	f.queue = append(f.queue, r)
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// submitInternal queues a compactor job; it is accepted while the flusher
+// runs, even after Close began, and waits for it.
+func (f *File) submitInternal(r *request) error {
+	r.done = make(chan error, 1)
+	f.mu.Lock()
+	if f.failed != nil {
+		f.mu.Unlock()
+		return f.failed
+	}
+	f.queue = append(f.queue, r)
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+	return <-r.done
+}
+
+// Close stops the compactor, then the flusher, which writes and fsyncs
+// what is queued; then it closes the files. Append after Close returns
+// ErrClosed. Close may be called more than once.
+func (f *File) Close() error {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return nil
+	}
+	f.closed = true
+	f.mu.Unlock()
+	close(f.stopCompactor)
+	f.compactorWG.Wait()
+	close(f.stopFlusher)
+	f.flusherWG.Wait()
+	err := f.closeActive()
+	return errors.Join(err, f.lock.Close())
+}
+
+// closeActive truncates the active segment to its data, or removes it if
+// it holds none.
+func (f *File) closeActive() error {
+	if f.active == nil {
+		return nil
+	}
+	fh := f.active
+	f.active = nil
+	if f.offset == headerSize {
+		f.filesMu.Lock()
+		defer f.filesMu.Unlock()
+		f.smu.Lock()
+		delete(f.segs, f.activeID)
+		f.smu.Unlock()
+		err := errors.Join(fh.Close(), os.Remove(fh.Name()))
+		return errors.Join(err, syncDir(f.dir))
+	}
+	err := fh.Truncate(f.offset)
+	if err == nil {
+		err = f.syncFile(fh)
+	}
+	f.smu.Lock()
+	f.segs[f.activeID].sealed = true
+	f.smu.Unlock()
+	return errors.Join(err, fh.Close())
+}
+
+// Stats are counters of a File, for metrics and tests.
+type Stats struct {
+	Appends           uint64 // physical records written for Append and Forget
+	Records           uint64 // journal records in them
+	Fsyncs            uint64 // fsyncs of segment files
+	CorruptRecords    uint64 // records skipped by recovery: bad CRC or undecodable
+	CorruptSegments   uint64 // segment files skipped by recovery: not a journal segment
+	SegmentsDeleted   uint64 // by compaction
+	SegmentsRewritten uint64 // by compaction: live records copied, then deleted
+	Segments          int    // segment files in use
+	Bytes             int64  // data bytes counted against the budget
+}
+
+// Stats returns the File's counters.
+func (f *File) Stats() Stats {
+	s := Stats{
+		Appends: f.stats.appends.Load(), Records: f.stats.records.Load(), Fsyncs: f.stats.fsyncs.Load(),
+		CorruptRecords: f.stats.corruptRecords.Load(), CorruptSegments: f.stats.corruptSegments.Load(),
+		SegmentsDeleted: f.stats.segmentsDeleted.Load(), SegmentsRewritten: f.stats.segmentsRewritten.Load(),
+	}
+	f.smu.Lock()
+	s.Segments = len(f.segs)
+	f.smu.Unlock()
+	f.mu.Lock()
+	s.Bytes = f.used
+	f.mu.Unlock()
+	return s
+}
+
+// CorruptRecords is how many corrupt records recovery skipped.
+func (f *File) CorruptRecords() uint64 { return f.stats.corruptRecords.Load() }
+
+// syncFile fsyncs a segment file and counts it.
+func (f *File) syncFile(fh *os.File) error {
+	f.stats.fsyncs.Add(1)
+	if err := datasync(fh); err != nil {
+		return fmt.Errorf("persistence: fsync %s: %w", fh.Name(), err)
+	}
+	return nil
+}
+
+func (f *File) segPath(id uint64) string { return filepath.Join(f.dir, segmentName(id)) }
+
+// syncDir makes creations and removals in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("persistence: %w", err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("persistence: sync directory %s: %w", dir, err)
+	}
+	return nil
+}

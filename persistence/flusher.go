@@ -1,0 +1,322 @@
+package persistence
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+// runFlusher is the one goroutine that writes segments. Each time it
+// wakes it takes every queued request, writes them with one write and,
+// under SyncAlways, one fsync (group commit): Appends that arrive during a
+// write or fsync wait for the next round and share it. Owner: File; stop:
+// stopFlusher; join: flusherWG. On stop it writes what is queued, fsyncs
+// and returns.
+func (f *File) runFlusher() {
+	defer f.flusherWG.Done()
+	var tick <-chan time.Time
+	if f.cfg.Sync == SyncInterval {
+		t := time.NewTicker(f.cfg.SyncInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-f.wake:
+			f.drain()
+		case <-tick:
+			if err := f.syncActive(); err != nil {
+				f.fail(err)
+			}
+		case <-f.stopFlusher:
+			f.drain()
+			if err := f.syncActive(); err != nil {
+				f.fail(err)
+			}
+			return
+		}
+	}
+}
+
+// drain processes queued requests until none is left.
+func (f *File) drain() {
+	for {
+		f.mu.Lock()
+		batch := f.queue
+		f.queue = f.spare
+		f.mu.Unlock()
+		if len(batch) == 0 {
+			f.spare = batch
+			return
+		}
+		f.process(batch)
+		clear(batch)
+		f.spare = batch[:0]
+	}
+}
+
+// process writes a batch: runs of Appends as one group; compaction
+// copies and barriers on their own, since a copy must be checked against
+// everything written before it.
+func (f *File) process(batch []*request) {
+	for i := 0; i < len(batch); {
+		r := batch[i]
+		switch {
+		case r.seal:
+			r.done <- f.sealActive()
+			i++
+		case r.buf == nil: // barrier: everything written so far is on disk
+			r.done <- f.syncActive()
+			i++
+		case r.copy:
+			f.writeCopy(r)
+			i++
+		default:
+			j := i + 1
+			for j < len(batch) && batch[j].buf != nil && !batch[j].copy {
+				j++
+			}
+			f.writeGroup(batch[i:j])
+			i = j
+		}
+	}
+}
+
+// writeGroup assigns sequence numbers, writes reqs in order (sealing the
+// active segment and starting a new one when the next request does not
+// fit), fsyncs as the policy says and releases the waiters.
+func (f *File) writeGroup(reqs []*request) {
+	if err := f.usableForWrite(); err != nil {
+		release(reqs, err)
+		return
+	}
+	sync := f.cfg.Sync == SyncAlways
+	var chunk []*request
+	f.wbuf = f.wbuf[:0]
+	for _, r := range reqs {
+		sync = sync || r.sync
+		pos := f.offset + int64(len(f.wbuf))
+		if pos > headerSize && pos+int64(len(r.buf)) > f.cfg.SegmentSize {
+			err := f.flushChunk(chunk, true)
+			if err == nil {
+				err = f.rotate()
+			}
+			if err != nil {
+				f.fail(err)
+				release(reqs, err)
+				return
+			}
+			chunk = chunk[:0]
+		}
+		start := len(f.wbuf)
+		f.wbuf = append(f.wbuf, r.buf...)
+		if !r.copy {
+			for k := range r.logs {
+				r.logs[k].seq = f.nextSeq
+				f.nextSeq++
+			}
+			seal(f.wbuf[start:], r.logs)
+		}
+		chunk = append(chunk, r)
+	}
+	err := f.flushChunk(chunk, sync)
+	if err != nil {
+		f.fail(err)
+	}
+	release(reqs, err)
+	if cap(f.wbuf) > maxKeptBuffer {
+		f.wbuf = nil // one huge batch should not pin its buffer forever
+	}
+}
+
+// maxKeptBuffer is the largest write buffer the flusher keeps between
+// batches.
+const maxKeptBuffer = 4 << 20
+
+func release(reqs []*request, err error) {
+	for _, r := range reqs {
+		if r.done != nil {
+			r.done <- err
+		}
+	}
+}
+
+// flushChunk writes wbuf (the requests of chunk) at the end of the active
+// segment, fsyncs if sync, and then records them in the live set: the
+// compactor acts only on what has been written.
+func (f *File) flushChunk(chunk []*request, sync bool) error {
+	if len(f.wbuf) > 0 {
+		if _, err := f.active.WriteAt(f.wbuf, f.offset); err != nil {
+			return fmt.Errorf("persistence: write %s: %w", f.active.Name(), err)
+		}
+		f.offset += int64(len(f.wbuf))
+		f.wbuf = f.wbuf[:0]
+		f.dirty = true
+	}
+	if sync {
+		if err := f.syncActive(); err != nil {
+			return err
+		}
+	}
+	var appends, records uint64
+	f.smu.Lock()
+	f.segs[f.activeID].size = f.offset
+	for _, r := range chunk {
+		for k := range r.logs {
+			if r.copy {
+				f.idx.move(&r.logs[k], f.activeID)
+			} else {
+				f.idx.apply(&r.logs[k], f.activeID)
+			}
+		}
+		if !r.copy {
+			appends++
+			records += uint64(len(r.logs))
+		}
+	}
+	shrunk := f.idx.shrunk
+	f.idx.shrunk = false
+	f.smu.Unlock()
+	f.stats.appends.Add(appends)
+	f.stats.records.Add(records)
+	if shrunk {
+		f.poke()
+	}
+	return nil
+}
+
+// writeCopy writes the records of a compaction copy that are still live
+// where the compactor found them, and fsyncs them.
+func (f *File) writeCopy(r *request) {
+	keep := r.logs[:0]
+	var buf []byte
+	f.smu.Lock()
+	for _, l := range r.logs {
+		if f.idx.stillAt(&l, l.src) {
+			buf = append(buf, r.buf[l.frameOff:l.frameOff+l.frameLen]...)
+			keep = append(keep, l)
+		}
+	}
+	f.smu.Unlock()
+	r.buf, r.logs, r.sync = buf, keep, true
+	f.mu.Lock()
+	f.used += int64(len(buf))
+	f.mu.Unlock()
+	if len(buf) == 0 {
+		r.done <- nil
+		return
+	}
+	f.writeGroup([]*request{r})
+}
+
+// syncActive fsyncs the active segment if it was written since the last
+// fsync.
+func (f *File) syncActive() error {
+	if !f.dirty {
+		return nil
+	}
+	if err := f.syncFile(f.active); err != nil {
+		return err
+	}
+	f.dirty = false
+	return nil
+}
+
+// sealActive rotates now, if the active segment holds records.
+func (f *File) sealActive() error {
+	if err := f.usableForWrite(); err != nil || f.offset == headerSize {
+		return err
+	}
+	err := f.syncActive()
+	if err == nil {
+		err = f.rotate()
+	}
+	if err != nil {
+		f.fail(err)
+	}
+	return err
+}
+
+// rotate seals the active segment (its data is already fsynced): it is
+// truncated to its data and becomes a compaction candidate; appends go to
+// a new segment.
+func (f *File) rotate() error {
+	old, oldID := f.active, f.activeID
+	if err := old.Truncate(f.offset); err != nil {
+		return fmt.Errorf("persistence: truncate %s: %w", old.Name(), err)
+	}
+	if err := old.Close(); err != nil {
+		return fmt.Errorf("persistence: close %s: %w", old.Name(), err)
+	}
+	f.active = nil
+	if err := f.startSegment(f.lastID + 1); err != nil {
+		return err
+	}
+	f.smu.Lock()
+	f.segs[oldID].sealed = true
+	f.smu.Unlock()
+	f.poke()
+	return nil
+}
+
+// startSegment creates segment id, pre-allocated, with its header on
+// disk, and makes it the active one.
+func (f *File) startSegment(id uint64) error {
+	path := f.segPath(id)
+	fh, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return fmt.Errorf("persistence: create segment: %w", err)
+	}
+	err = preallocate(fh, f.cfg.SegmentSize)
+	if err == nil {
+		_, err = fh.WriteAt(appendHeader(nil, id), 0)
+	}
+	if err == nil {
+		err = f.syncFile(fh)
+	}
+	if err == nil {
+		err = syncDir(f.dir)
+	}
+	if err != nil {
+		fh.Close()
+		os.Remove(path)
+		return fmt.Errorf("persistence: start segment %s: %w", path, err)
+	}
+	f.active, f.activeID, f.lastID, f.offset, f.dirty = fh, id, id, headerSize, false
+	f.smu.Lock()
+	f.segs[id] = &segment{id: id, size: headerSize}
+	f.smu.Unlock()
+	f.mu.Lock()
+	f.used += headerSize
+	f.mu.Unlock()
+	return nil
+}
+
+// usableForWrite is the sticky failure, if any: after a failed write or
+// fsync nothing more is written (what reached the disk is uncertain).
+func (f *File) usableForWrite() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failed
+}
+
+// fail makes err sticky: later Appends return it.
+func (f *File) fail(err error) {
+	f.mu.Lock()
+	first := f.failed == nil
+	if first {
+		f.failed = err
+	}
+	f.mu.Unlock()
+	if first {
+		f.log.Error("journal: write failed; the journal accepts no more records", "err", err)
+	}
+}
+
+// poke wakes the compactor without waiting.
+func (f *File) poke() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}

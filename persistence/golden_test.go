@@ -1,0 +1,169 @@
+package persistence
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stompbox/stompbox/broker"
+	"github.com/stompbox/stompbox/frames"
+	jt "github.com/stompbox/stompbox/persistence/journaltest"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/golden from TestGoldenWrite")
+
+const goldenDir = "testdata/golden"
+
+// goldenConfig makes small segments, so the fixture spans several, and
+// no rewriting, so nothing but the appends decides the bytes.
+var goldenConfig = Config{SegmentSize: 512, CompactBelow: -1}
+
+// goldenMessage is message i of the fixture. It is defined here, not taken
+// from journaltest, so that only a format change can change the bytes.
+func goldenMessage(i int) *broker.Message {
+	id := fmt.Sprintf("m-%d", i)
+	hs := []frames.Header{
+		{Key: []byte("destination"), Value: []byte("/queue/orders")},
+		{Key: []byte("content-type"), Value: []byte("text/plain")},
+		{Key: []byte("x-rep"), Value: []byte("a")},
+		{Key: []byte("x-rep"), Value: []byte("b:\n")},
+		{Key: []byte("x-empty"), Value: []byte{}},
+	}
+	var expires int64
+	if i%3 != 0 {
+		expires = 1_700_000_000_000 + int64(i)
+	}
+	body := fmt.Appendf(nil, "order %d \x00\xff", i)
+	return broker.RecoveredMessage(id, "/queue/orders", hs[:1+i%5], body, i%2 == 1, expires)
+}
+
+var (
+	goldenD1 = jt.DurableCreate(broker.DurableSpec{ClientID: "client-1", Name: "sub-1", Topic: "prices.*"})
+	goldenD2 = jt.DurableCreate(broker.DurableSpec{ClientID: "client-1", Name: "sub-2", Topic: "news.#"})
+)
+
+func orders(i int) broker.JournalRecord { return jt.Enqueue("/queue/orders", goldenMessage(i)) }
+
+// goldenAppends is the history the fixture records, one Append each.
+func goldenAppends() [][]broker.JournalRecord {
+	return [][]broker.JournalRecord{
+		{goldenD1},
+		{orders(1)},
+		{orders(2)},
+		{jt.Enqueue(goldenD1.Queue, goldenMessage(4))},
+		{jt.Remove(orders(2)), jt.Enqueue("/queue/DLQ.orders", goldenMessage(5))}, // dead-lettered: one atomic Append
+		{orders(6)},
+		{goldenD2},
+		{jt.Enqueue(goldenD2.Queue, goldenMessage(7))},
+		{jt.DurableDelete(goldenD2)}, // takes m-7 with it
+		{orders(10)},
+		{jt.Remove(orders(1))},
+		{orders(11)},
+		{jt.Remove(orders(10))},
+		{orders(10)}, // back in the queue after a failed delivery
+	}
+}
+
+// goldenLive is what replaying the fixture must give.
+func goldenLive() []broker.JournalRecord {
+	return []broker.JournalRecord{
+		goldenD1,
+		jt.Enqueue(goldenD1.Queue, goldenMessage(4)),
+		jt.Enqueue("/queue/DLQ.orders", goldenMessage(5)),
+		orders(6),
+		orders(11),
+		orders(10),
+	}
+}
+
+func segmentFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range names {
+		names[i] = filepath.Base(names[i])
+	}
+	slices.Sort(names)
+	return names
+}
+
+// TestGoldenWrite writes the golden history and compares the segment
+// files with the committed ones byte for byte: any change to the format
+// fails here. go test -run Golden -update rewrites them (then review the
+// diff and docs/persistence.md).
+func TestGoldenWrite(t *testing.T) {
+	dir := t.TempDir()
+	f := open(t, dir, goldenConfig)
+	for _, recs := range goldenAppends() {
+		mustAppend(t, f, recs...)
+	}
+	f.compactSync()
+	if n := f.Stats().SegmentsDeleted; n != 0 {
+		t.Fatalf("compaction deleted %d segments: the fixture would depend on timing", n)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := segmentFiles(t, dir)
+	if len(got) < 2 {
+		t.Fatalf("the fixture has %d segments, want several", len(got))
+	}
+	if *update {
+		os.RemoveAll(goldenDir)
+		if err := os.MkdirAll(goldenDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range got {
+			data, _ := os.ReadFile(filepath.Join(dir, name))
+			if err := os.WriteFile(filepath.Join(goldenDir, name), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Logf("rewrote %s: %s", goldenDir, strings.Join(got, " "))
+		return
+	}
+	want := segmentFiles(t, goldenDir)
+	if !slices.Equal(got, want) {
+		t.Fatalf("segments %v, golden has %v (go test -run Golden -update rewrites it)", got, want)
+	}
+	for _, name := range got {
+		g, _ := os.ReadFile(filepath.Join(dir, name))
+		w, _ := os.ReadFile(filepath.Join(goldenDir, name))
+		if !bytes.Equal(g, w) {
+			i := 0
+			for i < min(len(g), len(w)) && g[i] == w[i] {
+				i++
+			}
+			t.Errorf("%s differs from the golden file at byte %d (%d bytes, golden %d)", name, i, len(g), len(w))
+		}
+	}
+}
+
+// TestGoldenReplay recovers the committed fixture: the bytes on disk from
+// an earlier build must keep meaning the same records.
+func TestGoldenReplay(t *testing.T) {
+	dir := t.TempDir()
+	names := segmentFiles(t, goldenDir)
+	if len(names) == 0 {
+		t.Fatalf("no golden segments in %s", goldenDir)
+	}
+	for _, name := range names {
+		data, err := os.ReadFile(filepath.Join(goldenDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, name), data, 0o640)
+	}
+	f := open(t, dir, goldenConfig)
+	jt.Expect(t, replay(t, f), goldenLive())
+	if n := f.CorruptRecords(); n != 0 {
+		t.Fatalf("%d corrupt records in the golden fixture", n)
+	}
+}

@@ -1,0 +1,248 @@
+package persistence
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/stompbox/stompbox/broker"
+)
+
+// segmentIDs lists the segment numbers in dir, in order. Other files are
+// ignored.
+func segmentIDs(dir string) ([]uint64, error) {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("persistence: %w", err)
+	}
+	var ids []uint64
+	for _, de := range des {
+		digits, ok := strings.CutSuffix(de.Name(), ".seg")
+		if !ok || len(digits) != 20 || !de.Type().IsRegular() {
+			continue
+		}
+		id, err := strconv.ParseUint(digits, 10, 64)
+		if err != nil || id == 0 {
+			continue
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// scanned is recovery's verdict on one segment.
+type scanned struct {
+	id       uint64
+	fileSize int64
+	res      scanResult
+}
+
+// recover reads every segment in order into the live set (keys and
+// places only, not message bodies) and then deals with what it found. A
+// torn tail is only possible in the newest segment with data (older ones
+// were fsynced and sealed before the next was created): bad records and
+// junk after its last good record are truncated away. Anywhere else they
+// are corruption: skipped, counted and logged.
+func (f *File) recover() error {
+	ids, err := segmentIDs(f.dir)
+	if err != nil {
+		return err
+	}
+	var found []scanned
+	for _, id := range ids {
+		f.lastID = max(f.lastID, id)
+		data, err := os.ReadFile(f.segPath(id))
+		if err != nil {
+			return fmt.Errorf("persistence: %w", err)
+		}
+		hid, err := checkHeader(data)
+		switch {
+		case errors.Is(err, ErrUnsupportedVersion):
+			return fmt.Errorf("persistence: segment %s: %w", f.segPath(id), err)
+		case errors.Is(err, errGarbageSegment):
+			f.stats.corruptSegments.Add(1)
+			f.log.Error("journal: not a segment; skipped and left in place", "file", f.segPath(id), "err", err)
+			continue
+		case errors.Is(err, errEmptySegment):
+			f.log.Warn("journal: empty segment (crash while creating it?); it will be deleted", "file", f.segPath(id), "bytes", len(data))
+			f.segs[id] = &segment{id: id, sealed: true}
+			continue
+		case hid != id:
+			f.log.Warn("journal: segment header names another segment number", "file", f.segPath(id), "header", hid)
+		}
+		seg := &segment{id: id, sealed: true}
+		f.segs[id] = seg
+		res, maxSeq := replaySegment(f.idx, id, data, nil)
+		f.nextSeq = max(f.nextSeq, maxSeq)
+		seg.size = int64(res.end)
+		found = append(found, scanned{id: id, fileSize: int64(len(data)), res: res})
+	}
+	f.nextSeq++
+	f.idx.shrunk = false
+
+	newest := -1 // the segment a crash may have torn
+	for i, s := range found {
+		if s.res.end > headerSize || s.res.tailBad > 0 || s.res.junk {
+			newest = i
+		}
+	}
+	for i, s := range found {
+		path := f.segPath(s.id)
+		if n := len(s.res.middle); n > 0 {
+			f.stats.corruptRecords.Add(uint64(n))
+			f.log.Error("journal: corrupt records skipped", "file", path, "records", n, "first_offset", s.res.middle[0])
+		}
+		torn := s.res.tailBad > 0 || s.res.junk
+		switch {
+		case torn && i == newest:
+			f.log.Warn("journal: torn tail truncated", "file", path, "offset", s.res.end,
+				"bytes", s.fileSize-int64(s.res.end), "records", s.res.tailBad)
+		case torn:
+			f.stats.corruptRecords.Add(uint64(max(s.res.tailBad, 1)))
+			f.log.Error("journal: unreadable data after the last good record skipped", "file", path,
+				"offset", s.res.end, "bytes", s.fileSize-int64(s.res.end))
+			continue // keep the evidence
+		}
+		if s.fileSize > int64(s.res.end) {
+			if err := f.truncate(path, int64(s.res.end)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, s := range f.segs {
+		f.used += s.size
+	}
+	return nil
+}
+
+// truncate cuts a segment at size and makes that durable.
+func (f *File) truncate(path string, size int64) error {
+	fh, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("persistence: %w", err)
+	}
+	err = fh.Truncate(size)
+	if err == nil {
+		err = f.syncFile(fh)
+	}
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("persistence: truncate %s: %w", path, err)
+	}
+	return nil
+}
+
+// Replay calls fn with every live record in the order it was first
+// appended: enqueues not removed and durable subscriptions not deleted (a
+// durable subscription's create comes before the enqueues to its queue).
+// It reads the segments again, so it sees what was appended since Open;
+// compaction may run meanwhile but deletes no segment until the reading is
+// done. fn is called after the reading, with no lock held, and may Append;
+// Replay returns the first error fn returns. Enqueued messages are built
+// with broker.RecoveredMessage and own their bytes.
+func (f *File) Replay(fn func(broker.JournalRecord) error) error {
+	entries, err := f.readLive()
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := fn(e.rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readLive reads every segment in use and returns the live records.
+func (f *File) readLive() ([]*entry, error) {
+	f.filesMu.Lock()
+	defer f.filesMu.Unlock()
+	type part struct {
+		id   uint64
+		size int64
+	}
+	var parts []part
+	f.smu.Lock()
+	for id, s := range f.segs {
+		if s.size > headerSize {
+			parts = append(parts, part{id, s.size})
+		}
+	}
+	f.smu.Unlock()
+	slices.SortFunc(parts, func(a, b part) int { return cmp.Compare(a.id, b.id) })
+
+	set := newLiveSet(nil)
+	for _, p := range parts {
+		data, err := readPrefix(f.segPath(p.id), p.size)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := checkHeader(data); err != nil {
+			return nil, fmt.Errorf("persistence: segment %s: %w", f.segPath(p.id), err)
+		}
+		collectSegment(set, p.id, data)
+	}
+	return set.sorted(), nil
+}
+
+// replaySegment applies the records of one segment's bytes to set, in
+// order, and returns what scan found and the highest sequence number seen.
+// added, if not nil, gets each live entry the segment adds, with its view.
+func replaySegment(set *liveSet, id uint64, data []byte, added func(*entry, *view)) (scanResult, uint64) {
+	var maxSeq uint64
+	res := scan(data, func(_ int, typ byte, payload []byte) error {
+		vs, err := views(typ, payload)
+		if err != nil {
+			return err
+		}
+		for i := range vs {
+			l := logicalOf(&vs[i])
+			maxSeq = max(maxSeq, l.seq)
+			if e := set.apply(&l, id); e != nil && added != nil {
+				added(e, &vs[i])
+			}
+		}
+		return nil
+	})
+	return res, maxSeq
+}
+
+// collectSegment is replaySegment for Replay: the records the segment
+// adds that are still live at its end are decoded before its bytes go, so
+// that most records removed in the same segment are never decoded.
+func collectSegment(set *liveSet, id uint64, data []byte) scanResult {
+	var fresh []*entry
+	res, _ := replaySegment(set, id, data, func(e *entry, v *view) {
+		e.view = v
+		fresh = append(fresh, e)
+	})
+	for _, e := range fresh {
+		if !e.dead {
+			e.rec = e.view.record()
+		}
+		e.view = nil
+	}
+	return res
+}
+
+// readPrefix reads the first size bytes of a file.
+func readPrefix(path string, size int64) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("persistence: %w", err)
+	}
+	defer fh.Close()
+	data := make([]byte, size)
+	if _, err := io.ReadFull(fh, data); err != nil {
+		return nil, fmt.Errorf("persistence: read %s: %w", path, err)
+	}
+	return data, nil
+}
