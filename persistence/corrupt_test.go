@@ -59,7 +59,7 @@ func each(recs []broker.JournalRecord) [][]broker.JournalRecord {
 }
 
 // TestTornTailEveryOffset cuts the journal at every offset inside its last
-// record, which is one Append of three records (a batch): replay gives all
+// record, which is one Append of two records (a batch): replay gives all
 // the records before it, none of it, no error and no corruption count; the
 // segment is truncated at the record; Append and reopen work after. The
 // cut is tried as a short file and as a pre-allocated one (zeros after
@@ -67,7 +67,7 @@ func each(recs []broker.JournalRecord) [][]broker.JournalRecord {
 func TestTornTailEveryOffset(t *testing.T) {
 	src := t.TempDir()
 	before := enqueues("/queue/torn", 0, 6)
-	last := enqueues("/queue/torn", 10, 13)
+	last := enqueues("/queue/torn", 10, 12)
 	writeJournal(t, src, Config{}, append(each(before), last)...)
 	path := filepath.Join(src, segmentName(1))
 	orig, err := os.ReadFile(path)

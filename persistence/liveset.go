@@ -12,6 +12,7 @@ import (
 type entry struct {
 	seg  uint64 // the segment holding it
 	seq  uint64 // its sequence number: replay order
+	pos  uint64 // order of application: breaks ties of seq (only damaged journals have any)
 	size int64  // bytes counted for it in seg
 	dead bool   // killed since it was added
 
@@ -65,6 +66,7 @@ type liveSet struct {
 	// shrunk is set when a sealed segment lost live records: compaction
 	// may have work.
 	shrunk bool
+	added  uint64 // entries added so far
 }
 
 func newLiveSet(segs map[uint64]*segment) *liveSet {
@@ -147,7 +149,8 @@ func (s *liveSet) move(l *logical, dst uint64) {
 }
 
 func (s *liveSet) add(l *logical, seg uint64) *entry {
-	e := &entry{seg: seg, seq: l.seq, size: l.size}
+	s.added++
+	e := &entry{seg: seg, seq: l.seq, pos: s.added, size: l.size}
 	s.count(e)
 	return e
 }
@@ -191,7 +194,7 @@ func (s *liveSet) sorted() []*entry {
 			all = append(all, e)
 		}
 	}
-	slices.SortFunc(all, func(a, b *entry) int { return cmp.Compare(a.seq, b.seq) })
+	slices.SortFunc(all, func(a, b *entry) int { return cmp.Or(cmp.Compare(a.seq, b.seq), cmp.Compare(a.pos, b.pos)) })
 	return all
 }
 
