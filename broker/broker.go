@@ -51,6 +51,9 @@ func New(cfg Config) *Broker {
 		idPrefix: hex.EncodeToString(prefix[:]),
 	}
 	b.wildcards.Store(new([]*subscription))
+	if b.cfg.Registerer != nil {
+		b.cfg.Registerer.MustRegister(newCollector(b))
+	}
 	return b
 }
 

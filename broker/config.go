@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/stompbox/stompbox/frames"
 )
 
@@ -61,6 +63,9 @@ type Config struct {
 	Journal Journal
 	// Authenticator checks CONNECT credentials. Default: allow everyone.
 	Authenticator Authenticator
+	// Registerer, when set, gets the broker's metrics (read from its
+	// counters at scrape time). Default: none.
+	Registerer prometheus.Registerer
 	// Logger receives connection-level events. Default: discard.
 	Logger *slog.Logger
 	// Now is the clock (tests replace it). Default time.Now.

@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/wsadapter"
 )
@@ -82,7 +84,10 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{} // guarded by mu
-	https     map[*http.Server]struct{} // guarded by mu
+	https     map[*http.Server]struct{} // guarded by mu: STOMP over WebSocket
+	admins    map[*http.Server]struct{} // guarded by mu: /metrics, /healthz, /readyz
+	registry  *prometheus.Registry      // immutable
+	recovered atomic.Bool               // Recover has returned nil (or there is no journal)
 	conns     map[*conn]struct{}        // guarded by mu
 	closed    bool                      // guarded by mu
 	wg        sync.WaitGroup            // one per Serve loop and per connection
@@ -91,13 +96,21 @@ type Server struct {
 // New builds a Server and its Broker.
 func New(cfg Config) *Server {
 	cfg = cfg.withDefaults()
-	return &Server{
+	reg := newRegistry()
+	cfg.Broker.Registerer = reg
+	s := &Server{
 		cfg:       cfg,
 		broker:    broker.New(cfg.Broker),
 		listeners: make(map[net.Listener]struct{}),
 		https:     make(map[*http.Server]struct{}),
+		admins:    make(map[*http.Server]struct{}),
 		conns:     make(map[*conn]struct{}),
+		registry:  reg,
 	}
+	if cfg.Broker.Journal == nil {
+		s.recovered.Store(true) // nothing to recover
+	}
+	return s
 }
 
 // Broker returns the engine, for embedding and tests.
@@ -179,6 +192,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	for hs := range s.https {
 		_ = hs.Close() // its own connections; upgraded ones are ours, below
+	}
+	for hs := range s.admins {
+		_ = hs.Close()
 	}
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {

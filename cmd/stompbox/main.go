@@ -36,6 +36,7 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("stompbox", flag.ContinueOnError)
 	listen := fs.String("listen", ":61613", "native STOMP TCP listen address")
+	adminListen := fs.String("admin-listen", "127.0.0.1:61680", "admin HTTP address: /metrics, /healthz, /readyz (empty disables)")
 	httpListen := fs.String("http-listen", ":61614", "HTTP listen address: STOMP over WebSocket at /ws and the demo page at / (empty disables)")
 	origins := fs.String("allowed-origins", "", "comma-separated Origin values browsers may connect from; * allows any; empty allows only same-host pages")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -117,7 +118,19 @@ func run(args []string) error {
 			Journal:            brokerJournal,
 		},
 	})
-	if err := srv.Broker().Recover(); err != nil {
+	if *adminListen != "" {
+		al, err := net.Listen("tcp", *adminListen)
+		if err != nil {
+			return err
+		}
+		go func() {
+			if err := srv.ServeAdmin(al); !errors.Is(err, server.ErrServerClosed) {
+				logger.Error("admin listener failed", "err", err)
+			}
+		}()
+		logger.Info("admin listening", "admin", al.Addr().String())
+	}
+	if err := srv.Recover(); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", *listen)
