@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -104,7 +105,9 @@ func (b *Broker) durableLocked(key durableKey) *durable { return b.durables[key]
 // its queue, and the feed that fills it from the topic. b.mu is held; the
 // feed is registered on the topic directly (addTopicSub would lock b.mu).
 func (b *Broker) createDurableLocked(spec DurableSpec) *durable {
-	qname := "/durable/" + spec.ClientID + "/" + spec.Name
+	// Escaped, so client-id "a/b" with name "c" and client-id "a" with name
+	// "b/c" do not share a queue (or journal records).
+	qname := "/durable/" + url.PathEscape(spec.ClientID) + "/" + url.PathEscape(spec.Name)
 	q := newQueue(b, qname, nil, true)
 	q.dlq = "/queue/DLQ." + strings.NewReplacer("*", "_", "#", "_").Replace(spec.Topic)
 	d := &durable{key: durableKey{clientID: spec.ClientID, name: spec.Name}, spec: spec, topic: spec.Topic, queue: q}

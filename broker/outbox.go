@@ -59,7 +59,9 @@ func (o *outbox) hasQueueRoom(size int, q *queue) bool {
 	if o.closing {
 		return false
 	}
-	if o.bytes+size <= o.limit/2 {
+	// An empty outbox takes one message whatever its size, or a message
+	// larger than half the limit would never leave its queue.
+	if o.bytes == 0 || o.bytes+size <= o.limit/2 {
 		return true
 	}
 	for _, s := range o.starved {

@@ -103,45 +103,48 @@ func validPattern(p string) bool {
 }
 
 // topicMatch reports whether a topic name matches a subscription pattern:
-// "*" matches exactly one segment, "#" zero or more.
+// "*" matches exactly one segment, "#" zero or more. It is the classic
+// glob matcher over segments: only the last "#" is ever backtracked to, so
+// it takes time proportional to len(pattern) x len(name) at worst, never
+// exponential (a pattern like "#.#.#.#.z" must not stall publishers). It
+// works on byte offsets and allocates nothing.
 func topicMatch(pattern, name string) bool {
-	for {
-		pseg, prest, pmore := strings.Cut(pattern, ".")
-		if pseg == "#" {
-			if !pmore {
-				return true
+	p, n := 0, 0          // offsets of the current pattern and name segments
+	hashP, hashN := -1, 0 // after the last "#": where its pattern continues, and the name offset it has reached
+	for n <= len(name) {
+		if p <= len(pattern) {
+			pseg, pnext := segmentAt(pattern, p)
+			if pseg == "#" {
+				hashP, hashN, p = pnext, n, pnext // try "#" as zero segments first
+				continue
 			}
-			for n := name; ; {
-				if topicMatch(prest, n) {
-					return true
-				}
-				var more bool
-				if _, n, more = strings.Cut(n, "."); !more {
-					return false
-				}
+			nseg, nnext := segmentAt(name, n)
+			if pseg == "*" || pseg == nseg {
+				p, n = pnext, nnext
+				continue
 			}
 		}
-		nseg, nrest, nmore := strings.Cut(name, ".")
-		if pseg != "*" && pseg != nseg {
+		if hashP < 0 {
 			return false
 		}
-		switch {
-		case !pmore && !nmore:
-			return true
-		case !nmore:
-			return onlyHashes(prest)
-		case !pmore:
-			return false
-		}
-		pattern, name = prest, nrest
+		_, hashN = segmentAt(name, hashN) // the last "#" takes one more segment
+		p, n = hashP, hashN
 	}
-}
-
-func onlyHashes(p string) bool {
-	for seg := range strings.SplitSeq(p, ".") {
-		if seg != "#" {
+	for p <= len(pattern) { // what is left of the pattern must match nothing
+		pseg, pnext := segmentAt(pattern, p)
+		if pseg != "#" {
 			return false
 		}
+		p = pnext
 	}
 	return true
+}
+
+// segmentAt returns the dot-separated segment of s starting at offset i and
+// the offset of the next one (len(s)+1 past the last).
+func segmentAt(s string, i int) (string, int) {
+	if j := strings.IndexByte(s[i:], '.'); j >= 0 {
+		return s[i : i+j], i + j + 1
+	}
+	return s[i:], len(s) + 1
 }

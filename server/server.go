@@ -158,15 +158,17 @@ func (s *Server) isClosed() bool {
 }
 
 func (s *Server) startConn(nc net.Conn, st stream) {
-	c := newConn(s, nc, st)
-	if w, ok := st.(wsStream); ok {
-		w.WriteDeadline = c.writeDeadline
-	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		_ = nc.Close()
 		return
+	}
+	// The session is created only once the connection will be served, so
+	// every session is released.
+	c := newConn(s, nc, st)
+	if w, ok := st.(wsStream); ok {
+		w.WriteDeadline = c.writeDeadline
 	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
