@@ -191,7 +191,9 @@ func (s *Session) fail(e *stompError, f *frames.Frame) {
 	if f != nil {
 		receipt, _ = f.Header("receipt")
 	}
-	s.b.cfg.Logger.Debug("session error", "session", s.id, "remote", s.remote, "code", e.code, "message", e.message)
+	// Warn, with what an operator needs to find the client; never the frame
+	// itself (a CONNECT carries a passcode).
+	s.b.cfg.Logger.Warn("session error", "session", s.id, "remote", s.remote, "error_code", e.code, "message", e.message)
 	esc := frames.EscapingFor(s.version, frames.CmdError)
 	if ok, _ := s.out.close(e.reason, false, errorFrame(e, receipt, esc)); ok {
 		s.t.Close(e.reason)

@@ -103,7 +103,7 @@ func (s *Session) slowConsumer(why string) {
 	ok, unsent := s.out.close(CloseSlowConsumer, true, errorFrame(e, nil, frames.EscapeNone))
 	if ok {
 		s.b.stats.SlowConsumers.Add(1)
-		s.b.cfg.Logger.Info("slow consumer disconnected", "session", s.id, "remote", s.remote, "why", why)
+		s.b.cfg.Logger.Warn("slow consumer disconnected", "session", s.id, "remote", s.remote, "error_code", CodeSlowConsumer, "why", why)
 		s.t.Close(CloseSlowConsumer)
 	}
 	putBack(unsent)

@@ -167,9 +167,12 @@ func (s *Server) startConn(nc net.Conn, st stream) {
 	// The session is created only once the connection will be served, so
 	// every session is released.
 	c := newConn(s, nc, st)
+	transport := "tcp"
 	if w, ok := st.(wsStream); ok {
 		w.WriteDeadline = c.writeDeadline
+		transport = "websocket"
 	}
+	s.cfg.Logger.Debug("connection opened", "session", c.session.ID(), "remote", nc.RemoteAddr().String(), "transport", transport)
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
