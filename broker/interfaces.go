@@ -127,9 +127,6 @@ type DurableSpec struct {
 // RecoveredMessage rebuilds a journaled message for Replay. The slices
 // become the message's own: the caller must not reuse them.
 func RecoveredMessage(id, destination string, headers []frames.Header, body []byte, persistent bool, expiresAt int64) *Message {
-	m := &Message{ID: id, Destination: destination, Headers: headers, Body: body, Persistent: persistent, ExpiresAt: expiresAt}
-	for _, h := range headers {
-		m.enc12 = frames.AppendHeader(m.enc12, frames.Escape12, h.Key, h.Value)
-	}
-	return m
+	return &Message{ID: id, Destination: destination, Headers: headers, Body: body, Persistent: persistent,
+		ExpiresAt: expiresAt, enc12: appendHeaders12(nil, headers)}
 }

@@ -82,11 +82,7 @@ func newMessage(f *frames.Frame, id, destination, replyTo string, persistent boo
 		m.Headers = append(m.Headers, frames.Header{Key: own(h.Key), Value: own(value)})
 	}
 	m.Body = own(f.Body)
-	enc := make([]byte, 0, size+8*count)
-	for _, h := range m.Headers {
-		enc = frames.AppendHeader(enc, frames.Escape12, h.Key, h.Value)
-	}
-	m.enc12 = enc
+	m.enc12 = appendHeaders12(make([]byte, 0, size+8*count), m.Headers)
 	return m
 }
 
@@ -101,8 +97,14 @@ func (m *Message) withHeaders(id, destination string, extra ...frames.Header) *M
 			c.Headers = append(c.Headers, h)
 		}
 	}
-	for _, h := range c.Headers {
-		c.enc12 = frames.AppendHeader(c.enc12, frames.Escape12, h.Key, h.Value)
-	}
+	c.enc12 = appendHeaders12(nil, c.Headers)
 	return c
+}
+
+// appendHeaders12 escapes headers once for every STOMP 1.2 subscriber.
+func appendHeaders12(dst []byte, headers []frames.Header) []byte {
+	for _, h := range headers {
+		dst = frames.AppendHeader(dst, frames.Escape12, h.Key, h.Value)
+	}
+	return dst
 }

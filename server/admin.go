@@ -1,10 +1,10 @@
 package server
 
 import (
-	"errors"
+	"maps"
 	"net"
 	"net/http"
-	"time"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -56,7 +56,7 @@ func (s *Server) notReady() string {
 		return "shutting down"
 	case !s.recovered.Load():
 		return "journal not recovered yet"
-	case len(s.listeners)+len(s.https) == 0:
+	case len(s.listeners) == 0 && !slices.Contains(slices.Collect(maps.Values(s.https)), true):
 		return "no STOMP listener yet"
 	}
 	return ""
@@ -65,19 +65,5 @@ func (s *Server) notReady() string {
 // ServeAdmin serves AdminHandler on ln until Shutdown, then returns
 // ErrServerClosed.
 func (s *Server) ServeAdmin(ln net.Listener) error {
-	hs := &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		_ = ln.Close()
-		return ErrServerClosed
-	}
-	s.admins[hs] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	defer s.wg.Done()
-	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return ErrServerClosed
+	return s.serveHTTP(ln, s.AdminHandler(), false)
 }

@@ -1,10 +1,8 @@
 package server
 
 import (
-	"errors"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/stompbox/stompbox/wsadapter"
 )
@@ -19,22 +17,7 @@ func (s *Server) ServeWeb(ln net.Listener) error {
 	if s.cfg.Page != nil {
 		mux.Handle("/", s.cfg.Page)
 	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		_ = ln.Close()
-		return ErrServerClosed
-	}
-	s.https[hs] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	defer s.wg.Done()
-	err := hs.Serve(ln)
-	if errors.Is(err, http.ErrServerClosed) {
-		return ErrServerClosed
-	}
-	return err
+	return s.serveHTTP(ln, mux, true)
 }
 
 // upgrade switches a request to STOMP over WebSocket (wsadapter answers

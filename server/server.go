@@ -84,8 +84,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{} // guarded by mu
-	https     map[*http.Server]struct{} // guarded by mu: STOMP over WebSocket
-	admins    map[*http.Server]struct{} // guarded by mu: /metrics, /healthz, /readyz
+	https     map[*http.Server]bool     // guarded by mu: true for STOMP over WebSocket, false for admin
 	registry  *prometheus.Registry      // immutable
 	recovered atomic.Bool               // Recover has returned nil (or there is no journal)
 	conns     map[*conn]struct{}        // guarded by mu
@@ -102,8 +101,7 @@ func New(cfg Config) *Server {
 		cfg:       cfg,
 		broker:    broker.New(cfg.Broker),
 		listeners: make(map[net.Listener]struct{}),
-		https:     make(map[*http.Server]struct{}),
-		admins:    make(map[*http.Server]struct{}),
+		https:     make(map[*http.Server]bool),
 		conns:     make(map[*conn]struct{}),
 		registry:  reg,
 	}
@@ -119,15 +117,10 @@ func (s *Server) Broker() *broker.Broker { return s.broker }
 // Serve accepts native STOMP connections on ln until Shutdown, then returns
 // ErrServerClosed. The listener is closed by Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.begin(func() { s.listeners[ln] = struct{}{} }) {
 		_ = ln.Close()
 		return ErrServerClosed
 	}
-	s.listeners[ln] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
 	defer s.wg.Done()
 
 	backoff := 5 * time.Millisecond
@@ -149,6 +142,34 @@ func (s *Server) Serve(ln net.Listener) error {
 		backoff = 5 * time.Millisecond
 		s.startConn(nc, tcpStream{nc})
 	}
+}
+
+// begin registers a serving loop (register runs under mu) unless the
+// server is closed; the loop must call s.wg.Done when it returns.
+func (s *Server) begin(register func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	register()
+	s.wg.Add(1)
+	return true
+}
+
+// serveHTTP serves handler on ln until Shutdown closes it; stomp says
+// whether it carries STOMP (and so counts for readiness).
+func (s *Server) serveHTTP(ln net.Listener, handler http.Handler, stomp bool) error {
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	if !s.begin(func() { s.https[hs] = stomp }) {
+		_ = ln.Close()
+		return ErrServerClosed
+	}
+	defer s.wg.Done()
+	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return ErrServerClosed
 }
 
 func (s *Server) isClosed() bool {
@@ -197,9 +218,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	for hs := range s.https {
 		_ = hs.Close() // its own connections; upgraded ones are ours, below
-	}
-	for hs := range s.admins {
-		_ = hs.Close()
 	}
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
