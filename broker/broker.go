@@ -26,6 +26,9 @@ type Broker struct {
 	sessionCount  atomic.Int64
 	queuedBytes   atomic.Int64 // all queues together, against MaxTotalQueuedBytes
 	stats         Stats
+	frameStripes  [counterStripes]frameCounters
+	closes        closeCounters
+	errors        errorCounters
 }
 
 // Stats are the broker's counters, read with Broker.Stats.
@@ -37,6 +40,12 @@ type Stats struct {
 	DeadLettered  atomic.Uint64 // moved to a DLQ
 	Dropped       atomic.Uint64 // dead-letter candidates with nowhere to go
 	SlowConsumers atomic.Uint64 // sessions closed as slow consumers
+	Acked         atomic.Uint64 // messages acknowledged by ACK (cumulative ACKs count each)
+	Nacked        atomic.Uint64 // messages refused by NACK
+	Connects      atomic.Uint64 // CONNECT frames answered with CONNECTED
+	// HeartbeatTimeouts counts sessions closed because the client was
+	// silent past its negotiated heart-beat interval times the tolerance.
+	HeartbeatTimeouts atomic.Uint64
 }
 
 // New builds a Broker; zero Config fields take their defaults.
@@ -63,8 +72,10 @@ func (b *Broker) Stats() *Stats { return &b.stats }
 // Config returns the configuration in force, defaults filled in.
 func (b *Broker) Config() Config { return b.cfg }
 
-func (b *Broker) newSessionID() string {
-	return b.idPrefix + "-s" + strconv.FormatUint(b.nextSessionID.Add(1), 10)
+// newSessionID returns a session's id and its number.
+func (b *Broker) newSessionID() (string, uint64) {
+	n := b.nextSessionID.Add(1)
+	return b.idPrefix + "-s" + strconv.FormatUint(n, 10), n
 }
 
 func (b *Broker) newMessageID() string {

@@ -63,6 +63,10 @@ type Config struct {
 	Journal Journal
 	// Authenticator checks CONNECT credentials. Default: allow everyone.
 	Authenticator Authenticator
+	// DestinationMetrics is how many destinations, the deepest first, are
+	// exported with their name as a metric label (stompbox_destination_*).
+	// Default 0: none, since names are unbounded.
+	DestinationMetrics int
 	// Registerer, when set, gets the broker's metrics (read from its
 	// counters at scrape time). Default: none.
 	Registerer prometheus.Registerer

@@ -1,16 +1,36 @@
 package broker
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"cmp"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stompbox/stompbox/frames"
+)
 
 // collector exposes the broker's counters at scrape time: it reads the
 // atomics the hot path already keeps, so serving metrics costs the hot path
-// nothing.
+// nothing. Every label set is fixed (commands, close reasons, error codes,
+// queue kinds) except destination names, which appear only for the
+// Config.DestinationMetrics deepest destinations.
 type collector struct {
-	b           *Broker
-	sessions    *prometheus.Desc
-	queues      *prometheus.Desc
-	queuedBytes *prometheus.Desc
-	counters    []counterDesc
+	b                    *Broker
+	sessions             *prometheus.Desc
+	queues               *prometheus.Desc
+	queuedBytes          *prometheus.Desc
+	framesIn, framesOut  *prometheus.Desc
+	heartbeatsIn         *prometheus.Desc
+	disconnects          *prometheus.Desc
+	errors               *prometheus.Desc
+	queueMessages        *prometheus.Desc
+	queueConsumers       *prometheus.Desc
+	topics               *prometheus.Desc
+	topicSubscribers     *prometheus.Desc
+	destinationMessages  *prometheus.Desc
+	destinationConsumers *prometheus.Desc
+	counters             []counterDesc
 }
 
 type counterDesc struct {
@@ -18,32 +38,55 @@ type counterDesc struct {
 	value func(*Stats) uint64
 }
 
+// The kinds of queue, the values of the kind label.
+var queueKinds = [...]string{"queue", "durable", "temp", "dlq"}
+
 func newCollector(b *Broker) *collector {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("stompbox_"+name, help, labels, nil)
+	}
 	counter := func(name, help string, value func(*Stats) uint64) counterDesc {
-		return counterDesc{desc: prometheus.NewDesc("stompbox_"+name, help, nil, nil), value: value}
+		return counterDesc{desc: desc(name, help), value: value}
 	}
 	return &collector{
-		b:           b,
-		sessions:    prometheus.NewDesc("stompbox_sessions", "STOMP sessions open now (all transports).", nil, nil),
-		queues:      prometheus.NewDesc("stompbox_queues", "Queues that exist now (including durable subscriptions' and temporary ones).", nil, nil),
-		queuedBytes: prometheus.NewDesc("stompbox_queued_bytes", "Bytes of messages held by all queues.", nil, nil),
+		b:                    b,
+		sessions:             desc("sessions", "STOMP sessions open now (all transports)."),
+		queues:               desc("queues", "Queues that exist now (including durable subscriptions' and temporary ones)."),
+		queuedBytes:          desc("queued_bytes", "Bytes of messages held by all queues."),
+		framesIn:             desc("frames_received_total", "STOMP frames received from clients, by command.", "command"),
+		framesOut:            desc("frames_sent_total", "STOMP frames sent to clients, by command.", "command"),
+		heartbeatsIn:         desc("heartbeats_received_total", "Heart-beat EOLs received from clients."),
+		disconnects:          desc("disconnects_total", "Sessions ended, by close reason.", "reason"),
+		errors:               desc("errors_total", "ERROR frames sent, by error-code.", "code"),
+		queueMessages:        desc("queue_messages", "Messages held by queues (ready and unacknowledged), by kind of queue.", "kind"),
+		queueConsumers:       desc("queue_consumers", "Consumers of queues, by kind of queue.", "kind"),
+		topics:               desc("topics", "Topics with at least one exact-name subscriber."),
+		topicSubscribers:     desc("topic_subscribers", "Topic subscriptions, wildcard ones included."),
+		destinationMessages:  desc("destination_messages", "Messages held by one destination (only the deepest destinations, see admin.destination_metrics).", "destination"),
+		destinationConsumers: desc("destination_consumers", "Consumers or subscribers of one destination (only the deepest destinations, see admin.destination_metrics).", "destination"),
 		counters: []counterDesc{
+			counter("connects_total", "CONNECT frames answered with CONNECTED.", func(s *Stats) uint64 { return s.Connects.Load() }),
 			counter("messages_published_total", "Messages accepted from SEND.", func(s *Stats) uint64 { return s.Published.Load() }),
 			counter("messages_delivered_total", "MESSAGE frames queued to subscribers, redeliveries included.", func(s *Stats) uint64 { return s.Delivered.Load() }),
+			counter("messages_acked_total", "Messages acknowledged by ACK (a cumulative ACK counts each message).", func(s *Stats) uint64 { return s.Acked.Load() }),
+			counter("messages_nacked_total", "Messages refused by NACK.", func(s *Stats) uint64 { return s.Nacked.Load() }),
 			counter("messages_redelivered_total", "Deliveries of messages delivered before (NACK, disconnect, recovery).", func(s *Stats) uint64 { return s.Redelivered.Load() }),
 			counter("messages_expired_total", "Messages dropped because their expires time passed.", func(s *Stats) uint64 { return s.Expired.Load() }),
 			counter("messages_dead_lettered_total", "Messages moved to a dead-letter queue after max redeliveries.", func(s *Stats) uint64 { return s.DeadLettered.Load() }),
 			counter("messages_dropped_total", "Messages dropped with nowhere to go (a DLQ's own rejects, full durable backlogs).", func(s *Stats) uint64 { return s.Dropped.Load() }),
 			counter("slow_consumers_total", "Sessions closed because their outbound buffer overflowed.", func(s *Stats) uint64 { return s.SlowConsumers.Load() }),
+			counter("heartbeat_timeouts_total", "Sessions closed because the client sent nothing for longer than its heart-beat interval times the tolerance.", func(s *Stats) uint64 { return s.HeartbeatTimeouts.Load() }),
 		},
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.sessions
-	ch <- c.queues
-	ch <- c.queuedBytes
+	for _, d := range []*prometheus.Desc{c.sessions, c.queues, c.queuedBytes, c.framesIn, c.framesOut,
+		c.heartbeatsIn, c.disconnects, c.errors, c.queueMessages, c.queueConsumers, c.topics,
+		c.topicSubscribers, c.destinationMessages, c.destinationConsumers} {
+		ch <- d
+	}
 	for _, d := range c.counters {
 		ch <- d.desc
 	}
@@ -52,13 +95,118 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	b := c.b
-	ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(b.sessionCount.Load()))
-	b.mu.RLock()
-	queues := len(b.queues)
-	b.mu.RUnlock()
-	ch <- prometheus.MustNewConstMetric(c.queues, prometheus.GaugeValue, float64(queues))
-	ch <- prometheus.MustNewConstMetric(c.queuedBytes, prometheus.GaugeValue, float64(b.queuedBytes.Load()))
-	for _, d := range c.counters {
-		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(d.value(&b.stats)))
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
+	count := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(c.sessions, float64(b.sessionCount.Load()))
+	gauge(c.queuedBytes, float64(b.queuedBytes.Load()))
+	for _, d := range c.counters {
+		count(d.desc, d.value(&b.stats))
+	}
+	in, out, heartbeats := b.sumFrames()
+	for cmd := frames.CmdConnect; int(cmd) < frames.NumCommands; cmd++ {
+		count(c.framesIn, in[cmd], cmd.String())
+	}
+	for _, cmd := range []frames.Command{frames.CmdConnected, frames.CmdMessage, frames.CmdReceipt, frames.CmdError} {
+		count(c.framesOut, out[cmd], cmd.String())
+	}
+	count(c.heartbeatsIn, heartbeats)
+	for r := range closeReasonCount {
+		count(c.disconnects, b.closes[r].Load(), r.String())
+	}
+	for i, code := range errorCodes {
+		count(c.errors, b.errors[i].Load(), code)
+	}
+	count(c.errors, b.errors[len(errorCodes)].Load(), "other")
+
+	snap := b.destinationSnapshot()
+	gauge(c.queues, float64(snap.queues))
+	for k, kind := range queueKinds {
+		gauge(c.queueMessages, float64(snap.kindMessages[k]), kind)
+		gauge(c.queueConsumers, float64(snap.kindConsumers[k]), kind)
+	}
+	gauge(c.topics, float64(snap.topics))
+	gauge(c.topicSubscribers, float64(snap.topicSubscribers))
+	for _, d := range snap.deepest {
+		gauge(c.destinationMessages, float64(d.messages), d.name)
+		gauge(c.destinationConsumers, float64(d.consumers), d.name)
+	}
+}
+
+// destinationStats is what a scrape reports about destinations.
+type destinationStats struct {
+	queues, topics, topicSubscribers int
+	kindMessages, kindConsumers      [len(queueKinds)]int
+	deepest                          []destinationLoad // at most Config.DestinationMetrics
+}
+
+type destinationLoad struct {
+	name                string
+	messages, consumers int
+}
+
+// destinationSnapshot walks every destination once. The table lock is held
+// only to copy the pointers; each queue's lock only to read two numbers.
+func (b *Broker) destinationSnapshot() destinationStats {
+	b.mu.RLock()
+	queues := make([]*queue, 0, len(b.queues))
+	for _, q := range b.queues {
+		queues = append(queues, q)
+	}
+	topics := make([]*topic, 0, len(b.topics))
+	for _, t := range b.topics {
+		topics = append(topics, t)
+	}
+	b.mu.RUnlock()
+
+	var st destinationStats
+	st.queues = len(queues)
+	limit := b.cfg.DestinationMetrics
+	var loads []destinationLoad
+	for _, q := range queues {
+		q.mu.Lock()
+		messages, consumers := q.count, len(q.consumers)
+		q.mu.Unlock()
+		k := q.kind()
+		st.kindMessages[k] += messages
+		st.kindConsumers[k] += consumers
+		if limit > 0 {
+			loads = append(loads, destinationLoad{q.name, messages, consumers})
+		}
+	}
+	for _, t := range topics {
+		n := len(*t.subs.Load())
+		if n == 0 {
+			continue
+		}
+		st.topics++
+		st.topicSubscribers += n
+		if limit > 0 {
+			loads = append(loads, destinationLoad{"/topic/" + t.name, 0, n})
+		}
+	}
+	st.topicSubscribers += len(*b.wildcards.Load())
+	if limit > 0 {
+		slices.SortFunc(loads, func(x, y destinationLoad) int {
+			return cmp.Or(cmp.Compare(y.messages, x.messages), cmp.Compare(y.consumers, x.consumers), strings.Compare(x.name, y.name))
+		})
+		st.deepest = loads[:min(limit, len(loads))]
+	}
+	return st
+}
+
+// kind is the queue's index in queueKinds.
+func (q *queue) kind() int {
+	switch {
+	case q.owner != nil:
+		return 2
+	case q.durable:
+		return 1
+	case strings.HasPrefix(q.name, "/queue/DLQ."):
+		return 3
+	}
+	return 0
 }

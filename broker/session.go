@@ -50,6 +50,7 @@ type Session struct {
 	sendInterval atomic.Int64 // server->client heart-beat interval (ns); 0 = none
 	nextAck      atomic.Uint64
 	out          outbox
+	counts       *frameCounters // immutable: this session's stripe of the broker's frame counters
 
 	// Writer only: spares swapped with the outbox.
 	spareEntries []outEntry
@@ -60,9 +61,11 @@ type Session struct {
 // NewSession starts the protocol state of a new connection. remote is the
 // peer's address, for logs and the Authenticator.
 func (b *Broker) NewSession(t Transport, remote string) *Session {
+	id, num := b.newSessionID()
 	s := &Session{
 		b: b, t: t, remote: remote,
-		id:     b.newSessionID(),
+		id:     id,
+		counts: &b.frameStripes[num%counterStripes],
 		opened: b.cfg.Now(),
 		parser: frames.NewParser(b.cfg.Frame),
 		subs:   make(map[string]*subscription),
@@ -146,6 +149,7 @@ func (s *Session) Expire() {
 			detail:    "A CONNECT frame must arrive within " + s.b.cfg.ConnectTimeout.String() + " of connecting.",
 			retryable: true, reason: CloseConnectTimeout}, nil)
 	} else {
+		s.b.stats.HeartbeatTimeouts.Add(1)
 		s.fail(&stompError{code: CodeHeartbeatTimeout, message: "heart-beat timeout",
 			detail:    "Nothing was received for " + s.ReadTimeout().String() + ", longer than the negotiated heart-beat interval allows.",
 			retryable: true, reason: CloseHeartbeatTimeout}, nil)
@@ -159,6 +163,7 @@ func (s *Session) Shutdown() {
 	e := &stompError{code: CodeServerShutdown, message: "server shutting down",
 		detail: "The server is shutting down; reconnect later.", retryable: true, reason: CloseShutdown}
 	if ok, _ := s.out.close(CloseShutdown, false, errorFrame(e, nil, frames.EscapeNone)); ok {
+		s.b.errors.add(e.code)
 		s.t.Close(CloseShutdown)
 	}
 }
@@ -196,6 +201,7 @@ func (s *Session) fail(e *stompError, f *frames.Frame) {
 	s.b.cfg.Logger.Warn("session error", "session", s.id, "remote", s.remote, "error_code", e.code, "message", e.message)
 	esc := frames.EscapingFor(s.version, frames.CmdError)
 	if ok, _ := s.out.close(e.reason, false, errorFrame(e, receipt, esc)); ok {
+		s.b.errors.add(e.code)
 		s.t.Close(e.reason)
 	}
 }
@@ -242,10 +248,14 @@ func (s *Session) receipt(f *frames.Frame) {
 
 // HandleHeartbeat implements frames.Handler. Liveness is the driver's read
 // deadline, reset by any byte, so there is nothing to do here.
-func (s *Session) HandleHeartbeat() error { return nil }
+func (s *Session) HandleHeartbeat() error {
+	s.counts.heartbeats.Add(1)
+	return nil
+}
 
 // HandleFrame implements frames.Handler: it dispatches one borrowed frame.
 func (s *Session) HandleFrame(f *frames.Frame) error {
+	s.counts.in[f.Command].Add(1)
 	var err *stompError
 	switch {
 	case f.Command == frames.CmdConnect || f.Command == frames.CmdStomp:

@@ -88,6 +88,11 @@ func (s *Session) applyAck(cmd frames.Command, t ackTarget) *stompError {
 		return protocolErr(CodeUnknownMessage, "unknown message",
 			cmd.String()+" names a message that was already acknowledged.")
 	}
+	if cmd == frames.CmdAck {
+		s.b.stats.Acked.Add(uint64(len(s.acked)))
+	} else {
+		s.b.stats.Nacked.Add(uint64(len(s.acked)))
+	}
 	if q := t.sub.queue; q != nil {
 		if cmd == frames.CmdAck {
 			q.acked(s.acked)

@@ -52,6 +52,7 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 	s.expect = expect
 	s.sendInterval.Store(int64(send))
 	s.state = stateConnected
+	s.b.stats.Connects.Add(1)
 
 	if s.out.pushControl(func(dst []byte) []byte {
 		dst = frames.AppendCommand(dst, frames.CmdConnected)

@@ -30,8 +30,12 @@ func (s *Session) appendOutput(dst []byte, ends []int, wantEnds bool) ([]byte, [
 	for i := range entries {
 		e := &entries[i]
 		if e.msg == nil {
+			if e.ctrlEnd > e.ctrlStart {
+				s.counts.countControl(ctrl[e.ctrlStart])
+			}
 			dst = append(dst, ctrl[e.ctrlStart:e.ctrlEnd]...)
 		} else {
+			s.counts.out[frames.CmdMessage].Add(1)
 			dst = s.appendMessage(dst, e)
 		}
 		if wantEnds {
@@ -103,6 +107,7 @@ func (s *Session) slowConsumer(why string) {
 	ok, unsent := s.out.close(CloseSlowConsumer, true, errorFrame(e, nil, frames.EscapeNone))
 	if ok {
 		s.b.stats.SlowConsumers.Add(1)
+		s.b.errors.add(e.code)
 		s.b.cfg.Logger.Warn("slow consumer disconnected", "session", s.id, "remote", s.remote, "error_code", CodeSlowConsumer, "why", why)
 		s.t.Close(CloseSlowConsumer)
 	}
@@ -120,6 +125,8 @@ func (s *Session) Release() {
 	s.state = stateReleased
 	s.Abort(ClosePeer) // no-op if already closing
 	s.releaseResources()
+	reason, _ := s.CloseReason()
+	s.b.closes[reason].Add(1)
 	s.b.sessionCount.Add(-1)
 }
 

@@ -24,6 +24,10 @@ const (
 	commandCount
 )
 
+// NumCommands is one past the largest Command: an array indexed by Command
+// (per-command counters, say) has this length.
+const NumCommands = int(commandCount)
+
 var commandNames = [commandCount]string{
 	CmdUnknown:     "UNKNOWN",
 	CmdConnect:     "CONNECT",

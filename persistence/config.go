@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults for the zero fields of Config.
@@ -87,6 +89,9 @@ type Config struct {
 	CompactBelow float64
 	// Logger receives recovery and I/O errors. Default slog.Default().
 	Logger *slog.Logger
+	// Registerer, when set, gets the journal's metrics: append and fsync
+	// latency histograms, size, budget and counters. Default: none.
+	Registerer prometheus.Registerer
 }
 
 // withDefaults fills the zero fields and checks the rest.

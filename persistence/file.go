@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/stompbox/stompbox/broker"
 )
@@ -58,7 +59,8 @@ type File struct {
 	// compactor while it deletes them. Never taken by Append or the flusher.
 	filesMu sync.Mutex
 
-	stats struct {
+	metrics fileMetrics // immutable
+	stats   struct {
 		appends, records, fsyncs           atomic.Uint64
 		corruptRecords, corruptSegments    atomic.Uint64
 		segmentsDeleted, segmentsRewritten atomic.Uint64
@@ -95,7 +97,8 @@ func Open(dir string, cfg Config) (*File, error) {
 		dir: dir, cfg: cfg, log: cfg.Logger, lock: lock,
 		wake: make(chan struct{}, 1), kick: make(chan struct{}, 1), compactNow: make(chan chan struct{}),
 		stopFlusher: make(chan struct{}), stopCompactor: make(chan struct{}),
-		segs: map[uint64]*segment{},
+		segs:    map[uint64]*segment{},
+		metrics: newFileMetrics(),
 	}
 	f.idx = newLiveSet(f.segs)
 	if err := f.recover(); err != nil {
@@ -105,6 +108,12 @@ func Open(dir string, cfg Config) (*File, error) {
 	if err := f.startSegment(f.lastID + 1); err != nil {
 		lock.Close()
 		return nil, err
+	}
+	if cfg.Registerer != nil {
+		if err := f.register(cfg.Registerer); err != nil {
+			lock.Close()
+			return nil, err
+		}
 	}
 	f.flusherWG.Add(1)
 	go f.runFlusher()
@@ -135,12 +144,14 @@ func (f *File) Append(ctx context.Context, recs ...broker.JournalRecord) error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	r := &request{buf: buf, logs: logs, done: make(chan error, 1)}
 	if err := f.submit(r, grows(recs)); err != nil {
 		return err
 	}
 	select {
 	case err := <-r.done:
+		f.metrics.appendSeconds.Observe(since(start))
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
@@ -318,7 +329,10 @@ func (f *File) CorruptRecords() uint64 { return f.stats.corruptRecords.Load() }
 // syncFile fsyncs a segment file and counts it.
 func (f *File) syncFile(fh *os.File) error {
 	f.stats.fsyncs.Add(1)
-	if err := datasync(fh); err != nil {
+	start := time.Now()
+	err := datasync(fh)
+	f.metrics.fsyncSeconds.Observe(since(start))
+	if err != nil {
 		return fmt.Errorf("persistence: fsync %s: %w", fh.Name(), err)
 	}
 	return nil

@@ -19,6 +19,8 @@ type conn struct {
 	nc      net.Conn        // immutable: the socket, for deadlines and closing
 	stream  stream          // immutable: STOMP bytes over nc (TCP or WebSocket)
 	session *broker.Session // immutable after newConn
+	// counters (immutable after startConn) are this connection's transport's.
+	counters *transportCounters
 	wake    chan struct{}   // capacity 1: "output pending"
 	written chan struct{}   // closed when the writer has exited
 	// drainBy (unix ns, 0 = unset) caps write deadlines once shutdown has
@@ -78,6 +80,7 @@ func (c *conn) readLoop() (serverClosed bool) {
 		c.setReadDeadline()
 		n, err := c.stream.Read(buf)
 		if n > 0 {
+			c.counters.bytesIn.Add(uint64(n))
 			if c.session.Feed(buf[:n]) != nil {
 				return true
 			}
@@ -131,6 +134,7 @@ func (c *conn) writeLoop() {
 		if len(out) == 0 && beat {
 			out = append(out, '\n') // STOMP 1.2: a heart-beat is an EOL
 			ends = append(ends, len(out))
+			c.srv.metrics.heartbeatsSent.Add(1)
 		}
 		if len(out) > 0 {
 			_ = c.nc.SetWriteDeadline(c.writeDeadline())
@@ -139,6 +143,7 @@ func (c *conn) writeLoop() {
 				_ = c.nc.Close() // unblocks the read loop
 				return
 			}
+			c.counters.bytesOut.Add(uint64(len(out)))
 			lastWrite = time.Now()
 		}
 		if cap(out) > 64<<10 && len(out) < cap(out)/8 {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/wsadapter"
 )
@@ -42,6 +44,15 @@ type Config struct {
 	WebSocketPath string
 	// Page, when set, serves every other HTTP path (the demo page).
 	Page http.Handler
+	// Version is the build's version, for stompbox_build_info. Default "dev".
+	Version string
+	// Registry is where the server, the broker and the Go and process
+	// collectors register, and what /metrics serves; pass one to share it
+	// with the journal (persistence.Config.Registerer). Default: a new one.
+	Registry *prometheus.Registry
+	// EnablePprof mounts net/http/pprof under /debug/pprof/ on the admin
+	// listener.
+	EnablePprof bool
 }
 
 // The defaults of Config.
@@ -67,6 +78,9 @@ func (c Config) withDefaults() Config {
 	if c.Broker.Logger == nil {
 		c.Broker.Logger = c.Logger
 	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
 	if c.WebSocketPath == "" {
 		c.WebSocketPath = "/ws"
 	}
@@ -86,6 +100,7 @@ type Server struct {
 	listeners map[net.Listener]struct{} // guarded by mu
 	https     map[*http.Server]bool     // guarded by mu: true for STOMP over WebSocket, false for admin
 	registry  *prometheus.Registry      // immutable
+	metrics   metrics
 	recovered atomic.Bool               // Recover has returned nil (or there is no journal)
 	conns     map[*conn]struct{}        // guarded by mu
 	closed    bool                      // guarded by mu
@@ -95,7 +110,11 @@ type Server struct {
 // New builds a Server and its Broker.
 func New(cfg Config) *Server {
 	cfg = cfg.withDefaults()
-	reg := newRegistry()
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Broker.Registerer = reg
 	s := &Server{
 		cfg:       cfg,
@@ -105,6 +124,7 @@ func New(cfg Config) *Server {
 		conns:     make(map[*conn]struct{}),
 		registry:  reg,
 	}
+	reg.MustRegister(newCollector(&s.metrics, cfg.Version))
 	if cfg.Broker.Journal == nil {
 		s.recovered.Store(true) // nothing to recover
 	}
@@ -188,18 +208,27 @@ func (s *Server) startConn(nc net.Conn, st stream) {
 	// The session is created only once the connection will be served, so
 	// every session is released.
 	c := newConn(s, nc, st)
-	transport := "tcp"
+	_, secure := nc.(*tls.Conn)
+	kind := transportTCP
 	if w, ok := st.(wsStream); ok {
 		w.WriteDeadline = c.writeDeadline
-		transport = "websocket"
+		w.Closed = s.metrics.countWSClose
+		kind = transportWS
 	}
-	s.cfg.Logger.Debug("connection opened", "session", c.session.ID(), "remote", nc.RemoteAddr().String(), "transport", transport)
+	if secure {
+		kind++ // tls after tcp, wss after ws
+	}
+	c.counters = &s.metrics.transports[kind]
+	c.counters.accepted.Add(1)
+	c.counters.open.Add(1)
+	s.cfg.Logger.Debug("connection opened", "session", c.session.ID(), "remote", nc.RemoteAddr().String(), "transport", kind.String())
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		c.serve()
+		c.counters.open.Add(-1)
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()

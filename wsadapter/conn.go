@@ -73,6 +73,10 @@ type Conn struct {
 	// WriteDeadline, when set, gives the deadline for the reader's own
 	// writes (pongs, the close echo). Set before the first Read.
 	WriteDeadline func() time.Time
+	// Closed, when set, is told the code of the close frame this side
+	// sends (once), and whether it echoes the peer's close (byPeer) or
+	// starts the close handshake. Set before the first Read.
+	Closed func(code CloseCode, byPeer bool)
 }
 
 func newConn(nc net.Conn, br *bufio.Reader, maxMessage int) *Conn {
@@ -195,7 +199,7 @@ func (c *Conn) handleControl(h frameHeader) error {
 				return protocolError(CloseProtocolError, "close reason is not UTF-8")
 			}
 		}
-		_ = c.Close(code, reason) // echo the peer's code, completing the handshake
+		_ = c.sendClose(code, reason, true) // echo the peer's code, completing the handshake
 		return io.EOF
 	case ws.OpPong:
 		return nil
@@ -258,12 +262,19 @@ func (c *Conn) WriteFrames(out []byte, ends []int) error {
 // nothing). It does not close the socket: the caller does, after the peer's
 // answer or a short linger.
 func (c *Conn) Close(code CloseCode, reason string) error {
+	return c.sendClose(code, reason, false)
+}
+
+func (c *Conn) sendClose(code CloseCode, reason string, byPeer bool) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.closed {
 		return nil
 	}
 	c.closed = true
+	if c.Closed != nil {
+		c.Closed(code, byPeer)
+	}
 	var buf [2 + 125]byte
 	payload := binary.BigEndian.AppendUint16(buf[2:2], uint16(code))
 	payload = append(payload, reason[:min(len(reason), 123)]...)

@@ -1,0 +1,75 @@
+package broker
+
+import (
+	"sync/atomic"
+
+	"github.com/stompbox/stompbox/frames"
+)
+
+// counterStripes spreads the per-frame counters over separate cache lines:
+// a session always adds to the stripe its number picks, so sessions on
+// different cores rarely contend, and a scrape sums the stripes.
+const counterStripes = 16
+
+// frameCounters is one stripe. Its size is a multiple of the cache line,
+// so neighbouring stripes never share one.
+type frameCounters struct {
+	in         [frames.NumCommands]atomic.Uint64
+	out        [frames.NumCommands]atomic.Uint64
+	heartbeats atomic.Uint64
+	_          [64 - (2*frames.NumCommands*8+8)%64]byte
+}
+
+// closeCounters counts, per close reason, sessions that ended.
+type closeCounters [closeReasonCount]atomic.Uint64
+
+// errorCodes are the error-code values counted by stompbox_errors_total:
+// every code an ERROR frame can carry, so the label set is fixed.
+var errorCodes = [...]string{
+	CodeFrameTooLarge, CodeMalformedFrame, CodeUnknownCommand, CodeProtocolError,
+	CodeMissingHeader, CodeInvalidHeader, CodeInvalidDestination, CodeDuplicateSubscription,
+	CodeUnknownSubscription, CodeSubscriptionInUse, CodeUnknownMessage, CodeUnknownTransaction,
+	CodeAuthFailed, CodeForbidden, CodeUnsupportedVersion, CodeConnectTimeout,
+	CodeHeartbeatTimeout, CodeSlowConsumer, CodeLimitExceeded, CodeServerShutdown, CodeInternal,
+}
+
+// errorCounters counts ERROR frames by error-code, in errorCodes order;
+// the last slot takes a code missing from the list.
+type errorCounters [len(errorCodes) + 1]atomic.Uint64
+
+func (c *errorCounters) add(code string) {
+	for i, known := range errorCodes {
+		if known == code {
+			c[i].Add(1)
+			return
+		}
+	}
+	c[len(errorCodes)].Add(1)
+}
+
+// sumFrames adds up every stripe's counters.
+func (b *Broker) sumFrames() (in, out [frames.NumCommands]uint64, heartbeats uint64) {
+	for i := range b.frameStripes {
+		st := &b.frameStripes[i]
+		for c := range frames.NumCommands {
+			in[c] += st.in[c].Load()
+			out[c] += st.out[c].Load()
+		}
+		heartbeats += st.heartbeats.Load()
+	}
+	return in, out, heartbeats
+}
+
+// countOutput counts the frames the writer encoded: MESSAGE deliveries,
+// and control frames by their first byte (CONNECTED, RECEIPT, ERROR are
+// the only control frames a session queues).
+func (st *frameCounters) countControl(first byte) {
+	switch first {
+	case 'C':
+		st.out[frames.CmdConnected].Add(1)
+	case 'R':
+		st.out[frames.CmdReceipt].Add(1)
+	case 'E':
+		st.out[frames.CmdError].Add(1)
+	}
+}
