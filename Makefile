@@ -15,7 +15,7 @@ FUZZTIME ?= 30s
 BENCH_COUNT ?= 6
 BENCH_DIR := .bench
 
-.PHONY: test deps lint unit e2e e2e-deps bench fuzz run web
+.PHONY: test deps lint unit e2e e2e-deps bench fuzz build run web
 
 test: lint unit e2e
 
@@ -55,12 +55,13 @@ e2e: deps e2e-deps web
 	STOMPBOX_E2E_PYTHON=$(E2E_PYTHON) $(GO) test -tags e2e -race -count=1 -timeout $(E2E_TIMEOUT) ./e2e/...
 
 # e2e-deps installs, with apt-get and only what is missing: python3-stomp
-# (stomp.py, for the Python interop test) and chromium (the browser test runs
-# /usr/bin/chromium).
+# (stomp.py, for the Python interop test), chromium (the browser test runs
+# /usr/bin/chromium) and prometheus (its promtool checks deploy/prometheus).
 e2e-deps:
 	@missing=; \
 	dpkg -s python3-stomp >/dev/null 2>&1 || missing="$$missing python3-stomp"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 		echo "e2e-deps: installing$$missing with apt-get"; \
 		sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
@@ -74,13 +75,21 @@ bench: deps
 fuzz: deps
 	FUZZTIME=$(FUZZTIME) GO=$(GO) .ci/fuzz
 
-# run builds the broker to ./stompbox (gitignored) and execs it with the
-# embedded defaults: native STOMP over TCP on :61613. Extra flags go in
-# RUN_FLAGS, e.g. make run RUN_FLAGS='-listen 127.0.0.1:61613 -log-level debug'.
+# build compiles the release binary ./stompbox (gitignored) with the demo
+# page embedded: static (no cgo), reproducible paths, stripped, and the
+# version from git stamped into main.version. deploy/Dockerfile runs exactly
+# this target, so the image holds the same binary make builds.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+build: web
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o stompbox ./cmd/stompbox
+
+# run builds the broker to ./stompbox and execs it with the embedded
+# defaults: native STOMP over TCP on :61613. Extra flags go in RUN_FLAGS,
+# e.g. make run RUN_FLAGS='-listen 127.0.0.1:61613 -log-level debug'.
 RUN_FLAGS ?=
 
-run: web
-	$(GO) build -o stompbox ./cmd/stompbox
+run: build
 	exec ./stompbox $(RUN_FLAGS)
 
 # web vendors the browser client of the demo pages: `npm ci` in web/ installs

@@ -21,8 +21,8 @@ type conn struct {
 	session *broker.Session // immutable after newConn
 	// counters (immutable after startConn) are this connection's transport's.
 	counters *transportCounters
-	wake    chan struct{}   // capacity 1: "output pending"
-	written chan struct{}   // closed when the writer has exited
+	wake     chan struct{} // capacity 1: "output pending"
+	written  chan struct{} // closed when the writer has exited
 	// drainBy (unix ns, 0 = unset) caps write deadlines once shutdown has
 	// begun, so a peer that does not read cannot hold shutdown up for a
 	// whole WriteTimeout.

@@ -101,10 +101,10 @@ type Server struct {
 	https     map[*http.Server]bool     // guarded by mu: true for STOMP over WebSocket, false for admin
 	registry  *prometheus.Registry      // immutable
 	metrics   metrics
-	recovered atomic.Bool               // Recover has returned nil (or there is no journal)
-	conns     map[*conn]struct{}        // guarded by mu
-	closed    bool                      // guarded by mu
-	wg        sync.WaitGroup            // one per Serve loop and per connection
+	recovered atomic.Bool        // Recover has returned nil (or there is no journal)
+	conns     map[*conn]struct{} // guarded by mu
+	closed    bool               // guarded by mu
+	wg        sync.WaitGroup     // one per Serve loop and per connection
 }
 
 // New builds a Server and its Broker.
