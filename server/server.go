@@ -50,6 +50,11 @@ type Config struct {
 	// collectors register, and what /metrics serves; pass one to share it
 	// with the journal (persistence.Config.Registerer). Default: a new one.
 	Registry *prometheus.Registry
+	// Certificate is the TLS certificate of ServeTLS and ServeWebTLS.
+	Certificate *Certificate
+	// TLSMinVersion is the oldest TLS version accepted (tls.VersionTLS12
+	// or tls.VersionTLS13). Default and minimum: TLS 1.2.
+	TLSMinVersion uint16
 	// EnablePprof mounts net/http/pprof under /debug/pprof/ on the admin
 	// listener.
 	EnablePprof bool
@@ -125,6 +130,9 @@ func New(cfg Config) *Server {
 		registry:  reg,
 	}
 	reg.MustRegister(newCollector(&s.metrics, cfg.Version))
+	if cfg.Certificate != nil {
+		reg.MustRegister(newCertCollector(cfg.Certificate))
+	}
 	if cfg.Broker.Journal == nil {
 		s.recovered.Store(true) // nothing to recover
 	}

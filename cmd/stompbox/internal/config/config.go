@@ -1,0 +1,137 @@
+// Package config is stompbox's configuration: one YAML file, environment
+// variables STOMPBOX_* and command-line flags, with the precedence flag >
+// env > file > default. Every option is a field of Config; its YAML key,
+// flag name and help come from the field's tags, and its environment
+// variable from the flag name (-journal-dir: STOMPBOX_JOURNAL_DIR), so the
+// three can never disagree. Load rejects unknown keys and bad values,
+// naming the file and line, the variable or the flag they came from.
+package config
+
+import "time"
+
+// Config is every setting of the stompbox command. Tags: yaml is the key
+// within its section, flag the command-line name, help the one-line
+// description (-h and docs/configuration.md).
+type Config struct {
+	Listen    Listen    `yaml:"listen"`
+	TLS       TLS       `yaml:"tls"`
+	WebSocket WebSocket `yaml:"websocket"`
+	Heartbeat Heartbeat `yaml:"heartbeat"`
+	Limits    Limits    `yaml:"limits"`
+	Journal   Journal   `yaml:"journal"`
+	Log       Log       `yaml:"log"`
+	Admin     Admin     `yaml:"admin"`
+	Conn      Conn      `yaml:"connection"`
+	// ShutdownTimeout bounds graceful shutdown.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout" flag:"shutdown-timeout" help:"how long SIGTERM/SIGINT waits for clients to be told (server-shutdown), receipts to finish and the journal to close"`
+}
+
+// Listen holds the listener addresses; an empty address disables it.
+type Listen struct {
+	STOMP    string `yaml:"stomp" flag:"listen" help:"native STOMP over TCP address"`
+	STOMPTLS string `yaml:"stomp_tls" flag:"tls-listen" help:"native STOMP over TLS address (needs tls.cert_file and tls.key_file)"`
+	HTTP     string `yaml:"http" flag:"http-listen" help:"HTTP address: STOMP over WebSocket at websocket.path, the demo page at /"`
+	HTTPS    string `yaml:"https" flag:"https-listen" help:"HTTPS address: STOMP over secure WebSocket (wss) and the demo page (needs tls.cert_file and tls.key_file)"`
+	Admin    string `yaml:"admin" flag:"admin-listen" help:"admin HTTP address: /metrics, /healthz, /readyz (and /debug/pprof/ with admin.pprof)"`
+}
+
+// TLS is the certificate of the TLS listeners; SIGHUP reloads both files.
+type TLS struct {
+	CertFile   string `yaml:"cert_file" flag:"tls-cert" help:"PEM certificate chain for listen.stomp_tls and listen.https; reloaded on SIGHUP"`
+	KeyFile    string `yaml:"key_file" flag:"tls-key" help:"PEM private key of tls.cert_file; reloaded on SIGHUP"`
+	MinVersion string `yaml:"min_version" flag:"tls-min-version" help:"oldest TLS version accepted: 1.2 or 1.3"`
+}
+
+// WebSocket configures STOMP over WebSocket.
+type WebSocket struct {
+	Path           string   `yaml:"path" flag:"ws-path" help:"HTTP path that upgrades to STOMP over WebSocket"`
+	AllowedOrigins []string `yaml:"allowed_origins" flag:"allowed-origins" help:"Origin values browsers may connect from (flag and env: comma-separated); * allows any; empty allows only pages from the same host"`
+}
+
+// Heartbeat is what the server offers in CONNECTED.
+type Heartbeat struct {
+	Interval  Duration `yaml:"interval" flag:"heartbeat" help:"heart-beat interval the server offers to send and asks to receive; 0 disables both"`
+	Tolerance float64  `yaml:"tolerance" flag:"heartbeat-tolerance" help:"a client silent for its negotiated interval times this is closed (heartbeat-timeout); at least 1"`
+}
+
+// Limits bound what one client or destination may cost.
+type Limits struct {
+	ConnectTimeout       Duration `yaml:"connect_timeout" flag:"connect-timeout" help:"time from accept to CONNECT (connect-timeout)"`
+	MaxBody              ByteSize `yaml:"max_body" flag:"max-body" help:"largest frame body (frame-too-large)"`
+	MaxHeaders           int      `yaml:"max_headers" flag:"max-headers" help:"most header lines per frame"`
+	MaxHeaderBytes       ByteSize `yaml:"max_header_bytes" flag:"max-header-bytes" help:"all header lines of one frame together"`
+	MaxHeaderLine        ByteSize `yaml:"max_header_line" flag:"max-header-line" help:"one header line as sent"`
+	MaxSubscriptions     int      `yaml:"max_subscriptions" flag:"max-subscriptions" help:"subscriptions per connection"`
+	MaxOutboxBytes       ByteSize `yaml:"max_outbox_bytes" flag:"max-outbox-bytes" help:"bytes queued to one connection; past it a topic subscriber is a slow consumer"`
+	MaxQueueMessages     int      `yaml:"max_queue_messages" flag:"max-queue-messages" help:"messages one queue may hold (ready and unacknowledged)"`
+	MaxQueueBytes        ByteSize `yaml:"max_queue_bytes" flag:"max-queue-bytes" help:"bytes one queue may hold"`
+	MaxQueues            int      `yaml:"max_queues" flag:"max-queues" help:"queues that may exist at once"`
+	MaxTotalQueuedBytes  ByteSize `yaml:"max_total_queued_bytes" flag:"max-total-queued-bytes" help:"bytes all queues together may hold"`
+	MaxTopicUnacked      int      `yaml:"max_topic_unacked" flag:"max-topic-unacked" help:"unacknowledged messages of one client-ack topic subscription without prefetch-count"`
+	MaxRedeliveries      int      `yaml:"max_redeliveries" flag:"max-redeliveries" help:"redeliveries before a message moves to /queue/DLQ.<name>; -1 never dead-letters"`
+	MaxTransactions      int      `yaml:"max_transactions" flag:"max-transactions" help:"open transactions per connection"`
+	MaxTransactionFrames int      `yaml:"max_transaction_frames" flag:"max-transaction-frames" help:"SEND/ACK/NACK frames one transaction may hold"`
+}
+
+// Journal configures the disk journal of persistent messages.
+type Journal struct {
+	Dir          string   `yaml:"dir" flag:"journal-dir" help:"directory of the disk journal for persistent messages; empty keeps everything in memory"`
+	Sync         string   `yaml:"sync" flag:"journal-sync" help:"always (RECEIPT after fsync), interval (fsync every journal.sync_interval) or never (the OS decides)"`
+	SyncInterval Duration `yaml:"sync_interval" flag:"journal-sync-interval" help:"fsync period of journal.sync interval"`
+	MaxBytes     ByteSize `yaml:"max_bytes" flag:"journal-max-bytes" help:"disk budget; a persistent SEND past it gets ERROR limit-exceeded; 0 is unlimited"`
+	SegmentSize  ByteSize `yaml:"segment_size" flag:"journal-segment-size" help:"size of one journal segment file"`
+}
+
+// Log configures log/slog on stderr.
+type Log struct {
+	Level  string `yaml:"level" flag:"log-level" help:"debug, info, warn or error"`
+	Format string `yaml:"format" flag:"log-format" help:"text or json"`
+}
+
+// Admin configures the admin listener.
+type Admin struct {
+	Pprof              bool `yaml:"pprof" flag:"pprof" help:"serve net/http/pprof at /debug/pprof/ on the admin listener"`
+	DestinationMetrics int  `yaml:"destination_metrics" flag:"metrics-destinations" help:"how many destinations, deepest first, get their own stompbox_destination_* series (names are unbounded, so 0: none); at most 1000"`
+}
+
+// Conn tunes every connection.
+type Conn struct {
+	WriteTimeout   Duration `yaml:"write_timeout" flag:"write-timeout" help:"one socket write; a peer that reads nothing for this long is dropped"`
+	Linger         Duration `yaml:"linger" flag:"linger" help:"after the server closes a connection it reads and discards for this long, so the last frame is not lost to a TCP reset"`
+	ReadBufferSize ByteSize `yaml:"read_buffer_size" flag:"read-buffer-size" help:"per-connection read buffer"`
+}
+
+// Default is the configuration with nothing set: what `make run` serves.
+func Default() Config {
+	return Config{
+		Listen:    Listen{STOMP: ":61613", HTTP: ":61614", Admin: "127.0.0.1:61680"},
+		TLS:       TLS{MinVersion: "1.2"},
+		WebSocket: WebSocket{Path: "/ws"},
+		Heartbeat: Heartbeat{Interval: Duration(10 * time.Second), Tolerance: 2},
+		Limits: Limits{
+			ConnectTimeout:       Duration(5 * time.Second),
+			MaxBody:              4 << 20,
+			MaxHeaders:           128,
+			MaxHeaderBytes:       64 << 10,
+			MaxHeaderLine:        8 << 10,
+			MaxSubscriptions:     1024,
+			MaxOutboxBytes:       8 << 20,
+			MaxQueueMessages:     100_000,
+			MaxQueueBytes:        256 << 20,
+			MaxQueues:            10_000,
+			MaxTotalQueuedBytes:  1 << 30,
+			MaxTopicUnacked:      10_000,
+			MaxRedeliveries:      5,
+			MaxTransactions:      16,
+			MaxTransactionFrames: 10_000,
+		},
+		Journal: Journal{Sync: "always", SyncInterval: Duration(100 * time.Millisecond), SegmentSize: 64 << 20},
+		Log:     Log{Level: "info", Format: "text"},
+		Conn: Conn{
+			WriteTimeout:   Duration(10 * time.Second),
+			Linger:         Duration(time.Second),
+			ReadBufferSize: 4 << 10,
+		},
+		ShutdownTimeout: Duration(10 * time.Second),
+	}
+}

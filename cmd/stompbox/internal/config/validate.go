@@ -1,0 +1,92 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+)
+
+// MaxDestinationMetrics caps admin.destination_metrics: each named
+// destination is two series.
+const MaxDestinationMetrics = 1000
+
+// validate checks the merged configuration; each problem names the option
+// and where its value came from.
+func (l *Loaded) validate() error {
+	c := &l.Config
+	var errs []error
+	check := func(key string, ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: %s: %s", l.Sources[key], key, fmt.Sprintf(format, args...)))
+		}
+	}
+	address := func(key, addr string) {
+		if addr == "" {
+			return
+		}
+		_, port, err := net.SplitHostPort(addr)
+		check(key, err == nil && port != "", "invalid address %q (want host:port or :port)", addr)
+	}
+	oneOf := func(key, v string, allowed ...string) {
+		check(key, slices.Contains(allowed, v), "%q is not one of %s", v, strings.Join(allowed, ", "))
+	}
+	positive := func(key string, n int64) { check(key, n > 0, "must be positive (got %d)", n) }
+	positiveDuration := func(key string, d Duration) { check(key, d > 0, "must be positive (got %s)", d) }
+
+	address("listen.stomp", c.Listen.STOMP)
+	address("listen.stomp_tls", c.Listen.STOMPTLS)
+	address("listen.http", c.Listen.HTTP)
+	address("listen.https", c.Listen.HTTPS)
+	address("listen.admin", c.Listen.Admin)
+	if c.Listen.STOMP == "" && c.Listen.STOMPTLS == "" && c.Listen.HTTP == "" && c.Listen.HTTPS == "" {
+		errs = append(errs, errors.New("listen: every STOMP listener is disabled (set listen.stomp, listen.stomp_tls, listen.http or listen.https)"))
+	}
+	if c.Listen.STOMPTLS != "" || c.Listen.HTTPS != "" {
+		check("tls.cert_file", c.TLS.CertFile != "", "required by listen.stomp_tls and listen.https")
+		check("tls.key_file", c.TLS.KeyFile != "", "required by listen.stomp_tls and listen.https")
+	}
+	oneOf("tls.min_version", c.TLS.MinVersion, "1.2", "1.3")
+	check("websocket.path", strings.HasPrefix(c.WebSocket.Path, "/"), "must start with / (got %q)", c.WebSocket.Path)
+	for _, o := range c.WebSocket.AllowedOrigins {
+		check("websocket.allowed_origins", o == "*" || strings.Contains(o, "://"),
+			"%q is not an origin (want scheme://host[:port], or *)", o)
+	}
+	check("heartbeat.interval", c.Heartbeat.Interval >= 0, "must not be negative (0 disables heart-beats)")
+	check("heartbeat.tolerance", c.Heartbeat.Tolerance >= 1, "must be at least 1 (got %v)", c.Heartbeat.Tolerance)
+
+	lim := &c.Limits
+	positiveDuration("limits.connect_timeout", lim.ConnectTimeout)
+	for key, n := range map[string]int64{
+		"limits.max_body": int64(lim.MaxBody), "limits.max_headers": int64(lim.MaxHeaders),
+		"limits.max_header_bytes": int64(lim.MaxHeaderBytes), "limits.max_header_line": int64(lim.MaxHeaderLine),
+		"limits.max_subscriptions": int64(lim.MaxSubscriptions), "limits.max_outbox_bytes": int64(lim.MaxOutboxBytes),
+		"limits.max_queue_messages": int64(lim.MaxQueueMessages), "limits.max_queue_bytes": int64(lim.MaxQueueBytes),
+		"limits.max_queues": int64(lim.MaxQueues), "limits.max_total_queued_bytes": int64(lim.MaxTotalQueuedBytes),
+		"limits.max_topic_unacked": int64(lim.MaxTopicUnacked), "limits.max_transactions": int64(lim.MaxTransactions),
+		"limits.max_transaction_frames": int64(lim.MaxTransactionFrames),
+		"journal.segment_size":          int64(c.Journal.SegmentSize), "connection.read_buffer_size": int64(c.Conn.ReadBufferSize),
+	} {
+		positive(key, n)
+	}
+	check("limits.max_redeliveries", lim.MaxRedeliveries >= -1, "must be -1 (never dead-letter) or more (got %d)", lim.MaxRedeliveries)
+	check("limits.max_header_line", lim.MaxHeaderLine <= lim.MaxHeaderBytes, "must not exceed limits.max_header_bytes (%s)", lim.MaxHeaderBytes)
+	check("limits.max_body", lim.MaxBody <= 1<<30, "must be at most 1GiB (got %s)", lim.MaxBody)
+
+	oneOf("journal.sync", c.Journal.Sync, "always", "interval", "never")
+	positiveDuration("journal.sync_interval", c.Journal.SyncInterval)
+	check("journal.segment_size", c.Journal.SegmentSize >= 4<<10, "must be at least 4KiB (got %s)", c.Journal.SegmentSize)
+	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf("log.format", c.Log.Format, "text", "json")
+	check("admin.destination_metrics", c.Admin.DestinationMetrics >= 0 && c.Admin.DestinationMetrics <= MaxDestinationMetrics,
+		"must be between 0 and %d (got %d)", MaxDestinationMetrics, c.Admin.DestinationMetrics)
+	check("admin.pprof", !c.Admin.Pprof || c.Listen.Admin != "", "needs listen.admin")
+	positiveDuration("connection.write_timeout", c.Conn.WriteTimeout)
+	positiveDuration("connection.linger", c.Conn.Linger)
+	positiveDuration("shutdown_timeout", c.ShutdownTimeout)
+	check("shutdown_timeout", time.Duration(c.ShutdownTimeout) <= time.Hour, "must be at most 1h (got %s)", c.ShutdownTimeout)
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errors.Join(errs...)
+}

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stompbox/stompbox/broker"
+	"github.com/stompbox/stompbox/cmd/stompbox/internal/config"
+	"github.com/stompbox/stompbox/frames"
+	"github.com/stompbox/stompbox/persistence"
+	"github.com/stompbox/stompbox/server"
+	"github.com/stompbox/stompbox/web"
+	"github.com/stompbox/stompbox/wsadapter"
+)
+
+// exitGrace is how long past shutdown_timeout the process waits for its
+// own teardown (a journal stuck in fsync) before exiting anyway.
+const exitGrace = 2 * time.Second
+
+// serve runs the broker until ctx ends (a signal) or a listener fails,
+// then shuts down within the configured deadline. hup reloads the TLS
+// certificate.
+func serve(ctx context.Context, l *config.Loaded, logger *slog.Logger, hup <-chan os.Signal) error {
+	c := l.Config
+	registry := prometheus.NewRegistry()
+	var journal *persistence.File
+	if c.Journal.Dir != "" {
+		policy, err := persistence.ParseSyncPolicy(c.Journal.Sync)
+		if err != nil {
+			return err
+		}
+		journal, err = persistence.Open(c.Journal.Dir, persistence.Config{
+			Sync: policy, SyncInterval: time.Duration(c.Journal.SyncInterval), MaxBytes: int64(c.Journal.MaxBytes),
+			SegmentSize: int64(c.Journal.SegmentSize), Logger: logger, Registerer: registry,
+		})
+		if err != nil {
+			return err
+		}
+	}
+	cert, err := loadCertificate(c)
+	if err != nil {
+		return closeJournal(journal, err)
+	}
+	srv := server.New(serverConfig(c, logger, registry, journal, cert))
+	warnings(c, logger)
+
+	running := &listeners{logger: logger, errs: make(chan error, 5)}
+	if c.Listen.Admin != "" {
+		if err := running.start("admin", c.Listen.Admin, srv.ServeAdmin); err != nil {
+			return shutdown(srv, journal, c, logger, err)
+		}
+	}
+	if err := srv.Recover(); err != nil {
+		return shutdown(srv, journal, c, logger, err)
+	}
+	for _, ls := range []struct {
+		name, addr string
+		serve      func(net.Listener) error
+	}{
+		{"stomp", c.Listen.STOMP, srv.Serve},
+		{"stomp_tls", c.Listen.STOMPTLS, srv.ServeTLS},
+		{"http", c.Listen.HTTP, srv.ServeWeb},
+		{"https", c.Listen.HTTPS, srv.ServeWebTLS},
+	} {
+		if ls.addr == "" {
+			continue
+		}
+		if err := running.start(ls.name, ls.addr, ls.serve); err != nil {
+			return shutdown(srv, journal, c, logger, err)
+		}
+	}
+	logger.Info("stompbox listening", append(running.attrs, "websocket_path", c.WebSocket.Path, "version", version, "config", l.File)...)
+
+	for {
+		select {
+		case <-ctx.Done():
+			logger.Info("shutting down", "deadline", c.ShutdownTimeout.String())
+			return shutdown(srv, journal, c, logger, nil)
+		case err := <-running.errs:
+			return shutdown(srv, journal, c, logger, err)
+		case <-hup:
+			reloadCertificate(cert, logger)
+		}
+	}
+}
+
+// serverConfig maps the options onto the server's and broker's Config.
+func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Registry, journal *persistence.File, cert *server.Certificate) server.Config {
+	heartbeat := time.Duration(c.Heartbeat.Interval)
+	if heartbeat == 0 {
+		heartbeat = -1 // broker.Config: negative disables, zero means default
+	}
+	minTLS := uint16(tls.VersionTLS12)
+	if c.TLS.MinVersion == "1.3" {
+		minTLS = tls.VersionTLS13
+	}
+	brokerJournal := broker.Journal(nil)
+	if journal != nil {
+		brokerJournal = journal // a nil *File must not become a non-nil interface
+	}
+	lim := c.Limits
+	return server.Config{
+		Logger:         logger,
+		Version:        version,
+		Registry:       registry,
+		EnablePprof:    c.Admin.Pprof,
+		Certificate:    cert,
+		TLSMinVersion:  minTLS,
+		WriteTimeout:   time.Duration(c.Conn.WriteTimeout),
+		Linger:         time.Duration(c.Conn.Linger),
+		ReadBufferSize: int(c.Conn.ReadBufferSize),
+		WebSocket:      wsadapter.Config{AllowedOrigins: c.WebSocket.AllowedOrigins},
+		WebSocketPath:  c.WebSocket.Path,
+		Page:           web.Handler(),
+		Broker: broker.Config{
+			ServerName: "stompbox/" + version,
+			Frame: frames.Limits{MaxBody: int(lim.MaxBody), MaxHeaders: lim.MaxHeaders,
+				MaxHeaderBytes: int(lim.MaxHeaderBytes), MaxHeaderLine: int(lim.MaxHeaderLine)},
+			HeartBeat:            frames.HeartBeat{Send: heartbeat, Receive: heartbeat},
+			HeartbeatTolerance:   c.Heartbeat.Tolerance,
+			ConnectTimeout:       time.Duration(lim.ConnectTimeout),
+			MaxSubscriptions:     lim.MaxSubscriptions,
+			MaxOutboxBytes:       int(lim.MaxOutboxBytes),
+			MaxQueueMessages:     lim.MaxQueueMessages,
+			MaxQueueBytes:        int(lim.MaxQueueBytes),
+			MaxQueues:            lim.MaxQueues,
+			MaxTotalQueuedBytes:  int(lim.MaxTotalQueuedBytes),
+			MaxTopicUnacked:      lim.MaxTopicUnacked,
+			MaxRedeliveries:      lim.MaxRedeliveries,
+			MaxTransactions:      lim.MaxTransactions,
+			MaxTransactionFrames: lim.MaxTransactionFrames,
+			DestinationMetrics:   c.Admin.DestinationMetrics,
+			Journal:              brokerJournal,
+		},
+	}
+}
+
+func warnings(c config.Config, logger *slog.Logger) {
+	if !web.Complete() {
+		logger.Warn("demo page not built into this binary: run `make web` and rebuild; / explains the same")
+	}
+	if slices.Contains(c.WebSocket.AllowedOrigins, "*") {
+		logger.Warn("WebSocket origin check disabled: pages from any site may connect (websocket.allowed_origins: [\"*\"])")
+	}
+	if c.Admin.Pprof {
+		logger.Warn("pprof enabled on the admin listener: profiles expose internals; keep listen.admin private", "admin", c.Listen.Admin)
+	}
+}
+
+func loadCertificate(c config.Config) (*server.Certificate, error) {
+	if c.Listen.STOMPTLS == "" && c.Listen.HTTPS == "" {
+		return nil, nil
+	}
+	return server.LoadCertificate(c.TLS.CertFile, c.TLS.KeyFile)
+}
+
+func reloadCertificate(cert *server.Certificate, logger *slog.Logger) {
+	if cert == nil {
+		logger.Info("SIGHUP: no TLS listener, nothing to reload")
+		return
+	}
+	if err := cert.Reload(); err != nil {
+		logger.Error("TLS certificate reload failed; the previous certificate stays in use", "err", err)
+		return
+	}
+	leaf := cert.Leaf()
+	logger.Info("TLS certificate reloaded", "subject", leaf.Subject.String(), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
+}
+
+// listeners binds and serves, and collects the first serving error.
+type listeners struct {
+	logger *slog.Logger
+	attrs  []any
+	errs   chan error // one per listener at most; capacity for all
+}
+
+func (ls *listeners) start(name, addr string, serve func(net.Listener) error) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen.%s: %w", name, err)
+	}
+	ls.attrs = append(ls.attrs, name, ln.Addr().String())
+	go func() {
+		if err := serve(ln); !errors.Is(err, server.ErrServerClosed) {
+			ls.errs <- fmt.Errorf("listen.%s %s: %w", name, ln.Addr(), err)
+		}
+	}()
+	return nil
+}
+
+// shutdown tells every client (ERROR server-shutdown, WebSocket 1001),
+// lets in-flight receipts finish, closes the journal, all within
+// shutdown_timeout; cause is returned (joined with what went wrong).
+func shutdown(srv *server.Server, journal *persistence.File, c config.Config, logger *slog.Logger, cause error) error {
+	deadline := time.Duration(c.ShutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		if err := srv.Shutdown(ctx); err != nil {
+			logger.Warn("shutdown deadline reached; remaining connections were closed", "err", err)
+		}
+		done <- closeJournal(journal, nil)
+	}()
+	select {
+	case err := <-done:
+		return errors.Join(cause, err)
+	case <-time.After(deadline + exitGrace):
+		return errors.Join(cause, fmt.Errorf("shutdown did not finish within %v; exiting anyway", deadline+exitGrace))
+	}
+}
+
+func closeJournal(journal *persistence.File, cause error) error {
+	if journal == nil {
+		return cause
+	}
+	if err := journal.Close(); err != nil {
+		return errors.Join(cause, fmt.Errorf("journal close: %w", err))
+	}
+	return cause
+}
