@@ -48,6 +48,12 @@ type Session struct {
 	escaping frames.Escaping
 
 	sendInterval atomic.Int64 // server->client heart-beat interval (ns); 0 = none
+	// inFrame (set by the read loop, with a journal only) says a frame is
+	// being handled, possibly waiting for the journal; shutdownAsked says
+	// Shutdown ran meanwhile. Whichever side sees both set closes the
+	// session, so a frame in flight gets its RECEIPT before the ERROR.
+	inFrame       atomic.Bool
+	shutdownAsked atomic.Bool
 	nextAck      atomic.Uint64
 	out          outbox
 	counts       *frameCounters // immutable: this session's stripe of the broker's frame counters
@@ -158,8 +164,18 @@ func (s *Session) Expire() {
 }
 
 // Shutdown tells the client the server is going away (retryable) and closes.
-// Safe from any goroutine: it only touches the outbox.
+// A frame the read loop is handling (a persistent SEND waiting for the
+// journal, say) is finished first, receipt included. Safe from any
+// goroutine: it only touches atomics and the outbox.
 func (s *Session) Shutdown() {
+	s.shutdownAsked.Store(true)
+	if s.inFrame.Load() {
+		return // the read loop shuts down once the frame is done
+	}
+	s.shutdownNow()
+}
+
+func (s *Session) shutdownNow() {
 	e := &stompError{code: CodeServerShutdown, message: "server shutting down",
 		detail: "The server is shutting down; reconnect later.", retryable: true, reason: CloseShutdown}
 	if ok, _ := s.out.close(CloseShutdown, false, errorFrame(e, nil, frames.EscapeNone)); ok {
@@ -256,6 +272,27 @@ func (s *Session) HandleHeartbeat() error {
 // HandleFrame implements frames.Handler: it dispatches one borrowed frame.
 func (s *Session) HandleFrame(f *frames.Frame) error {
 	s.counts.in[f.Command].Add(1)
+	if s.b.cfg.Journal == nil {
+		return s.handleFrame(f)
+	}
+	s.inFrame.Store(true)
+	if s.shutdownAsked.Load() {
+		s.inFrame.Store(false)
+		s.shutdownNow()
+		s.state = stateClosed
+		return errStop
+	}
+	err := s.handleFrame(f)
+	s.inFrame.Store(false)
+	if s.shutdownAsked.Load() {
+		s.shutdownNow()
+		s.state = stateClosed
+		return errStop
+	}
+	return err
+}
+
+func (s *Session) handleFrame(f *frames.Frame) error {
 	var err *stompError
 	switch {
 	case f.Command == frames.CmdConnect || f.Command == frames.CmdStomp:
