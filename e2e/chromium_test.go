@@ -38,8 +38,9 @@ const (
 )
 
 // chromiumFlags are exactly the switches Chromium gets (besides
-// --user-data-dir, a fresh directory per run, and chromedp's own
-// --remote-debugging-port=0). chromedp's defaults are not used.
+// --user-data-dir, a fresh directory per run, chromedp's own
+// --remote-debugging-port=0 and what a test adds with startBrowser's
+// extra options). chromedp's defaults are not used.
 var chromiumFlags = []string{
 	"headless", "no-sandbox", "disable-gpu", "disable-quic", "no-first-run",
 	"disable-background-networking", "disable-component-update", "disable-sync",
@@ -56,10 +57,11 @@ type browser struct {
 	tabs   []context.CancelFunc // each closes a tab; idempotent
 }
 
-// startBrowser starts Chromium with a fresh user data dir. Its lifetime is
+// startBrowser starts Chromium with a fresh user data dir and any extra
+// options (e.g. a chromedp.Flag only one test needs). Its lifetime is
 // bounded by parent; it is closed at cleanup unless the test closed it, and
 // its output is shown when the test failed.
-func startBrowser(t *testing.T, parent context.Context) *browser {
+func startBrowser(t *testing.T, parent context.Context, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	path := os.Getenv(chromiumEnv)
 	if path == "" {
@@ -78,6 +80,7 @@ func startBrowser(t *testing.T, parent context.Context) *browser {
 	for _, f := range chromiumFlags {
 		opts = append(opts, chromedp.Flag(f, true))
 	}
+	opts = append(opts, extra...)
 	allocCtx, allocCancel := chromedp.NewExecAllocator(parent, opts...)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	b := &browser{t: t, ctx: ctx, output: out, cancel: func() { cancel(); allocCancel() }}
