@@ -54,9 +54,9 @@ type Session struct {
 	// session, so a frame in flight gets its RECEIPT before the ERROR.
 	inFrame       atomic.Bool
 	shutdownAsked atomic.Bool
-	nextAck      atomic.Uint64
-	out          outbox
-	counts       *frameCounters // immutable: this session's stripe of the broker's frame counters
+	nextAck       atomic.Uint64
+	out           outbox
+	counts        *frameCounters // immutable: this session's stripe of the broker's frame counters
 
 	// Writer only: spares swapped with the outbox.
 	spareEntries []outEntry
