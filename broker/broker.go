@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 )
 
@@ -14,11 +13,9 @@ import (
 type Broker struct {
 	cfg Config // immutable
 
-	mu        sync.RWMutex
-	queues    map[string]*queue       // guarded by mu
-	topics    map[string]*topic       // guarded by mu
-	durables  map[durableKey]*durable // guarded by mu
-	wildcards atomic.Pointer[[]*subscription]
+	// spaces (immutable after New) are the virtual hosts, by name: the
+	// default one, plus Config.VirtualHosts.
+	spaces map[string]*space
 
 	idPrefix      string // immutable: makes ids unique across restarts
 	nextMessageID atomic.Uint64
@@ -54,12 +51,15 @@ func New(cfg Config) *Broker {
 	_, _ = rand.Read(prefix[:]) // crypto/rand never fails on supported platforms
 	b := &Broker{
 		cfg:      cfg.withDefaults(),
-		queues:   make(map[string]*queue),
-		topics:   make(map[string]*topic),
-		durables: make(map[durableKey]*durable),
+		spaces:   make(map[string]*space),
 		idPrefix: hex.EncodeToString(prefix[:]),
 	}
-	b.wildcards.Store(new([]*subscription))
+	b.spaces[DefaultVirtualHost] = newSpace(b, DefaultVirtualHost)
+	for _, name := range b.cfg.VirtualHosts {
+		if b.spaces[name] == nil {
+			b.spaces[name] = newSpace(b, name)
+		}
+	}
 	if b.cfg.Registerer != nil {
 		b.cfg.Registerer.MustRegister(newCollector(b))
 	}

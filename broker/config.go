@@ -63,6 +63,28 @@ type Config struct {
 	Journal Journal
 	// Authenticator checks CONNECT credentials. Default: allow everyone.
 	Authenticator Authenticator
+	// VirtualHosts are the virtual hosts besides the default "/": each an
+	// isolated namespace of destinations, chosen by the CONNECT host header.
+	// With none, every host header means "/"; with some, a CONNECT naming
+	// another host is refused (no header: "/"). Queue limits apply per
+	// virtual host.
+	VirtualHosts []string
+	// Authorizer decides what an authenticated client may publish and
+	// subscribe to, and which virtual hosts it may use. Default: allow
+	// everything.
+	Authorizer Authorizer
+	// MaxFramesPerSecond and MaxBytesPerSecond bound what one connection
+	// may send (token buckets with a burst of twice the rate); past them it
+	// gets ERROR limit-exceeded. Default 0: unlimited.
+	MaxFramesPerSecond int
+	MaxBytesPerSecond  int
+	// MaxDestinationsPerConnection bounds the destinations (queues, topics,
+	// durable subscriptions, temporary queues) one connection may create.
+	// Default 0: unlimited.
+	MaxDestinationsPerConnection int
+	// AuthFailureDelay is how long a client whose credentials were refused
+	// waits for its ERROR. Default 1s; negative: none.
+	AuthFailureDelay time.Duration
 	// DestinationMetrics is how many destinations, the deepest first, are
 	// exported with their name as a metric label (stompbox_destination_*).
 	// Default 0: none, since names are unbounded.
@@ -92,6 +114,7 @@ const (
 	DefaultMaxTopicUnacked      = 10_000
 	DefaultMaxTransactions      = 16
 	DefaultMaxTransactionFrames = 10_000
+	DefaultAuthFailureDelay     = time.Second
 )
 
 func (c Config) withDefaults() Config {
@@ -117,9 +140,15 @@ func (c Config) withDefaults() Config {
 		c.MaxRedeliveries = DefaultMaxRedeliveries
 	}
 	setDefault(&c.MaxTransactions, DefaultMaxTransactions)
+	if c.AuthFailureDelay == 0 {
+		c.AuthFailureDelay = DefaultAuthFailureDelay
+	}
 	setDefault(&c.MaxTransactionFrames, DefaultMaxTransactionFrames)
 	if c.Authenticator == nil {
 		c.Authenticator = AllowAll{}
+	}
+	if c.Authorizer == nil {
+		c.Authorizer = AllowEverything{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -39,42 +39,42 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 		return protocolErr(CodeInvalidDestination, "invalid destination",
 			"In topic patterns * and # must each be a whole dot-separated segment.")
 	}
-	b := s.b
+	sp, b := s.space, s.b
 	key := durableKey{clientID: s.clientID, name: name}
 	inUse := func(d *durable) *stompError {
 		return &stompError{code: CodeSubscriptionInUse, message: "durable subscription in use",
 			detail: "Durable subscription " + strconv.Quote(name) + " of client-id " + strconv.Quote(s.clientID) +
 				" is consumed by another connection.", retryable: true, reason: CloseProtocolError}
 	}
-	b.mu.Lock()
-	d := b.durableLocked(key)
+	sp.mu.Lock()
+	d := sp.durableLocked(key)
 	if d != nil && d.topic != sub.pattern {
 		// Re-subscribing with another destination starts afresh, but never
 		// under a connection that is consuming the old one.
 		if d.attached() {
-			b.mu.Unlock()
+			sp.mu.Unlock()
 			return inUse(d)
 		}
-		b.mu.Unlock()
-		b.removeDurable(d)
-		b.mu.Lock()
-		d = b.durableLocked(key)
+		sp.mu.Unlock()
+		sp.removeDurable(d)
+		sp.mu.Lock()
+		d = sp.durableLocked(key)
 	}
 	created := d == nil
 	if created {
-		if len(b.queues) >= b.cfg.MaxQueues {
-			b.mu.Unlock()
+		if len(sp.queues) >= b.cfg.MaxQueues {
+			sp.mu.Unlock()
 			return b.tooManyQueues()
 		}
-		d = b.createDurableLocked(DurableSpec{ClientID: s.clientID, Name: name, Topic: sub.pattern})
+		d = sp.createDurableLocked(DurableSpec{ClientID: s.clientID, Name: name, Topic: sub.pattern})
 	}
-	b.mu.Unlock()
+	sp.mu.Unlock()
 	if created && b.cfg.Journal != nil {
 		// The durable subscription must survive a restart before SUBSCRIBE
 		// is acknowledged, or persistent messages sent to it could have
 		// nowhere to go after recovery.
-		if err := b.journalAppend(JournalRecord{Op: OpDurableCreate, Queue: d.queue.name, Durable: d.spec}); err != nil {
-			b.removeDurable(d)
+		if err := b.journalAppend(JournalRecord{Op: OpDurableCreate, Queue: d.queue.journalName(), Durable: d.spec}); err != nil {
+			sp.removeDurable(d)
 			return err
 		}
 	}
@@ -99,22 +99,22 @@ func (d *durable) attached() bool {
 	return d.consumer != nil
 }
 
-func (b *Broker) durableLocked(key durableKey) *durable { return b.durables[key] }
+func (sp *space) durableLocked(key durableKey) *durable { return sp.durables[key] }
 
 // createDurableLocked creates a durable subscription without a consumer:
 // its queue, and the feed that fills it from the topic. b.mu is held; the
-// feed is registered on the topic directly (addTopicSub would lock b.mu).
-func (b *Broker) createDurableLocked(spec DurableSpec) *durable {
+// feed is registered on the topic directly (addTopicSub would lock sp.mu).
+func (sp *space) createDurableLocked(spec DurableSpec) *durable {
 	// Escaped, so client-id "a/b" with name "c" and client-id "a" with name
 	// "b/c" do not share a queue (or journal records).
 	qname := "/durable/" + url.PathEscape(spec.ClientID) + "/" + url.PathEscape(spec.Name)
-	q := newQueue(b, qname, nil, true)
+	q := newQueue(sp, qname, nil, true)
 	q.dlq = "/queue/DLQ." + strings.NewReplacer("*", "_", "#", "_").Replace(spec.Topic)
 	d := &durable{key: durableKey{clientID: spec.ClientID, name: spec.Name}, spec: spec, topic: spec.Topic, queue: q}
 	d.feed = &subscription{id: qname, dest: "/topic/" + spec.Topic, pattern: spec.Topic, feed: q}
-	b.queues[qname] = q
-	b.durables[d.key] = d
-	b.addTopicSubLocked(d.feed)
+	sp.queues[qname] = q
+	sp.durables[d.key] = d
+	sp.addTopicSubLocked(d.feed)
 	return d
 }
 
@@ -128,14 +128,15 @@ func (d *durable) detach(sub *subscription) {
 }
 
 // removeDurable deletes a durable subscription and its backlog.
-func (b *Broker) removeDurable(d *durable) {
-	b.removeTopicSub(d.feed)
-	b.mu.Lock()
-	if b.durables[d.key] == d {
-		delete(b.durables, d.key)
-		delete(b.queues, d.queue.name)
+func (sp *space) removeDurable(d *durable) {
+	b := sp.b
+	sp.removeTopicSub(d.feed)
+	sp.mu.Lock()
+	if sp.durables[d.key] == d {
+		delete(sp.durables, d.key)
+		delete(sp.queues, d.queue.name)
 	}
-	b.mu.Unlock()
+	sp.mu.Unlock()
 	q := d.queue
 	q.mu.Lock()
 	q.deleted = true
@@ -144,7 +145,7 @@ func (b *Broker) removeDurable(d *durable) {
 	}
 	q.unlock()
 	if b.cfg.Journal != nil {
-		if err := b.journalAppend(JournalRecord{Op: OpDurableDelete, Queue: q.name, Durable: d.spec}); err != nil {
+		if err := b.journalAppend(JournalRecord{Op: OpDurableDelete, Queue: q.journalName(), Durable: d.spec}); err != nil {
 			b.cfg.Logger.Error("journal: durable subscription delete not recorded; it comes back after a restart",
 				"client_id", d.spec.ClientID, "name", d.spec.Name)
 		}

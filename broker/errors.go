@@ -75,6 +75,7 @@ const (
 	CodeSlowConsumer          = "slow-consumer"
 	CodeLimitExceeded         = "limit-exceeded"
 	CodeServerShutdown        = "server-shutdown"
+	CodeUnknownHost           = "unknown-host"
 	CodeInternal              = "internal-error"
 )
 

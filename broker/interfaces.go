@@ -22,34 +22,6 @@ type Transport interface {
 	Close(reason CloseReason)
 }
 
-// Credentials are what a CONNECT frame presents.
-type Credentials struct {
-	Login, Passcode string
-	Host            string
-	RemoteAddr      string
-}
-
-// Authenticator decides whether a CONNECT may proceed. It runs on the
-// connection's read loop, so it should answer quickly; ctx carries the
-// connect deadline.
-type Authenticator interface {
-	// Authenticate returns the principal name for the session, or an error
-	// whose text is safe to show the client.
-	Authenticate(ctx context.Context, c Credentials) (principal string, err error)
-}
-
-// AllowAll is the default Authenticator: every client is accepted under its
-// login name (or "anonymous").
-type AllowAll struct{}
-
-// Authenticate accepts c.
-func (AllowAll) Authenticate(_ context.Context, c Credentials) (string, error) {
-	if c.Login == "" {
-		return "anonymous", nil
-	}
-	return c.Login, nil
-}
-
 // Journal is what the broker needs from durable storage. With a journal
 // configured, persistent messages (persistent:true) to queues and to durable
 // subscriptions, their removal (ACK, expiry, dead-lettering) and durable

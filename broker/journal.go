@@ -58,7 +58,7 @@ func (q *queue) removalOf(qm *queuedMessage) []JournalRecord {
 	if !q.journaled || !qm.msg.Persistent {
 		return nil
 	}
-	return []JournalRecord{{Op: OpRemove, Queue: q.name, MessageID: qm.msg.ID}}
+	return []JournalRecord{{Op: OpRemove, Queue: q.journalName(), MessageID: qm.msg.ID}}
 }
 
 // deadLetterTo moves qm from q to its DLQ as the new message m: with a
@@ -66,13 +66,13 @@ func (q *queue) removalOf(qm *queuedMessage) []JournalRecord {
 // crash cannot lose the message between the two.
 func (b *Broker) deadLetterTo(q *queue, qm *queuedMessage, m *Message) error {
 	if recs := q.removalOf(qm); recs != nil {
-		recs = append(recs, JournalRecord{Op: OpEnqueue, Queue: q.dlq, MessageID: m.ID, Message: m})
+		recs = append(recs, JournalRecord{Op: OpEnqueue, Queue: q.sp.journalPrefix + q.dlq, MessageID: m.ID, Message: m})
 		if err := b.journalAppend(recs...); err != nil {
 			return err
 		}
-		return asError(b.enqueueNamed(q.dlq, m, false))
+		return asError(q.sp.enqueueNamed(q.dlq, m, false))
 	}
-	return asError(b.enqueueNamed(q.dlq, m, true))
+	return asError(q.sp.enqueueNamed(q.dlq, m, true))
 }
 
 // asError keeps a nil *stompError from becoming a non-nil error.
@@ -85,16 +85,16 @@ func asError(e *stompError) error {
 
 // persistRecords returns the enqueue records a persistent SEND needs: one
 // for a queue, one per durable subscription of a topic.
-func (b *Broker) persistRecords(r route, m *Message, recs []JournalRecord) []JournalRecord {
-	if !b.persists(m) {
+func (sp *space) persistRecords(r route, m *Message, recs []JournalRecord) []JournalRecord {
+	if !sp.b.persists(m) {
 		return recs
 	}
 	switch r.kind {
 	case kindQueue:
-		return append(recs, JournalRecord{Op: OpEnqueue, Queue: r.key, MessageID: m.ID, Message: m})
+		return append(recs, JournalRecord{Op: OpEnqueue, Queue: sp.journalPrefix + r.key, MessageID: m.ID, Message: m})
 	case kindTopic:
-		for _, q := range b.durableQueuesFor(r.key) {
-			recs = append(recs, JournalRecord{Op: OpEnqueue, Queue: q.name, MessageID: m.ID, Message: m})
+		for _, q := range sp.durableQueuesFor(r.key) {
+			recs = append(recs, JournalRecord{Op: OpEnqueue, Queue: q.journalName(), MessageID: m.ID, Message: m})
 		}
 	}
 	return recs
@@ -102,11 +102,11 @@ func (b *Broker) persistRecords(r route, m *Message, recs []JournalRecord) []Jou
 
 // durableQueuesFor lists the durable subscriptions' queues a message to
 // topic name reaches.
-func (b *Broker) durableQueuesFor(name string) []*queue {
+func (sp *space) durableQueuesFor(name string) []*queue {
 	var qs []*queue
-	b.mu.RLock()
-	t := b.topics[name]
-	b.mu.RUnlock()
+	sp.mu.RLock()
+	t := sp.topics[name]
+	sp.mu.RUnlock()
 	if t != nil {
 		for _, sub := range *t.subs.Load() {
 			if sub.feed != nil {
@@ -114,7 +114,7 @@ func (b *Broker) durableQueuesFor(name string) []*queue {
 			}
 		}
 	}
-	for _, sub := range *b.wildcards.Load() {
+	for _, sub := range *sp.wildcards.Load() {
 		if sub.feed != nil && topicMatch(sub.pattern, name) {
 			qs = append(qs, sub.feed)
 		}
@@ -134,12 +134,17 @@ func (b *Broker) Recover() error {
 	err := b.cfg.Journal.Replay(func(r JournalRecord) error {
 		switch r.Op {
 		case OpDurableCreate:
-			b.mu.Lock()
-			if b.durables[durableKey{r.Durable.ClientID, r.Durable.Name}] == nil {
-				b.createDurableLocked(r.Durable)
+			sp, _ := b.spaceOfJournalName(r.Queue)
+			if sp == nil {
+				b.cfg.Logger.Warn("journal: durable subscription of an unknown virtual host skipped", "queue", r.Queue)
+				return nil
+			}
+			sp.mu.Lock()
+			if sp.durables[durableKey{r.Durable.ClientID, r.Durable.Name}] == nil {
+				sp.createDurableLocked(r.Durable)
 				durables++
 			}
-			b.mu.Unlock()
+			sp.mu.Unlock()
 		case OpEnqueue:
 			if r.Message == nil {
 				return fmt.Errorf("broker: journal enqueue of %s without a message", r.MessageID)
@@ -169,16 +174,20 @@ func (b *Broker) Recover() error {
 
 // recoveredQueue finds the queue a journaled message belongs to: a durable
 // subscription's (created by its record first) or a /queue/ one.
-func (b *Broker) recoveredQueue(name string) *queue {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if q := b.queues[name]; q != nil {
+func (b *Broker) recoveredQueue(journalName string) *queue {
+	sp, name := b.spaceOfJournalName(journalName)
+	if sp == nil {
+		return nil // a virtual host no longer configured
+	}
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if q := sp.queues[name]; q != nil {
 		return q
 	}
 	if len(name) < len("/queue/") || name[:len("/queue/")] != "/queue/" {
 		return nil
 	}
-	q := newQueue(b, name, nil, false)
-	b.queues[name] = q
+	q := newQueue(sp, name, nil, false)
+	sp.queues[name] = q
 	return q
 }

@@ -151,16 +151,22 @@ type destinationLoad struct {
 // destinationSnapshot walks every destination once. The table lock is held
 // only to copy the pointers; each queue's lock only to read two numbers.
 func (b *Broker) destinationSnapshot() destinationStats {
-	b.mu.RLock()
-	queues := make([]*queue, 0, len(b.queues))
-	for _, q := range b.queues {
-		queues = append(queues, q)
+	var queues []*queue
+	var topics []*topic
+	var topicNames []string // with their virtual host, as labels show them
+	wildcards := 0
+	for _, sp := range b.spaces {
+		sp.mu.RLock()
+		for _, q := range sp.queues {
+			queues = append(queues, q)
+		}
+		for _, t := range sp.topics {
+			topics = append(topics, t)
+			topicNames = append(topicNames, sp.label("/topic/"+t.name))
+		}
+		sp.mu.RUnlock()
+		wildcards += len(*sp.wildcards.Load())
 	}
-	topics := make([]*topic, 0, len(b.topics))
-	for _, t := range b.topics {
-		topics = append(topics, t)
-	}
-	b.mu.RUnlock()
 
 	var st destinationStats
 	st.queues = len(queues)
@@ -174,10 +180,10 @@ func (b *Broker) destinationSnapshot() destinationStats {
 		st.kindMessages[k] += messages
 		st.kindConsumers[k] += consumers
 		if limit > 0 {
-			loads = append(loads, destinationLoad{q.name, messages, consumers})
+			loads = append(loads, destinationLoad{q.sp.label(q.name), messages, consumers})
 		}
 	}
-	for _, t := range topics {
+	for i, t := range topics {
 		n := len(*t.subs.Load())
 		if n == 0 {
 			continue
@@ -185,10 +191,10 @@ func (b *Broker) destinationSnapshot() destinationStats {
 		st.topics++
 		st.topicSubscribers += n
 		if limit > 0 {
-			loads = append(loads, destinationLoad{"/topic/" + t.name, 0, n})
+			loads = append(loads, destinationLoad{topicNames[i], 0, n})
 		}
 	}
-	st.topicSubscribers += len(*b.wildcards.Load())
+	st.topicSubscribers += wildcards
 	if limit > 0 {
 		slices.SortFunc(loads, func(x, y destinationLoad) int {
 			return cmp.Or(cmp.Compare(y.messages, x.messages), cmp.Compare(y.consumers, x.consumers), strings.Compare(x.name, y.name))

@@ -24,7 +24,8 @@ type queuedMessage struct {
 // goes to one consumer, round-robin among those with credit; order is kept
 // except for redeliveries, which go back to the front.
 type queue struct {
-	b       *Broker
+	b       *Broker  // immutable
+	sp      *space   // immutable: the virtual host it lives in
 	name    string   // immutable: key in Broker.queues and the MESSAGE destination
 	dlq     string   // immutable: dead-letter destination; "" drops instead
 	owner   *Session // immutable: for temporary queues, the only session that may consume
@@ -48,8 +49,9 @@ type queue struct {
 // between lookup and enqueue.
 var errQueueDeleted = errors.New("broker: queue deleted")
 
-func newQueue(b *Broker, name string, owner *Session, durable bool) *queue {
-	q := &queue{b: b, name: name, owner: owner, durable: durable, journaled: b.cfg.Journal != nil && owner == nil}
+func newQueue(sp *space, name string, owner *Session, durable bool) *queue {
+	b := sp.b
+	q := &queue{b: b, sp: sp, name: name, owner: owner, durable: durable, journaled: b.cfg.Journal != nil && owner == nil}
 	if short, ok := strings.CutPrefix(name, "/queue/"); ok && !strings.HasPrefix(short, "DLQ.") {
 		q.dlq = "/queue/DLQ." + short
 	}
@@ -135,7 +137,7 @@ func (q *queue) pickLocked(size int) *subscription {
 func (q *queue) forgetLocked(qm *queuedMessage) {
 	q.dropLocked(qm)
 	if q.journaled && qm.msg.Persistent {
-		q.pending = append(q.pending, JournalRecord{Op: OpRemove, Queue: q.name, MessageID: qm.msg.ID})
+		q.pending = append(q.pending, JournalRecord{Op: OpRemove, Queue: q.journalName(), MessageID: qm.msg.ID})
 	}
 }
 
@@ -196,7 +198,7 @@ func (q *queue) putBack(qm *queuedMessage) {
 	q.bytes += size
 	q.b.queuedBytes.Add(int64(size))
 	if q.journaled && qm.msg.Persistent { // its consumption was journaled as a removal
-		q.pending = append(q.pending, JournalRecord{Op: OpEnqueue, Queue: q.name, MessageID: qm.msg.ID, Message: qm.msg})
+		q.pending = append(q.pending, JournalRecord{Op: OpEnqueue, Queue: q.journalName(), MessageID: qm.msg.ID, Message: qm.msg})
 	}
 	q.dispatchLocked()
 	q.unlock()
@@ -320,15 +322,15 @@ func (q *queue) retireIfIdle() {
 	if !idle {
 		return
 	}
-	b := q.b
-	b.mu.Lock()
+	sp := q.sp
+	sp.mu.Lock()
 	q.mu.Lock()
-	if q.count == 0 && len(q.consumers) == 0 && !q.deleted && b.queues[q.name] == q {
+	if q.count == 0 && len(q.consumers) == 0 && !q.deleted && sp.queues[q.name] == q {
 		q.deleted = true
-		delete(b.queues, q.name)
+		delete(sp.queues, q.name)
 	}
 	q.mu.Unlock()
-	b.mu.Unlock()
+	sp.mu.Unlock()
 }
 
 // tooManyQueues is the error for a queue that would pass MaxQueues.
@@ -337,31 +339,31 @@ func (b *Broker) tooManyQueues() *stompError {
 }
 
 // queue returns the queue named name, creating it if create is set.
-func (b *Broker) queue(name string, create bool) (*queue, *stompError) {
-	b.mu.RLock()
-	q := b.queues[name]
-	b.mu.RUnlock()
+func (sp *space) queue(name string, create bool) (*queue, *stompError) {
+	sp.mu.RLock()
+	q := sp.queues[name]
+	sp.mu.RUnlock()
 	if q != nil || !create {
 		return q, nil
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if q = b.queues[name]; q != nil {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if q = sp.queues[name]; q != nil {
 		return q, nil
 	}
-	if len(b.queues) >= b.cfg.MaxQueues {
-		return nil, b.tooManyQueues()
+	if len(sp.queues) >= sp.b.cfg.MaxQueues {
+		return nil, sp.b.tooManyQueues()
 	}
-	q = newQueue(b, name, nil, false)
-	b.queues[name] = q
+	q = newQueue(sp, name, nil, false)
+	sp.queues[name] = q
 	return q, nil
 }
 
 // enqueueNamed puts m into the named queue, creating it, and retries if the
 // queue was retired between lookup and enqueue.
-func (b *Broker) enqueueNamed(name string, m *Message, checkLimits bool) *stompError {
+func (sp *space) enqueueNamed(name string, m *Message, checkLimits bool) *stompError {
 	for range 8 {
-		q, serr := b.queue(name, true)
+		q, serr := sp.queue(name, true)
 		if serr != nil {
 			return serr
 		}

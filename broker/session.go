@@ -31,16 +31,24 @@ type Session struct {
 	parser *frames.Parser // read loop only
 
 	// Read loop only.
-	state      sessionState
-	principal  string
-	clientID   string
-	subs       map[string]*subscription // by the client's subscription id
-	subsByNum  map[uint32]*subscription // by the number inside ack ids
-	nextSubNum uint32
-	txs        map[string]*transaction
-	tempQueues map[string]*queue // by the name after /temp-queue/
-	acked      []delivery        // scratch for ACK/NACK
-	expect     time.Duration     // negotiated client->server heart-beat interval
+	state     sessionState
+	principal string
+	space     *space // the virtual host joined at CONNECT
+	// principalInfo is who CONNECT authenticated, for the Authorizer.
+	principalInfo *Principal
+	created       int        // destinations this connection created
+	frameRate     rateBucket // MaxFramesPerSecond
+	byteRate      rateBucket // MaxBytesPerSecond
+	fedAt         time.Time  // when the chunk being parsed arrived
+	preauth       *Principal // set by Preauthenticate, before the read loop starts
+	clientID      string
+	subs          map[string]*subscription // by the client's subscription id
+	subsByNum     map[uint32]*subscription // by the number inside ack ids
+	nextSubNum    uint32
+	txs           map[string]*transaction
+	tempQueues    map[string]*queue // by the name after /temp-queue/
+	acked         []delivery        // scratch for ACK/NACK
+	expect        time.Duration     // negotiated client->server heart-beat interval
 
 	// Written by the read loop before CONNECTED is queued, read by the writer
 	// after taking it from the outbox: the outbox mutex orders the two.
@@ -77,9 +85,17 @@ func (b *Broker) NewSession(t Transport, remote string) *Session {
 		subs:   make(map[string]*subscription),
 	}
 	s.out.limit = b.cfg.MaxOutboxBytes
+	s.frameRate = newRateBucket(b.cfg.MaxFramesPerSecond, 2*b.cfg.MaxFramesPerSecond)
+	s.byteRate = newRateBucket(b.cfg.MaxBytesPerSecond, 2*b.cfg.MaxBytesPerSecond)
 	b.sessionCount.Add(1)
 	return s
 }
+
+// Preauthenticate records the principal the transport already
+// authenticated (a token in the WebSocket upgrade request): a CONNECT
+// without login and passcode then connects as p. Call it before the first
+// Feed.
+func (s *Session) Preauthenticate(p *Principal) { s.preauth = p }
 
 // ID is the session id sent in CONNECTED.
 func (s *Session) ID() string { return s.id }
@@ -95,6 +111,14 @@ func (s *Session) Feed(chunk []byte) error {
 	if s.state >= stateClosed || s.out.closed.Load() {
 		s.state = max(s.state, stateClosed)
 		return ErrSessionClosed
+	}
+	if s.byteRate.rate > 0 || s.frameRate.rate > 0 {
+		s.fedAt = s.b.cfg.Now()
+		if !s.byteRate.take(s.fedAt, float64(len(chunk))) {
+			s.fail(rateErr("bytes", s.b.cfg.MaxBytesPerSecond), nil)
+			s.state = stateClosed
+			return ErrSessionClosed
+		}
 	}
 	err := s.parser.Parse(chunk, s)
 	if err == nil {
@@ -295,6 +319,8 @@ func (s *Session) HandleFrame(f *frames.Frame) error {
 func (s *Session) handleFrame(f *frames.Frame) error {
 	var err *stompError
 	switch {
+	case s.frameRate.rate > 0 && !s.frameRate.take(s.fedAt, 1):
+		err = rateErr("frames", s.b.cfg.MaxFramesPerSecond)
 	case f.Command == frames.CmdConnect || f.Command == frames.CmdStomp:
 		err = s.handleConnect(f)
 	case s.state != stateConnected:

@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"errors"
+	"strconv"
 
 	"github.com/stompbox/stompbox/frames"
 )
@@ -31,12 +33,34 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 	host, _ := f.Header("host")
 	ctx, cancel := context.WithTimeout(context.Background(), s.b.cfg.ConnectTimeout)
 	defer cancel()
-	principal, err := s.b.cfg.Authenticator.Authenticate(ctx, Credentials{
-		Login: string(login), Passcode: string(passcode), Host: string(host), RemoteAddr: s.remote,
-	})
-	if err != nil {
-		return &stompError{code: CodeAuthFailed, message: "authentication failed", detail: err.Error(), reason: ClosePolicy}
+	p, err := s.preauth, error(nil)
+	if p == nil || len(login) > 0 || len(passcode) > 0 {
+		// Credentials in CONNECT win over the upgrade's token.
+		p, err = s.b.cfg.Authenticator.Authenticate(ctx, Credentials{
+			Login: string(login), Passcode: string(passcode), Host: string(host), RemoteAddr: s.remote,
+		})
 	}
+	if err != nil {
+		retryable := errors.Is(err, ErrAuthUnavailable)
+		if !retryable {
+			s.delayAuthFailure(ctx)
+		}
+		return &stompError{code: CodeAuthFailed, message: "authentication failed", detail: err.Error(),
+			retryable: retryable, reason: ClosePolicy}
+	}
+	sp, known := s.b.spaceFor(string(host))
+	if !known {
+		return &stompError{code: CodeUnknownHost, message: "unknown virtual host",
+			detail: "This server has no virtual host " + strconv.Quote(truncateString(string(host), 64)) +
+				"; set the CONNECT host header to one it serves.", reason: ClosePolicy}
+	}
+	if !s.b.cfg.Authorizer.AllowHost(p, sp.name) {
+		return &stompError{code: CodeForbidden, message: "forbidden",
+			detail: "User " + strconv.Quote(p.Name) + " may not use virtual host " + strconv.Quote(sp.name) + ".", reason: ClosePolicy}
+	}
+	s.space = sp
+	s.principalInfo = p
+	principal := p.Name
 	if id, ok := f.Header("client-id"); ok {
 		s.clientID = string(id)
 	}

@@ -140,12 +140,12 @@ func (r *fuzzRun) finish() {
 	}
 	// One auto-ack consumer per queue left (ours, their DLQs, and any that
 	// garbage sent to); empty queues without consumers are gone already.
-	r.b.mu.RLock()
+	r.b.spaces[DefaultVirtualHost].mu.RLock()
 	var names []string
-	for name := range r.b.queues {
+	for name := range r.b.spaces[DefaultVirtualHost].queues {
 		names = append(names, name)
 	}
-	r.b.mu.RUnlock()
+	r.b.spaces[DefaultVirtualHost].mu.RUnlock()
 	slices.Sort(names)
 	var drains []*fuzzSlot
 	for i, q := range names {
@@ -177,15 +177,15 @@ func (r *fuzzRun) finish() {
 			r.t.Errorf("message %s was receipted and then lost", body)
 		}
 	}
-	r.b.mu.RLock()
-	for name, q := range r.b.queues {
+	r.b.spaces[DefaultVirtualHost].mu.RLock()
+	for name, q := range r.b.spaces[DefaultVirtualHost].queues {
 		q.mu.Lock()
 		if q.count != 0 || q.ready.Len() != 0 {
 			r.t.Errorf("queue %s holds %d messages (%d ready) after the drain", name, q.count, q.ready.Len())
 		}
 		q.mu.Unlock()
 	}
-	r.b.mu.RUnlock()
+	r.b.spaces[DefaultVirtualHost].mu.RUnlock()
 	for _, d := range drains {
 		d.c.s.Release()
 	}

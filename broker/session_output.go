@@ -139,13 +139,13 @@ func (s *Session) releaseResources() {
 		s.removeSubscription(sub)
 	}
 	s.txs = nil
-	b := s.b
 	for key, q := range s.tempQueues {
-		b.mu.Lock()
-		if b.queues[key] == q {
-			delete(b.queues, key)
+		sp := q.sp
+		sp.mu.Lock()
+		if sp.queues[key] == q {
+			delete(sp.queues, key)
 		}
-		b.mu.Unlock()
+		sp.mu.Unlock()
 		q.mu.Lock()
 		q.deleted = true
 		for q.ready.Len() > 0 {

@@ -25,7 +25,7 @@ func (s *Session) handleSend(f *frames.Frame) *stompError {
 	}
 	if m != nil {
 		checkLimits := true
-		if recs := s.b.persistRecords(r, m, nil); len(recs) > 0 {
+		if recs := s.space.persistRecords(r, m, nil); len(recs) > 0 {
 			// Acknowledged means on disk: the journal has the message before
 			// any consumer can see it and before the RECEIPT. Limits are
 			// checked first, since the journaled message must then fit.
@@ -60,6 +60,9 @@ func (s *Session) buildMessage(f *frames.Frame) (*Message, route, *stompError) {
 	if err != nil {
 		return nil, route{}, err
 	}
+	if err := s.authorize(ActionPublish, kind, dest); err != nil {
+		return nil, route{}, err
+	}
 	r := route{kind: kind, key: name}
 	switch kind {
 	case kindTopic:
@@ -69,8 +72,14 @@ func (s *Session) buildMessage(f *frames.Frame) (*Message, route, *stompError) {
 		}
 	case kindQueue:
 		r.key = dest
+		if err := s.mayCreate(s.queueExists(dest)); err != nil {
+			return nil, route{}, err
+		}
 	case kindTempQueue:
 		r.key = s.replyAddress(name)
+		if err := s.mayCreate(s.tempQueues[r.key] != nil); err != nil {
+			return nil, route{}, err
+		}
 	case kindReplyQueue:
 		r.key = dest
 	}
@@ -116,7 +125,7 @@ func (s *Session) routeQueue(r route) *queue {
 	case kindTempQueue:
 		return s.tempQueues[r.key]
 	}
-	q, _ := s.b.queue(r.key, false)
+	q, _ := s.space.queue(r.key, false)
 	return q
 }
 
@@ -124,7 +133,7 @@ func (s *Session) routeQueue(r route) *queue {
 func (s *Session) deliverRoute(r route, m *Message, checkLimits bool) *stompError {
 	switch r.kind {
 	case kindTopic:
-		s.b.publishTopic(r.key, m)
+		s.space.publishTopic(r.key, m)
 		return nil
 	case kindTempQueue:
 		q, err := s.tempQueue(r.key)
@@ -136,7 +145,7 @@ func (s *Session) deliverRoute(r route, m *Message, checkLimits bool) *stompErro
 		}
 		return nil
 	case kindReplyQueue:
-		q, _ := s.b.queue(r.key, false)
+		q, _ := s.space.queue(r.key, false)
 		if q == nil {
 			return nil // the requester is gone: like RabbitMQ, the reply is dropped
 		}
@@ -145,7 +154,7 @@ func (s *Session) deliverRoute(r route, m *Message, checkLimits bool) *stompErro
 		}
 		return nil
 	}
-	return s.b.enqueueNamed(r.key, m, checkLimits)
+	return s.space.enqueueNamed(r.key, m, checkLimits)
 }
 
 func asStompError(err error) *stompError {
@@ -161,14 +170,14 @@ func (s *Session) tempQueue(key string) (*queue, *stompError) {
 	if q := s.tempQueues[key]; q != nil {
 		return q, nil
 	}
-	b := s.b
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.queues) >= b.cfg.MaxQueues {
-		return nil, b.tooManyQueues()
+	sp := s.space
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if len(sp.queues) >= s.b.cfg.MaxQueues {
+		return nil, s.b.tooManyQueues()
 	}
-	q := newQueue(b, key, s, false)
-	b.queues[key] = q
+	q := newQueue(sp, key, s, false)
+	sp.queues[key] = q
 	if s.tempQueues == nil {
 		s.tempQueues = make(map[string]*queue)
 	}

@@ -45,6 +45,12 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 	if err != nil {
 		return err
 	}
+	if err := s.authorize(ActionSubscribe, kind, dest); err != nil {
+		return err
+	}
+	if err := s.mayCreate(s.destinationExists(kind, name, dest)); err != nil {
+		return err
+	}
 	s.nextSubNum++
 	sub := &subscription{session: s, id: id, num: s.nextSubNum, dest: dest, pattern: name,
 		ackMode: mode, prefetch: prefetch, header: subscriptionHeader(s.escaping, id)}
@@ -60,7 +66,7 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 			return protocolErr(CodeInvalidDestination, "invalid destination",
 				"In topic patterns * and # must each be a whole dot-separated segment.")
 		}
-		s.b.addTopicSub(sub)
+		s.space.addTopicSub(sub)
 	case kind == kindQueue:
 		if err := s.attachQueue(sub, dest); err != nil {
 			return err
@@ -95,7 +101,7 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 // if it was retired (empty, no consumers) between lookup and attach.
 func (s *Session) attachQueue(sub *subscription, dest string) *stompError {
 	for range 8 {
-		q, err := s.b.queue(dest, true)
+		q, err := s.space.queue(dest, true)
 		if err != nil {
 			return err
 		}
@@ -125,7 +131,7 @@ func (s *Session) handleUnsubscribe(f *frames.Frame) *stompError {
 	}
 	s.removeSubscription(sub)
 	if v, ok := f.Header("remove-durable"); ok && string(v) == "true" && sub.durable != nil {
-		s.b.removeDurable(sub.durable)
+		s.space.removeDurable(sub.durable)
 	}
 	s.receipt(f)
 	return nil
@@ -144,6 +150,6 @@ func (s *Session) removeSubscription(sub *subscription) {
 			sub.durable.detach(sub)
 		}
 	default:
-		s.b.removeTopicSub(sub)
+		s.space.removeTopicSub(sub)
 	}
 }

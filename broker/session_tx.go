@@ -116,7 +116,7 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 	var recs []JournalRecord
 	for _, op := range tx.ops {
 		if op.cmd == frames.CmdSend && op.msg != nil && !op.msg.expired(now) {
-			recs = s.b.persistRecords(op.route, op.msg, recs)
+			recs = s.space.persistRecords(op.route, op.msg, recs)
 		}
 	}
 	if len(recs) > 0 {

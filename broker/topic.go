@@ -8,7 +8,7 @@ import (
 // topic is publish-subscribe: every current subscriber gets each message.
 // Publishing reads a copy-on-write snapshot of the subscribers, so it takes
 // no lock; subscribing and unsubscribing replace the snapshot under
-// Broker.mu.
+// space.mu.
 type topic struct {
 	name string // immutable
 	subs atomic.Pointer[[]*subscription]
@@ -16,16 +16,16 @@ type topic struct {
 
 // publishTopic delivers m to the subscribers of the topic name and to every
 // wildcard subscription matching it.
-func (b *Broker) publishTopic(name string, m *Message) {
-	b.mu.RLock()
-	t := b.topics[name]
-	b.mu.RUnlock()
+func (sp *space) publishTopic(name string, m *Message) {
+	sp.mu.RLock()
+	t := sp.topics[name]
+	sp.mu.RUnlock()
 	if t != nil {
 		for _, sub := range *t.subs.Load() {
 			sub.deliverTopic(m)
 		}
 	}
-	for _, sub := range *b.wildcards.Load() {
+	for _, sub := range *sp.wildcards.Load() {
 		if topicMatch(sub.pattern, name) {
 			sub.deliverTopic(m)
 		}
@@ -33,42 +33,42 @@ func (b *Broker) publishTopic(name string, m *Message) {
 }
 
 // addTopicSub registers sub for its pattern (exact or wildcard).
-func (b *Broker) addTopicSub(sub *subscription) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.addTopicSubLocked(sub)
+func (sp *space) addTopicSub(sub *subscription) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	sp.addTopicSubLocked(sub)
 }
 
-func (b *Broker) addTopicSubLocked(sub *subscription) {
+func (sp *space) addTopicSubLocked(sub *subscription) {
 	if isWildcard(sub.pattern) {
-		b.wildcards.Store(withSub(*b.wildcards.Load(), sub))
+		sp.wildcards.Store(withSub(*sp.wildcards.Load(), sub))
 		return
 	}
-	t := b.topics[sub.pattern]
+	t := sp.topics[sub.pattern]
 	if t == nil {
 		t = &topic{name: sub.pattern}
 		t.subs.Store(new([]*subscription))
-		b.topics[sub.pattern] = t
+		sp.topics[sub.pattern] = t
 	}
 	t.subs.Store(withSub(*t.subs.Load(), sub))
 }
 
 // removeTopicSub unregisters sub; a topic left without subscribers is
 // forgotten.
-func (b *Broker) removeTopicSub(sub *subscription) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+func (sp *space) removeTopicSub(sub *subscription) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
 	if isWildcard(sub.pattern) {
-		b.wildcards.Store(withoutSub(*b.wildcards.Load(), sub))
+		sp.wildcards.Store(withoutSub(*sp.wildcards.Load(), sub))
 		return
 	}
-	t := b.topics[sub.pattern]
+	t := sp.topics[sub.pattern]
 	if t == nil {
 		return
 	}
 	rest := withoutSub(*t.subs.Load(), sub)
 	if len(*rest) == 0 {
-		delete(b.topics, sub.pattern)
+		delete(sp.topics, sub.pattern)
 	}
 	t.subs.Store(rest)
 }
