@@ -82,6 +82,11 @@ func dialRaw(t testing.TB, addr string) *rawClient {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newRawClient(t, conn)
+}
+
+// newRawClient is dialRaw for a connection the caller dialed.
+func newRawClient(t testing.TB, conn net.Conn) *rawClient {
 	c := &rawClient{t: t, conn: conn, parser: frames.NewParser(frames.Limits{MaxBody: 64 << 20}), events: make(chan rawEvent, 1024)}
 	done := make(chan struct{})
 	go func() {

@@ -1,9 +1,15 @@
 package server
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"net"
 	"net/http"
+	"strings"
+	"time"
 
+	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/wsadapter"
 )
 
@@ -20,19 +26,155 @@ func (s *Server) ServeWeb(ln net.Listener) error {
 	return s.serveHTTP(ln, mux, true)
 }
 
-// upgrade switches a request to STOMP over WebSocket (wsadapter answers
-// refused requests itself: 403 for a foreign origin, 400 for unknown
-// subprotocols).
+// upgrade switches a request to STOMP over WebSocket. The checks run
+// cheapest and least revealing first: origin (403) and subprotocol (400),
+// answered by wsadapter; then the admission limits (429, 503), so that
+// the upgrade token's check, which may be costly, is rate-limited per
+// address too; then the token (401). Only then is the connection hijacked.
+// Logs name r.URL.Path, never the URL: its query may hold the token.
 func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	if s.isClosed() {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	wc, version, err := wsadapter.Upgrade(w, r, s.cfg.WebSocket)
+	log := s.cfg.Logger.With("remote", r.RemoteAddr, "path", r.URL.Path)
+	hs, err := wsadapter.Negotiate(w, r, s.cfg.WebSocket)
 	if err != nil {
-		s.cfg.Logger.Debug("websocket upgrade refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
+		var re *wsadapter.RejectError
+		if errors.As(err, &re) {
+			switch re.Reason {
+			case wsadapter.RejectOrigin:
+				s.metrics.upgradeRefused[upgradeRefusedOrigin].Add(1)
+			case wsadapter.RejectSubprotocol:
+				s.metrics.upgradeRefused[upgradeRefusedSubprotocol].Add(1)
+			}
+		}
+		log.Debug("websocket upgrade refused", "origin", r.Header.Get("Origin"), "err", err)
 		return
 	}
-	s.cfg.Logger.Debug("websocket upgraded", "remote", r.RemoteAddr, "subprotocol_version", version.String())
-	s.startConn(wc.NetConn(), wsStream{wc})
+	key := admissionKey(r.RemoteAddr)
+	if ref, ok := s.admission.admit(key); !ok {
+		s.metrics.refused[ref.limit].Add(1)
+		s.metrics.upgradeRefused[upgradeRefusedLimit].Add(1)
+		log.Debug("websocket upgrade refused", "limit", ref.limit.String())
+		refuseUpgrade(w, ref)
+		return
+	}
+	admitted := true
+	defer func() {
+		if admitted { // refused or failed below: the slot was not used
+			s.admission.release(key)
+		}
+	}()
+	principal, ok := s.authenticateUpgrade(w, r, log)
+	if !ok {
+		s.metrics.upgradeRefused[upgradeRefusedAuth].Add(1)
+		return
+	}
+	wc, err := hs.Upgrade(w, r)
+	if err != nil {
+		log.Debug("websocket upgrade failed", "err", err)
+		return
+	}
+	admitted = false // startConn owns the slot now
+	log.Debug("websocket upgraded", "subprotocol_version", hs.Version.String())
+	s.startConn(wc.NetConn(), wsStream{wc}, key, principal)
+}
+
+// upgradeToken is the token the request carries, or "".
+func (s *Server) upgradeToken(r *http.Request) string {
+	cfg := s.cfg.UpgradeToken
+	if cfg.QueryParam != "" {
+		if v := r.URL.Query().Get(cfg.QueryParam); v != "" {
+			return v
+		}
+	}
+	if cfg.Cookie != "" {
+		if c, err := r.Cookie(cfg.Cookie); err == nil && c.Value != "" {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+// authenticateUpgrade checks the upgrade token, if any. It returns the
+// principal (nil without a token) and whether the upgrade may go on; when
+// not, it has answered: 401 with WWW-Authenticate (RFC 6750), after the
+// broker's AuthFailureDelay for a refused token, or 503 when the check
+// itself could not run. The answer never holds the token, even
+// from an Authenticator whose error text echoes it.
+func (s *Server) authenticateUpgrade(w http.ResponseWriter, r *http.Request, log *slog.Logger) (*broker.Principal, bool) {
+	token := s.upgradeToken(r)
+	if token == "" {
+		if !s.cfg.UpgradeToken.Required {
+			return nil, true
+		}
+		log.Debug("websocket upgrade refused", "auth", "no token")
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		http.Error(w, "authentication required: "+s.tokenWhere(), http.StatusUnauthorized)
+		return nil, false
+	}
+	auth := s.cfg.Broker.Authenticator
+	if auth == nil {
+		auth = broker.AllowAll{} // the broker's own default
+	}
+	timeout := s.cfg.Broker.ConnectTimeout
+	if timeout <= 0 {
+		timeout = broker.DefaultConnectTimeout
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	p, err := auth.Authenticate(ctx, broker.Credentials{Passcode: token, FromUpgrade: true, RemoteAddr: r.RemoteAddr})
+	if err == nil && p == nil {
+		err = errors.New("no principal")
+	}
+	if err != nil {
+		reason := strings.ReplaceAll(err.Error(), token, "[token]")
+		log.Debug("websocket upgrade refused", "auth", reason)
+		if errors.Is(err, broker.ErrAuthUnavailable) {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "authentication unavailable, retry later", http.StatusServiceUnavailable)
+			return nil, false
+		}
+		s.delayAuthFailure(ctx)
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		http.Error(w, "authentication failed: "+reason, http.StatusUnauthorized)
+		return nil, false
+	}
+	log.Debug("websocket upgrade authenticated", "principal", p.Name)
+	return p, true
+}
+
+// delayAuthFailure holds a refused token's answer for the broker's
+// AuthFailureDelay, as a refused CONNECT is held: guessing tokens costs
+// the guesser time. It parks only this request's handler (the admission
+// rate bounds how many one address can have), and ends early with ctx.
+func (s *Server) delayAuthFailure(ctx context.Context) {
+	d := s.cfg.Broker.AuthFailureDelay
+	if d == 0 {
+		d = broker.DefaultAuthFailureDelay
+	}
+	if d < 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// tokenWhere tells a client where the token goes.
+func (s *Server) tokenWhere() string {
+	cfg := s.cfg.UpgradeToken
+	switch {
+	case cfg.QueryParam != "" && cfg.Cookie != "":
+		return "send a token in the " + cfg.QueryParam + " query parameter or the " + cfg.Cookie + " cookie"
+	case cfg.QueryParam != "":
+		return "send a token in the " + cfg.QueryParam + " query parameter"
+	case cfg.Cookie != "":
+		return "send a token in the " + cfg.Cookie + " cookie"
+	}
+	return "no way to send a token is configured"
 }

@@ -26,7 +26,8 @@ func BenchmarkIdleConnectionMemory(b *testing.B) {
 		}
 	}
 	for range b.N {
-		srv := startServer(b, Config{})
+		// One address opens all the connections at once: no per-address limits.
+		srv := startServer(b, Config{MaxConnectionsPerIP: -1, ConnectionRatePerIP: -1})
 		before := memInUse()
 		clients := make([]net.Conn, 0, conns)
 		connect := []byte(frame("CONNECT", "", "accept-version:1.2", "host:test", "heart-beat:0,0"))

@@ -44,7 +44,23 @@ type metrics struct {
 	transports     [transportCount]transportCounters
 	wsCloses       [2][len(wsCloseCodes) + 1]atomic.Uint64 // [byPeer][code index]
 	heartbeatsSent atomic.Uint64
+	refused        [limitCount]atomic.Uint64          // by the admission limit that refused
+	upgradeRefused [upgradeRefusalCount]atomic.Uint64 // by upgradeRefusal
 }
+
+// upgradeRefusal is why a WebSocket upgrade was refused; also the label of
+// stompbox_upgrade_refused_total.
+type upgradeRefusal uint8
+
+const (
+	upgradeRefusedOrigin      upgradeRefusal = iota // 403: Origin not allowed
+	upgradeRefusedSubprotocol                       // 400: no STOMP subprotocol offered
+	upgradeRefusedAuth                              // 401 (503 when the check could not run)
+	upgradeRefusedLimit                             // 429 or 503: an admission limit
+	upgradeRefusalCount
+)
+
+var upgradeRefusalNames = [upgradeRefusalCount]string{"origin", "subprotocol", "auth", "limit"}
 
 func (m *metrics) countWSClose(code wsadapter.CloseCode, byPeer bool) {
 	i := len(wsCloseCodes)
@@ -67,6 +83,7 @@ type collector struct {
 	version                            string
 	buildInfo, connections, accepted   *prometheus.Desc
 	bytesIn, bytesOut, wsCloses, beats *prometheus.Desc
+	refused, upgradeRefused            *prometheus.Desc
 }
 
 func newCollector(m *metrics, version string) *collector {
@@ -82,12 +99,16 @@ func newCollector(m *metrics, version string) *collector {
 		bytesOut:    desc("bytes_sent_total", "STOMP bytes sent, by transport (WebSocket framing not included).", "transport"),
 		wsCloses:    desc("websocket_closes_total", "WebSocket close frames sent, by close code and by who closed first (server, or client: our echo).", "code", "initiator"),
 		beats:       desc("heartbeats_sent_total", "Heart-beat EOLs sent to idle clients."),
+		refused: desc("connections_refused_total", "New connections and WebSocket upgrades refused by an admission limit: "+
+			"total (MaxConnections, or too many addresses tracked), per_ip (MaxConnectionsPerIP), rate (ConnectionRatePerIP).", "limit"),
+		upgradeRefused: desc("upgrade_refused_total", "WebSocket upgrades refused, by reason: origin (403), subprotocol (400), "+
+			"auth (upgrade token refused or missing), limit (an admission limit; also in stompbox_connections_refused_total).", "reason"),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.buildInfo, c.connections, c.accepted, c.bytesIn, c.bytesOut, c.wsCloses, c.beats} {
+	for _, d := range []*prometheus.Desc{c.buildInfo, c.connections, c.accepted, c.bytesIn, c.bytesOut, c.wsCloses, c.beats, c.refused, c.upgradeRefused} {
 		ch <- d
 	}
 }
@@ -115,4 +136,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	metric(c.beats, prometheus.CounterValue, float64(c.m.heartbeatsSent.Load()))
+	for l := range limitCount {
+		metric(c.refused, prometheus.CounterValue, float64(c.m.refused[l].Load()), l.String())
+	}
+	for r := range upgradeRefusalCount {
+		metric(c.upgradeRefused, prometheus.CounterValue, float64(c.m.upgradeRefused[r].Load()), upgradeRefusalNames[r])
+	}
 }

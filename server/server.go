@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -58,6 +60,52 @@ type Config struct {
 	// EnablePprof mounts net/http/pprof under /debug/pprof/ on the admin
 	// listener.
 	EnablePprof bool
+
+	// Admission limits, applied when a native connection is accepted and
+	// when a WebSocket upgrade is asked for (before it is answered). A
+	// refused native connection gets ERROR limit-exceeded (retryable) and
+	// is closed before any session exists; a refused upgrade gets 503 (the
+	// caps) or 429 with Retry-After (the rate). Addresses are the peer's
+	// IP as the socket sees it (a proxy's, behind one; forwarded headers
+	// are not trusted), IPv6 grouped by /64. For the first three: 0 means
+	// the default, negative means unlimited.
+
+	// MaxConnections bounds the STOMP connections open at once, native and
+	// WebSocket together. Default 100000.
+	MaxConnections int
+	// MaxConnectionsPerIP bounds the connections open at once from one
+	// address. Default 1000.
+	MaxConnectionsPerIP int
+	// ConnectionRatePerIP bounds new connections (and upgrades) per second
+	// from one address, with bursts up to ConnectionBurstPerIP: a token
+	// bucket. It is what bounds CONNECT (and so authentication) attempts
+	// per address. Default 50 per second.
+	ConnectionRatePerIP float64
+	// ConnectionBurstPerIP is the token bucket's size. Default: twice
+	// ConnectionRatePerIP (100 with the default rate), at least 1.
+	ConnectionBurstPerIP int
+
+	// UpgradeToken lets a browser authenticate in the WebSocket upgrade
+	// request itself. Default: off.
+	UpgradeToken UpgradeToken
+}
+
+// UpgradeToken configures authenticating the WebSocket upgrade request: a
+// token in a query parameter or a cookie (browsers cannot set headers on
+// a WebSocket), checked by Broker.Authenticator (Credentials.FromUpgrade)
+// before the connection is upgraded. A client so authenticated may CONNECT
+// without login and passcode; a CONNECT with its own credentials is checked
+// on its own.
+type UpgradeToken struct {
+	// QueryParam names the query parameter holding the token ("" : none).
+	// It is looked at before Cookie. With it set, request URLs are never
+	// logged (tokens in URLs end up in logs); only their path is.
+	QueryParam string
+	// Cookie names the cookie holding the token ("" : none).
+	Cookie string
+	// Required refuses upgrades without a token (401). With neither name
+	// set it refuses every upgrade: fail closed.
+	Required bool
 }
 
 // The defaults of Config.
@@ -89,6 +137,18 @@ func (c Config) withDefaults() Config {
 	if c.WebSocketPath == "" {
 		c.WebSocketPath = "/ws"
 	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
+	if c.MaxConnectionsPerIP == 0 {
+		c.MaxConnectionsPerIP = DefaultMaxConnectionsPerIP
+	}
+	if c.ConnectionRatePerIP == 0 {
+		c.ConnectionRatePerIP = DefaultConnectionRatePerIP
+	}
+	if c.ConnectionBurstPerIP <= 0 {
+		c.ConnectionBurstPerIP = max(1, int(math.Ceil(2*c.ConnectionRatePerIP)))
+	}
 	if c.WebSocket.MaxMessage <= 0 {
 		limits := c.Broker.Frame.WithDefaults()
 		c.WebSocket.MaxMessage = limits.MaxCommandLine + limits.MaxHeaderBytes + limits.MaxBody + 2*limits.MaxHeaders + 16
@@ -98,8 +158,12 @@ func (c Config) withDefaults() Config {
 
 // Server accepts STOMP connections and drives them against one Broker.
 type Server struct {
-	cfg    Config         // immutable
-	broker *broker.Broker // immutable
+	cfg       Config         // immutable
+	broker    *broker.Broker // immutable
+	admission *admission     // immutable (internally locked)
+	// refusing holds a token per goroutine answering a refused native
+	// connection (refuseNative).
+	refusing chan struct{}
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{} // guarded by mu
@@ -128,6 +192,8 @@ func New(cfg Config) *Server {
 		https:     make(map[*http.Server]bool),
 		conns:     make(map[*conn]struct{}),
 		registry:  reg,
+		admission: newAdmission(cfg, maxTrackedIPs, time.Now),
+		refusing:  make(chan struct{}, refusalWorkers),
 	}
 	reg.MustRegister(newCollector(&s.metrics, cfg.Version))
 	if cfg.Certificate != nil {
@@ -168,7 +234,14 @@ func (s *Server) Serve(ln net.Listener) error {
 			return fmt.Errorf("server: accept: %w", err)
 		}
 		backoff = 5 * time.Millisecond
-		s.startConn(nc, tcpStream{nc})
+		key := admissionKey(nc.RemoteAddr().String())
+		if r, ok := s.admission.admit(key); !ok {
+			s.metrics.refused[r.limit].Add(1)
+			s.cfg.Logger.Debug("connection refused", "remote", nc.RemoteAddr().String(), "limit", r.limit.String())
+			s.refuseNative(nc, r)
+			continue
+		}
+		s.startConn(nc, tcpStream{nc}, key, nil)
 	}
 }
 
@@ -206,16 +279,23 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
-func (s *Server) startConn(nc net.Conn, st stream) {
+// startConn serves a connection admitted under key (its slot is released
+// when it ends). principal, when set, is who the upgrade request
+// authenticated as.
+func (s *Server) startConn(nc net.Conn, st stream, key netip.Addr, principal *broker.Principal) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		_ = nc.Close()
+		s.admission.release(key)
 		return
 	}
 	// The session is created only once the connection will be served, so
 	// every session is released.
 	c := newConn(s, nc, st)
+	if principal != nil {
+		c.session.Preauthenticate(principal) // before the read loop's first Feed
+	}
 	_, secure := nc.(*tls.Conn)
 	kind := transportTCP
 	if w, ok := st.(wsStream); ok {
@@ -236,6 +316,7 @@ func (s *Server) startConn(nc net.Conn, st stream) {
 	go func() {
 		defer s.wg.Done()
 		c.serve()
+		s.admission.release(key)
 		c.counters.open.Add(-1)
 		s.mu.Lock()
 		delete(s.conns, c)

@@ -229,7 +229,8 @@ func (c *benchClient) consume(n int, progress chan<- int) error {
 // consumer (queue). msgs/s counts deliveries per second of wall time, from
 // the first SEND to the last delivery.
 func benchDelivery(b *testing.B, tr benchTransport, dest string, consumers int) {
-	srv, url := startWebServer(b, Config{})
+	// Every client dials from 127.0.0.1 at once: no per-address limits.
+	srv, url := startWebServer(b, Config{MaxConnectionsPerIP: -1, ConnectionRatePerIP: -1})
 	subs := make([]*benchClient, consumers)
 	for i := range subs {
 		subs[i] = dialBench(b, tr, srv, url)

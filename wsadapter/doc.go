@@ -16,4 +16,9 @@
 //	n, err := c.Read(buf)            // STOMP bytes, from one or more WS messages
 //	err = c.WriteFrames(out, ends)    // out[ends[i-1]:ends[i]] is one STOMP frame
 //	_ = c.Close(wsadapter.CloseNormal, "")
+//
+// A caller with checks of its own to make before the connection is
+// hijacked (rate limits, a token) splits Upgrade in two: Negotiate checks
+// origin and subprotocols, Handshake.Upgrade answers 101. Refusals are
+// *RejectError values saying which check refused.
 package wsadapter

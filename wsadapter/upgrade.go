@@ -18,10 +18,15 @@ type Config struct {
 	// ones are refused with close code 1009 before their payload is read.
 	// Default: frames.DefaultMaxBody plus 64 KiB of headers.
 	MaxMessage int
-	// AllowedOrigins lists the Origin values (e.g. "https://app.example")
-	// a browser may connect from; "*" allows any. When empty, only an
-	// Origin whose host equals the request's Host is accepted. Requests
-	// without Origin (non-browser clients) are always accepted.
+	// AllowedOrigins lists the origins a browser may connect from: exact
+	// ones ("https://app.example.com", "http://127.0.0.1:8080"), wildcard
+	// subdomains ("https://*.example.com": a.example.com and
+	// a.b.example.com, not example.com, on that scheme and port only), or
+	// "*" for any. Scheme and host compare case-insensitively and a default
+	// port equals none, as RFC 6454 serializes origins. Check entries with
+	// ValidOrigin; a malformed one matches nothing. When empty, only an
+	// Origin whose host:port equals the request's Host is accepted.
+	// Requests without Origin (non-browser clients) are always accepted.
 	AllowedOrigins []string
 	// HandshakeTimeout bounds writing the upgrade response. Default 5s.
 	HandshakeTimeout time.Duration
@@ -47,37 +52,112 @@ var subprotocols = []struct {
 	{"v10.stomp", frames.V10},
 }
 
-// ErrRejected is returned (wrapped) by Upgrade when it refused the request;
-// the HTTP response has been written.
+// ErrRejected is returned (wrapped, as a *RejectError) by Upgrade,
+// Negotiate and Handshake.Upgrade when they refused the request; the HTTP
+// response has been written.
 var ErrRejected = errors.New("wsadapter: upgrade rejected")
 
+// RejectReason says which check refused an upgrade, so that the caller can
+// count refusals by cause without parsing error text.
+type RejectReason uint8
+
+// The reasons of a RejectError.
+const (
+	// RejectOrigin: the Origin is not allowed (answered 403).
+	RejectOrigin RejectReason = iota + 1
+	// RejectSubprotocol: only unknown subprotocols were offered (400).
+	RejectSubprotocol
+	// RejectHandshake: not a valid WebSocket handshake (gobwas/ws answered,
+	// with a 4xx), or the connection failed while upgrading.
+	RejectHandshake
+)
+
+// String names the reason as a metric label would.
+func (r RejectReason) String() string {
+	switch r {
+	case RejectOrigin:
+		return "origin"
+	case RejectSubprotocol:
+		return "subprotocol"
+	case RejectHandshake:
+		return "handshake"
+	}
+	return "unknown"
+}
+
+// RejectError is a refused upgrade: errors.Is(err, ErrRejected) holds.
+type RejectError struct {
+	Reason RejectReason
+	Err    error // the detail
+}
+
+func (e *RejectError) Error() string { return "wsadapter: upgrade rejected: " + e.Err.Error() }
+
+// Unwrap returns the detail.
+func (e *RejectError) Unwrap() error { return e.Err }
+
+// Is makes every RejectError an ErrRejected.
+func (e *RejectError) Is(target error) bool { return target == ErrRejected }
+
+// Handshake is an upgrade request that passed the origin and subprotocol
+// checks and is not answered yet: the caller may still refuse it (rate
+// limits, a token) before Upgrade hijacks the connection.
+type Handshake struct {
+	cfg      Config // with defaults
+	protocol string // the subprotocol to answer with, "" for none
+	// Version is what the chosen subprotocol says (STOMP 1.2 when none was
+	// offered); CONNECT's accept-version still negotiates the session.
+	Version frames.Version
+}
+
 // Upgrade checks the request's origin and subprotocols and switches the
-// connection to WebSocket. The highest STOMP subprotocol offered wins; none
-// offered means STOMP 1.2; only unknown ones is refused with 400. version is
-// what the subprotocol says (CONNECT's accept-version still negotiates the
-// session). On error the HTTP response has been written.
+// connection to WebSocket: Negotiate, then Handshake.Upgrade. On error the
+// HTTP response has been written.
 func Upgrade(w http.ResponseWriter, r *http.Request, cfg Config) (c *Conn, version frames.Version, err error) {
+	h, err := Negotiate(w, r, cfg)
+	if err != nil {
+		return nil, 0, err
+	}
+	if c, err = h.Upgrade(w, r); err != nil {
+		return nil, 0, err
+	}
+	return c, h.Version, nil
+}
+
+// Negotiate checks the request's origin and subprotocols without answering
+// it when they pass. The highest STOMP subprotocol offered wins; none
+// offered means STOMP 1.2; only unknown ones is refused with 400, and a
+// foreign origin with 403 (the origin is checked first: a page that may not
+// connect learns nothing else). On error the HTTP response has been written.
+func Negotiate(w http.ResponseWriter, r *http.Request, cfg Config) (Handshake, error) {
 	cfg = cfg.withDefaults()
 	if !originAllowed(r, cfg.AllowedOrigins) {
 		http.Error(w, "origin "+r.Header.Get("Origin")+" is not allowed", http.StatusForbidden)
-		return nil, 0, errors.Join(ErrRejected, errors.New("origin not allowed"))
+		return Handshake{}, &RejectError{Reason: RejectOrigin, Err: errors.New("origin not allowed")}
 	}
 	offered := offeredProtocols(r)
-	chosen, version := "", frames.V12
+	h := Handshake{cfg: cfg, Version: frames.V12}
 	if len(offered) > 0 {
 		for _, p := range subprotocols {
 			if slices.Contains(offered, p.name) {
-				chosen, version = p.name, p.version
+				h.protocol, h.Version = p.name, p.version
 				break
 			}
 		}
-		if chosen == "" {
+		if h.protocol == "" {
 			http.Error(w, "no supported STOMP subprotocol offered; use v12.stomp, v11.stomp or v10.stomp", http.StatusBadRequest)
-			return nil, 0, errors.Join(ErrRejected, errors.New("no supported subprotocol"))
+			return Handshake{}, &RejectError{Reason: RejectSubprotocol, Err: errors.New("no supported subprotocol")}
 		}
 	}
-	u := ws.HTTPUpgrader{Timeout: cfg.HandshakeTimeout}
-	if chosen != "" {
+	return h, nil
+}
+
+// Upgrade answers the request with 101 Switching Protocols and returns the
+// WebSocket connection. On error the HTTP response has been written.
+func (h Handshake) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) {
+	u := ws.HTTPUpgrader{Timeout: h.cfg.HandshakeTimeout}
+	if h.protocol != "" {
+		chosen := h.protocol
 		u.Protocol = func(p string) bool { return p == chosen }
 	}
 	nc, rw, _, err := u.Upgrade(r, w)
@@ -85,9 +165,9 @@ func Upgrade(w http.ResponseWriter, r *http.Request, cfg Config) (c *Conn, versi
 		if nc != nil {
 			_ = nc.Close()
 		}
-		return nil, 0, errors.Join(ErrRejected, err)
+		return nil, &RejectError{Reason: RejectHandshake, Err: err}
 	}
-	return newConn(nc, rw.Reader, cfg.MaxMessage), version, nil
+	return newConn(nc, rw.Reader, h.cfg.MaxMessage), nil
 }
 
 func offeredProtocols(r *http.Request) []string {
@@ -111,7 +191,7 @@ func originAllowed(r *http.Request, allowed []string) bool {
 		return true
 	}
 	if len(allowed) > 0 {
-		return slices.Contains(allowed, "*") || slices.Contains(allowed, origin)
+		return originListed(origin, allowed)
 	}
 	u, err := url.Parse(origin)
 	return err == nil && strings.EqualFold(u.Host, r.Host)

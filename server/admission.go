@@ -1,0 +1,276 @@
+package server
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// The defaults of the admission limits in Config.
+const (
+	DefaultMaxConnections      = 100_000
+	DefaultMaxConnectionsPerIP = 1000
+	DefaultConnectionRatePerIP = 50.0 // new connections per second per address
+	// maxTrackedIPs bounds the per-address table: an address not in it
+	// when it is full is refused as if the server were full, so a spread
+	// of sources cannot grow it without bound.
+	maxTrackedIPs = 100_000
+	// refusalWorkers bounds the goroutines writing the ERROR of a refused
+	// native connection; past it, refused sockets are closed without one.
+	refusalWorkers = 32
+	// refusalWriteTimeout bounds writing that ERROR (a TLS handshake
+	// included), and refusalLinger the reading of what the client sent
+	// meanwhile, so closing does not reset the connection before the
+	// client has read the ERROR.
+	refusalWriteTimeout = 100 * time.Millisecond
+	refusalLinger       = 100 * time.Millisecond
+)
+
+// limitKind names the admission limit that refused a connection; also the
+// label of stompbox_connections_refused_total.
+type limitKind uint8
+
+const (
+	limitTotal limitKind = iota // MaxConnections, or the address table is full
+	limitPerIP                  // MaxConnectionsPerIP
+	limitRate                   // ConnectionRatePerIP
+	limitCount
+)
+
+var limitNames = [limitCount]string{"total", "per_ip", "rate"}
+
+func (l limitKind) String() string { return limitNames[l] }
+
+// refusal is why admit said no, and when a client should try again.
+type refusal struct {
+	limit      limitKind
+	retryAfter time.Duration // for limitRate: until the next token
+}
+
+// explain is the plain-text reason given to the refused client.
+func (r refusal) explain() string {
+	switch r.limit {
+	case limitPerIP:
+		return "too many connections from your address (the per-address connection limit is reached)"
+	case limitRate:
+		return "too many new connections from your address (the per-address connection rate limit is exceeded); retry later"
+	}
+	return "too many connections (the server's connection limit is reached)"
+}
+
+// admission applies MaxConnections, MaxConnectionsPerIP and
+// ConnectionRatePerIP to every new native connection and WebSocket
+// upgrade. A connection holds its slot from admit to release.
+type admission struct {
+	maxTotal int     // immutable; < 0: unlimited
+	maxPerIP int     // immutable; < 0: unlimited
+	rate     float64 // immutable: tokens per second; < 0: unlimited
+	burst    float64 // immutable: bucket size
+	maxIPs   int     // immutable: bound of ips
+	now      func() time.Time
+
+	mu    sync.Mutex
+	total int                     // guarded by mu: slots held
+	ips   map[netip.Addr]*ipState // guarded by mu: by admissionKey
+	// nextSweep (guarded by mu) spaces out full sweeps of a full table:
+	// one sweep per bucket refill time finds every entry that can go.
+	nextSweep time.Time
+}
+
+// ipState is one address's open connections and token bucket. An entry
+// with no open connection and a full bucket says nothing a new entry would
+// not, so it is removed.
+type ipState struct {
+	open   int
+	tokens float64   // as of at
+	at     time.Time // monotonic
+}
+
+func newAdmission(cfg Config, maxIPs int, now func() time.Time) *admission {
+	a := &admission{
+		maxTotal: cfg.MaxConnections,
+		maxPerIP: cfg.MaxConnectionsPerIP,
+		rate:     cfg.ConnectionRatePerIP,
+		burst:    float64(cfg.ConnectionBurstPerIP),
+		maxIPs:   maxIPs,
+		now:      now,
+		ips:      make(map[netip.Addr]*ipState),
+	}
+	return a
+}
+
+// tracksIPs reports whether any per-address limit is on.
+func (a *admission) tracksIPs() bool { return a.maxPerIP >= 0 || a.rate >= 0 }
+
+// admissionKey is the address a connection counts against: its IP without
+// the port; IPv4-mapped IPv6 as IPv4; IPv6 grouped by /64, because one
+// subscriber or host is normally given a whole /64 and could otherwise
+// spread connections over 2^64 addresses. An address that is not IP (a
+// unix socket) gives the zero key, which only the total limit applies to.
+func admissionKey(addr string) netip.Addr {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	ip := ap.Addr().Unmap().WithZone("")
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
+}
+
+// admit takes a slot for a new connection from key, or says which limit
+// refuses it. The rate is checked first: every attempt spends a token, so
+// a client retrying against a full server is slowed down too.
+func (a *admission) admit(key netip.Addr) (refusal, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var st *ipState
+	if key.IsValid() && a.tracksIPs() {
+		now := a.now()
+		if st = a.ips[key]; st == nil {
+			a.sweep(now, 2)
+			if len(a.ips) >= a.maxIPs && !now.Before(a.nextSweep) {
+				a.sweep(now, len(a.ips))
+				a.nextSweep = now.Add(a.refillTime())
+			}
+			if len(a.ips) >= a.maxIPs {
+				return refusal{limit: limitTotal}, false
+			}
+			st = &ipState{tokens: a.burst, at: now}
+			a.ips[key] = st
+		}
+		if a.rate >= 0 {
+			a.refill(st, now)
+			if st.tokens < 1 {
+				wait := time.Duration((1 - st.tokens) / a.rate * float64(time.Second))
+				return refusal{limit: limitRate, retryAfter: wait}, false
+			}
+			st.tokens--
+		}
+	}
+	if a.maxTotal >= 0 && a.total >= a.maxTotal {
+		return refusal{limit: limitTotal}, false
+	}
+	if st != nil && a.maxPerIP >= 0 && st.open >= a.maxPerIP {
+		return refusal{limit: limitPerIP}, false
+	}
+	a.total++
+	if st != nil {
+		st.open++
+	}
+	return refusal{}, true
+}
+
+// release gives back the slot admit took for key.
+func (a *admission) release(key netip.Addr) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.total--
+	if st := a.ips[key]; st != nil {
+		st.open--
+		if st.open == 0 && a.idle(st, a.now()) {
+			delete(a.ips, key)
+		}
+	}
+}
+
+// sweep removes up to n entries' worth of idle addresses, starting at a
+// random point of the table (Go's map iteration order): a few per new
+// address keep the table close to the addresses in use at little cost.
+func (a *admission) sweep(now time.Time, n int) {
+	for key, st := range a.ips {
+		if n == 0 {
+			return
+		}
+		n--
+		if st.open == 0 && a.idle(st, now) {
+			delete(a.ips, key)
+		}
+	}
+}
+
+// idle reports whether st's bucket is full again.
+func (a *admission) idle(st *ipState, now time.Time) bool {
+	if a.rate < 0 {
+		return true
+	}
+	a.refill(st, now)
+	return st.tokens >= a.burst
+}
+
+func (a *admission) refill(st *ipState, now time.Time) {
+	if elapsed := now.Sub(st.at); elapsed > 0 {
+		st.tokens = min(a.burst, st.tokens+elapsed.Seconds()*a.rate)
+		st.at = now
+	}
+}
+
+// refillTime is how long an empty bucket takes to fill.
+func (a *admission) refillTime() time.Duration {
+	if a.rate <= 0 {
+		return time.Second
+	}
+	return max(time.Second, time.Duration(a.burst/a.rate*float64(time.Second)))
+}
+
+// tracked is the size of the address table, for tests.
+func (a *admission) tracked() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.ips)
+}
+
+// refusalFrame is the ERROR a refused native connection gets: sent before
+// CONNECT, so it is valid in every STOMP version (no escaping needed).
+func refusalFrame(r refusal) []byte {
+	body := r.explain()
+	return []byte("ERROR\nmessage:too many connections\nerror-code:limit-exceeded\nretryable:true\n" +
+		"content-type:text/plain\ncontent-length:" + strconv.Itoa(len(body)) + "\n\n" + body + "\x00")
+}
+
+// refuseNative answers a refused native connection with an ERROR and
+// closes it, off the accept loop: a bounded set of goroutines each spends
+// at most refusalWriteTimeout+refusalLinger on it, and when all are busy
+// (a flood) the socket is closed at once, so accepting never stalls. No
+// session is created. The caller is a Serve loop, whose own wg count keeps
+// s.wg above zero while it adds.
+func (s *Server) refuseNative(nc net.Conn, r refusal) {
+	select {
+	case s.refusing <- struct{}{}:
+	default:
+		_ = nc.Close()
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.refusing }()
+		defer nc.Close()
+		_ = nc.SetDeadline(time.Now().Add(refusalWriteTimeout))
+		if _, err := nc.Write(refusalFrame(r)); err != nil {
+			return
+		}
+		if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+		_ = nc.SetReadDeadline(time.Now().Add(refusalLinger))
+		_, _ = io.Copy(io.Discard, io.LimitReader(nc, 64<<10))
+	}()
+}
+
+// refuseUpgrade answers a refused WebSocket upgrade before hijacking: 429
+// with Retry-After for the rate, 503 for the connection caps.
+func refuseUpgrade(w http.ResponseWriter, r refusal) {
+	status := http.StatusServiceUnavailable
+	if r.limit == limitRate {
+		status = http.StatusTooManyRequests
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int((r.retryAfter+time.Second-1)/time.Second))))
+	}
+	http.Error(w, r.explain(), status)
+}
