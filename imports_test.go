@@ -39,10 +39,11 @@ var allowedInternal = map[string][]string{
 	"wsadapter":               {"frames", "broker"},
 	"web":                     nil,
 	"server":                  {"wsadapter", "broker", "persistence", "web", "frames"},
+	"server/auth":             {"broker"},
 	"cmd/...":                 {"server", "broker", "frames", "wsadapter", "persistence", "web"},
 	// The command's configuration loader builds the packages' Configs.
-	"cmd/stompbox":                 {"server", "broker", "frames", "wsadapter", "persistence", "web", "cmd/stompbox/internal/config"},
-	"cmd/stompbox/internal/config": {"server", "broker", "frames", "persistence"},
+	"cmd/stompbox":                 {"server", "server/auth", "broker", "frames", "wsadapter", "persistence", "web", "cmd/stompbox/internal/config"},
+	"cmd/stompbox/internal/config": {"server", "broker", "frames", "persistence", "wsadapter"},
 	"e2e/...":                      {anything},
 }
 
