@@ -90,7 +90,7 @@ build: web
 RUN_FLAGS ?=
 
 run: build
-	exec ./stompbox $(RUN_FLAGS)
+	exec ./stompbox -auth-anonymous $(RUN_FLAGS)
 
 # web vendors the browser client of the demo pages: `npm ci` in web/ installs
 # @stomp/stompjs exactly as web/package-lock.json pins it, and its UMD bundle

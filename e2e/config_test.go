@@ -42,6 +42,9 @@ func runStompbox(t *testing.T, env []string, args ...string) (stdout, stderr str
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
+	// Every run needs some authentication configured; anonymous is the
+	// one that needs no files.
+	args = append([]string{"-auth-anonymous"}, args...)
 	cmd := exec.CommandContext(ctx, stompboxBinary(t), args...)
 	cmd.SysProcAttr = childProcAttr()
 	// A one-shot run has no goroutines left to report races from at exit.
@@ -103,7 +106,7 @@ func (l *jsonLog) Write(p []byte) (int, error) {
 // for the JSON listening record, which it returns with the process.
 func startBrokerJSON(t *testing.T, flags ...string) (*brokerProc, map[string]any) {
 	t.Helper()
-	args := append([]string{"-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, flags...)
+	args := append([]string{"-auth-anonymous", "-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, flags...)
 	cmd := exec.Command(stompboxBinary(t), args...)
 	cmd.SysProcAttr = childProcAttr()
 	cmd.Env = childEnv("halt_on_error=0 exitcode=66")

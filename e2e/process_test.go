@@ -209,7 +209,7 @@ type brokerProc struct {
 func startBroker(t *testing.T, flags ...string) *brokerProc {
 	t.Helper()
 	bin := stompboxBinary(t)
-	args := append([]string{"-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, flags...)
+	args := append([]string{"-auth-anonymous", "-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, flags...)
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = childProcAttr()
 	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=0 exitcode=66")

@@ -5,6 +5,7 @@
 //
 //	stompbox -config /etc/stompbox/stompbox.yaml
 //	stompbox -print-config
+//	stompbox passwd -users-file users -user alice -roles admin < password
 //
 // SIGTERM or SIGINT shut it down gracefully; SIGHUP reloads the TLS
 // certificate.
@@ -28,6 +29,9 @@ import (
 var version = "dev"
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "passwd" {
+		os.Exit(runPasswd(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 

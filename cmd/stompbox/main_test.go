@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -27,9 +28,10 @@ func TestRunExitStatus(t *testing.T) {
 		wantStdout string
 		wantStderr string
 	}{
-		{"print config", []string{"-print-config", "-max-body", "1MiB"}, []string{"STOMPBOX_LOG_LEVEL=warn"}, 0, "  max_body: 1MiB", ""},
+		{"print config", []string{"-print-config", "-max-body", "1MiB"}, []string{"STOMPBOX_LOG_LEVEL=warn", "STOMPBOX_AUTH_ANONYMOUS=true"}, 0, "  max_body: 1MiB", ""},
+		{"no authentication", []string{"-print-config"}, nil, 2, "", "auth: no authentication configured"},
 		{"help", []string{"-h"}, nil, 0, "", "-journal-dir"},
-		{"bad flag value", []string{"-listen", "nowhere"}, nil, 2, "", `stompbox: flag -listen: listen.stomp: invalid address "nowhere"`},
+		{"bad flag value", []string{"-auth-anonymous", "-listen", "nowhere"}, nil, 2, "", `stompbox: flag -listen: listen.stomp: invalid address "nowhere"`},
 		{"unknown flag", []string{"-nope"}, nil, 2, "", "flag provided but not defined: -nope"},
 		{"missing file", []string{"-config", filepath.Join(t.TempDir(), "none.yaml")}, nil, 2, "", "config file:"},
 	}
@@ -99,6 +101,7 @@ func TestServeUntilCancelled(t *testing.T) {
 	c := config.Default()
 	c.Listen = config.Listen{STOMP: "127.0.0.1:0", HTTP: "127.0.0.1:0", Admin: "127.0.0.1:0"}
 	c.Journal.Dir = t.TempDir()
+	c.Auth.Anonymous = true
 	c.ShutdownTimeout = config.Duration(5 * time.Second)
 	var logs syncWriter
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
@@ -143,4 +146,38 @@ func (w *syncWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.buf.String()
+}
+
+func TestPasswd(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "users")
+	var stdout, stderr bytes.Buffer
+	if got := runPasswd([]string{"-users-file", file, "-user", "alice", "-roles", "admin, ops", "-cost", "4"},
+		strings.NewReader("s3cret pass\n"), &stdout, &stderr); got != 0 {
+		t.Fatalf("status %d: %s", got, stderr.String())
+	}
+	info, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o600 {
+		t.Errorf("users file mode %v, want 0600", info.Mode().Perm())
+	}
+	data, _ := os.ReadFile(file)
+	if !strings.HasPrefix(string(data), "alice:$2") || !strings.HasSuffix(strings.TrimSpace(string(data)), ":admin,ops") || strings.Contains(string(data), "s3cret") {
+		t.Fatalf("users file %q", data)
+	}
+	for _, tt := range []struct {
+		name  string
+		args  []string
+		stdin string
+	}{
+		{"no password", []string{"-users-file", file, "-user", "bob"}, ""},
+		{"no user", []string{"-users-file", file}, "pw\n"},
+		{"no file", []string{"-user", "bob"}, "pw\n"},
+	} {
+		stderr.Reset()
+		if got := runPasswd(tt.args, strings.NewReader(tt.stdin), io.Discard, &stderr); got != 2 {
+			t.Errorf("%s: status %d, want 2 (%s)", tt.name, got, stderr.String())
+		}
+	}
 }

@@ -50,7 +50,13 @@ func serve(ctx context.Context, l *config.Loaded, logger *slog.Logger, hup <-cha
 	if err != nil {
 		return closeJournal(journal, err)
 	}
-	srv := server.New(serverConfig(c, logger, registry, journal, cert))
+	sec, err := buildSecurity(c.Auth, logger)
+	if err != nil {
+		return closeJournal(journal, err)
+	}
+	sc := serverConfig(c, logger, registry, journal, cert)
+	sc.Broker.Authenticator, sc.Broker.Authorizer = sec.authenticator, sec.authorizer
+	srv := server.New(sc)
 	warnings(c, logger)
 
 	running := &listeners{logger: logger, errs: make(chan error, 5)}
@@ -89,6 +95,7 @@ func serve(ctx context.Context, l *config.Loaded, logger *slog.Logger, hup <-cha
 			return shutdown(srv, journal, c, logger, err)
 		case <-hup:
 			reloadCertificate(cert, logger)
+			sec.reload(logger)
 		}
 	}
 }
@@ -120,26 +127,36 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 		ReadBufferSize: int(c.Conn.ReadBufferSize),
 		WebSocket:      wsadapter.Config{AllowedOrigins: c.WebSocket.AllowedOrigins},
 		WebSocketPath:  c.WebSocket.Path,
-		Page:           web.Handler(),
+		UpgradeToken: server.UpgradeToken{QueryParam: c.Auth.TokenQuery, Cookie: c.Auth.TokenCookie,
+			Required: c.Auth.TokenRequired},
+		MaxConnections:      lim.MaxConnections,
+		MaxConnectionsPerIP: lim.MaxConnectionsPerIP,
+		ConnectionRatePerIP: lim.ConnectionRatePerIP,
+		Page:                web.Handler(),
 		Broker: broker.Config{
 			ServerName: "stompbox/" + version,
 			Frame: frames.Limits{MaxBody: int(lim.MaxBody), MaxHeaders: lim.MaxHeaders,
 				MaxHeaderBytes: int(lim.MaxHeaderBytes), MaxHeaderLine: int(lim.MaxHeaderLine)},
-			HeartBeat:            frames.HeartBeat{Send: heartbeat, Receive: heartbeat},
-			HeartbeatTolerance:   c.Heartbeat.Tolerance,
-			ConnectTimeout:       time.Duration(lim.ConnectTimeout),
-			MaxSubscriptions:     lim.MaxSubscriptions,
-			MaxOutboxBytes:       int(lim.MaxOutboxBytes),
-			MaxQueueMessages:     lim.MaxQueueMessages,
-			MaxQueueBytes:        int(lim.MaxQueueBytes),
-			MaxQueues:            lim.MaxQueues,
-			MaxTotalQueuedBytes:  int(lim.MaxTotalQueuedBytes),
-			MaxTopicUnacked:      lim.MaxTopicUnacked,
-			MaxRedeliveries:      lim.MaxRedeliveries,
-			MaxTransactions:      lim.MaxTransactions,
-			MaxTransactionFrames: lim.MaxTransactionFrames,
-			DestinationMetrics:   c.Admin.DestinationMetrics,
-			Journal:              brokerJournal,
+			HeartBeat:                    frames.HeartBeat{Send: heartbeat, Receive: heartbeat},
+			HeartbeatTolerance:           c.Heartbeat.Tolerance,
+			ConnectTimeout:               time.Duration(lim.ConnectTimeout),
+			MaxSubscriptions:             lim.MaxSubscriptions,
+			MaxOutboxBytes:               int(lim.MaxOutboxBytes),
+			MaxQueueMessages:             lim.MaxQueueMessages,
+			MaxQueueBytes:                int(lim.MaxQueueBytes),
+			MaxQueues:                    lim.MaxQueues,
+			MaxTotalQueuedBytes:          int(lim.MaxTotalQueuedBytes),
+			MaxTopicUnacked:              lim.MaxTopicUnacked,
+			MaxRedeliveries:              lim.MaxRedeliveries,
+			MaxTransactions:              lim.MaxTransactions,
+			MaxTransactionFrames:         lim.MaxTransactionFrames,
+			DestinationMetrics:           c.Admin.DestinationMetrics,
+			VirtualHosts:                 c.VirtualHosts,
+			MaxFramesPerSecond:           lim.MaxFramesPerSecond,
+			MaxBytesPerSecond:            int(lim.MaxBytesPerSecond),
+			MaxDestinationsPerConnection: lim.MaxDestinations,
+			AuthFailureDelay:             authFailureDelay(c.Auth.FailureDelay),
+			Journal:                      brokerJournal,
 		},
 	}
 }
@@ -227,4 +244,13 @@ func closeJournal(journal *persistence.File, cause error) error {
 		return errors.Join(cause, fmt.Errorf("journal close: %w", err))
 	}
 	return cause
+}
+
+// authFailureDelay maps the option (0: none) onto broker.Config (0:
+// default, negative: none).
+func authFailureDelay(d config.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return time.Duration(d)
 }

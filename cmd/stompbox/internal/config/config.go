@@ -18,10 +18,13 @@ type Config struct {
 	WebSocket WebSocket `yaml:"websocket"`
 	Heartbeat Heartbeat `yaml:"heartbeat"`
 	Limits    Limits    `yaml:"limits"`
+	Auth      Auth      `yaml:"auth"`
 	Journal   Journal   `yaml:"journal"`
 	Log       Log       `yaml:"log"`
 	Admin     Admin     `yaml:"admin"`
 	Conn      Conn      `yaml:"connection"`
+	// VirtualHosts are isolated namespaces of destinations besides "/".
+	VirtualHosts []string `yaml:"virtual_hosts" flag:"virtual-hosts" help:"virtual hosts besides \"/\", each an isolated namespace chosen by the CONNECT host header; with any set, a CONNECT naming another host is refused (flag and env: comma-separated)"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout" flag:"shutdown-timeout" help:"how long SIGTERM/SIGINT waits for clients to be told (server-shutdown), receipts to finish and the journal to close"`
 }
@@ -71,6 +74,32 @@ type Limits struct {
 	MaxRedeliveries      int      `yaml:"max_redeliveries" flag:"max-redeliveries" help:"redeliveries before a message moves to /queue/DLQ.<name>; -1 never dead-letters"`
 	MaxTransactions      int      `yaml:"max_transactions" flag:"max-transactions" help:"open transactions per connection"`
 	MaxTransactionFrames int      `yaml:"max_transaction_frames" flag:"max-transaction-frames" help:"SEND/ACK/NACK frames one transaction may hold"`
+	MaxConnections       int      `yaml:"max_connections" flag:"max-connections" help:"connections open at once, all transports; -1: unlimited"`
+	MaxConnectionsPerIP  int      `yaml:"max_connections_per_ip" flag:"max-connections-per-ip" help:"connections open at once from one IP address; -1: unlimited"`
+	ConnectionRatePerIP  float64  `yaml:"connection_rate_per_ip" flag:"connection-rate-per-ip" help:"new connections (and so CONNECT attempts) per second from one IP address, with a burst of twice that; -1: unlimited"`
+	MaxFramesPerSecond   int      `yaml:"max_frames_per_second" flag:"max-frames-per-second" help:"frames one connection may send per second (burst: twice that); past it ERROR limit-exceeded; 0: unlimited"`
+	MaxBytesPerSecond    ByteSize `yaml:"max_bytes_per_second" flag:"max-bytes-per-second" help:"bytes one connection may send per second (burst: twice that); past it ERROR limit-exceeded; 0: unlimited"`
+	MaxDestinations      int      `yaml:"max_destinations_per_connection" flag:"max-destinations-per-connection" help:"destinations (queues, topics, durable subscriptions) one connection may create; 0: unlimited"`
+}
+
+// Auth configures authentication and authorization (docs/security.md).
+type Auth struct {
+	Anonymous       bool     `yaml:"anonymous" flag:"auth-anonymous" help:"accept clients that present no credentials, as user anonymous (development; logged as a warning)"`
+	UsersFile       string   `yaml:"users_file" flag:"auth-users-file" help:"users file of bcrypt hashes (stompbox passwd writes it); reloaded on SIGHUP"`
+	JWTSecretFile   string   `yaml:"jwt_secret_file" flag:"auth-jwt-secret-file" help:"file holding the HS256 secret that signs JWT passcodes"`
+	JWTKeysFile     string   `yaml:"jwt_keys_file" flag:"auth-jwt-keys-file" help:"PEM or JWKS file of the RS256/ES256 public keys that sign JWT passcodes; reloaded on SIGHUP"`
+	JWTAudience     string   `yaml:"jwt_audience" flag:"auth-jwt-audience" help:"aud a JWT must carry (required with a JWT key)"`
+	JWTIssuer       string   `yaml:"jwt_issuer" flag:"auth-jwt-issuer" help:"iss a JWT must carry; empty: not checked"`
+	JWTUserClaim    string   `yaml:"jwt_user_claim" flag:"auth-jwt-user-claim" help:"claim naming the user"`
+	JWTRolesClaim   string   `yaml:"jwt_roles_claim" flag:"auth-jwt-roles-claim" help:"claim listing the user's roles"`
+	JWTPublishClaim string   `yaml:"jwt_publish_claim" flag:"auth-jwt-publish-claim" help:"claim listing destination patterns the token may publish to"`
+	JWTSubscribe    string   `yaml:"jwt_subscribe_claim" flag:"auth-jwt-subscribe-claim" help:"claim listing destination patterns the token may subscribe to"`
+	JWTVHostsClaim  string   `yaml:"jwt_vhosts_claim" flag:"auth-jwt-vhosts-claim" help:"claim listing the virtual hosts the token may use"`
+	ACLFile         string   `yaml:"acl_file" flag:"auth-acl-file" help:"authorization rules (publish/subscribe patterns per user, role or anonymous); with users or JWT configured, what no rule or token grants is denied; reloaded on SIGHUP"`
+	TokenQuery      string   `yaml:"token_query_param" flag:"auth-token-query" help:"WebSocket upgrade query parameter carrying a JWT, checked before the upgrade; empty: off"`
+	TokenCookie     string   `yaml:"token_cookie" flag:"auth-token-cookie" help:"WebSocket upgrade cookie carrying a JWT; empty: off"`
+	TokenRequired   bool     `yaml:"token_required" flag:"auth-token-required" help:"refuse WebSocket upgrades without a valid token (HTTP 401) before they cost a session"`
+	FailureDelay    Duration `yaml:"failure_delay" flag:"auth-failure-delay" help:"how long a client whose credentials were refused waits for its ERROR"`
 }
 
 // Journal configures the disk journal of persistent messages.
@@ -124,6 +153,17 @@ func Default() Config {
 			MaxRedeliveries:      5,
 			MaxTransactions:      16,
 			MaxTransactionFrames: 10_000,
+			MaxConnections:       100_000,
+			MaxConnectionsPerIP:  1000,
+			ConnectionRatePerIP:  50,
+			MaxFramesPerSecond:   20_000,
+			MaxBytesPerSecond:    64 << 20,
+			MaxDestinations:      1000,
+		},
+		Auth: Auth{
+			JWTUserClaim: "sub", JWTRolesClaim: "roles", JWTPublishClaim: "publish",
+			JWTSubscribe: "subscribe", JWTVHostsClaim: "vhosts",
+			FailureDelay: Duration(time.Second),
 		},
 		Journal: Journal{Sync: "always", SyncInterval: Duration(100 * time.Millisecond), SegmentSize: 64 << 20},
 		Log:     Log{Level: "info", Format: "text"},

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,8 +29,14 @@ func files(m map[string]string) func(string) ([]byte, error) {
 	}
 }
 
+// load runs Load with file as stompbox.yaml; anonymous authentication is
+// on (through the environment) unless env says something about auth.
 func load(t *testing.T, args, env []string, file string) (*Loaded, error) {
 	t.Helper()
+	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "STOMPBOX_AUTH") }) &&
+		!strings.Contains(file, "auth:") {
+		env = append(env, "STOMPBOX_AUTH_ANONYMOUS=true")
+	}
 	return Load(args, env, files(map[string]string{"stompbox.yaml": file}), io.Discard)
 }
 
@@ -135,6 +142,16 @@ func TestRejections(t *testing.T) {
 		{"small segment", nil, nil, "journal:\n  segment_size: 1KiB\n", []string{"stompbox.yaml:2: journal.segment_size: must be at least 4KiB"}},
 		{"several at once", nil, nil, "log:\n  level: loud\n  format: xml\n", []string{"stompbox.yaml:2: log.level", "stompbox.yaml:3: log.format"}},
 		{"stray argument", []string{"run"}, nil, "", []string{`unexpected argument "run"`}},
+		{"no authentication", nil, []string{"STOMPBOX_AUTH_ANONYMOUS=false"}, "", []string{"default: auth: no authentication configured"}},
+		{"two JWT keys", nil, nil, "auth:\n  jwt_secret_file: s\n  jwt_keys_file: k\n  jwt_audience: a\n", []string{"stompbox.yaml:2: auth.jwt_secret_file: set either"}},
+		{"JWT without audience", nil, nil, "auth:\n  jwt_keys_file: k\n", []string{"default: auth.jwt_audience: required with a JWT key"}},
+		{"token without JWT", nil, nil, "auth:\n  users_file: u\n  token_query_param: access_token\n", []string{"stompbox.yaml:3: auth.token_query_param: needs a JWT key"}},
+		{"token required without a source", nil, nil, "auth:\n  jwt_keys_file: k\n  jwt_audience: a\n  token_required: true\n", []string{"stompbox.yaml:4: auth.token_required: needs auth.token_query_param"}},
+		{"empty claim", nil, nil, "auth:\n  anonymous: true\n  jwt_user_claim: \"\"\n", []string{"stompbox.yaml:3: auth.jwt_user_claim: must name a claim"}},
+		{"long failure delay", nil, nil, "auth:\n  anonymous: true\n  failure_delay: 1m\n", []string{"stompbox.yaml:3: auth.failure_delay: must be between 0 and 10s"}},
+		{"bad virtual host", []string{"-virtual-hosts", "a,b\tc"}, nil, "", []string{`flag -virtual-hosts: virtual_hosts: "b\tc" is not a virtual host name`}},
+		{"zero connection cap", nil, nil, "limits:\n  max_connections_per_ip: 0\n", []string{"stompbox.yaml:2: limits.max_connections_per_ip: must be positive, or -1"}},
+		{"negative frame rate", []string{"-max-frames-per-second", "-5"}, nil, "", []string{"flag -max-frames-per-second: limits.max_frames_per_second: must not be negative"}},
 		{"unknown flag", []string{"-jornal-dir", "x"}, nil, "", []string{"flag provided but not defined: -jornal-dir"}},
 	}
 	for _, tt := range tests {
@@ -294,7 +311,7 @@ func TestEveryOptionDocumented(t *testing.T) {
 // TestDeployConfigLoads: the configuration shipped in deploy/ is valid.
 func TestDeployConfigLoads(t *testing.T) {
 	path := filepath.Join("..", "..", "..", "..", "deploy", "config", "stompbox.yaml")
-	l, err := Load([]string{"-config", path}, nil, os.ReadFile, io.Discard)
+	l, err := Load([]string{"-config", path}, []string{"STOMPBOX_AUTH_ANONYMOUS=true"}, os.ReadFile, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

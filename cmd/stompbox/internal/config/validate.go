@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/stompbox/stompbox/wsadapter"
 )
 
 // MaxDestinationMetrics caps admin.destination_metrics: each named
@@ -51,8 +53,8 @@ func (l *Loaded) validate() error {
 	oneOf("tls.min_version", c.TLS.MinVersion, "1.2", "1.3")
 	check("websocket.path", strings.HasPrefix(c.WebSocket.Path, "/"), "must start with / (got %q)", c.WebSocket.Path)
 	for _, o := range c.WebSocket.AllowedOrigins {
-		check("websocket.allowed_origins", o == "*" || strings.Contains(o, "://"),
-			"%q is not an origin (want scheme://host[:port], or *)", o)
+		err := wsadapter.ValidOrigin(o)
+		check("websocket.allowed_origins", err == nil, "%q is not an origin: %v", o, err)
 	}
 	check("heartbeat.interval", c.Heartbeat.Interval >= 0, "must not be negative (0 disables heart-beats)")
 	check("heartbeat.tolerance", c.Heartbeat.Tolerance >= 1, "must be at least 1 (got %v)", c.Heartbeat.Tolerance)
@@ -83,10 +85,46 @@ func (l *Loaded) validate() error {
 	check("admin.destination_metrics", c.Admin.DestinationMetrics >= 0 && c.Admin.DestinationMetrics <= MaxDestinationMetrics,
 		"must be between 0 and %d (got %d)", MaxDestinationMetrics, c.Admin.DestinationMetrics)
 	check("admin.pprof", !c.Admin.Pprof || c.Listen.Admin != "", "needs listen.admin")
+	for key, n := range map[string]int64{
+		"limits.max_frames_per_second": int64(lim.MaxFramesPerSecond), "limits.max_bytes_per_second": int64(lim.MaxBytesPerSecond),
+		"limits.max_destinations_per_connection": int64(lim.MaxDestinations),
+	} {
+		check(key, n >= 0, "must not be negative (0: unlimited; got %d)", n)
+	}
+	for key, n := range map[string]float64{
+		"limits.max_connections": float64(lim.MaxConnections), "limits.max_connections_per_ip": float64(lim.MaxConnectionsPerIP),
+		"limits.connection_rate_per_ip": lim.ConnectionRatePerIP,
+	} {
+		check(key, n > 0 || n == -1, "must be positive, or -1 for unlimited (got %v)", n)
+	}
+	for _, vh := range c.VirtualHosts {
+		check("virtual_hosts", vh != "" && len(vh) <= 255 && !strings.ContainsFunc(vh, func(r rune) bool { return r < ' ' || r == 0x7f }),
+			"%q is not a virtual host name (1 to 255 printable characters)", vh)
+	}
+	l.validateAuth(check)
 	positiveDuration("connection.write_timeout", c.Conn.WriteTimeout)
 	positiveDuration("connection.linger", c.Conn.Linger)
 	positiveDuration("shutdown_timeout", c.ShutdownTimeout)
 	check("shutdown_timeout", time.Duration(c.ShutdownTimeout) <= time.Hour, "must be at most 1h (got %s)", c.ShutdownTimeout)
 	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return errors.Join(errs...)
+}
+
+// validateAuth checks that some authentication is configured (the command
+// never accepts everyone by accident) and that its pieces fit together.
+func (l *Loaded) validateAuth(check func(key string, ok bool, format string, args ...any)) {
+	a := &l.Config.Auth
+	jwt := a.JWTSecretFile != "" || a.JWTKeysFile != ""
+	check("auth", a.Anonymous || a.UsersFile != "" || jwt,
+		"no authentication configured: set auth.users_file, auth.jwt_keys_file or auth.jwt_secret_file (or auth.anonymous: true for development)")
+	check("auth.jwt_secret_file", a.JWTSecretFile == "" || a.JWTKeysFile == "", "set either auth.jwt_secret_file (HS256) or auth.jwt_keys_file (RS256/ES256), not both")
+	check("auth.jwt_audience", !jwt || a.JWTAudience != "", "required with a JWT key: tokens minted for another service must not work here")
+	check("auth.token_query_param", a.TokenQuery == "" || jwt, "needs a JWT key (auth.jwt_keys_file or auth.jwt_secret_file)")
+	check("auth.token_cookie", a.TokenCookie == "" || jwt, "needs a JWT key (auth.jwt_keys_file or auth.jwt_secret_file)")
+	check("auth.token_required", !a.TokenRequired || a.TokenQuery != "" || a.TokenCookie != "", "needs auth.token_query_param or auth.token_cookie")
+	for key, claim := range map[string]string{"auth.jwt_user_claim": a.JWTUserClaim, "auth.jwt_roles_claim": a.JWTRolesClaim,
+		"auth.jwt_publish_claim": a.JWTPublishClaim, "auth.jwt_subscribe_claim": a.JWTSubscribe, "auth.jwt_vhosts_claim": a.JWTVHostsClaim} {
+		check(key, claim != "", "must name a claim")
+	}
+	check("auth.failure_delay", a.FailureDelay >= 0 && time.Duration(a.FailureDelay) <= 10*time.Second, "must be between 0 and 10s (got %s)", a.FailureDelay)
 }

@@ -90,6 +90,9 @@ func setNode(field reflect.Value, n *yaml.Node) error {
 				}
 				items = append(items, item.Value)
 			}
+			if len(items) == 0 {
+				items = nil // "[]" is no list, as the default is
+			}
 			*list = items
 		default:
 			return fmt.Errorf("want a list, e.g. [\"https://app.example.com\"] (got %s)", describe(n))

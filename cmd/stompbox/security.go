@@ -1,0 +1,114 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+
+	"github.com/stompbox/stompbox/broker"
+	"github.com/stompbox/stompbox/cmd/stompbox/internal/config"
+	"github.com/stompbox/stompbox/server/auth"
+)
+
+// security is what the auth options build: the authenticator chain, the
+// authorizer, and the files SIGHUP rereads.
+type security struct {
+	authenticator broker.Authenticator
+	authorizer    broker.Authorizer
+	reloaders     []reloader
+}
+
+type reloader interface {
+	Reload() error
+	String() string
+}
+
+// buildSecurity turns the auth options into the broker's Authenticator and
+// Authorizer. With users or JWT configured, authorization is default deny:
+// only the rules file and the tokens' own claims grant anything. Anonymous
+// alone, without rules, is a development setup that may do everything.
+func buildSecurity(a config.Auth, logger *slog.Logger) (*security, error) {
+	sec := &security{}
+	var chain []broker.Authenticator
+	if a.UsersFile != "" {
+		users, err := auth.LoadUsers(a.UsersFile)
+		if err != nil {
+			return nil, err
+		}
+		chain = append(chain, users)
+		sec.reloaders = append(sec.reloaders, users)
+	}
+	if a.JWTSecretFile != "" || a.JWTKeysFile != "" {
+		cfg := auth.JWTConfig{KeysFile: a.JWTKeysFile, Audience: a.JWTAudience, Issuer: a.JWTIssuer,
+			UserClaim: a.JWTUserClaim, RolesClaim: a.JWTRolesClaim, PublishClaim: a.JWTPublishClaim,
+			SubscribeClaim: a.JWTSubscribe, VHostsClaim: a.JWTVHostsClaim}
+		if a.JWTSecretFile != "" {
+			secret, err := os.ReadFile(a.JWTSecretFile)
+			if err != nil {
+				return nil, fmt.Errorf("auth.jwt_secret_file: %w", err)
+			}
+			cfg.Secret = trimNewline(secret)
+		}
+		jwt, err := auth.NewJWT(cfg)
+		if err != nil {
+			return nil, err
+		}
+		chain = append(chain, jwt)
+		if a.JWTKeysFile != "" {
+			sec.reloaders = append(sec.reloaders, jwt)
+		}
+	}
+	if a.Anonymous {
+		chain = append(chain, auth.Anonymous{})
+		logger.Warn("ANONYMOUS ACCESS ENABLED: clients without credentials are accepted (auth.anonymous); do not expose this broker")
+	}
+	sec.authenticator = auth.Chain(chain...)
+	switch {
+	case a.ACLFile != "":
+		acl, err := auth.LoadACL(a.ACLFile)
+		if err != nil {
+			return nil, err
+		}
+		sec.authorizer = acl
+		sec.reloaders = append(sec.reloaders, acl)
+	case a.UsersFile == "" && a.JWTSecretFile == "" && a.JWTKeysFile == "":
+		sec.authorizer = broker.AllowEverything{}
+		logger.Warn("no authorization rules (auth.acl_file): anonymous clients may publish and subscribe to everything")
+	default:
+		sec.authorizer = tokenGrants{} // only what the tokens' claims grant
+	}
+	return sec, nil
+}
+
+// reload rereads the users, keys and rules files (SIGHUP); a file that
+// fails keeps its previous contents.
+func (sec *security) reload(logger *slog.Logger) {
+	for _, r := range sec.reloaders {
+		if err := r.Reload(); err != nil {
+			logger.Error("reload failed; the previous contents stay in use", "file", r.String(), "err", err)
+			continue
+		}
+		logger.Info("reloaded", "file", r.String())
+	}
+}
+
+func trimNewline(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// tokenGrants authorizes with nothing but the principal's own grants (a
+// JWT's publish, subscribe and vhosts claims): the authorizer of a broker
+// with authentication and no rules file.
+type tokenGrants struct{}
+
+func (tokenGrants) AllowHost(p *broker.Principal, vhost string) bool {
+	return p.VHosts == nil || slices.Contains(p.VHosts, vhost)
+}
+
+func (tokenGrants) Allow(p *broker.Principal, _ string, a broker.Action, destination string) bool {
+	return auth.Grant(p, a, destination)
+}
