@@ -49,7 +49,7 @@ unit: deps
 # packages installed with apt. The browser test drives Debian's chromium
 # headless and needs the stomp.js bundle built into the binary (web).
 E2E_PYTHON ?= /usr/bin/python3
-E2E_TIMEOUT ?= 5m
+E2E_TIMEOUT ?= 10m
 
 e2e: deps e2e-deps web
 	STOMPBOX_E2E_PYTHON=$(E2E_PYTHON) $(GO) test -tags e2e -race -count=1 -timeout $(E2E_TIMEOUT) ./e2e/...
