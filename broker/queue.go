@@ -81,6 +81,15 @@ func (q *queue) enqueue(m *Message, checkLimits bool) error {
 	return nil
 }
 
+// connLimitErr is the ERROR for a limit of the connection itself
+// (subscriptions, transactions, destinations it created): the same client
+// doing the same thing again hits it again, so it is not retryable.
+func connLimitErr(detail string) *stompError {
+	return &stompError{code: CodeLimitExceeded, message: "limit exceeded",
+		detail: detail + "; close some before opening more, or ask the operator to raise the limit.",
+		reason: CloseLimitExceeded}
+}
+
 func limitErr(detail string) *stompError {
 	return &stompError{code: CodeLimitExceeded, message: "limit exceeded",
 		detail:    detail + "; the message was not accepted. Retry after consumers catch up.",

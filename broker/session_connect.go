@@ -83,8 +83,12 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 		dst = frames.AppendHeaderString(dst, frames.EscapeNone, "version", version.String())
 		dst = frames.AppendHeaderString(dst, frames.EscapeNone, "session", s.id)
 		dst = frames.AppendHeaderString(dst, frames.EscapeNone, "server", s.b.cfg.ServerName)
+		// The negotiated intervals, not only the server's own: a client
+		// computing max(its own, ours) gets the same answer, and clients
+		// that time reads from our values alone (go-stomp) do not drop a
+		// connection whose heart-beats they turned off.
 		dst = append(dst, "heart-beat:"...)
-		dst = frames.AppendHeartBeat(dst, server)
+		dst = frames.AppendHeartBeat(dst, frames.HeartBeat{Send: send, Receive: expect})
 		dst = append(dst, '\n')
 		return frames.AppendEnd(dst)
 	}) {

@@ -69,7 +69,7 @@ func (s *Session) mayCreate(exists bool) *stompError {
 		return nil
 	}
 	if s.created >= limit {
-		return limitErr("this connection has created its limit of " + strconv.Itoa(limit) + " destinations")
+		return connLimitErr("this connection has created its limit of " + strconv.Itoa(limit) + " destinations")
 	}
 	s.created++
 	return nil

@@ -26,7 +26,7 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 			"Subscription id "+strconv.Quote(truncateString(id, 64))+" is already in use on this connection.")
 	}
 	if len(s.subs) >= s.b.cfg.MaxSubscriptions {
-		return limitErr("this connection holds its limit of " + strconv.Itoa(s.b.cfg.MaxSubscriptions) + " subscriptions")
+		return connLimitErr("this connection holds its limit of " + strconv.Itoa(s.b.cfg.MaxSubscriptions) + " subscriptions")
 	}
 	ackValue, present := f.Header("ack")
 	mode, ok := parseAckMode(ackValue, present)

@@ -30,7 +30,9 @@ func TestConnectNegotiates(t *testing.T) {
 			if len(fs) != 2 || fs[0].Command != frames.CmdConnected || fs[1].Command != frames.CmdReceipt {
 				t.Fatalf("got %v, want CONNECTED then RECEIPT", commands(fs))
 			}
-			want := []string{"version:" + tc.version, "session:" + c.s.ID(), "server:stompbox/test", "heart-beat:5000,7000"}
+			// No heart-beat header from the client: none either way, and
+			// CONNECTED says so (the negotiated intervals).
+			want := []string{"version:" + tc.version, "session:" + c.s.ID(), "server:stompbox/test", "heart-beat:0,0"}
 			if got := headerLines(fs[0]); !slices.Equal(got, want) {
 				t.Fatalf("CONNECTED headers %q, want %q", got, want)
 			}

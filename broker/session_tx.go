@@ -34,7 +34,7 @@ func (s *Session) handleBegin(f *frames.Frame) *stompError {
 			"Transaction "+strconv.Quote(truncateString(string(id), 64))+" is already open.")
 	}
 	if len(s.txs) >= s.b.cfg.MaxTransactions {
-		return limitErr("this connection holds its limit of " + strconv.Itoa(s.b.cfg.MaxTransactions) + " open transactions")
+		return connLimitErr("this connection holds its limit of " + strconv.Itoa(s.b.cfg.MaxTransactions) + " open transactions")
 	}
 	if s.txs == nil {
 		s.txs = make(map[string]*transaction)
@@ -74,7 +74,7 @@ func (s *Session) addToTransaction(f *frames.Frame, id []byte, op txOp) *stompEr
 		size = op.msg.size()
 	}
 	if len(tx.ops) >= s.b.cfg.MaxTransactionFrames || tx.bytes+size > s.b.cfg.MaxQueueBytes {
-		return limitErr("transaction " + strconv.Quote(string(id)) + " holds its limit of " +
+		return connLimitErr("transaction " + strconv.Quote(string(id)) + " holds its limit of " +
 			strconv.Itoa(s.b.cfg.MaxTransactionFrames) + " frames or " + strconv.Itoa(s.b.cfg.MaxQueueBytes) + " bytes")
 	}
 	if op.msg != nil {

@@ -50,9 +50,10 @@ func TestConnectVersionNegotiation(t *testing.T) {
 				if got := header(f, "server"); got != broker.DefaultServerName {
 					t.Errorf("server = %q, want %q", got, broker.DefaultServerName)
 				}
-				// The default server heart-beat, announced to every version.
-				if got := header(f, "heart-beat"); got != "10000,10000" {
-					t.Errorf("heart-beat = %q, want 10000,10000", got)
+				// CONNECTED carries the negotiated intervals: this client
+				// asked for no heart-beats, so none either way.
+				if got := header(f, "heart-beat"); got != "0,0" {
+					t.Errorf("heart-beat = %q, want 0,0", got)
 				}
 				// The session is live: a receipt comes back.
 				c.send(frame("SEND", "x", "destination:/queue/negotiated", "receipt:r1"))

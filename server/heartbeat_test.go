@@ -60,8 +60,10 @@ func TestHeartbeatServerSendsOnTime(t *testing.T) {
 	timingAttempts(t, 3, func(t *testing.T) string {
 		c := dialRaw(t, srv.addr)
 		f, last := c.connectAt("accept-version:1.2", "heart-beat:100,200")
-		if got := header(f, "heart-beat"); got != "50,300" {
-			t.Fatalf("CONNECTED heart-beat = %q, want 50,300", got)
+		// Negotiated: the server sends every max(50, 200) ms and wants a
+		// beat every max(300, 100) ms.
+		if got := header(f, "heart-beat"); got != "200,300" {
+			t.Fatalf("CONNECTED heart-beat = %q, want 200,300", got)
 		}
 		stop := beatEvery(c.conn, 50*time.Millisecond)
 		defer stop()
@@ -190,8 +192,8 @@ func TestHeartbeatDisabled(t *testing.T) {
 			t.Parallel()
 			c := dialRaw(t, srv.addr)
 			f, _ := c.connectAt(tt.headers...)
-			if got := header(f, "heart-beat"); got != "50,50" {
-				t.Errorf("CONNECTED heart-beat = %q, want 50,50", got)
+			if got := header(f, "heart-beat"); got != "0,0" {
+				t.Errorf("CONNECTED heart-beat = %q, want the negotiated 0,0", got)
 			}
 			select {
 			case ev := <-c.events:

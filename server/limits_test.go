@@ -27,9 +27,14 @@ func (c *rawClient) expectReceipt(id string) {
 	}
 }
 
-// limitExceeded is the ERROR every broker limit answers with.
+// limitExceeded is the ERROR a broker limit answers with: retryable when
+// waiting can help (a full queue), not for the connection's own limits.
 func limitExceeded(receipt string) errorWant {
 	return errorWant{message: "limit exceeded", code: "limit-exceeded", retryable: true, receipt: receipt}
+}
+
+func connLimitExceeded(receipt string) errorWant {
+	return errorWant{message: "limit exceeded", code: "limit-exceeded", retryable: false, receipt: receipt}
 }
 
 // MaxSubscriptions bounds live subscriptions per connection; UNSUBSCRIBE
@@ -48,7 +53,7 @@ func TestLimitMaxSubscriptions(t *testing.T) {
 	c.send(frame("SUBSCRIBE", "", "id:4", "destination:/queue/q4", "receipt:s4"))
 	c.expectReceipt("s4")
 	c.send(frame("SUBSCRIBE", "", "id:5", "destination:/topic/t5", "receipt:s5"))
-	f := c.expectERROR(limitExceeded("s5"))
+	f := c.expectERROR(connLimitExceeded("s5"))
 	if !strings.Contains(string(f.Body), "3 subscriptions") {
 		t.Errorf("body %q does not name the limit", f.Body)
 	}
@@ -68,7 +73,7 @@ func TestLimitMaxTransactions(t *testing.T) {
 		c.expectReceipt(receipt)
 	}
 	c.send(frame("BEGIN", "", "transaction:t5", "receipt:b5"))
-	f := c.expectERROR(limitExceeded("b5"))
+	f := c.expectERROR(connLimitExceeded("b5"))
 	if !strings.Contains(string(f.Body), "2 open transactions") {
 		t.Errorf("body %q does not name the limit", f.Body)
 	}
