@@ -4,8 +4,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,153 +14,9 @@ import (
 	"time"
 )
 
-// Kubernetes, Dockerfile, compose and systemd checks of deploy/: each file
-// is parsed and checked against the others and against
-// deploy/config/stompbox.yaml.
-
-func TestDeployKubernetes(t *testing.T) {
-	const dir = "deploy/kubernetes"
-	byKind := map[string][]map[string]any{}
-	files, _ := filepath.Glob(filepath.Join(mustRoot(t), dir, "*.yaml"))
-	var manifests []string
-	for _, f := range files {
-		if filepath.Base(f) == "kustomization.yaml" {
-			continue
-		}
-		manifests = append(manifests, filepath.Base(f))
-		for _, d := range yamlDocs(t, filepath.Join(dir, filepath.Base(f))) {
-			if str(d["apiVersion"]) == "" || str(d["kind"]) == "" || str(dig(d, "metadata", "name")) == "" {
-				t.Errorf("%s: a document without apiVersion, kind or metadata.name", f)
-			}
-			if dig(d, "metadata", "namespace") != nil {
-				t.Errorf("%s: %s sets a namespace", f, dig(d, "metadata", "name"))
-			}
-			byKind[str(d["kind"])] = append(byKind[str(d["kind"])], d)
-		}
-	}
-	if len(byKind["StatefulSet"]) != 1 || len(byKind["ConfigMap"]) != 1 || len(byKind["Service"]) < 2 {
-		t.Fatalf("want 1 StatefulSet, 1 ConfigMap, 2 Services; got %v", slices.Collect(maps.Keys(byKind)))
-	}
-	sts, cm := byKind["StatefulSet"][0], byKind["ConfigMap"][0]
-	podLabels, _ := dig(sts, "spec", "template", "metadata", "labels").(map[string]any)
-	matches := func(sel any) bool {
-		m, _ := sel.(map[string]any)
-		for k, v := range m {
-			if podLabels[k] != v {
-				return false
-			}
-		}
-		return len(m) > 0
-	}
-	ctr := dig(sts, "spec", "template", "spec", "containers", "0")
-	ctrPorts := map[string]int{}
-	for _, p := range dig(ctr, "ports").([]any) {
-		ctrPorts[str(dig(p, "name"))] = dig(p, "containerPort").(int)
-	}
-	cfg := prodConfig(t)
-
-	t.Run("Kustomization", func(t *testing.T) {
-		var res []string
-		for _, r := range dig(yamlDocs(t, dir+"/kustomization.yaml")[0], "resources").([]any) {
-			res = append(res, str(r))
-		}
-		slices.Sort(res)
-		if slices.Sort(manifests); !slices.Equal(res, manifests) {
-			t.Errorf("kustomization resources %v, want the manifests %v", res, manifests)
-		}
-	})
-	t.Run("ConfigMapIsTheConfigFile", func(t *testing.T) {
-		if got, want := str(dig(cm, "data", "stompbox.yaml")), string(deployFile(t, "deploy/config/stompbox.yaml")); got != want {
-			t.Errorf("configmap data.stompbox.yaml differs from deploy/config/stompbox.yaml")
-		}
-	})
-	t.Run("StatefulSet", func(t *testing.T) {
-		spec := dig(sts, "spec")
-		if str(dig(spec, "serviceName")) == "" || dig(spec, "replicas") != 1 {
-			t.Errorf("serviceName %q, replicas %v", dig(spec, "serviceName"), dig(spec, "replicas"))
-		}
-		if !matches(dig(spec, "selector", "matchLabels")) {
-			t.Error("selector does not match the template labels")
-		}
-		if str(dig(ctr, "image")) == "" {
-			t.Error("no container image")
-		}
-		for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
-			p := dig(ctr, probe, "httpGet")
-			if str(dig(p, "path")) != path || ctrPorts[str(dig(p, "port"))] != 61680 {
-				t.Errorf("%s: %v, want %s on the admin port 61680", probe, p, path)
-			}
-		}
-		if ctrPorts["admin"] != 61680 || port(str(dig(cfg, "listen", "admin"))) != "61680" {
-			t.Errorf("admin port %d, listen.admin %v", ctrPorts["admin"], dig(cfg, "listen", "admin"))
-		}
-		for _, k := range []string{"requests", "limits"} {
-			if m, _ := dig(ctr, "resources", k).(map[string]any); len(m) == 0 {
-				t.Errorf("no resources.%s", k)
-			}
-		}
-		if dig(spec, "template", "spec", "securityContext", "runAsNonRoot") != true && dig(ctr, "securityContext", "runAsNonRoot") != true {
-			t.Error("runAsNonRoot is not set")
-		}
-		if dig(ctr, "securityContext", "readOnlyRootFilesystem") != true {
-			t.Error("readOnlyRootFilesystem is not set")
-		}
-		if g, _ := dig(spec, "template", "spec", "terminationGracePeriodSeconds").(int); time.Duration(g)*time.Second <= shutdownTimeout(t) {
-			t.Errorf("terminationGracePeriodSeconds %d is not above shutdown_timeout", g)
-		}
-		claim := str(dig(spec, "volumeClaimTemplates", "0", "metadata", "name"))
-		mounts := map[string]string{}
-		for _, m := range dig(ctr, "volumeMounts").([]any) {
-			mounts[str(dig(m, "name"))] = str(dig(m, "mountPath"))
-		}
-		if jd := str(dig(cfg, "journal", "dir")); claim == "" || mounts[claim] == "" || !strings.HasPrefix(jd, mounts[claim]+"/") {
-			t.Errorf("journal.dir %s is not on the volumeClaimTemplate %q (mounts %v)", jd, claim, mounts)
-		}
-		cmVol := ""
-		for _, v := range dig(spec, "template", "spec", "volumes").([]any) {
-			if str(dig(v, "configMap", "name")) == str(dig(cm, "metadata", "name")) {
-				cmVol = str(dig(v, "name"))
-			}
-		}
-		args := fmt.Sprint(dig(ctr, "args"))
-		if cmVol == "" || !strings.Contains(args, mounts[cmVol]+"/stompbox.yaml") {
-			t.Errorf("args %s do not read stompbox.yaml from the ConfigMap volume (mounted at %q)", args, mounts[cmVol])
-		}
-	})
-	t.Run("Services", func(t *testing.T) {
-		ports := map[int]map[string]any{}
-		for _, svc := range byKind["Service"] {
-			if !matches(dig(svc, "spec", "selector")) {
-				t.Errorf("service %v selects no broker pod", dig(svc, "metadata", "name"))
-			}
-			ps, _ := dig(svc, "spec", "ports").([]any)
-			if len(ps) == 0 {
-				t.Errorf("service %v has no ports", dig(svc, "metadata", "name"))
-			}
-			for _, p := range ps {
-				if _, ok := ctrPorts[str(dig(p, "targetPort"))]; !ok {
-					t.Errorf("service %v: targetPort %v is no container port", dig(svc, "metadata", "name"), dig(p, "targetPort"))
-				}
-				n, _ := dig(p, "port").(int)
-				ports[n] = svc
-			}
-		}
-		if ports[61613] == nil || ports[61614] == nil || ports[61613]["metadata"] == nil {
-			t.Fatalf("no service for STOMP 61613 and HTTP 61614")
-		}
-		admin := ports[61680]
-		if admin == nil || str(dig(admin, "metadata", "annotations", "prometheus.io/scrape")) != "true" ||
-			str(dig(admin, "metadata", "annotations", "prometheus.io/port")) != "61680" {
-			t.Errorf("no admin service on 61680 with prometheus.io scrape annotations")
-		}
-		if str(dig(admin, "metadata", "name")) == str(dig(ports[61613], "metadata", "name")) {
-			t.Error("the admin port shares the client service")
-		}
-		if str(dig(admin, "spec", "clusterIP")) != "None" || str(dig(admin, "metadata", "name")) != str(dig(sts, "spec", "serviceName")) {
-			t.Error("the admin service is not the StatefulSet's headless serviceName")
-		}
-	})
-}
+// Dockerfile, compose and systemd checks of deploy/: each file is parsed
+// and checked against the others and against deploy/config/stompbox.yaml
+// (Kubernetes: deploy_kubernetes_test.go).
 
 func mustRoot(t *testing.T) string {
 	root, err := moduleRoot()
@@ -267,6 +121,18 @@ func TestDeployDockerfile(t *testing.T) {
 		if i < 0 || i+1 >= len(cmd) || copied[cmd[i+1]] != "deploy/config/stompbox.yaml" {
 			t.Errorf("CMD %v does not point -config at deploy/config/stompbox.yaml's copy", cmd)
 		}
+		// The rules are in the image; the users file never is (it is
+		// mounted: no credentials are baked into an image).
+		cfg := prodConfig(t)
+		if acl := str(dig(cfg, "auth", "acl_file")); copied[acl] != "deploy/config/acl.yaml" {
+			t.Errorf("auth.acl_file %s is not deploy/config/acl.yaml's copy (COPY %v)", acl, copied)
+		}
+		users := str(dig(cfg, "auth", "users_file"))
+		for dst, src := range copied {
+			if dst == users || strings.HasPrefix(dst, filepath.Dir(users)) {
+				t.Errorf("COPY %s %s: the users file must be mounted, not built into the image", src, dst)
+			}
+		}
 	})
 	t.Run("PortsAndVolume", func(t *testing.T) {
 		exposed := strings.Fields(strings.Join(all(final, "EXPOSE"), " "))
@@ -356,6 +222,25 @@ func TestDeployCompose(t *testing.T) {
 		m := mounts(t, s)
 		if !strings.HasPrefix(m["/var/lib/stompbox"], "volume:") || m["/etc/stompbox/stompbox.yaml"] != "deploy/config/stompbox.yaml" {
 			t.Errorf("mounts %v: want a volume at /var/lib/stompbox and the config file", m)
+		}
+		cfg := prodConfig(t)
+		if acl := str(dig(cfg, "auth", "acl_file")); m[acl] != "deploy/config/acl.yaml" {
+			t.Errorf("mounts %v: want deploy/config/acl.yaml at auth.acl_file %s", m, acl)
+		}
+		// The users file: a compose secret at auth.users_file, from a file
+		// the operator names (never one in the repository).
+		src := ""
+		for _, sec := range s["secrets"].([]any) {
+			if str(dig(sec, "target")) == str(dig(cfg, "auth", "users_file")) {
+				src = str(dig(sec, "source"))
+			}
+		}
+		if f := str(dig(compose, "secrets", src, "file")); src == "" || !strings.HasPrefix(f, "${STOMPBOX_USERS_FILE:?") {
+			t.Errorf("secret %q from %q: want the users file at auth.users_file from ${STOMPBOX_USERS_FILE:?...}", src, f)
+		}
+		// Anonymous access is an opt-in demo, off unless asked for.
+		if a := str(dig(s, "environment", "STOMPBOX_AUTH_ANONYMOUS")); a != "" && a != "false" && a != "${STOMPBOX_DEMO_ANONYMOUS:-false}" {
+			t.Errorf("STOMPBOX_AUTH_ANONYMOUS %q: anonymous access must default to off", a)
 		}
 		if d, err := time.ParseDuration(str(s["stop_grace_period"])); err != nil || d <= shutdownTimeout(t) {
 			t.Errorf("stop_grace_period %v is not above shutdown_timeout", s["stop_grace_period"])
@@ -448,6 +333,17 @@ func TestDeploySystemd(t *testing.T) {
 		}
 		if len(unit["Install"]["WantedBy"]) == 0 {
 			t.Error("no [Install] WantedBy")
+		}
+		// The install notes put the rules and the users file where the
+		// configuration expects them; the service itself cannot write them.
+		cfg, text := prodConfig(t), string(deployFile(t, rel))
+		for _, key := range []string{"acl_file", "users_file"} {
+			if p := str(dig(cfg, "auth", key)); !strings.Contains(text, p) {
+				t.Errorf("the unit's install notes do not mention auth.%s %s", key, p)
+			}
+		}
+		if strings.Contains(strings.Join(svc["ReadWritePaths"], " "), "/etc") {
+			t.Errorf("ReadWritePaths %v: the service must not write its users file or rules", svc["ReadWritePaths"])
 		}
 	})
 	t.Run("SystemdAnalyzeVerify", func(t *testing.T) {

@@ -293,7 +293,9 @@ func TestDeployDashboard(t *testing.T) {
 // the loader's schema (docs/configuration.md lists all). The loader
 // rejects unknown keys at start; BrokerStartsWithIt is the final word.
 var configKeys = map[string][]string{
-	"":          {"listen", "tls", "websocket", "heartbeat", "limits", "journal", "log", "admin", "shutdown_timeout"},
+	"": {"listen", "tls", "websocket", "auth", "heartbeat", "limits", "journal", "log", "admin", "shutdown_timeout"},
+	"auth": {"anonymous", "users_file", "acl_file", "failure_delay", "jwt_secret_file", "jwt_keys_file", "jwt_audience",
+		"jwt_issuer", "token_query_param", "token_cookie", "token_required"},
 	"listen":    {"stomp", "stomp_tls", "http", "https", "admin"},
 	"tls":       {"cert_file", "key_file"},
 	"websocket": {"path", "allowed_origins"},
@@ -321,28 +323,61 @@ func TestDeployConfig(t *testing.T) {
 		}
 	})
 	t.Run("ContainerSettings", func(t *testing.T) {
-		for path, want := range map[string]string{"listen.admin": ":61680", "journal.dir": "/var/lib/stompbox/journal", "log.format": "json"} {
+		for path, want := range map[string]string{"listen.admin": ":61680", "journal.dir": "/var/lib/stompbox/journal", "log.format": "json",
+			"auth.users_file": "/etc/stompbox/secrets/users", "auth.acl_file": "/etc/stompbox/acl.yaml"} {
 			if got := str(dig(cfg, strings.Split(path, ".")...)); got != want {
 				t.Errorf("%s = %q, want %q", path, got, want)
 			}
 		}
 	})
+	t.Run("NotAnonymous", func(t *testing.T) {
+		// Production requires a login: a users file, rules beside it, and
+		// no anonymous access (deploy/config/acl.yaml is the rules file).
+		if a := dig(cfg, "auth", "anonymous"); a != nil && a != false {
+			t.Errorf("auth.anonymous = %v, want false or absent", a)
+		}
+		if acl := str(dig(cfg, "auth", "acl_file")); filepath.Base(acl) != "acl.yaml" {
+			t.Errorf("auth.acl_file %q is not the shipped acl.yaml", acl)
+		}
+	})
 	t.Run("BrokerStartsWithIt", func(t *testing.T) {
 		// The same file with loopback ephemeral listeners, a temporary
-		// journal and text logs (startBroker reads the listening line).
+		// journal and text logs (startBroker reads the listening line), a
+		// users file made by `stompbox passwd` and the shipped acl.yaml.
 		for _, k := range []string{"stomp", "http", "admin"} {
 			cfg["listen"].(map[string]any)[k] = "127.0.0.1:0"
 		}
-		cfg["journal"].(map[string]any)["dir"] = filepath.Join(t.TempDir(), "journal")
+		dir := t.TempDir()
+		cfg["journal"].(map[string]any)["dir"] = filepath.Join(dir, "journal")
 		cfg["log"].(map[string]any)["format"] = "text"
+		users := filepath.Join(dir, "users")
+		const chatPW = "deploy-chat-e2e-password"
+		writeUsers(t, users, "chatter", "chat", chatPW)
+		cfg["auth"].(map[string]any)["users_file"] = users
+		cfg["auth"].(map[string]any)["acl_file"] = filepath.Join(mustRoot(t), "deploy", "config", "acl.yaml")
 		out, err := yaml.Marshal(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		path := filepath.Join(t.TempDir(), "stompbox.yaml")
+		path := filepath.Join(dir, "stompbox.yaml")
 		if err := os.WriteFile(path, out, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		startBroker(t, "-config", path).stop()
+		// startBroker passes -auth-anonymous; the file alone decides here.
+		b := startBroker(t, "-auth-anonymous=false", "-config", path)
+		if strings.Contains(b.log.String(), "ANONYMOUS ACCESS ENABLED") {
+			t.Error("the production configuration enables anonymous access")
+		}
+		c := dialAuth(t, b, overTCP)
+		c.send(connectFrame())
+		c.expectError("auth-failed")
+		// The chat role of acl.yaml: the chat rooms, nothing else.
+		c = authSession(t, b, overTCP, "login:chatter", "passcode:"+chatPW)
+		c.do(subscribeFrame("1", "/topic/chat.lobby"), "sub-1")
+		c = authSession(t, b, overTCP, "login:chatter", "passcode:"+chatPW)
+		c.send(sendFrame("/queue/orders", "x", "r"))
+		c.expectError("forbidden")
+		requireNoSecrets(t, b, chatPW)
+		b.stop()
 	})
 }

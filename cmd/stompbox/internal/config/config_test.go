@@ -308,15 +308,34 @@ func TestEveryOptionDocumented(t *testing.T) {
 	}
 }
 
-// TestDeployConfigLoads: the configuration shipped in deploy/ is valid.
+// TestDeployConfigLoads: the configuration shipped in deploy/ is valid as
+// it stands, without anonymous access: it names a users file and rules.
+// Load checks the options, not the files (the broker reads those at
+// start; e2e TestDeployConfig starts it with real ones), so flags point
+// them at temporary files here only to show that flags override them.
 func TestDeployConfigLoads(t *testing.T) {
 	path := filepath.Join("..", "..", "..", "..", "deploy", "config", "stompbox.yaml")
-	l, err := Load([]string{"-config", path}, []string{"STOMPBOX_AUTH_ANONYMOUS=true"}, os.ReadFile, io.Discard)
+	l, err := Load([]string{"-config", path}, nil, os.ReadFile, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.Config.Listen.Admin != ":61680" || l.Config.Journal.Dir == "" || l.Config.Log.Format != "json" {
+	c := l.Config
+	if c.Listen.Admin != ":61680" || c.Journal.Dir == "" || c.Log.Format != "json" {
 		t.Errorf("deploy config: admin %q, journal %q, log format %q; want :61680, a journal, json",
-			l.Config.Listen.Admin, l.Config.Journal.Dir, l.Config.Log.Format)
+			c.Listen.Admin, c.Journal.Dir, c.Log.Format)
+	}
+	if c.Auth.Anonymous || c.Auth.UsersFile != "/etc/stompbox/secrets/users" || c.Auth.ACLFile != "/etc/stompbox/acl.yaml" {
+		t.Errorf("deploy config: anonymous %v, users file %q, ACL %q; want false, /etc/stompbox/secrets/users, /etc/stompbox/acl.yaml",
+			c.Auth.Anonymous, c.Auth.UsersFile, c.Auth.ACLFile)
+	}
+	dir := t.TempDir()
+	users, acl := filepath.Join(dir, "users"), filepath.Join(dir, "acl.yaml")
+	l, err = Load([]string{"-config", path, "-auth-users-file", users, "-auth-acl-file", acl}, nil, os.ReadFile, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Config.Auth.UsersFile != users || l.Config.Auth.ACLFile != acl || l.Config.Auth.Anonymous {
+		t.Errorf("with flags: users file %q, ACL %q, anonymous %v; want the flags' and false",
+			l.Config.Auth.UsersFile, l.Config.Auth.ACLFile, l.Config.Auth.Anonymous)
 	}
 }
