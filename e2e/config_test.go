@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -71,33 +70,26 @@ func runStompbox(t *testing.T, env []string, args ...string) (stdout, stderr str
 // line's record once.
 type jsonLog struct {
 	*brokerLog
-	mu        sync.Mutex
-	partial   []byte
+	scan      lineScanner
 	listening chan map[string]any // buffered 1; written once
-	sent      bool
+}
+
+func newJSONLog() *jsonLog {
+	l := &jsonLog{brokerLog: newBrokerLog(), listening: make(chan map[string]any, 1)}
+	l.scan.match = func(line []byte) bool {
+		var rec map[string]any
+		if json.Unmarshal(line, &rec) != nil || rec["msg"] != "stompbox listening" {
+			return false
+		}
+		l.listening <- rec
+		return true
+	}
+	return l
 }
 
 func (l *jsonLog) Write(p []byte) (int, error) {
 	n, _ := l.brokerLog.Write(p)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.sent {
-		return n, nil
-	}
-	l.partial = append(l.partial, p...)
-	for {
-		i := bytes.IndexByte(l.partial, '\n')
-		if i < 0 {
-			break
-		}
-		var rec map[string]any
-		if json.Unmarshal(l.partial[:i], &rec) == nil && rec["msg"] == "stompbox listening" {
-			l.listening <- rec
-			l.sent, l.partial = true, nil
-			break
-		}
-		l.partial = l.partial[i+1:]
-	}
+	l.scan.feed(p)
 	return n, nil
 }
 
@@ -110,7 +102,7 @@ func startBrokerJSON(t *testing.T, flags ...string) (*brokerProc, map[string]any
 	cmd := exec.Command(stompboxBinary(t), args...)
 	cmd.SysProcAttr = childProcAttr()
 	cmd.Env = childEnv("halt_on_error=0 exitcode=66")
-	log := &jsonLog{brokerLog: &brokerLog{addr: make(chan listenAddrs, 1)}, listening: make(chan map[string]any, 1)}
+	log := newJSONLog()
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start stompbox: %v", err)

@@ -6,20 +6,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -47,7 +37,8 @@ var adminAddr = regexp.MustCompile(`msg="(?:stompbox|admin) listening".* admin=(
 // /metrics, with the labels and label values they use.
 func TestDeployMetricsExist(t *testing.T) {
 	used := queriedMetrics(t)
-	cert, key := selfSignedCert(t)
+	tc := writeE2ECert(t, t.TempDir(), 1)
+	cert, key := tc.certFile, tc.keyFile
 	b := startBroker(t, "-journal-dir", t.TempDir(), "-tls-listen", "127.0.0.1:0", "-tls-cert", cert, "-tls-key", key)
 	defer b.stop()
 	m := adminAddr.FindStringSubmatch(b.log.String())
@@ -279,39 +270,4 @@ func deployScenario(t *testing.T, b *brokerProc) {
 	if !errors.As(err, new(wsutil.ClosedError)) {
 		t.Fatalf("after DISCONNECT over WebSocket: %v, want a close", err)
 	}
-}
-
-// selfSignedCert writes a certificate and key for 127.0.0.1, valid for a
-// day, and returns their paths.
-func selfSignedCert(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "stompbox e2e"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	for path, block := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: der}, keyFile: {Type: "PRIVATE KEY", Bytes: keyDER}} {
-		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return certFile, keyFile
 }

@@ -151,40 +151,63 @@ type listenAddrs struct {
 	http  string // WebSocket at /ws and the demo page; "" when disabled
 }
 
+// lineScanner hands each complete line written to match, until match
+// says it found what it was looking for.
+type lineScanner struct {
+	mu      sync.Mutex
+	partial []byte
+	done    bool
+	match   func(line []byte) bool
+}
+
+func (s *lineScanner) feed(p []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return
+	}
+	s.partial = append(s.partial, p...)
+	for {
+		i := bytes.IndexByte(s.partial, '\n')
+		if i < 0 {
+			return
+		}
+		line := s.partial[:i]
+		s.partial = s.partial[i+1:]
+		if s.match(line) {
+			s.done, s.partial = true, nil
+			return
+		}
+	}
+}
+
 // brokerLog keeps a broker's stderr and reports the listening addresses once.
 type brokerLog struct {
 	syncBuffer
-	mu      sync.Mutex
-	partial []byte
-	addr    chan listenAddrs // buffered 1; written once
-	sent    bool
+	scan lineScanner
+	addr chan listenAddrs // buffered 1; written once
+}
+
+func newBrokerLog() *brokerLog {
+	l := &brokerLog{addr: make(chan listenAddrs, 1)}
+	l.scan.match = func(line []byte) bool {
+		m := listeningLine.FindSubmatch(line)
+		if m == nil {
+			return false
+		}
+		a := listenAddrs{stomp: string(m[1])}
+		if h := httpAttr.FindSubmatch(line); h != nil {
+			a.http = string(h[1])
+		}
+		l.addr <- a
+		return true
+	}
+	return l
 }
 
 func (l *brokerLog) Write(p []byte) (int, error) {
 	n, _ := l.syncBuffer.Write(p)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.sent {
-		return n, nil
-	}
-	l.partial = append(l.partial, p...)
-	for {
-		i := bytes.IndexByte(l.partial, '\n')
-		if i < 0 {
-			break
-		}
-		line := l.partial[:i]
-		l.partial = l.partial[i+1:]
-		if m := listeningLine.FindSubmatch(line); m != nil {
-			a := listenAddrs{stomp: string(m[1])}
-			if h := httpAttr.FindSubmatch(line); h != nil {
-				a.http = string(h[1])
-			}
-			l.addr <- a
-			l.sent, l.partial = true, nil
-			break
-		}
-	}
+	l.scan.feed(p)
 	return n, nil
 }
 
@@ -213,7 +236,7 @@ func startBroker(t *testing.T, flags ...string) *brokerProc {
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = childProcAttr()
 	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=0 exitcode=66")
-	log := &brokerLog{addr: make(chan listenAddrs, 1)}
+	log := newBrokerLog()
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start stompbox: %v", err)
