@@ -189,7 +189,10 @@ def section_connect(args, conns):
     check("connect: server header", (hdr(f, "server") or "").startswith("stompbox/"),
           "server=%r" % hdr(f, "server"))
     check("connect: session header", bool(hdr(f, "session")))
-    want = "%d,%d" % (args.server_heartbeat_ms, args.server_heartbeat_ms)
+    # CONNECTED carries the negotiated intervals: max(ours, the broker's)
+    # each way, or 0 where either side said 0.
+    negotiated = max(args.server_heartbeat_ms, 2000) if args.server_heartbeat_ms > 0 else 0
+    want = "%d,%d" % (negotiated, negotiated)
     check("connect: heart-beat header " + want, hdr(f, "heart-beat") == want,
           "heart-beat=%r" % hdr(f, "heart-beat"))
     if args.server_heartbeat_ms > 0:
