@@ -255,9 +255,9 @@ func (by *hostileBystander) check(t *testing.T) {
 	case <-time.After(recvTimeout):
 		t.Fatalf("bystander received nothing within %v", recvTimeout)
 	}
-	if err := bounded(func() error { return sub.Unsubscribe() }); err != nil {
-		t.Fatalf("bystander unsubscribe: %v", err)
-	}
+	// No UNSUBSCRIBE: go-stomp v3.1.3's Unsubscribe can wait forever for
+	// its RECEIPT while a message sits unread in the subscription's channel
+	// (go-stomp issue 122); DISCONNECT releases the subscription anyway.
 }
 
 // close disconnects, bounded; its error is ignored: check is what says

@@ -199,9 +199,9 @@ py2goLoop:
 		}
 	}
 	gcOpen = false
-	if err := bounded(func() error { return sub.Unsubscribe() }); err != nil {
-		t.Errorf("go-stomp unsubscribe: %v", err)
-	}
+	// No UNSUBSCRIBE: go-stomp v3.1.3's Unsubscribe can wait forever for
+	// its RECEIPT while a message sits unread in the subscription's channel
+	// (go-stomp issue 122); DISCONNECT releases the subscription anyway.
 	if err := bounded(gc.Disconnect); err != nil {
 		t.Errorf("go-stomp disconnect: %v", err)
 	}

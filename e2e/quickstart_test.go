@@ -246,9 +246,9 @@ func requireQueueEmpty(t *testing.T, addr, queue string) {
 	case <-time.After(recvTimeout):
 		t.Errorf("the probe on %s did not arrive within %v", queue, recvTimeout)
 	}
-	if err := bounded(func() error { return sub.Unsubscribe() }); err != nil {
-		t.Errorf("unsubscribe: %v", err)
-	}
+	// No UNSUBSCRIBE: go-stomp v3.1.3's Unsubscribe can wait forever for
+	// its RECEIPT while a message sits unread in the subscription's channel
+	// (go-stomp issue 122); DISCONNECT releases the subscription anyway.
 }
 
 // TestQuickstartGo builds the Go example exactly as the document runs it
