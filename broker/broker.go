@@ -40,9 +40,6 @@ type Stats struct {
 	Acked         atomic.Uint64 // messages acknowledged by ACK (cumulative ACKs count each)
 	Nacked        atomic.Uint64 // messages refused by NACK
 	Connects      atomic.Uint64 // CONNECT frames answered with CONNECTED
-	// HeartbeatTimeouts counts sessions closed because the client was
-	// silent past its negotiated heart-beat interval times the tolerance.
-	HeartbeatTimeouts atomic.Uint64
 }
 
 // New builds a Broker; zero Config fields take their defaults.

@@ -40,8 +40,8 @@ func FuzzConnect(f *testing.F) {
 		}
 		connected := c.s.state == stateConnected
 		if connected {
-			if c.s.principal != "alice" || !strings.Contains(string(data), "passcode:secret") {
-				t.Fatalf("connected as %q from %q", c.s.principal, data)
+			if c.s.principal.Name != "alice" || !strings.Contains(string(data), "passcode:secret") {
+				t.Fatalf("connected as %q from %q", c.s.principal.Name, data)
 			}
 			if name := c.s.space.name; name != "/" && name != "tenant" {
 				t.Fatalf("connected to virtual host %q", name)

@@ -66,6 +66,10 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 			sp.mu.Unlock()
 			return b.tooManyQueues()
 		}
+		if err := s.countCreation(); err != nil {
+			sp.mu.Unlock()
+			return err
+		}
 		d = sp.createDurableLocked(DurableSpec{ClientID: s.clientID, Name: name, Topic: sub.pattern})
 	}
 	sp.mu.Unlock()

@@ -70,9 +70,9 @@ func (b *Broker) deadLetterTo(q *queue, qm *queuedMessage, m *Message) error {
 		if err := b.journalAppend(recs...); err != nil {
 			return err
 		}
-		return asError(q.sp.enqueueNamed(q.dlq, m, false))
+		return asError(q.sp.enqueueNamed(q.dlq, m, false, anyCreator))
 	}
-	return asError(q.sp.enqueueNamed(q.dlq, m, true))
+	return asError(q.sp.enqueueNamed(q.dlq, m, true, anyCreator))
 }
 
 // asError keeps a nil *stompError from becoming a non-nil error.

@@ -164,7 +164,7 @@ func TestJournalFullRefusesPersistentSend(t *testing.T) {
 	if hdr(f, "error-code") != CodeLimitExceeded || hdr(f, "retryable") != "true" || hdr(f, "receipt-id") != "r" {
 		t.Fatalf("got %v", headerLines(f))
 	}
-	q, _ := b.spaces[DefaultVirtualHost].queue("/queue/q", false)
+	q, _ := b.spaces[DefaultVirtualHost].queue("/queue/q", nil)
 	if q == nil || q.count != 1 {
 		t.Fatal("the refused persistent message must not be queued; the other one must")
 	}

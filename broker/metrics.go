@@ -30,6 +30,7 @@ type collector struct {
 	topicSubscribers     *prometheus.Desc
 	destinationMessages  *prometheus.Desc
 	destinationConsumers *prometheus.Desc
+	heartbeatTimeouts    *prometheus.Desc
 	counters             []counterDesc
 }
 
@@ -64,6 +65,7 @@ func newCollector(b *Broker) *collector {
 		topicSubscribers:     desc("topic_subscribers", "Topic subscriptions, wildcard ones included."),
 		destinationMessages:  desc("destination_messages", "Messages held by one destination (only the deepest destinations, see admin.destination_metrics).", "destination"),
 		destinationConsumers: desc("destination_consumers", "Consumers or subscribers of one destination (only the deepest destinations, see admin.destination_metrics).", "destination"),
+		heartbeatTimeouts:    desc("heartbeat_timeouts_total", "Sessions closed because the client sent nothing for longer than its heart-beat interval times the tolerance (the heartbeat-timeout disconnects)."),
 		counters: []counterDesc{
 			counter("connects_total", "CONNECT frames answered with CONNECTED.", func(s *Stats) uint64 { return s.Connects.Load() }),
 			counter("messages_published_total", "Messages accepted from SEND.", func(s *Stats) uint64 { return s.Published.Load() }),
@@ -75,7 +77,6 @@ func newCollector(b *Broker) *collector {
 			counter("messages_dead_lettered_total", "Messages moved to a dead-letter queue after max redeliveries.", func(s *Stats) uint64 { return s.DeadLettered.Load() }),
 			counter("messages_dropped_total", "Messages dropped with nowhere to go (a DLQ's own rejects, full durable backlogs).", func(s *Stats) uint64 { return s.Dropped.Load() }),
 			counter("slow_consumers_total", "Sessions closed because their outbound buffer overflowed.", func(s *Stats) uint64 { return s.SlowConsumers.Load() }),
-			counter("heartbeat_timeouts_total", "Sessions closed because the client sent nothing for longer than its heart-beat interval times the tolerance.", func(s *Stats) uint64 { return s.HeartbeatTimeouts.Load() }),
 		},
 	}
 }
@@ -84,7 +85,7 @@ func newCollector(b *Broker) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.sessions, c.queues, c.queuedBytes, c.framesIn, c.framesOut,
 		c.heartbeatsIn, c.disconnects, c.errors, c.queueMessages, c.queueConsumers, c.topics,
-		c.topicSubscribers, c.destinationMessages, c.destinationConsumers} {
+		c.topicSubscribers, c.destinationMessages, c.destinationConsumers, c.heartbeatTimeouts} {
 		ch <- d
 	}
 	for _, d := range c.counters {
@@ -117,6 +118,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for r := range closeReasonCount {
 		count(c.disconnects, b.closes[r].Load(), r.String())
 	}
+	count(c.heartbeatTimeouts, b.closes[CloseHeartbeatTimeout].Load())
 	for i, code := range errorCodes {
 		count(c.errors, b.errors[i].Load(), code)
 	}

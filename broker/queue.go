@@ -347,12 +347,14 @@ func (b *Broker) tooManyQueues() *stompError {
 	return limitErr("the broker holds its limit of " + strconv.Itoa(b.cfg.MaxQueues) + " queues")
 }
 
-// queue returns the queue named name, creating it if create is set.
-func (sp *space) queue(name string, create bool) (*queue, *stompError) {
+// queue returns the queue named name. With create nil it only looks; else
+// a missing queue is created, once create (called under the table lock)
+// allows it: that is where a session counts the destinations it creates.
+func (sp *space) queue(name string, create func() *stompError) (*queue, *stompError) {
 	sp.mu.RLock()
 	q := sp.queues[name]
 	sp.mu.RUnlock()
-	if q != nil || !create {
+	if q != nil || create == nil {
 		return q, nil
 	}
 	sp.mu.Lock()
@@ -363,16 +365,22 @@ func (sp *space) queue(name string, create bool) (*queue, *stompError) {
 	if len(sp.queues) >= sp.b.cfg.MaxQueues {
 		return nil, sp.b.tooManyQueues()
 	}
+	if err := create(); err != nil {
+		return nil, err
+	}
 	q = newQueue(sp, name, nil, false)
 	sp.queues[name] = q
 	return q, nil
 }
 
+// anyCreator lets the broker itself create queues (dead-letter queues).
+func anyCreator() *stompError { return nil }
+
 // enqueueNamed puts m into the named queue, creating it, and retries if the
 // queue was retired between lookup and enqueue.
-func (sp *space) enqueueNamed(name string, m *Message, checkLimits bool) *stompError {
+func (sp *space) enqueueNamed(name string, m *Message, checkLimits bool, create func() *stompError) *stompError {
 	for range 8 {
-		q, serr := sp.queue(name, true)
+		q, serr := sp.queue(name, create)
 		if serr != nil {
 			return serr
 		}

@@ -89,7 +89,7 @@ func TestTransactionSendsRespectQueueLimits(t *testing.T) {
 	if f.Command != frames.CmdError || hdr(f, "error-code") != CodeLimitExceeded || hdr(f, "receipt-id") != "r" {
 		t.Fatalf("got %s %v, want ERROR limit-exceeded for receipt r", f.Command, headerLines(f))
 	}
-	q, _ := b.spaces[DefaultVirtualHost].queue("/queue/q", false)
+	q, _ := b.spaces[DefaultVirtualHost].queue("/queue/q", nil)
 	if q != nil && q.count != 0 {
 		t.Fatalf("queue holds %d messages; the uncommitted transaction must not have added any", q.count)
 	}

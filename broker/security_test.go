@@ -231,14 +231,14 @@ func TestPreauthenticatedSession(t *testing.T) {
 	c := newClient(t, b)
 	c.s.Preauthenticate(&Principal{Name: "token-user"})
 	c.connect() // no login or passcode: the upgrade's principal
-	if c.s.principal != "token-user" {
-		t.Fatalf("principal %q", c.s.principal)
+	if c.s.principal.Name != "token-user" {
+		t.Fatalf("principal %q", c.s.principal.Name)
 	}
 	d := newClient(t, b)
 	d.s.Preauthenticate(&Principal{Name: "token-user"})
 	d.connect("login:alice", "passcode:secret") // CONNECT's own credentials win
-	if d.s.principal != "alice" {
-		t.Fatalf("principal %q, want the CONNECT's alice", d.s.principal)
+	if d.s.principal.Name != "alice" {
+		t.Fatalf("principal %q, want the CONNECT's alice", d.s.principal.Name)
 	}
 }
 
@@ -292,4 +292,42 @@ func TestMaxDestinationsPerConnection(t *testing.T) {
 		t.Fatalf("third destination: %v", err)
 	}
 	expectError(t, c, CodeLimitExceeded, false)
+}
+
+// Every way a connection creates a destination counts against the same
+// limit; finding one that exists does not.
+func TestMaxDestinationsCountsEveryCreation(t *testing.T) {
+	tests := []struct {
+		name   string
+		create []string // SUBSCRIBE destinations (with durable: durable-subscription-name)
+	}{
+		{"queue subscriptions", []string{"/queue/a", "/queue/b", "/queue/c"}},
+		{"temporary queues", []string{"/temp-queue/a", "/temp-queue/b", "/temp-queue/c"}},
+		{"topics", []string{"/topic/a", "/topic/b", "/topic/c"}},
+		{"durable subscriptions", []string{"durable:/topic/a", "durable:/topic/b", "durable:/topic/c"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := New(Config{MaxDestinationsPerConnection: 2})
+			c := newClient(t, b)
+			c.connect("client-id:app")
+			for i, dest := range tt.create {
+				hdrs := []string{"id:" + fmt.Sprint(i)}
+				if d, ok := strings.CutPrefix(dest, "durable:"); ok {
+					dest = d
+					hdrs = append(hdrs, "durable-subscription-name:n"+fmt.Sprint(i))
+				}
+				err := c.send(frames.CmdSubscribe, "", append(hdrs, "destination:"+dest)...)
+				if i < 2 && err != nil {
+					t.Fatalf("destination %d: %v", i+1, err)
+				}
+				if i == 2 {
+					if !isClosed(err) {
+						t.Fatalf("third destination accepted (%v)", err)
+					}
+					expectError(t, c, CodeLimitExceeded, false)
+				}
+			}
+		})
+	}
 }

@@ -31,24 +31,23 @@ type Session struct {
 	parser *frames.Parser // read loop only
 
 	// Read loop only.
-	state     sessionState
-	principal string
-	space     *space // the virtual host joined at CONNECT
-	// principalInfo is who CONNECT authenticated, for the Authorizer.
-	principalInfo *Principal
-	created       int        // destinations this connection created
-	frameRate     rateBucket // MaxFramesPerSecond
-	byteRate      rateBucket // MaxBytesPerSecond
-	fedAt         time.Time  // when the chunk being parsed arrived
-	preauth       *Principal // set by Preauthenticate, before the read loop starts
-	clientID      string
-	subs          map[string]*subscription // by the client's subscription id
-	subsByNum     map[uint32]*subscription // by the number inside ack ids
-	nextSubNum    uint32
-	txs           map[string]*transaction
-	tempQueues    map[string]*queue // by the name after /temp-queue/
-	acked         []delivery        // scratch for ACK/NACK
-	expect        time.Duration     // negotiated client->server heart-beat interval
+	state sessionState
+	space *space // the virtual host joined at CONNECT
+	// principal is who CONNECT authenticated, for the Authorizer and logs.
+	principal  *Principal
+	created    int        // destinations this connection created
+	frameRate  rateBucket // MaxFramesPerSecond
+	byteRate   rateBucket // MaxBytesPerSecond
+	fedAt      time.Time  // when the chunk being parsed arrived
+	preauth    *Principal // set by Preauthenticate, before the read loop starts
+	clientID   string
+	subs       map[string]*subscription // by the client's subscription id
+	subsByNum  map[uint32]*subscription // by the number inside ack ids
+	nextSubNum uint32
+	txs        map[string]*transaction
+	tempQueues map[string]*queue // by the name after /temp-queue/
+	acked      []delivery        // scratch for ACK/NACK
+	expect     time.Duration     // negotiated client->server heart-beat interval
 
 	// Written by the read loop before CONNECTED is queued, read by the writer
 	// after taking it from the outbox: the outbox mutex orders the two.
@@ -179,7 +178,6 @@ func (s *Session) Expire() {
 			detail:    "A CONNECT frame must arrive within " + s.b.cfg.ConnectTimeout.String() + " of connecting.",
 			retryable: true, reason: CloseConnectTimeout}, nil)
 	} else {
-		s.b.stats.HeartbeatTimeouts.Add(1)
 		s.fail(&stompError{code: CodeHeartbeatTimeout, message: "heart-beat timeout",
 			detail:    "Nothing was received for " + s.ReadTimeout().String() + ", longer than the negotiated heart-beat interval allows.",
 			retryable: true, reason: CloseHeartbeatTimeout}, nil)
@@ -300,13 +298,10 @@ func (s *Session) HandleFrame(f *frames.Frame) error {
 		return s.handleFrame(f)
 	}
 	s.inFrame.Store(true)
-	if s.shutdownAsked.Load() {
-		s.inFrame.Store(false)
-		s.shutdownNow()
-		s.state = stateClosed
-		return errStop
+	err := errStop
+	if !s.shutdownAsked.Load() {
+		err = s.handleFrame(f)
 	}
-	err := s.handleFrame(f)
 	s.inFrame.Store(false)
 	if s.shutdownAsked.Load() {
 		s.shutdownNow()

@@ -43,7 +43,7 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 	if err != nil {
 		retryable := errors.Is(err, ErrAuthUnavailable)
 		if !retryable {
-			s.delayAuthFailure(ctx)
+			s.b.DelayAuthFailure(ctx)
 		}
 		return &stompError{code: CodeAuthFailed, message: "authentication failed", detail: err.Error(),
 			retryable: retryable, reason: ClosePolicy}
@@ -59,12 +59,10 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 			detail: "User " + strconv.Quote(p.Name) + " may not use virtual host " + strconv.Quote(sp.name) + ".", reason: ClosePolicy}
 	}
 	s.space = sp
-	s.principalInfo = p
-	principal := p.Name
+	s.principal = p
 	if id, ok := f.Header("client-id"); ok {
 		s.clientID = string(id)
 	}
-	s.principal = principal
 	s.version = version
 	s.escaping = frames.EscapingFor(version, frames.CmdMessage)
 	s.parser.SetVersion(version)
@@ -96,6 +94,6 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 	}
 	s.receipt(f)
 	s.b.cfg.Logger.Debug("connected", "session", s.id, "remote", s.remote, "version", version.String(),
-		"principal", principal, "heartbeat_send", send, "heartbeat_expect", expect)
+		"principal", p.Name, "heartbeat_send", send, "heartbeat_expect", expect)
 	return nil
 }

@@ -24,8 +24,8 @@ func (s *Session) authorize(a Action, kind destKind, destination string) *stompE
 	if kind == kindTempQueue || kind == kindReplyQueue {
 		return nil
 	}
-	if !s.b.cfg.Authorizer.Allow(s.principalInfo, s.space.name, a, destination) {
-		return forbidden(s.principalInfo, a, destination)
+	if !s.b.cfg.Authorizer.Allow(s.principal, s.space.name, a, destination) {
+		return forbidden(s.principal, a, destination)
 	}
 	return nil
 }
@@ -61,11 +61,12 @@ func rateErr(what string, limit int) *stompError {
 		retryable: true, reason: CloseLimitExceeded}
 }
 
-// mayCreate counts a destination this connection is about to create and
-// refuses it past MaxDestinationsPerConnection.
-func (s *Session) mayCreate(exists bool) *stompError {
+// countCreation is called, under the table lock, when this connection is
+// about to create a destination (queue, topic, durable subscription,
+// temporary queue); past MaxDestinationsPerConnection it refuses.
+func (s *Session) countCreation() *stompError {
 	limit := s.b.cfg.MaxDestinationsPerConnection
-	if exists || limit == 0 {
+	if limit == 0 {
 		return nil
 	}
 	if s.created >= limit {
@@ -75,25 +76,12 @@ func (s *Session) mayCreate(exists bool) *stompError {
 	return nil
 }
 
-// queueExists reports whether the queue key exists in the session's space.
-func (s *Session) queueExists(key string) bool {
-	q, _ := s.space.queue(key, false)
-	return q != nil
-}
-
-// topicExists reports whether the topic has subscribers already.
-func (s *Session) topicExists(name string) bool {
-	s.space.mu.RLock()
-	defer s.space.mu.RUnlock()
-	return s.space.topics[name] != nil
-}
-
-// delayAuthFailure makes a client whose credentials were refused wait
-// before it hears so: guessing passwords costs the guesser time. The wait
-// parks only this connection's read loop, and ends early with ctx (the
-// connect deadline).
-func (s *Session) delayAuthFailure(ctx context.Context) {
-	d := s.b.cfg.AuthFailureDelay
+// DelayAuthFailure makes a client whose credentials were refused wait
+// AuthFailureDelay before it hears so: guessing passwords (or tokens, on
+// the WebSocket upgrade) costs the guesser time. The wait parks only the
+// caller, the refused connection's own goroutine, and ends early with ctx.
+func (b *Broker) DelayAuthFailure(ctx context.Context) {
+	d := b.cfg.AuthFailureDelay
 	if d <= 0 {
 		return
 	}
@@ -103,19 +91,4 @@ func (s *Session) delayAuthFailure(ctx context.Context) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-}
-
-// destinationExists reports whether a SUBSCRIBE to dest finds its
-// destination already there (a durable subscription counts as new: it is
-// the client's own).
-func (s *Session) destinationExists(kind destKind, name, dest string) bool {
-	switch kind {
-	case kindTopic:
-		return isWildcard(name) || s.topicExists(name)
-	case kindQueue:
-		return s.queueExists(dest)
-	case kindTempQueue:
-		return s.tempQueues[s.replyAddress(name)] != nil
-	}
-	return true
 }

@@ -72,14 +72,8 @@ func (s *Session) buildMessage(f *frames.Frame) (*Message, route, *stompError) {
 		}
 	case kindQueue:
 		r.key = dest
-		if err := s.mayCreate(s.queueExists(dest)); err != nil {
-			return nil, route{}, err
-		}
 	case kindTempQueue:
 		r.key = s.replyAddress(name)
-		if err := s.mayCreate(s.tempQueues[r.key] != nil); err != nil {
-			return nil, route{}, err
-		}
 	case kindReplyQueue:
 		r.key = dest
 	}
@@ -125,7 +119,7 @@ func (s *Session) routeQueue(r route) *queue {
 	case kindTempQueue:
 		return s.tempQueues[r.key]
 	}
-	q, _ := s.space.queue(r.key, false)
+	q, _ := s.space.queue(r.key, nil)
 	return q
 }
 
@@ -145,7 +139,7 @@ func (s *Session) deliverRoute(r route, m *Message, checkLimits bool) *stompErro
 		}
 		return nil
 	case kindReplyQueue:
-		q, _ := s.space.queue(r.key, false)
+		q, _ := s.space.queue(r.key, nil)
 		if q == nil {
 			return nil // the requester is gone: like RabbitMQ, the reply is dropped
 		}
@@ -154,7 +148,7 @@ func (s *Session) deliverRoute(r route, m *Message, checkLimits bool) *stompErro
 		}
 		return nil
 	}
-	return s.space.enqueueNamed(r.key, m, checkLimits)
+	return s.space.enqueueNamed(r.key, m, checkLimits, s.countCreation)
 }
 
 func asStompError(err error) *stompError {
@@ -175,6 +169,9 @@ func (s *Session) tempQueue(key string) (*queue, *stompError) {
 	defer sp.mu.Unlock()
 	if len(sp.queues) >= s.b.cfg.MaxQueues {
 		return nil, s.b.tooManyQueues()
+	}
+	if err := s.countCreation(); err != nil {
+		return nil, err
 	}
 	q := newQueue(sp, key, s, false)
 	sp.queues[key] = q

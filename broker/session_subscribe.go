@@ -48,9 +48,6 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 	if err := s.authorize(ActionSubscribe, kind, dest); err != nil {
 		return err
 	}
-	if err := s.mayCreate(s.destinationExists(kind, name, dest)); err != nil {
-		return err
-	}
 	s.nextSubNum++
 	sub := &subscription{session: s, id: id, num: s.nextSubNum, dest: dest, pattern: name,
 		ackMode: mode, prefetch: prefetch, header: subscriptionHeader(s.escaping, id)}
@@ -66,7 +63,9 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 			return protocolErr(CodeInvalidDestination, "invalid destination",
 				"In topic patterns * and # must each be a whole dot-separated segment.")
 		}
-		s.space.addTopicSub(sub)
+		if err := s.space.addTopicSub(sub, s.countCreation); err != nil {
+			return err
+		}
 	case kind == kindQueue:
 		if err := s.attachQueue(sub, dest); err != nil {
 			return err
@@ -101,7 +100,7 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 // if it was retired (empty, no consumers) between lookup and attach.
 func (s *Session) attachQueue(sub *subscription, dest string) *stompError {
 	for range 8 {
-		q, err := s.space.queue(dest, true)
+		q, err := s.space.queue(dest, s.countCreation)
 		if err != nil {
 			return err
 		}

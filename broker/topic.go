@@ -32,11 +32,18 @@ func (sp *space) publishTopic(name string, m *Message) {
 	}
 }
 
-// addTopicSub registers sub for its pattern (exact or wildcard).
-func (sp *space) addTopicSub(sub *subscription) {
+// addTopicSub registers sub for its pattern (exact or wildcard); a topic
+// name seen for the first time is created once create allows it.
+func (sp *space) addTopicSub(sub *subscription, create func() *stompError) *stompError {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
+	if !isWildcard(sub.pattern) && sp.topics[sub.pattern] == nil {
+		if err := create(); err != nil {
+			return err
+		}
+	}
 	sp.addTopicSubLocked(sub)
+	return nil
 }
 
 func (sp *space) addTopicSubLocked(sub *subscription) {

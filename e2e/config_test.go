@@ -98,32 +98,8 @@ func (l *jsonLog) Write(p []byte) (int, error) {
 // for the JSON listening record, which it returns with the process.
 func startBrokerJSON(t *testing.T, flags ...string) (*brokerProc, map[string]any) {
 	t.Helper()
-	args := append([]string{"-auth-anonymous", "-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, flags...)
-	cmd := exec.Command(stompboxBinary(t), args...)
-	cmd.SysProcAttr = childProcAttr()
-	cmd.Env = childEnv("halt_on_error=0 exitcode=66")
 	log := newJSONLog()
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start stompbox: %v", err)
-	}
-	b := &brokerProc{t: t, cmd: cmd, log: log.brokerLog, done: make(chan struct{})}
-	go func() {
-		b.waitErr = cmd.Wait()
-		close(b.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-b.done:
-		default:
-			t.Errorf("stompbox still running at cleanup; killing it")
-			_ = cmd.Process.Kill()
-			<-b.done
-		}
-		if t.Failed() {
-			t.Logf("stompbox log:\n%s", b.log.String())
-		}
-	})
+	b := launchBroker(t, log, log.brokerLog, childEnv("halt_on_error=0 exitcode=66"), flags...)
 	select {
 	case rec := <-log.listening:
 		b.addr, _ = rec["stomp"].(string)

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -231,13 +232,30 @@ type brokerProc struct {
 // running, and its log is shown when the test failed.
 func startBroker(t *testing.T, flags ...string) *brokerProc {
 	t.Helper()
-	bin := stompboxBinary(t)
-	args := append([]string{"-auth-anonymous", "-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, flags...)
-	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = childProcAttr()
-	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=0 exitcode=66")
 	log := newBrokerLog()
-	cmd.Stdout, cmd.Stderr = log, log
+	b := launchBroker(t, log, log, append(os.Environ(), "GORACE=halt_on_error=0 exitcode=66"), flags...)
+	select {
+	case a := <-log.addr:
+		b.addr, b.httpAddr = a.stomp, a.http
+	case <-b.done:
+		t.Fatalf("stompbox exited before listening: %v\n%s", b.waitErr, log.String())
+	case <-time.After(listenTimeout):
+		t.Fatalf("no listening line from stompbox within %v:\n%s", listenTimeout, log.String())
+	}
+	return b
+}
+
+// launchBroker starts the binary with anonymous access, every listener on
+// 127.0.0.1:0 and then flags, writing its output to out (which keeps it in
+// log); at cleanup a process still running is killed (an error), and the
+// log is shown when the test failed.
+func launchBroker(t *testing.T, out io.Writer, log *brokerLog, env []string, flags ...string) *brokerProc {
+	t.Helper()
+	args := append([]string{"-auth-anonymous", "-listen", "127.0.0.1:0", "-http-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, flags...)
+	cmd := exec.Command(stompboxBinary(t), args...)
+	cmd.SysProcAttr = childProcAttr()
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start stompbox: %v", err)
 	}
@@ -258,14 +276,6 @@ func startBroker(t *testing.T, flags ...string) *brokerProc {
 			t.Logf("stompbox log:\n%s", log.String())
 		}
 	})
-	select {
-	case a := <-log.addr:
-		b.addr, b.httpAddr = a.stomp, a.http
-	case <-b.done:
-		t.Fatalf("stompbox exited before listening: %v\n%s", b.waitErr, log.String())
-	case <-time.After(listenTimeout):
-		t.Fatalf("no listening line from stompbox within %v:\n%s", listenTimeout, log.String())
-	}
 	return b
 }
 

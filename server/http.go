@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/wsadapter"
@@ -136,33 +135,13 @@ func (s *Server) authenticateUpgrade(w http.ResponseWriter, r *http.Request, log
 			http.Error(w, "authentication unavailable, retry later", http.StatusServiceUnavailable)
 			return nil, false
 		}
-		s.delayAuthFailure(ctx)
+		s.broker.DelayAuthFailure(ctx)
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		http.Error(w, "authentication failed: "+reason, http.StatusUnauthorized)
 		return nil, false
 	}
 	log.Debug("websocket upgrade authenticated", "principal", p.Name)
 	return p, true
-}
-
-// delayAuthFailure holds a refused token's answer for the broker's
-// AuthFailureDelay, as a refused CONNECT is held: guessing tokens costs
-// the guesser time. It parks only this request's handler (the admission
-// rate bounds how many one address can have), and ends early with ctx.
-func (s *Server) delayAuthFailure(ctx context.Context) {
-	d := s.cfg.Broker.AuthFailureDelay
-	if d == 0 {
-		d = broker.DefaultAuthFailureDelay
-	}
-	if d < 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }
 
 // tokenWhere tells a client where the token goes.

@@ -1,10 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 
 	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/cmd/stompbox/internal/config"
@@ -48,7 +48,7 @@ func buildSecurity(a config.Auth, logger *slog.Logger) (*security, error) {
 			if err != nil {
 				return nil, fmt.Errorf("auth.jwt_secret_file: %w", err)
 			}
-			cfg.Secret = trimNewline(secret)
+			cfg.Secret = bytes.TrimRight(secret, "\r\n")
 		}
 		jwt, err := auth.NewJWT(cfg)
 		if err != nil {
@@ -76,7 +76,7 @@ func buildSecurity(a config.Auth, logger *slog.Logger) (*security, error) {
 		sec.authorizer = broker.AllowEverything{}
 		logger.Warn("no authorization rules (auth.acl_file): anonymous clients may publish and subscribe to everything")
 	default:
-		sec.authorizer = tokenGrants{} // only what the tokens' claims grant
+		sec.authorizer = auth.TokenGrants{}
 	}
 	return sec, nil
 }
@@ -91,24 +91,4 @@ func (sec *security) reload(logger *slog.Logger) {
 		}
 		logger.Info("reloaded", "file", r.String())
 	}
-}
-
-func trimNewline(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// tokenGrants authorizes with nothing but the principal's own grants (a
-// JWT's publish, subscribe and vhosts claims): the authorizer of a broker
-// with authentication and no rules file.
-type tokenGrants struct{}
-
-func (tokenGrants) AllowHost(p *broker.Principal, vhost string) bool {
-	return p.VHosts == nil || slices.Contains(p.VHosts, vhost)
-}
-
-func (tokenGrants) Allow(p *broker.Principal, _ string, a broker.Action, destination string) bool {
-	return auth.Grant(p, a, destination)
 }

@@ -249,3 +249,36 @@ func TestACLAllowAllocatesNothing(t *testing.T) {
 		t.Errorf("%v allocations per run", allocs)
 	}
 }
+
+func TestTokenGrants(t *testing.T) {
+	token := &broker.Principal{Name: "t", Publish: []string{"/topic/chat.room1"}, Subscribe: []string{"/topic/chat.#"}, VHosts: []string{"/"}}
+	tests := []struct {
+		name  string
+		p     *broker.Principal
+		vhost string
+		act   broker.Action
+		dest  string
+		want  bool
+	}{
+		{"granted publish", token, "/", broker.ActionPublish, "/topic/chat.room1", true},
+		{"other room", token, "/", broker.ActionPublish, "/topic/chat.room2", false},
+		{"granted pattern", token, "/", broker.ActionSubscribe, "/topic/chat.*", true},
+		{"wider pattern", token, "/", broker.ActionSubscribe, "/topic/#", false},
+		{"other host", token, "tenant-a", broker.ActionPublish, "/topic/chat.room1", false},
+		{"no grants", &broker.Principal{Name: "u"}, "/", broker.ActionSubscribe, "/topic/chat.x", false},
+		{"nil", nil, "/", broker.ActionPublish, "/topic/x", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := (TokenGrants{}).Allow(tt.p, tt.vhost, tt.act, tt.dest); got != tt.want {
+				t.Errorf("Allow = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if !(TokenGrants{}).AllowHost(token, "/") || (TokenGrants{}).AllowHost(token, "tenant-a") || (TokenGrants{}).AllowHost(nil, "/") {
+		t.Error("AllowHost does not follow the vhosts claim")
+	}
+	if !(TokenGrants{}).AllowHost(&broker.Principal{Name: "u"}, "any") {
+		t.Error("a principal without a vhosts claim is not limited to hosts")
+	}
+}

@@ -172,3 +172,18 @@ func segment(s string, i int) (string, int) {
 	}
 	return s[i:], len(s) + 1
 }
+
+// TokenGrants is the broker.Authorizer of a broker with authentication and
+// no rules file: a client may do only what its own credentials grant (a
+// JWT's publish and subscribe claims), in the virtual hosts they allow.
+type TokenGrants struct{}
+
+// AllowHost allows the hosts p's vhosts claim lists (any, without one).
+func (TokenGrants) AllowHost(p *broker.Principal, vhost string) bool {
+	return p != nil && principalAllowsHost(p, vhost)
+}
+
+// Allow allows what p's own patterns cover, in a host p may use.
+func (TokenGrants) Allow(p *broker.Principal, vhost string, a broker.Action, destination string) bool {
+	return p != nil && principalAllowsHost(p, vhost) && Grant(p, a, destination)
+}
