@@ -33,6 +33,12 @@ type Config struct {
 	// error-code slow-consumer; queue consumers simply get nothing more
 	// until it drains. Default 8 MiB.
 	MaxOutboxBytes int
+	// MaxConnectionBytes is the one byte budget of a connection: everything
+	// the broker holds because of it (its outbox at encoded size, control
+	// frames, unacknowledged topic messages, open transactions, input held
+	// while it is blocked). Output past it makes a slow consumer; input
+	// past it blocks the producer. Default 16 MiB.
+	MaxConnectionBytes int
 	// MaxQueueMessages and MaxQueueBytes bound every queue (ready plus
 	// unacknowledged); a SEND beyond either gets ERROR limit-exceeded.
 	// Defaults 100000 messages and 256 MiB.
@@ -106,6 +112,7 @@ const (
 	DefaultConnectTimeout       = 5 * time.Second
 	DefaultMaxSubscriptions     = 1024
 	DefaultMaxOutboxBytes       = 8 << 20
+	DefaultMaxConnectionBytes   = 16 << 20
 	DefaultMaxQueueMessages     = 100_000
 	DefaultMaxQueueBytes        = 256 << 20
 	DefaultMaxRedeliveries      = 5
@@ -131,6 +138,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.ConnectTimeout, DefaultConnectTimeout)
 	setDefault(&c.MaxSubscriptions, DefaultMaxSubscriptions)
 	setDefault(&c.MaxOutboxBytes, DefaultMaxOutboxBytes)
+	setDefault(&c.MaxConnectionBytes, DefaultMaxConnectionBytes)
 	setDefault(&c.MaxQueueMessages, DefaultMaxQueueMessages)
 	setDefault(&c.MaxQueueBytes, DefaultMaxQueueBytes)
 	setDefault(&c.MaxQueues, DefaultMaxQueues)

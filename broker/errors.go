@@ -87,6 +87,48 @@ type stompError struct {
 	detail    string // body: what happened and what to do
 	retryable bool   // whether resending the same thing later can succeed
 	reason    CloseReason
+	// full, when set, says the frame was refused only because a bound is
+	// full now: under the block policy the producer is slowed down (the
+	// frame waits and is retried) instead of failed. The handler that
+	// returns it must have changed nothing.
+	full FullReason
+}
+
+// FullReason names the bound that made a producer wait; also the reason
+// label of the flow-control metrics.
+type FullReason uint8
+
+// The bounds that block a producer.
+const (
+	NotFull     FullReason = iota
+	FullQueue              // a queue's MaxQueueMessages or MaxQueueBytes
+	FullTotal              // MaxTotalQueuedBytes, all queues together
+	FullJournal            // the journal's disk budget
+	FullRate               // the connection's frame or byte rate
+	FullBudget             // the connection's own byte budget (pending input, transactions)
+	fullReasonCount
+)
+
+var fullReasonNames = [fullReasonCount]string{
+	NotFull: "none", FullQueue: "queue", FullTotal: "total", FullJournal: "journal",
+	FullRate: "rate", FullBudget: "budget",
+}
+
+// String returns a short, stable label such as "queue".
+func (r FullReason) String() string {
+	if r >= fullReasonCount {
+		return "unknown"
+	}
+	return fullReasonNames[r]
+}
+
+// fullErr is the error for input refused because bound why is full now:
+// retryable, and (under the block policy) a reason to slow the producer
+// down rather than to fail it.
+func fullErr(why FullReason, detail string) *stompError {
+	e := limitErr(detail)
+	e.full = why
+	return e
 }
 
 func (e *stompError) Error() string { return fmt.Sprintf("broker: %s: %s", e.code, e.message) }

@@ -12,12 +12,15 @@ import (
 // fakeTransport stands in for a connection driver: it only counts Wakes.
 // Tests drive the session's read side with Feed and take its output with
 // AppendOutput themselves, on one goroutine.
-type fakeTransport struct{ wakes atomic.Int64 }
+type fakeTransport struct{ wakes, pokes atomic.Int64 }
 
 func (t *fakeTransport) Wake() { t.wakes.Add(1) }
 
 // Close counts as a Wake: the fake driver only ever takes output.
 func (t *fakeTransport) Close(CloseReason) { t.wakes.Add(1) }
+
+// Poke is counted; tests call Session.Poked themselves.
+func (t *fakeTransport) Poke() { t.pokes.Add(1) }
 
 // client is the peer of one Session: it writes wire bytes into Feed and
 // parses what AppendOutput yields into owned frames.

@@ -20,6 +20,12 @@ type Transport interface {
 	// the server is going away, the driver should not wait long for that
 	// flush. It must not block and may be called more than once.
 	Close(reason CloseReason)
+	// Poke asks the driver to call Session.Poked from the read loop soon:
+	// the session has read-loop work that did not arrive on the socket
+	// (room freed for a blocked producer, a token expiring, rights
+	// reloaded). It must not block, may be called from any goroutine and
+	// any number of times; several pokes may be answered by one Poked.
+	Poke()
 }
 
 // Journal is what the broker needs from durable storage. With a journal

@@ -30,7 +30,7 @@ func (b *Broker) journalAppend(recs ...JournalRecord) *stompError {
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrJournalFull):
-		return limitErr("the journal's disk budget is full")
+		return fullErr(FullJournal, "the journal's disk budget is full")
 	}
 	b.cfg.Logger.Error("journal append failed", "err", err)
 	return &stompError{code: CodeInternal, message: "journal write failed",

@@ -225,11 +225,11 @@ func (q *queue) roomLocked(n, bytes int) *stompError {
 	cfg := &q.b.cfg
 	switch {
 	case q.count+n > cfg.MaxQueueMessages:
-		return limitErr("queue " + q.name + " holds its limit of " + strconv.Itoa(cfg.MaxQueueMessages) + " messages")
+		return fullErr(FullQueue, "queue "+q.name+" holds its limit of "+strconv.Itoa(cfg.MaxQueueMessages)+" messages")
 	case q.bytes+bytes > cfg.MaxQueueBytes:
-		return limitErr("queue " + q.name + " holds its limit of " + strconv.Itoa(cfg.MaxQueueBytes) + " bytes")
+		return fullErr(FullQueue, "queue "+q.name+" holds its limit of "+strconv.Itoa(cfg.MaxQueueBytes)+" bytes")
 	case q.b.queuedBytes.Load()+int64(bytes) > int64(cfg.MaxTotalQueuedBytes):
-		return limitErr("the broker holds its limit of " + strconv.Itoa(cfg.MaxTotalQueuedBytes) + " queued bytes")
+		return fullErr(FullTotal, "the broker holds its limit of "+strconv.Itoa(cfg.MaxTotalQueuedBytes)+" queued bytes")
 	}
 	return nil
 }

@@ -63,6 +63,7 @@ type Session struct {
 	shutdownAsked atomic.Bool
 	nextAck       atomic.Uint64
 	out           outbox
+	budget        budget         // everything held because of this connection
 	counts        *frameCounters // immutable: this session's stripe of the broker's frame counters
 
 	// Writer only: spares swapped with the outbox.
@@ -84,6 +85,7 @@ func (b *Broker) NewSession(t Transport, remote string) *Session {
 		subs:   make(map[string]*subscription),
 	}
 	s.out.limit = b.cfg.MaxOutboxBytes
+	s.budget.limit = int64(b.cfg.MaxConnectionBytes)
 	s.frameRate = newRateBucket(b.cfg.MaxFramesPerSecond, 2*b.cfg.MaxFramesPerSecond)
 	s.byteRate = newRateBucket(b.cfg.MaxBytesPerSecond, 2*b.cfg.MaxBytesPerSecond)
 	b.sessionCount.Add(1)
@@ -161,6 +163,22 @@ func (s *Session) ReadTimeout() time.Duration {
 	return time.Duration(float64(s.expect) * s.b.cfg.HeartbeatTolerance)
 }
 
+// ReadDeadline is when the driver stops waiting for bytes and calls
+// Expire, given when the last bytes arrived (lastRead): before CONNECT,
+// the connect timeout counted from accept, so trickling bytes does not
+// extend it; after, lastRead plus the negotiated client heart-beat
+// interval times the tolerance, so work that interrupts a read (Poked)
+// does not extend a silent client's time either. Zero means none.
+func (s *Session) ReadDeadline(lastRead time.Time) time.Time {
+	if s.state == stateAwaitingConnect {
+		return s.opened.Add(s.b.cfg.ConnectTimeout)
+	}
+	if s.expect == 0 {
+		return time.Time{}
+	}
+	return lastRead.Add(s.ReadTimeout())
+}
+
 // HeartbeatInterval is how often the writer must send something (a
 // heart-beat EOL when idle); 0 means never. Safe from any goroutine.
 func (s *Session) HeartbeatInterval() time.Duration {
@@ -183,6 +201,18 @@ func (s *Session) Expire() {
 			retryable: true, reason: CloseHeartbeatTimeout}, nil)
 	}
 	s.state = stateClosed
+}
+
+// Poked runs the read-loop work the session asked for with Transport.Poke
+// (work that did not arrive on the socket). The driver calls it from the
+// read loop; like Feed, it returns ErrSessionClosed once the session has
+// ended.
+func (s *Session) Poked() error {
+	if s.state >= stateClosed || s.out.closed.Load() {
+		s.state = max(s.state, stateClosed)
+		return ErrSessionClosed
+	}
+	return nil
 }
 
 // Shutdown tells the client the server is going away (retryable) and closes.

@@ -30,6 +30,12 @@ type conn struct {
 	// endReadBy (unix ns, 0 = unset) is set by the writer once the session's
 	// last frame is out: the read loop must not wait past it.
 	endReadBy atomic.Int64
+	// poked is set by Poke (any goroutine) and cleared by the read loop,
+	// which then runs Session.Poked.
+	poked atomic.Bool
+	// lastRead (read loop only) is when bytes last arrived; read deadlines
+	// count from it.
+	lastRead time.Time
 }
 
 func newConn(s *Server, nc net.Conn, st stream) *conn {
@@ -59,6 +65,16 @@ func (c *conn) Wake() {
 	}
 }
 
+// Poke implements broker.Transport: it interrupts a read in progress with
+// a deadline in the past, so the read loop runs Session.Poked. The flag is
+// set before the deadline and the read loop sets its deadline before it
+// looks at the flag, so no poke is lost between the two; a stale past
+// deadline only makes the read loop look again (readTimedOut).
+func (c *conn) Poke() {
+	c.poked.Store(true)
+	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+}
+
 func (c *conn) serve() {
 	go c.writeLoop()
 	serverClosed := c.readLoop()
@@ -76,10 +92,18 @@ func (c *conn) serve() {
 // whether the server ended the session (so the peer may still be sending).
 func (c *conn) readLoop() (serverClosed bool) {
 	buf := make([]byte, c.srv.cfg.ReadBufferSize)
+	c.lastRead = time.Now()
 	for {
 		c.setReadDeadline()
+		if c.poked.Swap(false) {
+			if c.session.Poked() != nil {
+				return true
+			}
+			continue
+		}
 		n, err := c.stream.Read(buf)
 		if n > 0 {
+			c.lastRead = time.Now()
 			c.counters.bytesIn.Add(uint64(n))
 			if c.session.Feed(buf[:n]) != nil {
 				return true
@@ -98,6 +122,9 @@ func (c *conn) readLoop() (serverClosed bool) {
 			return true // the writer set a deadline to end this read
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if c.poked.Load() || !c.readTimedOut() {
+				continue // a poke's interruption, not the client's silence
+			}
 			c.session.Expire()
 			return true
 		}
@@ -171,14 +198,18 @@ func (c *conn) writeLoop() {
 // setting its deadline, so checking after ours means whichever ran last
 // leaves the earlier deadline in force.
 func (c *conn) setReadDeadline() {
-	var deadline time.Time
-	if d := c.session.ReadTimeout(); d > 0 {
-		deadline = time.Now().Add(d)
-	}
+	deadline := c.session.ReadDeadline(c.lastRead)
 	_ = c.nc.SetReadDeadline(deadline)
 	if by := c.endReadBy.Load(); by != 0 && (deadline.IsZero() || by < deadline.UnixNano()) {
 		_ = c.nc.SetReadDeadline(time.Unix(0, by))
 	}
+}
+
+// readTimedOut reports whether the session's read deadline has really
+// passed (a deadline error may come from a poke).
+func (c *conn) readTimedOut() bool {
+	deadline := c.session.ReadDeadline(c.lastRead)
+	return !deadline.IsZero() && !time.Now().Before(deadline)
 }
 
 // linger discards what the peer still sends for a moment, so closing with

@@ -173,10 +173,16 @@ func (c *Conn) handleControl(h frameHeader) error {
 	if !h.fin || h.length > 125 {
 		return protocolError(CloseProtocolError, "fragmented or oversized control frame")
 	}
-	payload := c.control[:h.length]
-	if _, err := io.ReadFull(c.br, payload); err != nil {
+	// Peek, then Discard: a read deadline (the driver interrupts reads on
+	// purpose) leaves the control frame unread rather than half read.
+	// readHeader peeks the same way, so a timed-out Read can be retried.
+	peeked, err := c.br.Peek(int(h.length))
+	if err != nil {
 		return err
 	}
+	payload := c.control[:h.length]
+	copy(payload, peeked)
+	_, _ = c.br.Discard(len(peeked))
 	ws.Cipher(payload, h.mask, 0)
 	switch h.op {
 	case ws.OpPing:

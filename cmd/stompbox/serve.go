@@ -142,6 +142,7 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 			ConnectTimeout:               time.Duration(lim.ConnectTimeout),
 			MaxSubscriptions:             lim.MaxSubscriptions,
 			MaxOutboxBytes:               int(lim.MaxOutboxBytes),
+			MaxConnectionBytes:           int(lim.MaxConnectionBytes),
 			MaxQueueMessages:             lim.MaxQueueMessages,
 			MaxQueueBytes:                int(lim.MaxQueueBytes),
 			MaxQueues:                    lim.MaxQueues,
