@@ -62,15 +62,12 @@ func appendHeader(dst []byte, n uint64) []byte {
 // logical is one broker.JournalRecord inside a physical record, as the
 // flusher needs it to place the record and update the live set.
 type logical struct {
-	op      broker.JournalOp
-	queue   string
-	// id is the message id of OpEnqueue and OpRemove. A durable
-	// subscription is identified by its queue, whose name holds its
-	// virtual host, owner, client id and name.
-	id string
-	seqOff  int    // offset of the sequence number in the request's bytes
-	size    int64  // bytes counted for this record in its segment's live total
-	seq     uint64 // assigned by the flusher, or kept by a compaction copy
+	op     broker.JournalOp
+	queue  string
+	id     string // OpEnqueue, OpRemove (a durable is known by its queue: vhost, owner, client id, name)
+	seqOff int    // offset of the sequence number in the request's bytes
+	size   int64  // bytes counted for this record in its segment's live total
+	seq    uint64 // assigned by the flusher, or kept by a compaction copy
 
 	// For compaction copies, each record is its own frame.
 	src                uint64 // segment copied from

@@ -61,7 +61,7 @@ func (s *segment) targetsGone(segs map[uint64]*segment) bool {
 // compaction copy keeps: a copy replaces its original.
 type liveSet struct {
 	queues   map[string]map[string]*entry
-	durables map[string]*entry // by queue
+	durables map[string]*entry   // by queue
 	segs     map[uint64]*segment // nil: no accounting
 	// shrunk is set when a sealed segment lost live records: compaction
 	// may have work.
