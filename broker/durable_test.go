@@ -338,3 +338,72 @@ func TestDurableIdleTTL(t *testing.T) {
 		t.Fatalf("without a TTL swept %d", n)
 	}
 }
+
+// Every part of a durable subscription's queue (and journal) name is
+// escaped: no two different owners, client ids and names share one, and
+// the unowned form of older journals meets no owned one.
+func TestDurableQueueNamesDoNotCollide(t *testing.T) {
+	specs := []DurableSpec{
+		{User: "a/b", ClientID: "c", Name: "d"},
+		{User: "a", ClientID: "b/c", Name: "d"},
+		{User: "a", ClientID: "b", Name: "c/d"},
+		{User: "", ClientID: "a", Name: "b/c/d"},
+		{ClientID: "a", Name: "b", Unowned: true},
+		{User: "a", ClientID: "b", Unowned: true},
+		{User: "", ClientID: "a", Name: "b"},
+		{User: "a%2Fb", ClientID: "c", Name: "d"},
+	}
+	seen := map[string]DurableSpec{}
+	for _, s := range specs {
+		name := durableQueueName(s)
+		if other, dup := seen[name]; dup {
+			t.Fatalf("%+v and %+v share the queue %q", s, other, name)
+		}
+		seen[name] = s
+	}
+}
+
+// The idle sweep racing SUBSCRIBEs never removes a durable subscription
+// that a connection attached to: a SUBSCRIBE either attaches to a live one
+// (which then gets what is published) or is refused as in use, retryable.
+func TestIdleSweepRacesAttach(t *testing.T) {
+	b := New(Config{Authenticator: anyUserAuth{}, DurableIdleTTL: time.Nanosecond})
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				b.SweepIdleDurables(time.Now().Add(time.Hour))
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	pub := userClient(t, b, "publisher", "")
+	attached := 0
+	for i := range 300 {
+		c := userClient(t, b, "alice", "app")
+		_ = c.send(frames.CmdSubscribe, "", "id:feed", "destination:/topic/news", "durable-subscription-name:feed", "receipt:r")
+		fs := c.poll()
+		if len(fs) == 1 && fs[0].Command == frames.CmdError && hdr(fs[0], "error-code") == CodeSubscriptionInUse && hdr(fs[0], "retryable") == "true" {
+			c.s.Release()
+			continue
+		}
+		if len(fs) != 1 || fs[0].Command != frames.CmdReceipt {
+			t.Fatalf("SUBSCRIBE %d: %v (%s)", i, commands(fs), errBody(fs))
+		}
+		attached++
+		body := "m" + strconv.Itoa(i)
+		pub.mustSend(frames.CmdSend, body, "destination:/topic/news")
+		if got := bodies(c.poll()); !slices.Equal(got, []string{body}) {
+			t.Fatalf("attached durable %d got %v, want [%s]: it was swept while attached", i, got, body)
+		}
+		c.s.Release()
+	}
+	if attached == 0 {
+		t.Fatal("no SUBSCRIBE attached in 300 tries")
+	}
+	t.Logf("%d of 300 SUBSCRIBEs attached while the sweep ran", attached)
+}
