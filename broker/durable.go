@@ -87,7 +87,7 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 		if err := s.authorizeDurableChange(d); err != nil {
 			return err
 		}
-		if !d.claim(time.Time{}, 0) {
+		if !d.claim() {
 			return inUse()
 		}
 		sp.removeDurable(d)
@@ -117,7 +117,7 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 		// is acknowledged, or persistent messages sent to it could have
 		// nowhere to go after recovery.
 		if err := b.journalAppend(JournalRecord{Op: OpDurableCreate, Queue: d.queue.journalName(), Durable: d.spec}); err != nil {
-			if d.claim(time.Time{}, 0) {
+			if d.claim() {
 				sp.removeDurable(d)
 			}
 			return err
@@ -149,9 +149,12 @@ func (s *Session) authorizeDurableChange(d *durable) *stompError {
 }
 
 // claim marks d for removal, so that nobody attaches to it any more,
-// unless a connection consumes it or it is already being removed. With
-// idleFor > 0, d must also have had no consumer since now-idleFor.
-func (d *durable) claim(now time.Time, idleFor time.Duration) bool {
+// unless a connection consumes it or it is already being removed.
+func (d *durable) claim() bool { return d.claimIdle(time.Time{}, 0) }
+
+// claimIdle is claim that with idleFor > 0 also requires d to have had no
+// consumer since now-idleFor.
+func (d *durable) claimIdle(now time.Time, idleFor time.Duration) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.consumer != nil || d.removed || idleFor > 0 && now.Sub(d.idleSince) < idleFor {
@@ -235,7 +238,7 @@ func (b *Broker) SweepIdleDurables(now time.Time) int {
 		}
 		sp.mu.RUnlock()
 		for _, d := range idle {
-			if !d.claim(now, ttl) {
+			if !d.claimIdle(now, ttl) {
 				continue
 			}
 			sp.removeDurable(d)

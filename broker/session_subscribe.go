@@ -2,7 +2,6 @@ package broker
 
 import (
 	"strconv"
-	"time"
 
 	"github.com/stompbox/stompbox/frames"
 )
@@ -138,7 +137,7 @@ func (s *Session) handleUnsubscribe(f *frames.Frame) *stompError {
 		}
 	}
 	s.removeSubscription(sub)
-	if d != nil && d.claim(time.Time{}, 0) { // not if another connection attached this instant
+	if d != nil && d.claim() { // not if another connection attached this instant
 		s.space.removeDurable(d)
 	}
 	s.receipt(f)
