@@ -88,6 +88,16 @@ type Config struct {
 	// durable subscriptions, temporary queues) one connection may create.
 	// Default 0: unlimited.
 	MaxDestinationsPerConnection int
+	// MaxQueuesPerUser bounds the queues (named and temporary) one user
+	// may have created and not yet seen retired, per virtual host, and
+	// MaxDurablesPerUser the durable subscriptions one user owns: no user
+	// can take all of MaxQueues. Defaults 100 each; negative: unlimited.
+	MaxQueuesPerUser   int
+	MaxDurablesPerUser int
+	// DurableIdleTTL removes, with its backlog, a durable subscription no
+	// connection has consumed for that long (Broker.SweepIdleDurables,
+	// which package server runs periodically). Default 0: never.
+	DurableIdleTTL time.Duration
 	// AuthFailureDelay is how long a client whose credentials were refused
 	// waits for its ERROR. Default 1s; negative: none.
 	AuthFailureDelay time.Duration
@@ -122,6 +132,8 @@ const (
 	DefaultMaxTransactions      = 16
 	DefaultMaxTransactionFrames = 10_000
 	DefaultAuthFailureDelay     = time.Second
+	DefaultMaxQueuesPerUser     = 100
+	DefaultMaxDurablesPerUser   = 100
 )
 
 func (c Config) withDefaults() Config {
@@ -148,6 +160,12 @@ func (c Config) withDefaults() Config {
 		c.MaxRedeliveries = DefaultMaxRedeliveries
 	}
 	setDefault(&c.MaxTransactions, DefaultMaxTransactions)
+	if c.MaxQueuesPerUser == 0 {
+		c.MaxQueuesPerUser = DefaultMaxQueuesPerUser
+	}
+	if c.MaxDurablesPerUser == 0 {
+		c.MaxDurablesPerUser = DefaultMaxDurablesPerUser
+	}
 	if c.AuthFailureDelay == 0 {
 		c.AuthFailureDelay = DefaultAuthFailureDelay
 	}

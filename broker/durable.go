@@ -5,11 +5,38 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
-// durableKey names a durable subscription: the CONNECT client-id and the
-// SUBSCRIBE durable-subscription-name.
-type durableKey struct{ clientID, name string }
+// durableKey names a durable subscription within its virtual host: its
+// owner (the authenticated user), the CONNECT client-id and the SUBSCRIBE
+// durable-subscription-name. Another user with the same client-id and
+// name names a different durable subscription. unowned is set only for
+// durable subscriptions recovered from a journal without owners, which no
+// session's key can match.
+type durableKey struct {
+	user, clientID, name string
+	unowned              bool
+}
+
+func keyOf(spec DurableSpec) durableKey {
+	if spec.Unowned {
+		return durableKey{clientID: spec.ClientID, name: spec.Name, unowned: true}
+	}
+	return durableKey{user: spec.User, clientID: spec.ClientID, name: spec.Name}
+}
+
+// durableQueueName is the queue (and journal) name of a durable
+// subscription. Every part is escaped, so user "a/b" with client-id "c"
+// and user "a" with client-id "b/c" never share a queue or journal
+// records; the unowned form (written before owners existed) has one part
+// fewer, so it cannot meet an owned one either.
+func durableQueueName(spec DurableSpec) string {
+	if spec.Unowned {
+		return "/durable/" + url.PathEscape(spec.ClientID) + "/" + url.PathEscape(spec.Name)
+	}
+	return "/durable/" + url.PathEscape(spec.User) + "/" + url.PathEscape(spec.ClientID) + "/" + url.PathEscape(spec.Name)
+}
 
 // durable is a topic subscription that keeps collecting while its client is
 // away: a feed subscription on the topic fills a queue, and the client's
@@ -20,13 +47,17 @@ type durable struct {
 	topic string        // immutable: the pattern subscribed to
 	queue *queue        // immutable
 	feed  *subscription // immutable
+	quota *userQuota    // immutable: what it counts against (nil: unowned)
 
-	mu       sync.Mutex
-	consumer *subscription // guarded by mu: the attached session's subscription
+	mu        sync.Mutex
+	consumer  *subscription // guarded by mu: the attached session's subscription
+	idleSince time.Time     // guarded by mu: when it last lost (or never had) a consumer
+	removed   bool          // guarded by mu: claimed for removal; nobody may attach
 }
 
-// attachDurable finds or creates the durable subscription and makes sub its
-// consumer. A durable re-subscribed with another destination starts afresh.
+// attachDurable finds or creates the durable subscription of this
+// connection's user and makes sub its consumer. A durable re-subscribed
+// with another destination starts afresh.
 func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 	if s.clientID == "" {
 		return protocolErr(CodeMissingHeader, "missing client-id",
@@ -40,25 +71,32 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 			"In topic patterns * and # must each be a whole dot-separated segment.")
 	}
 	sp, b := s.space, s.b
-	key := durableKey{clientID: s.clientID, name: name}
-	inUse := func(d *durable) *stompError {
+	key := durableKey{user: s.principal.Name, clientID: s.clientID, name: name}
+	inUse := func() *stompError {
 		return &stompError{code: CodeSubscriptionInUse, message: "durable subscription in use",
 			detail: "Durable subscription " + strconv.Quote(name) + " of client-id " + strconv.Quote(s.clientID) +
 				" is consumed by another connection.", retryable: true, reason: CloseProtocolError}
 	}
-	sp.mu.Lock()
+	sp.mu.RLock()
 	d := sp.durableLocked(key)
+	sp.mu.RUnlock()
 	if d != nil && d.topic != sub.pattern {
-		// Re-subscribing with another destination starts afresh, but never
-		// under a connection that is consuming the old one.
-		if d.attached() {
-			sp.mu.Unlock()
-			return inUse(d)
+		// Re-subscribing with another destination starts afresh: the old
+		// backlog is deleted, which needs the right to read it still, and
+		// never under a connection that is consuming it.
+		if err := s.authorizeDurableChange(d); err != nil {
+			return err
 		}
-		sp.mu.Unlock()
+		if !d.claim() {
+			return inUse()
+		}
 		sp.removeDurable(d)
-		sp.mu.Lock()
-		d = sp.durableLocked(key)
+	}
+	sp.mu.Lock()
+	d = sp.durableLocked(key)
+	if d != nil && d.topic != sub.pattern {
+		sp.mu.Unlock()
+		return inUse() // re-created meanwhile by another connection of the same user
 	}
 	created := d == nil
 	if created {
@@ -66,11 +104,12 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 			sp.mu.Unlock()
 			return b.tooManyQueues()
 		}
-		if err := s.countCreation(); err != nil {
+		quota, err := s.createDurable()
+		if err != nil {
 			sp.mu.Unlock()
 			return err
 		}
-		d = sp.createDurableLocked(DurableSpec{ClientID: s.clientID, Name: name, Topic: sub.pattern})
+		d = sp.createDurableLocked(DurableSpec{User: key.user, ClientID: s.clientID, Name: name, Topic: sub.pattern}, quota)
 	}
 	sp.mu.Unlock()
 	if created && b.cfg.Journal != nil {
@@ -78,17 +117,19 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 		// is acknowledged, or persistent messages sent to it could have
 		// nowhere to go after recovery.
 		if err := b.journalAppend(JournalRecord{Op: OpDurableCreate, Queue: d.queue.journalName(), Durable: d.spec}); err != nil {
-			sp.removeDurable(d)
+			if d.claim() {
+				sp.removeDurable(d)
+			}
 			return err
 		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.consumer != nil {
-		return inUse(d)
+	if d.consumer != nil || d.removed {
+		return inUse()
 	}
 	if !d.queue.attach(sub) {
-		return inUse(d) // removed by its owner this instant; retrying finds a fresh one
+		return inUse() // removed this instant; retrying finds a fresh one
 	}
 	d.consumer = sub
 	sub.queue = d.queue
@@ -96,25 +137,44 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 	return nil
 }
 
-// attached reports whether a connection consumes the durable subscription.
-func (d *durable) attached() bool {
+// authorizeDurableChange asks whether this connection's user may still
+// read the topic the durable subscription d is on: re-pointing or removing
+// it discards what it collected from there.
+func (s *Session) authorizeDurableChange(d *durable) *stompError {
+	dest := "/topic/" + d.topic
+	if !s.b.cfg.Authorizer.Allow(s.principal, s.space.name, ActionSubscribe, dest) {
+		return forbidden(s.principal, ActionSubscribe, dest)
+	}
+	return nil
+}
+
+// claim marks d for removal, so that nobody attaches to it any more,
+// unless a connection consumes it or it is already being removed.
+func (d *durable) claim() bool { return d.claimIdle(time.Time{}, 0) }
+
+// claimIdle is claim that with idleFor > 0 also requires d to have had no
+// consumer since now-idleFor.
+func (d *durable) claimIdle(now time.Time, idleFor time.Duration) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.consumer != nil
+	if d.consumer != nil || d.removed || idleFor > 0 && now.Sub(d.idleSince) < idleFor {
+		return false
+	}
+	d.removed = true
+	return true
 }
 
 func (sp *space) durableLocked(key durableKey) *durable { return sp.durables[key] }
 
 // createDurableLocked creates a durable subscription without a consumer:
-// its queue, and the feed that fills it from the topic. b.mu is held; the
+// its queue, and the feed that fills it from the topic. sp.mu is held; the
 // feed is registered on the topic directly (addTopicSub would lock sp.mu).
-func (sp *space) createDurableLocked(spec DurableSpec) *durable {
-	// Escaped, so client-id "a/b" with name "c" and client-id "a" with name
-	// "b/c" do not share a queue (or journal records).
-	qname := "/durable/" + url.PathEscape(spec.ClientID) + "/" + url.PathEscape(spec.Name)
+// quota is what it counts against, already charged.
+func (sp *space) createDurableLocked(spec DurableSpec, quota *userQuota) *durable {
+	qname := durableQueueName(spec)
 	q := newQueue(sp, qname, nil, true)
 	q.dlq = "/queue/DLQ." + strings.NewReplacer("*", "_", "#", "_").Replace(spec.Topic)
-	d := &durable{key: durableKey{clientID: spec.ClientID, name: spec.Name}, spec: spec, topic: spec.Topic, queue: q}
+	d := &durable{key: keyOf(spec), spec: spec, topic: spec.Topic, queue: q, quota: quota, idleSince: sp.b.cfg.Now()}
 	d.feed = &subscription{id: qname, dest: "/topic/" + spec.Topic, pattern: spec.Topic, feed: q}
 	sp.queues[qname] = q
 	sp.durables[d.key] = d
@@ -122,16 +182,18 @@ func (sp *space) createDurableLocked(spec DurableSpec) *durable {
 	return d
 }
 
-// detach frees the durable for the next SUBSCRIBE.
+// detach frees the durable for the next SUBSCRIBE; its idle time starts.
 func (d *durable) detach(sub *subscription) {
 	d.mu.Lock()
 	if d.consumer == sub {
 		d.consumer = nil
+		d.idleSince = d.queue.b.cfg.Now()
 	}
 	d.mu.Unlock()
 }
 
-// removeDurable deletes a durable subscription and its backlog.
+// removeDurable deletes a durable subscription, claimed by the caller,
+// with its backlog.
 func (sp *space) removeDurable(d *durable) {
 	b := sp.b
 	sp.removeTopicSub(d.feed)
@@ -139,6 +201,7 @@ func (sp *space) removeDurable(d *durable) {
 	if sp.durables[d.key] == d {
 		delete(sp.durables, d.key)
 		delete(sp.queues, d.queue.name)
+		sp.releaseDurableLocked(d)
 	}
 	sp.mu.Unlock()
 	q := d.queue
@@ -151,7 +214,38 @@ func (sp *space) removeDurable(d *durable) {
 	if b.cfg.Journal != nil {
 		if err := b.journalAppend(JournalRecord{Op: OpDurableDelete, Queue: q.journalName(), Durable: d.spec}); err != nil {
 			b.cfg.Logger.Error("journal: durable subscription delete not recorded; it comes back after a restart",
-				"client_id", d.spec.ClientID, "name", d.spec.Name)
+				"user", d.spec.User, "client_id", d.spec.ClientID, "name", d.spec.Name)
 		}
 	}
+}
+
+// SweepIdleDurables removes, with their backlogs, the durable
+// subscriptions that no connection has consumed for Config.DurableIdleTTL
+// up to now, and returns how many it removed. Without a TTL it does
+// nothing. Package server calls it periodically; it is safe to call from
+// any goroutine.
+func (b *Broker) SweepIdleDurables(now time.Time) int {
+	ttl := b.cfg.DurableIdleTTL
+	if ttl <= 0 {
+		return 0
+	}
+	removed := 0
+	for _, sp := range b.spaces {
+		var idle []*durable
+		sp.mu.RLock()
+		for _, d := range sp.durables {
+			idle = append(idle, d)
+		}
+		sp.mu.RUnlock()
+		for _, d := range idle {
+			if !d.claimIdle(now, ttl) {
+				continue
+			}
+			sp.removeDurable(d)
+			removed++
+			b.cfg.Logger.Info("durable subscription removed after its idle TTL", "virtual_host", sp.name,
+				"user", d.spec.User, "client_id", d.spec.ClientID, "name", d.spec.Name, "ttl", ttl)
+		}
+	}
+	return removed
 }

@@ -90,16 +90,25 @@ func (op JournalOp) String() string {
 // JournalRecord is one change to durable state.
 type JournalRecord struct {
 	Op        JournalOp
-	Queue     string   // the queue key: /queue/<name>, or /durable/<client-id>/<name>
+	Queue     string   // the queue key: /queue/<name>, or /durable/<user>/<client-id>/<name> (each part path-escaped)
 	MessageID string   // OpEnqueue, OpRemove
 	Message   *Message // OpEnqueue
 	Durable   DurableSpec
 }
 
 // DurableSpec identifies a durable subscription and what it subscribes to.
+// A durable subscription belongs to the user who created it: another user
+// with the same client-id names a different one.
 type DurableSpec struct {
+	// User is the owner: the Principal.Name that created it.
+	User           string
 	ClientID, Name string
 	Topic          string // the topic name or pattern, without /topic/
+	// Unowned marks a durable subscription recovered from a journal
+	// written before durable subscriptions had owners (journal format
+	// version 1): no user can attach to, re-point or remove it; it keeps
+	// its backlog until the idle TTL removes it (docs/persistence.md).
+	Unowned bool
 }
 
 // RecoveredMessage rebuilds a journaled message for Replay. The slices

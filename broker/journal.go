@@ -130,7 +130,7 @@ func (b *Broker) Recover() error {
 	if b.cfg.Journal == nil {
 		return nil
 	}
-	var messages, durables int
+	var messages, durables, unowned int
 	err := b.cfg.Journal.Replay(func(r JournalRecord) error {
 		switch r.Op {
 		case OpDurableCreate:
@@ -140,8 +140,18 @@ func (b *Broker) Recover() error {
 				return nil
 			}
 			sp.mu.Lock()
-			if sp.durables[durableKey{r.Durable.ClientID, r.Durable.Name}] == nil {
-				sp.createDurableLocked(r.Durable)
+			if sp.durables[keyOf(r.Durable)] == nil {
+				// A recovered durable counts against its owner again, even
+				// past the quota (which then only stops new ones); an
+				// unowned one counts against nobody.
+				var quota *userQuota
+				if !r.Durable.Unowned {
+					quota = sp.quotaLocked(r.Durable.User)
+					quota.durables++
+				} else {
+					unowned++
+				}
+				sp.createDurableLocked(r.Durable, quota)
 				durables++
 			}
 			sp.mu.Unlock()
@@ -169,6 +179,10 @@ func (b *Broker) Recover() error {
 		return fmt.Errorf("broker: recovery: %w", err)
 	}
 	b.cfg.Logger.Info("journal recovered", "messages", messages, "durable_subscriptions", durables)
+	if unowned > 0 {
+		b.cfg.Logger.Warn("journal: durable subscriptions without an owner (written by an older stompbox) recovered; "+
+			"no user can attach to them, and durable_idle_ttl removes them (docs/persistence.md)", "count", unowned)
+	}
 	return nil
 }
 

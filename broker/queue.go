@@ -30,6 +30,10 @@ type queue struct {
 	dlq     string   // immutable: dead-letter destination; "" drops instead
 	owner   *Session // immutable: for temporary queues, the only session that may consume
 	durable bool     // immutable: kept without consumers (backs a durable subscription)
+	// creator (set under the table lock when the queue is created, then
+	// immutable) is the user quota it counts against until it leaves the
+	// table; nil: none (dead-letter, recovered and durable queues).
+	creator *userQuota
 	// journaled (immutable): persistent messages here are journaled (a
 	// journal is configured and this is not a temporary queue).
 	journaled bool
@@ -337,6 +341,7 @@ func (q *queue) retireIfIdle() {
 	if q.count == 0 && len(q.consumers) == 0 && !q.deleted && sp.queues[q.name] == q {
 		q.deleted = true
 		delete(sp.queues, q.name)
+		sp.releaseQueueLocked(q)
 	}
 	q.mu.Unlock()
 	sp.mu.Unlock()
@@ -350,7 +355,7 @@ func (b *Broker) tooManyQueues() *stompError {
 // queue returns the queue named name. With create nil it only looks; else
 // a missing queue is created, once create (called under the table lock)
 // allows it: that is where a session counts the destinations it creates.
-func (sp *space) queue(name string, create func() *stompError) (*queue, *stompError) {
+func (sp *space) queue(name string, create queueCreator) (*queue, *stompError) {
 	sp.mu.RLock()
 	q := sp.queues[name]
 	sp.mu.RUnlock()
@@ -365,20 +370,19 @@ func (sp *space) queue(name string, create func() *stompError) (*queue, *stompEr
 	if len(sp.queues) >= sp.b.cfg.MaxQueues {
 		return nil, sp.b.tooManyQueues()
 	}
-	if err := create(); err != nil {
+	creator, err := create()
+	if err != nil {
 		return nil, err
 	}
 	q = newQueue(sp, name, nil, false)
+	q.creator = creator
 	sp.queues[name] = q
 	return q, nil
 }
 
-// anyCreator lets the broker itself create queues (dead-letter queues).
-func anyCreator() *stompError { return nil }
-
 // enqueueNamed puts m into the named queue, creating it, and retries if the
 // queue was retired between lookup and enqueue.
-func (sp *space) enqueueNamed(name string, m *Message, checkLimits bool, create func() *stompError) *stompError {
+func (sp *space) enqueueNamed(name string, m *Message, checkLimits bool, create queueCreator) *stompError {
 	for range 8 {
 		q, serr := sp.queue(name, create)
 		if serr != nil {

@@ -46,6 +46,7 @@ type Session struct {
 	nextSubNum uint32
 	txs        map[string]*transaction
 	tempQueues map[string]*queue // by the name after /temp-queue/
+	replyToken string            // 128 random bits in hex, drawn on first use of a temporary queue
 	acked      []delivery        // scratch for ACK/NACK
 	expect     time.Duration     // negotiated client->server heart-beat interval
 

@@ -144,6 +144,7 @@ func (s *Session) releaseResources() {
 		sp.mu.Lock()
 		if sp.queues[key] == q {
 			delete(sp.queues, key)
+			sp.releaseQueueLocked(q)
 		}
 		sp.mu.Unlock()
 		q.mu.Lock()

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"strconv"
 	"strings"
 
@@ -105,9 +107,17 @@ func (s *Session) buildMessage(f *frames.Frame) (*Message, route, *stompError) {
 }
 
 // replyAddress is the public address of this session's temporary queue
-// name: other sessions reply to it; only this session can consume it.
+// name: other sessions reply to it; only this session can consume it. It
+// holds 128 random bits, drawn when the session first uses a temporary
+// queue, so the address is a capability: only those it was given (in a
+// reply-to) can send to it (docs/security.md).
 func (s *Session) replyAddress(name string) string {
-	return "/reply-queue/" + s.id + "/" + name
+	if s.replyToken == "" {
+		var b [16]byte
+		_, _ = rand.Read(b[:]) // crypto/rand never fails on supported platforms
+		s.replyToken = hex.EncodeToString(b[:])
+	}
+	return "/reply-queue/" + s.replyToken + "/" + name
 }
 
 // routeQueue returns the existing queue a non-topic route leads to (nil
@@ -148,7 +158,7 @@ func (s *Session) deliverRoute(r route, m *Message, checkLimits bool) *stompErro
 		}
 		return nil
 	}
-	return s.space.enqueueNamed(r.key, m, checkLimits, s.countCreation)
+	return s.space.enqueueNamed(r.key, m, checkLimits, s.createQueue)
 }
 
 func asStompError(err error) *stompError {
@@ -170,10 +180,12 @@ func (s *Session) tempQueue(key string) (*queue, *stompError) {
 	if len(sp.queues) >= s.b.cfg.MaxQueues {
 		return nil, s.b.tooManyQueues()
 	}
-	if err := s.countCreation(); err != nil {
+	creator, err := s.createQueue()
+	if err != nil {
 		return nil, err
 	}
 	q := newQueue(sp, key, s, false)
+	q.creator = creator
 	sp.queues[key] = q
 	if s.tempQueues == nil {
 		s.tempQueues = make(map[string]*queue)

@@ -100,7 +100,7 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 // if it was retired (empty, no consumers) between lookup and attach.
 func (s *Session) attachQueue(sub *subscription, dest string) *stompError {
 	for range 8 {
-		q, err := s.space.queue(dest, s.countCreation)
+		q, err := s.space.queue(dest, s.createQueue)
 		if err != nil {
 			return err
 		}
@@ -128,9 +128,17 @@ func (s *Session) handleUnsubscribe(f *frames.Frame) *stompError {
 		return protocolErr(CodeUnknownSubscription, "unknown subscription",
 			"No subscription with id "+strconv.Quote(truncateString(string(id), 64))+" on this connection.")
 	}
+	d := sub.durable
+	if v, ok := f.Header("remove-durable"); !ok || string(v) != "true" {
+		d = nil
+	} else if d != nil {
+		if err := s.authorizeDurableChange(d); err != nil {
+			return err // the user may no longer read what it would discard
+		}
+	}
 	s.removeSubscription(sub)
-	if v, ok := f.Header("remove-durable"); ok && string(v) == "true" && sub.durable != nil {
-		s.space.removeDurable(sub.durable)
+	if d != nil && d.claim() { // not if another connection attached this instant
+		s.space.removeDurable(d)
 	}
 	s.receipt(f)
 	return nil

@@ -22,6 +22,7 @@ type space struct {
 	queues    map[string]*queue       // guarded by mu
 	topics    map[string]*topic       // guarded by mu
 	durables  map[durableKey]*durable // guarded by mu
+	quotas    map[string]*userQuota   // guarded by mu: per user, what MaxQueuesPerUser and MaxDurablesPerUser bound
 	wildcards atomic.Pointer[[]*subscription]
 }
 

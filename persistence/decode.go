@@ -108,6 +108,8 @@ type view struct {
 	expiresAt      int64
 	clientID, name []byte
 	topic          []byte
+	user           []byte
+	unowned        bool // a durable record of the version 1 form, without owner
 }
 
 // views decodes a physical record into its records. It checks the whole
@@ -169,6 +171,12 @@ func parseView(op broker.JournalOp, payload []byte) (view, error) {
 		v.queue, v.id = r.bytes(), r.bytes()
 	case broker.OpDurableCreate, broker.OpDurableDelete:
 		v.queue, v.clientID, v.name, v.topic = r.bytes(), r.bytes(), r.bytes(), r.bytes()
+		// Version 1 wrote these four fields; version 2 adds the owner.
+		// Compaction copies records unchanged, so either form can be in a
+		// segment of either version.
+		if v.unowned = r.off == len(payload); !v.unowned {
+			v.user = r.bytes()
+		}
 	default:
 		return v, errMalformed
 	}
@@ -177,9 +185,6 @@ func parseView(op broker.JournalOp, payload []byte) (view, error) {
 	}
 	return v, nil
 }
-
-// durable is the durable subscription a durable op names.
-func (v *view) durable() durKey { return durKey{string(v.clientID), string(v.name)} }
 
 // record builds the broker.JournalRecord of v with its own copies of
 // everything: the message's header keys, values and body share one
@@ -190,7 +195,8 @@ func (v *view) record() broker.JournalRecord {
 	case broker.OpRemove:
 		rec.MessageID = string(v.id)
 	case broker.OpDurableCreate, broker.OpDurableDelete:
-		rec.Durable = broker.DurableSpec{ClientID: string(v.clientID), Name: string(v.name), Topic: string(v.topic)}
+		rec.Durable = broker.DurableSpec{User: string(v.user), ClientID: string(v.clientID), Name: string(v.name),
+			Topic: string(v.topic), Unowned: v.unowned}
 	case broker.OpEnqueue:
 		rec.MessageID = string(v.id)
 		backing := make([]byte, 0, len(v.hdrs)+len(v.body))

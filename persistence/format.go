@@ -8,7 +8,10 @@ import (
 	"github.com/stompbox/stompbox/broker"
 )
 
-// The on-disk format, version 1 (docs/persistence.md has it byte by byte).
+// The on-disk format, version 2 (docs/persistence.md has it byte by byte).
+// Version 2 added the owner to durable-subscription records; a version 2
+// build reads version 1 segments, and records of either form in any
+// segment (compaction copies records unchanged into new segments).
 // All integers are little-endian.
 //
 // A segment starts with a 24-byte file header:
@@ -24,7 +27,7 @@ import (
 // (1-4) for one record, or typeBatch for the records of one Append.
 const (
 	magic         = "STOMPJNL"
-	formatVersion = 1
+	formatVersion = 2
 	headerSize    = 24
 	frameHeader   = 8 // length + CRC
 	typeBatch     = 5
@@ -56,19 +59,15 @@ func appendHeader(dst []byte, n uint64) []byte {
 	return le.AppendUint32(dst, checksum(dst[start:]))
 }
 
-// durKey identifies a durable subscription.
-type durKey struct{ clientID, name string }
-
 // logical is one broker.JournalRecord inside a physical record, as the
 // flusher needs it to place the record and update the live set.
 type logical struct {
-	op      broker.JournalOp
-	queue   string
-	id      string // OpEnqueue, OpRemove
-	durable durKey // OpDurableCreate, OpDurableDelete
-	seqOff  int    // offset of the sequence number in the request's bytes
-	size    int64  // bytes counted for this record in its segment's live total
-	seq     uint64 // assigned by the flusher, or kept by a compaction copy
+	op     broker.JournalOp
+	queue  string
+	id     string // OpEnqueue, OpRemove (a durable is known by its queue: vhost, owner, client id, name)
+	seqOff int    // offset of the sequence number in the request's bytes
+	size   int64  // bytes counted for this record in its segment's live total
+	seq    uint64 // assigned by the flusher, or kept by a compaction copy
 
 	// For compaction copies, each record is its own frame.
 	src                uint64 // segment copied from
@@ -120,11 +119,8 @@ func encode(recs []broker.JournalRecord) ([]byte, []logical, error) {
 // describe is the logical of r, whose sequence number sits at seqOff.
 func describe(r *broker.JournalRecord, seqOff int, size int64) logical {
 	l := logical{op: r.Op, queue: r.Queue, seqOff: seqOff, size: size}
-	switch r.Op {
-	case broker.OpEnqueue, broker.OpRemove:
+	if r.Op == broker.OpEnqueue || r.Op == broker.OpRemove {
 		l.id = r.MessageID
-	default:
-		l.durable = durKey{r.Durable.ClientID, r.Durable.Name}
 	}
 	return l
 }
@@ -147,7 +143,11 @@ func payloadSize(r *broker.JournalRecord) (int, error) {
 		return 2*4 + len(r.Queue) + len(r.MessageID), nil
 	case broker.OpDurableCreate, broker.OpDurableDelete:
 		d := r.Durable
-		return 4*4 + len(r.Queue) + len(d.ClientID) + len(d.Name) + len(d.Topic), nil
+		n := 4*4 + len(r.Queue) + len(d.ClientID) + len(d.Name) + len(d.Topic)
+		if !d.Unowned {
+			n += 4 + len(d.User) // the owner, since version 2
+		}
+		return n, nil
 	}
 	return 0, fmt.Errorf("%w: unknown op %d", ErrInvalidRecord, r.Op)
 }
@@ -182,7 +182,11 @@ func appendPayload(dst []byte, r *broker.JournalRecord) []byte {
 		dst = appendString(dst, r.Queue)
 		dst = appendString(dst, d.ClientID)
 		dst = appendString(dst, d.Name)
-		return appendString(dst, d.Topic)
+		dst = appendString(dst, d.Topic)
+		if d.Unowned {
+			return dst // the version 1 form: no owner field
+		}
+		return appendString(dst, d.User)
 	}
 }
 

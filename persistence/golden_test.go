@@ -17,7 +17,13 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/golden from TestGoldenWrite")
 
-const goldenDir = "testdata/golden"
+// goldenDir holds the fixture of the current format; goldenV1Dir the same
+// history as format version 1 wrote it (durable subscriptions without
+// owners), kept so that journals of older builds stay readable.
+const (
+	goldenDir   = "testdata/golden"
+	goldenV1Dir = "testdata/golden-v1"
+)
 
 // goldenConfig makes small segments, so the fixture spans several, and
 // no rewriting, so nothing but the appends decides the bytes.
@@ -43,8 +49,8 @@ func goldenMessage(i int) *broker.Message {
 }
 
 var (
-	goldenD1 = jt.DurableCreate(broker.DurableSpec{ClientID: "client-1", Name: "sub-1", Topic: "prices.*"})
-	goldenD2 = jt.DurableCreate(broker.DurableSpec{ClientID: "client-1", Name: "sub-2", Topic: "news.#"})
+	goldenD1 = jt.DurableCreate(broker.DurableSpec{User: "alice", ClientID: "client-1", Name: "sub-1", Topic: "prices.*"})
+	goldenD2 = jt.DurableCreate(broker.DurableSpec{User: "alice", ClientID: "client-1", Name: "sub-2", Topic: "news.#"})
 )
 
 func orders(i int) broker.JournalRecord { return jt.Enqueue("/queue/orders", goldenMessage(i)) }
@@ -149,21 +155,65 @@ func TestGoldenWrite(t *testing.T) {
 // TestGoldenReplay recovers the committed fixture: the bytes on disk from
 // an earlier build must keep meaning the same records.
 func TestGoldenReplay(t *testing.T) {
-	dir := t.TempDir()
-	names := segmentFiles(t, goldenDir)
-	if len(names) == 0 {
-		t.Fatalf("no golden segments in %s", goldenDir)
-	}
-	for _, name := range names {
-		data, err := os.ReadFile(filepath.Join(goldenDir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(dir, name), data, 0o640)
-	}
-	f := open(t, dir, goldenConfig)
+	f := openGolden(t, goldenDir)
 	jt.Expect(t, replay(t, f), goldenLive())
 	if n := f.CorruptRecords(); n != 0 {
 		t.Fatalf("%d corrupt records in the golden fixture", n)
 	}
+}
+
+// TestGoldenReplayV1 recovers the fixture format version 1 wrote: its
+// durable subscriptions come back unowned, under their old queue names,
+// with their messages; and a journal of both forms keeps working after
+// new records are appended (in a version 2 segment).
+func TestGoldenReplayV1(t *testing.T) {
+	legacy := broker.DurableSpec{ClientID: "client-1", Name: "sub-1", Topic: "prices.*", Unowned: true}
+	legacyQueue := "/durable/client-1/sub-1"
+	var want []broker.JournalRecord
+	for _, r := range goldenLive() {
+		if r.Queue == goldenD1.Queue {
+			r.Queue = legacyQueue
+			if r.Op == broker.OpDurableCreate {
+				r.Durable = legacy
+			}
+		}
+		want = append(want, r)
+	}
+	dir := t.TempDir()
+	f := openGolden(t, goldenV1Dir, dir)
+	jt.Expect(t, replay(t, f), want)
+	if n := f.CorruptRecords(); n != 0 {
+		t.Fatalf("%d corrupt records in the version 1 fixture", n)
+	}
+	owned := jt.DurableCreate(broker.DurableSpec{User: "alice", ClientID: "client-1", Name: "sub-1", Topic: "prices.*"})
+	mustAppend(t, f, owned)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f = open(t, dir, goldenConfig)
+	jt.Expect(t, replay(t, f), append(want, owned))
+}
+
+// openGolden opens a copy of the fixture in dir (in a temporary
+// directory without one) and returns the File.
+func openGolden(t *testing.T, fixture string, dir ...string) *File {
+	t.Helper()
+	into := t.TempDir()
+	if len(dir) > 0 {
+		into = dir[0]
+	}
+	names := segmentFiles(t, fixture)
+	if len(names) == 0 {
+		t.Fatalf("no golden segments in %s", fixture)
+	}
+	for _, name := range names {
+		data, err := os.ReadFile(filepath.Join(fixture, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(into, name), data, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return open(t, into, goldenConfig)
 }

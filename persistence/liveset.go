@@ -61,7 +61,7 @@ func (s *segment) targetsGone(segs map[uint64]*segment) bool {
 // compaction copy keeps: a copy replaces its original.
 type liveSet struct {
 	queues   map[string]map[string]*entry
-	durables map[durKey]*entry
+	durables map[string]*entry   // by queue
 	segs     map[uint64]*segment // nil: no accounting
 	// shrunk is set when a sealed segment lost live records: compaction
 	// may have work.
@@ -70,7 +70,7 @@ type liveSet struct {
 }
 
 func newLiveSet(segs map[uint64]*segment) *liveSet {
-	return &liveSet{queues: map[string]map[string]*entry{}, durables: map[durKey]*entry{}, segs: segs}
+	return &liveSet{queues: map[string]map[string]*entry{}, durables: map[string]*entry{}, segs: segs}
 }
 
 // apply records l, written to segment seg, and returns its entry if it is
@@ -100,16 +100,16 @@ func (s *liveSet) apply(l *logical, seg uint64) *entry {
 			}
 		}
 	case broker.OpDurableCreate:
-		if old := s.durables[l.durable]; old != nil {
+		if old := s.durables[l.queue]; old != nil {
 			s.kill(old, seg)
 		}
 		e := s.add(l, seg)
-		s.durables[l.durable] = e
+		s.durables[l.queue] = e
 		return e
 	case broker.OpDurableDelete:
-		if old := s.durables[l.durable]; old != nil {
+		if old := s.durables[l.queue]; old != nil {
 			s.kill(old, seg)
-			delete(s.durables, l.durable)
+			delete(s.durables, l.queue)
 		}
 		for _, old := range s.queues[l.queue] {
 			s.kill(old, seg)
@@ -125,7 +125,7 @@ func (s *liveSet) lookup(l *logical) *entry {
 	case broker.OpEnqueue:
 		return s.queues[l.queue][l.id]
 	case broker.OpDurableCreate:
-		return s.durables[l.durable]
+		return s.durables[l.queue]
 	}
 	return nil
 }
@@ -202,11 +202,8 @@ func (s *liveSet) sorted() []*entry {
 // copies: they outlive the segment's bytes.
 func logicalOf(v *view) logical {
 	l := logical{op: v.op, queue: string(v.queue), seq: v.seq, size: v.size}
-	switch v.op {
-	case broker.OpEnqueue, broker.OpRemove:
+	if v.op == broker.OpEnqueue || v.op == broker.OpRemove {
 		l.id = string(v.id)
-	default:
-		l.durable = v.durable()
 	}
 	return l
 }

@@ -173,6 +173,7 @@ type Server struct {
 	recovered atomic.Bool        // Recover has returned nil (or there is no journal)
 	conns     map[*conn]struct{} // guarded by mu
 	closed    bool               // guarded by mu
+	sweepStop chan struct{}      // guarded by mu: closed to stop the idle-durable sweeper; nil until it starts
 	wg        sync.WaitGroup     // one per Serve loop and per connection
 }
 
@@ -254,6 +255,7 @@ func (s *Server) begin(register func()) bool {
 		return false
 	}
 	register()
+	s.startSweeperLocked()
 	s.wg.Add(1)
 	return true
 }
@@ -331,6 +333,10 @@ func (s *Server) startConn(nc net.Conn, st stream, key netip.Addr, principal *br
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
+	if s.sweepStop != nil {
+		close(s.sweepStop)
+		s.sweepStop = nil // a second Shutdown must not close it again
+	}
 	for ln := range s.listeners {
 		_ = ln.Close()
 	}

@@ -157,6 +157,9 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 			MaxBytesPerSecond:            int(lim.MaxBytesPerSecond),
 			MaxDestinationsPerConnection: lim.MaxDestinations,
 			AuthFailureDelay:             authFailureDelay(c.Auth.FailureDelay),
+			MaxQueuesPerUser:             unlimitedIfZero(lim.MaxQueuesPerUser),
+			MaxDurablesPerUser:           unlimitedIfZero(lim.MaxDurablesPerUser),
+			DurableIdleTTL:               time.Duration(lim.DurableIdleTTL),
 			Journal:                      brokerJournal,
 		},
 	}
@@ -245,6 +248,15 @@ func closeJournal(journal *persistence.File, cause error) error {
 		return errors.Join(cause, fmt.Errorf("journal close: %w", err))
 	}
 	return cause
+}
+
+// unlimitedIfZero maps a quota option (0: unlimited) onto broker.Config
+// (0: default, negative: unlimited).
+func unlimitedIfZero(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // authFailureDelay maps the option (0: none) onto broker.Config (0:

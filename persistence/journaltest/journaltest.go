@@ -182,19 +182,27 @@ func testAtomicMove(t *testing.T, open Opener) {
 
 func testDurable(t *testing.T, open Opener) {
 	dir := t.TempDir()
-	d1 := DurableCreate(broker.DurableSpec{ClientID: "c1", Name: "s1", Topic: "prices.*"})
-	d2 := DurableCreate(broker.DurableSpec{ClientID: "c1", Name: "s2", Topic: "news.#"})
+	d1 := DurableCreate(broker.DurableSpec{User: "alice", ClientID: "c1", Name: "s1", Topic: "prices.*"})
+	d2 := DurableCreate(broker.DurableSpec{User: "alice", ClientID: "c1", Name: "s2", Topic: "news.#"})
+	// Another owner's durable subscription with the same client id and
+	// name, and one without an owner (as older journals recorded them):
+	// each is its own, and the owner (or its absence) comes back.
+	other := DurableCreate(broker.DurableSpec{User: "bob", ClientID: "c1", Name: "s1", Topic: "prices.*"})
+	unowned := DurableCreate(broker.DurableSpec{ClientID: "c1", Name: "s1", Topic: "prices.*", Unowned: true})
 	m1 := Enqueue(d1.Queue, Message(1))
 	m2 := Enqueue(d1.Queue, Message(2))
 	session(t, open, dir, func(j broker.Journal) {
 		mustAppend(t, j, d1)
 		mustAppend(t, j, d2)
+		mustAppend(t, j, other)
+		mustAppend(t, j, unowned)
 		mustAppend(t, j, m1)
 		mustAppend(t, j, m2)
 		mustAppend(t, j, Remove(m1))
 		mustAppend(t, j, DurableDelete(d2))
+		mustAppend(t, j, DurableDelete(other))
 	})
-	Expect(t, replayed(t, open, dir), []broker.JournalRecord{d1, m2})
+	Expect(t, replayed(t, open, dir), []broker.JournalRecord{d1, unowned, m2})
 	// Deleted and created again: the new one is live, the old one's
 	// message is not.
 	session(t, open, dir, func(j broker.Journal) {
@@ -202,7 +210,7 @@ func testDurable(t *testing.T, open Opener) {
 		mustAppend(t, j, DurableDelete(d1))
 		mustAppend(t, j, d1)
 	})
-	Expect(t, replayed(t, open, dir), []broker.JournalRecord{d1})
+	Expect(t, replayed(t, open, dir), []broker.JournalRecord{unowned, d1})
 }
 
 func testReopen(t *testing.T, open Opener) {

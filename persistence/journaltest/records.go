@@ -77,9 +77,15 @@ func Remove(enqueue broker.JournalRecord) broker.JournalRecord {
 }
 
 // DurableCreate is the record of durable subscription d being created,
-// with the queue name the broker gives it.
+// with the queue name the broker gives it (for names without characters
+// the broker escapes): /durable/<user>/<client-id>/<name>, or without the
+// user for an unowned one.
 func DurableCreate(d broker.DurableSpec) broker.JournalRecord {
-	return broker.JournalRecord{Op: broker.OpDurableCreate, Queue: "/durable/" + d.ClientID + "/" + d.Name, Durable: d}
+	queue := "/durable/" + d.User + "/" + d.ClientID + "/" + d.Name
+	if d.Unowned {
+		queue = "/durable/" + d.ClientID + "/" + d.Name
+	}
+	return broker.JournalRecord{Op: broker.OpDurableCreate, Queue: queue, Durable: d}
 }
 
 // DurableDelete is the record of create's durable subscription being

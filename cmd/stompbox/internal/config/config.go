@@ -81,6 +81,9 @@ type Limits struct {
 	MaxFramesPerSecond   int      `yaml:"max_frames_per_second" flag:"max-frames-per-second" help:"frames one connection may send per second (burst: twice that); past it ERROR limit-exceeded; 0: unlimited"`
 	MaxBytesPerSecond    ByteSize `yaml:"max_bytes_per_second" flag:"max-bytes-per-second" help:"bytes one connection may send per second (burst: twice that); past it ERROR limit-exceeded; 0: unlimited"`
 	MaxDestinations      int      `yaml:"max_destinations_per_connection" flag:"max-destinations-per-connection" help:"destinations (queues, topics, durable subscriptions) one connection may create; 0: unlimited"`
+	MaxQueuesPerUser     int      `yaml:"max_queues_per_user" flag:"max-queues-per-user" help:"queues (named and temporary) one user may have created and not yet retired, per virtual host; past it ERROR limit-exceeded; 0: unlimited"`
+	MaxDurablesPerUser   int      `yaml:"max_durables_per_user" flag:"max-durables-per-user" help:"durable subscriptions one user may own, per virtual host (recovered ones count); past it ERROR limit-exceeded; 0: unlimited"`
+	DurableIdleTTL       Duration `yaml:"durable_idle_ttl" flag:"durable-idle-ttl" help:"a durable subscription no connection consumed for this long is removed with its backlog; 0: never"`
 }
 
 // Auth configures authentication and authorization (docs/security.md).
@@ -161,6 +164,8 @@ func Default() Config {
 			MaxFramesPerSecond:   20_000,
 			MaxBytesPerSecond:    64 << 20,
 			MaxDestinations:      1000,
+			MaxQueuesPerUser:     100,
+			MaxDurablesPerUser:   100,
 		},
 		Auth: Auth{
 			JWTUserClaim: "sub", JWTRolesClaim: "roles", JWTPublishClaim: "publish",

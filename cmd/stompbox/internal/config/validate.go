@@ -74,6 +74,7 @@ func (l *Loaded) validate() error {
 	} {
 		positive(key, n)
 	}
+	check("limits.durable_idle_ttl", lim.DurableIdleTTL >= 0, "must not be negative (0: never; got %s)", time.Duration(lim.DurableIdleTTL))
 	check("limits.max_redeliveries", lim.MaxRedeliveries >= -1, "must be -1 (never dead-letter) or more (got %d)", lim.MaxRedeliveries)
 	check("limits.max_header_line", lim.MaxHeaderLine <= lim.MaxHeaderBytes, "must not exceed limits.max_header_bytes (%s)", lim.MaxHeaderBytes)
 	check("limits.max_body", lim.MaxBody <= 1<<30, "must be at most 1GiB (got %s)", lim.MaxBody)
@@ -89,6 +90,7 @@ func (l *Loaded) validate() error {
 	for key, n := range map[string]int64{
 		"limits.max_frames_per_second": int64(lim.MaxFramesPerSecond), "limits.max_bytes_per_second": int64(lim.MaxBytesPerSecond),
 		"limits.max_destinations_per_connection": int64(lim.MaxDestinations),
+		"limits.max_queues_per_user":             int64(lim.MaxQueuesPerUser), "limits.max_durables_per_user": int64(lim.MaxDurablesPerUser),
 	} {
 		check(key, n >= 0, "must not be negative (0: unlimited; got %d)", n)
 	}
