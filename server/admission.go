@@ -130,29 +130,9 @@ func admissionKey(addr string) netip.Addr {
 func (a *admission) admit(key netip.Addr) (refusal, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var st *ipState
-	if key.IsValid() && a.tracksIPs() {
-		now := a.now()
-		if st = a.ips[key]; st == nil {
-			a.sweep(now, 2)
-			if len(a.ips) >= a.maxIPs && !now.Before(a.nextSweep) {
-				a.sweep(now, len(a.ips))
-				a.nextSweep = now.Add(a.refillTime())
-			}
-			if len(a.ips) >= a.maxIPs {
-				return refusal{limit: limitTotal}, false
-			}
-			st = &ipState{tokens: a.burst, at: now}
-			a.ips[key] = st
-		}
-		if a.rate >= 0 {
-			a.refill(st, now)
-			if st.tokens < 1 {
-				wait := time.Duration((1 - st.tokens) / a.rate * float64(time.Second))
-				return refusal{limit: limitRate, retryAfter: wait}, false
-			}
-			st.tokens--
-		}
+	st, r, ok := a.entryLocked(key)
+	if !ok {
+		return r, false
 	}
 	if a.maxTotal >= 0 && a.total >= a.maxTotal {
 		return refusal{limit: limitTotal}, false
@@ -167,11 +147,69 @@ func (a *admission) admit(key netip.Addr) (refusal, bool) {
 	return refusal{}, true
 }
 
+// move transfers a slot held under from to the address to, applying to's
+// rate and per-address cap but not the total (the slot is counted there
+// already): a connection from a trusted proxy is admitted under the zero
+// key (the total only) until the address of its client is known. On
+// refusal the slot stays under from.
+func (a *admission) move(from, to netip.Addr) (refusal, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st, r, ok := a.entryLocked(to)
+	if !ok {
+		return r, false
+	}
+	if st != nil && a.maxPerIP >= 0 && st.open >= a.maxPerIP {
+		return refusal{limit: limitPerIP}, false
+	}
+	a.releaseIPLocked(from)
+	if st != nil {
+		st.open++
+	}
+	return refusal{}, true
+}
+
+// entryLocked finds or makes key's entry and spends one of its tokens. It
+// returns a nil entry for a key no per-address limit applies to.
+func (a *admission) entryLocked(key netip.Addr) (*ipState, refusal, bool) {
+	if !key.IsValid() || !a.tracksIPs() {
+		return nil, refusal{}, true
+	}
+	now := a.now()
+	st := a.ips[key]
+	if st == nil {
+		a.sweep(now, 2)
+		if len(a.ips) >= a.maxIPs && !now.Before(a.nextSweep) {
+			a.sweep(now, len(a.ips))
+			a.nextSweep = now.Add(a.refillTime())
+		}
+		if len(a.ips) >= a.maxIPs {
+			return nil, refusal{limit: limitTotal}, false
+		}
+		st = &ipState{tokens: a.burst, at: now}
+		a.ips[key] = st
+	}
+	if a.rate >= 0 {
+		a.refill(st, now)
+		if st.tokens < 1 {
+			wait := time.Duration((1 - st.tokens) / a.rate * float64(time.Second))
+			return nil, refusal{limit: limitRate, retryAfter: wait}, false
+		}
+		st.tokens--
+	}
+	return st, refusal{}, true
+}
+
 // release gives back the slot admit took for key.
 func (a *admission) release(key netip.Addr) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.total--
+	a.releaseIPLocked(key)
+}
+
+// releaseIPLocked gives back key's share of a slot.
+func (a *admission) releaseIPLocked(key netip.Addr) {
 	if st := a.ips[key]; st != nil {
 		st.open--
 		if st.open == 0 && a.idle(st, a.now()) {
@@ -234,13 +272,35 @@ func refusalFrame(r refusal) []byte {
 		"content-type:text/plain\ncontent-length:" + strconv.Itoa(len(body)) + "\n\n" + body + "\x00")
 }
 
+// refusalResponse is what a refused HTTP connection gets before it has
+// sent a request: 429 with Retry-After for the rate, else 503, and the
+// connection closed. A browser shows it; an HTTP client reads it as the
+// answer to its first request.
+func refusalResponse(r refusal) []byte {
+	status, extra := "503 Service Unavailable", ""
+	if r.limit == limitRate {
+		status, extra = "429 Too Many Requests", "Retry-After: "+strconv.Itoa(retryAfterSeconds(r))+"\r\n"
+	}
+	body := r.explain() + "\n"
+	return []byte("HTTP/1.1 " + status + "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n" + extra +
+		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+}
+
+func retryAfterSeconds(r refusal) int {
+	return max(1, int((r.retryAfter+time.Second-1)/time.Second))
+}
+
 // refuseNative answers a refused native connection with an ERROR and
-// closes it, off the accept loop: a bounded set of goroutines each spends
-// at most refusalWriteTimeout+refusalLinger on it, and when all are busy
-// (a flood) the socket is closed at once, so accepting never stalls. No
-// session is created. The caller is a Serve loop, whose own wg count keeps
-// s.wg above zero while it adds.
-func (s *Server) refuseNative(nc net.Conn, r refusal) {
+// closes it; see refuse.
+func (s *Server) refuseNative(nc net.Conn, r refusal) { s.refuse(nc, refusalFrame(r)) }
+
+// refuse writes answer to a refused connection and closes it, off the
+// accept loop: a bounded set of goroutines each spends at most
+// refusalWriteTimeout+refusalLinger on it, and when all are busy (a flood)
+// the socket is closed at once, so accepting never stalls. No session is
+// created. The caller is a Serve loop (or holds a wg count of its own),
+// which keeps s.wg above zero while it adds.
+func (s *Server) refuse(nc net.Conn, answer []byte) {
 	select {
 	case s.refusing <- struct{}{}:
 	default:
@@ -253,7 +313,7 @@ func (s *Server) refuseNative(nc net.Conn, r refusal) {
 		defer func() { <-s.refusing }()
 		defer nc.Close()
 		_ = nc.SetDeadline(time.Now().Add(refusalWriteTimeout))
-		if _, err := nc.Write(refusalFrame(r)); err != nil {
+		if _, err := nc.Write(answer); err != nil {
 			return
 		}
 		if cw, ok := nc.(interface{ CloseWrite() error }); ok {
@@ -264,13 +324,99 @@ func (s *Server) refuseNative(nc net.Conn, r refusal) {
 	}()
 }
 
+// admittedConn is a connection holding an admission slot, from accept
+// until it is closed: Close gives the slot back, once, whoever closes it
+// (the connection driver, net/http for a keep-alive connection, Shutdown).
+// A WebSocket upgrade keeps the HTTP connection's slot: one connection,
+// one slot, whatever it carries.
+type admittedConn struct {
+	net.Conn
+	a *admission // immutable
+	// pending (read side only: one reader at a time) holds bytes read past
+	// a PROXY header, returned before the socket's.
+	pending []byte
+
+	mu       sync.Mutex
+	key      netip.Addr // guarded by mu: what the slot counts against
+	remote   net.Addr   // guarded by mu: the client, when not the socket's peer (behind a trusted proxy)
+	released bool       // guarded by mu
+}
+
+func (a *admission) hold(nc net.Conn, key netip.Addr) *admittedConn {
+	return &admittedConn{Conn: nc, a: a, key: key}
+}
+
+// Read returns the bytes kept from the PROXY header's read first.
+func (c *admittedConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		if c.pending = c.pending[n:]; len(c.pending) == 0 {
+			c.pending = nil
+		}
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// Close closes the socket and gives the slot back.
+func (c *admittedConn) Close() error {
+	err := c.Conn.Close()
+	c.mu.Lock()
+	release := !c.released
+	c.released = true
+	key := c.key
+	c.mu.Unlock()
+	if release {
+		c.a.release(key)
+	}
+	return err
+}
+
+// CloseWrite half-closes the socket (the driver and net/http use it so a
+// last frame or response is not lost to a reset).
+func (c *admittedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// RemoteAddr is the client's address: the one a trusted proxy vouched
+// for, or the socket's peer. Logs, sessions and per-address limits use it.
+func (c *admittedConn) RemoteAddr() net.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.remote != nil {
+		return c.remote
+	}
+	return c.Conn.RemoteAddr()
+}
+
+// rekey moves the slot to key, as the connection of client (nil: the
+// socket's peer), if key's limits allow; else nothing changes.
+func (c *admittedConn) rekey(key netip.Addr, client net.Addr) (refusal, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.released {
+		return refusal{}, false // closed meanwhile: nothing to move
+	}
+	if key != c.key {
+		if r, ok := c.a.move(c.key, key); !ok {
+			return r, false
+		}
+		c.key = key
+	}
+	c.remote = client
+	return refusal{}, true
+}
+
 // refuseUpgrade answers a refused WebSocket upgrade before hijacking: 429
 // with Retry-After for the rate, 503 for the connection caps.
 func refuseUpgrade(w http.ResponseWriter, r refusal) {
 	status := http.StatusServiceUnavailable
 	if r.limit == limitRate {
 		status = http.StatusTooManyRequests
-		w.Header().Set("Retry-After", strconv.Itoa(max(1, int((r.retryAfter+time.Second-1)/time.Second))))
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(r)))
 	}
 	http.Error(w, r.explain(), status)
 }
