@@ -219,11 +219,12 @@ type Server struct {
 	metrics   metrics
 	recovered atomic.Bool        // Recover has returned nil (or there is no journal)
 	conns     map[*conn]struct{} // guarded by mu
+	closed    bool               // guarded by mu
+	wg        sync.WaitGroup     // one per Serve loop and per connection
+
 	// proxied (guarded by mu) are connections still sending their PROXY
 	// header, for Shutdown to close.
 	proxied map[net.Conn]struct{}
-	closed    bool               // guarded by mu
-	wg        sync.WaitGroup     // one per Serve loop and per connection
 }
 
 // New builds a Server and its Broker.
@@ -319,6 +320,7 @@ func (s *Server) serveNative(ln net.Listener, tlsCfg *tls.Config, proxy bool) er
 		s.startConn(tc, tcpStream{tc}, nil)
 	}
 }
+
 // begin registers a serving loop (register runs under mu) unless the
 // server is closed; the loop must call s.wg.Done when it returns.
 func (s *Server) begin(register func()) bool {

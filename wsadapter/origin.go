@@ -232,6 +232,11 @@ func originListed(header string, allowed []string) bool {
 	return false
 }
 
+// DefaultAllowedHosts is what an empty Config.AllowedHosts stands for:
+// the loopback names, which the default policy accepts anyway. Listing
+// them keeps the configuration explicit about what is served.
+func DefaultAllowedHosts() []string { return []string{"localhost", "127.0.0.1", "[::1]"} }
+
 // ValidHost reports whether entry can be an AllowedHosts entry: a host
 // name (ASCII, IDNs in their xn-- form) or an IP address, IPv6 in
 // brackets, optionally followed by ":port" ("localhost",
@@ -247,7 +252,7 @@ func ValidHost(entry string) error {
 func parseHostEntry(s string) (origin, error) {
 	o, err := parseOrigin("host://"+s, false)
 	if err != nil {
-		return origin{}, fmt.Errorf("host %q: want a host name or IP address, optionally with :port (IPv6 in brackets)", s)
+		return origin{}, errors.New("want a host name or IP address, optionally with :port (IPv6 in brackets)")
 	}
 	return o, nil
 }
