@@ -264,6 +264,13 @@ func (a *admission) tracked() int {
 	return len(a.ips)
 }
 
+// held is the number of slots held, for tests.
+func (a *admission) held() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.total
+}
+
 // refusalFrame is the ERROR a refused native connection gets: sent before
 // CONNECT, so it is valid in every STOMP version (no escaping needed).
 func refusalFrame(r refusal) []byte {
