@@ -63,8 +63,9 @@ func (r refusal) explain() string {
 }
 
 // admission applies MaxConnections, MaxConnectionsPerIP and
-// ConnectionRatePerIP to every new native connection and WebSocket
-// upgrade. A connection holds its slot from admit to release.
+// ConnectionRatePerIP to every new native and HTTP connection (and to the
+// client a trusted proxy names, when it is known: move). A connection
+// holds its slot from admit to release (admittedConn: until it closes).
 type admission struct {
 	maxTotal int     // immutable; < 0: unlimited
 	maxPerIP int     // immutable; < 0: unlimited

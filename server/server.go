@@ -61,14 +61,15 @@ type Config struct {
 	// listener.
 	EnablePprof bool
 
-	// Admission limits, applied when a native connection is accepted and
-	// when a WebSocket upgrade is asked for (before it is answered). A
+	// Admission limits, applied when a connection is accepted: native
+	// ones, and every HTTP connection of ServeWeb and ServeWebTLS (page
+	// and WebSocket alike; an upgrade keeps its connection's slot). A
 	// refused native connection gets ERROR limit-exceeded (retryable) and
-	// is closed before any session exists; a refused upgrade gets 503 (the
-	// caps) or 429 with Retry-After (the rate). Addresses are the peer's
-	// IP as the socket sees it (a proxy's, behind one; forwarded headers
-	// are not trusted), IPv6 grouped by /64. For the first three: 0 means
-	// the default, negative means unlimited.
+	// is closed before any session exists; a refused HTTP connection gets
+	// 503 (the caps) or 429 with Retry-After (the rate) and is closed.
+	// Addresses are the peer's IP as the socket sees it, or the client's a
+	// trusted proxy names (TrustedProxies), IPv6 grouped by /64. For the
+	// first three: 0 means the default, negative means unlimited.
 
 	// MaxConnections bounds the STOMP connections open at once, native and
 	// WebSocket together. Default 100000.
