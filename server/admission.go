@@ -65,7 +65,7 @@ func (r refusal) explain() string {
 // admission applies MaxConnections, MaxConnectionsPerIP and
 // ConnectionRatePerIP to every new native and HTTP connection (and to the
 // client a trusted proxy names, when it is known: move). A connection
-// holds its slot from admit to release (admittedConn: until it closes).
+// holds its slot from admit to release (a slot: until it closes).
 type admission struct {
 	maxTotal int     // immutable; < 0: unlimited
 	maxPerIP int     // immutable; < 0: unlimited
@@ -330,92 +330,6 @@ func (s *Server) refuse(nc net.Conn, answer []byte) {
 		_ = nc.SetReadDeadline(time.Now().Add(refusalLinger))
 		_, _ = io.Copy(io.Discard, io.LimitReader(nc, 64<<10))
 	}()
-}
-
-// admittedConn is a connection holding an admission slot, from accept
-// until it is closed: Close gives the slot back, once, whoever closes it
-// (the connection driver, net/http for a keep-alive connection, Shutdown).
-// A WebSocket upgrade keeps the HTTP connection's slot: one connection,
-// one slot, whatever it carries.
-type admittedConn struct {
-	net.Conn
-	a *admission // immutable
-	// pending (read side only: one reader at a time) holds bytes read past
-	// a PROXY header, returned before the socket's.
-	pending []byte
-
-	mu       sync.Mutex
-	key      netip.Addr // guarded by mu: what the slot counts against
-	remote   net.Addr   // guarded by mu: the client, when not the socket's peer (behind a trusted proxy)
-	released bool       // guarded by mu
-}
-
-func (a *admission) hold(nc net.Conn, key netip.Addr) *admittedConn {
-	return &admittedConn{Conn: nc, a: a, key: key}
-}
-
-// Read returns the bytes kept from the PROXY header's read first.
-func (c *admittedConn) Read(p []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		if c.pending = c.pending[n:]; len(c.pending) == 0 {
-			c.pending = nil
-		}
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}
-
-// Close closes the socket and gives the slot back.
-func (c *admittedConn) Close() error {
-	err := c.Conn.Close()
-	c.mu.Lock()
-	release := !c.released
-	c.released = true
-	key := c.key
-	c.mu.Unlock()
-	if release {
-		c.a.release(key)
-	}
-	return err
-}
-
-// CloseWrite half-closes the socket (the driver and net/http use it so a
-// last frame or response is not lost to a reset).
-func (c *admittedConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
-
-// RemoteAddr is the client's address: the one a trusted proxy vouched
-// for, or the socket's peer. Logs, sessions and per-address limits use it.
-func (c *admittedConn) RemoteAddr() net.Addr {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.remote != nil {
-		return c.remote
-	}
-	return c.Conn.RemoteAddr()
-}
-
-// rekey moves the slot to key, as the connection of client (nil: the
-// socket's peer), if key's limits allow; else nothing changes.
-func (c *admittedConn) rekey(key netip.Addr, client net.Addr) (refusal, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.released {
-		return refusal{}, false // closed meanwhile: nothing to move
-	}
-	if key != c.key {
-		if r, ok := c.a.move(c.key, key); !ok {
-			return r, false
-		}
-		c.key = key
-	}
-	c.remote = client
-	return refusal{}, true
 }
 
 // refuseUpgrade answers a refused WebSocket upgrade before hijacking: 429

@@ -175,16 +175,16 @@ func parseHop(s string) (netip.AddrPort, bool) {
 	return netip.AddrPortFrom(ip.Unmap(), 0), true
 }
 
-// clientAddr is the client address of a request that came in from peer:
-// the forwarded one when peer is a trusted proxy and its headers name one,
-// else peer itself. Headers from any other peer are ignored.
-func (s *Server) clientAddr(peer net.Addr, h http.Header) net.Addr {
-	ip := peerIP(peer)
-	if !ip.IsValid() || !s.trusted.contains(ip) {
-		return peer
+// forwarded says whether a request came from a trusted proxy and, if its
+// headers name one, the client it forwards (nil: the proxy stands for the
+// client). Headers from any other peer are ignored.
+func (s *Server) forwarded(r *http.Request) (fromProxy bool, client net.Addr) {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !s.trusted.contains(ap.Addr()) {
+		return false, nil
 	}
-	if ap, ok := s.trusted.forwardedClient(h); ok {
-		return net.TCPAddrFromAddrPort(ap)
+	if c, ok := s.trusted.forwardedClient(r.Header); ok {
+		return true, net.TCPAddrFromAddrPort(c)
 	}
-	return peer
+	return true, nil
 }

@@ -32,61 +32,6 @@ func (s *Server) serveWeb(ln net.Listener, tlsCfg *tls.Config) error {
 	return s.serveHTTP(ln, mux, true, tlsCfg)
 }
 
-// admitListener applies the admission limits to every connection of a
-// STOMP HTTP listener as it is accepted, not only to upgrades: an idle
-// keep-alive connection costs the server as much as a session's socket.
-// An admitted connection holds its slot until it is closed (admittedConn),
-// and keeps it when it is upgraded. A refused one gets a minimal 503 (or
-// 429 with Retry-After) and is closed, by the bounded refusal workers
-// (closed at once when they are busy); it is counted in
-// stompbox_connections_refused_total. A connection from a trusted proxy
-// counts against the total only, until an upgrade names its client.
-type admitListener struct {
-	net.Listener
-	s      *Server
-	tlsCfg *tls.Config // for the refusal's handshake on an HTTPS listener
-}
-
-// Accept returns the next admitted connection.
-func (l *admitListener) Accept() (net.Conn, error) {
-	s := l.s
-	for {
-		nc, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		key := admissionKey(nc.RemoteAddr().String())
-		if s.trusted.contains(peerIP(nc.RemoteAddr())) {
-			key = netip.Addr{}
-		}
-		if r, ok := s.admission.admit(key); !ok {
-			s.metrics.refused[r.limit].Add(1)
-			s.cfg.Logger.Debug("http connection refused", "remote", nc.RemoteAddr().String(), "limit", r.limit.String())
-			if l.tlsCfg != nil {
-				nc = tls.Server(nc, l.tlsCfg)
-			}
-			s.refuse(nc, refusalResponse(r))
-			continue
-		}
-		return s.admission.hold(nc, key), nil
-	}
-}
-
-// admittedConnKey is the request context key of a request's admittedConn.
-type admittedConnKey struct{}
-
-// withAdmittedConn is http.Server.ConnContext: it makes the connection's
-// admission slot reachable from its requests.
-func withAdmittedConn(ctx context.Context, nc net.Conn) context.Context {
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
-	}
-	if ac, ok := nc.(*admittedConn); ok {
-		return context.WithValue(ctx, admittedConnKey{}, ac)
-	}
-	return ctx
-}
-
 // upgrade switches a request to STOMP over WebSocket. The checks run
 // cheapest and least revealing first: origin and host (403) and
 // subprotocol (400), answered by wsadapter; then, for a request from a
@@ -100,17 +45,19 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	ac, _ := r.Context().Value(admittedConnKey{}).(*admittedConn)
-	if ac == nil { // not served by serveHTTP: no slot to keep
+	sl, _ := r.Context().Value(slotKey{}).(*slot)
+	if sl == nil { // not served by serveHTTP: no slot to keep
 		http.Error(w, "internal error: connection not admitted", http.StatusInternalServerError)
 		return
 	}
-	peer := ac.Conn.RemoteAddr()
-	client := s.clientAddr(peer, r.Header)
-	r.RemoteAddr = client.String() // for everything below: logs, the authenticator
+	peer := r.RemoteAddr
+	fromProxy, client := s.forwarded(r)
+	if client != nil {
+		r.RemoteAddr = client.String() // for everything below: logs, the authenticator
+	}
 	log := s.cfg.Logger.With("remote", r.RemoteAddr, "path", r.URL.Path)
-	if client != peer {
-		log = log.With("peer", peer.String())
+	if client != nil {
+		log = log.With("peer", peer)
 	}
 	hs, err := wsadapter.Negotiate(w, r, s.cfg.WebSocket)
 	if err != nil {
@@ -126,17 +73,21 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 		log.Debug("websocket upgrade refused", "origin", r.Header.Get("Origin"), "host", r.Host, "err", err)
 		return
 	}
-	// restore: the connection of a trusted proxy carries this client from
-	// here on; unless it is upgraded, it goes back to the proxy's other
-	// requests.
-	restore := false
+	// Unless the upgrade succeeds: a connection net/http handed over is
+	// closed, so its slot goes; one it still serves goes back to the
+	// proxy's other requests (for a trusted proxy's) or stays as it was.
+	upgraded, restore := false, false
 	defer func() {
-		if restore {
-			ac.rekey(netip.Addr{}, nil)
+		switch {
+		case upgraded:
+		case sl.wasHijacked():
+			sl.release()
+		case restore:
+			sl.rekey(netip.Addr{}, nil)
 		}
 	}()
-	if s.trusted.contains(peerIP(peer)) {
-		ref, ok := ac.rekey(admissionKey(r.RemoteAddr), client)
+	if fromProxy {
+		ref, ok := sl.rekey(admissionKey(r.RemoteAddr), client)
 		if !ok {
 			s.metrics.refused[ref.limit].Add(1)
 			s.metrics.upgradeRefused[upgradeRefusedLimit].Add(1)
@@ -156,9 +107,11 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 		log.Debug("websocket upgrade failed", "err", err)
 		return
 	}
-	restore = false
+	upgraded = true
 	log.Debug("websocket upgraded", "subprotocol_version", hs.Version.String())
-	s.startConn(wc.NetConn(), wsStream{wc}, principal)
+	// The driver's socket carries the slot; wc keeps writing to the
+	// socket itself.
+	s.startConn(&admittedConn{Conn: wc.NetConn(), slot: sl}, wsStream{wc}, principal)
 }
 
 // upgradeToken is the token the request carries, or "".

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -230,6 +231,15 @@ func TestHTTPUpgradeHoldsOneSlot(t *testing.T) {
 	c := mustUpgrade(t, url, nil, ipA)
 	c.connect()
 	waitAdmitted(t, srv.Server, 1)
+	// The WebSocket layer writes to the socket itself: a batch of frames
+	// stays one writev (net.Buffers needs the *net.TCPConn).
+	srv.mu.Lock()
+	for sc := range srv.conns {
+		if nc := sc.stream.(wsStream).NetConn(); reflect.TypeOf(nc) != reflect.TypeFor[*net.TCPConn]() {
+			t.Errorf("the WebSocket writes to a %T, want the *net.TCPConn", nc)
+		}
+	}
+	srv.mu.Unlock()
 	page := dialHTTP(t, hostOf(url), ipA, nil)
 	if status, _ := page.get("/"); status != http.StatusOK {
 		t.Fatalf("GET / beside one WebSocket: %d", status)

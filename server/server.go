@@ -312,7 +312,7 @@ func (s *Server) serveNative(ln net.Listener, tlsCfg *tls.Config, proxy bool) er
 			s.refuseNative(withTLS(nc), r)
 			continue
 		}
-		ac := s.admission.hold(nc, key)
+		ac := &admittedConn{Conn: nc, slot: s.admission.newSlot(key)}
 		if fromProxy {
 			s.acceptProxied(ac, withTLS)
 			continue
@@ -352,8 +352,8 @@ func (s *Server) serveHTTP(ln net.Listener, handler http.Handler, stomp bool, tl
 		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	if stomp {
-		ln = &admitListener{Listener: ln, s: s, tlsCfg: tlsCfg}
-		hs.ConnContext = withAdmittedConn
+		al := newAdmitListener(ln, s, tlsCfg)
+		ln, hs.ConnContext, hs.ConnState = al, al.connContext, al.connState
 	}
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
@@ -376,8 +376,8 @@ func (s *Server) isClosed() bool {
 }
 
 // startConn serves a connection; its admission slot is given back when
-// nc is closed (an admittedConn, or a TLS or WebSocket connection over
-// one). principal, when set, is who the upgrade request authenticated as.
+// nc is closed (an admittedConn, or a TLS connection over one). principal,
+// when set, is who the upgrade request authenticated as.
 func (s *Server) startConn(nc net.Conn, st stream, principal *broker.Principal) {
 	s.mu.Lock()
 	if s.closed {
@@ -391,7 +391,7 @@ func (s *Server) startConn(nc net.Conn, st stream, principal *broker.Principal) 
 	if principal != nil {
 		c.session.Preauthenticate(principal) // before the read loop's first Feed
 	}
-	_, secure := nc.(*tls.Conn)
+	secure := secureConn(nc)
 	kind := transportTCP
 	if w, ok := st.(wsStream); ok {
 		w.WriteDeadline = c.writeDeadline
