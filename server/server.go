@@ -208,8 +208,8 @@ type Server struct {
 	cfg       Config         // immutable
 	broker    *broker.Broker // immutable
 	admission *admission     // immutable (internally locked)
-	// refusing holds a token per goroutine answering a refused native
-	// connection (refuseNative).
+	// refusing holds a token per goroutine answering a refused native or
+	// HTTP connection (refuse).
 	refusing chan struct{}
 	trusted  trustedProxies // immutable: Config.TrustedProxies
 
