@@ -18,11 +18,12 @@ import (
 // (Config.ProxyProtocol, ProxyProtocolTLS): anyone else could claim any
 // address.
 
-// proxyV2Signature opens a version 2 (binary) header.
-var proxyV2Signature = []byte("\r\n\r\n\x00\r\nQUIT\n")
-
-// proxyV1Prefix opens a version 1 (text) header.
-const proxyV1Prefix = "PROXY "
+const (
+	// proxyV1Prefix opens a version 1 (text) header.
+	proxyV1Prefix = "PROXY "
+	// proxyV2Signature opens a version 2 (binary) header.
+	proxyV2Signature = "\r\n\r\n\x00\r\nQUIT\n"
+)
 
 const (
 	// proxyV1MaxLen is the longest version 1 header, CRLF included (the
@@ -78,7 +79,7 @@ func parseProxyHeader(b []byte) (proxyHeader, int, error) {
 // parseProxyV1 parses "PROXY TCP4|TCP6 src dst sport dport\r\n" or
 // "PROXY UNKNOWN ...\r\n".
 func parseProxyV1(b []byte) (proxyHeader, int, error) {
-	if n := min(len(b), len(proxyV1Prefix)); !bytes.Equal(b[:n], []byte(proxyV1Prefix)[:n]) {
+	if n := min(len(b), len(proxyV1Prefix)); string(b[:n]) != proxyV1Prefix[:n] {
 		return proxyHeader{}, 0, malformed("version 1 header does not start with %q", proxyV1Prefix)
 	}
 	end := bytes.IndexByte(b[:min(len(b), proxyV1MaxLen)], '\n')
@@ -153,7 +154,7 @@ const (
 // (addresses, then TLVs, which are skipped).
 func parseProxyV2(b []byte) (proxyHeader, int, error) {
 	sig := min(len(b), len(proxyV2Signature))
-	if !bytes.Equal(b[:sig], proxyV2Signature[:sig]) {
+	if string(b[:sig]) != proxyV2Signature[:sig] {
 		return proxyHeader{}, 0, malformed("version 2 signature mismatch")
 	}
 	if len(b) < proxyV2Fixed {

@@ -79,7 +79,7 @@ func TestParseProxyHeader(t *testing.T) {
 		{"v2 LOCAL ignores the family", proxyV2(proxyV2Local, proxyV2TCP4, make([]byte, 3)), "", 19, nil},
 		{"v2 UNSPEC", proxyV2(proxyV2Proxy, proxyV2Unspec, nil), "", 16, nil},
 		{"v2 UNIX stream", proxyV2(proxyV2Proxy, proxyV2UnixStream, make([]byte, 216)), "", 232, nil},
-		{"v2 signature prefix", proxyV2Signature[:7], "", 0, errProxyIncomplete},
+		{"v2 signature prefix", []byte(proxyV2Signature[:7]), "", 0, errProxyIncomplete},
 		{"v2 fixed part prefix", headerV2TCP4("203.0.113.7", 1)[:14], "", 0, errProxyIncomplete},
 		{"v2 addresses incomplete", headerV2TCP4("203.0.113.7", 1)[:20], "", 0, errProxyIncomplete},
 		{"v2 bad signature", []byte("\r\n\r\nCONNECT\n"), "", 0, errProxyMalformed},
@@ -132,7 +132,7 @@ func FuzzProxyHeader(f *testing.F) {
 		proxyV2(proxyV2Local, proxyV2Unspec, nil),
 		proxyV2(proxyV2Proxy, proxyV2UnixStream, make([]byte, 216)),
 		proxyV2(proxyV2Proxy, proxyV2TCP4, make([]byte, 3)),
-		proxyV2Signature,
+		[]byte(proxyV2Signature),
 		[]byte("CONNECT\naccept-version:1.2\n\n\x00"),
 		{0x16, 0x03, 0x01, 0x00},
 	} {
