@@ -63,7 +63,11 @@ func (s *Server) notReady() string {
 }
 
 // ServeAdmin serves AdminHandler on ln until Shutdown, then returns
-// ErrServerClosed.
+// ErrServerClosed. It has the HTTP timeouts and header bound of every
+// listener (a scrape reads one small request, so HTTPReadTimeout does not
+// limit it; responses are not timed), but not the admission limits:
+// metrics and probes must answer most when the broker is full. Keep it on
+// a private address.
 func (s *Server) ServeAdmin(ln net.Listener) error {
-	return s.serveHTTP(ln, s.AdminHandler(), false)
+	return s.serveHTTP(ln, s.AdminHandler(), false, nil)
 }

@@ -63,8 +63,9 @@ func (r refusal) explain() string {
 }
 
 // admission applies MaxConnections, MaxConnectionsPerIP and
-// ConnectionRatePerIP to every new native connection and WebSocket
-// upgrade. A connection holds its slot from admit to release.
+// ConnectionRatePerIP to every new native and HTTP connection (and to the
+// client a trusted proxy names, when it is known: move). A connection
+// holds its slot from admit to release (a slot: until it closes).
 type admission struct {
 	maxTotal int     // immutable; < 0: unlimited
 	maxPerIP int     // immutable; < 0: unlimited
@@ -130,29 +131,9 @@ func admissionKey(addr string) netip.Addr {
 func (a *admission) admit(key netip.Addr) (refusal, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var st *ipState
-	if key.IsValid() && a.tracksIPs() {
-		now := a.now()
-		if st = a.ips[key]; st == nil {
-			a.sweep(now, 2)
-			if len(a.ips) >= a.maxIPs && !now.Before(a.nextSweep) {
-				a.sweep(now, len(a.ips))
-				a.nextSweep = now.Add(a.refillTime())
-			}
-			if len(a.ips) >= a.maxIPs {
-				return refusal{limit: limitTotal}, false
-			}
-			st = &ipState{tokens: a.burst, at: now}
-			a.ips[key] = st
-		}
-		if a.rate >= 0 {
-			a.refill(st, now)
-			if st.tokens < 1 {
-				wait := time.Duration((1 - st.tokens) / a.rate * float64(time.Second))
-				return refusal{limit: limitRate, retryAfter: wait}, false
-			}
-			st.tokens--
-		}
+	st, r, ok := a.entryLocked(key)
+	if !ok {
+		return r, false
 	}
 	if a.maxTotal >= 0 && a.total >= a.maxTotal {
 		return refusal{limit: limitTotal}, false
@@ -167,11 +148,69 @@ func (a *admission) admit(key netip.Addr) (refusal, bool) {
 	return refusal{}, true
 }
 
+// move transfers a slot held under from to the address to, applying to's
+// rate and per-address cap but not the total (the slot is counted there
+// already): a connection from a trusted proxy is admitted under the zero
+// key (the total only) until the address of its client is known. On
+// refusal the slot stays under from.
+func (a *admission) move(from, to netip.Addr) (refusal, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st, r, ok := a.entryLocked(to)
+	if !ok {
+		return r, false
+	}
+	if st != nil && a.maxPerIP >= 0 && st.open >= a.maxPerIP {
+		return refusal{limit: limitPerIP}, false
+	}
+	a.releaseIPLocked(from)
+	if st != nil {
+		st.open++
+	}
+	return refusal{}, true
+}
+
+// entryLocked finds or makes key's entry and spends one of its tokens. It
+// returns a nil entry for a key no per-address limit applies to.
+func (a *admission) entryLocked(key netip.Addr) (*ipState, refusal, bool) {
+	if !key.IsValid() || !a.tracksIPs() {
+		return nil, refusal{}, true
+	}
+	now := a.now()
+	st := a.ips[key]
+	if st == nil {
+		a.sweep(now, 2)
+		if len(a.ips) >= a.maxIPs && !now.Before(a.nextSweep) {
+			a.sweep(now, len(a.ips))
+			a.nextSweep = now.Add(a.refillTime())
+		}
+		if len(a.ips) >= a.maxIPs {
+			return nil, refusal{limit: limitTotal}, false
+		}
+		st = &ipState{tokens: a.burst, at: now}
+		a.ips[key] = st
+	}
+	if a.rate >= 0 {
+		a.refill(st, now)
+		if st.tokens < 1 {
+			wait := time.Duration((1 - st.tokens) / a.rate * float64(time.Second))
+			return nil, refusal{limit: limitRate, retryAfter: wait}, false
+		}
+		st.tokens--
+	}
+	return st, refusal{}, true
+}
+
 // release gives back the slot admit took for key.
 func (a *admission) release(key netip.Addr) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.total--
+	a.releaseIPLocked(key)
+}
+
+// releaseIPLocked gives back key's share of a slot.
+func (a *admission) releaseIPLocked(key netip.Addr) {
 	if st := a.ips[key]; st != nil {
 		st.open--
 		if st.open == 0 && a.idle(st, a.now()) {
@@ -226,6 +265,13 @@ func (a *admission) tracked() int {
 	return len(a.ips)
 }
 
+// held is the number of slots held, for tests.
+func (a *admission) held() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.total
+}
+
 // refusalFrame is the ERROR a refused native connection gets: sent before
 // CONNECT, so it is valid in every STOMP version (no escaping needed).
 func refusalFrame(r refusal) []byte {
@@ -234,13 +280,35 @@ func refusalFrame(r refusal) []byte {
 		"content-type:text/plain\ncontent-length:" + strconv.Itoa(len(body)) + "\n\n" + body + "\x00")
 }
 
+// refusalResponse is what a refused HTTP connection gets before it has
+// sent a request: 429 with Retry-After for the rate, else 503, and the
+// connection closed. A browser shows it; an HTTP client reads it as the
+// answer to its first request.
+func refusalResponse(r refusal) []byte {
+	status, extra := "503 Service Unavailable", ""
+	if r.limit == limitRate {
+		status, extra = "429 Too Many Requests", "Retry-After: "+strconv.Itoa(retryAfterSeconds(r))+"\r\n"
+	}
+	body := r.explain() + "\n"
+	return []byte("HTTP/1.1 " + status + "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n" + extra +
+		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+}
+
+func retryAfterSeconds(r refusal) int {
+	return max(1, int((r.retryAfter+time.Second-1)/time.Second))
+}
+
 // refuseNative answers a refused native connection with an ERROR and
-// closes it, off the accept loop: a bounded set of goroutines each spends
-// at most refusalWriteTimeout+refusalLinger on it, and when all are busy
-// (a flood) the socket is closed at once, so accepting never stalls. No
-// session is created. The caller is a Serve loop, whose own wg count keeps
-// s.wg above zero while it adds.
-func (s *Server) refuseNative(nc net.Conn, r refusal) {
+// closes it; see refuse.
+func (s *Server) refuseNative(nc net.Conn, r refusal) { s.refuse(nc, refusalFrame(r)) }
+
+// refuse writes answer to a refused connection and closes it, off the
+// accept loop: a bounded set of goroutines each spends at most
+// refusalWriteTimeout+refusalLinger on it, and when all are busy (a flood)
+// the socket is closed at once, so accepting never stalls. No session is
+// created. The caller is a Serve loop (or holds a wg count of its own),
+// which keeps s.wg above zero while it adds.
+func (s *Server) refuse(nc net.Conn, answer []byte) {
 	select {
 	case s.refusing <- struct{}{}:
 	default:
@@ -253,7 +321,7 @@ func (s *Server) refuseNative(nc net.Conn, r refusal) {
 		defer func() { <-s.refusing }()
 		defer nc.Close()
 		_ = nc.SetDeadline(time.Now().Add(refusalWriteTimeout))
-		if _, err := nc.Write(refusalFrame(r)); err != nil {
+		if _, err := nc.Write(answer); err != nil {
 			return
 		}
 		if cw, ok := nc.(interface{ CloseWrite() error }); ok {
@@ -270,7 +338,7 @@ func refuseUpgrade(w http.ResponseWriter, r refusal) {
 	status := http.StatusServiceUnavailable
 	if r.limit == limitRate {
 		status = http.StatusTooManyRequests
-		w.Header().Set("Retry-After", strconv.Itoa(max(1, int((r.retryAfter+time.Second-1)/time.Second))))
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(r)))
 	}
 	http.Error(w, r.explain(), status)
 }

@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/stompbox/stompbox/broker"
@@ -15,28 +17,48 @@ import (
 // ServeWeb serves the HTTP listener ln until Shutdown, then returns
 // ErrServerClosed: STOMP over WebSocket at WebSocketPath, and Page (the
 // demo) everywhere else. Upgraded connections are driven exactly like TCP
-// ones.
+// ones. Every connection takes an admission slot when it is accepted, page
+// and WebSocket alike (see admitListener).
 func (s *Server) ServeWeb(ln net.Listener) error {
+	return s.serveWeb(ln, nil)
+}
+
+func (s *Server) serveWeb(ln net.Listener, tlsCfg *tls.Config) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc(s.cfg.WebSocketPath, s.upgrade)
 	if s.cfg.Page != nil {
 		mux.Handle("/", s.cfg.Page)
 	}
-	return s.serveHTTP(ln, mux, true)
+	return s.serveHTTP(ln, mux, true, tlsCfg)
 }
 
 // upgrade switches a request to STOMP over WebSocket. The checks run
-// cheapest and least revealing first: origin (403) and subprotocol (400),
-// answered by wsadapter; then the admission limits (429, 503), so that
-// the upgrade token's check, which may be costly, is rate-limited per
-// address too; then the token (401). Only then is the connection hijacked.
+// cheapest and least revealing first: origin and host (403) and
+// subprotocol (400), answered by wsadapter; then, for a request from a
+// trusted proxy, the admission limits of the client it forwards (429,
+// 503; everyone else's connection was admitted when accepted), so that the
+// upgrade token's check, which may be costly, is rate-limited per address
+// too; then the token (401). Only then is the connection hijacked.
 // Logs name r.URL.Path, never the URL: its query may hold the token.
 func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	if s.isClosed() {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	sl, _ := r.Context().Value(slotKey{}).(*slot)
+	if sl == nil { // not served by serveHTTP: no slot to keep
+		http.Error(w, "internal error: connection not admitted", http.StatusInternalServerError)
+		return
+	}
+	peer := r.RemoteAddr
+	fromProxy, client := s.forwarded(r)
+	if client != nil {
+		r.RemoteAddr = client.String() // for everything below: logs, the authenticator
+	}
 	log := s.cfg.Logger.With("remote", r.RemoteAddr, "path", r.URL.Path)
+	if client != nil {
+		log = log.With("peer", peer)
+	}
 	hs, err := wsadapter.Negotiate(w, r, s.cfg.WebSocket)
 	if err != nil {
 		var re *wsadapter.RejectError
@@ -48,23 +70,33 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 				s.metrics.upgradeRefused[upgradeRefusedSubprotocol].Add(1)
 			}
 		}
-		log.Debug("websocket upgrade refused", "origin", r.Header.Get("Origin"), "err", err)
+		log.Debug("websocket upgrade refused", "origin", r.Header.Get("Origin"), "host", r.Host, "err", err)
 		return
 	}
-	key := admissionKey(r.RemoteAddr)
-	if ref, ok := s.admission.admit(key); !ok {
-		s.metrics.refused[ref.limit].Add(1)
-		s.metrics.upgradeRefused[upgradeRefusedLimit].Add(1)
-		log.Debug("websocket upgrade refused", "limit", ref.limit.String())
-		refuseUpgrade(w, ref)
-		return
-	}
-	admitted := true
+	// Unless the upgrade succeeds: a connection net/http handed over is
+	// closed, so its slot goes; one it still serves goes back to the
+	// proxy's other requests (for a trusted proxy's) or stays as it was.
+	upgraded, restore := false, false
 	defer func() {
-		if admitted { // refused or failed below: the slot was not used
-			s.admission.release(key)
+		switch {
+		case upgraded:
+		case sl.wasHijacked():
+			sl.release()
+		case restore:
+			sl.rekey(netip.Addr{}, nil)
 		}
 	}()
+	if fromProxy {
+		ref, ok := sl.rekey(admissionKey(r.RemoteAddr), client)
+		if !ok {
+			s.metrics.refused[ref.limit].Add(1)
+			s.metrics.upgradeRefused[upgradeRefusedLimit].Add(1)
+			log.Debug("websocket upgrade refused", "limit", ref.limit.String())
+			refuseUpgrade(w, ref)
+			return
+		}
+		restore = true
+	}
 	principal, ok := s.authenticateUpgrade(w, r, log)
 	if !ok {
 		s.metrics.upgradeRefused[upgradeRefusedAuth].Add(1)
@@ -75,9 +107,11 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 		log.Debug("websocket upgrade failed", "err", err)
 		return
 	}
-	admitted = false // startConn owns the slot now
+	upgraded = true
 	log.Debug("websocket upgraded", "subprotocol_version", hs.Version.String())
-	s.startConn(wc.NetConn(), wsStream{wc}, key, principal)
+	// The driver's socket carries the slot; wc keeps writing to the
+	// socket itself.
+	s.startConn(&admittedConn{Conn: wc.NetConn(), slot: sl}, wsStream{wc}, principal)
 }
 
 // upgradeToken is the token the request carries, or "".

@@ -61,14 +61,15 @@ type Config struct {
 	// listener.
 	EnablePprof bool
 
-	// Admission limits, applied when a native connection is accepted and
-	// when a WebSocket upgrade is asked for (before it is answered). A
+	// Admission limits, applied when a connection is accepted: native
+	// ones, and every HTTP connection of ServeWeb and ServeWebTLS (page
+	// and WebSocket alike; an upgrade keeps its connection's slot). A
 	// refused native connection gets ERROR limit-exceeded (retryable) and
-	// is closed before any session exists; a refused upgrade gets 503 (the
-	// caps) or 429 with Retry-After (the rate). Addresses are the peer's
-	// IP as the socket sees it (a proxy's, behind one; forwarded headers
-	// are not trusted), IPv6 grouped by /64. For the first three: 0 means
-	// the default, negative means unlimited.
+	// is closed before any session exists; a refused HTTP connection gets
+	// 503 (the caps) or 429 with Retry-After (the rate) and is closed.
+	// Addresses are the peer's IP as the socket sees it, or the client's a
+	// trusted proxy names (TrustedProxies), IPv6 grouped by /64. For the
+	// first three: 0 means the default, negative means unlimited.
 
 	// MaxConnections bounds the STOMP connections open at once, native and
 	// WebSocket together. Default 100000.
@@ -88,6 +89,40 @@ type Config struct {
 	// UpgradeToken lets a browser authenticate in the WebSocket upgrade
 	// request itself. Default: off.
 	UpgradeToken UpgradeToken
+
+	// HTTP listeners (ServeWeb, ServeWebTLS, ServeAdmin). Zero fields take
+	// their defaults.
+
+	// HTTPIdleTimeout closes a keep-alive connection idle between
+	// requests for that long. Default 120s.
+	HTTPIdleTimeout time.Duration
+	// HTTPReadTimeout bounds reading one request, headers and body. It
+	// does not apply to an upgraded WebSocket, whose driver sets its own
+	// deadlines. Default 30s.
+	HTTPReadTimeout time.Duration
+	// HTTPMaxHeaderBytes bounds a request's header (431 past it).
+	// Default 16 KiB.
+	HTTPMaxHeaderBytes int
+
+	// TrustedProxies are the peers (load balancers, reverse proxies) whose
+	// word on the client's address is taken: on a WebSocket upgrade from
+	// one, the client is the right-most address of Forwarded or
+	// X-Forwarded-For that is not itself trusted; on a native listener
+	// with ProxyProtocol (or ProxyProtocolTLS), the address in the PROXY
+	// header. That address is what the per-address limits, logs and the
+	// session's remote address use. Everyone else's headers are ignored.
+	// A connection from a trusted proxy counts against MaxConnections at
+	// accept and against its client's address once that is known.
+	TrustedProxies []netip.Prefix
+	// ProxyProtocol makes Serve expect a PROXY protocol (v1 or v2) header
+	// from trusted proxies: a connection from one must start with it (read
+	// within Broker.ConnectTimeout; malformed or missing: closed). Others
+	// are served as usual, so a PROXY header from them is a malformed
+	// STOMP frame (ERROR, closed).
+	ProxyProtocol bool
+	// ProxyProtocolTLS is ProxyProtocol for ServeTLS: the header precedes
+	// the TLS handshake.
+	ProxyProtocolTLS bool
 }
 
 // UpgradeToken configures authenticating the WebSocket upgrade request: a
@@ -110,9 +145,12 @@ type UpgradeToken struct {
 
 // The defaults of Config.
 const (
-	DefaultWriteTimeout   = 10 * time.Second
-	DefaultLinger         = time.Second
-	DefaultReadBufferSize = 4 << 10
+	DefaultWriteTimeout       = 10 * time.Second
+	DefaultLinger             = time.Second
+	DefaultReadBufferSize     = 4 << 10
+	DefaultHTTPIdleTimeout    = 120 * time.Second
+	DefaultHTTPReadTimeout    = 30 * time.Second
+	DefaultHTTPMaxHeaderBytes = 16 << 10
 )
 
 func (c Config) withDefaults() Config {
@@ -124,6 +162,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReadBufferSize <= 0 {
 		c.ReadBufferSize = DefaultReadBufferSize
+	}
+	if c.HTTPIdleTimeout <= 0 {
+		c.HTTPIdleTimeout = DefaultHTTPIdleTimeout
+	}
+	if c.HTTPReadTimeout <= 0 {
+		c.HTTPReadTimeout = DefaultHTTPReadTimeout
+	}
+	if c.HTTPMaxHeaderBytes <= 0 {
+		c.HTTPMaxHeaderBytes = DefaultHTTPMaxHeaderBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -161,9 +208,10 @@ type Server struct {
 	cfg       Config         // immutable
 	broker    *broker.Broker // immutable
 	admission *admission     // immutable (internally locked)
-	// refusing holds a token per goroutine answering a refused native
-	// connection (refuseNative).
+	// refusing holds a token per goroutine answering a refused native or
+	// HTTP connection (refuse).
 	refusing chan struct{}
+	trusted  trustedProxies // immutable: Config.TrustedProxies
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{} // guarded by mu
@@ -175,6 +223,10 @@ type Server struct {
 	closed    bool               // guarded by mu
 	sweepStop chan struct{}      // guarded by mu: closed to stop the idle-durable sweeper; nil until it starts
 	wg        sync.WaitGroup     // one per Serve loop and per connection
+
+	// proxied (guarded by mu) are connections still sending their PROXY
+	// header, for Shutdown to close.
+	proxied map[net.Conn]struct{}
 }
 
 // New builds a Server and its Broker.
@@ -192,6 +244,8 @@ func New(cfg Config) *Server {
 		listeners: make(map[net.Listener]struct{}),
 		https:     make(map[*http.Server]bool),
 		conns:     make(map[*conn]struct{}),
+		proxied:   make(map[net.Conn]struct{}),
+		trusted:   trustedProxies(cfg.TrustedProxies),
 		registry:  reg,
 		admission: newAdmission(cfg, maxTrackedIPs, time.Now),
 		refusing:  make(chan struct{}, refusalWorkers),
@@ -212,12 +266,25 @@ func (s *Server) Broker() *broker.Broker { return s.broker }
 // Serve accepts native STOMP connections on ln until Shutdown, then returns
 // ErrServerClosed. The listener is closed by Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	return s.serveNative(ln, nil, s.cfg.ProxyProtocol)
+}
+
+// serveNative is Serve, with TLS when tlsCfg is set (the handshake runs on
+// the connection's read loop, within the connect timeout) and the PROXY
+// protocol from trusted proxies when proxy is set.
+func (s *Server) serveNative(ln net.Listener, tlsCfg *tls.Config, proxy bool) error {
 	if !s.begin(func() { s.listeners[ln] = struct{}{} }) {
 		_ = ln.Close()
 		return ErrServerClosed
 	}
 	defer s.wg.Done()
 
+	withTLS := func(nc net.Conn) net.Conn {
+		if tlsCfg == nil {
+			return nc
+		}
+		return tls.Server(nc, tlsCfg)
+	}
 	backoff := 5 * time.Millisecond
 	for {
 		nc, err := ln.Accept()
@@ -235,14 +302,24 @@ func (s *Server) Serve(ln net.Listener) error {
 			return fmt.Errorf("server: accept: %w", err)
 		}
 		backoff = 5 * time.Millisecond
+		fromProxy := proxy && s.trusted.contains(peerIP(nc.RemoteAddr()))
 		key := admissionKey(nc.RemoteAddr().String())
+		if fromProxy {
+			key = netip.Addr{} // the total only, until the header names the client
+		}
 		if r, ok := s.admission.admit(key); !ok {
 			s.metrics.refused[r.limit].Add(1)
 			s.cfg.Logger.Debug("connection refused", "remote", nc.RemoteAddr().String(), "limit", r.limit.String())
-			s.refuseNative(nc, r)
+			s.refuseNative(withTLS(nc), r)
 			continue
 		}
-		s.startConn(nc, tcpStream{nc}, key, nil)
+		ac := &admittedConn{Conn: nc, slot: s.admission.newSlot(key)}
+		if fromProxy {
+			s.acceptProxied(ac, withTLS)
+			continue
+		}
+		tc := withTLS(ac)
+		s.startConn(tc, tcpStream{tc}, nil)
 	}
 }
 
@@ -261,9 +338,28 @@ func (s *Server) begin(register func()) bool {
 }
 
 // serveHTTP serves handler on ln until Shutdown closes it; stomp says
-// whether it carries STOMP (and so counts for readiness).
-func (s *Server) serveHTTP(ln net.Listener, handler http.Handler, stomp bool) error {
-	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+// whether it carries STOMP (and so counts for readiness, and each of its
+// connections takes an admission slot at accept), tlsCfg whether it is
+// HTTPS. Every listener gets the header, read and idle timeouts and the
+// header size bound: a hijacked (upgraded) connection keeps the deadlines
+// net/http set, and the connection driver replaces them before its first
+// read and write.
+func (s *Server) serveHTTP(ln net.Listener, handler http.Handler, stomp bool, tlsCfg *tls.Config) error {
+	hs := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: min(10*time.Second, s.cfg.HTTPReadTimeout),
+		ReadTimeout:       s.cfg.HTTPReadTimeout,
+		IdleTimeout:       s.cfg.HTTPIdleTimeout,
+		MaxHeaderBytes:    s.cfg.HTTPMaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug),
+	}
+	if stomp {
+		al := newAdmitListener(ln, s, tlsCfg)
+		ln, hs.ConnContext, hs.ConnState = al, al.connContext, al.connState
+	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
 	if !s.begin(func() { s.https[hs] = stomp }) {
 		_ = ln.Close()
 		return ErrServerClosed
@@ -281,15 +377,14 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
-// startConn serves a connection admitted under key (its slot is released
-// when it ends). principal, when set, is who the upgrade request
-// authenticated as.
-func (s *Server) startConn(nc net.Conn, st stream, key netip.Addr, principal *broker.Principal) {
+// startConn serves a connection; its admission slot is given back when
+// nc is closed (an admittedConn, or a TLS connection over one). principal,
+// when set, is who the upgrade request authenticated as.
+func (s *Server) startConn(nc net.Conn, st stream, principal *broker.Principal) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		_ = nc.Close()
-		s.admission.release(key)
 		return
 	}
 	// The session is created only once the connection will be served, so
@@ -298,7 +393,7 @@ func (s *Server) startConn(nc net.Conn, st stream, key netip.Addr, principal *br
 	if principal != nil {
 		c.session.Preauthenticate(principal) // before the read loop's first Feed
 	}
-	_, secure := nc.(*tls.Conn)
+	secure := secureConn(nc)
 	kind := transportTCP
 	if w, ok := st.(wsStream); ok {
 		w.WriteDeadline = c.writeDeadline
@@ -317,8 +412,7 @@ func (s *Server) startConn(nc net.Conn, st stream, key netip.Addr, principal *br
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
-		c.serve()
-		s.admission.release(key)
+		c.serve() // closes nc, which gives the slot back
 		c.counters.open.Add(-1)
 		s.mu.Lock()
 		delete(s.conns, c)
@@ -342,6 +436,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	for hs := range s.https {
 		_ = hs.Close() // its own connections; upgraded ones are ours, below
+	}
+	for nc := range s.proxied {
+		_ = nc.Close() // its goroutine gives up on the header
 	}
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {

@@ -77,13 +77,14 @@ func (c *Certificate) tlsConfig(minVersion uint16) *tls.Config {
 var errNoCertificate = errors.New("server: TLS listener without Config.Certificate")
 
 // ServeTLS is Serve for native STOMP over TLS: the handshake runs on the
-// connection's read loop, within the connect timeout.
+// connection's read loop, within the connect timeout (after the PROXY
+// header, with ProxyProtocolTLS).
 func (s *Server) ServeTLS(ln net.Listener) error {
 	if s.cfg.Certificate == nil {
 		_ = ln.Close()
 		return errNoCertificate
 	}
-	return s.Serve(tls.NewListener(ln, s.cfg.Certificate.tlsConfig(s.cfg.TLSMinVersion)))
+	return s.serveNative(ln, s.cfg.Certificate.tlsConfig(s.cfg.TLSMinVersion), s.cfg.ProxyProtocolTLS)
 }
 
 // ServeWebTLS is ServeWeb over TLS: HTTPS, and STOMP over secure WebSocket.
@@ -92,7 +93,7 @@ func (s *Server) ServeWebTLS(ln net.Listener) error {
 		_ = ln.Close()
 		return errNoCertificate
 	}
-	return s.ServeWeb(tls.NewListener(ln, s.cfg.Certificate.tlsConfig(s.cfg.TLSMinVersion)))
+	return s.serveWeb(ln, s.cfg.Certificate.tlsConfig(s.cfg.TLSMinVersion))
 }
 
 // certCollector exposes the certificate's expiry and the reload outcomes.

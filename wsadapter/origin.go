@@ -3,6 +3,7 @@ package wsadapter
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -229,4 +230,83 @@ func originListed(header string, allowed []string) bool {
 		}
 	}
 	return false
+}
+
+// DefaultAllowedHosts is what an empty Config.AllowedHosts stands for:
+// the loopback names, which the default policy accepts anyway. Listing
+// them keeps the configuration explicit about what is served.
+func DefaultAllowedHosts() []string { return []string{"localhost", "127.0.0.1", "[::1]"} }
+
+// ValidHost reports whether entry can be an AllowedHosts entry: a host
+// name (ASCII, IDNs in their xn-- form) or an IP address, IPv6 in
+// brackets, optionally followed by ":port" ("localhost",
+// "chat.example.com:8443", "[::1]").
+func ValidHost(entry string) error {
+	_, err := parseHostEntry(entry)
+	return err
+}
+
+// parseHostEntry parses an AllowedHosts entry, or a Host header: as an
+// origin of a scheme without a default port, so that the port is kept as
+// written (0: none given).
+func parseHostEntry(s string) (origin, error) {
+	o, err := parseOrigin("host://"+s, false)
+	if err != nil {
+		return origin{}, errors.New("want a host name or IP address, optionally with :port (IPv6 in brackets)")
+	}
+	return o, nil
+}
+
+// sameOrigin is the default policy: origin is the request's own origin
+// (scheme of the listener, host and port of the Host header) and that
+// Host is one the broker serves: loopback, or listed in allowed.
+func sameOrigin(r *http.Request, header string, allowed []string) bool {
+	o, err := parseOrigin(header, false)
+	if err != nil {
+		return false // "null" and other opaque origins included
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if o.scheme != scheme {
+		return false
+	}
+	host, err := parseHostEntry(r.Host)
+	if err != nil || host.host != o.host {
+		return false
+	}
+	port := host.port
+	if port == defaultPort(scheme) {
+		port = 0 // as the Origin's serialization leaves it out
+	}
+	if port != o.port {
+		return false
+	}
+	if isLoopback(host.host) {
+		return true
+	}
+	effective := host.port
+	if effective == 0 {
+		effective = defaultPort(scheme)
+	}
+	for _, entry := range allowed {
+		e, err := parseHostEntry(entry)
+		if err == nil && e.host == host.host && (e.port == 0 || e.port == effective) {
+			return true
+		}
+	}
+	return false
+}
+
+// isLoopback reports whether a normalized host names this machine:
+// "localhost", or an IP address in 127.0.0.0/8 or ::1. Other names that
+// may resolve to loopback are not trusted: their resolution is whatever
+// their DNS says.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+	return err == nil && ip.IsLoopback()
 }

@@ -2,6 +2,7 @@ package wsadapter
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -239,5 +240,64 @@ func TestNegotiateRejectReason(t *testing.T) {
 				t.Errorf("server: %v, want a RejectError with reason %v", serverErr, tt.reason)
 			}
 		})
+	}
+}
+
+func TestValidHost(t *testing.T) {
+	for _, ok := range []string{"localhost", "127.0.0.1", "[::1]", "chat.example.com", "chat.example.com:8443", "[2001:db8::1]:443", "xn--bcher-kva.example"} {
+		if err := ValidHost(ok); err != nil {
+			t.Errorf("ValidHost(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "::1", "http://chat.example.com", "chat.example.com/", "*.example.com", "chat.example.com:0", "chat.example.com:70000", "chat.example.com:", "user@chat.example.com", "büch.example", "[fe80::1%eth0]"} {
+		if err := ValidHost(bad); err == nil {
+			t.Errorf("ValidHost(%q) accepted", bad)
+		}
+	}
+}
+
+// The default policy without a network: the Origin must be the request's
+// own (scheme from TLS, host and port from Host) and the Host loopback or
+// listed.
+func TestSameOrigin(t *testing.T) {
+	listed := []string{"chat.example.com", "pinned.example.com:8443", "[2001:db8::1]"}
+	tests := []struct {
+		host, origin string
+		tls          bool
+		ok           bool
+	}{
+		{"127.0.0.1:61614", "http://127.0.0.1:61614", false, true},
+		{"127.0.0.2:61614", "http://127.0.0.2:61614", false, true}, // all of 127/8 is loopback
+		{"localhost:61614", "HTTP://LocalHost:61614", false, true},
+		{"[::1]:61614", "http://[0:0:0:0:0:0:0:1]:61614", false, true},
+		{"localhost", "http://localhost", false, true},
+		{"localhost:80", "http://localhost", false, true},
+		{"localhost", "http://localhost:80", false, true},
+		{"localhost:443", "https://localhost", true, true},
+		{"localhost:61614", "https://localhost:61614", false, false},
+		{"localhost:61614", "http://localhost:61614", true, false},
+		{"localhost:61614", "ws://localhost:61614", false, false},
+		{"evil.example:61614", "http://evil.example:61614", false, false},
+		{"app.localhost:61614", "http://app.localhost:61614", false, false},
+		{"127.1:61614", "http://127.1:61614", false, false},
+		{"chat.example.com:61614", "http://chat.example.com:61614", false, true},
+		{"CHAT.example.com", "https://chat.example.com", true, true},
+		{"pinned.example.com:8443", "https://pinned.example.com:8443", true, true},
+		{"pinned.example.com", "https://pinned.example.com", true, false},
+		{"[2001:db8::1]:61614", "http://[2001:db8::1]:61614", false, true},
+		{"chat.example.com:61614", "http://chat.example.com:61615", false, false},
+		{"", "http://localhost", false, false},
+		{"localhost:61614/x", "http://localhost:61614", false, false},
+		{"localhost:61614", "null", false, false},
+		{"localhost:61614", "http://localhost:61614/", false, false},
+	}
+	for _, tt := range tests {
+		r := &http.Request{Host: tt.host, Header: http.Header{}}
+		if tt.tls {
+			r.TLS = &tls.ConnectionState{}
+		}
+		if got := sameOrigin(r, tt.origin, listed); got != tt.ok {
+			t.Errorf("Host %q, Origin %q, TLS %v: %v, want %v", tt.host, tt.origin, tt.tls, got, tt.ok)
+		}
 	}
 }

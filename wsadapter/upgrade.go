@@ -3,7 +3,6 @@ package wsadapter
 import (
 	"errors"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -24,10 +23,24 @@ type Config struct {
 	// a.b.example.com, not example.com, on that scheme and port only), or
 	// "*" for any. Scheme and host compare case-insensitively and a default
 	// port equals none, as RFC 6454 serializes origins. Check entries with
-	// ValidOrigin; a malformed one matches nothing. When empty, only an
-	// Origin whose host:port equals the request's Host is accepted.
-	// Requests without Origin (non-browser clients) are always accepted.
+	// ValidOrigin; a malformed one matches nothing. When empty, an Origin
+	// is accepted only when it is the request's own origin (see
+	// AllowedHosts). Requests without Origin (non-browser clients) are
+	// always accepted.
 	AllowedOrigins []string
+	// AllowedHosts applies when AllowedOrigins is empty: an Origin is then
+	// accepted only when its scheme is the listener's (http on a plain
+	// one, https behind TLS), its host and port are the Host header's
+	// (a missing port being the scheme's default), and that Host is a
+	// loopback name or address (localhost, 127.0.0.0/8, [::1]) or one of
+	// these entries. An entry is a host name or IP address (IPv6 in
+	// brackets), optionally with a port: "chat.example.com" matches it on
+	// any port, "chat.example.com:8443" on that port only. Check entries
+	// with ValidHost. The Host check is what stops DNS rebinding: a page
+	// of evil.example whose name now resolves to the broker sends Host
+	// and Origin evil.example, which agree with each other but name no
+	// host the broker serves.
+	AllowedHosts []string
 	// HandshakeTimeout bounds writing the upgrade response. Default 5s.
 	HandshakeTimeout time.Duration
 }
@@ -131,7 +144,7 @@ func Upgrade(w http.ResponseWriter, r *http.Request, cfg Config) (c *Conn, versi
 // connect learns nothing else). On error the HTTP response has been written.
 func Negotiate(w http.ResponseWriter, r *http.Request, cfg Config) (Handshake, error) {
 	cfg = cfg.withDefaults()
-	if !originAllowed(r, cfg.AllowedOrigins) {
+	if !originAllowed(r, cfg) {
 		http.Error(w, "origin "+r.Header.Get("Origin")+" is not allowed", http.StatusForbidden)
 		return Handshake{}, &RejectError{Reason: RejectOrigin, Err: errors.New("origin not allowed")}
 	}
@@ -185,14 +198,13 @@ func offeredProtocols(r *http.Request) []string {
 // originAllowed applies the origin policy: browsers send Origin, and a
 // page from another site must not reach the broker with the user's
 // cookies or network position unless the operator allowed it.
-func originAllowed(r *http.Request, allowed []string) bool {
+func originAllowed(r *http.Request, cfg Config) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
 	}
-	if len(allowed) > 0 {
-		return originListed(origin, allowed)
+	if len(cfg.AllowedOrigins) > 0 {
+		return originListed(origin, cfg.AllowedOrigins)
 	}
-	u, err := url.Parse(origin)
-	return err == nil && strings.EqualFold(u.Host, r.Host)
+	return sameOrigin(r, origin, cfg.AllowedHosts)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"time"
@@ -125,10 +126,16 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 		WriteTimeout:   time.Duration(c.Conn.WriteTimeout),
 		Linger:         time.Duration(c.Conn.Linger),
 		ReadBufferSize: int(c.Conn.ReadBufferSize),
-		WebSocket:      wsadapter.Config{AllowedOrigins: c.WebSocket.AllowedOrigins},
+		WebSocket:      wsadapter.Config{AllowedOrigins: c.WebSocket.AllowedOrigins, AllowedHosts: c.HTTP.AllowedHosts},
 		WebSocketPath:  c.WebSocket.Path,
 		UpgradeToken: server.UpgradeToken{QueryParam: c.Auth.TokenQuery, Cookie: c.Auth.TokenCookie,
 			Required: c.Auth.TokenRequired},
+		HTTPIdleTimeout:     time.Duration(c.HTTP.IdleTimeout),
+		HTTPReadTimeout:     time.Duration(c.HTTP.ReadTimeout),
+		HTTPMaxHeaderBytes:  int(c.HTTP.MaxHeaderBytes),
+		TrustedProxies:      trustedProxies(c.TrustedProxies),
+		ProxyProtocol:       c.Listen.STOMPProxyProtocol,
+		ProxyProtocolTLS:    c.Listen.STOMPTLSProxyProtocol,
 		MaxConnections:      lim.MaxConnections,
 		MaxConnectionsPerIP: lim.MaxConnectionsPerIP,
 		ConnectionRatePerIP: lim.ConnectionRatePerIP,
@@ -163,6 +170,17 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 			Journal:                      brokerJournal,
 		},
 	}
+}
+
+// trustedProxies parses trusted_proxies (validated by Load).
+func trustedProxies(entries []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, e := range entries {
+		if p, err := config.ParseTrustedProxy(e); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func warnings(c config.Config, logger *slog.Logger) {

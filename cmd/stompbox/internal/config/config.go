@@ -16,6 +16,7 @@ type Config struct {
 	Listen    Listen    `yaml:"listen"`
 	TLS       TLS       `yaml:"tls"`
 	WebSocket WebSocket `yaml:"websocket"`
+	HTTP      HTTP      `yaml:"http"`
 	Heartbeat Heartbeat `yaml:"heartbeat"`
 	Limits    Limits    `yaml:"limits"`
 	Auth      Auth      `yaml:"auth"`
@@ -25,6 +26,8 @@ type Config struct {
 	Conn      Conn      `yaml:"connection"`
 	// VirtualHosts are isolated namespaces of destinations besides "/".
 	VirtualHosts []string `yaml:"virtual_hosts" flag:"virtual-hosts" help:"virtual hosts besides \"/\", each an isolated namespace chosen by the CONNECT host header; with any set, a CONNECT naming another host is refused (flag and env: comma-separated)"`
+	// TrustedProxies are the load balancers whose word on the client's address is taken.
+	TrustedProxies []string `yaml:"trusted_proxies" flag:"trusted-proxies" help:"CIDRs (or addresses) of load balancers and reverse proxies: from them the client address comes from Forwarded/X-Forwarded-For (WebSocket) or the PROXY header (listen.stomp_proxy_protocol), for per-IP limits and logs; nobody else's is trusted (flag and env: comma-separated)"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout" flag:"shutdown-timeout" help:"how long SIGTERM/SIGINT waits for clients to be told (server-shutdown), receipts to finish and the journal to close"`
 }
@@ -36,6 +39,9 @@ type Listen struct {
 	HTTP     string `yaml:"http" flag:"http-listen" help:"HTTP address: STOMP over WebSocket at websocket.path, the demo page at /"`
 	HTTPS    string `yaml:"https" flag:"https-listen" help:"HTTPS address: STOMP over secure WebSocket (wss) and the demo page (needs tls.cert_file and tls.key_file)"`
 	Admin    string `yaml:"admin" flag:"admin-listen" help:"admin HTTP address: /metrics, /healthz, /readyz (and /debug/pprof/ with admin.pprof)"`
+	// STOMPProxyProtocol and STOMPTLSProxyProtocol expect a PROXY header from trusted proxies.
+	STOMPProxyProtocol    bool `yaml:"stomp_proxy_protocol" flag:"proxy-protocol" help:"connections to listen.stomp from trusted_proxies must start with a PROXY protocol v1 or v2 header naming the client"`
+	STOMPTLSProxyProtocol bool `yaml:"stomp_tls_proxy_protocol" flag:"tls-proxy-protocol" help:"connections to listen.stomp_tls from trusted_proxies must start with a PROXY protocol v1 or v2 header (before the TLS handshake)"`
 }
 
 // TLS is the certificate of the TLS listeners; SIGHUP reloads both files.
@@ -49,6 +55,14 @@ type TLS struct {
 type WebSocket struct {
 	Path           string   `yaml:"path" flag:"ws-path" help:"HTTP path that upgrades to STOMP over WebSocket"`
 	AllowedOrigins []string `yaml:"allowed_origins" flag:"allowed-origins" help:"Origin values browsers may connect from (flag and env: comma-separated); * allows any; empty allows only pages from the same host"`
+}
+
+// HTTP bounds the HTTP listeners (listen.http, listen.https, listen.admin).
+type HTTP struct {
+	AllowedHosts   []string `yaml:"allowed_hosts" flag:"allowed-hosts" help:"Host names (optionally :port) a page may connect from when websocket.allowed_origins is empty, besides loopback; the Origin must also match the Host (flag and env: comma-separated)"`
+	IdleTimeout    Duration `yaml:"idle_timeout" flag:"http-idle-timeout" help:"closes a keep-alive HTTP connection idle between requests for this long"`
+	ReadTimeout    Duration `yaml:"read_timeout" flag:"http-read-timeout" help:"time to read one HTTP request, headers and body (not a WebSocket after its upgrade)"`
+	MaxHeaderBytes ByteSize `yaml:"max_header_bytes" flag:"http-max-header-bytes" help:"largest HTTP request header (431 past it)"`
 }
 
 // Heartbeat is what the server offers in CONNECTED.
@@ -140,6 +154,10 @@ func Default() Config {
 		Listen:    Listen{STOMP: ":61613", HTTP: ":61614", Admin: "127.0.0.1:61680"},
 		TLS:       TLS{MinVersion: "1.2"},
 		WebSocket: WebSocket{Path: "/ws"},
+		HTTP: HTTP{
+			AllowedHosts: []string{"localhost", "127.0.0.1", "[::1]"},
+			IdleTimeout:  Duration(120 * time.Second), ReadTimeout: Duration(30 * time.Second), MaxHeaderBytes: 16 << 10,
+		},
 		Heartbeat: Heartbeat{Interval: Duration(10 * time.Second), Tolerance: 2},
 		Limits: Limits{
 			ConnectTimeout:       Duration(5 * time.Second),

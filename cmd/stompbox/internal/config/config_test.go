@@ -17,6 +17,7 @@ import (
 	"github.com/stompbox/stompbox/frames"
 	"github.com/stompbox/stompbox/persistence"
 	"github.com/stompbox/stompbox/server"
+	"github.com/stompbox/stompbox/wsadapter"
 )
 
 // files serves config files from memory.
@@ -152,6 +153,13 @@ func TestRejections(t *testing.T) {
 		{"bad virtual host", []string{"-virtual-hosts", "a,b\tc"}, nil, "", []string{`flag -virtual-hosts: virtual_hosts: "b\tc" is not a virtual host name`}},
 		{"zero connection cap", nil, nil, "limits:\n  max_connections_per_ip: 0\n", []string{"stompbox.yaml:2: limits.max_connections_per_ip: must be positive, or -1"}},
 		{"negative frame rate", []string{"-max-frames-per-second", "-5"}, nil, "", []string{"flag -max-frames-per-second: limits.max_frames_per_second: must not be negative"}},
+		{"bad trusted proxy", nil, nil, "trusted_proxies: [\"10.0.0.0/8\", \"10.0.0.1/8\", \"proxy.example\"]\n", []string{
+			`stompbox.yaml:1: trusted_proxies: "10.0.0.1/8" has bits set past its prefix length (did you mean 10.0.0.0/8?)`,
+			`stompbox.yaml:1: trusted_proxies: "proxy.example" is not a CIDR or an IP address`}},
+		{"bad allowed host", nil, nil, "http:\n  allowed_hosts:\n    - chat.example.com:8443\n    - http://chat.example.com\n    - \"::1\"\n", []string{
+			`stompbox.yaml:3: http.allowed_hosts: "http://chat.example.com" is not a host`, `stompbox.yaml:3: http.allowed_hosts: "::1" is not a host`}},
+		{"tiny http header bound", []string{"-http-max-header-bytes", "100"}, nil, "", []string{"flag -http-max-header-bytes: http.max_header_bytes: must be between 1KiB and 1MiB"}},
+		{"proxy protocol without trusted proxies", []string{"-proxy-protocol"}, nil, "", []string{"trusted_proxies: required by listen.stomp_proxy_protocol"}},
 		{"unknown flag", []string{"-jornal-dir", "x"}, nil, "", []string{"flag provided but not defined: -jornal-dir"}},
 	}
 	for _, tt := range tests {
@@ -275,11 +283,17 @@ func TestDefaultsMatchTheLibraries(t *testing.T) {
 		{"write_timeout", int64(d.Conn.WriteTimeout), int64(server.DefaultWriteTimeout)},
 		{"linger", int64(d.Conn.Linger), int64(server.DefaultLinger)},
 		{"read_buffer_size", int64(d.Conn.ReadBufferSize), server.DefaultReadBufferSize},
+		{"http.idle_timeout", int64(d.HTTP.IdleTimeout), int64(server.DefaultHTTPIdleTimeout)},
+		{"http.read_timeout", int64(d.HTTP.ReadTimeout), int64(server.DefaultHTTPReadTimeout)},
+		{"http.max_header_bytes", int64(d.HTTP.MaxHeaderBytes), server.DefaultHTTPMaxHeaderBytes},
 	}
 	for _, p := range pairs {
 		if p.got != p.want {
 			t.Errorf("%s: command default %d, library default %d", p.name, p.got, p.want)
 		}
+	}
+	if !slices.Equal(d.HTTP.AllowedHosts, wsadapter.DefaultAllowedHosts()) {
+		t.Errorf("http.allowed_hosts: command default %q, library default %q", d.HTTP.AllowedHosts, wsadapter.DefaultAllowedHosts())
 	}
 }
 

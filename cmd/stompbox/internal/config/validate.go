@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -56,6 +57,22 @@ func (l *Loaded) validate() error {
 		err := wsadapter.ValidOrigin(o)
 		check("websocket.allowed_origins", err == nil, "%q is not an origin: %v", o, err)
 	}
+	for _, h := range c.HTTP.AllowedHosts {
+		err := wsadapter.ValidHost(h)
+		check("http.allowed_hosts", err == nil, "%q is not a host: %v", h, err)
+	}
+	positiveDuration("http.idle_timeout", c.HTTP.IdleTimeout)
+	positiveDuration("http.read_timeout", c.HTTP.ReadTimeout)
+	check("http.max_header_bytes", c.HTTP.MaxHeaderBytes >= 1<<10 && c.HTTP.MaxHeaderBytes <= 1<<20,
+		"must be between 1KiB and 1MiB (got %s)", c.HTTP.MaxHeaderBytes)
+	for _, p := range c.TrustedProxies {
+		_, err := ParseTrustedProxy(p)
+		check("trusted_proxies", err == nil, "%v", err)
+	}
+	check("listen.stomp_proxy_protocol", !c.Listen.STOMPProxyProtocol || c.Listen.STOMP != "", "needs listen.stomp")
+	check("listen.stomp_tls_proxy_protocol", !c.Listen.STOMPTLSProxyProtocol || c.Listen.STOMPTLS != "", "needs listen.stomp_tls")
+	check("trusted_proxies", len(c.TrustedProxies) > 0 || !c.Listen.STOMPProxyProtocol && !c.Listen.STOMPTLSProxyProtocol,
+		"required by listen.stomp_proxy_protocol and listen.stomp_tls_proxy_protocol: only trusted proxies may send a PROXY header")
 	check("heartbeat.interval", c.Heartbeat.Interval >= 0, "must not be negative (0 disables heart-beats)")
 	check("heartbeat.tolerance", c.Heartbeat.Tolerance >= 1, "must be at least 1 (got %v)", c.Heartbeat.Tolerance)
 
@@ -130,4 +147,26 @@ func (l *Loaded) validateAuth(check func(key string, ok bool, format string, arg
 		check(key, claim != "", "must name a claim")
 	}
 	check("auth.failure_delay", a.FailureDelay >= 0 && time.Duration(a.FailureDelay) <= 10*time.Second, "must be between 0 and 10s (got %s)", a.FailureDelay)
+}
+
+// ParseTrustedProxy reads a trusted_proxies entry: a CIDR ("10.0.0.0/8",
+// "2001:db8::/32") or a single address ("192.0.2.7", a /32 or /128).
+// Bits set past the prefix length are refused: "10.0.0.1/8" is more
+// likely a typo than a wish for 10.0.0.0/8.
+func ParseTrustedProxy(s string) (netip.Prefix, error) {
+	if ip, err := netip.ParseAddr(s); err == nil && ip.Zone() == "" {
+		ip = ip.Unmap()
+		return netip.PrefixFrom(ip, ip.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR or an IP address", s)
+	}
+	if p != p.Masked() {
+		return netip.Prefix{}, fmt.Errorf("%q has bits set past its prefix length (did you mean %s?)", s, p.Masked())
+	}
+	if p.Addr().Is4In6() {
+		return netip.Prefix{}, fmt.Errorf("%q: write IPv4 networks as IPv4", s)
+	}
+	return p, nil
 }
