@@ -72,7 +72,13 @@ func userLimitErr(user, what string, limit int) *stompError {
 
 // createQueue is this connection's queueCreator: the user's queue quota,
 // then the connection's own count of created destinations. sp.mu is held.
+// Anonymous clients are not one user but anyone: a shared quota would let
+// one of them lock all the others out, so only the connection's own count
+// and the virtual host's MaxQueues bound them.
 func (s *Session) createQueue() (*userQuota, *stompError) {
+	if s.principal.Anonymous {
+		return nil, s.countCreation()
+	}
 	u := s.space.quotaLocked(s.principal.Name)
 	if limit := s.b.cfg.MaxQueuesPerUser; limit > 0 && u.queues >= limit {
 		s.space.dropIfEmptyLocked(u)
@@ -89,6 +95,9 @@ func (s *Session) createQueue() (*userQuota, *stompError) {
 // createDurable is createQueue for a durable subscription this
 // connection's user will own. sp.mu is held.
 func (s *Session) createDurable() (*userQuota, *stompError) {
+	if s.principal.Anonymous {
+		return nil, s.countCreation()
+	}
 	u := s.space.quotaLocked(s.principal.Name)
 	if limit := s.b.cfg.MaxDurablesPerUser; limit > 0 && u.durables >= limit {
 		s.space.dropIfEmptyLocked(u)
