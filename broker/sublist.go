@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,6 +68,9 @@ type trieNode struct {
 	star    *trieNode            // the "*" child: exactly one segment
 	hash    *trieNode            // the "#" child: zero or more segments
 	subs    *subSet              // subscriptions whose pattern ends here; nil if none
+	// underHash: this node or one above it is a "#" (a walk may reach
+	// it more than once).
+	underHash bool
 }
 
 func (n *trieNode) empty() bool {
@@ -121,12 +125,12 @@ func (n *trieNode) child(seg string) *trieNode {
 	switch seg {
 	case "*":
 		if n.star == nil {
-			n.star = &trieNode{parent: n, segment: seg}
+			n.star = &trieNode{parent: n, segment: seg, underHash: n.underHash}
 		}
 		return n.star
 	case "#":
 		if n.hash == nil {
-			n.hash = &trieNode{parent: n, segment: seg}
+			n.hash = &trieNode{parent: n, segment: seg, underHash: true}
 		}
 		return n.hash
 	}
@@ -135,7 +139,7 @@ func (n *trieNode) child(seg string) *trieNode {
 		if n.literal == nil {
 			n.literal = make(map[string]*trieNode)
 		}
-		c = &trieNode{parent: n, segment: seg}
+		c = &trieNode{parent: n, segment: seg, underHash: n.underHash}
 		n.literal[seg] = c
 	}
 	return c
@@ -223,21 +227,20 @@ func (sl *sublist) match(name string) (*subSet, []*subSet) {
 func (sl *sublist) fill(name string) []*subSet {
 	sl.mu.RLock()
 	g := sl.gen.Load() // stable while mu is held: writers change it under mu
-	w := trieWalk{segs: strings.Split(name, ".")}
-	w.visit(sl.root, 0)
+	sets, visits := walkTrie(sl.root, name)
 	sl.mu.RUnlock()
-	sl.visits.Add(uint64(w.visits))
+	sl.visits.Add(uint64(visits))
 
 	sl.cacheMu.Lock()
 	defer sl.cacheMu.Unlock()
 	if old, ok := sl.cache[name]; ok && old.gen > g {
-		return w.sets // a newer result got there first
+		return sets // a newer result got there first
 	}
 	if len(sl.cache) >= sublistCacheMax {
 		sl.evictLocked(g)
 	}
-	sl.cache[name] = sublistCacheEntry{gen: g, sets: w.sets}
-	return w.sets
+	sl.cache[name] = sublistCacheEntry{gen: g, sets: sets}
+	return sets
 }
 
 // evictLocked makes room in a full cache: stale entries go first, then
@@ -259,53 +262,90 @@ func (sl *sublist) evictLocked(gen uint64) {
 	}
 }
 
-// trieWalk matches one name against the trie. A state is a node and the
-// number of name segments consumed; each is visited at most once, which
-// both removes duplicates (a pattern like "#.#" reaches its node along
-// many paths) and bounds the walk by nodes x segments even for patterns
-// like "#.#.#.#.z" that would make a backtracking matcher exponential.
-type trieWalk struct {
-	segs   []string
-	sets   []*subSet
-	seen   map[trieState]struct{}
-	visits int
+// walkTrie returns the subSets of the patterns below root that match
+// name, and the number of trie states it visited. A state is a node and
+// the number of name segments consumed; each is visited at most once,
+// which both removes duplicates (a pattern like "#.#" reaches its node
+// along many paths) and bounds the walk by nodes x segments even for
+// patterns like "#.#.#.#.z" that would make a backtracking matcher
+// exponential. Only nodes at or below a "#" can be reached twice
+// (elsewhere a node's depth is the segments consumed), so only they are
+// remembered. The semantics are topicMatch's: "*" takes exactly one
+// segment, "#" zero or more, anywhere in the pattern.
+//
+// The walk is a loop over an explicit stack of local arrays, not a
+// recursion through a shared struct, so that it stays on the caller's
+// stack: a miss whose name matches nothing allocates nothing (beyond 16
+// segments or 32 states the slices grow on the heap).
+func walkTrie(root *trieNode, name string) (sets []*subSet, visits int) {
+	var segBuf [16]string
+	var stackBuf, seenBuf [32]trieState
+	segs := appendSegments(segBuf[:0], name)
+	k := len(segs)
+	stack := append(stackBuf[:0], trieState{root, 0})
+	seen := seenBuf[:0]
+	var seenMap map[trieState]struct{} // once seen is full
+	for len(stack) > 0 {
+		st := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		n, i := st.n, st.i
+		if n.underHash {
+			switch {
+			case seenMap != nil:
+				if _, ok := seenMap[st]; ok {
+					continue
+				}
+				seenMap[st] = struct{}{}
+			case slices.Contains(seen, st):
+				continue
+			case len(seen) < cap(seen):
+				seen = append(seen, st)
+			default:
+				seenMap = make(map[trieState]struct{}, 4*len(seen))
+				for _, old := range seen {
+					seenMap[old] = struct{}{}
+				}
+				seenMap[st] = struct{}{}
+			}
+		}
+		visits++
+		if n.hash != nil {
+			stack = append(stack, trieState{n.hash, i}) // "#" taking zero segments
+		}
+		if i == k {
+			if n.subs != nil {
+				sets = append(sets, n.subs)
+			}
+			continue
+		}
+		if n.segment == "#" {
+			stack = append(stack, trieState{n, i + 1}) // this "#" takes one more segment
+		}
+		if c := n.literal[segs[i]]; c != nil {
+			stack = append(stack, trieState{c, i + 1})
+		}
+		if n.star != nil {
+			stack = append(stack, trieState{n.star, i + 1})
+		}
+	}
+	return sets, visits
 }
 
+// trieState is one step of walkTrie: node n reached with i name segments
+// consumed.
 type trieState struct {
 	n *trieNode
 	i int
 }
 
-// visit explores state (n, i): n's pattern prefix has matched segs[:i].
-// The semantics are topicMatch's: "*" takes exactly one segment, "#" zero
-// or more, anywhere in the pattern.
-func (w *trieWalk) visit(n *trieNode, i int) {
-	s := trieState{n, i}
-	if _, ok := w.seen[s]; ok {
-		return
-	}
-	if w.seen == nil {
-		w.seen = make(map[trieState]struct{})
-	}
-	w.seen[s] = struct{}{}
-	w.visits++
-	k := len(w.segs)
-	if i == k && n.subs != nil {
-		w.sets = append(w.sets, n.subs)
-	}
-	if n.hash != nil {
-		w.visit(n.hash, i) // "#" taking zero segments
-	}
-	if i == k {
-		return
-	}
-	if n.segment == "#" {
-		w.visit(n, i+1) // this "#" takes one more segment
-	}
-	if c := n.literal[w.segs[i]]; c != nil {
-		w.visit(c, i+1)
-	}
-	if n.star != nil {
-		w.visit(n.star, i+1)
+// appendSegments appends the dot-separated segments of name to segs.
+func appendSegments(segs []string, name string) []string {
+	for {
+		seg, rest, more := strings.Cut(name, ".")
+		segs = append(segs, seg)
+		if !more {
+			return segs
+		}
+		name = rest
 	}
 }

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"strconv"
@@ -441,4 +442,74 @@ func FuzzSublist(f *testing.F) {
 				sl.wildcardSubs.Load(), sl.patterns.Load(), len(sl.exact))
 		}
 	})
+}
+
+// A cache miss (a name not published lately, or any name after a pattern
+// came or went) walks the trie on the stack: it allocates nothing when no
+// pattern matches, and only its result slice when some do, even with the
+// cache full and evicting.
+func TestSublistMissAllocatesOnlyItsResult(t *testing.T) {
+	sl := newSublist()
+	nonMatching(t, sl, 20*1001)
+	if err := sl.insert(&subscription{pattern: "hit.*"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	const runs = 2000
+	names := make([]string, 0, sublistCacheMax+4*(runs+1))
+	for i := range cap(names) {
+		names = append(names, "bench.unrelated"+strconv.Itoa(i))
+	}
+	for _, name := range names[:sublistCacheMax] { // the cache full
+		routed(sl, name)
+	}
+	next := sublistCacheMax
+	missNothing := func() {
+		if _, wild := sl.match(names[next]); len(wild) != 0 {
+			t.Fatalf("%s matched", names[next])
+		}
+		next++
+	}
+	if n := testing.AllocsPerRun(runs, missNothing); n != 0 {
+		t.Errorf("a miss matching nothing allocates %v times, want 0", n)
+	}
+	for i := range names[next:] {
+		names[next+i] = "hit." + strconv.Itoa(i)
+	}
+	missOne := func() {
+		if _, wild := sl.match(names[next]); len(wild) != 1 {
+			t.Fatalf("%s reached %d patterns, want 1", names[next], len(wild))
+		}
+		next++
+	}
+	if n := testing.AllocsPerRun(runs, missOne); n != 1 {
+		t.Errorf("a miss matching one pattern allocates %v times, want 1 (its result)", n)
+	}
+	if n := len(sl.cache); n > sublistCacheMax {
+		t.Errorf("cache holds %d names", n)
+	}
+}
+
+// Long names and many "#" take the walk past its stack arrays (16
+// segments, 32 remembered states): results still equal topicMatch's.
+func TestSublistLongNamesMatchTopicMatch(t *testing.T) {
+	sl := newSublist()
+	var all []*subscription
+	for _, p := range []string{"#", "#.#.a.#", "a.*.#.b", "#.b", "*.#.*.a", "a.#.a.#.a", "#.a.#.b.#.a", "*.*.*.#", "b.#"} {
+		sub := &subscription{pattern: p}
+		all = append(all, sub)
+		if err := sl.insert(sub, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	for range 300 {
+		segs := make([]string, 1+rng.IntN(40))
+		for i := range segs {
+			segs[i] = []string{"a", "b", "c"}[rng.IntN(3)]
+		}
+		name := strings.Join(segs, ".")
+		if got, want := routed(sl, name), bruteForce(all, name); !sameSubs(got, want) {
+			t.Fatalf("%q reaches %q, want %q", name, patternsOf(got), patternsOf(want))
+		}
+	}
 }
