@@ -85,3 +85,21 @@ func BenchmarkTopicSubscribe(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkTopicPublishUncached publishes to 8,192 different unrelated
+// names in turn, twice the cache's size, so every publish misses the cache
+// and walks the trie, next to 20,000 non-matching wildcard subscriptions.
+func BenchmarkTopicPublishUncached(b *testing.B) {
+	sp := benchSpace(b, 20000)
+	names := make([]string, 2*sublistCacheMax)
+	for i := range names {
+		names[i] = "bench.unrelated" + strconv.Itoa(i)
+	}
+	m := &Message{}
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		sp.publishTopic(names[i%len(names)], m)
+		i++
+	}
+}
