@@ -194,13 +194,6 @@ func (sl *sublist) remove(sub *subscription) {
 	}
 }
 
-// hasExact reports whether the exact name has subscribers.
-func (sl *sublist) hasExact(name string) bool {
-	sl.mu.RLock()
-	defer sl.mu.RUnlock()
-	return sl.exact[name] != nil
-}
-
 // match returns the subscriptions a message to the topic name reaches:
 // the exact name's set and the sets of the wildcard patterns matching it.
 // Both are snapshots the caller iterates without a lock; the slice is
