@@ -103,21 +103,10 @@ func (sp *space) persistRecords(r route, m *Message, recs []JournalRecord) []Jou
 // durableQueuesFor lists the durable subscriptions' queues a message to
 // topic name reaches.
 func (sp *space) durableQueuesFor(name string) []*queue {
-	var qs []*queue
-	sp.mu.RLock()
-	t := sp.topics[name]
-	sp.mu.RUnlock()
-	if t != nil {
-		for _, sub := range *t.subs.Load() {
-			if sub.feed != nil {
-				qs = append(qs, sub.feed)
-			}
-		}
-	}
-	for _, sub := range *sp.wildcards.Load() {
-		if sub.feed != nil && topicMatch(sub.pattern, name) {
-			qs = append(qs, sub.feed)
-		}
+	exact, wild := sp.topics.match(name)
+	qs := exact.appendFeeds(nil)
+	for _, set := range wild {
+		qs = set.appendFeeds(qs)
 	}
 	return qs
 }

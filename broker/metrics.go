@@ -154,20 +154,16 @@ type destinationLoad struct {
 // only to copy the pointers; each queue's lock only to read two numbers.
 func (b *Broker) destinationSnapshot() destinationStats {
 	var queues []*queue
-	var topics []*topic
-	var topicNames []string // with their virtual host, as labels show them
+	var topics []destinationLoad // exact topic names, with their virtual host, as labels show them
 	wildcards := 0
 	for _, sp := range b.spaces {
 		sp.mu.RLock()
 		for _, q := range sp.queues {
 			queues = append(queues, q)
 		}
-		for _, t := range sp.topics {
-			topics = append(topics, t)
-			topicNames = append(topicNames, sp.label("/topic/"+t.name))
-		}
 		sp.mu.RUnlock()
-		wildcards += len(*sp.wildcards.Load())
+		topics = sp.topics.appendExactLoads(topics, sp)
+		wildcards += int(sp.topics.wildcardSubs.Load())
 	}
 
 	var st destinationStats
@@ -185,15 +181,14 @@ func (b *Broker) destinationSnapshot() destinationStats {
 			loads = append(loads, destinationLoad{q.sp.label(q.name), messages, consumers})
 		}
 	}
-	for i, t := range topics {
-		n := len(*t.subs.Load())
-		if n == 0 {
+	for _, t := range topics {
+		if t.consumers == 0 {
 			continue
 		}
 		st.topics++
-		st.topicSubscribers += n
+		st.topicSubscribers += t.consumers
 		if limit > 0 {
-			loads = append(loads, destinationLoad{topicNames[i], 0, n})
+			loads = append(loads, t)
 		}
 	}
 	st.topicSubscribers += wildcards
@@ -217,4 +212,15 @@ func (q *queue) kind() int {
 		return 3
 	}
 	return 0
+}
+
+// appendExactLoads appends each exact topic name of sp with its number of
+// subscribers. The sublist's read lock is held only to walk its map.
+func (sl *sublist) appendExactLoads(loads []destinationLoad, sp *space) []destinationLoad {
+	sl.mu.RLock()
+	defer sl.mu.RUnlock()
+	for name, set := range sl.exact {
+		loads = append(loads, destinationLoad{sp.label("/topic/" + name), 0, int(set.live.Load())})
+	}
+	return loads
 }

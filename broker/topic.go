@@ -1,101 +1,38 @@
 package broker
 
-import (
-	"strings"
-	"sync/atomic"
-)
+import "strings"
 
-// topic is publish-subscribe: every current subscriber gets each message.
-// Publishing reads a copy-on-write snapshot of the subscribers, so it takes
-// no lock; subscribing and unsubscribing replace the snapshot under
-// space.mu.
-type topic struct {
-	name string // immutable
-	subs atomic.Pointer[[]*subscription]
-}
+// Topics are publish-subscribe: every current subscriber gets each
+// message. The subscriptions of a virtual host's topics live in its
+// sublist (space.topics), which publishers read without an exclusive lock
+// and without holding any lock while they deliver.
 
 // publishTopic delivers m to the subscribers of the topic name and to every
 // wildcard subscription matching it.
 func (sp *space) publishTopic(name string, m *Message) {
-	sp.mu.RLock()
-	t := sp.topics[name]
-	sp.mu.RUnlock()
-	if t != nil {
-		for _, sub := range *t.subs.Load() {
-			sub.deliverTopic(m)
-		}
-	}
-	for _, sub := range *sp.wildcards.Load() {
-		if topicMatch(sub.pattern, name) {
-			sub.deliverTopic(m)
-		}
+	exact, wild := sp.topics.match(name)
+	exact.deliver(m)
+	for _, set := range wild {
+		set.deliver(m)
 	}
 }
 
 // addTopicSub registers sub for its pattern (exact or wildcard); a topic
 // name seen for the first time is created once create allows it.
 func (sp *space) addTopicSub(sub *subscription, create func() *stompError) *stompError {
-	sp.mu.Lock()
-	defer sp.mu.Unlock()
-	if !isWildcard(sub.pattern) && sp.topics[sub.pattern] == nil {
-		if err := create(); err != nil {
-			return err
-		}
-	}
-	sp.addTopicSubLocked(sub)
-	return nil
+	return sp.topics.insert(sub, create)
 }
 
+// addTopicSubLocked registers sub, creating its topic without asking: for
+// a durable subscription's feed, which is created with sp.mu held (the
+// sublist's own lock comes after sp.mu in the lock order).
 func (sp *space) addTopicSubLocked(sub *subscription) {
-	if isWildcard(sub.pattern) {
-		sp.wildcards.Store(withSub(*sp.wildcards.Load(), sub))
-		return
-	}
-	t := sp.topics[sub.pattern]
-	if t == nil {
-		t = &topic{name: sub.pattern}
-		t.subs.Store(new([]*subscription))
-		sp.topics[sub.pattern] = t
-	}
-	t.subs.Store(withSub(*t.subs.Load(), sub))
+	_ = sp.topics.insert(sub, nil)
 }
 
 // removeTopicSub unregisters sub; a topic left without subscribers is
 // forgotten.
-func (sp *space) removeTopicSub(sub *subscription) {
-	sp.mu.Lock()
-	defer sp.mu.Unlock()
-	if isWildcard(sub.pattern) {
-		sp.wildcards.Store(withoutSub(*sp.wildcards.Load(), sub))
-		return
-	}
-	t := sp.topics[sub.pattern]
-	if t == nil {
-		return
-	}
-	rest := withoutSub(*t.subs.Load(), sub)
-	if len(*rest) == 0 {
-		delete(sp.topics, sub.pattern)
-	}
-	t.subs.Store(rest)
-}
-
-func withSub(subs []*subscription, sub *subscription) *[]*subscription {
-	next := make([]*subscription, len(subs), len(subs)+1)
-	copy(next, subs)
-	next = append(next, sub)
-	return &next
-}
-
-func withoutSub(subs []*subscription, sub *subscription) *[]*subscription {
-	next := make([]*subscription, 0, len(subs))
-	for _, s := range subs {
-		if s != sub {
-			next = append(next, s)
-		}
-	}
-	return &next
-}
+func (sp *space) removeTopicSub(sub *subscription) { sp.topics.remove(sub) }
 
 func isWildcard(pattern string) bool { return strings.ContainsAny(pattern, "*#") }
 
@@ -110,7 +47,10 @@ func validPattern(p string) bool {
 }
 
 // topicMatch reports whether a topic name matches a subscription pattern:
-// "*" matches exactly one segment, "#" zero or more. It is the classic
+// "*" matches exactly one segment, "#" zero or more. Routing does not call
+// it (the sublist's trie does the same per segment), but it stays the
+// reference the trie is tested against, and what MatchTopic exports. It is
+// the classic
 // glob matcher over segments: only the last "#" is ever backtracked to, so
 // it takes time proportional to len(pattern) x len(name) at worst, never
 // exponential (a pattern like "#.#.#.#.z" must not stall publishers). It

@@ -6,65 +6,68 @@ import (
 	"github.com/stompbox/stompbox/frames"
 )
 
+// topicMatchCases hold for topicMatch, the reference matcher, and for the
+// sublist's trie (TestSublistMatchesTopicMatchCases).
+var topicMatchCases = []struct {
+	pattern, name string
+	want          bool
+}{
+	// exact names
+	{"a", "a", true},
+	{"a.b", "a.b", true},
+	{"a.b", "a.c", false},
+	{"a.b", "a", false},
+	{"a", "a.b", false},
+	{"a.b", "a.bc", false},
+	// * is exactly one segment
+	{"*", "a", true},
+	{"*", "a.b", false},
+	{"a.*", "a.b", true},
+	{"a.*", "a", false},
+	{"a.*", "a.b.c", false},
+	{"a.*.c", "a.b.c", true},
+	{"a.*.c", "a.x.c", true},
+	{"a.*.c", "a.c", false},
+	{"a.*.c", "a.b.b.c", false},
+	{"a.*.c", "a.b.d", false},
+	{"*.b", "a.b", true},
+	{"*.b", "x.b", true},
+	{"*.b", "b", false},
+	{"*.b", "a.b.c", false},
+	{"*.*", "a.b", true},
+	{"*.*", "a", false},
+	// # is zero or more segments
+	{"#", "a", true},
+	{"#", "a.b.c", true},
+	{"a.#", "a", true},
+	{"a.#", "a.b", true},
+	{"a.#", "a.b.c", true},
+	{"a.#", "b", false},
+	{"a.#", "ab", false},
+	{"a.#", "b.a", false},
+	{"#.c", "c", true},
+	{"#.c", "a.b.c", true},
+	{"#.c", "a.b", false},
+	{"#.c", "a.c.d", false},
+	{"a.#.c", "a.c", true},
+	{"a.#.c", "a.b.c", true},
+	{"a.#.c", "a.b.b.c", true},
+	{"a.#.c", "a.b", false},
+	{"a.#.c", "a.c.d", false},
+	{"a.#.#", "a", true},
+	{"a.#.*", "a", false},
+	{"a.#.*", "a.b", true},
+	{"a.#.*", "a.b.c", true},
+	{"#.*", "a", true},
+	{"*.#", "a", true},
+	{"*.#", "a.b.c", true},
+	{"a.*.#", "a", false},
+	{"a.*.#", "a.b", true},
+	{"a.*.#", "a.b.c.d", true},
+}
+
 func TestTopicMatch(t *testing.T) {
-	tests := []struct {
-		pattern, name string
-		want          bool
-	}{
-		// exact names
-		{"a", "a", true},
-		{"a.b", "a.b", true},
-		{"a.b", "a.c", false},
-		{"a.b", "a", false},
-		{"a", "a.b", false},
-		{"a.b", "a.bc", false},
-		// * is exactly one segment
-		{"*", "a", true},
-		{"*", "a.b", false},
-		{"a.*", "a.b", true},
-		{"a.*", "a", false},
-		{"a.*", "a.b.c", false},
-		{"a.*.c", "a.b.c", true},
-		{"a.*.c", "a.x.c", true},
-		{"a.*.c", "a.c", false},
-		{"a.*.c", "a.b.b.c", false},
-		{"a.*.c", "a.b.d", false},
-		{"*.b", "a.b", true},
-		{"*.b", "x.b", true},
-		{"*.b", "b", false},
-		{"*.b", "a.b.c", false},
-		{"*.*", "a.b", true},
-		{"*.*", "a", false},
-		// # is zero or more segments
-		{"#", "a", true},
-		{"#", "a.b.c", true},
-		{"a.#", "a", true},
-		{"a.#", "a.b", true},
-		{"a.#", "a.b.c", true},
-		{"a.#", "b", false},
-		{"a.#", "ab", false},
-		{"a.#", "b.a", false},
-		{"#.c", "c", true},
-		{"#.c", "a.b.c", true},
-		{"#.c", "a.b", false},
-		{"#.c", "a.c.d", false},
-		{"a.#.c", "a.c", true},
-		{"a.#.c", "a.b.c", true},
-		{"a.#.c", "a.b.b.c", true},
-		{"a.#.c", "a.b", false},
-		{"a.#.c", "a.c.d", false},
-		{"a.#.#", "a", true},
-		{"a.#.*", "a", false},
-		{"a.#.*", "a.b", true},
-		{"a.#.*", "a.b.c", true},
-		{"#.*", "a", true},
-		{"*.#", "a", true},
-		{"*.#", "a.b.c", true},
-		{"a.*.#", "a", false},
-		{"a.*.#", "a.b", true},
-		{"a.*.#", "a.b.c.d", true},
-	}
-	for _, tc := range tests {
+	for _, tc := range topicMatchCases {
 		if got := topicMatch(tc.pattern, tc.name); got != tc.want {
 			t.Errorf("topicMatch(%q, %q) = %v, want %v", tc.pattern, tc.name, got, tc.want)
 		}

@@ -4,7 +4,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 )
 
 // space is one virtual host's destinations: queues, topics and durable
@@ -18,12 +17,11 @@ type space struct {
 	// virtual hosts existed recover into it unchanged.
 	journalPrefix string
 
-	mu        sync.RWMutex
-	queues    map[string]*queue       // guarded by mu
-	topics    map[string]*topic       // guarded by mu
-	durables  map[durableKey]*durable // guarded by mu
-	quotas    map[string]*userQuota   // guarded by mu: per user, what MaxQueuesPerUser and MaxDurablesPerUser bound
-	wildcards atomic.Pointer[[]*subscription]
+	mu       sync.RWMutex
+	queues   map[string]*queue       // guarded by mu
+	durables map[durableKey]*durable // guarded by mu
+	quotas   map[string]*userQuota   // guarded by mu: per user, what MaxQueuesPerUser and MaxDurablesPerUser bound
+	topics   *sublist                // immutable pointer; its own locks, after mu
 }
 
 // DefaultVirtualHost is the virtual host of a broker configured without
@@ -37,13 +35,12 @@ func newSpace(b *Broker, name string) *space {
 	sp := &space{
 		b: b, name: name,
 		queues:   make(map[string]*queue),
-		topics:   make(map[string]*topic),
+		topics:   newSublist(),
 		durables: make(map[durableKey]*durable),
 	}
 	if name != DefaultVirtualHost {
 		sp.journalPrefix = vhostJournalPrefix + url.PathEscape(name)
 	}
-	sp.wildcards.Store(new([]*subscription))
 	return sp
 }
 

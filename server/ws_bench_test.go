@@ -229,8 +229,17 @@ func (c *benchClient) consume(n int, progress chan<- int) error {
 // consumer (queue). msgs/s counts deliveries per second of wall time, from
 // the first SEND to the last delivery.
 func benchDelivery(b *testing.B, tr benchTransport, dest string, consumers int) {
+	benchDeliveryAfter(b, tr, dest, consumers, nil)
+}
+
+// benchDeliveryAfter is benchDelivery with setup (if not nil) run on the
+// new server first, outside the timed part.
+func benchDeliveryAfter(b *testing.B, tr benchTransport, dest string, consumers int, setup func(srv *testServer, url string)) {
 	// Every client dials from 127.0.0.1 at once: no per-address limits.
 	srv, url := startWebServer(b, Config{MaxConnectionsPerIP: -1, ConnectionRatePerIP: -1})
+	if setup != nil {
+		setup(srv, url)
+	}
 	subs := make([]*benchClient, consumers)
 	for i := range subs {
 		subs[i] = dialBench(b, tr, srv, url)
