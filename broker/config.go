@@ -20,6 +20,10 @@ type Config struct {
 	// send heart-beats and how often it wants them. Default 10s,10s; a
 	// negative duration disables that direction.
 	HeartBeat frames.HeartBeat
+	// HeartbeatMinInterval is the shortest interval at which the server
+	// sends heart-beats: a client asking to hear from the server every cy
+	// ms gets a heart-beat every max(cy, HeartbeatMinInterval). Default 1s.
+	HeartbeatMinInterval time.Duration
 	// HeartbeatTolerance multiplies the negotiated client interval before a
 	// silent client is closed with error-code heartbeat-timeout. Default 2.
 	HeartbeatTolerance float64
@@ -109,6 +113,7 @@ const (
 	DefaultServerName           = "stompbox/dev"
 	DefaultHeartBeat            = 10 * time.Second
 	DefaultHeartbeatTolerance   = 2.0
+	DefaultHeartbeatMinInterval = time.Second
 	DefaultConnectTimeout       = 5 * time.Second
 	DefaultMaxSubscriptions     = 1024
 	DefaultMaxOutboxBytes       = 8 << 20
@@ -135,6 +140,7 @@ func (c Config) withDefaults() Config {
 	if c.HeartbeatTolerance < 1 {
 		c.HeartbeatTolerance = DefaultHeartbeatTolerance
 	}
+	setDefault(&c.HeartbeatMinInterval, DefaultHeartbeatMinInterval)
 	setDefault(&c.ConnectTimeout, DefaultConnectTimeout)
 	setDefault(&c.MaxSubscriptions, DefaultMaxSubscriptions)
 	setDefault(&c.MaxOutboxBytes, DefaultMaxOutboxBytes)
