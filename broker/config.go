@@ -22,7 +22,8 @@ type Config struct {
 	HeartBeat frames.HeartBeat
 	// HeartbeatMinInterval is the shortest interval at which the server
 	// sends heart-beats: a client asking to hear from the server every cy
-	// ms gets a heart-beat every max(cy, HeartbeatMinInterval). Default 1s.
+	// ms gets a heart-beat every max(cy, HeartbeatMinInterval). A shorter
+	// HeartBeat.Send lowers it. Default 1s.
 	HeartbeatMinInterval time.Duration
 	// HeartbeatTolerance multiplies the negotiated client interval before a
 	// silent client is closed with error-code heartbeat-timeout. Default 2.

@@ -33,6 +33,7 @@ func TestHeartBeatNegotiationTable(t *testing.T) {
 		{"STOMP 1.0 has no heart-beats", tenSeconds, 0, "1000,1000", "1.0", 0, 0},
 		{"server sends none", frames.HeartBeat{Send: -1, Receive: 10 * time.Second}, 0, "1000,1000", "1.2", 0, 10 * time.Second},
 		{"server expects none", frames.HeartBeat{Send: 10 * time.Second, Receive: -1}, 0, "1000,1000", "1.2", time.Second, 0},
+		{"a server Send below the minimum lowers it", frames.HeartBeat{Send: 200 * time.Millisecond, Receive: time.Second}, 0, "100,100", "1.2", 200 * time.Millisecond, time.Second},
 		{"server heart-beats off", frames.HeartBeat{Send: -1, Receive: -1}, 0, "1000,1000", "1.2", 0, 0},
 	}
 	for _, tt := range tests {

@@ -99,9 +99,9 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 // heartBeatOffer is what the server puts into the heart-beat negotiation
 // (STOMP 1.2, Heart-beating: each direction is MAX(sender's, receiver's)
 // interval, or none when either side says 0). For the server->client
-// direction it offers HeartbeatMinInterval, not its default interval, so a
-// client asking for a heart-beat every cy ms gets one every
-// max(cy, HeartbeatMinInterval): an EOL costs the server almost nothing,
+// direction it offers HeartbeatMinInterval (or HeartBeat.Send if shorter),
+// not its default interval, so a client asking for a heart-beat every cy
+// ms gets one every max(cy, HeartbeatMinInterval): an EOL costs the server almost nothing,
 // and a client that wants to notice a dead server within seconds should
 // be able to. For client->server it keeps asking for HeartBeat.Receive:
 // browsers throttle timers in background tabs, so the server does not
@@ -110,7 +110,9 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 func (b *Broker) heartBeatOffer() frames.HeartBeat {
 	hb := b.cfg.HeartBeat
 	if hb.Send > 0 {
-		hb.Send = b.cfg.HeartbeatMinInterval
+		// An embedder's HeartBeat.Send below the minimum is a promise the
+		// server can keep too.
+		hb.Send = min(hb.Send, b.cfg.HeartbeatMinInterval)
 	}
 	return hb
 }
