@@ -18,8 +18,11 @@ const (
 	// DefaultBackoffAddresses bounds the table of addresses with recent
 	// failures.
 	DefaultBackoffAddresses = 100_000
-	// backoffFirst is the first wait; each further failure doubles it.
-	backoffFirst = time.Second
+	// backoffFirst is the first wait; each further failure doubles it. It
+	// is longer than the default auth.failure_delay (1s), which the
+	// client waits for its answer after the check: a first wait no longer
+	// than that would be over before the client heard of its failure.
+	backoffFirst = 2 * time.Second
 )
 
 // BackoffConfig configures a Backoff.
@@ -27,7 +30,7 @@ type BackoffConfig struct {
 	// After is how many consecutive failures from one address start the
 	// backoff. 0: DefaultBackoffAfter; negative: no backoff at all.
 	After int
-	// Max caps the wait, which starts at 1s and doubles with each further
+	// Max caps the wait, which starts at 2s and doubles with each further
 	// failure; an address without a failure for Max is forgotten. 0:
 	// DefaultBackoffMax.
 	Max time.Duration
@@ -47,7 +50,7 @@ type BackoffConfig struct {
 // after After consecutive failures from an address, further attempts from
 // it are answered at once, without running the check, with an error
 // wrapping ErrTooManyFailures and broker.ErrAuthUnavailable (retryable)
-// that says when to retry; the wait starts at 1s and doubles with each
+// that says when to retry; the wait starts at 2s and doubles with each
 // failure after that, up to Max. A success resets the address. Addresses
 // are Credentials.RemoteAddr's IP, IPv6 grouped by /64 (one host is
 // normally given a whole /64). Errors that are not the client's fault
@@ -148,7 +151,7 @@ func (b *Backoff) succeeded(key netip.Addr) {
 }
 
 // failed records a failure and, from the After-th on, starts the wait:
-// 1s, then doubling, up to Max.
+// 2s, then doubling, up to Max.
 func (b *Backoff) failed(key netip.Addr) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

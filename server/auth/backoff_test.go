@@ -57,14 +57,14 @@ func TestBackoff(t *testing.T) {
 		name  string
 		steps []step
 	}{
-		{"three failures, then a 1s wait without a check", []step{
+		{"three failures, then a 2s wait without a check", []step{
 			{0, bad(a), ErrInvalidCredentials, true, ""},
 			{0, bad(a), ErrInvalidCredentials, true, ""},
 			{0, bad(a), ErrInvalidCredentials, true, ""},
-			{0, good(a), ErrTooManyFailures, false, "retry in 1s"},
+			{0, good(a), ErrTooManyFailures, false, "retry in 2s"},
 			{0, bad(a2), broker.ErrAuthUnavailable, false, ""}, // the port does not matter
 			{0, good(other), nil, true, ""},                    // another address is not affected
-			{time.Second, good(a), nil, true, ""},              // the wait is over; success resets
+			{2 * time.Second, good(a), nil, true, ""},          // the wait is over; success resets
 			{0, bad(a), ErrInvalidCredentials, true, ""},
 			{0, bad(a), ErrInvalidCredentials, true, ""},
 			{0, good(a), nil, true, ""},
@@ -72,16 +72,15 @@ func TestBackoff(t *testing.T) {
 		{"the wait doubles up to the cap", []step{
 			{0, bad(a), ErrInvalidCredentials, true, ""},
 			{0, bad(a), ErrInvalidCredentials, true, ""},
-			{0, bad(a), ErrInvalidCredentials, true, ""}, // 1s
+			{0, bad(a), ErrInvalidCredentials, true, ""}, // 2s
+			{time.Second, bad(a), ErrTooManyFailures, false, "retry in 1s"},
 			{time.Second, bad(a), ErrInvalidCredentials, true, ""},
-			{0, bad(a), ErrTooManyFailures, false, "retry in 2s"},
-			{2 * time.Second, bad(a), ErrInvalidCredentials, true, ""},
 			{0, bad(a), ErrTooManyFailures, false, "retry in 4s"},
 			{4 * time.Second, bad(a), ErrInvalidCredentials, true, ""},
 			{0, bad(a), ErrTooManyFailures, false, "retry in 8s"},
 			{8 * time.Second, bad(a), ErrInvalidCredentials, true, ""},
 			{0, bad(a), ErrTooManyFailures, false, "retry in 8s"}, // capped at Max
-			{7 * time.Second, bad(a), ErrTooManyFailures, false, "retry in 1s"},
+			{7*time.Second + time.Millisecond, bad(a), ErrTooManyFailures, false, "retry in 1s"},
 		}},
 		{"a quiet spell longer than Max forgets", []step{
 			{0, bad(a), ErrInvalidCredentials, true, ""},

@@ -106,7 +106,7 @@ type Auth struct {
 	FailureDelay    Duration `yaml:"failure_delay" flag:"auth-failure-delay" help:"how long a client whose credentials were refused waits for its ERROR"`
 	// FailureBackoffAfter and FailureBackoffMax make one address that
 	// keeps failing wait, so it cannot keep the bcrypt checks busy.
-	FailureBackoffAfter int      `yaml:"failure_backoff_after" flag:"auth-failure-backoff-after" help:"consecutive authentication failures from one address (IPv6: its /64) after which its attempts are refused unchecked (retryable, saying when) for 1s, doubling with each further failure; 0 disables"`
+	FailureBackoffAfter int      `yaml:"failure_backoff_after" flag:"auth-failure-backoff-after" help:"consecutive authentication failures from one address (IPv6: its /64) after which its attempts are refused unchecked (retryable, saying when) for 2s, doubling with each further failure; 0 disables"`
 	FailureBackoffMax   Duration `yaml:"failure_backoff_max" flag:"auth-failure-backoff-max" help:"longest such wait; an address quiet this long is forgotten"`
 	// JWTLeeway is the clock skew allowed on a token's exp and nbf; a
 	// session ends at exp plus it.
