@@ -22,7 +22,9 @@ type Credentials struct {
 
 // Principal is an authenticated client: who it is, and what its
 // credentials themselves grant (a JWT's claims). The Authorizer decides
-// with it; the broker never changes it after CONNECT.
+// with it; the broker never changes one, but re-authorization
+// (Session.RequestReauthorize) may replace a session's with the one a
+// PrincipalChecker returns.
 type Principal struct {
 	// Name identifies the client in logs, ACL rules and metrics-free
 	// places; never a secret.
