@@ -16,9 +16,12 @@ type Config struct {
 	ServerName string
 	// Frame bounds every frame a client sends.
 	Frame frames.Limits
-	// HeartBeat is what the server announces in CONNECTED: how often it can
-	// send heart-beats and how often it wants them. Default 10s,10s; a
-	// negative duration disables that direction.
+	// HeartBeat is the server's side of the heart-beat negotiation: Receive
+	// is how often it wants them (a client offering to send more often is
+	// still expected only this often); Send, when positive, enables
+	// heart-beats to clients, at the pace they ask for down to
+	// HeartbeatMinInterval. CONNECTED carries the negotiated values.
+	// Default 10s,10s; a negative duration disables that direction.
 	HeartBeat frames.HeartBeat
 	// HeartbeatMinInterval is the shortest interval at which the server
 	// sends heart-beats: a client asking to hear from the server every cy

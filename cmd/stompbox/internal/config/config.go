@@ -53,7 +53,7 @@ type WebSocket struct {
 
 // Heartbeat is what the server offers in CONNECTED.
 type Heartbeat struct {
-	Interval  Duration `yaml:"interval" flag:"heartbeat" help:"heart-beat interval the server offers to send and asks to receive; 0 disables both"`
+	Interval  Duration `yaml:"interval" flag:"heartbeat" help:"heart-beat interval the server asks clients to keep (it sends as often as a client asks, down to heartbeat.min_interval); 0 disables heart-beats both ways"`
 	Tolerance float64  `yaml:"tolerance" flag:"heartbeat-tolerance" help:"a client silent for its negotiated interval times this is closed (heartbeat-timeout); at least 1"`
 	// MinInterval is the fastest the server sends heart-beats to a client
 	// that asks for them.
