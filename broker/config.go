@@ -16,10 +16,18 @@ type Config struct {
 	ServerName string
 	// Frame bounds every frame a client sends.
 	Frame frames.Limits
-	// HeartBeat is what the server announces in CONNECTED: how often it can
-	// send heart-beats and how often it wants them. Default 10s,10s; a
-	// negative duration disables that direction.
+	// HeartBeat is the server's side of the heart-beat negotiation: Receive
+	// is how often it wants them (a client offering to send more often is
+	// still expected only this often); Send, when positive, enables
+	// heart-beats to clients, at the pace they ask for down to
+	// HeartbeatMinInterval. CONNECTED carries the negotiated values.
+	// Default 10s,10s; a negative duration disables that direction.
 	HeartBeat frames.HeartBeat
+	// HeartbeatMinInterval is the shortest interval at which the server
+	// sends heart-beats: a client asking to hear from the server every cy
+	// ms gets a heart-beat every max(cy, HeartbeatMinInterval). A shorter
+	// HeartBeat.Send lowers it. Default 1s.
+	HeartbeatMinInterval time.Duration
 	// HeartbeatTolerance multiplies the negotiated client interval before a
 	// silent client is closed with error-code heartbeat-timeout. Default 2.
 	HeartbeatTolerance float64
@@ -119,6 +127,7 @@ const (
 	DefaultServerName           = "stompbox/dev"
 	DefaultHeartBeat            = 10 * time.Second
 	DefaultHeartbeatTolerance   = 2.0
+	DefaultHeartbeatMinInterval = time.Second
 	DefaultConnectTimeout       = 5 * time.Second
 	DefaultMaxSubscriptions     = 1024
 	DefaultMaxOutboxBytes       = 8 << 20
@@ -147,6 +156,7 @@ func (c Config) withDefaults() Config {
 	if c.HeartbeatTolerance < 1 {
 		c.HeartbeatTolerance = DefaultHeartbeatTolerance
 	}
+	setDefault(&c.HeartbeatMinInterval, DefaultHeartbeatMinInterval)
 	setDefault(&c.ConnectTimeout, DefaultConnectTimeout)
 	setDefault(&c.MaxSubscriptions, DefaultMaxSubscriptions)
 	setDefault(&c.MaxOutboxBytes, DefaultMaxOutboxBytes)

@@ -27,6 +27,7 @@ const (
 	CloseShutdown                            // the server is shutting down
 	CloseInvalidData                         // the transport carried invalid data (bad UTF-8 in a WebSocket text message)
 	CloseInternal                            // the server failed (e.g. the journal could not write)
+	CloseTokenExpired                        // ERROR token-expired: the credentials' validity ended
 	closeReasonCount
 )
 
@@ -43,6 +44,7 @@ var closeReasonNames = [closeReasonCount]string{
 	CloseShutdown:         "shutdown",
 	CloseInvalidData:      "invalid-data",
 	CloseInternal:         "internal",
+	CloseTokenExpired:     "token-expired",
 }
 
 // String returns a short, stable label such as "slow-consumer".
@@ -77,6 +79,7 @@ const (
 	CodeServerShutdown        = "server-shutdown"
 	CodeUnknownHost           = "unknown-host"
 	CodeInternal              = "internal-error"
+	CodeTokenExpired          = "token-expired"
 )
 
 // stompError is a failure the client is told about in an ERROR frame before

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Credentials are what a client presents: the CONNECT frame's login and
@@ -21,7 +22,9 @@ type Credentials struct {
 
 // Principal is an authenticated client: who it is, and what its
 // credentials themselves grant (a JWT's claims). The Authorizer decides
-// with it; the broker never changes it after CONNECT.
+// with it; the broker never changes one, but re-authorization
+// (Session.RequestReauthorize) may replace a session's with the one a
+// PrincipalChecker returns.
 type Principal struct {
 	// Name identifies the client in logs, ACL rules and metrics-free
 	// places; never a secret.
@@ -37,6 +40,10 @@ type Principal struct {
 	VHosts []string
 	// Anonymous is set for a client accepted without credentials.
 	Anonymous bool
+	// Expires is when the credentials stop being valid (a JWT's exp plus
+	// the authenticator's leeway): a session still open then is closed
+	// with error-code token-expired. Zero: never.
+	Expires time.Time
 }
 
 // Authenticator decides whether a client may connect. It runs on the
@@ -48,6 +55,18 @@ type Authenticator interface {
 	// An error wrapping ErrAuthUnavailable means the check itself could
 	// not run (a key file unreadable): the client may retry.
 	Authenticate(ctx context.Context, c Credentials) (*Principal, error)
+}
+
+// PrincipalChecker is implemented by Authenticators that can tell whether
+// a principal they accepted earlier still stands after their configuration
+// was reloaded (a user removed from a users file, or given other roles).
+// Open sessions ask it when they are re-authorized
+// (Session.RequestReauthorize).
+type PrincipalChecker interface {
+	// CheckPrincipal returns p as the current configuration describes it
+	// (p itself when nothing changed), or an error, safe to show the
+	// client, when it no longer stands.
+	CheckPrincipal(p *Principal) (*Principal, error)
 }
 
 // ErrAuthUnavailable is wrapped by Authenticate errors that are not the

@@ -65,6 +65,7 @@ type Session struct {
 	nextAck       atomic.Uint64
 	out           outbox
 	budget        budget         // everything held because of this connection
+	auth          sessionAuth    // token expiry and re-authorization (session_auth.go)
 	counts        *frameCounters // immutable: this session's stripe of the broker's frame counters
 
 	// Writer only: spares swapped with the outbox.
@@ -212,6 +213,9 @@ func (s *Session) Poked() error {
 	if s.state >= stateClosed || s.out.closed.Load() {
 		s.state = max(s.state, stateClosed)
 		return ErrSessionClosed
+	}
+	if err := s.checkRights(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -60,6 +60,7 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 	}
 	s.space = sp
 	s.principal = p
+	s.armExpiry()
 	if id, ok := f.Header("client-id"); ok {
 		s.clientID = string(id)
 	}
@@ -67,10 +68,7 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 	s.escaping = frames.EscapingFor(version, frames.CmdMessage)
 	s.parser.SetVersion(version)
 
-	// STOMP 1.2, Heart-beating: each direction is MAX(sender's, receiver's)
-	// interval, or none when either side says 0.
-	server := s.b.cfg.HeartBeat
-	send, expect := frames.NegotiateHeartBeat(server, client)
+	send, expect := frames.NegotiateHeartBeat(s.b.heartBeatOffer(), client)
 	s.expect = expect
 	s.sendInterval.Store(int64(send))
 	s.state = stateConnected
@@ -96,4 +94,25 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 	s.b.cfg.Logger.Debug("connected", "session", s.id, "remote", s.remote, "version", version.String(),
 		"principal", p.Name, "heartbeat_send", send, "heartbeat_expect", expect)
 	return nil
+}
+
+// heartBeatOffer is what the server puts into the heart-beat negotiation
+// (STOMP 1.2, Heart-beating: each direction is MAX(sender's, receiver's)
+// interval, or none when either side says 0). For the server->client
+// direction it offers HeartbeatMinInterval (or HeartBeat.Send if shorter),
+// not its default interval, so a client asking for a heart-beat every cy
+// ms gets one every max(cy, HeartbeatMinInterval): an EOL costs the server almost nothing,
+// and a client that wants to notice a dead server within seconds should
+// be able to. For client->server it keeps asking for HeartBeat.Receive:
+// browsers throttle timers in background tabs, so the server does not
+// hold a client to an interval shorter than its own default even when
+// the client offers one (docs/compliance.md, Heart-beating).
+func (b *Broker) heartBeatOffer() frames.HeartBeat {
+	hb := b.cfg.HeartBeat
+	if hb.Send > 0 {
+		// An embedder's HeartBeat.Send below the minimum is a promise the
+		// server can keep too.
+		hb.Send = min(hb.Send, b.cfg.HeartbeatMinInterval)
+	}
+	return hb
 }

@@ -123,6 +123,7 @@ func (s *Session) Release() {
 		return
 	}
 	s.state = stateReleased
+	s.stopExpiry()
 	s.Abort(ClosePeer) // no-op if already closing
 	s.releaseResources()
 	reason, _ := s.CloseReason()

@@ -432,9 +432,12 @@ func ecJWKS(t *testing.T, pub *ecdsa.PublicKey, kid string) []byte {
 
 // startAuthBroker is startBroker without anonymous access, logging at
 // debug level so that the secrets checks see everything the broker says.
+// The per-address failure backoff is off: these tests refuse many
+// credentials from 127.0.0.1 on purpose and check each refusal's own
+// answer (pressure_session_test.go turns it on to test it).
 func startAuthBroker(t *testing.T, flags ...string) *brokerProc {
 	t.Helper()
-	return startBroker(t, append([]string{"-auth-anonymous=false", "-log-level", "debug"}, flags...)...)
+	return startBroker(t, append([]string{"-auth-anonymous=false", "-log-level", "debug", "-auth-failure-backoff-after", "0"}, flags...)...)
 }
 
 // authMetrics returns the admin listener's /metrics page.

@@ -420,6 +420,25 @@ func (s *Server) startConn(nc net.Conn, st stream, principal *broker.Principal) 
 	}()
 }
 
+// Reauthorize asks every open session to check its rights again, after
+// the Authenticator's or the Authorizer's configuration was reloaded
+// (SIGHUP): each session's read loop re-checks its principal, its virtual
+// host and its subscriptions, and ends with ERROR forbidden if any is no
+// longer allowed (broker.Session.RequestReauthorize). It returns at once,
+// with the number of sessions asked.
+func (s *Server) Reauthorize() int {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.session.RequestReauthorize()
+	}
+	return len(conns)
+}
+
 // Shutdown stops accepting, tells every client the server is going away
 // (ERROR server-shutdown, retryable), lets writers flush for at most Linger,
 // and waits for all connections to end. When ctx expires first, the remaining connections are

@@ -51,7 +51,7 @@ func closeCode(reason broker.CloseReason) wsadapter.CloseCode {
 	case broker.CloseInvalidData:
 		return wsadapter.CloseInvalidData
 	case broker.ClosePolicy, broker.CloseSlowConsumer, broker.CloseLimitExceeded,
-		broker.CloseConnectTimeout, broker.CloseHeartbeatTimeout:
+		broker.CloseConnectTimeout, broker.CloseHeartbeatTimeout, broker.CloseTokenExpired:
 		return wsadapter.ClosePolicy
 	case broker.CloseFrameTooLarge:
 		return wsadapter.CloseTooBig

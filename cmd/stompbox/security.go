@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/cmd/stompbox/internal/config"
@@ -42,7 +43,7 @@ func buildSecurity(a config.Auth, logger *slog.Logger) (*security, error) {
 	if a.JWTSecretFile != "" || a.JWTKeysFile != "" {
 		cfg := auth.JWTConfig{KeysFile: a.JWTKeysFile, Audience: a.JWTAudience, Issuer: a.JWTIssuer,
 			UserClaim: a.JWTUserClaim, RolesClaim: a.JWTRolesClaim, PublishClaim: a.JWTPublishClaim,
-			SubscribeClaim: a.JWTSubscribe, VHostsClaim: a.JWTVHostsClaim}
+			SubscribeClaim: a.JWTSubscribe, VHostsClaim: a.JWTVHostsClaim, Leeway: jwtLeeway(a.JWTLeeway)}
 		if a.JWTSecretFile != "" {
 			secret, err := os.ReadFile(a.JWTSecretFile)
 			if err != nil {
@@ -63,7 +64,14 @@ func buildSecurity(a config.Auth, logger *slog.Logger) (*security, error) {
 		chain = append(chain, auth.Anonymous{})
 		logger.Warn("ANONYMOUS ACCESS ENABLED: clients without credentials are accepted (auth.anonymous); do not expose this broker")
 	}
-	sec.authenticator = auth.Chain(chain...)
+	// The backoff wraps the whole chain: what it guards is the checks'
+	// shared capacity, whichever kind of credentials an address tries.
+	backoffAfter := a.FailureBackoffAfter
+	if backoffAfter == 0 {
+		backoffAfter = -1 // auth.BackoffConfig: negative disables, zero means default
+	}
+	sec.authenticator = auth.NewBackoff(auth.Chain(chain...),
+		auth.BackoffConfig{After: backoffAfter, Max: time.Duration(a.FailureBackoffMax)})
 	switch {
 	case a.ACLFile != "":
 		acl, err := auth.LoadACL(a.ACLFile)
@@ -91,4 +99,13 @@ func (sec *security) reload(logger *slog.Logger) {
 		}
 		logger.Info("reloaded", "file", r.String())
 	}
+}
+
+// jwtLeeway maps the option (0: none) onto auth.JWTConfig (0: default,
+// negative: none).
+func jwtLeeway(d config.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return time.Duration(d)
 }

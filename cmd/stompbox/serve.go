@@ -97,6 +97,8 @@ func serve(ctx context.Context, l *config.Loaded, logger *slog.Logger, hup <-cha
 		case <-hup:
 			reloadCertificate(cert, logger)
 			sec.reload(logger)
+			// Sessions already open are held to the reloaded files too.
+			logger.Info("re-authorizing open sessions", "sessions", srv.Reauthorize())
 		}
 	}
 }
@@ -146,6 +148,7 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 				MaxHeaderBytes: int(lim.MaxHeaderBytes), MaxHeaderLine: int(lim.MaxHeaderLine)},
 			HeartBeat:                    frames.HeartBeat{Send: heartbeat, Receive: heartbeat},
 			HeartbeatTolerance:           c.Heartbeat.Tolerance,
+			HeartbeatMinInterval:         time.Duration(c.Heartbeat.MinInterval),
 			ConnectTimeout:               time.Duration(lim.ConnectTimeout),
 			MaxSubscriptions:             lim.MaxSubscriptions,
 			MaxOutboxBytes:               int(lim.MaxOutboxBytes),

@@ -12,10 +12,11 @@ import (
 // select them only with "anonymous: true".
 type Anonymous struct{}
 
-// Authenticate accepts c only if it carries neither login nor passcode.
+// Authenticate accepts c only if it carries neither login nor passcode;
+// credentials get ErrAnonymousOnly, which tells the client why.
 func (Anonymous) Authenticate(_ context.Context, c broker.Credentials) (*broker.Principal, error) {
 	if c.Login != "" || c.Passcode != "" {
-		return nil, ErrInvalidCredentials
+		return nil, ErrAnonymousOnly
 	}
 	return &broker.Principal{Name: "anonymous", Anonymous: true}, nil
 }
@@ -41,6 +42,10 @@ type chain struct {
 //     "authentication required".
 //  4. Anything else (a passcode without a login that is not a token) is
 //     "invalid login or passcode".
+//
+// A chain of Anonymous alone answers any credentials with
+// ErrAnonymousOnly instead of ErrInvalidCredentials in 2 and 4: there is
+// no password to get wrong.
 //
 // Nil authenticators (also typed nil pointers) are skipped, so optional
 // parts can be passed as they are; a chain of none refuses everyone. Of
@@ -72,6 +77,8 @@ func (c *chain) Authenticate(ctx context.Context, cr broker.Credentials) (*broke
 	switch {
 	case c.jwt != nil && (cr.FromUpgrade || LooksLikeJWT(cr.Passcode)):
 		return c.jwt.Authenticate(ctx, cr)
+	case c.anonymousOnly() && (cr.Login != "" || cr.Passcode != ""):
+		return nil, ErrAnonymousOnly
 	case cr.Login != "":
 		var unavailable error
 		for _, a := range c.logins {
@@ -95,3 +102,38 @@ func (c *chain) Authenticate(ctx context.Context, cr broker.Credentials) (*broke
 	}
 	return nil, ErrInvalidCredentials
 }
+
+// anonymousOnly reports a chain that accepts anonymous clients and nothing
+// else.
+func (c *chain) anonymousOnly() bool {
+	return c.anonymous != nil && c.jwt == nil && len(c.logins) == 0
+}
+
+// CheckPrincipal implements broker.PrincipalChecker for the principals the
+// chain accepted: anonymous ones and those with an expiry (tokens, whose
+// claims cannot change and whose expiry the session enforces) stand as
+// they are; a login principal is asked of the login authenticators that
+// are PrincipalCheckers, and stands unchanged when one of the login
+// authenticators cannot say. ErrUserRemoved when none knows it any more.
+func (c *chain) CheckPrincipal(p *broker.Principal) (*broker.Principal, error) {
+	if p.Anonymous || !p.Expires.IsZero() {
+		return p, nil
+	}
+	var err error = ErrUserRemoved
+	for _, a := range c.logins {
+		pc, ok := a.(broker.PrincipalChecker)
+		if !ok {
+			err = nil // it may have accepted p; nothing says otherwise
+			continue
+		}
+		if np, cerr := pc.CheckPrincipal(p); cerr == nil {
+			return np, nil
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+var _ broker.PrincipalChecker = (*chain)(nil)

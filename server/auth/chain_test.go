@@ -3,7 +3,10 @@ package auth
 import (
 	"context"
 	"errors"
+	"os"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -24,8 +27,8 @@ func TestAnonymous(t *testing.T) {
 	}{
 		{broker.Credentials{}, nil},
 		{broker.Credentials{Host: "/", RemoteAddr: "127.0.0.1:1", FromUpgrade: true}, nil},
-		{broker.Credentials{Login: "alice"}, ErrInvalidCredentials},
-		{broker.Credentials{Passcode: "x"}, ErrInvalidCredentials},
+		{broker.Credentials{Login: "alice"}, ErrAnonymousOnly},
+		{broker.Credentials{Passcode: "x"}, ErrAnonymousOnly},
 	}
 	for _, tt := range tests {
 		p, err := Anonymous{}.Authenticate(context.Background(), tt.creds)
@@ -78,6 +81,11 @@ func TestChain(t *testing.T) {
 		{"empty chain: login", Chain(), broker.Credentials{Login: "alice", Passcode: "wonderland"}, "", ErrInvalidCredentials},
 		{"empty chain: token", Chain(), broker.Credentials{Passcode: token, FromUpgrade: true}, "", ErrInvalidCredentials},
 		{"second login authenticator", Chain(failing{}, users), broker.Credentials{Login: "alice", Passcode: "wonderland"}, "alice", nil},
+		{"anonymous only: login", Chain(Anonymous{}), broker.Credentials{Login: "alice", Passcode: "wonderland"}, "", ErrAnonymousOnly},
+		{"anonymous only: login without passcode", Chain(Anonymous{}), broker.Credentials{Login: "alice"}, "", ErrAnonymousOnly},
+		{"anonymous only: passcode without login", Chain(Anonymous{}), broker.Credentials{Passcode: "x"}, "", ErrAnonymousOnly},
+		{"anonymous only: token", Chain(Anonymous{}), broker.Credentials{Passcode: token}, "", ErrAnonymousOnly},
+		{"anonymous only: nothing", Chain(Anonymous{}), broker.Credentials{}, "anonymous", nil},
 		{"unavailable is reported", Chain(failing{}, users), broker.Credentials{Login: "alice", Passcode: "x"}, "", broker.ErrAuthUnavailable},
 	}
 	for _, tt := range tests {
@@ -94,5 +102,98 @@ func TestChain(t *testing.T) {
 				t.Errorf("name = %q, want %q", p.Name, tt.wantName)
 			}
 		})
+	}
+}
+
+// loginOnly is a login authenticator that cannot say whether a principal
+// still stands (no CheckPrincipal).
+type loginOnly struct{}
+
+func (loginOnly) Authenticate(context.Context, broker.Credentials) (*broker.Principal, error) {
+	return nil, ErrInvalidCredentials
+}
+
+func TestChainCheckPrincipal(t *testing.T) {
+	users := loadUsersText(t, "alice:"+hashOf(t, "wonderland")+":admin\nbob:"+hashOf(t, "builder")+"\n")
+	j, err := NewJWT(JWTConfig{Secret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := &broker.Principal{Name: "alice", Roles: []string{"admin"}}
+	aliceOldRoles := &broker.Principal{Name: "alice", Roles: []string{"ops"}}
+	gone := &broker.Principal{Name: "carol"}
+	token := &broker.Principal{Name: "carol", Expires: time.Unix(1_800_000_000, 0)}
+	anon := &broker.Principal{Name: "anonymous", Anonymous: true}
+	tests := []struct {
+		name      string
+		chain     broker.Authenticator
+		p         *broker.Principal
+		wantRoles []string
+		wantErr   error
+	}{
+		{"unchanged user", Chain(j, users), alice, []string{"admin"}, nil},
+		{"roles changed", Chain(j, users), aliceOldRoles, []string{"admin"}, nil},
+		{"user removed", Chain(j, users), gone, nil, ErrUserRemoved},
+		{"token principal stands", Chain(j, users), token, nil, nil},
+		{"anonymous stands", Chain(users, Anonymous{}), anon, nil, nil},
+		{"no login checker: stands", Chain(loginOnly{}), gone, nil, nil},
+		{"one login cannot say: stands", Chain(users, loginOnly{}), gone, nil, nil},
+		{"through the backoff", NewBackoff(Chain(users), BackoffConfig{}), gone, nil, ErrUserRemoved},
+		{"backoff over a non-checker", NewBackoff(loginOnly{}, BackoffConfig{}), gone, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pc, ok := tt.chain.(broker.PrincipalChecker)
+			if !ok {
+				t.Fatalf("%T is not a PrincipalChecker", tt.chain)
+			}
+			got, err := pc.CheckPrincipal(tt.p)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if got.Name != tt.p.Name || !got.Expires.Equal(tt.p.Expires) {
+				t.Errorf("principal = %+v, want %+v", got, tt.p)
+			}
+			if tt.wantRoles != nil && !slices.Equal(got.Roles, tt.wantRoles) {
+				t.Errorf("roles = %v, want %v", got.Roles, tt.wantRoles)
+			}
+		})
+	}
+}
+
+// A user removed from the file by a reload no longer stands; one whose
+// roles changed stands with the new roles.
+func TestUsersCheckPrincipalAfterReload(t *testing.T) {
+	path := writeFile(t, "users", []byte("alice:"+hashOf(t, "wonderland")+":admin\nbob:"+hashOf(t, "builder")+"\n"))
+	u, err := LoadUsers(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := u.Authenticate(context.Background(), broker.Credentials{Login: "alice", Passcode: "wonderland"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := u.Authenticate(context.Background(), broker.Credentials{Login: "bob", Passcode: "builder"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := u.CheckPrincipal(alice); err != nil || got != alice {
+		t.Fatalf("before reload: %+v, %v; want the same principal", got, err)
+	}
+	if err := os.WriteFile(path, []byte("bob:"+hashOf(t, "builder")+":ops\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.CheckPrincipal(alice); !errors.Is(err, ErrUserRemoved) {
+		t.Errorf("alice after removal: err = %v, want ErrUserRemoved", err)
+	}
+	got, err := u.CheckPrincipal(bob)
+	if err != nil || !slices.Equal(got.Roles, []string{"ops"}) || bob.Roles != nil {
+		t.Errorf("bob after reload: %+v, %v; want roles [ops] on a new principal", got, err)
 	}
 }

@@ -13,6 +13,12 @@
 //     principal's name, roles, destination grants and virtual hosts.
 //   - [Anonymous]: clients that present no credentials at all.
 //   - [Chain]: routes credentials to one of the above by their shape.
+//   - [Backoff]: wraps any of them so that an address that keeps failing is
+//     answered without a check for a growing time, and cannot keep the
+//     bcrypt checks busy for everyone.
+//
+// Users, Chain and Backoff are also broker.PrincipalCheckers: after a
+// reload they tell open sessions whether their user still exists.
 //
 // Authorization: [ACL] reads a YAML rules file that grants publish and
 // subscribe patterns per user, role or anonymous client and virtual host;

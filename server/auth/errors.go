@@ -9,6 +9,18 @@ var (
 	// ErrInvalidCredentials is the one answer to a wrong login or a wrong
 	// passcode: telling them apart would reveal which users exist.
 	ErrInvalidCredentials = errors.New("invalid login or passcode")
+	// ErrAnonymousOnly is the answer to credentials sent to a server that
+	// accepts only anonymous clients: "authentication failed" alone would
+	// send the client looking for a wrong password.
+	ErrAnonymousOnly = errors.New("this server accepts only anonymous clients; no users are configured: connect without login and passcode")
+	// ErrUserRemoved is why an open session ends when its user is no
+	// longer in the reloaded users file (CheckPrincipal).
+	ErrUserRemoved = errors.New("the user no longer exists")
+	// ErrTooManyFailures is wrapped by the answer Backoff gives an address
+	// that failed to authenticate too often; the error also wraps
+	// broker.ErrAuthUnavailable, so the client is told it may retry, and
+	// says when.
+	ErrTooManyFailures = errors.New("too many failed logins from your address")
 	// ErrAuthRequired is the answer to a client that presented nothing
 	// where credentials are required.
 	ErrAuthRequired = errors.New("authentication required")

@@ -222,7 +222,7 @@ func (st *jwtState) keyFunc(tok *jwt.Token) (any, error) {
 }
 
 // Authenticate verifies the token in c.Passcode and returns the principal
-// its claims describe. Errors are ErrAuthRequired, ErrTokenExpired,
+// its claims describe, expiring at exp plus the leeway. Errors are ErrAuthRequired, ErrTokenExpired,
 // ErrTokenNotValidYet, ErrWrongAudience or ErrInvalidToken; none contains
 // the token.
 func (j *JWT) Authenticate(_ context.Context, c broker.Credentials) (*broker.Principal, error) {
@@ -274,6 +274,11 @@ func (j *JWT) principal(claims jwt.MapClaims) (*broker.Principal, error) {
 		return nil, ErrInvalidToken
 	}
 	p := &broker.Principal{Name: name}
+	// The parser required exp and checked it; the session ends when the
+	// token would no longer be accepted.
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		p.Expires = exp.Add(j.cfg.Leeway)
+	}
 	for _, f := range []struct {
 		claim string
 		dst   *[]string

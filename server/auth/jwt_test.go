@@ -240,8 +240,18 @@ func TestJWTLeewayAndClock(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := j.Authenticate(context.Background(), broker.Credentials{Passcode: tok}); !errors.Is(err, tt.want) {
+		p, err := j.Authenticate(context.Background(), broker.Credentials{Passcode: tok})
+		if !errors.Is(err, tt.want) {
 			t.Errorf("leeway %v at exp%+v: err = %v, want %v", tt.leeway, tt.at.Sub(now), err, tt.want)
+		}
+		// The session ends when the token would be refused: exp plus the
+		// leeway in force.
+		leeway := map[time.Duration]time.Duration{0: DefaultLeeway, -1: 0}[tt.leeway]
+		if tt.leeway > 0 {
+			leeway = tt.leeway
+		}
+		if err == nil && !p.Expires.Equal(now.Add(leeway)) {
+			t.Errorf("leeway %v: Expires = %v, want exp+%v = %v", tt.leeway, p.Expires, leeway, now.Add(leeway))
 		}
 	}
 }

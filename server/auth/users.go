@@ -287,3 +287,23 @@ func (u *Users) acquire(ctx context.Context) error {
 		return fmt.Errorf("%w: too many logins being checked: %w", broker.ErrAuthUnavailable, ctx.Err())
 	}
 }
+
+// CheckPrincipal implements broker.PrincipalChecker for a principal this
+// Users accepted: ErrUserRemoved when the reloaded file no longer has the
+// user, otherwise the principal with the user's current roles (p itself
+// when they are unchanged). The password is not asked again: a changed
+// password does not end sessions already open.
+func (u *Users) CheckPrincipal(p *broker.Principal) (*broker.Principal, error) {
+	entry, ok := u.table.Load().users[p.Name]
+	if !ok {
+		return nil, ErrUserRemoved
+	}
+	if slices.Equal(entry.roles, p.Roles) {
+		return p, nil
+	}
+	np := *p
+	np.Roles = slices.Clone(entry.roles)
+	return &np, nil
+}
+
+var _ broker.PrincipalChecker = (*Users)(nil)

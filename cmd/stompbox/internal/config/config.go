@@ -67,8 +67,11 @@ type HTTP struct {
 
 // Heartbeat is what the server offers in CONNECTED.
 type Heartbeat struct {
-	Interval  Duration `yaml:"interval" flag:"heartbeat" help:"heart-beat interval the server offers to send and asks to receive; 0 disables both"`
+	Interval  Duration `yaml:"interval" flag:"heartbeat" help:"heart-beat interval the server asks clients to keep (it sends as often as a client asks, down to heartbeat.min_interval); 0 disables heart-beats both ways"`
 	Tolerance float64  `yaml:"tolerance" flag:"heartbeat-tolerance" help:"a client silent for its negotiated interval times this is closed (heartbeat-timeout); at least 1"`
+	// MinInterval is the fastest the server sends heart-beats to a client
+	// that asks for them.
+	MinInterval Duration `yaml:"min_interval" flag:"heartbeat-min-interval" help:"shortest interval the server sends heart-beats at: a client asking for them every cy ms gets one every max(cy, this)"`
 }
 
 // Limits bound what one client or destination may cost.
@@ -118,6 +121,13 @@ type Auth struct {
 	TokenCookie     string   `yaml:"token_cookie" flag:"auth-token-cookie" help:"WebSocket upgrade cookie carrying a JWT; empty: off"`
 	TokenRequired   bool     `yaml:"token_required" flag:"auth-token-required" help:"refuse WebSocket upgrades without a valid token (HTTP 401) before they cost a session"`
 	FailureDelay    Duration `yaml:"failure_delay" flag:"auth-failure-delay" help:"how long a client whose credentials were refused waits for its ERROR"`
+	// FailureBackoffAfter and FailureBackoffMax make one address that
+	// keeps failing wait, so it cannot keep the bcrypt checks busy.
+	FailureBackoffAfter int      `yaml:"failure_backoff_after" flag:"auth-failure-backoff-after" help:"consecutive authentication failures from one address (IPv6: its /64) after which its attempts are refused unchecked (retryable, saying when) for 2s, doubling with each further failure; 0 disables"`
+	FailureBackoffMax   Duration `yaml:"failure_backoff_max" flag:"auth-failure-backoff-max" help:"longest such wait; an address quiet this long is forgotten"`
+	// JWTLeeway is the clock skew allowed on a token's exp and nbf; a
+	// session ends at exp plus it.
+	JWTLeeway Duration `yaml:"jwt_leeway" flag:"auth-jwt-leeway" help:"clock skew allowed on a JWT's exp and nbf; a session ends (token-expired) at exp plus this"`
 }
 
 // Journal configures the disk journal of persistent messages.
@@ -158,7 +168,7 @@ func Default() Config {
 			AllowedHosts: []string{"localhost", "127.0.0.1", "[::1]"},
 			IdleTimeout:  Duration(120 * time.Second), ReadTimeout: Duration(30 * time.Second), MaxHeaderBytes: 16 << 10,
 		},
-		Heartbeat: Heartbeat{Interval: Duration(10 * time.Second), Tolerance: 2},
+		Heartbeat: Heartbeat{Interval: Duration(10 * time.Second), Tolerance: 2, MinInterval: Duration(time.Second)},
 		Limits: Limits{
 			ConnectTimeout:       Duration(5 * time.Second),
 			MaxBody:              4 << 20,
@@ -188,7 +198,9 @@ func Default() Config {
 		Auth: Auth{
 			JWTUserClaim: "sub", JWTRolesClaim: "roles", JWTPublishClaim: "publish",
 			JWTSubscribe: "subscribe", JWTVHostsClaim: "vhosts",
-			FailureDelay: Duration(time.Second),
+			FailureDelay:        Duration(time.Second),
+			FailureBackoffAfter: 5, FailureBackoffMax: Duration(time.Minute),
+			JWTLeeway: Duration(30 * time.Second),
 		},
 		Journal: Journal{Sync: "always", SyncInterval: Duration(100 * time.Millisecond), SegmentSize: 64 << 20},
 		Log:     Log{Level: "info", Format: "text"},

@@ -17,6 +17,7 @@ import (
 	"github.com/stompbox/stompbox/frames"
 	"github.com/stompbox/stompbox/persistence"
 	"github.com/stompbox/stompbox/server"
+	"github.com/stompbox/stompbox/server/auth"
 	"github.com/stompbox/stompbox/wsadapter"
 )
 
@@ -267,6 +268,10 @@ func TestDefaultsMatchTheLibraries(t *testing.T) {
 		{"max_subscriptions", int64(d.Limits.MaxSubscriptions), broker.DefaultMaxSubscriptions},
 		{"max_outbox_bytes", int64(d.Limits.MaxOutboxBytes), broker.DefaultMaxOutboxBytes},
 		{"max_connection_bytes", int64(d.Limits.MaxConnectionBytes), broker.DefaultMaxConnectionBytes},
+		{"heartbeat.min_interval", int64(d.Heartbeat.MinInterval), int64(broker.DefaultHeartbeatMinInterval)},
+		{"auth.failure_backoff_after", int64(d.Auth.FailureBackoffAfter), auth.DefaultBackoffAfter},
+		{"auth.failure_backoff_max", int64(d.Auth.FailureBackoffMax), int64(auth.DefaultBackoffMax)},
+		{"auth.jwt_leeway", int64(d.Auth.JWTLeeway), int64(auth.DefaultLeeway)},
 		{"max_queue_messages", int64(d.Limits.MaxQueueMessages), broker.DefaultMaxQueueMessages},
 		{"max_queue_bytes", int64(d.Limits.MaxQueueBytes), broker.DefaultMaxQueueBytes},
 		{"max_queues", int64(d.Limits.MaxQueues), broker.DefaultMaxQueues},

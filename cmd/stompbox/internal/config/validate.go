@@ -75,6 +75,8 @@ func (l *Loaded) validate() error {
 		"required by listen.stomp_proxy_protocol and listen.stomp_tls_proxy_protocol: only trusted proxies may send a PROXY header")
 	check("heartbeat.interval", c.Heartbeat.Interval >= 0, "must not be negative (0 disables heart-beats)")
 	check("heartbeat.tolerance", c.Heartbeat.Tolerance >= 1, "must be at least 1 (got %v)", c.Heartbeat.Tolerance)
+	check("heartbeat.min_interval", time.Duration(c.Heartbeat.MinInterval) >= 100*time.Millisecond,
+		"must be at least 100ms: a client must not make the server spin (got %s)", c.Heartbeat.MinInterval)
 
 	lim := &c.Limits
 	positiveDuration("limits.connect_timeout", lim.ConnectTimeout)
@@ -147,6 +149,10 @@ func (l *Loaded) validateAuth(check func(key string, ok bool, format string, arg
 		check(key, claim != "", "must name a claim")
 	}
 	check("auth.failure_delay", a.FailureDelay >= 0 && time.Duration(a.FailureDelay) <= 10*time.Second, "must be between 0 and 10s (got %s)", a.FailureDelay)
+	check("auth.failure_backoff_after", a.FailureBackoffAfter >= 0, "must not be negative (0 disables the backoff; got %d)", a.FailureBackoffAfter)
+	check("auth.failure_backoff_max", time.Duration(a.FailureBackoffMax) >= time.Second && time.Duration(a.FailureBackoffMax) <= 24*time.Hour,
+		"must be between 1s and 24h (got %s)", a.FailureBackoffMax)
+	check("auth.jwt_leeway", a.JWTLeeway >= 0 && time.Duration(a.JWTLeeway) <= 10*time.Minute, "must be between 0 and 10m (got %s)", a.JWTLeeway)
 }
 
 // ParseTrustedProxy reads a trusted_proxies entry: a CIDR ("10.0.0.0/8",

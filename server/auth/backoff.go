@@ -1,0 +1,228 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/stompbox/stompbox/broker"
+)
+
+// Defaults of BackoffConfig.
+const (
+	DefaultBackoffAfter = 5
+	DefaultBackoffMax   = time.Minute
+	// DefaultBackoffAddresses bounds the table of addresses with recent
+	// failures.
+	DefaultBackoffAddresses = 100_000
+	// backoffFirst is the first wait; each further failure doubles it. It
+	// is longer than the default auth.failure_delay (1s), which the
+	// client waits for its answer after the check: a first wait no longer
+	// than that would be over before the client heard of its failure.
+	backoffFirst = 2 * time.Second
+)
+
+// BackoffConfig configures a Backoff.
+type BackoffConfig struct {
+	// After is how many consecutive failures from one address start the
+	// backoff. 0: DefaultBackoffAfter; negative: no backoff at all.
+	After int
+	// Max caps the wait, which starts at 2s and doubles with each further
+	// failure; an address without a failure for Max is forgotten. 0:
+	// DefaultBackoffMax.
+	Max time.Duration
+	// MaxAddresses bounds the addresses tracked. When the table is full
+	// and none can be forgotten, a new address is not tracked (its checks
+	// run, bounded by Users' per-core limit): the table must not grow with
+	// the number of addresses an attacker controls. 0:
+	// DefaultBackoffAddresses.
+	MaxAddresses int
+
+	// now replaces the clock in tests; nil: time.Now.
+	now func() time.Time
+}
+
+// Backoff wraps an Authenticator so that one address cannot keep the
+// credential checks (bcrypt, limited to one per core) busy for everyone:
+// after After consecutive failures from an address, further attempts from
+// it are answered at once, without running the check, with an error
+// wrapping ErrTooManyFailures and broker.ErrAuthUnavailable (retryable)
+// that says when to retry; the wait starts at 2s and doubles with each
+// failure after that, up to Max. A success resets the address. Addresses
+// are Credentials.RemoteAddr's IP, IPv6 grouped by /64 (one host is
+// normally given a whole /64). Errors that are not the client's fault
+// (broker.ErrAuthUnavailable) count neither way. Safe for concurrent use.
+type Backoff struct {
+	inner broker.Authenticator // immutable
+	cfg   BackoffConfig        // immutable, defaults applied
+
+	mu        sync.Mutex
+	addrs     map[netip.Addr]*failures // guarded by mu
+	nextSweep time.Time                // guarded by mu: spaces out sweeps of a full table
+}
+
+// failures is one address's recent record.
+type failures struct {
+	count int       // consecutive failures
+	last  time.Time // of the last failure
+	until time.Time // attempts before it are refused unchecked
+}
+
+var (
+	_ broker.Authenticator    = (*Backoff)(nil)
+	_ broker.PrincipalChecker = (*Backoff)(nil)
+)
+
+// NewBackoff wraps inner. With cfg.After negative it returns inner itself.
+func NewBackoff(inner broker.Authenticator, cfg BackoffConfig) broker.Authenticator {
+	if cfg.After < 0 {
+		return inner
+	}
+	if cfg.After == 0 {
+		cfg.After = DefaultBackoffAfter
+	}
+	if cfg.Max <= 0 {
+		cfg.Max = DefaultBackoffMax
+	}
+	if cfg.MaxAddresses <= 0 {
+		cfg.MaxAddresses = DefaultBackoffAddresses
+	}
+	if cfg.now == nil {
+		cfg.now = time.Now
+	}
+	return &Backoff{inner: inner, cfg: cfg, addrs: make(map[netip.Addr]*failures)}
+}
+
+// Authenticate answers at once while c's address is backing off, and
+// otherwise asks the wrapped Authenticator and records the outcome.
+func (b *Backoff) Authenticate(ctx context.Context, c broker.Credentials) (*broker.Principal, error) {
+	key := addressKey(c.RemoteAddr)
+	if !key.IsValid() {
+		return b.inner.Authenticate(ctx, c)
+	}
+	if wait := b.waiting(key); wait > 0 {
+		return nil, backoffError{wait}
+	}
+	p, err := b.inner.Authenticate(ctx, c)
+	switch {
+	case err == nil:
+		b.succeeded(key)
+	case !errors.Is(err, broker.ErrAuthUnavailable):
+		b.failed(key)
+	}
+	return p, err
+}
+
+// CheckPrincipal passes the question on to the wrapped Authenticator, if
+// it can answer it; otherwise p stands.
+func (b *Backoff) CheckPrincipal(p *broker.Principal) (*broker.Principal, error) {
+	if pc, ok := b.inner.(broker.PrincipalChecker); ok {
+		return pc.CheckPrincipal(p)
+	}
+	return p, nil
+}
+
+// Tracked returns how many addresses have recent failures.
+func (b *Backoff) Tracked() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.addrs)
+}
+
+// waiting is how long key must still wait; 0: it may try.
+func (b *Backoff) waiting(key netip.Addr) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if f := b.addrs[key]; f != nil {
+		if wait := f.until.Sub(b.cfg.now()); wait > 0 {
+			return wait
+		}
+	}
+	return 0
+}
+
+func (b *Backoff) succeeded(key netip.Addr) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.addrs, key)
+}
+
+// failed records a failure and, from the After-th on, starts the wait:
+// 2s, then doubling, up to Max.
+func (b *Backoff) failed(key netip.Addr) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.cfg.now()
+	f := b.addrs[key]
+	if f == nil {
+		b.sweep(now, 2)
+		if len(b.addrs) >= b.cfg.MaxAddresses && !now.Before(b.nextSweep) {
+			b.sweep(now, len(b.addrs))
+			b.nextSweep = now.Add(backoffFirst)
+		}
+		if len(b.addrs) >= b.cfg.MaxAddresses {
+			return
+		}
+		f = &failures{}
+		b.addrs[key] = f
+	}
+	if now.Sub(f.last) > b.cfg.Max {
+		f.count = 0 // a quiet spell as long as the longest wait: start over
+	}
+	f.count++
+	f.last = now
+	if n := f.count - b.cfg.After; n >= 0 {
+		wait := b.cfg.Max
+		if n < 30 && backoffFirst<<n < wait {
+			wait = backoffFirst << n
+		}
+		f.until = now.Add(wait)
+	}
+}
+
+// sweep forgets up to n entries' worth of addresses quiet for longer than
+// Max, starting at a random point of the table (Go's map order).
+func (b *Backoff) sweep(now time.Time, n int) {
+	for key, f := range b.addrs {
+		if n == 0 {
+			return
+		}
+		n--
+		if now.Sub(f.last) > b.cfg.Max {
+			delete(b.addrs, key)
+		}
+	}
+}
+
+// addressKey is the address failures count against: the IP without the
+// port, IPv4-mapped IPv6 as IPv4, IPv6 by its /64. Not an IP (a unix
+// socket, a test): the zero Addr, which is not tracked.
+func addressKey(remote string) netip.Addr {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.Addr{}
+	}
+	ip := ap.Addr().Unmap().WithZone("")
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
+}
+
+// backoffError is the answer to an address that is backing off.
+type backoffError struct{ wait time.Duration }
+
+func (e backoffError) Error() string {
+	secs := int64((e.wait + time.Second - 1) / time.Second)
+	return ErrTooManyFailures.Error() + "; retry in " + strconv.FormatInt(secs, 10) + "s"
+}
+
+// Is makes the error both ErrTooManyFailures and broker.ErrAuthUnavailable:
+// the check did not run, and the client may retry once the wait is over.
+func (e backoffError) Is(target error) bool {
+	return target == ErrTooManyFailures || target == broker.ErrAuthUnavailable
+}

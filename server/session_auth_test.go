@@ -1,0 +1,146 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/stompbox/stompbox/broker"
+	"github.com/stompbox/stompbox/frames"
+)
+
+// A client asking heart-beat:1000,1000 of a server with the default 10s
+// interval and 1s minimum gets an EOL about every second (CONNECTED says
+// 1000,10000). Bounds are generous: 2 to 5 EOLs in 3.5s, never two within
+// half a second.
+func TestHeartbeatMinIntervalHonoursClient(t *testing.T) {
+	srv := startServer(t, Config{})
+	c := dialRaw(t, srv.addr)
+	f, connected := c.connectAt("accept-version:1.2", "heart-beat:1000,1000")
+	if got := header(f, "heart-beat"); got != "1000,10000" {
+		t.Fatalf("CONNECTED heart-beat:%s, want 1000,10000", got)
+	}
+	stop := beatEvery(c.conn, time.Second) // our side of the bargain
+	defer stop()
+	end := connected.Add(3500 * time.Millisecond)
+	var beats []time.Time
+	for range 100 {
+		wait := time.Until(end)
+		if wait <= 0 {
+			break
+		}
+		select {
+		case ev := <-c.events:
+			if ev.err != nil || ev.frame != nil {
+				t.Fatalf("got %+v, want only heart-beats", ev)
+			}
+			beats = append(beats, ev.at)
+		case <-time.After(wait):
+		}
+	}
+	if len(beats) < 2 || len(beats) > 5 {
+		t.Fatalf("%d heart-beats in 3.5s, want about 3", len(beats))
+	}
+	prev := connected
+	for i, at := range beats {
+		if gap := at.Sub(prev); gap < 500*time.Millisecond {
+			t.Errorf("heart-beat %d came %v after the one before, faster than the 1s asked", i, gap)
+		}
+		prev = at
+	}
+}
+
+// shortAuth accepts everyone, as a principal whose credentials expire
+// after its lifetime.
+type shortAuth struct{ lifetime time.Duration }
+
+func (a shortAuth) Authenticate(_ context.Context, c broker.Credentials) (*broker.Principal, error) {
+	return &broker.Principal{Name: c.Login, Expires: time.Now().Add(a.lifetime)}, nil
+}
+
+var tokenExpired = errorWant{message: "token expired", code: broker.CodeTokenExpired, retryable: true}
+
+// A session is closed when its credentials expire: ERROR token-expired,
+// then the connection ends; over WebSocket with close code 1008.
+func TestSessionClosedAtTokenExpiry(t *testing.T) {
+	const lifetime = 300 * time.Millisecond
+	srv, url := startWebServer(t, Config{Broker: broker.Config{Authenticator: shortAuth{lifetime}}})
+	t.Run("tcp", func(t *testing.T) {
+		c := dialRaw(t, srv.addr)
+		start := time.Now()
+		c.connect("login:alice", "passcode:token")
+		f := c.next(5 * time.Second)
+		checkERROR(t, f, tokenExpired)
+		if waited := time.Since(start); waited < lifetime-50*time.Millisecond {
+			t.Errorf("closed after %v, before the token expired (%v)", waited, lifetime)
+		}
+		c.expectClosed(5 * time.Second)
+	})
+	t.Run("websocket", func(t *testing.T) {
+		c := dialWSClient(t, url, nil, "v12.stomp")
+		c.connect("login:alice", "passcode:token")
+		f, _ := c.next()
+		checkERROR(t, f, tokenExpired)
+		c.expectClose(ws.StatusPolicyViolation)
+	})
+}
+
+// grantsByUser lets each user subscribe to the destinations it lists; the
+// test changes the lists, as a reloaded rules file would.
+type grantsByUser struct {
+	mu     sync.Mutex
+	grants map[string]map[string]bool
+}
+
+func (g *grantsByUser) AllowHost(*broker.Principal, string) bool { return true }
+
+func (g *grantsByUser) Allow(p *broker.Principal, _ string, a broker.Action, dest string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return a == broker.ActionPublish || g.grants[p.Name][dest]
+}
+
+func (g *grantsByUser) revoke(user, dest string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.grants[user], dest)
+}
+
+// Server.Reauthorize holds open sessions to changed rights: a user whose
+// subscription is no longer allowed gets ERROR forbidden and is closed;
+// another user's session goes on.
+func TestServerReauthorize(t *testing.T) {
+	authz := &grantsByUser{grants: map[string]map[string]bool{
+		"alice": {"/queue/a": true}, "bob": {"/queue/b": true},
+	}}
+	srv := startServer(t, Config{Broker: broker.Config{Authorizer: authz}})
+	alice, bob := dialRaw(t, srv.addr), dialRaw(t, srv.addr)
+	alice.connect("login:alice")
+	bob.connect("login:bob")
+	alice.send(frame("SUBSCRIBE", "", "id:1", "destination:/queue/a", "receipt:s"))
+	bob.send(frame("SUBSCRIBE", "", "id:1", "destination:/queue/b", "receipt:s"))
+	for _, c := range []*rawClient{alice, bob} {
+		if f := c.next(5 * time.Second); f.Command != frames.CmdReceipt {
+			t.Fatalf("SUBSCRIBE: got %s %q", f.Command, f.Body)
+		}
+	}
+
+	if n := srv.Reauthorize(); n != 2 {
+		t.Errorf("Reauthorize asked %d sessions, want 2", n)
+	}
+	authz.revoke("alice", "/queue/a")
+	if n := srv.Reauthorize(); n != 2 {
+		t.Errorf("Reauthorize asked %d sessions, want 2", n)
+	}
+	f := alice.next(5 * time.Second)
+	checkERROR(t, f, errorWant{message: "forbidden", code: broker.CodeForbidden})
+	alice.expectClosed(5 * time.Second)
+
+	bob.send(frame("SEND", "still here", "destination:/queue/b"))
+	if f := bob.next(5 * time.Second); f.Command != frames.CmdMessage || string(f.Body) != "still here" {
+		t.Fatalf("bob after the re-authorization: %s %q", f.Command, f.Body)
+	}
+}
