@@ -84,7 +84,7 @@ func (b *Broker) NewSession(t Transport, remote string) *Session {
 		parser: frames.NewParser(b.cfg.Frame),
 		subs:   make(map[string]*subscription),
 	}
-	s.out.limit = b.cfg.MaxOutboxBytes
+	s.out.limit, s.out.budget = b.cfg.MaxOutboxBytes, &s.budget
 	s.budget.limit = int64(b.cfg.MaxConnectionBytes)
 	s.frameRate = newRateBucket(b.cfg.MaxFramesPerSecond, 2*b.cfg.MaxFramesPerSecond)
 	s.byteRate = newRateBucket(b.cfg.MaxBytesPerSecond, 2*b.cfg.MaxBytesPerSecond)
@@ -305,13 +305,11 @@ func (s *Session) receipt(f *frames.Frame) {
 		return
 	}
 	esc := s.escaping
-	if s.out.pushControl(func(dst []byte) []byte {
+	s.control(func(dst []byte) []byte {
 		dst = frames.AppendCommand(dst, frames.CmdReceipt)
 		dst = frames.AppendHeader(dst, esc, []byte("receipt-id"), r)
 		return frames.AppendEnd(dst)
-	}) {
-		s.t.Wake()
-	}
+	})
 }
 
 // HandleHeartbeat implements frames.Handler. Liveness is the driver's read

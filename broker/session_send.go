@@ -104,6 +104,26 @@ func (s *Session) buildMessage(f *frames.Frame) (*Message, route, *stompError) {
 	return m, r, nil
 }
 
+// durableRoom checks, for a persistent message to a topic, that every
+// durable subscription's queue it reaches has room: such a message is
+// journaled for each of them and then enqueued whatever their limits. A
+// message that is not journaled is not checked: a full durable backlog
+// drops it (the newest is lost, counted in messages_dropped_total) rather
+// than hold back every producer of the topic for one subscriber that does
+// not drain.
+func (s *Session) durableRoom(r route, m *Message) *stompError {
+	if r.kind != kindTopic || !s.b.persists(m) {
+		return nil
+	}
+	size := m.size()
+	for _, q := range s.space.durableQueuesFor(r.key) {
+		if err := q.room(1, size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // replyAddress is the public address of this session's temporary queue
 // name: other sessions reply to it; only this session can consume it.
 func (s *Session) replyAddress(name string) string {
