@@ -344,6 +344,8 @@ func (s *Session) handleFrame(f *frames.Frame) error {
 	switch {
 	case s.frameRate.rate > 0 && !s.frameRate.take(s.fedAt, 1):
 		err = rateErr("frames", s.b.cfg.MaxFramesPerSecond)
+	case !s.headersValid(f):
+		err = s.headerErr(f)
 	case f.Command == frames.CmdConnect || f.Command == frames.CmdStomp:
 		err = s.handleConnect(f)
 	case s.state != stateConnected:

@@ -259,6 +259,7 @@ func TestDefaultsMatchTheLibraries(t *testing.T) {
 		{"max_subscriptions", int64(d.Limits.MaxSubscriptions), broker.DefaultMaxSubscriptions},
 		{"max_outbox_bytes", int64(d.Limits.MaxOutboxBytes), broker.DefaultMaxOutboxBytes},
 		{"max_connection_bytes", int64(d.Limits.MaxConnectionBytes), broker.DefaultMaxConnectionBytes},
+		{"max_id_length", int64(d.Limits.MaxIDLength), broker.DefaultMaxIDLength},
 		{"max_queue_messages", int64(d.Limits.MaxQueueMessages), broker.DefaultMaxQueueMessages},
 		{"max_queue_bytes", int64(d.Limits.MaxQueueBytes), broker.DefaultMaxQueueBytes},
 		{"max_queues", int64(d.Limits.MaxQueues), broker.DefaultMaxQueues},
