@@ -28,11 +28,15 @@ func (s *Session) handleSend(f *frames.Frame) *stompError {
 		if recs := s.space.persistRecords(r, m, nil); len(recs) > 0 {
 			// Acknowledged means on disk: the journal has the message before
 			// any consumer can see it and before the RECEIPT. Limits are
-			// checked first, since the journaled message must then fit.
+			// checked first, since the journaled message must then fit:
+			// the queue's, or those of every durable subscription's queue
+			// the topic reaches.
 			if q := s.routeQueue(r); q != nil {
 				if err := q.room(1, m.size()); err != nil {
 					return err
 				}
+			} else if err := s.durableRoom(r, m); err != nil {
+				return err
 			}
 			if err := s.b.journalAppend(recs...); err != nil {
 				return err

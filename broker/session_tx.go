@@ -81,9 +81,9 @@ func (s *Session) addToTransaction(f *frames.Frame, id []byte, op txOp) *stompEr
 	if op.msg != nil {
 		size = op.msg.size()
 	}
-	if len(tx.ops) >= s.b.cfg.MaxTransactionFrames || tx.bytes+size > s.b.cfg.MaxQueueBytes {
+	if len(tx.ops) >= s.b.cfg.MaxTransactionFrames {
 		return connLimitErr("transaction " + strconv.Quote(truncateString(string(id), 64)) + " holds its limit of " +
-			strconv.Itoa(s.b.cfg.MaxTransactionFrames) + " frames or " + strconv.Itoa(s.b.cfg.MaxQueueBytes) + " bytes")
+			strconv.Itoa(s.b.cfg.MaxTransactionFrames) + " frames")
 	}
 	// Only COMMIT or ABORT frees what open transactions hold, and both come
 	// after this frame: past the budget, waiting could never end.

@@ -1,0 +1,71 @@
+package broker
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stompbox/stompbox/frames"
+)
+
+// Ids past MaxIDLength and headers with C0 control bytes (as sent or as
+// decoded) end the session with ERROR invalid-header, not retryable; TAB
+// and ids at the limit pass.
+func TestHeaderRules(t *testing.T) {
+	long := strings.Repeat("i", DefaultMaxIDLength+1)
+	atLimit := strings.Repeat("i", DefaultMaxIDLength)
+	cases := []struct {
+		name    string
+		version string // accept-version
+		wire    string // the frame after CONNECT, raw
+		ok      bool
+	}{
+		{"subscription id at the limit", "1.2", "SUBSCRIBE\ndestination:/topic/t\nid:" + atLimit + "\n\n\x00", true},
+		{"subscription id past the limit", "1.2", "SUBSCRIBE\ndestination:/topic/t\nid:" + long + "\n\n\x00", false},
+		{"unsubscribe id past the limit", "1.2", "UNSUBSCRIBE\nid:" + long + "\n\n\x00", false},
+		{"receipt past the limit", "1.2", "SEND\ndestination:/queue/a\nreceipt:" + long + "\n\n\x00", false},
+		{"transaction past the limit", "1.2", "BEGIN\ntransaction:" + long + "\n\n\x00", false},
+		{"other header as long is fine", "1.2", "SEND\ndestination:/queue/a\nx-id:" + long + "\n\n\x00", true},
+		{"TAB in a value", "1.2", "SEND\ndestination:/queue/a\nx:a\tb\n\n\x00", true},
+		{"raw NUL in a value", "1.2", "SEND\ndestination:/queue/a\nx:a\x00b\n\n\x00", false},
+		{"raw SOH in a name", "1.2", "SEND\ndestination:/queue/a\nx\x01y:v\n\n\x00", false},
+		{"raw ESC in a value", "1.1", "SEND\ndestination:/queue/a\nx:\x1b[2J\n\n\x00", false},
+		{"escaped LF in a value", "1.2", "SEND\ndestination:/queue/a\nx:a\\nMESSAGE\n\n\x00", false},
+		{"escaped LF in a name", "1.1", "SEND\ndestination:/queue/a\nx\\ny:v\n\n\x00", false},
+		{"raw CR in a value (1.0)", "1.0", "SEND\ndestination:/queue/a\nx:a\rb\n\n\x00", false},
+		{"C0 in CONNECT", "", "CONNECT\naccept-version:1.2\nlogin:a\x07\n\n\x00", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClient(t, New(Config{}))
+			if tc.version != "" {
+				c.connect("accept-version:" + tc.version)
+			}
+			err := c.feed(tc.wire)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("refused: %v %v", err, commands(c.poll()))
+				}
+				return
+			}
+			if !isClosed(err) {
+				t.Fatalf("accepted: %v", err)
+			}
+			f := c.next()
+			if f.Command != frames.CmdError || hdr(f, "error-code") != CodeInvalidHeader || hdr(f, "retryable") != "false" {
+				t.Fatalf("got %s %v, want ERROR invalid-header", f.Command, headerLines(f))
+			}
+			if r, _ := c.s.CloseReason(); r != CloseProtocolError {
+				t.Fatalf("close reason %v", r)
+			}
+		})
+	}
+}
+
+// The check runs on every frame, so it must not allocate.
+func TestHeadersValidDoesNotAllocate(t *testing.T) {
+	c := newClient(t, New(Config{}))
+	f := sendFrame("body", "destination:/queue/a", "receipt:r-1", "transaction:t", "content-type:text/plain")
+	if allocs := testing.AllocsPerRun(100, func() { c.s.headersValid(f) }); allocs != 0 {
+		t.Fatalf("%v allocations per frame", allocs)
+	}
+}
