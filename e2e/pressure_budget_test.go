@@ -22,15 +22,19 @@ import (
 // budgetRSSBound bounds the broker's peak RSS (VmHWM) in every case here.
 // What a case may make the broker hold is one connection's budget
 // (limits.max_connection_bytes, 16 MiB) or the queue or total limit the
-// case sets (at most 16 MiB), plus the parser's buffer and the writer's
-// encoded copy, all at most twice over with the GC's headroom, on top of
-// a baseline of about 13 MiB (35 MiB with -race). Before the fix the same
-// runs took the broker to 303-582 MiB. Measured: see docs/security.md.
-var budgetRSSBound int64 = 112 << 20
+// case sets (at most 16 MiB), the writer's encoded copy of an outbox
+// (at most limits.max_outbox_bytes, 8 MiB, in a buffer that grows by
+// doubling) and the parser's buffer, about doubled by the GC's headroom,
+// on top of a baseline of 13 MiB (36 MiB with -race). Measured on 2 cores:
+// 19 to 83 MiB, the most for unacknowledged topic messages (16 MiB of
+// messages held for the budget plus the outbox being written); with -race,
+// whose shadow memory roughly triples the heap, 51 to 230 MiB. Before the
+// fix the same runs took the broker to 303-582 MiB (without -race).
+var budgetRSSBound int64 = 128 << 20
 
 func init() {
 	if raceEnabled {
-		budgetRSSBound = 224 << 20 // -race's shadow memory roughly triples the heap
+		budgetRSSBound = 320 << 20
 	}
 }
 
