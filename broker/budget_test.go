@@ -54,9 +54,9 @@ func TestTransactionReservesQueueRoom(t *testing.T) {
 			[3]string{"/queue/new", "/queue/new", "/queue/new"}, FullQueue},
 		{"queue messages, temporary queue", func(int) Config { return Config{MaxQueueMessages: 2} },
 			[3]string{"/temp-queue/r", "/temp-queue/r", "/temp-queue/r"}, FullQueue},
-		{"broker total, temporary queues", func(n int) Config { return Config{MaxTotalQueuedBytes: 2 * n} },
+		{"broker total, temporary queues", func(n int) Config { return Config{MaxTotalQueuedBytes: 2 * n, MaxDestinationsPerConnection: 10} },
 			[3]string{"/temp-queue/a", "/temp-queue/b", "/temp-queue/c"}, FullTotal},
-		{"broker total, new queues", func(n int) Config { return Config{MaxTotalQueuedBytes: 2 * n} },
+		{"broker total, new queues", func(n int) Config { return Config{MaxTotalQueuedBytes: 2 * n, MaxDestinationsPerConnection: 10} },
 			[3]string{"/queue/a", "/queue/b", "/queue/c"}, FullTotal},
 	}
 	for _, tc := range cases {
@@ -74,6 +74,8 @@ func TestTransactionReservesQueueRoom(t *testing.T) {
 			if got := c.s.budget.held(); got != int64(2*size) {
 				t.Fatalf("budget holds %d, want the transaction's %d", got, 2*size)
 			}
+			sp := b.spaces[DefaultVirtualHost]
+			queues, created := len(sp.queues), c.s.created
 			err := c.s.handleSend(sendFrame(body, "destination:"+tc.dests[2], "transaction:t"))
 			if err == nil || err.full != tc.full || !err.retryable || err.code != CodeLimitExceeded {
 				t.Fatalf("third SEND: %+v, want limit-exceeded full %v", err, tc.full)
@@ -81,11 +83,14 @@ func TestTransactionReservesQueueRoom(t *testing.T) {
 			if got := b.queuedBytes.Load(); got != int64(2*size) || c.s.budget.held() != int64(2*size) {
 				t.Fatalf("a refused SEND changed the counts: queued %d, budget %d", got, c.s.budget.held())
 			}
+			if len(sp.queues) != queues || c.s.created != created || (tc.full == FullTotal && created != 2) {
+				t.Fatalf("a refused SEND left %d queues (was %d), %d destinations created (was %d)",
+					len(sp.queues), queues, c.s.created, created)
+			}
 			released(t, c)
 			if got := b.queuedBytes.Load(); got != 0 {
 				t.Fatalf("broker queued bytes %d after the session ended, want 0", got)
 			}
-			sp := b.spaces[DefaultVirtualHost]
 			if n := len(sp.queues); n != 0 {
 				t.Fatalf("%d queues left after the session ended, want 0 (reserved-for queues retired)", n)
 			}

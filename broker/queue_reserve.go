@@ -35,6 +35,13 @@ func (q *queue) unreserve(size int) {
 	q.retireIfIdle()
 }
 
+// isDeleted reports whether the queue was removed from its space.
+func (q *queue) isDeleted() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.deleted
+}
+
 // enqueueReserved turns a reservation into the message itself, without
 // checking limits again: the reservation already counts it. A queue with
 // reservations is not retired, and a temporary queue outlives its session's

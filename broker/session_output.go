@@ -159,18 +159,25 @@ func (s *Session) releaseResources() {
 	}
 	s.txs = nil
 	for key, q := range s.tempQueues {
-		sp := q.sp
-		sp.mu.Lock()
-		if sp.queues[key] == q {
-			delete(sp.queues, key)
-		}
-		sp.mu.Unlock()
-		q.mu.Lock()
-		q.deleted = true
-		for q.ready.Len() > 0 {
-			q.forgetLocked(q.ready.PopFront())
-		}
-		q.mu.Unlock()
+		s.deleteTempQueue(key, q)
 	}
 	s.tempQueues = nil
+}
+
+// deleteTempQueue removes this session's temporary queue q at key, with
+// the messages it holds.
+func (s *Session) deleteTempQueue(key string, q *queue) {
+	sp := q.sp
+	sp.mu.Lock()
+	if sp.queues[key] == q {
+		delete(sp.queues, key)
+	}
+	sp.mu.Unlock()
+	delete(s.tempQueues, key)
+	q.mu.Lock()
+	q.deleted = true
+	for q.ready.Len() > 0 {
+		q.forgetLocked(q.ready.PopFront())
+	}
+	q.mu.Unlock()
 }

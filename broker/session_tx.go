@@ -140,16 +140,22 @@ func (s *Session) reserveRoute(r route, m *Message) (*queue, *stompError) {
 		}
 		return q, nil
 	case kindTempQueue:
+		existed, created := s.tempQueues[r.key] != nil, s.created
 		q, err := s.tempQueue(r.key)
 		if err != nil {
 			return nil, err
 		}
 		if err := q.reserve(size); err != nil {
+			if !existed { // refused as full now: leave nothing changed
+				s.deleteTempQueue(r.key, q)
+				s.created = created
+			}
 			return nil, asStompError(err)
 		}
 		return q, nil
 	}
 	for range 8 {
+		created := s.created
 		q, err := s.space.queue(r.key, s.countCreation)
 		if err != nil {
 			return nil, err
@@ -158,7 +164,11 @@ func (s *Session) reserveRoute(r route, m *Message) (*queue, *stompError) {
 		case err == nil:
 			return q, nil
 		case err != errQueueDeleted:
-			q.retireIfIdle() // created for this SEND, perhaps: leave nothing behind
+			// Refused as full now, the SEND may be retried: a queue created
+			// for it is removed again and not counted, so nothing changed.
+			if q.retireIfIdle(); s.created > created && q.isDeleted() {
+				s.created = created
+			}
 			return nil, asStompError(err)
 		}
 	}
@@ -176,12 +186,11 @@ func (tx *transaction) discard(s *Session) {
 	tx.ops, tx.bytes = nil, 0
 }
 
-// handleCommit applies the transaction's frames in order. Queue limits were
-// checked when each SEND arrived (counting what the transaction itself
-// holds); at COMMIT they are not checked again, so a commit never applies
-// half of a transaction. Concurrent transactions can therefore take a queue
-// past its limit by at most what they hold, which MaxTransactions,
-// MaxTransactionFrames and MaxQueueBytes bound.
+// handleCommit applies the transaction's frames in order. Each SEND
+// reserved its room in its queue when it arrived, so COMMIT turns the
+// reservations into messages without checking limits again, and a commit
+// never applies half of a transaction; open transactions, reserved, never
+// take a queue past its limit.
 func (s *Session) handleCommit(f *frames.Frame) *stompError {
 	id, tx, err := s.txFor(f)
 	if err != nil {
@@ -208,7 +217,8 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 		}
 	}
 	s.budget.release(tx.bytes)
-	for _, op := range tx.ops {
+	tx.bytes = 0
+	for i, op := range tx.ops {
 		switch {
 		case op.cmd == frames.CmdSend && op.msg != nil:
 			if op.msg.expired(now) {
@@ -221,11 +231,15 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 			if op.q != nil {
 				op.q.enqueueReserved(op.msg)
 			} else if err := s.deliverRoute(op.route, op.msg, false); err != nil {
+				tx.ops = tx.ops[i+1:]
+				tx.discard(s) // what was not applied gives its reservations back
 				return err
 			}
 			s.b.stats.Published.Add(1)
 		case op.cmd == frames.CmdAck || op.cmd == frames.CmdNack:
 			if err := s.applyAck(op.cmd, op.ack); err != nil {
+				tx.ops = tx.ops[i+1:]
+				tx.discard(s)
 				return err
 			}
 		}
