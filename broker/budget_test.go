@@ -327,3 +327,51 @@ func TestControlFramesFloodIsSlowConsumer(t *testing.T) {
 		})
 	}
 }
+
+// Publishers charge the subscriber's budget while its writer releases it,
+// concurrently: once everything is written and the session released, the
+// budget holds nothing (run with -race).
+func TestBudgetConcurrentChargeAndRelease(t *testing.T) {
+	b := New(Config{})
+	sub := newClient(t, b)
+	sub.connect()
+	sub.mustSend(frames.CmdSubscribe, "", "destination:/topic/t", "id:s")
+	sub.poll()
+	const publishers, each = 4, 500
+	done := make(chan error, publishers)
+	for range publishers {
+		pub := newClient(t, b)
+		pub.connect()
+		go func() {
+			var err error
+			for i := 0; i < each && err == nil; i++ {
+				err = pub.send(frames.CmdSend, "body", "destination:/topic/t")
+			}
+			pub.s.Release()
+			done <- err
+		}()
+	}
+	var out []byte
+	received := 0
+	for finished := 0; finished < publishers; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			finished++
+		default:
+			out, _ = sub.s.AppendOutput(out[:0])
+			received += strings.Count(string(out), "MESSAGE\n")
+		}
+	}
+	out, _ = sub.s.AppendOutput(out[:0])
+	received += strings.Count(string(out), "MESSAGE\n")
+	if received != publishers*each {
+		t.Fatalf("received %d messages, want %d", received, publishers*each)
+	}
+	if held := sub.s.budget.held(); held != 0 {
+		t.Fatalf("budget holds %d with everything written", held)
+	}
+	released(t, sub)
+}
