@@ -8,12 +8,15 @@ import (
 
 // Header hygiene of client frames, checked before a frame is handled:
 //
-//   - No header name or value may hold a NUL or another C0 control byte
-//     (TAB is allowed), as decoded: a raw NUL relayed in a MESSAGE lets a
-//     client that splits frames on NUL see a forged frame, and an escaped
-//     \n decodes to a line feed that a STOMP 1.0 subscriber (no escaping)
-//     would receive raw, ending the header line where the sender chose.
-//     STOMP 1.2's grammar allows such octets, so the frames codec accepts
+//   - No header name or value may hold a NUL or another C0 control byte,
+//     checked as decoded: a raw NUL relayed in a MESSAGE lets a client that
+//     splits frames on NUL see a forged frame. TAB is allowed, and so are
+//     LF and CR: they can only arrive escaped (\n, \r; a raw one ends the
+//     header line), they are what STOMP 1.1 and 1.2 escaping exists for,
+//     and the encoder never writes them raw inside a header: it escapes
+//     them again for 1.1 and 1.2 subscribers and writes a space for 1.0
+//     ones, which have no escapes (frames.AppendHeader). STOMP 1.2's
+//     grammar allows every other octet too, so the frames codec accepts
 //     them; refusing them is the broker's policy.
 //   - Ids the broker keeps and repeats (the subscription id, copied into
 //     every MESSAGE of the subscription; receipt ids; transaction ids) are
@@ -42,7 +45,7 @@ func (s *Session) headerErr(f *frames.Frame) *stompError {
 		name := strconv.Quote(truncateString(string(h.Key), 64))
 		if hasControl(h.Key) || hasControl(h.Value) {
 			return protocolErr(CodeInvalidHeader, "control character in header",
-				"Header "+name+" holds a NUL or another control character (only TAB is allowed), as sent or after unescaping.")
+				"Header "+name+" holds a NUL or another control character (only TAB, and LF and CR written as the \\n and \\r escapes, are allowed).")
 		}
 		if len(h.Value) > limit && isIDHeader(f.Command, h.Key) {
 			return protocolErr(CodeInvalidHeader, "id too long",
@@ -66,10 +69,10 @@ func isIDHeader(cmd frames.Command, key []byte) bool {
 }
 
 // hasControl reports whether b holds a C0 control byte (below 0x20) other
-// than TAB.
+// than TAB, LF and CR.
 func hasControl(b []byte) bool {
 	for _, c := range b {
-		if c < 0x20 && c != '\t' {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
 			return true
 		}
 	}

@@ -302,8 +302,8 @@ func TestBudgetBypasses(t *testing.T) {
 		})
 	})
 
-	// 7 and 8. With the defaults, an id past 256 bytes or a NUL in a
-	// header value is refused outright.
+	// 7 and 8. With the defaults, an id past 256 bytes or a NUL or another
+	// control byte in a header value is refused outright.
 	t.Run("long ids and control bytes", func(t *testing.T) {
 		b := startBroker(t)
 		defer b.stop()
@@ -311,7 +311,7 @@ func TestBudgetBypasses(t *testing.T) {
 			"SUBSCRIBE\nid:" + strings.Repeat("i", 8000) + "\ndestination:/topic/t\n\n\x00",
 			"BEGIN\ntransaction:t\nreceipt:" + strings.Repeat("r", 257) + "\n\n\x00",
 			"SEND\ndestination:/topic/t\nx:forged\x00MESSAGE\n\n\x00",
-			"SEND\ndestination:/topic/t\nx:forged\\nsubscription:0\n\n\x00",
+			"SEND\ndestination:/topic/t\nx:\x1b[2J\n\n\x00",
 		} {
 			c, r := connectHostile(t, b.addr, "0,0")
 			writeHostile(t, c, frame)
