@@ -118,10 +118,10 @@ func (s *Session) txBytes() int64 {
 }
 
 // reserveRoute reserves room for m in the queue a transactional SEND goes
-// to, creating the queue as a SEND would (counted
-// against the session's destinations); nil for a topic (checked against
-// its durable subscriptions' queues instead) and for a reply queue whose
-// requester is gone (the reply is dropped at COMMIT).
+// to, creating the queue as a SEND would (counted against the session's
+// destinations). It returns nil for a topic (checked against its durable
+// subscriptions' queues instead) and for a reply queue whose requester is
+// gone (the reply is dropped at COMMIT).
 func (s *Session) reserveRoute(r route, m *Message) (*queue, *stompError) {
 	size := m.size()
 	switch r.kind {
