@@ -26,9 +26,9 @@ import (
 // (at most limits.max_outbox_bytes, 8 MiB, in a buffer that grows by
 // doubling) and the parser's buffer, about doubled by the GC's headroom,
 // on top of a baseline of 13 MiB (36 MiB with -race). Measured on 2 cores:
-// 19 to 83 MiB, the most for unacknowledged topic messages (16 MiB of
+// 19 to 86 MiB, the most for unacknowledged topic messages (16 MiB of
 // messages held for the budget plus the outbox being written); with -race,
-// whose shadow memory roughly triples the heap, 51 to 230 MiB. Before the
+// whose shadow memory roughly triples the heap, 49 to 230 MiB. Before the
 // fix the same runs took the broker to 303-582 MiB (without -race).
 var budgetRSSBound int64 = 128 << 20
 
