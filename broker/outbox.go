@@ -32,8 +32,8 @@ type outbox struct {
 	reason  CloseReason // guarded by mu
 	starved []*queue    // guarded by mu: queues that skipped this session for lack of room
 	closed  atomic.Bool // mirrors closing for the read loop's lock-free check
-	// budget (immutable) is the session's: bytes is charged to it while
-	// the entries wait, and given back when the writer takes them.
+	// budget (immutable) is the session's: bytes counts in it (see budget)
+	// while the entries wait, until the writer takes them.
 	budget *budget
 }
 
@@ -61,12 +61,7 @@ func deliverySize(m *Message, sub *subscription) int {
 func (o *outbox) pushMessage(e outEntry, size int, force bool) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.closing || o.bytes+size > o.limit {
-		return false
-	}
-	if force {
-		o.budget.force(size)
-	} else if !o.budget.charge(size) {
+	if o.closing || o.bytes+size > o.limit || (!force && !o.budget.roomLocked(o.bytes, size)) {
 		return false
 	}
 	o.entries = append(o.entries, e)
@@ -89,7 +84,7 @@ func (o *outbox) hasQueueRoom(size int, q *queue) bool {
 	// larger than half the limit would never leave its queue. Otherwise
 	// the connection's budget must have room too: it may be taken by the
 	// session's open transactions or unacknowledged topic messages.
-	if o.bytes == 0 || (o.bytes+size <= o.limit/2 && o.budget.held()+int64(size) <= o.budget.limit) {
+	if o.bytes == 0 || (o.bytes+size <= o.limit/2 && o.budget.roomLocked(o.bytes, size)) {
 		return true
 	}
 	for _, s := range o.starved {
@@ -117,7 +112,7 @@ func (o *outbox) pushControl(encode func(dst []byte) []byte) (pushed, full bool)
 	start := len(o.ctrl)
 	o.ctrl = encode(o.ctrl)
 	n := len(o.ctrl) - start
-	if o.bytes+n > o.limit || !o.budget.charge(n) {
+	if o.bytes+n > o.limit || !o.budget.roomLocked(o.bytes, n) {
 		o.ctrl = o.ctrl[:start]
 		return false, true
 	}
@@ -144,7 +139,6 @@ func (o *outbox) close(reason CloseReason, discard bool, final func(dst []byte) 
 			}
 		}
 		clear(o.entries)
-		o.budget.release(o.bytes)
 		o.entries, o.ctrl, o.bytes = o.entries[:0], o.ctrl[:0], 0
 	}
 	if final != nil {
@@ -153,9 +147,7 @@ func (o *outbox) close(reason CloseReason, discard bool, final func(dst []byte) 
 		// budget says what is held until the writer takes it.
 		start := len(o.ctrl)
 		o.ctrl = final(o.ctrl)
-		n := len(o.ctrl) - start
-		o.budget.force(n)
-		o.bytes += n
+		o.bytes += len(o.ctrl) - start
 		o.entries = append(o.entries, outEntry{ctrlStart: start, ctrlEnd: len(o.ctrl)})
 	}
 	o.closing, o.reason = true, reason
@@ -171,7 +163,6 @@ func (o *outbox) take(spareEntries []outEntry, spareCtrl []byte, spareStarved []
 	entries, o.entries = o.entries, spareEntries[:0]
 	ctrl, o.ctrl = o.ctrl, spareCtrl[:0]
 	starved, o.starved = o.starved, spareStarved[:0]
-	o.budget.release(o.bytes)
 	o.bytes = 0
 	return entries, ctrl, starved, o.closing
 }

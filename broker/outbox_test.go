@@ -15,7 +15,9 @@ func testMessage(id string, body int) *Message {
 
 // testOutbox is an outbox of limit bytes with a budget that never binds.
 func testOutbox(limit int) *outbox {
-	return &outbox{limit: limit, budget: &budget{limit: 1 << 40}}
+	o := &outbox{limit: limit}
+	o.budget = &budget{limit: 1 << 40, out: o}
+	return o
 }
 
 func TestOutboxLimits(t *testing.T) {

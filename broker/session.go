@@ -85,7 +85,7 @@ func (b *Broker) NewSession(t Transport, remote string) *Session {
 		subs:   make(map[string]*subscription),
 	}
 	s.out.limit, s.out.budget = b.cfg.MaxOutboxBytes, &s.budget
-	s.budget.limit = int64(b.cfg.MaxConnectionBytes)
+	s.budget.limit, s.budget.out = int64(b.cfg.MaxConnectionBytes), &s.out
 	s.frameRate = newRateBucket(b.cfg.MaxFramesPerSecond, 2*b.cfg.MaxFramesPerSecond)
 	s.byteRate = newRateBucket(b.cfg.MaxBytesPerSecond, 2*b.cfg.MaxBytesPerSecond)
 	b.sessionCount.Add(1)
