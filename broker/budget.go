@@ -9,14 +9,31 @@ import "sync/atomic"
 // does not fit makes a slow consumer; input that does not fit blocks the
 // producer. Safe for concurrent use: publishers charge deliveries, the
 // writer releases them, the read loop charges input.
+//
+// The outbox's bytes are part of the budget without being added to used:
+// the outbox counts them under its own lock anyway, so a delivery costs no
+// atomic write (the fan-out path pushes one per subscriber). charge takes
+// the outbox's lock to see them; the outbox checks used with a plain
+// atomic load under that same lock, so the two never both fit into the
+// same room. Lock order: outbox.mu, then nothing.
 type budget struct {
-	used  atomic.Int64
-	limit int64 // immutable
+	used  atomic.Int64 // what is charged besides the outbox's bytes
+	limit int64        // immutable
+	out   *outbox      // immutable: the session's outbox; nil when only used counts (tests)
 }
 
 // charge adds n if the total stays within the limit, and reports whether
 // it did.
 func (b *budget) charge(n int) bool {
+	if b.out != nil {
+		b.out.mu.Lock()
+		defer b.out.mu.Unlock()
+		if b.used.Load()+int64(b.out.bytes)+int64(n) > b.limit {
+			return false
+		}
+		b.used.Add(int64(n))
+		return true
+	}
 	for {
 		used := b.used.Load()
 		if used+int64(n) > b.limit {
@@ -35,5 +52,18 @@ func (b *budget) force(n int) { b.used.Add(int64(n)) }
 // release gives back n charged before.
 func (b *budget) release(n int) { b.used.Add(-int64(n)) }
 
-// held is what is charged now.
-func (b *budget) held() int64 { return b.used.Load() }
+// held is what is charged now, the outbox's bytes included.
+func (b *budget) held() int64 {
+	if b.out == nil {
+		return b.used.Load()
+	}
+	b.out.mu.Lock()
+	defer b.out.mu.Unlock()
+	return b.used.Load() + int64(b.out.bytes)
+}
+
+// roomLocked reports whether the outbox, whose lock the caller holds, may
+// add n bytes within the budget.
+func (b *budget) roomLocked(outBytes, n int) bool {
+	return b.used.Load()+int64(outBytes)+int64(n) <= b.limit
+}

@@ -47,6 +47,10 @@ type Config struct {
 	// while it is blocked). Output past it makes a slow consumer; input
 	// past it blocks the producer. Default 16 MiB.
 	MaxConnectionBytes int
+	// MaxIDLength bounds the ids a client names and the broker keeps for
+	// the connection (subscription, receipt and transaction ids): a longer
+	// one gets ERROR invalid-header. Default 256 bytes.
+	MaxIDLength int
 	// MaxQueueMessages and MaxQueueBytes bound every queue (ready plus
 	// unacknowledged); a SEND beyond either gets ERROR limit-exceeded.
 	// Defaults 100000 messages and 256 MiB.
@@ -132,6 +136,7 @@ const (
 	DefaultMaxSubscriptions     = 1024
 	DefaultMaxOutboxBytes       = 8 << 20
 	DefaultMaxConnectionBytes   = 16 << 20
+	DefaultMaxIDLength          = 256
 	DefaultMaxQueueMessages     = 100_000
 	DefaultMaxQueueBytes        = 256 << 20
 	DefaultMaxRedeliveries      = 5
@@ -161,6 +166,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.MaxSubscriptions, DefaultMaxSubscriptions)
 	setDefault(&c.MaxOutboxBytes, DefaultMaxOutboxBytes)
 	setDefault(&c.MaxConnectionBytes, DefaultMaxConnectionBytes)
+	setDefault(&c.MaxIDLength, DefaultMaxIDLength)
 	setDefault(&c.MaxQueueMessages, DefaultMaxQueueMessages)
 	setDefault(&c.MaxQueueBytes, DefaultMaxQueueBytes)
 	setDefault(&c.MaxQueues, DefaultMaxQueues)

@@ -32,15 +32,36 @@ type outbox struct {
 	reason  CloseReason // guarded by mu
 	starved []*queue    // guarded by mu: queues that skipped this session for lack of room
 	closed  atomic.Bool // mirrors closing for the read loop's lock-free check
+	// budget (immutable) is the session's: bytes counts in it (see budget)
+	// while the entries wait, until the writer takes them.
+	budget *budget
 }
 
-// pushMessage queues a delivery. It fails when closing or when the entry
-// would take the outbox past its limit.
-func (o *outbox) pushMessage(e outEntry) bool {
-	size := e.msg.size()
+// deliveryHeadersMax bounds the per-delivery lines of a MESSAGE besides
+// the subscription header and the message id: the message-id line's
+// framing, an ack header with two maximal numbers, and redelivered plus
+// delivery-count.
+const deliveryHeadersMax = len("message-id:\n") + len("ack:4294967295.18446744073709551615\n") +
+	len("redelivered:true\ndelivery-count:-9223372036854775808\n")
+
+// deliverySize is an upper bound of the encoded size of one delivery of m
+// to sub, computed without encoding: what the message counts in a queue
+// (its escaped headers, body and framing) plus the lines appendMessage adds
+// for this delivery. An 8 KB subscription id is 8 KB per delivery, so the
+// outbox must count it, not only the message.
+func deliverySize(m *Message, sub *subscription) int {
+	return m.size() + len(sub.header) + len(m.ID) + deliveryHeadersMax
+}
+
+// pushMessage queues a delivery of size bytes (deliverySize). It fails
+// when closing, when the entry would take the outbox past its limit, or,
+// unless force is set, the connection's budget past its own. Queue
+// deliveries force: hasQueueRoom checked the budget already, and a queue
+// delivery that cannot be pushed is simply kept.
+func (o *outbox) pushMessage(e outEntry, size int, force bool) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.closing || o.bytes+size > o.limit {
+	if o.closing || o.bytes+size > o.limit || (!force && !o.budget.roomLocked(o.bytes, size)) {
 		return false
 	}
 	o.entries = append(o.entries, e)
@@ -60,8 +81,10 @@ func (o *outbox) hasQueueRoom(size int, q *queue) bool {
 		return false
 	}
 	// An empty outbox takes one message whatever its size, or a message
-	// larger than half the limit would never leave its queue.
-	if o.bytes == 0 || o.bytes+size <= o.limit/2 {
+	// larger than half the limit would never leave its queue. Otherwise
+	// the connection's budget must have room too: it may be taken by the
+	// session's open transactions or unacknowledged topic messages.
+	if o.bytes == 0 || (o.bytes+size <= o.limit/2 && o.budget.roomLocked(o.bytes, size)) {
 		return true
 	}
 	for _, s := range o.starved {
@@ -74,19 +97,28 @@ func (o *outbox) hasQueueRoom(size int, q *queue) bool {
 }
 
 // pushControl queues an already encoded control frame (CONNECTED, RECEIPT,
-// ERROR) built by encode, which appends to the outbox's ctrl bytes. Control
-// frames are small and bounded by the client's own request rate, so they
-// are not held to the limit; a closing outbox drops them.
-func (o *outbox) pushControl(encode func(dst []byte) []byte) bool {
+// ERROR) built by encode, which appends to the outbox's ctrl bytes. It is
+// counted at its encoded size, like a delivery: a client that sends BEGIN
+// and ABORT with long receipts and never reads must not make the broker
+// hold the RECEIPTs without bound. pushed is false when the outbox is
+// closing (the frame is dropped) or full: then full is set and nothing was
+// queued.
+func (o *outbox) pushControl(encode func(dst []byte) []byte) (pushed, full bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closing {
-		return false
+		return false, false
 	}
 	start := len(o.ctrl)
 	o.ctrl = encode(o.ctrl)
+	n := len(o.ctrl) - start
+	if o.bytes+n > o.limit || !o.budget.roomLocked(o.bytes, n) {
+		o.ctrl = o.ctrl[:start]
+		return false, true
+	}
+	o.bytes += n
 	o.entries = append(o.entries, outEntry{ctrlStart: start, ctrlEnd: len(o.ctrl)})
-	return true
+	return true, false
 }
 
 // close marks the outbox closing after one final control frame (nil: none).
@@ -110,8 +142,12 @@ func (o *outbox) close(reason CloseReason, discard bool, final func(dst []byte) 
 		o.entries, o.ctrl, o.bytes = o.entries[:0], o.ctrl[:0], 0
 	}
 	if final != nil {
+		// The final ERROR is always taken: it is one frame, and it is how
+		// the client learns why it is closed. It is still counted, so the
+		// budget says what is held until the writer takes it.
 		start := len(o.ctrl)
 		o.ctrl = final(o.ctrl)
+		o.bytes += len(o.ctrl) - start
 		o.entries = append(o.entries, outEntry{ctrlStart: start, ctrlEnd: len(o.ctrl)})
 	}
 	o.closing, o.reason = true, reason

@@ -47,6 +47,12 @@ type queue struct {
 	deleted   bool                  // guarded by mu: removed from the broker; enqueue must look up again
 	seq       uint64                // guarded by mu: last enqueue sequence number
 	pending   []JournalRecord       // guarded by mu: removals and re-enqueues to journal once mu is released
+	// reservedCount and reservedBytes are what open transactions will add
+	// at COMMIT (guarded by mu): counted by roomLocked as if queued, and in
+	// the broker's queued bytes, so a transaction cannot pile up more than
+	// the queue and the broker may hold.
+	reservedCount int
+	reservedBytes int
 }
 
 // errQueueDeleted makes a sender look the queue up again: it was removed
@@ -114,7 +120,7 @@ func (q *queue) dispatchLocked() {
 			q.b.stats.Expired.Add(1)
 			continue
 		}
-		c := q.pickLocked(qm.msg.size())
+		c := q.pickLocked(qm.msg)
 		if c == nil {
 			return
 		}
@@ -132,12 +138,12 @@ func (q *queue) dispatchLocked() {
 }
 
 // pickLocked returns the next consumer, round-robin, with credit and outbox
-// room for size bytes; nil if none has.
-func (q *queue) pickLocked(size int) *subscription {
+// room for a delivery of m; nil if none has.
+func (q *queue) pickLocked(m *Message) *subscription {
 	n := len(q.consumers)
 	for i := range n {
 		c := q.consumers[(q.next+i)%n]
-		if c.hasCredit() && c.session.out.hasQueueRoom(size, q) {
+		if c.hasCredit() && c.session.out.hasQueueRoom(deliverySize(m, c), q) {
 			q.next = (q.next + i + 1) % n
 			return c
 		}
@@ -228,9 +234,9 @@ func (q *queue) room(n, bytes int) *stompError {
 func (q *queue) roomLocked(n, bytes int) *stompError {
 	cfg := &q.b.cfg
 	switch {
-	case q.count+n > cfg.MaxQueueMessages:
+	case q.count+q.reservedCount+n > cfg.MaxQueueMessages:
 		return fullErr(FullQueue, "queue "+q.name+" holds its limit of "+strconv.Itoa(cfg.MaxQueueMessages)+" messages")
-	case q.bytes+bytes > cfg.MaxQueueBytes:
+	case q.bytes+q.reservedBytes+bytes > cfg.MaxQueueBytes:
 		return fullErr(FullQueue, "queue "+q.name+" holds its limit of "+strconv.Itoa(cfg.MaxQueueBytes)+" bytes")
 	case q.b.queuedBytes.Load()+int64(bytes) > int64(cfg.MaxTotalQueuedBytes):
 		return fullErr(FullTotal, "the broker holds its limit of "+strconv.Itoa(cfg.MaxTotalQueuedBytes)+" queued bytes")
@@ -330,7 +336,7 @@ func (q *queue) retireIfIdle() {
 		return
 	}
 	q.mu.Lock()
-	idle := q.count == 0 && len(q.consumers) == 0 && !q.deleted
+	idle := q.count == 0 && q.reservedCount == 0 && len(q.consumers) == 0 && !q.deleted
 	q.mu.Unlock()
 	if !idle {
 		return
@@ -338,7 +344,7 @@ func (q *queue) retireIfIdle() {
 	sp := q.sp
 	sp.mu.Lock()
 	q.mu.Lock()
-	if q.count == 0 && len(q.consumers) == 0 && !q.deleted && sp.queues[q.name] == q {
+	if q.count == 0 && q.reservedCount == 0 && len(q.consumers) == 0 && !q.deleted && sp.queues[q.name] == q {
 		q.deleted = true
 		delete(sp.queues, q.name)
 		sp.releaseQueueLocked(q)

@@ -86,8 +86,8 @@ func (b *Broker) NewSession(t Transport, remote string) *Session {
 		parser: frames.NewParser(b.cfg.Frame),
 		subs:   make(map[string]*subscription),
 	}
-	s.out.limit = b.cfg.MaxOutboxBytes
-	s.budget.limit = int64(b.cfg.MaxConnectionBytes)
+	s.out.limit, s.out.budget = b.cfg.MaxOutboxBytes, &s.budget
+	s.budget.limit, s.budget.out = int64(b.cfg.MaxConnectionBytes), &s.out
 	s.frameRate = newRateBucket(b.cfg.MaxFramesPerSecond, 2*b.cfg.MaxFramesPerSecond)
 	s.byteRate = newRateBucket(b.cfg.MaxBytesPerSecond, 2*b.cfg.MaxBytesPerSecond)
 	b.sessionCount.Add(1)
@@ -310,13 +310,11 @@ func (s *Session) receipt(f *frames.Frame) {
 		return
 	}
 	esc := s.escaping
-	if s.out.pushControl(func(dst []byte) []byte {
+	s.control(func(dst []byte) []byte {
 		dst = frames.AppendCommand(dst, frames.CmdReceipt)
 		dst = frames.AppendHeader(dst, esc, []byte("receipt-id"), r)
 		return frames.AppendEnd(dst)
-	}) {
-		s.t.Wake()
-	}
+	})
 }
 
 // HandleHeartbeat implements frames.Handler. Liveness is the driver's read
@@ -351,6 +349,8 @@ func (s *Session) handleFrame(f *frames.Frame) error {
 	switch {
 	case s.frameRate.rate > 0 && !s.frameRate.take(s.fedAt, 1):
 		err = rateErr("frames", s.b.cfg.MaxFramesPerSecond)
+	case !s.headersValid(f):
+		err = s.headerErr(f)
 	case f.Command == frames.CmdConnect || f.Command == frames.CmdStomp:
 		err = s.handleConnect(f)
 	case s.state != stateConnected:

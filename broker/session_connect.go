@@ -74,7 +74,7 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 	s.state = stateConnected
 	s.b.stats.Connects.Add(1)
 
-	if s.out.pushControl(func(dst []byte) []byte {
+	s.control(func(dst []byte) []byte {
 		dst = frames.AppendCommand(dst, frames.CmdConnected)
 		dst = frames.AppendHeaderString(dst, frames.EscapeNone, "version", version.String())
 		dst = frames.AppendHeaderString(dst, frames.EscapeNone, "session", s.id)
@@ -87,9 +87,7 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 		dst = frames.AppendHeartBeat(dst, frames.HeartBeat{Send: send, Receive: expect})
 		dst = append(dst, '\n')
 		return frames.AppendEnd(dst)
-	}) {
-		s.t.Wake()
-	}
+	})
 	s.receipt(f)
 	s.b.cfg.Logger.Debug("connected", "session", s.id, "remote", s.remote, "version", version.String(),
 		"principal", p.Name, "heartbeat_send", send, "heartbeat_expect", expect)

@@ -97,6 +97,20 @@ func (s *Session) Refuse(reason CloseReason, code, message, detail string) {
 	s.state = stateClosed
 }
 
+// control queues an encoded control frame (CONNECTED, RECEIPT) and wakes
+// the writer. Past the outbox limit or the connection's budget the session
+// is a slow consumer, as it is for deliveries: control frames are bounded
+// by what the client reads, not by how fast it asks for them.
+func (s *Session) control(encode func(dst []byte) []byte) {
+	switch pushed, full := s.out.pushControl(encode); {
+	case pushed:
+		s.t.Wake()
+	case full:
+		s.slowConsumer("the control frames (RECEIPT, CONNECTED) it has not read exceed its outbound buffer or its budget of " +
+			strconv.FormatInt(s.budget.limit, 10) + " bytes")
+	}
+}
+
 // slowConsumer closes a session whose outbound buffer overflowed: what it
 // had not taken is dropped and it gets an ERROR now. Safe from any
 // goroutine (publishers call it).
@@ -139,21 +153,33 @@ func (s *Session) releaseResources() {
 	for _, sub := range s.subs {
 		s.removeSubscription(sub)
 	}
+	// Transactions first: their reservations may be in this session's
+	// temporary queues, deleted below.
+	for _, tx := range s.txs {
+		tx.discard(s)
+	}
 	s.txs = nil
 	for key, q := range s.tempQueues {
-		sp := q.sp
-		sp.mu.Lock()
-		if sp.queues[key] == q {
-			delete(sp.queues, key)
-			sp.releaseQueueLocked(q)
-		}
-		sp.mu.Unlock()
-		q.mu.Lock()
-		q.deleted = true
-		for q.ready.Len() > 0 {
-			q.forgetLocked(q.ready.PopFront())
-		}
-		q.mu.Unlock()
+		s.deleteTempQueue(key, q)
 	}
 	s.tempQueues = nil
+}
+
+// deleteTempQueue removes this session's temporary queue q at key, with
+// the messages it holds.
+func (s *Session) deleteTempQueue(key string, q *queue) {
+	sp := q.sp
+	sp.mu.Lock()
+	if sp.queues[key] == q {
+		delete(sp.queues, key)
+		sp.releaseQueueLocked(q)
+	}
+	sp.mu.Unlock()
+	delete(s.tempQueues, key)
+	q.mu.Lock()
+	q.deleted = true
+	for q.ready.Len() > 0 {
+		q.forgetLocked(q.ready.PopFront())
+	}
+	q.mu.Unlock()
 }

@@ -30,11 +30,15 @@ func (s *Session) handleSend(f *frames.Frame) *stompError {
 		if recs := s.space.persistRecords(r, m, nil); len(recs) > 0 {
 			// Acknowledged means on disk: the journal has the message before
 			// any consumer can see it and before the RECEIPT. Limits are
-			// checked first, since the journaled message must then fit.
+			// checked first, since the journaled message must then fit:
+			// the queue's, or those of every durable subscription's queue
+			// the topic reaches.
 			if q := s.routeQueue(r); q != nil {
 				if err := q.room(1, m.size()); err != nil {
 					return err
 				}
+			} else if err := s.durableRoom(r, m); err != nil {
+				return err
 			}
 			if err := s.b.journalAppend(recs...); err != nil {
 				return err
@@ -104,6 +108,26 @@ func (s *Session) buildMessage(f *frames.Frame) (*Message, route, *stompError) {
 		return nil, r, nil
 	}
 	return m, r, nil
+}
+
+// durableRoom checks, for a persistent message to a topic, that every
+// durable subscription's queue it reaches has room: such a message is
+// journaled for each of them and then enqueued whatever their limits. A
+// message that is not journaled is not checked: a full durable backlog
+// drops it (the newest is lost, counted in messages_dropped_total) rather
+// than hold back every producer of the topic for one subscriber that does
+// not drain.
+func (s *Session) durableRoom(r route, m *Message) *stompError {
+	if r.kind != kindTopic || !s.b.persists(m) {
+		return nil
+	}
+	size := m.size()
+	for _, q := range s.space.durableQueuesFor(r.key) {
+		if err := q.room(1, size); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // replyAddress is the public address of this session's temporary queue

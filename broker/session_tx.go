@@ -7,22 +7,26 @@ import (
 )
 
 // transaction holds the SEND, ACK and NACK frames between BEGIN and COMMIT.
-// Everything is validated as it arrives, so COMMIT cannot fail half-way.
+// Everything is validated as it arrives, so COMMIT cannot fail half-way: a
+// SEND to a queue reserves its room there (and in the broker's total) at
+// once, and its bytes are charged to the connection's budget until COMMIT
+// or ABORT.
 type transaction struct {
-	ops     []txOp
-	bytes   int
-	pending map[string]txQueued // by queue key: what this transaction will add
+	ops   []txOp
+	bytes int // charged to the session's budget
 }
-
-// txQueued is what a transaction holds for one queue.
-type txQueued struct{ messages, bytes int }
 
 type txOp struct {
 	cmd   frames.Command
 	msg   *Message // SEND; nil if it expired before it was sent
 	route route
+	q     *queue    // SEND to a queue: where msg's room is reserved
 	ack   ackTarget // ACK, NACK
 }
+
+// txOpBytes is what a frame without a message (ACK, NACK, an expired SEND)
+// counts in its transaction.
+const txOpBytes = 64
 
 func (s *Session) handleBegin(f *frames.Frame) *stompError {
 	id, err := requireHeader(f, "transaction")
@@ -63,31 +67,40 @@ func (s *Session) openTransaction(id []byte) (*transaction, *stompError) {
 	return tx, nil
 }
 
-// addToTransaction records op in the transaction the frame names.
+// addToTransaction records op in the transaction the frame names. A SEND
+// is charged to the connection's budget and reserved in its queue (created
+// if need be) before it is accepted; when either is full now, nothing is
+// changed and the error says so (fullErr), so the producer can be held back
+// and the frame retried.
 func (s *Session) addToTransaction(f *frames.Frame, id []byte, op txOp) *stompError {
 	tx, err := s.openTransaction(id)
 	if err != nil {
 		return err
 	}
-	size := 64
+	size := txOpBytes
 	if op.msg != nil {
 		size = op.msg.size()
 	}
-	if len(tx.ops) >= s.b.cfg.MaxTransactionFrames || tx.bytes+size > s.b.cfg.MaxQueueBytes {
-		return connLimitErr("transaction " + strconv.Quote(string(id)) + " holds its limit of " +
-			strconv.Itoa(s.b.cfg.MaxTransactionFrames) + " frames or " + strconv.Itoa(s.b.cfg.MaxQueueBytes) + " bytes")
+	if len(tx.ops) >= s.b.cfg.MaxTransactionFrames {
+		return connLimitErr("transaction " + strconv.Quote(truncateString(string(id), 64)) + " holds its limit of " +
+			strconv.Itoa(s.b.cfg.MaxTransactionFrames) + " frames")
+	}
+	// Only COMMIT or ABORT frees what open transactions hold, and both come
+	// after this frame: past the budget, waiting could never end.
+	if s.txBytes()+int64(size) > s.budget.limit {
+		return connLimitErr("the open transactions of this connection would hold more than its budget of " +
+			strconv.FormatInt(s.budget.limit, 10) + " bytes")
+	}
+	if !s.budget.charge(size) {
+		return fullErr(FullBudget, "this connection holds its budget of "+strconv.FormatInt(s.budget.limit, 10)+" bytes")
 	}
 	if op.msg != nil {
-		if q := s.routeQueue(op.route); q != nil {
-			held := tx.pending[op.route.key]
-			if err := q.room(held.messages+1, held.bytes+size); err != nil {
-				return err
-			}
-			if tx.pending == nil {
-				tx.pending = make(map[string]txQueued)
-			}
-			tx.pending[op.route.key] = txQueued{messages: held.messages + 1, bytes: held.bytes + size}
+		q, err := s.reserveRoute(op.route, op.msg)
+		if err != nil {
+			s.budget.release(size)
+			return err
 		}
+		op.q = q
 	}
 	tx.ops = append(tx.ops, op)
 	tx.bytes += size
@@ -95,12 +108,89 @@ func (s *Session) addToTransaction(f *frames.Frame, id []byte, op txOp) *stompEr
 	return nil
 }
 
-// handleCommit applies the transaction's frames in order. Queue limits were
-// checked when each SEND arrived (counting what the transaction itself
-// holds); at COMMIT they are not checked again, so a commit never applies
-// half of a transaction. Concurrent transactions can therefore take a queue
-// past its limit by at most what they hold, which MaxTransactions,
-// MaxTransactionFrames and MaxQueueBytes bound.
+// txBytes is what this session's open transactions hold.
+func (s *Session) txBytes() int64 {
+	var n int64
+	for _, tx := range s.txs {
+		n += int64(tx.bytes)
+	}
+	return n
+}
+
+// reserveRoute reserves room for m in the queue a transactional SEND goes
+// to, creating the queue as a SEND would (counted against the session's
+// destinations). It returns nil for a topic (checked against its durable
+// subscriptions' queues instead) and for a reply queue whose requester is
+// gone (the reply is dropped at COMMIT).
+func (s *Session) reserveRoute(r route, m *Message) (*queue, *stompError) {
+	size := m.size()
+	switch r.kind {
+	case kindTopic:
+		return nil, s.durableRoom(r, m)
+	case kindReplyQueue:
+		q, _ := s.space.queue(r.key, nil)
+		if q == nil {
+			return nil, nil
+		}
+		if err := q.reserve(size); err != nil {
+			if err == errQueueDeleted {
+				return nil, nil
+			}
+			return nil, asStompError(err)
+		}
+		return q, nil
+	case kindTempQueue:
+		existed, created := s.tempQueues[r.key] != nil, s.created
+		q, err := s.tempQueue(r.key)
+		if err != nil {
+			return nil, err
+		}
+		if err := q.reserve(size); err != nil {
+			if !existed { // refused as full now: leave nothing changed
+				s.deleteTempQueue(r.key, q)
+				s.created = created
+			}
+			return nil, asStompError(err)
+		}
+		return q, nil
+	}
+	for range 8 {
+		created := s.created
+		q, err := s.space.queue(r.key, s.createQueue)
+		if err != nil {
+			return nil, err
+		}
+		switch err := q.reserve(size); {
+		case err == nil:
+			return q, nil
+		case err != errQueueDeleted:
+			// Refused as full now, the SEND may be retried: a queue created
+			// for it is removed again and not counted, so nothing changed.
+			if q.retireIfIdle(); s.created > created && q.isDeleted() {
+				s.created = created
+			}
+			return nil, asStompError(err)
+		}
+	}
+	return nil, limitErr("queue " + r.key + " is being recreated too often")
+}
+
+// discard gives back everything tx holds: its reservations and its budget.
+func (tx *transaction) discard(s *Session) {
+	for _, op := range tx.ops {
+		if op.q != nil {
+			op.q.unreserve(op.msg.size())
+		}
+	}
+	s.budget.release(tx.bytes)
+	tx.ops, tx.bytes = nil, 0
+}
+
+// handleCommit applies the transaction's frames in order. Each SEND
+// reserved its room in its queue when it arrived, so COMMIT turns the
+// reservations into messages without checking limits again, and a commit
+// never applies half of a transaction; open transactions, reserved, never
+// take a queue past its limit.
 func (s *Session) handleCommit(f *frames.Frame) *stompError {
 	id, tx, err := s.txFor(f)
 	if err != nil {
@@ -108,6 +198,7 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 	}
 	delete(s.txs, id)
 	if err := validateAcks(tx.ops); err != nil {
+		tx.discard(s)
 		return err
 	}
 	now := s.b.nowMs()
@@ -121,22 +212,34 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 	}
 	if len(recs) > 0 {
 		if err := s.b.journalAppend(recs...); err != nil {
+			tx.discard(s)
 			return err
 		}
 	}
-	for _, op := range tx.ops {
+	s.budget.release(tx.bytes)
+	tx.bytes = 0
+	for i, op := range tx.ops {
 		switch {
 		case op.cmd == frames.CmdSend && op.msg != nil:
 			if op.msg.expired(now) {
+				if op.q != nil {
+					op.q.unreserve(op.msg.size())
+				}
 				s.b.stats.Expired.Add(1)
 				continue
 			}
-			if err := s.deliverRoute(op.route, op.msg, false); err != nil {
+			if op.q != nil {
+				op.q.enqueueReserved(op.msg)
+			} else if err := s.deliverRoute(op.route, op.msg, false); err != nil {
+				tx.ops = tx.ops[i+1:]
+				tx.discard(s) // what was not applied gives its reservations back
 				return err
 			}
 			s.b.stats.Published.Add(1)
 		case op.cmd == frames.CmdAck || op.cmd == frames.CmdNack:
 			if err := s.applyAck(op.cmd, op.ack); err != nil {
+				tx.ops = tx.ops[i+1:]
+				tx.discard(s)
 				return err
 			}
 		}
@@ -146,11 +249,12 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 }
 
 func (s *Session) handleAbort(f *frames.Frame) *stompError {
-	id, _, err := s.txFor(f)
+	id, tx, err := s.txFor(f)
 	if err != nil {
 		return err
 	}
 	delete(s.txs, id)
+	tx.discard(s)
 	s.receipt(f)
 	return nil
 }

@@ -82,7 +82,7 @@ func (sub *subscription) offer(qm *queuedMessage) bool {
 	} else {
 		e.qm = qm
 	}
-	ok := s.out.pushMessage(e)
+	ok := s.out.pushMessage(e, deliverySize(qm.msg, sub), true)
 	if ok && sub.ackMode != ackAuto {
 		sub.unacked = append(sub.unacked, delivery{ackID: e.ackID, msg: qm.msg, qm: qm})
 	}
@@ -125,11 +125,23 @@ func (sub *subscription) deliverTopic(m *Message) {
 			s.slowConsumer("more than " + strconv.Itoa(limit) + " unacknowledged messages on subscription " + sub.id)
 			return
 		}
+		// Held until acknowledged: the message is charged to the
+		// connection's budget until its ACK or NACK (take) or the end of
+		// the subscription (close) gives it back.
+		if !s.budget.charge(m.size()) {
+			sub.mu.Unlock()
+			s.slowConsumer("its unacknowledged messages exceed its budget of " + strconv.FormatInt(s.budget.limit, 10) + " bytes")
+			return
+		}
 		e.ackID = s.nextAck.Add(1)
 	}
-	ok := s.out.pushMessage(e)
-	if ok && sub.ackMode != ackAuto {
-		sub.unacked = append(sub.unacked, delivery{ackID: e.ackID, msg: m})
+	ok := s.out.pushMessage(e, deliverySize(m, sub), false)
+	if sub.ackMode != ackAuto {
+		if ok {
+			sub.unacked = append(sub.unacked, delivery{ackID: e.ackID, msg: m})
+		} else {
+			s.budget.release(m.size())
+		}
 	}
 	sub.mu.Unlock()
 	if !ok {
@@ -154,6 +166,7 @@ func (sub *subscription) take(ackID uint64, cumulative bool, into []delivery) ([
 		from = 0
 	}
 	into = append(into, sub.unacked[from:i+1]...)
+	sub.releaseTopic(sub.unacked[from : i+1])
 	n := copy(sub.unacked[from:], sub.unacked[i+1:])
 	clear(sub.unacked[from+n:])
 	sub.unacked = sub.unacked[:from+n]
@@ -188,7 +201,19 @@ func (sub *subscription) close() []delivery {
 	sub.closed = true
 	left := sub.unacked
 	sub.unacked = nil
+	sub.releaseTopic(left)
 	return left
+}
+
+// releaseTopic gives back to the session's budget what unacknowledged
+// topic deliveries (qm nil) charged; queue deliveries are counted by their
+// queue instead.
+func (sub *subscription) releaseTopic(ds []delivery) {
+	for _, d := range ds {
+		if d.qm == nil {
+			sub.session.budget.release(d.msg.size())
+		}
+	}
 }
 
 // subscriptionHeader is the "subscription:<id>" line of every MESSAGE to sub.

@@ -56,13 +56,20 @@ func TestSubscriptionTake(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			sub := &subscription{}
+			// Topic deliveries (qm nil) are charged to the session's budget
+			// until taken.
+			sub := &subscription{session: &Session{}}
 			for _, id := range []uint64{2, 3, 5, 7, 9} {
-				sub.unacked = append(sub.unacked, delivery{ackID: id, msg: &Message{ID: "m"}})
+				m := &Message{ID: "m"}
+				sub.unacked = append(sub.unacked, delivery{ackID: id, msg: m})
+				sub.session.budget.force(m.size())
 			}
 			took, found := sub.take(tc.ackID, tc.cumulative, nil)
 			if found != tc.found || !slices.Equal(ids(took), tc.took) || !slices.Equal(ids(sub.unacked), tc.left) {
 				t.Fatalf("took %v found %v left %v; want %v %v %v", ids(took), found, ids(sub.unacked), tc.took, tc.found, tc.left)
+			}
+			if got, want := sub.session.budget.held(), int64(len(tc.left)*(&Message{ID: "m"}).size()); got != want {
+				t.Fatalf("budget holds %d after take, want %d", got, want)
 			}
 			// Slots past the new length are cleared so taken messages can
 			// be collected.

@@ -153,6 +153,7 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 			MaxSubscriptions:             lim.MaxSubscriptions,
 			MaxOutboxBytes:               int(lim.MaxOutboxBytes),
 			MaxConnectionBytes:           int(lim.MaxConnectionBytes),
+			MaxIDLength:                  lim.MaxIDLength,
 			MaxQueueMessages:             lim.MaxQueueMessages,
 			MaxQueueBytes:                int(lim.MaxQueueBytes),
 			MaxQueues:                    lim.MaxQueues,

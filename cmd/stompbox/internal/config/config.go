@@ -84,6 +84,7 @@ type Limits struct {
 	MaxSubscriptions     int      `yaml:"max_subscriptions" flag:"max-subscriptions" help:"subscriptions per connection"`
 	MaxOutboxBytes       ByteSize `yaml:"max_outbox_bytes" flag:"max-outbox-bytes" help:"bytes queued to one connection; past it a topic subscriber is a slow consumer"`
 	MaxConnectionBytes   ByteSize `yaml:"max_connection_bytes" flag:"max-connection-bytes" help:"the one byte budget of a connection: its outbox, control frames, unacknowledged topic messages, open transactions and input held while blocked; output past it is a slow consumer, input past it blocks the producer"`
+	MaxIDLength          int      `yaml:"max_id_length" flag:"max-id-length" help:"longest subscription, receipt or transaction id a client may use"`
 	MaxQueueMessages     int      `yaml:"max_queue_messages" flag:"max-queue-messages" help:"messages one queue may hold (ready and unacknowledged)"`
 	MaxQueueBytes        ByteSize `yaml:"max_queue_bytes" flag:"max-queue-bytes" help:"bytes one queue may hold"`
 	MaxQueues            int      `yaml:"max_queues" flag:"max-queues" help:"queues that may exist at once"`
@@ -178,6 +179,7 @@ func Default() Config {
 			MaxSubscriptions:     1024,
 			MaxOutboxBytes:       8 << 20,
 			MaxConnectionBytes:   16 << 20,
+			MaxIDLength:          256,
 			MaxQueueMessages:     100_000,
 			MaxQueueBytes:        256 << 20,
 			MaxQueues:            10_000,

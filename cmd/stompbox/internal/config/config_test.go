@@ -272,6 +272,7 @@ func TestDefaultsMatchTheLibraries(t *testing.T) {
 		{"auth.failure_backoff_after", int64(d.Auth.FailureBackoffAfter), auth.DefaultBackoffAfter},
 		{"auth.failure_backoff_max", int64(d.Auth.FailureBackoffMax), int64(auth.DefaultBackoffMax)},
 		{"auth.jwt_leeway", int64(d.Auth.JWTLeeway), int64(auth.DefaultLeeway)},
+		{"max_id_length", int64(d.Limits.MaxIDLength), broker.DefaultMaxIDLength},
 		{"max_queue_messages", int64(d.Limits.MaxQueueMessages), broker.DefaultMaxQueueMessages},
 		{"max_queue_bytes", int64(d.Limits.MaxQueueBytes), broker.DefaultMaxQueueBytes},
 		{"max_queues", int64(d.Limits.MaxQueues), broker.DefaultMaxQueues},

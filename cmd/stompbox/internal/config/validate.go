@@ -85,6 +85,7 @@ func (l *Loaded) validate() error {
 		"limits.max_header_bytes": int64(lim.MaxHeaderBytes), "limits.max_header_line": int64(lim.MaxHeaderLine),
 		"limits.max_subscriptions": int64(lim.MaxSubscriptions), "limits.max_outbox_bytes": int64(lim.MaxOutboxBytes),
 		"limits.max_connection_bytes": int64(lim.MaxConnectionBytes),
+		"limits.max_id_length":        int64(lim.MaxIDLength),
 		"limits.max_queue_messages":   int64(lim.MaxQueueMessages), "limits.max_queue_bytes": int64(lim.MaxQueueBytes),
 		"limits.max_queues": int64(lim.MaxQueues), "limits.max_total_queued_bytes": int64(lim.MaxTotalQueuedBytes),
 		"limits.max_topic_unacked": int64(lim.MaxTopicUnacked), "limits.max_transactions": int64(lim.MaxTransactions),
