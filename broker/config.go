@@ -39,6 +39,15 @@ type Config struct {
 	// while it is blocked). Output past it makes a slow consumer; input
 	// past it blocks the producer. Default 16 MiB.
 	MaxConnectionBytes int
+	// FullPolicy is what a producer meets when a queue, the broker-wide
+	// total, the journal's disk budget or its own rate limit is full:
+	// FullBlock (the default) slows it down, FullError answers ERROR
+	// limit-exceeded (retryable) and closes.
+	FullPolicy FullPolicy
+	// BlockTimeout bounds how long a connection may stay blocked under
+	// FullBlock before it gets ERROR limit-exceeded (retryable). Default
+	// 0: no limit.
+	BlockTimeout time.Duration
 	// MaxQueueMessages and MaxQueueBytes bound every queue (ready plus
 	// unacknowledged); a SEND beyond either gets ERROR limit-exceeded.
 	// Defaults 100000 messages and 256 MiB.

@@ -92,6 +92,9 @@ type stompError struct {
 	// frame waits and is retried) instead of failed. The handler that
 	// returns it must have changed nothing.
 	full FullReason
+	// fullQueue, with FullQueue, is the queue whose room the producer
+	// waits for (set by queue.roomLocked).
+	fullQueue *queue
 }
 
 // FullReason names the bound that made a producer wait; also the reason

@@ -43,6 +43,10 @@ type queue struct {
 	deleted   bool                  // guarded by mu: removed from the broker; enqueue must look up again
 	seq       uint64                // guarded by mu: last enqueue sequence number
 	pending   []JournalRecord       // guarded by mu: removals and re-enqueues to journal once mu is released
+	// waiters are the blocked producers to Poke once the queue drains to
+	// its low-water mark (flow.go); nil when none, so the check on the
+	// dequeue path is one nil test.
+	waiters map[*Session]struct{} // guarded by mu
 }
 
 // errQueueDeleted makes a sender look the queue up again: it was removed
@@ -157,6 +161,12 @@ func (q *queue) dropLocked(qm *queuedMessage) {
 	q.count--
 	q.bytes -= size
 	q.b.queuedBytes.Add(-int64(size))
+	if q.waiters != nil {
+		q.wakeWaitersLocked()
+	}
+	if q.b.flow.totalWaiting.Load() != 0 {
+		q.b.wakeTotalWaiters()
+	}
 }
 
 // unlock releases mu and then journals the records made under it: no
@@ -225,9 +235,9 @@ func (q *queue) roomLocked(n, bytes int) *stompError {
 	cfg := &q.b.cfg
 	switch {
 	case q.count+n > cfg.MaxQueueMessages:
-		return fullErr(FullQueue, "queue "+q.name+" holds its limit of "+strconv.Itoa(cfg.MaxQueueMessages)+" messages")
+		return q.fullErr("queue " + q.name + " holds its limit of " + strconv.Itoa(cfg.MaxQueueMessages) + " messages")
 	case q.bytes+bytes > cfg.MaxQueueBytes:
-		return fullErr(FullQueue, "queue "+q.name+" holds its limit of "+strconv.Itoa(cfg.MaxQueueBytes)+" bytes")
+		return q.fullErr("queue " + q.name + " holds its limit of " + strconv.Itoa(cfg.MaxQueueBytes) + " bytes")
 	case q.b.queuedBytes.Load()+int64(bytes) > int64(cfg.MaxTotalQueuedBytes):
 		return fullErr(FullTotal, "the broker holds its limit of "+strconv.Itoa(cfg.MaxTotalQueuedBytes)+" queued bytes")
 	}

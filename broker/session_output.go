@@ -124,6 +124,7 @@ func (s *Session) Release() {
 	}
 	s.state = stateReleased
 	s.Abort(ClosePeer) // no-op if already closing
+	s.flowRelease()
 	s.releaseResources()
 	reason, _ := s.CloseReason()
 	s.b.closes[reason].Add(1)

@@ -156,10 +156,18 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 			MaxFramesPerSecond:           lim.MaxFramesPerSecond,
 			MaxBytesPerSecond:            int(lim.MaxBytesPerSecond),
 			MaxDestinationsPerConnection: lim.MaxDestinations,
+			FullPolicy:                   fullPolicy(lim.FullPolicy),
+			BlockTimeout:                 time.Duration(lim.BlockTimeout),
 			AuthFailureDelay:             authFailureDelay(c.Auth.FailureDelay),
 			Journal:                      brokerJournal,
 		},
 	}
+}
+
+// fullPolicy maps limits.full_policy, validated already.
+func fullPolicy(s string) broker.FullPolicy {
+	p, _ := broker.ParseFullPolicy(s)
+	return p
 }
 
 func warnings(c config.Config, logger *slog.Logger) {

@@ -80,6 +80,8 @@ type Limits struct {
 	ConnectionRatePerIP  float64  `yaml:"connection_rate_per_ip" flag:"connection-rate-per-ip" help:"new connections (and so CONNECT attempts) per second from one IP address, with a burst of twice that; -1: unlimited"`
 	MaxFramesPerSecond   int      `yaml:"max_frames_per_second" flag:"max-frames-per-second" help:"frames one connection may send per second (burst: twice that); past it ERROR limit-exceeded; 0: unlimited"`
 	MaxBytesPerSecond    ByteSize `yaml:"max_bytes_per_second" flag:"max-bytes-per-second" help:"bytes one connection may send per second (burst: twice that); past it ERROR limit-exceeded; 0: unlimited"`
+	FullPolicy           string   `yaml:"full_policy" flag:"full-policy" help:"what a producer meets when a queue, the total, the journal's disk budget or its rate limit is full: block (slowed down: the broker stops reading it until room frees) or error (ERROR limit-exceeded, retryable)"`
+	BlockTimeout         Duration `yaml:"block_timeout" flag:"block-timeout" help:"with full_policy block, a connection blocked longer gets ERROR limit-exceeded (retryable); 0: no limit"`
 	MaxDestinations      int      `yaml:"max_destinations_per_connection" flag:"max-destinations-per-connection" help:"destinations (queues, topics, durable subscriptions) one connection may create; 0: unlimited"`
 }
 
@@ -161,6 +163,7 @@ func Default() Config {
 			MaxFramesPerSecond:   20_000,
 			MaxBytesPerSecond:    64 << 20,
 			MaxDestinations:      1000,
+			FullPolicy:           "block",
 		},
 		Auth: Auth{
 			JWTUserClaim: "sub", JWTRolesClaim: "roles", JWTPublishClaim: "publish",

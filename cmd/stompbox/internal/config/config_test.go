@@ -267,6 +267,7 @@ func TestDefaultsMatchTheLibraries(t *testing.T) {
 		{"max_redeliveries", int64(d.Limits.MaxRedeliveries), broker.DefaultMaxRedeliveries},
 		{"max_transactions", int64(d.Limits.MaxTransactions), broker.DefaultMaxTransactions},
 		{"max_transaction_frames", int64(d.Limits.MaxTransactionFrames), broker.DefaultMaxTransactionFrames},
+		{"block_timeout", int64(d.Limits.BlockTimeout), 0},
 		{"sync_interval", int64(d.Journal.SyncInterval), int64(persistence.DefaultSyncInterval)},
 		{"segment_size", int64(d.Journal.SegmentSize), persistence.DefaultSegmentSize},
 		{"write_timeout", int64(d.Conn.WriteTimeout), int64(server.DefaultWriteTimeout)},
