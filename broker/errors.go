@@ -93,8 +93,9 @@ type stompError struct {
 	// returns it must have changed nothing.
 	full FullReason
 	// fullQueue, with FullQueue, is the queue whose room the producer
-	// waits for (set by queue.roomLocked).
+	// waits for, and fullNeed the bytes it needs (set by queue.roomLocked).
 	fullQueue *queue
+	fullNeed  int
 }
 
 // FullReason names the bound that made a producer wait; also the reason

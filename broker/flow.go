@@ -48,6 +48,9 @@ type flowState struct {
 	// totalWaiting mirrors len(totalWaiters), so the dequeue path pays one
 	// atomic load when nobody waits for the broker-wide total.
 	totalWaiting atomic.Int32
+	// totalWake is the queued-bytes level at which the total's waiters are
+	// woken: its low-water mark, lower when a waiter needs more room.
+	totalWake    atomic.Int64
 	mu           sync.Mutex
 	totalWaiters map[*Session]struct{} // guarded by mu
 
@@ -94,30 +97,35 @@ func (f *flowState) blockedStats(now time.Time) (count [fullReasonCount]int64, s
 }
 
 // lowWater is the mark a bound must drain to before its waiters are
-// woken: 7/8 of it, so a producer is not woken for every freed slot.
-func lowWater(limit int) int { return limit - limit/8 }
+// woken: 7/8 of it (at least one below it), so a producer is not woken
+// for every freed slot.
+func lowWater(limit int) int { return limit - max(1, limit/8) }
 
-// fullErr is the FullQueue error of q, naming q so the producer can wait
-// for it.
-func (q *queue) fullErr(detail string) *stompError {
+// fullErr is the FullQueue error of q for input of need bytes, naming q
+// so the producer can wait for it.
+func (q *queue) fullErr(detail string, need int) *stompError {
 	e := fullErr(FullQueue, detail)
-	e.fullQueue = q
+	e.fullQueue, e.fullNeed = q, need
 	return e
 }
 
-// wait registers s to be poked once q drains to its low-water mark. It
-// reports false, registering nothing, when q is already there (or gone):
-// the refusal came from a race or from a message too large for what is
-// left, and the caller retries on its timer instead.
-func (q *queue) wait(s *Session) bool {
+// wait registers s to be poked once q drains to its low-water mark, or
+// further if s needs need bytes. It reports false, registering nothing,
+// when q has that room already (or is gone): the refusal raced with a
+// consumer, and the caller retries soon on its timer instead.
+func (q *queue) wait(s *Session, need int) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.deleted || q.drainedLocked() {
+	cfg := &q.b.cfg
+	wake := min(lowWater(cfg.MaxQueueBytes), cfg.MaxQueueBytes-need)
+	if q.deleted || q.count <= lowWater(cfg.MaxQueueMessages) && q.bytes <= wake {
 		return false
 	}
 	if q.waiters == nil {
 		q.waiters = make(map[*Session]struct{})
+		q.wakeBytes = wake
 	}
+	q.wakeBytes = min(q.wakeBytes, wake)
 	q.waiters[s] = struct{}{}
 	return true
 }
@@ -132,15 +140,10 @@ func (q *queue) unwait(s *Session) {
 	q.mu.Unlock()
 }
 
-func (q *queue) drainedLocked() bool {
-	cfg := &q.b.cfg
-	return q.count <= lowWater(cfg.MaxQueueMessages) && q.bytes <= lowWater(cfg.MaxQueueBytes)
-}
-
 // wakeWaitersLocked pokes every waiter once q has drained to its
 // low-water mark. Poke never blocks, so it may run under q.mu.
 func (q *queue) wakeWaitersLocked() {
-	if !q.drainedLocked() {
+	if q.count > lowWater(q.b.cfg.MaxQueueMessages) || q.bytes > q.wakeBytes {
 		return
 	}
 	for s := range q.waiters {
@@ -150,12 +153,17 @@ func (q *queue) wakeWaitersLocked() {
 }
 
 // waitTotal registers s to be poked once all queues together drain to the
-// low-water mark of MaxTotalQueuedBytes; false (nothing registered) when
-// they already have.
-func (b *Broker) waitTotal(s *Session) bool {
+// low-water mark of MaxTotalQueuedBytes, or further if s needs need
+// bytes; false (nothing registered) when they already have.
+func (b *Broker) waitTotal(s *Session, need int) bool {
 	f := &b.flow
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	wake := int64(min(lowWater(b.cfg.MaxTotalQueuedBytes), b.cfg.MaxTotalQueuedBytes-need))
+	before := f.totalWake.Load()
+	if len(f.totalWaiters) == 0 || wake < before {
+		f.totalWake.Store(wake)
+	}
 	if f.totalWaiters == nil {
 		f.totalWaiters = make(map[*Session]struct{})
 	}
@@ -163,9 +171,10 @@ func (b *Broker) waitTotal(s *Session) bool {
 	f.totalWaiting.Store(int32(len(f.totalWaiters)))
 	// Stored before loading queuedBytes, as dropLocked subtracts before it
 	// loads totalWaiting: one of the two sees the other.
-	if b.queuedBytes.Load() <= int64(lowWater(b.cfg.MaxTotalQueuedBytes)) {
+	if b.queuedBytes.Load() <= wake {
 		delete(f.totalWaiters, s)
 		f.totalWaiting.Store(int32(len(f.totalWaiters)))
+		f.totalWake.Store(before)
 		return false
 	}
 	return true
@@ -182,7 +191,7 @@ func (b *Broker) unwaitTotal(s *Session) {
 
 // wakeTotalWaiters pokes the total's waiters once it has drained.
 func (b *Broker) wakeTotalWaiters() {
-	if b.queuedBytes.Load() > int64(lowWater(b.cfg.MaxTotalQueuedBytes)) {
+	if b.queuedBytes.Load() > b.flow.totalWake.Load() {
 		return
 	}
 	f := &b.flow

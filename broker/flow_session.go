@@ -203,10 +203,10 @@ func (s *Session) blockOn(err *stompError, now time.Time) {
 			fl.waitQueue.unwait(s)
 		}
 		fl.waitQueue = err.fullQueue
-		notified = fl.waitQueue.wait(s)
+		notified = fl.waitQueue.wait(s, err.fullNeed)
 	case r == FullTotal:
 		fl.waitTotal = true
-		notified = s.b.waitTotal(s)
+		notified = s.b.waitTotal(s, err.fullNeed)
 	}
 	delay := flowSafetyRetry
 	if !notified {

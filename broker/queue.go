@@ -47,6 +47,9 @@ type queue struct {
 	// its low-water mark (flow.go); nil when none, so the check on the
 	// dequeue path is one nil test.
 	waiters map[*Session]struct{} // guarded by mu
+	// wakeBytes is the byte level at which waiters are woken: the
+	// low-water mark, lower when a waiter needs more room than it leaves.
+	wakeBytes int // guarded by mu
 }
 
 // errQueueDeleted makes a sender look the queue up again: it was removed
@@ -234,12 +237,21 @@ func (q *queue) room(n, bytes int) *stompError {
 func (q *queue) roomLocked(n, bytes int) *stompError {
 	cfg := &q.b.cfg
 	switch {
+	case n > cfg.MaxQueueMessages || bytes > cfg.MaxQueueBytes || bytes > cfg.MaxTotalQueuedBytes:
+		// Never fits, however long the producer waits: not a reason to
+		// block, nor to retry.
+		return &stompError{code: CodeLimitExceeded, message: "limit exceeded", reason: CloseLimitExceeded,
+			detail: "queue " + q.name + " cannot hold " + strconv.Itoa(n) + " messages of " + strconv.Itoa(bytes) +
+				" bytes at all (limits: " + strconv.Itoa(cfg.MaxQueueMessages) + " messages, " +
+				strconv.Itoa(cfg.MaxQueueBytes) + " bytes, " + strconv.Itoa(cfg.MaxTotalQueuedBytes) + " bytes in all queues)."}
 	case q.count+n > cfg.MaxQueueMessages:
-		return q.fullErr("queue " + q.name + " holds its limit of " + strconv.Itoa(cfg.MaxQueueMessages) + " messages")
+		return q.fullErr("queue "+q.name+" holds its limit of "+strconv.Itoa(cfg.MaxQueueMessages)+" messages", bytes)
 	case q.bytes+bytes > cfg.MaxQueueBytes:
-		return q.fullErr("queue " + q.name + " holds its limit of " + strconv.Itoa(cfg.MaxQueueBytes) + " bytes")
+		return q.fullErr("queue "+q.name+" holds its limit of "+strconv.Itoa(cfg.MaxQueueBytes)+" bytes", bytes)
 	case q.b.queuedBytes.Load()+int64(bytes) > int64(cfg.MaxTotalQueuedBytes):
-		return fullErr(FullTotal, "the broker holds its limit of "+strconv.Itoa(cfg.MaxTotalQueuedBytes)+" queued bytes")
+		e := fullErr(FullTotal, "the broker holds its limit of "+strconv.Itoa(cfg.MaxTotalQueuedBytes)+" queued bytes")
+		e.fullNeed = bytes
+		return e
 	}
 	return nil
 }
