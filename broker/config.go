@@ -49,7 +49,8 @@ type Config struct {
 	// 0: no limit.
 	BlockTimeout time.Duration
 	// MaxQueueMessages and MaxQueueBytes bound every queue (ready plus
-	// unacknowledged); a SEND beyond either gets ERROR limit-exceeded.
+	// unacknowledged); a SEND beyond either blocks its producer (or, with
+	// FullError, gets ERROR limit-exceeded).
 	// Defaults 100000 messages and 256 MiB.
 	MaxQueueMessages int
 	MaxQueueBytes    int
@@ -90,7 +91,8 @@ type Config struct {
 	Authorizer Authorizer
 	// MaxFramesPerSecond and MaxBytesPerSecond bound what one connection
 	// may send (token buckets with a burst of twice the rate); past them it
-	// gets ERROR limit-exceeded. Default 0: unlimited.
+	// is throttled (or, with FullError, gets ERROR limit-exceeded).
+	// Default 0: unlimited.
 	MaxFramesPerSecond int
 	MaxBytesPerSecond  int
 	// MaxDestinationsPerConnection bounds the destinations (queues, topics,
