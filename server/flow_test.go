@@ -179,3 +179,31 @@ func TestFlowBlockTimeout(t *testing.T) {
 	p.send(frame("SEND", "2", "destination:/queue/bt", "receipt:r2"))
 	p.expectERROR(errorWant{message: "blocked too long", code: broker.CodeLimitExceeded, retryable: true})
 }
+
+// TestFlowMetrics: every reason is exported at 0; a blocked producer
+// shows as blocked on its queue, and its blocked time once it resumes.
+func TestFlowMetrics(t *testing.T) {
+	srv := startServer(t, Config{Broker: broker.Config{MaxQueueMessages: 1}})
+	admin := startAdmin(t, srv.Server)
+	body := scrapeUntil(t, admin, `stompbox_blocked_connections{reason="queue"}`, "0")
+	for _, r := range []string{"queue", "total", "journal", "rate", "budget"} {
+		if sample(body, `stompbox_blocked_connections{reason="`+r+`"}`) != "0" ||
+			sample(body, `stompbox_blocked_seconds_total{reason="`+r+`"}`) != "0" {
+			t.Fatalf("reason %s not exported at 0", r)
+		}
+	}
+	p := dialRaw(t, srv.addr)
+	p.connect()
+	p.send(frame("SEND", "1", "destination:/queue/m", "receipt:r1"))
+	p.expectReceipt("r1")
+	p.send(frame("SEND", "2", "destination:/queue/m", "receipt:r2"))
+	scrapeUntil(t, admin, `stompbox_blocked_connections{reason="queue"}`, "1")
+	c := dialRaw(t, srv.addr)
+	c.connect()
+	c.send(frame("SUBSCRIBE", "", "destination:/queue/m", "id:s"))
+	p.expectReceipt("r2")
+	body = scrapeUntil(t, admin, `stompbox_blocked_connections{reason="queue"}`, "0")
+	if v, err := strconv.ParseFloat(sample(body, `stompbox_blocked_seconds_total{reason="queue"}`), 64); err != nil || v <= 0 {
+		t.Fatalf("blocked_seconds_total{queue} = %q, want > 0", sample(body, `stompbox_blocked_seconds_total{reason="queue"}`))
+	}
+}
