@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"encoding/binary"
 	"time"
 
 	"github.com/stompbox/stompbox/frames"
@@ -32,8 +33,8 @@ const (
 )
 
 // heldOverhead approximates what a held frame costs besides its bytes
-// (the Frame, its header slice, the list entry), charged to the budget.
-const heldOverhead = 96
+// (its list entry and allocation), charged to the budget.
+const heldOverhead = 64
 
 // sessionFlow is a session's flow-control state; read loop only.
 type sessionFlow struct {
@@ -57,6 +58,7 @@ type sessionFlow struct {
 	// refusal instead of holding the frame again.
 	replaying bool
 	refull    *stompError
+	scratch   frames.Frame // a held frame decoded for a re-run, borrowed like the parser's
 	// throttledUntil (zero: not throttled) is when the rate buckets are
 	// positive again; throttledSince is when the throttle began.
 	throttledUntil time.Time
@@ -66,10 +68,48 @@ type sessionFlow struct {
 	resumedAt time.Time
 }
 
-// heldFrame is an owned copy of a held frame and what it is charged.
+// heldFrame is an owned copy of a held frame in one allocation: each
+// header as two little-endian uint32 lengths, key and value, then the
+// body from bodyAt.
 type heldFrame struct {
-	f    *frames.Frame
-	size int
+	cmd     frames.Command
+	headers int
+	bodyAt  int
+	buf     []byte
+}
+
+// newHeldFrame copies f.
+func newHeldFrame(f *frames.Frame) heldFrame {
+	size := len(f.Body)
+	for _, h := range f.Headers {
+		size += 8 + len(h.Key) + len(h.Value)
+	}
+	buf := make([]byte, 0, size)
+	for _, h := range f.Headers {
+		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(h.Key)))
+		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(h.Value)))
+		buf = append(append(buf, h.Key...), h.Value...)
+	}
+	bodyAt := len(buf)
+	return heldFrame{cmd: f.Command, headers: len(f.Headers), bodyAt: bodyAt, buf: append(buf, f.Body...)}
+}
+
+// size is what the held frame is charged to the budget.
+func (h *heldFrame) size() int { return len(h.buf) + heldOverhead }
+
+// frame decodes h into dst, whose header slice it reuses; the frame
+// borrows h's bytes.
+func (h *heldFrame) frame(dst *frames.Frame) *frames.Frame {
+	dst.Command, dst.Headers = h.cmd, dst.Headers[:0]
+	p := h.buf[:h.bodyAt]
+	for range h.headers {
+		kl, vl := int(binary.LittleEndian.Uint32(p)), int(binary.LittleEndian.Uint32(p[4:]))
+		p = p[8:]
+		dst.Headers = append(dst.Headers, frames.Header{Key: p[:kl:kl], Value: p[kl : kl+vl : kl+vl]})
+		p = p[kl+vl:]
+	}
+	dst.Body = h.buf[h.bodyAt:]
+	return dst
 }
 
 // FlowWait tells the driver how to read. paused means do not read the
@@ -165,11 +205,8 @@ func appliesAtOnce(f *frames.Frame) bool {
 // held anyway), the next ones until the budget is used, after which the
 // driver stops reading.
 func (s *Session) hold(f *frames.Frame) {
-	c := f.Clone()
-	size := len(c.Body) + heldOverhead
-	for _, h := range c.Headers {
-		size += len(h.Key) + len(h.Value) + 48
-	}
+	h := newHeldFrame(f)
+	size := h.size()
 	fl := &s.flow
 	if len(fl.held) == 0 {
 		s.budget.force(size)
@@ -177,7 +214,7 @@ func (s *Session) hold(f *frames.Frame) {
 		s.budget.force(size)
 		fl.paused = true
 	}
-	fl.held = append(fl.held, heldFrame{f: c, size: size})
+	fl.held = append(fl.held, h)
 }
 
 // blockOn records that the first held frame was refused by err at now:
@@ -249,18 +286,18 @@ func (s *Session) resumeHeld(now time.Time) {
 	fl := &s.flow
 	fl.replaying = true
 	for len(fl.held) > 0 && s.state == stateConnected {
-		h := fl.held[0]
+		h := &fl.held[0]
 		fl.refull = nil
-		err := s.run(h.f)
+		err := s.run(h.frame(&fl.scratch))
 		if fl.refull != nil {
 			fl.replaying = false
 			s.blockOn(fl.refull, now)
 			fl.paused = fl.paused && s.budget.held() >= s.budget.limit
 			return
 		}
+		s.budget.release(h.size())
 		fl.held[0] = heldFrame{}
 		fl.held = fl.held[1:]
-		s.budget.release(h.size)
 		if err != nil {
 			break
 		}
@@ -278,6 +315,7 @@ func (s *Session) unblock(now time.Time) {
 	s.unregister()
 	fl.reason, fl.paused, fl.retryAt, fl.backoff = NotFull, false, time.Time{}, 0
 	fl.held, fl.resumedAt = nil, now
+	fl.scratch = frames.Frame{} // pins the last held frame's bytes otherwise
 	fl.active = !fl.throttledUntil.IsZero()
 }
 
@@ -330,8 +368,8 @@ func (s *Session) flowRelease() {
 	if !fl.throttledUntil.IsZero() {
 		s.b.flow.leave(FullRate, fl.throttledSince, now)
 	}
-	for _, h := range fl.held {
-		s.budget.release(h.size)
+	for i := range fl.held {
+		s.budget.release(fl.held[i].size())
 	}
 	*fl = sessionFlow{}
 }

@@ -458,3 +458,30 @@ func TestNeverFitsIsAnError(t *testing.T) {
 		t.Fatalf("got %v", headerLines(f))
 	}
 }
+
+// TestHeldFrameRoundTrip: a held frame is one owned copy that decodes to
+// the same command, headers (order and repeats kept) and body.
+func TestHeldFrameRoundTrip(t *testing.T) {
+	for _, f := range []*frames.Frame{
+		{Command: frames.CmdSend, Headers: []frames.Header{
+			{Key: []byte("destination"), Value: []byte("/queue/a")},
+			{Key: []byte("x"), Value: []byte("1")}, {Key: []byte("x"), Value: []byte("")},
+		}, Body: []byte("body\x00with nul")},
+		{Command: frames.CmdBegin, Headers: []frames.Header{{Key: []byte("transaction"), Value: []byte("t")}}},
+		{Command: frames.CmdDisconnect},
+	} {
+		h := newHeldFrame(f)
+		wire := string(f.Body)
+		f.Body = append(f.Body[:0], "overwritten"...) // the parser reuses its buffer
+		var scratch frames.Frame
+		got := h.frame(&scratch)
+		if got.Command != f.Command || len(got.Headers) != len(f.Headers) || string(got.Body) != wire {
+			t.Fatalf("%v: got %v %d headers body %q", f.Command, got.Command, len(got.Headers), got.Body)
+		}
+		for i := range f.Headers {
+			if string(got.Headers[i].Key) != string(f.Headers[i].Key) || string(got.Headers[i].Value) != string(f.Headers[i].Value) {
+				t.Fatalf("%v header %d: %q:%q", f.Command, i, got.Headers[i].Key, got.Headers[i].Value)
+			}
+		}
+	}
+}
