@@ -26,6 +26,7 @@ type Broker struct {
 	frameStripes  [counterStripes]frameCounters
 	closes        closeCounters
 	errors        errorCounters
+	flow          flowState // blocked producers: waiters on the total, metrics (flow.go)
 }
 
 // Stats are the broker's counters, read with Broker.Stats.

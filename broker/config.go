@@ -51,8 +51,18 @@ type Config struct {
 	// the connection (subscription, receipt and transaction ids): a longer
 	// one gets ERROR invalid-header. Default 256 bytes.
 	MaxIDLength int
+	// FullPolicy is what a producer meets when a queue, the broker-wide
+	// total, the journal's disk budget or its own rate limit is full:
+	// FullBlock (the default) slows it down, FullError answers ERROR
+	// limit-exceeded (retryable) and closes.
+	FullPolicy FullPolicy
+	// BlockTimeout bounds how long a connection may stay blocked under
+	// FullBlock before it gets ERROR limit-exceeded (retryable). Default
+	// 0: no limit.
+	BlockTimeout time.Duration
 	// MaxQueueMessages and MaxQueueBytes bound every queue (ready plus
-	// unacknowledged); a SEND beyond either gets ERROR limit-exceeded.
+	// unacknowledged); a SEND beyond either blocks its producer (or, with
+	// FullError, gets ERROR limit-exceeded).
 	// Defaults 100000 messages and 256 MiB.
 	MaxQueueMessages int
 	MaxQueueBytes    int
@@ -93,7 +103,8 @@ type Config struct {
 	Authorizer Authorizer
 	// MaxFramesPerSecond and MaxBytesPerSecond bound what one connection
 	// may send (token buckets with a burst of twice the rate); past them it
-	// gets ERROR limit-exceeded. Default 0: unlimited.
+	// is throttled (or, with FullError, gets ERROR limit-exceeded).
+	// Default 0: unlimited.
 	MaxFramesPerSecond int
 	MaxBytesPerSecond  int
 	// MaxDestinationsPerConnection bounds the destinations (queues, topics,

@@ -95,6 +95,10 @@ type stompError struct {
 	// frame waits and is retried) instead of failed. The handler that
 	// returns it must have changed nothing.
 	full FullReason
+	// fullQueue, with FullQueue, is the queue whose room the producer
+	// waits for, and fullNeed the bytes it needs (set by queue.roomLocked).
+	fullQueue *queue
+	fullNeed  int
 }
 
 // FullReason names the bound that made a producer wait; also the reason

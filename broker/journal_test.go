@@ -152,7 +152,7 @@ func TestJournalRecoverRedelivers(t *testing.T) {
 
 func TestJournalFullRefusesPersistentSend(t *testing.T) {
 	j := &memJournal{full: true}
-	b := New(Config{Journal: j})
+	b := New(Config{Journal: j, FullPolicy: FullError})
 	c := newClient(t, b)
 	c.connect()
 	c.mustSend(frames.CmdSend, "fine", "destination:/queue/q") // not persistent: never touches the journal

@@ -31,7 +31,7 @@ func TestLimitsRefuseWithTheirError(t *testing.T) {
 		},
 		{
 			name: "MaxQueueBytes",
-			cfg:  Config{MaxQueueBytes: 1000},
+			cfg:  Config{MaxQueueBytes: 1000, FullPolicy: FullError},
 			setup: func(c *client) {
 				c.mustSend(frames.CmdSend, strings.Repeat("x", 500), "destination:/queue/a")
 			},
@@ -40,7 +40,7 @@ func TestLimitsRefuseWithTheirError(t *testing.T) {
 		},
 		{
 			name: "MaxTotalQueuedBytes",
-			cfg:  Config{MaxTotalQueuedBytes: 1000},
+			cfg:  Config{MaxTotalQueuedBytes: 1000, FullPolicy: FullError},
 			setup: func(c *client) {
 				c.mustSend(frames.CmdSend, strings.Repeat("x", 500), "destination:/queue/a")
 			},

@@ -31,6 +31,8 @@ type collector struct {
 	destinationMessages  *prometheus.Desc
 	destinationConsumers *prometheus.Desc
 	heartbeatTimeouts    *prometheus.Desc
+	blocked              *prometheus.Desc
+	blockedSeconds       *prometheus.Desc
 	counters             []counterDesc
 }
 
@@ -66,6 +68,8 @@ func newCollector(b *Broker) *collector {
 		destinationMessages:  desc("destination_messages", "Messages held by one destination (only the deepest destinations, see admin.destination_metrics).", "destination"),
 		destinationConsumers: desc("destination_consumers", "Consumers or subscribers of one destination (only the deepest destinations, see admin.destination_metrics).", "destination"),
 		heartbeatTimeouts:    desc("heartbeat_timeouts_total", "Sessions closed because the client sent nothing for longer than its heart-beat interval times the tolerance (the heartbeat-timeout disconnects)."),
+		blocked:              desc("blocked_connections", "Connections whose producer is blocked (or throttled, reason rate) now, by the bound that is full.", "reason"),
+		blockedSeconds:       desc("blocked_seconds_total", "Time connections spent blocked (or throttled, reason rate), by the bound that was full.", "reason"),
 		counters: []counterDesc{
 			counter("connects_total", "CONNECT frames answered with CONNECTED.", func(s *Stats) uint64 { return s.Connects.Load() }),
 			counter("messages_published_total", "Messages accepted from SEND.", func(s *Stats) uint64 { return s.Published.Load() }),
@@ -85,7 +89,7 @@ func newCollector(b *Broker) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.sessions, c.queues, c.queuedBytes, c.framesIn, c.framesOut,
 		c.heartbeatsIn, c.disconnects, c.errors, c.queueMessages, c.queueConsumers, c.topics,
-		c.topicSubscribers, c.destinationMessages, c.destinationConsumers, c.heartbeatTimeouts} {
+		c.topicSubscribers, c.destinationMessages, c.destinationConsumers, c.heartbeatTimeouts, c.blocked, c.blockedSeconds} {
 		ch <- d
 	}
 	for _, d := range c.counters {
@@ -115,6 +119,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		count(c.framesOut, out[cmd], cmd.String())
 	}
 	count(c.heartbeatsIn, heartbeats)
+	blocked, blockedSeconds := b.flow.blockedStats(b.cfg.Now())
+	for r := FullQueue; r < fullReasonCount; r++ {
+		gauge(c.blocked, float64(blocked[r]), r.String())
+		ch <- prometheus.MustNewConstMetric(c.blockedSeconds, prometheus.CounterValue, blockedSeconds[r], r.String())
+	}
 	for r := range closeReasonCount {
 		count(c.disconnects, b.closes[r].Load(), r.String())
 	}

@@ -53,6 +53,13 @@ type queue struct {
 	// the queue and the broker may hold.
 	reservedCount int
 	reservedBytes int
+	// waiters are the blocked producers to Poke once the queue drains to
+	// its low-water mark (flow.go); nil when none, so the check on the
+	// dequeue path is one nil test.
+	waiters map[*Session]struct{} // guarded by mu
+	// wakeBytes is the byte level at which waiters are woken: the
+	// low-water mark, lower when a waiter needs more room than it leaves.
+	wakeBytes int // guarded by mu
 }
 
 // errQueueDeleted makes a sender look the queue up again: it was removed
@@ -167,6 +174,18 @@ func (q *queue) dropLocked(qm *queuedMessage) {
 	q.count--
 	q.bytes -= size
 	q.b.queuedBytes.Add(-int64(size))
+	q.wakeLocked()
+}
+
+// wakeLocked pokes the producers waiting for room in q or in the broker's
+// total, if any, after q gave some back.
+func (q *queue) wakeLocked() {
+	if q.waiters != nil {
+		q.wakeWaitersLocked()
+	}
+	if q.b.flow.totalWaiting.Load() != 0 {
+		q.b.wakeTotalWaiters()
+	}
 }
 
 // unlock releases mu and then journals the records made under it: no
@@ -234,12 +253,21 @@ func (q *queue) room(n, bytes int) *stompError {
 func (q *queue) roomLocked(n, bytes int) *stompError {
 	cfg := &q.b.cfg
 	switch {
+	case n > cfg.MaxQueueMessages || bytes > cfg.MaxQueueBytes || bytes > cfg.MaxTotalQueuedBytes:
+		// Never fits, however long the producer waits: not a reason to
+		// block, nor to retry.
+		return &stompError{code: CodeLimitExceeded, message: "limit exceeded", reason: CloseLimitExceeded,
+			detail: "queue " + q.name + " cannot hold " + strconv.Itoa(n) + " messages of " + strconv.Itoa(bytes) +
+				" bytes at all (limits: " + strconv.Itoa(cfg.MaxQueueMessages) + " messages, " +
+				strconv.Itoa(cfg.MaxQueueBytes) + " bytes, " + strconv.Itoa(cfg.MaxTotalQueuedBytes) + " bytes in all queues)."}
 	case q.count+q.reservedCount+n > cfg.MaxQueueMessages:
-		return fullErr(FullQueue, "queue "+q.name+" holds its limit of "+strconv.Itoa(cfg.MaxQueueMessages)+" messages")
+		return q.fullErr("queue "+q.name+" holds its limit of "+strconv.Itoa(cfg.MaxQueueMessages)+" messages", bytes)
 	case q.bytes+q.reservedBytes+bytes > cfg.MaxQueueBytes:
-		return fullErr(FullQueue, "queue "+q.name+" holds its limit of "+strconv.Itoa(cfg.MaxQueueBytes)+" bytes")
+		return q.fullErr("queue "+q.name+" holds its limit of "+strconv.Itoa(cfg.MaxQueueBytes)+" bytes", bytes)
 	case q.b.queuedBytes.Load()+int64(bytes) > int64(cfg.MaxTotalQueuedBytes):
-		return fullErr(FullTotal, "the broker holds its limit of "+strconv.Itoa(cfg.MaxTotalQueuedBytes)+" queued bytes")
+		e := fullErr(FullTotal, "the broker holds its limit of "+strconv.Itoa(cfg.MaxTotalQueuedBytes)+" queued bytes")
+		e.fullNeed = bytes
+		return e
 	}
 	return nil
 }

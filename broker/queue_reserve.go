@@ -31,6 +31,7 @@ func (q *queue) unreserve(size int) {
 	q.reservedCount--
 	q.reservedBytes -= size
 	q.b.queuedBytes.Add(-int64(size))
+	q.wakeLocked() // an aborted transaction frees room for blocked producers
 	q.mu.Unlock()
 	q.retireIfIdle()
 }

@@ -74,7 +74,7 @@ func TestAutoAckBacklogReturnsToQueueOnAbort(t *testing.T) {
 // A transaction is held to the queue limits as its SENDs arrive, counting
 // what it already holds, so COMMIT cannot take a queue past them.
 func TestTransactionSendsRespectQueueLimits(t *testing.T) {
-	b := New(Config{MaxQueueMessages: 2})
+	b := New(Config{MaxQueueMessages: 2, FullPolicy: FullError})
 	c := newClient(t, b)
 	c.connect()
 	c.mustSend(frames.CmdSubscribe, "", "destination:/queue/q", "id:s", "ack:client", "prefetch-count:1")

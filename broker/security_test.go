@@ -246,7 +246,7 @@ func TestRateLimits(t *testing.T) {
 	now := time.Unix(1000, 0)
 	clock := func() time.Time { return now }
 	t.Run("frames", func(t *testing.T) {
-		b := New(Config{MaxFramesPerSecond: 10, Now: clock})
+		b := New(Config{MaxFramesPerSecond: 10, Now: clock, FullPolicy: FullError})
 		c := newClient(t, b)
 		c.connect()    // 1 frame
 		for range 19 { // the burst is twice the rate
@@ -262,7 +262,7 @@ func TestRateLimits(t *testing.T) {
 		expectError(t, c, CodeLimitExceeded, true)
 	})
 	t.Run("bytes", func(t *testing.T) {
-		b := New(Config{MaxBytesPerSecond: 1000, Now: clock})
+		b := New(Config{MaxBytesPerSecond: 1000, Now: clock, FullPolicy: FullError})
 		c := newClient(t, b)
 		c.connect()
 		body := strings.Repeat("b", 1500)

@@ -49,6 +49,7 @@ type Session struct {
 	replyToken string            // 128 random bits in hex, drawn on first use of a temporary queue
 	acked      []delivery        // scratch for ACK/NACK
 	expect     time.Duration     // negotiated client->server heart-beat interval
+	flow       sessionFlow       // blocked and throttled producers (flow_session.go)
 
 	// Written by the read loop before CONNECTED is queued, read by the writer
 	// after taking it from the outbox: the outbox mutex orders the two.
@@ -117,7 +118,7 @@ func (s *Session) Feed(chunk []byte) error {
 	}
 	if s.byteRate.rate > 0 || s.frameRate.rate > 0 {
 		s.fedAt = s.b.cfg.Now()
-		if !s.byteRate.take(s.fedAt, float64(len(chunk))) {
+		if !s.byteRate.take(s.fedAt, float64(len(chunk))) && s.b.cfg.FullPolicy == FullError {
 			s.fail(rateErr("bytes", s.b.cfg.MaxBytesPerSecond), nil)
 			s.state = stateClosed
 			return ErrSessionClosed
@@ -125,6 +126,9 @@ func (s *Session) Feed(chunk []byte) error {
 	}
 	err := s.parser.Parse(chunk, s)
 	if err == nil {
+		if s.byteRate.tokens < 0 || s.frameRate.tokens < 0 {
+			s.throttle() // FullBlock: under FullError a negative bucket failed above
+		}
 		return nil
 	}
 	if !errors.Is(err, errStop) {
@@ -175,8 +179,11 @@ func (s *Session) ReadDeadline(lastRead time.Time) time.Time {
 	if s.state == stateAwaitingConnect {
 		return s.opened.Add(s.b.cfg.ConnectTimeout)
 	}
-	if s.expect == 0 {
-		return time.Time{}
+	if s.expect == 0 || s.flow.active && (s.flow.reason != NotFull || !s.flow.throttledUntil.IsZero()) {
+		return time.Time{} // not timed out while blocked: the driver may not be reading
+	}
+	if s.flow.resumedAt.After(lastRead) {
+		lastRead = s.flow.resumedAt // counted again from the unblock
 	}
 	return lastRead.Add(s.ReadTimeout())
 }
@@ -212,6 +219,10 @@ func (s *Session) Expire() {
 func (s *Session) Poked() error {
 	if s.state >= stateClosed || s.out.closed.Load() {
 		s.state = max(s.state, stateClosed)
+		return ErrSessionClosed
+	}
+	s.flowPoked()
+	if s.state >= stateClosed {
 		return ErrSessionClosed
 	}
 	if err := s.checkRights(); err != nil {
@@ -325,8 +336,25 @@ func (s *Session) HandleHeartbeat() error {
 }
 
 // HandleFrame implements frames.Handler: it dispatches one borrowed frame.
+// Past the frame rate, FullError fails the session; FullBlock lets the
+// bucket go negative and Feed throttles the driver after the chunk. While
+// the session is blocked, arriveBlocked decides between now and later.
 func (s *Session) HandleFrame(f *frames.Frame) error {
 	s.counts.in[f.Command].Add(1)
+	if s.frameRate.rate > 0 && !s.frameRate.take(s.fedAt, 1) && s.b.cfg.FullPolicy == FullError {
+		s.fail(rateErr("frames", s.b.cfg.MaxFramesPerSecond), f)
+		s.state = stateClosed
+		return errStop
+	}
+	if s.flowHolding() {
+		return s.arriveBlocked(f)
+	}
+	return s.run(f)
+}
+
+// run handles one frame (from the parser or the held list); with a
+// journal it marks the frame in flight, so Shutdown waits for it.
+func (s *Session) run(f *frames.Frame) error {
 	if s.b.cfg.Journal == nil {
 		return s.handleFrame(f)
 	}
@@ -347,8 +375,6 @@ func (s *Session) HandleFrame(f *frames.Frame) error {
 func (s *Session) handleFrame(f *frames.Frame) error {
 	var err *stompError
 	switch {
-	case s.frameRate.rate > 0 && !s.frameRate.take(s.fedAt, 1):
-		err = rateErr("frames", s.b.cfg.MaxFramesPerSecond)
 	case !s.headersValid(f):
 		err = s.headerErr(f)
 	case f.Command == frames.CmdConnect || f.Command == frames.CmdStomp:
@@ -363,6 +389,9 @@ func (s *Session) handleFrame(f *frames.Frame) error {
 		err = s.handleConnected(f)
 	}
 	if err != nil {
+		if err.full != NotFull && s.refused(f, err) {
+			return nil // held: the session is blocked
+		}
 		s.fail(err, f)
 		s.state = stateClosed
 		return errStop

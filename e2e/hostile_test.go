@@ -50,11 +50,13 @@ func init() {
 const hostileBytesIn = `stompbox_bytes_received_total{transport="tcp"}`
 
 // TestHostileFrames: malformed and oversized frames, lies about the body,
-// a CONNECT trickled past the connect timeout, a frame flood.
+// a CONNECT trickled past the connect timeout, a frame flood. The flood
+// runs under -full-policy error, which disconnects; the default throttles
+// instead (pressure_flow_test.go).
 func TestHostileFrames(t *testing.T) {
 	b := startBroker(t, "-connect-timeout", hostileConnectTimeout.String(), "-heartbeat", hostileHeartbeat.String(),
 		"-max-body", strconv.Itoa(hostileMaxBody), "-max-frames-per-second", strconv.Itoa(hostileFramesPerSec),
-		"-connection-rate-per-ip", "-1")
+		"-connection-rate-per-ip", "-1", "-full-policy", "error")
 	defer b.stop()
 	admin := listenAttr(t, b, "admin")
 	by := newHostileBystander(t, b.addr)
@@ -251,9 +253,11 @@ func TestHostileFrames(t *testing.T) {
 }
 
 // TestHostileSubscriptions: 10,000 SUBSCRIBEs on one connection, and a
-// byte flood past -max-bytes-per-second.
+// byte flood past -max-bytes-per-second (under -full-policy error, which
+// disconnects; the default throttles instead: pressure_flow_test.go).
 func TestHostileSubscriptions(t *testing.T) {
-	b := startBroker(t, "-max-subscriptions", "1024", "-max-bytes-per-second", "1MiB", "-connection-rate-per-ip", "-1")
+	b := startBroker(t, "-max-subscriptions", "1024", "-max-bytes-per-second", "1MiB", "-connection-rate-per-ip", "-1",
+		"-full-policy", "error")
 	defer b.stop()
 	admin := listenAttr(t, b, "admin")
 	by := newHostileBystander(t, b.addr)

@@ -33,13 +33,16 @@ type conn struct {
 	// poked is set by Poke (any goroutine) and cleared by the read loop,
 	// which then runs Session.Poked.
 	poked atomic.Bool
+	// pokes (capacity 1) is signalled by Poke and Close too: it wakes a
+	// read loop that stopped reading because the session is blocked.
+	pokes chan struct{}
 	// lastRead (read loop only) is when bytes last arrived; read deadlines
 	// count from it.
 	lastRead time.Time
 }
 
 func newConn(s *Server, nc net.Conn, st stream) *conn {
-	c := &conn{srv: s, nc: nc, stream: st, wake: make(chan struct{}, 1), written: make(chan struct{})}
+	c := &conn{srv: s, nc: nc, stream: st, wake: make(chan struct{}, 1), pokes: make(chan struct{}, 1), written: make(chan struct{})}
 	c.session = s.broker.NewSession(c, nc.RemoteAddr().String())
 	return c
 }
@@ -55,6 +58,7 @@ func (c *conn) Close(reason broker.CloseReason) {
 		_ = c.nc.SetWriteDeadline(by)
 	}
 	c.Wake()
+	c.signalPoke() // a read loop paused by flow control sees the end
 }
 
 // Wake implements broker.Transport; it never blocks.
@@ -73,6 +77,14 @@ func (c *conn) Wake() {
 func (c *conn) Poke() {
 	c.poked.Store(true)
 	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	c.signalPoke()
+}
+
+func (c *conn) signalPoke() {
+	select {
+	case c.pokes <- struct{}{}:
+	default:
+	}
 }
 
 func (c *conn) serve() {
@@ -91,15 +103,31 @@ func (c *conn) serve() {
 // readLoop feeds the session until it ends or the peer goes. It reports
 // whether the server ended the session (so the peer may still be sending).
 func (c *conn) readLoop() (serverClosed bool) {
-	buf := make([]byte, c.srv.cfg.ReadBufferSize)
+	var buf []byte
 	c.lastRead = time.Now()
 	for {
-		c.setReadDeadline()
-		if c.poked.Swap(false) {
+		paused, wakeAt := c.session.FlowWait()
+		if paused {
+			if reason, _ := c.session.Blocked(); reason != broker.NotFull {
+				buf = nil // blocked for a while, maybe: do not pin the buffer meanwhile
+			}
+			if !c.waitPaused(wakeAt) {
+				return true
+			}
 			if c.session.Poked() != nil {
 				return true
 			}
 			continue
+		}
+		c.setReadDeadline(wakeAt)
+		if c.poked.Swap(false) || !wakeAt.IsZero() && !time.Now().Before(wakeAt) {
+			if c.session.Poked() != nil {
+				return true
+			}
+			continue
+		}
+		if buf == nil {
+			buf = make([]byte, c.srv.cfg.ReadBufferSize)
 		}
 		n, err := c.stream.Read(buf)
 		if n > 0 {
@@ -193,12 +221,40 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// setReadDeadline applies the session's read timeout, never extending a
-// deadline the writer set to end reading. The writer stores endReadBy before
-// setting its deadline, so checking after ours means whichever ran last
-// leaves the earlier deadline in force.
-func (c *conn) setReadDeadline() {
+// waitPaused waits, without reading, while flow control has the session
+// blocked: for a poke (room freed, or the connection closing), the
+// session's next timer (wakeAt; zero: none) or the writer's exit. It
+// reports false when the connection is over.
+func (c *conn) waitPaused(wakeAt time.Time) bool {
+	if c.poked.Swap(false) {
+		return true
+	}
+	var timeout <-chan time.Time
+	if !wakeAt.IsZero() {
+		t := time.NewTimer(time.Until(wakeAt))
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-c.pokes:
+	case <-timeout:
+	case <-c.written:
+		return false
+	}
+	c.poked.Store(false)
+	return true
+}
+
+// setReadDeadline applies the session's read timeout (or its flow-control
+// timer, wakeAt, when sooner), never extending a deadline the writer set
+// to end reading. The writer stores endReadBy before setting its deadline,
+// so checking after ours means whichever ran last leaves the earlier
+// deadline in force.
+func (c *conn) setReadDeadline(wakeAt time.Time) {
 	deadline := c.session.ReadDeadline(c.lastRead)
+	if !wakeAt.IsZero() && (deadline.IsZero() || wakeAt.Before(deadline)) {
+		deadline = wakeAt
+	}
 	_ = c.nc.SetReadDeadline(deadline)
 	if by := c.endReadBy.Load(); by != 0 && (deadline.IsZero() || by < deadline.UnixNano()) {
 		_ = c.nc.SetReadDeadline(time.Unix(0, by))

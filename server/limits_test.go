@@ -82,7 +82,7 @@ func TestLimitMaxTransactions(t *testing.T) {
 // A full queue refuses the next SEND with a retryable ERROR; what it holds
 // is still delivered, and nothing of the refused SEND is.
 func TestLimitQueueLength(t *testing.T) {
-	srv := startServer(t, Config{Broker: broker.Config{MaxQueueMessages: 5}})
+	srv := startServer(t, Config{Broker: broker.Config{MaxQueueMessages: 5, FullPolicy: broker.FullError}})
 	p := dialRaw(t, srv.addr)
 	p.connect()
 	for i := 1; i <= 5; i++ {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/cmd/stompbox/internal/config"
 )
 
@@ -59,6 +60,8 @@ func TestServerConfigMapping(t *testing.T) {
 	c.Limits.MaxOutboxBytes = 13
 	c.Limits.MaxConnectionBytes = 21
 	c.Limits.MaxIDLength = 22
+	c.Limits.FullPolicy = "error"
+	c.Limits.BlockTimeout = config.Duration(6 * time.Second)
 	c.Limits.MaxQueueMessages = 14
 	c.Limits.MaxQueueBytes = 15
 	c.Limits.MaxQueues = 16
@@ -85,11 +88,11 @@ func TestServerConfigMapping(t *testing.T) {
 		b.MaxTotalQueuedBytes, b.MaxTopicUnacked, b.MaxRedeliveries, b.MaxTransactions, b.MaxTransactionFrames,
 		b.ConnectTimeout, b.HeartBeat.Send, b.HeartBeat.Receive, b.HeartbeatTolerance, b.DestinationMetrics,
 		sc.WebSocketPath, sc.WebSocket.AllowedOrigins[0], sc.TLSMinVersion, sc.EnablePprof,
-		sc.WriteTimeout, sc.Linger, sc.ReadBufferSize, b.Journal == nil, b.ServerName, b.MaxConnectionBytes, b.MaxIDLength}
+		sc.WriteTimeout, sc.Linger, sc.ReadBufferSize, b.Journal == nil, b.ServerName, b.MaxConnectionBytes, b.FullPolicy, b.BlockTimeout, b.MaxIDLength}
 	want := []any{1000, 11, 2000, 300, 12, 13, 14, 15, 16, 17, 18, -1, 19, 20,
 		3 * time.Second, time.Duration(-1), time.Duration(-1), 3.0, 7,
 		"/stomp", "https://a.example", uint16(tls.VersionTLS13), true,
-		4 * time.Second, 5 * time.Second, 8192, true, "stompbox/" + version, 21, 22}
+		4 * time.Second, 5 * time.Second, 8192, true, "stompbox/" + version, 21, broker.FullError, 6 * time.Second, 22}
 	for i := range want {
 		if got[i] != want[i] {
 			t.Errorf("field %d: got %v (%T), want %v (%T)", i, got[i], got[i], want[i], want[i])

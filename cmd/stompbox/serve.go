@@ -167,6 +167,8 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 			MaxFramesPerSecond:           lim.MaxFramesPerSecond,
 			MaxBytesPerSecond:            int(lim.MaxBytesPerSecond),
 			MaxDestinationsPerConnection: lim.MaxDestinations,
+			FullPolicy:                   fullPolicy(lim.FullPolicy),
+			BlockTimeout:                 time.Duration(lim.BlockTimeout),
 			AuthFailureDelay:             authFailureDelay(c.Auth.FailureDelay),
 			MaxQueuesPerUser:             unlimitedIfZero(lim.MaxQueuesPerUser),
 			MaxDurablesPerUser:           unlimitedIfZero(lim.MaxDurablesPerUser),
@@ -185,6 +187,12 @@ func trustedProxies(entries []string) []netip.Prefix {
 		}
 	}
 	return out
+}
+
+// fullPolicy maps limits.full_policy, validated already.
+func fullPolicy(s string) broker.FullPolicy {
+	p, _ := broker.ParseFullPolicy(s)
+	return p
 }
 
 func warnings(c config.Config, logger *slog.Logger) {

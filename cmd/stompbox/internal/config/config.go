@@ -96,8 +96,10 @@ type Limits struct {
 	MaxConnections       int      `yaml:"max_connections" flag:"max-connections" help:"connections open at once, all transports; -1: unlimited"`
 	MaxConnectionsPerIP  int      `yaml:"max_connections_per_ip" flag:"max-connections-per-ip" help:"connections open at once from one IP address; -1: unlimited"`
 	ConnectionRatePerIP  float64  `yaml:"connection_rate_per_ip" flag:"connection-rate-per-ip" help:"new connections (and so CONNECT attempts) per second from one IP address, with a burst of twice that; -1: unlimited"`
-	MaxFramesPerSecond   int      `yaml:"max_frames_per_second" flag:"max-frames-per-second" help:"frames one connection may send per second (burst: twice that); past it ERROR limit-exceeded; 0: unlimited"`
-	MaxBytesPerSecond    ByteSize `yaml:"max_bytes_per_second" flag:"max-bytes-per-second" help:"bytes one connection may send per second (burst: twice that); past it ERROR limit-exceeded; 0: unlimited"`
+	MaxFramesPerSecond   int      `yaml:"max_frames_per_second" flag:"max-frames-per-second" help:"frames one connection may send per second (burst: twice that); past it the connection is throttled (full_policy block) or gets ERROR limit-exceeded (error); 0: unlimited"`
+	MaxBytesPerSecond    ByteSize `yaml:"max_bytes_per_second" flag:"max-bytes-per-second" help:"bytes one connection may send per second (burst: twice that); past it the connection is throttled (full_policy block) or gets ERROR limit-exceeded (error); 0: unlimited"`
+	FullPolicy           string   `yaml:"full_policy" flag:"full-policy" help:"what a producer meets when a queue, the total, the journal's disk budget or its rate limit is full: block (slowed down: the broker stops reading it until room frees) or error (ERROR limit-exceeded, retryable)"`
+	BlockTimeout         Duration `yaml:"block_timeout" flag:"block-timeout" help:"with full_policy block, a connection blocked longer gets ERROR limit-exceeded (retryable); 0: no limit"`
 	MaxDestinations      int      `yaml:"max_destinations_per_connection" flag:"max-destinations-per-connection" help:"destinations (queues, topics, durable subscriptions) one connection may create; 0: unlimited"`
 	MaxQueuesPerUser     int      `yaml:"max_queues_per_user" flag:"max-queues-per-user" help:"queues (named and temporary) one user may have created and not yet retired, per virtual host; past it ERROR limit-exceeded; 0: unlimited"`
 	MaxDurablesPerUser   int      `yaml:"max_durables_per_user" flag:"max-durables-per-user" help:"durable subscriptions one user may own, per virtual host (recovered ones count); past it ERROR limit-exceeded; 0: unlimited"`
@@ -196,6 +198,7 @@ func Default() Config {
 			MaxDestinations:      1000,
 			MaxQueuesPerUser:     100,
 			MaxDurablesPerUser:   100,
+			FullPolicy:           "block",
 		},
 		Auth: Auth{
 			JWTUserClaim: "sub", JWTRolesClaim: "roles", JWTPublishClaim: "publish",

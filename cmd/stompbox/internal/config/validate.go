@@ -102,6 +102,7 @@ func (l *Loaded) validate() error {
 	oneOf("journal.sync", c.Journal.Sync, "always", "interval", "never")
 	positiveDuration("journal.sync_interval", c.Journal.SyncInterval)
 	check("journal.segment_size", c.Journal.SegmentSize >= 4<<10, "must be at least 4KiB (got %s)", c.Journal.SegmentSize)
+	oneOf("limits.full_policy", lim.FullPolicy, "block", "error")
 	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf("log.format", c.Log.Format, "text", "json")
 	check("admin.destination_metrics", c.Admin.DestinationMetrics >= 0 && c.Admin.DestinationMetrics <= MaxDestinationMetrics,
@@ -111,6 +112,7 @@ func (l *Loaded) validate() error {
 		"limits.max_frames_per_second": int64(lim.MaxFramesPerSecond), "limits.max_bytes_per_second": int64(lim.MaxBytesPerSecond),
 		"limits.max_destinations_per_connection": int64(lim.MaxDestinations),
 		"limits.max_queues_per_user":             int64(lim.MaxQueuesPerUser), "limits.max_durables_per_user": int64(lim.MaxDurablesPerUser),
+		"limits.block_timeout": int64(lim.BlockTimeout),
 	} {
 		check(key, n >= 0, "must not be negative (0: unlimited; got %d)", n)
 	}
