@@ -86,9 +86,12 @@ func pushBudget(c net.Conn, data []byte) <-chan error {
 }
 
 // refusedOrSlowed requires the producer c to have been refused with ERROR
-// limit-exceeded (and closed), or slowed down: its flood still unwritten
-// and no ERROR but limit-exceeded. It returns what it saw, for the log.
-func refusedOrSlowed(t *testing.T, c net.Conn, r *bufio.Reader, wrote <-chan error, skip string) string {
+// limit-exceeded (and closed), or slowed down: its flood still unwritten,
+// or written but held by a blocked connection (flow control: the broker
+// holds what fits the connection's budget and processes it once room
+// frees), and no ERROR but limit-exceeded. It returns what it saw, for the
+// log.
+func refusedOrSlowed(t *testing.T, admin string, c net.Conn, r *bufio.Reader, wrote <-chan error, skip string) string {
 	t.Helper()
 	var werr error
 	select {
@@ -101,6 +104,8 @@ func refusedOrSlowed(t *testing.T, c net.Conn, r *bufio.Reader, wrote <-chan err
 		switch {
 		case err != nil && werr != nil && errors.Is(werr, os.ErrDeadlineExceeded) && errors.Is(err, os.ErrDeadlineExceeded):
 			return "slowed down: the broker stopped reading (" + werr.Error() + ")"
+		case err != nil && werr == nil && errors.Is(err, os.ErrDeadlineExceeded) && blockedConnections(t, admin) > 0:
+			return "slowed down: the connection is blocked with its frames held"
 		case err != nil:
 			t.Fatalf("producer: no ERROR and not slowed down (write: %v; read: %v)", werr, err)
 		case f.command == "ERROR":
@@ -151,7 +156,7 @@ func TestBudgetBypasses(t *testing.T) {
 	// transaction's own COMMIT could free it) and once with a larger budget
 	// (the total is full now: refused as retryable, or the producer is
 	// slowed down).
-	for _, tc := range []struct{ name, budget string }{{"default budget", "16MiB"}, {"larger budget", "64MiB"}} {
+	for _, tc := range []struct{ name, budget string }{{"default budget", "16MiB"}, {"larger budget", "32MiB"}} {
 		t.Run("transaction to new temporary queues, "+tc.name, func(t *testing.T) {
 			flags := []string{"-max-total-queued-bytes", "16MiB", "-max-connection-bytes", tc.budget}
 			budgetCase(t, flags, func(t *testing.T, b *brokerProc, admin string) {
@@ -163,7 +168,7 @@ func TestBudgetBypasses(t *testing.T) {
 					flood.WriteString("SEND\ndestination:/temp-queue/q" + strconv.Itoa(i) + "\ntransaction:t\ncontent-length:" +
 						strconv.Itoa(body64K) + "\n\n" + payload + "\x00")
 				}
-				got := refusedOrSlowed(t, c, r, pushBudget(c, []byte(flood.String())), "")
+				got := refusedOrSlowed(t, admin, c, r, pushBudget(c, []byte(flood.String())), "")
 				queued := hostileMetric(t, admin, "stompbox_queued_bytes")
 				t.Logf("producer: %s; queued bytes now %s", got, hostileMiB(int64(queued)))
 				if queued > 16<<20 {
@@ -195,7 +200,7 @@ func TestBudgetBypasses(t *testing.T) {
 				flood.WriteString("SEND\ndestination:/topic/budget.durable\npersistent:true\ncontent-length:" +
 					strconv.Itoa(body64K) + "\n\n" + payload + "\x00")
 			}
-			got := refusedOrSlowed(t, c, r, pushBudget(c, []byte(flood.String())), "")
+			got := refusedOrSlowed(t, admin, c, r, pushBudget(c, []byte(flood.String())), "")
 			queued := hostileMetric(t, admin, "stompbox_queued_bytes")
 			t.Logf("producer: %s; queued bytes %s", got, hostileMiB(int64(queued)))
 			if queued > 8<<20 {
@@ -318,4 +323,15 @@ func TestBudgetBypasses(t *testing.T) {
 			expectHostileError(t, c, r, "invalid-header", "false")
 		}
 	})
+}
+
+// blockedConnections is stompbox_blocked_connections summed over the
+// reasons that hold a producer's frames.
+func blockedConnections(t *testing.T, admin string) float64 {
+	t.Helper()
+	var n float64
+	for _, reason := range []string{"queue", "total", "journal", "budget"} {
+		n += hostileMetric(t, admin, `stompbox_blocked_connections{reason="`+reason+`"}`)
+	}
+	return n
 }
