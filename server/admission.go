@@ -107,24 +107,6 @@ func newAdmission(cfg Config, maxIPs int, now func() time.Time) *admission {
 // tracksIPs reports whether any per-address limit is on.
 func (a *admission) tracksIPs() bool { return a.maxPerIP >= 0 || a.rate >= 0 }
 
-// admissionKey is the address a connection counts against: its IP without
-// the port; IPv4-mapped IPv6 as IPv4; IPv6 grouped by /64, because one
-// subscriber or host is normally given a whole /64 and could otherwise
-// spread connections over 2^64 addresses. An address that is not IP (a
-// unix socket) gives the zero key, which only the total limit applies to.
-func admissionKey(addr string) netip.Addr {
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	ip := ap.Addr().Unmap().WithZone("")
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.Addr()
-	}
-	return ip
-}
-
 // admit takes a slot for a new connection from key, or says which limit
 // refuses it. The rate is checked first: every attempt spends a token, so
 // a client retrying against a full server is slowed down too.

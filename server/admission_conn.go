@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+
+	"github.com/stompbox/stompbox/broker"
 )
 
 // slot is one connection's hold on the admission limits, from accept until
@@ -156,7 +158,7 @@ func (l *admitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		key := admissionKey(nc.RemoteAddr().String())
+		key := broker.AddressKey(nc.RemoteAddr().String())
 		if s.trusted.contains(peerIP(nc.RemoteAddr())) {
 			key = netip.Addr{}
 		}

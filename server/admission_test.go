@@ -330,27 +330,6 @@ func TestAdmissionFloodDoesNotStallAccept(t *testing.T) {
 	checkSamples(t, body, map[string]string{`stompbox_connections{transport="tls"}`: "2"})
 }
 
-// admissionKey: the IP without port, IPv4-mapped as IPv4, IPv6 by /64.
-func TestAdmissionKey(t *testing.T) {
-	tests := []struct{ remote, want string }{
-		{"127.0.0.1:5000", "127.0.0.1"},
-		{"127.0.0.1:5001", "127.0.0.1"},
-		{"[::ffff:10.1.2.3]:80", "10.1.2.3"},
-		{"[2001:db8:1:2:3:4:5:6]:443", "2001:db8:1:2::"},
-		{"[2001:db8:1:2:ffff::1]:443", "2001:db8:1:2::"},
-		{"[2001:db8:1:3::1]:443", "2001:db8:1:3::"},
-		{"[fe80::1%eth0]:80", "fe80::"},
-		{"[::1]:9", "::"},
-		{"@/run/stompbox.sock", "invalid IP"},
-		{"", "invalid IP"},
-	}
-	for _, tt := range tests {
-		if got := admissionKey(tt.remote).String(); got != tt.want {
-			t.Errorf("admissionKey(%q) = %s, want %s", tt.remote, got, tt.want)
-		}
-	}
-}
-
 // fakeClock is a settable clock for the admission table.
 type fakeClock struct{ t time.Time }
 

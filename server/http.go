@@ -87,7 +87,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	if fromProxy {
-		ref, ok := sl.rekey(admissionKey(r.RemoteAddr), client)
+		ref, ok := sl.rekey(broker.AddressKey(r.RemoteAddr), client)
 		if !ok {
 			s.metrics.refused[ref.limit].Add(1)
 			s.metrics.upgradeRefused[upgradeRefusedLimit].Add(1)

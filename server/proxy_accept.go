@@ -37,7 +37,7 @@ func (s *Server) acceptProxied(ac *admittedConn, withTLS func(net.Conn) net.Conn
 		if hdr.source.IsValid() {
 			client = net.TCPAddrFromAddrPort(hdr.source)
 		}
-		if r, ok := ac.slot.rekey(admissionKey(client.String()), client); !ok {
+		if r, ok := ac.slot.rekey(broker.AddressKey(client.String()), client); !ok {
 			s.metrics.refused[r.limit].Add(1)
 			s.cfg.Logger.Debug("connection refused", "remote", client.String(), "peer", peer.String(), "limit", r.limit.String())
 			s.refuseNative(withTLS(ac), r)

@@ -154,24 +154,12 @@ const (
 )
 
 func (c Config) withDefaults() Config {
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.Linger <= 0 {
-		c.Linger = DefaultLinger
-	}
-	if c.ReadBufferSize <= 0 {
-		c.ReadBufferSize = DefaultReadBufferSize
-	}
-	if c.HTTPIdleTimeout <= 0 {
-		c.HTTPIdleTimeout = DefaultHTTPIdleTimeout
-	}
-	if c.HTTPReadTimeout <= 0 {
-		c.HTTPReadTimeout = DefaultHTTPReadTimeout
-	}
-	if c.HTTPMaxHeaderBytes <= 0 {
-		c.HTTPMaxHeaderBytes = DefaultHTTPMaxHeaderBytes
-	}
+	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&c.Linger, DefaultLinger)
+	setDefault(&c.ReadBufferSize, DefaultReadBufferSize)
+	setDefault(&c.HTTPIdleTimeout, DefaultHTTPIdleTimeout)
+	setDefault(&c.HTTPReadTimeout, DefaultHTTPReadTimeout)
+	setDefault(&c.HTTPMaxHeaderBytes, DefaultHTTPMaxHeaderBytes)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -201,6 +189,13 @@ func (c Config) withDefaults() Config {
 		c.WebSocket.MaxMessage = limits.MaxCommandLine + limits.MaxHeaderBytes + limits.MaxBody + 2*limits.MaxHeaders + 16
 	}
 	return c
+}
+
+// setDefault replaces a zero or negative setting with its default.
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // Server accepts STOMP connections and drives them against one Broker.
@@ -303,7 +298,7 @@ func (s *Server) serveNative(ln net.Listener, tlsCfg *tls.Config, proxy bool) er
 		}
 		backoff = 5 * time.Millisecond
 		fromProxy := proxy && s.trusted.contains(peerIP(nc.RemoteAddr()))
-		key := admissionKey(nc.RemoteAddr().String())
+		key := broker.AddressKey(nc.RemoteAddr().String())
 		if fromProxy {
 			key = netip.Addr{} // the total only, until the header names the client
 		}

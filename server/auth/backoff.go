@@ -99,7 +99,7 @@ func NewBackoff(inner broker.Authenticator, cfg BackoffConfig) broker.Authentica
 // Authenticate answers at once while c's address is backing off, and
 // otherwise asks the wrapped Authenticator and records the outcome.
 func (b *Backoff) Authenticate(ctx context.Context, c broker.Credentials) (*broker.Principal, error) {
-	key := addressKey(c.RemoteAddr)
+	key := broker.AddressKey(c.RemoteAddr)
 	if !key.IsValid() {
 		return b.inner.Authenticate(ctx, c)
 	}
@@ -195,22 +195,6 @@ func (b *Backoff) sweep(now time.Time, n int) {
 			delete(b.addrs, key)
 		}
 	}
-}
-
-// addressKey is the address failures count against: the IP without the
-// port, IPv4-mapped IPv6 as IPv4, IPv6 by its /64. Not an IP (a unix
-// socket, a test): the zero Addr, which is not tracked.
-func addressKey(remote string) netip.Addr {
-	ap, err := netip.ParseAddrPort(remote)
-	if err != nil {
-		return netip.Addr{}
-	}
-	ip := ap.Addr().Unmap().WithZone("")
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.Addr()
-	}
-	return ip
 }
 
 // backoffError is the answer to an address that is backing off.
