@@ -16,8 +16,16 @@ import "sync/atomic"
 // the outbox's lock to see them; the outbox checks used with a plain
 // atomic load under that same lock, so the two never both fit into the
 // same room. Lock order: outbox.mu, then nothing.
+//
+// Input held while the connection is blocked (input) counts toward the
+// budget only for deciding when to stop reading, never against output: a
+// blocked producer must still receive its MESSAGEs and RECEIPTs, not be
+// closed as a slow consumer because of its own held SENDs. Output and
+// held input are each bounded by the limit, so a connection holds at most
+// twice its budget.
 type budget struct {
-	used  atomic.Int64 // what is charged besides the outbox's bytes
+	used  atomic.Int64 // what is charged besides the outbox's bytes and held input
+	input atomic.Int64 // input held while blocked (read loop writes, others may read)
 	limit int64        // immutable
 	out   *outbox      // immutable: the session's outbox; nil when only used counts (tests)
 }
@@ -52,15 +60,27 @@ func (b *budget) force(n int) { b.used.Add(int64(n)) }
 // release gives back n charged before.
 func (b *budget) release(n int) { b.used.Add(-int64(n)) }
 
-// held is what is charged now, the outbox's bytes included.
+// held is what is charged now, the outbox's bytes and held input
+// included.
 func (b *budget) held() int64 {
 	if b.out == nil {
-		return b.used.Load()
+		return b.used.Load() + b.input.Load()
 	}
 	b.out.mu.Lock()
 	defer b.out.mu.Unlock()
-	return b.used.Load() + int64(b.out.bytes)
+	return b.used.Load() + b.input.Load() + int64(b.out.bytes)
 }
+
+// holdInput counts n bytes of input held while blocked, whatever the
+// limit (they are held anyway), and reports whether everything charged
+// still fits: when not, the driver stops reading.
+func (b *budget) holdInput(n int) bool {
+	b.input.Add(int64(n))
+	return b.held() <= b.limit
+}
+
+// releaseInput gives back held input.
+func (b *budget) releaseInput(n int) { b.input.Add(-int64(n)) }
 
 // roomLocked reports whether the outbox, whose lock the caller holds, may
 // add n bytes within the budget.

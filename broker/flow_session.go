@@ -177,14 +177,33 @@ func (s *Session) arriveBlocked(f *frames.Frame) error {
 		return s.run(f)
 	case f.Command == frames.CmdDisconnect:
 		// Unacknowledged messages go back to their queues for other
-		// consumers now; the RECEIPT waits for the held frames.
-		for _, sub := range s.subs {
-			s.removeSubscription(sub)
+		// consumers now; the RECEIPT waits for the held frames. Not while
+		// a transaction is open or held: its ACKs name deliveries of these
+		// subscriptions, and its COMMIT was sent before the DISCONNECT.
+		if len(s.txs) == 0 && !s.holdsTransaction() {
+			for _, sub := range s.subs {
+				s.removeSubscription(sub)
+			}
 		}
 		fl.disconnect = true
 	}
 	s.hold(f)
 	return nil
+}
+
+// holdsTransaction reports whether a held frame begins or belongs to a
+// transaction.
+func (s *Session) holdsTransaction() bool {
+	for i := range s.flow.held {
+		h := &s.flow.held[i]
+		if h.cmd == frames.CmdBegin {
+			return true
+		}
+		if _, tx := h.frame(&s.flow.scratch).Header("transaction"); tx {
+			return true
+		}
+	}
+	return false
 }
 
 // appliesAtOnce reports whether f overtakes held frames: it frees
@@ -208,10 +227,7 @@ func (s *Session) hold(f *frames.Frame) {
 	h := newHeldFrame(f)
 	size := h.size()
 	fl := &s.flow
-	if len(fl.held) == 0 {
-		s.budget.force(size)
-	} else if !s.budget.charge(size) {
-		s.budget.force(size)
+	if !s.budget.holdInput(size) && len(fl.held) > 0 {
 		fl.paused = true
 	}
 	fl.held = append(fl.held, h)
@@ -285,7 +301,7 @@ func (s *Session) flowPoked() {
 func (s *Session) resumeHeld(now time.Time) {
 	fl := &s.flow
 	fl.replaying = true
-	for len(fl.held) > 0 && s.state == stateConnected {
+	for len(fl.held) > 0 && s.state == stateConnected && !s.out.closed.Load() {
 		h := &fl.held[0]
 		fl.refull = nil
 		err := s.run(h.frame(&fl.scratch))
@@ -295,7 +311,7 @@ func (s *Session) resumeHeld(now time.Time) {
 			fl.paused = fl.paused && s.budget.held() >= s.budget.limit
 			return
 		}
-		s.budget.release(h.size())
+		s.budget.releaseInput(h.size())
 		fl.held[0] = heldFrame{}
 		fl.held = fl.held[1:]
 		if err != nil {
@@ -303,7 +319,7 @@ func (s *Session) resumeHeld(now time.Time) {
 		}
 	}
 	fl.replaying = false
-	if s.state == stateConnected {
+	if s.state == stateConnected && !s.out.closed.Load() {
 		s.unblock(now)
 	}
 }
@@ -369,7 +385,7 @@ func (s *Session) flowRelease() {
 		s.b.flow.leave(FullRate, fl.throttledSince, now)
 	}
 	for i := range fl.held {
-		s.budget.release(fl.held[i].size())
+		s.budget.releaseInput(fl.held[i].size())
 	}
 	*fl = sessionFlow{}
 }

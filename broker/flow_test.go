@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -515,5 +517,168 @@ func TestBlockedProducerWokenByAbortedReservation(t *testing.T) {
 	}
 	if reason, _ := p.s.Blocked(); reason != NotFull {
 		t.Fatalf("producer still blocked on %v", reason)
+	}
+}
+
+// Input held while blocked never makes the producer a slow consumer: its
+// held SENDs may pass its budget (it then stops being read), yet the
+// RECEIPTs of the frames that run and the MESSAGEs of its subscriptions
+// still reach it.
+func TestHeldInputIsNotOutput(t *testing.T) {
+	clock := newFakeClock()
+	b := New(Config{MaxConnectionBytes: 4096, MaxQueueMessages: 1, Now: clock.Now})
+	p := newClient(t, b)
+	p.connect()
+	p.mustSend(frames.CmdSubscribe, "", "destination:/topic/news", "id:news")
+	body := strings.Repeat("x", 1000)
+	for i := range 6 {
+		p.mustSend(frames.CmdSend, body, "destination:/queue/q", "receipt:r"+strconv.Itoa(i))
+	}
+	if paused, _ := p.s.FlowWait(); !paused {
+		t.Fatal("five held 1 KB SENDs under a 4 KB budget must pause reading")
+	}
+	pub := newClient(t, b)
+	pub.connect()
+	pub.mustSend(frames.CmdSend, "headline", "destination:/topic/news")
+	c := newClient(t, b)
+	c.connect()
+	c.mustSend(frames.CmdSubscribe, "", "destination:/queue/q", "id:s", "ack:client-individual")
+	var got int
+	var receipts []string
+	for round := 0; round < 20 && (got < 6 || len(receipts) < 6); round++ {
+		for _, f := range c.poll() {
+			if f.Command == frames.CmdMessage {
+				got++
+				c.mustSend(frames.CmdAck, "", "id:"+hdr(f, "ack"))
+			}
+		}
+		clock.advance(time.Second)
+		p.poked()
+		for _, f := range p.poll() {
+			switch f.Command {
+			case frames.CmdReceipt:
+				receipts = append(receipts, hdr(f, "receipt-id"))
+			case frames.CmdError:
+				t.Fatalf("blocked producer got ERROR %s: %s", hdr(f, "error-code"), f.Body)
+			case frames.CmdMessage:
+				if string(f.Body) != "headline" {
+					t.Fatalf("producer got MESSAGE %q", f.Body)
+				}
+			}
+		}
+	}
+	if got != 6 || len(receipts) != 6 {
+		t.Fatalf("consumer got %d of 6, producer %d receipts (%v)", got, len(receipts), receipts)
+	}
+	if held := p.s.budget.held(); held != 0 {
+		t.Fatalf("budget holds %d bytes after everything ran, want 0", held)
+	}
+}
+
+// A transactional SEND held because its queue was full fits when it runs
+// again: its held copy and the transaction are not charged twice.
+func TestHeldTransactionalSendFitsOnRerun(t *testing.T) {
+	clock := newFakeClock()
+	b := New(Config{MaxConnectionBytes: 10_000, MaxQueueMessages: 1, Now: clock.Now})
+	filler := newClient(t, b)
+	filler.connect()
+	filler.mustSend(frames.CmdSend, "first", "destination:/queue/q")
+	p := newClient(t, b)
+	p.connect()
+	p.mustSend(frames.CmdBegin, "", "transaction:t")
+	p.mustSend(frames.CmdSend, strings.Repeat("y", 6000), "destination:/queue/q", "transaction:t", "receipt:big")
+	p.mustSend(frames.CmdCommit, "", "transaction:t", "receipt:c")
+	if reason, _ := p.s.Blocked(); reason != FullQueue {
+		t.Fatalf("blocked on %v, want queue", reason)
+	}
+	c := newClient(t, b)
+	c.connect()
+	c.mustSend(frames.CmdSubscribe, "", "destination:/queue/q", "id:s")
+	c.poll()
+	clock.advance(time.Second)
+	p.poked()
+	if ids := receiptIDs(p.poll()); !slices.Equal(ids, []string{"big", "c"}) {
+		t.Fatalf("receipts %v, want big then c (blocked on %v)", ids, func() FullReason { r, _ := p.s.Blocked(); return r }())
+	}
+	if held := p.s.budget.held(); held != 0 {
+		t.Fatalf("budget holds %d bytes after the COMMIT, want 0", held)
+	}
+}
+
+// A COMMIT whose persistent messages meet a full journal waits and runs
+// again: the transaction stays open meanwhile, so it commits once the
+// disk has room.
+func TestCommitWaitsForFullJournal(t *testing.T) {
+	clock := newFakeClock()
+	j := &memJournal{}
+	b := New(Config{Journal: j, Now: clock.Now})
+	c := newClient(t, b)
+	c.connect()
+	c.mustSend(frames.CmdBegin, "", "transaction:t")
+	c.mustSend(frames.CmdSend, "keep", "destination:/queue/q", "persistent:true", "transaction:t")
+	j.mu.Lock()
+	j.full = true
+	j.mu.Unlock()
+	c.mustSend(frames.CmdCommit, "", "transaction:t", "receipt:c")
+	if reason, _ := c.s.Blocked(); reason != FullJournal {
+		t.Fatalf("COMMIT blocked on %v, want journal", reason)
+	}
+	j.mu.Lock()
+	j.full = false
+	j.mu.Unlock()
+	clock.advance(time.Second)
+	if err := c.s.Poked(); err != nil {
+		t.Fatal(err)
+	}
+	fs := c.poll()
+	if ids := receiptIDs(fs); !slices.Equal(ids, []string{"c"}) {
+		t.Fatalf("after the journal has room: %v (receipts %v), want the COMMIT's receipt", fs, ids)
+	}
+	if len(j.all()) != 1 {
+		t.Fatalf("journal holds %d records, want the committed message", len(j.all()))
+	}
+}
+
+// DISCONNECT while a transaction is held waits behind it whole: the
+// transaction's ACK still names its delivery when its COMMIT runs.
+func TestDisconnectWhileTransactionHeld(t *testing.T) {
+	clock := newFakeClock()
+	b := New(Config{MaxQueueMessages: 1, Now: clock.Now})
+	pub := newClient(t, b)
+	pub.connect()
+	pub.mustSend(frames.CmdSend, "in", "destination:/queue/in")
+	pub.mustSend(frames.CmdSend, "full", "destination:/queue/out")
+	c := newClient(t, b)
+	c.connect()
+	c.mustSend(frames.CmdSubscribe, "", "destination:/queue/in", "id:s", "ack:client-individual")
+	var ack string
+	for _, f := range c.poll() {
+		if f.Command == frames.CmdMessage {
+			ack = hdr(f, "ack")
+		}
+	}
+	c.mustSend(frames.CmdBegin, "", "transaction:t")
+	c.mustSend(frames.CmdAck, "", "id:"+ack, "transaction:t")
+	c.mustSend(frames.CmdSend, "result", "destination:/queue/out", "transaction:t")
+	c.mustSend(frames.CmdCommit, "", "transaction:t", "receipt:c")
+	if err := c.send(frames.CmdDisconnect, "", "receipt:bye"); err != nil && !errors.Is(err, ErrSessionClosed) {
+		t.Fatal(err)
+	}
+	drain := newClient(t, b)
+	drain.connect()
+	drain.mustSend(frames.CmdSubscribe, "", "destination:/queue/out", "id:d")
+	drain.poll()
+	clock.advance(time.Second)
+	if err := c.s.Poked(); err != nil && !errors.Is(err, ErrSessionClosed) { // the DISCONNECT ends it
+		t.Fatal(err)
+	}
+	fs := c.poll()
+	for _, f := range fs {
+		if f.Command == frames.CmdError {
+			t.Fatalf("held COMMIT failed: %s %s", hdr(f, "error-code"), f.Body)
+		}
+	}
+	if ids := receiptIDs(fs); !slices.Equal(ids, []string{"c", "bye"}) {
+		t.Fatalf("receipts %v, want c then bye", ids)
 	}
 }

@@ -56,6 +56,7 @@ func (q *queue) enqueueReserved(m *Message) {
 	if q.deleted {
 		q.b.queuedBytes.Add(-int64(size))
 		q.b.stats.Dropped.Add(1)
+		q.wakeLocked()
 		return
 	}
 	q.seq++

@@ -221,12 +221,14 @@ func (s *Session) Poked() error {
 		s.state = max(s.state, stateClosed)
 		return ErrSessionClosed
 	}
+	// Rights first: frames held for a session whose token expired or whose
+	// rights were withdrawn must not run.
+	if err := s.checkRights(); err != nil {
+		return err
+	}
 	s.flowPoked()
 	if s.state >= stateClosed {
 		return ErrSessionClosed
-	}
-	if err := s.checkRights(); err != nil {
-		return err
 	}
 	return nil
 }

@@ -196,8 +196,8 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 	if err != nil {
 		return err
 	}
-	delete(s.txs, id)
 	if err := validateAcks(tx.ops); err != nil {
+		delete(s.txs, id)
 		tx.discard(s)
 		return err
 	}
@@ -212,10 +212,18 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 	}
 	if len(recs) > 0 {
 		if err := s.b.journalAppend(recs...); err != nil {
+			if err.full != NotFull {
+				// The journal is full now: the COMMIT may wait (flow
+				// control) and run again, so the transaction stays open
+				// and nothing changed.
+				return err
+			}
+			delete(s.txs, id)
 			tx.discard(s)
 			return err
 		}
 	}
+	delete(s.txs, id)
 	s.budget.release(tx.bytes)
 	tx.bytes = 0
 	for i, op := range tx.ops {
