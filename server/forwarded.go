@@ -98,9 +98,18 @@ func listElements(values []string) []string {
 func forwardedFor(values []string) []string {
 	var out []string
 	for _, v := range values {
-		for _, elem := range splitQuoted(v, ',') {
+		elems, ok := splitQuoted(v, ',')
+		if !ok {
+			// An unterminated quote swallows what follows it on the line,
+			// which may be the element a trusted proxy appended: the whole
+			// line is unreadable, not the client's to choose.
+			out = append(out, "")
+			continue
+		}
+		for _, elem := range elems {
 			forValue := ""
-			for _, pair := range splitQuoted(elem, ';') {
+			pairs, _ := splitQuoted(elem, ';') // elem's quotes are balanced
+			for _, pair := range pairs {
 				name, value, ok := strings.Cut(strings.TrimSpace(pair), "=")
 				if ok && strings.EqualFold(strings.TrimSpace(name), "for") {
 					forValue = unquote(strings.TrimSpace(value))
@@ -114,7 +123,8 @@ func forwardedFor(values []string) []string {
 
 // splitQuoted splits s at sep outside double-quoted strings (RFC 7230
 // quoted-string, with backslash escapes).
-func splitQuoted(s string, sep byte) []string {
+// ok is false when a quoted string or an escape is left open at the end.
+func splitQuoted(s string, sep byte) (parts []string, ok bool) {
 	var out []string
 	quoted, escaped, start := false, false, 0
 	for i := 0; i < len(s); i++ {
@@ -131,7 +141,7 @@ func splitQuoted(s string, sep byte) []string {
 			start = i + 1
 		}
 	}
-	return append(out, s[start:])
+	return append(out, s[start:]), !quoted && !escaped
 }
 
 // unquote removes the quotes and escapes of a quoted-string; anything else
@@ -177,14 +187,20 @@ func parseHop(s string) (netip.AddrPort, bool) {
 
 // forwarded says whether a request came from a trusted proxy and, if its
 // headers name one, the client it forwards (nil: the proxy stands for the
-// client). Headers from any other peer are ignored.
-func (s *Server) forwarded(r *http.Request) (fromProxy bool, client net.Addr) {
+// client, as for its own requests without forwarding headers). unreadable
+// says the request carries forwarding headers that name no client (both
+// headers, garbage, an unterminated quote): such a request is refused
+// rather than charged to the proxy's own address, which a client could
+// otherwise exhaust for everyone behind the proxy. Headers from any other
+// peer are ignored.
+func (s *Server) forwarded(r *http.Request) (fromProxy bool, client net.Addr, unreadable bool) {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil || !s.trusted.contains(ap.Addr()) {
-		return false, nil
+		return false, nil, false
 	}
 	if c, ok := s.trusted.forwardedClient(r.Header); ok {
-		return true, net.TCPAddrFromAddrPort(c)
+		return true, net.TCPAddrFromAddrPort(c), false
 	}
-	return true, nil
+	hasHeaders := len(r.Header.Values("Forwarded")) > 0 || len(r.Header.Values("X-Forwarded-For")) > 0
+	return true, nil, hasHeaders
 }

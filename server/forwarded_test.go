@@ -52,6 +52,8 @@ func TestForwardedClient(t *testing.T) {
 		{"Forwarded unknown", nil, []string{"for=unknown"}, ""},
 		{"Forwarded element without for", nil, []string{"for=1.2.3.4, proto=https"}, ""},
 		{"both headers: neither believed", []string{"203.0.113.7"}, []string{"for=198.51.100.9"}, ""},
+		{"Forwarded unterminated quote swallows the proxy's element", nil, []string{`for=6.6.6.6;by=", for=5.6.7.8`}, ""},
+		{"Forwarded unterminated quote on an earlier line", nil, []string{`for=6.6.6.6;by="`, "for=198.51.100.9"}, "198.51.100.9:0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,6 +148,11 @@ func TestForwardedClientLimits(t *testing.T) {
 			t.Fatalf("GET / (no page): %d, want 404", status)
 		}
 	}
+
+	// Forwarding headers that name no client are refused, not charged to
+	// the proxy's own address.
+	mustRefuseUpgrade(t, url, http.Header{"X-Forwarded-For": {"203.0.113.5"}, "Forwarded": {"for=203.0.113.6"}}, ipB,
+		http.StatusBadRequest, "name no client")
 
 	// An untrusted peer's header is ignored: it is one address.
 	mine := mustUpgrade(t, url, xff("203.0.113.3"), ipA)

@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/wsadapter"
@@ -51,7 +53,12 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	peer := r.RemoteAddr
-	fromProxy, client := s.forwarded(r)
+	fromProxy, client, unreadable := s.forwarded(r)
+	if unreadable {
+		s.cfg.Logger.Debug("websocket upgrade refused", "peer", peer, "path", r.URL.Path, "forwarded", "unreadable")
+		http.Error(w, "the forwarding headers name no client address", http.StatusBadRequest)
+		return
+	}
 	if client != nil {
 		r.RemoteAddr = client.String() // for everything below: logs, the authenticator
 	}
@@ -165,7 +172,12 @@ func (s *Server) authenticateUpgrade(w http.ResponseWriter, r *http.Request, log
 		reason := strings.ReplaceAll(err.Error(), token, "[token]")
 		log.Debug("websocket upgrade refused", "auth", reason)
 		if errors.Is(err, broker.ErrAuthUnavailable) {
-			w.Header().Set("Retry-After", "1")
+			retry := time.Second
+			var wait interface{ RetryAfter() time.Duration }
+			if errors.As(err, &wait) { // an address backing off after failures
+				retry = max(retry, wait.RetryAfter())
+			}
+			w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
 			http.Error(w, "authentication unavailable, retry later", http.StatusServiceUnavailable)
 			return nil, false
 		}

@@ -51,10 +51,14 @@ type BackoffConfig struct {
 // it are answered at once, without running the check, with an error
 // wrapping ErrTooManyFailures and broker.ErrAuthUnavailable (retryable)
 // that says when to retry; the wait starts at 2s and doubles with each
-// failure after that, up to Max. A success resets the address. Addresses
-// are Credentials.RemoteAddr's IP, IPv6 grouped by /64 (one host is
-// normally given a whole /64). Errors that are not the client's fault
-// (broker.ErrAuthUnavailable) count neither way. Safe for concurrent use.
+// failure after that, up to Max. One address runs at most After checks at
+// once; more are answered like a backing-off address. A
+// success takes one failure back (an anonymous one none: it checked
+// nothing), so failures mixed with the attacker's own good logins still
+// add up. Addresses are Credentials.RemoteAddr's IP, IPv6 grouped by /64
+// (one host is normally given a whole /64). Errors that are not the
+// client's fault (broker.ErrAuthUnavailable) and ErrAnonymousOnly (no
+// check ran) count neither way. Safe for concurrent use.
 type Backoff struct {
 	inner broker.Authenticator // immutable
 	cfg   BackoffConfig        // immutable, defaults applied
@@ -66,9 +70,10 @@ type Backoff struct {
 
 // failures is one address's recent record.
 type failures struct {
-	count int       // consecutive failures
-	last  time.Time // of the last failure
-	until time.Time // attempts before it are refused unchecked
+	count    int       // recent failures, less one per success
+	inflight int       // checks begun and not yet ended
+	last     time.Time // of the last failure
+	until    time.Time // attempts before it are refused unchecked
 }
 
 var (
@@ -103,15 +108,17 @@ func (b *Backoff) Authenticate(ctx context.Context, c broker.Credentials) (*brok
 	if !key.IsValid() {
 		return b.inner.Authenticate(ctx, c)
 	}
-	if wait := b.waiting(key); wait > 0 {
+	if wait := b.begin(key); wait > 0 {
 		return nil, backoffError{wait}
 	}
 	p, err := b.inner.Authenticate(ctx, c)
 	switch {
-	case err == nil:
-		b.succeeded(key)
-	case !errors.Is(err, broker.ErrAuthUnavailable):
-		b.failed(key)
+	case err == nil && p != nil && !p.Anonymous:
+		b.end(key, -1)
+	case err == nil, errors.Is(err, broker.ErrAuthUnavailable), errors.Is(err, ErrAnonymousOnly):
+		b.end(key, 0)
+	default:
+		b.end(key, 1)
 	}
 	return p, err
 }
@@ -132,30 +139,55 @@ func (b *Backoff) Tracked() int {
 	return len(b.addrs)
 }
 
-// waiting is how long key must still wait; 0: it may try.
-func (b *Backoff) waiting(key netip.Addr) time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if f := b.addrs[key]; f != nil {
-		if wait := f.until.Sub(b.cfg.now()); wait > 0 {
-			return wait
-		}
-	}
-	return 0
-}
-
-func (b *Backoff) succeeded(key netip.Addr) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.addrs, key)
-}
-
-// failed records a failure and, from the After-th on, starts the wait:
-// 2s, then doubling, up to Max.
-func (b *Backoff) failed(key netip.Addr) {
+// begin is how long key must still wait (0: it may try, and the attempt
+// is counted in flight until end): while it backs off, or while After
+// checks of it are running.
+func (b *Backoff) begin(key netip.Addr) time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.cfg.now()
+	f := b.entryLocked(key, now)
+	if f == nil {
+		return 0 // the table is full: untracked
+	}
+	if wait := f.until.Sub(now); wait > 0 {
+		return wait
+	}
+	if now.Sub(f.last) > b.cfg.Max {
+		f.count = 0 // a quiet spell as long as the longest wait: start over
+	}
+	if f.inflight >= b.cfg.After {
+		return backoffFirst // After checks of this address are running already
+	}
+	f.inflight++
+	return 0
+}
+
+// end records how an attempt begun went: failed +1 (from the After-th
+// failure on, the wait starts: 2s, then doubling, up to Max), a real
+// success -1, anything else 0.
+func (b *Backoff) end(key netip.Addr, failed int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f := b.addrs[key]
+	if f == nil || f.inflight == 0 {
+		return // untracked when it began
+	}
+	f.inflight--
+	switch {
+	case failed > 0:
+		b.failedLocked(f, b.cfg.now())
+	case failed < 0:
+		f.count = max(0, f.count-1)
+	}
+	if f.count == 0 && f.inflight == 0 && !f.until.After(b.cfg.now()) {
+		delete(b.addrs, key)
+	}
+}
+
+// entryLocked returns key's record, creating it when the table has room
+// (nil when it has none).
+func (b *Backoff) entryLocked(key netip.Addr, now time.Time) *failures {
 	f := b.addrs[key]
 	if f == nil {
 		b.sweep(now, 2)
@@ -164,14 +196,16 @@ func (b *Backoff) failed(key netip.Addr) {
 			b.nextSweep = now.Add(backoffFirst)
 		}
 		if len(b.addrs) >= b.cfg.MaxAddresses {
-			return
+			return nil
 		}
 		f = &failures{}
 		b.addrs[key] = f
 	}
-	if now.Sub(f.last) > b.cfg.Max {
-		f.count = 0 // a quiet spell as long as the longest wait: start over
-	}
+	return f
+}
+
+// failedLocked records a failure of f at now.
+func (b *Backoff) failedLocked(f *failures, now time.Time) {
 	f.count++
 	f.last = now
 	if n := f.count - b.cfg.After; n >= 0 {
@@ -191,7 +225,7 @@ func (b *Backoff) sweep(now time.Time, n int) {
 			return
 		}
 		n--
-		if now.Sub(f.last) > b.cfg.Max {
+		if f.inflight == 0 && now.Sub(f.last) > b.cfg.Max {
 			delete(b.addrs, key)
 		}
 	}
@@ -204,6 +238,9 @@ func (e backoffError) Error() string {
 	secs := int64((e.wait + time.Second - 1) / time.Second)
 	return ErrTooManyFailures.Error() + "; retry in " + strconv.FormatInt(secs, 10) + "s"
 }
+
+// RetryAfter is how long the client must wait (an HTTP Retry-After).
+func (e backoffError) RetryAfter() time.Duration { return e.wait }
 
 // Is makes the error both ErrTooManyFailures and broker.ErrAuthUnavailable:
 // the check did not run, and the client may retry once the wait is over.

@@ -24,6 +24,8 @@ func (c *counting) Authenticate(_ context.Context, cr broker.Credentials) (*brok
 		return nil, errors.Join(broker.ErrAuthUnavailable, errors.New("down"))
 	case cr.Passcode == "good":
 		return &broker.Principal{Name: cr.Login}, nil
+	case cr.Login == "" && cr.Passcode == "":
+		return &broker.Principal{Name: "anonymous", Anonymous: true}, nil
 	}
 	return nil, ErrInvalidCredentials
 }
@@ -37,6 +39,7 @@ func newClock() *clock                   { return &clock{t: time.Unix(1_800_000_
 func bad(addr string) broker.Credentials {
 	return broker.Credentials{Login: "u", Passcode: "bad", RemoteAddr: addr}
 }
+func anon(addr string) broker.Credentials { return broker.Credentials{RemoteAddr: addr} }
 func good(addr string) broker.Credentials {
 	return broker.Credentials{Login: "u", Passcode: "good", RemoteAddr: addr}
 }
@@ -64,10 +67,24 @@ func TestBackoff(t *testing.T) {
 			{0, good(a), ErrTooManyFailures, false, "retry in 2s"},
 			{0, bad(a2), broker.ErrAuthUnavailable, false, ""}, // the port does not matter
 			{0, good(other), nil, true, ""},                    // another address is not affected
-			{2 * time.Second, good(a), nil, true, ""},          // the wait is over; success resets
+			{2 * time.Second, good(a), nil, true, ""},          // the wait is over; a success takes one failure back
+			{0, bad(a), ErrInvalidCredentials, true, ""},       // three again: the wait starts over
+			{0, good(a), ErrTooManyFailures, false, "retry in 2s"},
+		}},
+		{"successes do not wash out failures", []step{
 			{0, bad(a), ErrInvalidCredentials, true, ""},
 			{0, bad(a), ErrInvalidCredentials, true, ""},
 			{0, good(a), nil, true, ""},
+			{0, bad(a), ErrInvalidCredentials, true, ""},
+			{0, bad(a), ErrInvalidCredentials, true, ""},
+			{0, bad(a), ErrTooManyFailures, false, ""},
+		}},
+		{"an anonymous success takes nothing back", []step{
+			{0, bad(a), ErrInvalidCredentials, true, ""},
+			{0, bad(a), ErrInvalidCredentials, true, ""},
+			{0, anon(a), nil, true, ""},
+			{0, bad(a), ErrInvalidCredentials, true, ""},
+			{0, bad(a), ErrTooManyFailures, false, ""},
 		}},
 		{"the wait doubles up to the cap", []step{
 			{0, bad(a), ErrInvalidCredentials, true, ""},
@@ -187,5 +204,48 @@ func TestNewBackoffDisabled(t *testing.T) {
 	b := NewBackoff(inner, BackoffConfig{}).(*Backoff)
 	if b.cfg.After != DefaultBackoffAfter || b.cfg.Max != DefaultBackoffMax || b.cfg.MaxAddresses != DefaultBackoffAddresses {
 		t.Errorf("defaults: %+v", b.cfg)
+	}
+}
+
+// gate is an Authenticator whose checks all wait until release is closed,
+// counting how many started.
+type gate struct {
+	started atomic.Int64
+	release chan struct{}
+}
+
+func (g *gate) Authenticate(context.Context, broker.Credentials) (*broker.Principal, error) {
+	g.started.Add(1)
+	<-g.release
+	return nil, ErrInvalidCredentials
+}
+
+// One address runs at most After checks at once: attempts in flight are
+// not free just because their failures are not recorded yet.
+func TestBackoffBoundsChecksInFlight(t *testing.T) {
+	g := &gate{release: make(chan struct{})}
+	b := NewBackoff(g, BackoffConfig{After: 3, Max: 8 * time.Second})
+	const attempts = 50
+	errs := make(chan error, attempts)
+	for range attempts {
+		go func() {
+			_, err := b.Authenticate(context.Background(), bad("192.0.2.9:1"))
+			errs <- err
+		}()
+	}
+	refused := 0
+	for range attempts - 3 { // all but the three admitted answer at once
+		if err := <-errs; errors.Is(err, ErrTooManyFailures) {
+			refused++
+		}
+	}
+	if got := g.started.Load(); got != 3 || refused != attempts-3 {
+		t.Fatalf("%d checks started and %d refused at once, want 3 and %d", got, refused, attempts-3)
+	}
+	close(g.release)
+	for range 3 {
+		if err := <-errs; !errors.Is(err, ErrInvalidCredentials) {
+			t.Fatalf("an admitted check ended with %v", err)
+		}
 	}
 }
