@@ -23,6 +23,10 @@ type sessionAuth struct {
 	// RequestReauthorize (any goroutine); the read loop clears them in
 	// Poked.
 	expired, reauthorize atomic.Bool
+	// connected is set once CONNECT succeeded: only then is there anything
+	// to re-authorize, and only then may RequestReauthorize interrupt the
+	// driver's read (a TLS handshake in progress must not be).
+	connected atomic.Bool
 }
 
 // RequestReauthorize asks the session to check its rights again, because
@@ -33,6 +37,9 @@ type sessionAuth struct {
 // longer allowed ends the session with ERROR forbidden. Safe from any
 // goroutine; it returns at once.
 func (s *Session) RequestReauthorize() {
+	if !s.auth.connected.Load() {
+		return // CONNECT checks everything with the current configuration
+	}
 	s.auth.reauthorize.Store(true)
 	s.t.Poke()
 }

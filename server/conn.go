@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"os"
@@ -150,7 +151,7 @@ func (c *conn) readLoop() (serverClosed bool) {
 			return true // the writer set a deadline to end this read
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			if c.poked.Load() || !c.readTimedOut() {
+			if (c.poked.Load() || !c.readTimedOut()) && !c.handshakeBroken() {
 				continue // a poke's interruption, not the client's silence
 			}
 			c.session.Expire()
@@ -259,6 +260,14 @@ func (c *conn) setReadDeadline(wakeAt time.Time) {
 	if by := c.endReadBy.Load(); by != 0 && (deadline.IsZero() || by < deadline.UnixNano()) {
 		_ = c.nc.SetReadDeadline(time.Unix(0, by))
 	}
+}
+
+// handshakeBroken reports whether the connection is TLS whose handshake
+// did not complete: crypto/tls keeps a handshake's error for good, so an
+// interrupted handshake can only end the connection (retrying would spin).
+func (c *conn) handshakeBroken() bool {
+	tc, ok := c.nc.(*tls.Conn)
+	return ok && !tc.ConnectionState().HandshakeComplete
 }
 
 // readTimedOut reports whether the session's read deadline has really

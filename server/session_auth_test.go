@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -142,5 +144,42 @@ func TestServerReauthorize(t *testing.T) {
 	bob.send(frame("SEND", "still here", "destination:/queue/b"))
 	if f := bob.next(5 * time.Second); f.Command != frames.CmdMessage || string(f.Body) != "still here" {
 		t.Fatalf("bob after the re-authorization: %s %q", f.Command, f.Body)
+	}
+}
+
+// A re-authorization (SIGHUP) does not touch connections that have not
+// CONNECTed: a TLS handshake in progress must not be interrupted (crypto/tls
+// keeps the interruption's error for good, and the read loop would spin on
+// it until the connect timeout).
+func TestReauthorizeSparesTLSHandshakes(t *testing.T) {
+	tc := writeTestCert(t, t.TempDir(), 1)
+	cert, err := LoadCertificate(tc.certFile, tc.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stompAddr, _, srv := startTLSServer(t, cert, Config{})
+	raw, err := net.DialTimeout("tcp", stompAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	// Re-authorize repeatedly while the server's read loop waits for the
+	// ClientHello (from the moment the connection is registered on).
+	asked := 0
+	for range 40 {
+		asked += srv.Reauthorize()
+		time.Sleep(5 * time.Millisecond)
+	}
+	if asked == 0 {
+		t.Fatal("the connection was never registered")
+	}
+	tlsConn := tls.Client(raw, &tls.Config{RootCAs: tc.pool, ServerName: "127.0.0.1"})
+	_ = tlsConn.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := tlsConn.Handshake(); err != nil {
+		t.Fatalf("TLS handshake after a re-authorization: %v", err)
+	}
+	c := newRawClient(t, tlsConn)
+	if f := c.connect(); f.Command != frames.CmdConnected {
+		t.Fatalf("CONNECT over TLS after a re-authorization: %s %q", f.Command, f.Body)
 	}
 }
