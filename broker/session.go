@@ -101,6 +101,17 @@ func (b *Broker) NewSession(t Transport, remote string) *Session {
 // Feed.
 func (s *Session) Preauthenticate(p *Principal) { s.preauth = p }
 
+// AcceptedAt moves the moment the connection counts as accepted back to
+// t, for a driver that spent time on it before the session existed (a
+// PROXY protocol header): the connect timeout counts from accept. A t
+// after the session's own start is ignored. Call it before the first
+// Feed.
+func (s *Session) AcceptedAt(t time.Time) {
+	if !t.IsZero() && t.Before(s.opened) {
+		s.opened = t
+	}
+}
+
 // ID is the session id sent in CONNECTED.
 func (s *Session) ID() string { return s.id }
 

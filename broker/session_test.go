@@ -419,3 +419,20 @@ func TestSlowTopicSubscriberClosed(t *testing.T) {
 		t.Fatal("SlowConsumers not counted")
 	}
 }
+
+// The connect timeout counts from accept, also when the driver spent time
+// on the connection before the session existed (a PROXY header); a later
+// time is ignored.
+func TestAcceptedAtMovesTheConnectDeadline(t *testing.T) {
+	start := time.Unix(1_000_000, 0)
+	b := New(Config{ConnectTimeout: 5 * time.Second, Now: func() time.Time { return start }})
+	s := b.NewSession(&fakeTransport{}, "test")
+	s.AcceptedAt(start.Add(-3 * time.Second))
+	if got, want := s.ReadDeadline(start), start.Add(2*time.Second); !got.Equal(want) {
+		t.Fatalf("connect deadline %v, want %v (5s from an accept 3s ago)", got, want)
+	}
+	s.AcceptedAt(start.Add(time.Second))
+	if got, want := s.ReadDeadline(start), start.Add(2*time.Second); !got.Equal(want) {
+		t.Fatalf("a later accept time moved the deadline to %v", got)
+	}
+}

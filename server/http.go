@@ -118,7 +118,7 @@ func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) {
 	log.Debug("websocket upgraded", "subprotocol_version", hs.Version.String())
 	// The driver's socket carries the slot; wc keeps writing to the
 	// socket itself.
-	s.startConn(&admittedConn{Conn: wc.NetConn(), slot: sl}, wsStream{wc}, principal)
+	s.startConn(&admittedConn{Conn: wc.NetConn(), slot: sl}, wsStream{wc}, principal, time.Time{})
 }
 
 // upgradeToken is the token the request carries, or "".

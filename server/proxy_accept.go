@@ -20,6 +20,7 @@ func (s *Server) acceptProxied(ac *admittedConn, withTLS func(net.Conn) net.Conn
 		_ = ac.Close()
 		return
 	}
+	accepted := time.Now() // the connect timeout covers the header too
 	go func() {
 		defer s.wg.Done()
 		hdr, rest, err := readProxyHeader(ac.Conn, s.proxyHeaderTimeout())
@@ -44,7 +45,7 @@ func (s *Server) acceptProxied(ac *admittedConn, withTLS func(net.Conn) net.Conn
 			return
 		}
 		tc := withTLS(ac)
-		s.startConn(tc, tcpStream{tc}, nil)
+		s.startConn(tc, tcpStream{tc}, nil, accepted)
 	}()
 }
 

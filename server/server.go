@@ -314,7 +314,7 @@ func (s *Server) serveNative(ln net.Listener, tlsCfg *tls.Config, proxy bool) er
 			continue
 		}
 		tc := withTLS(ac)
-		s.startConn(tc, tcpStream{tc}, nil)
+		s.startConn(tc, tcpStream{tc}, nil, time.Time{})
 	}
 }
 
@@ -374,8 +374,10 @@ func (s *Server) isClosed() bool {
 
 // startConn serves a connection; its admission slot is given back when
 // nc is closed (an admittedConn, or a TLS connection over one). principal,
-// when set, is who the upgrade request authenticated as.
-func (s *Server) startConn(nc net.Conn, st stream, principal *broker.Principal) {
+// when set, is who the upgrade request authenticated as; accepted, when
+// set, is when the connection was accepted, if work before the session
+// (a PROXY header) took time: the connect timeout counts from it.
+func (s *Server) startConn(nc net.Conn, st stream, principal *broker.Principal, accepted time.Time) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -388,6 +390,7 @@ func (s *Server) startConn(nc net.Conn, st stream, principal *broker.Principal) 
 	if principal != nil {
 		c.session.Preauthenticate(principal) // before the read loop's first Feed
 	}
+	c.session.AcceptedAt(accepted)
 	secure := secureConn(nc)
 	kind := transportTCP
 	if w, ok := st.(wsStream); ok {
