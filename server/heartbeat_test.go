@@ -68,22 +68,10 @@ func TestHeartbeatServerSendsOnTime(t *testing.T) {
 		stop := beatEvery(c.conn, 50*time.Millisecond)
 		defer stop()
 
-		end := last.Add(1100 * time.Millisecond)
 		var gaps []time.Duration
-		for range 100 {
-			wait := time.Until(end)
-			if wait <= 0 {
-				break
-			}
-			select {
-			case ev := <-c.events:
-				if !ev.heartbeat {
-					t.Fatalf("want only heart-beats, got %+v", ev)
-				}
-				gaps = append(gaps, ev.at.Sub(last))
-				last = ev.at
-			case <-time.After(wait):
-			}
+		for _, at := range heartbeatsUntil(t, c, last.Add(1100*time.Millisecond)) {
+			gaps = append(gaps, at.Sub(last))
+			last = at
 		}
 		if len(gaps) < 4 || len(gaps) > 6 {
 			return fmt.Sprintf("%d heart-beats in 1.1s (gaps %v), want about 5 at %v", len(gaps), gaps, interval)
@@ -262,4 +250,52 @@ func TestHeartbeatGoStomp(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// heartbeatsUntil collects when c received heart-beats until end, failing
+// on anything else.
+func heartbeatsUntil(t *testing.T, c *rawClient, end time.Time) []time.Time {
+	t.Helper()
+	var beats []time.Time
+	for range 1000 {
+		wait := time.Until(end)
+		if wait <= 0 {
+			break
+		}
+		select {
+		case ev := <-c.events:
+			if !ev.heartbeat {
+				t.Fatalf("want only heart-beats, got %+v", ev)
+			}
+			beats = append(beats, ev.at)
+		case <-time.After(wait):
+		}
+	}
+	return beats
+}
+
+// A client asking heart-beat:1000,1000 of a server with the default 10s
+// interval and 1s minimum gets an EOL about every second (CONNECTED says
+// 1000,10000). Bounds are generous: 2 to 5 EOLs in 3.5s, never two within
+// half a second.
+func TestHeartbeatMinIntervalHonoursClient(t *testing.T) {
+	srv := startServer(t, Config{})
+	c := dialRaw(t, srv.addr)
+	f, connected := c.connectAt("accept-version:1.2", "heart-beat:1000,1000")
+	if got := header(f, "heart-beat"); got != "1000,10000" {
+		t.Fatalf("CONNECTED heart-beat:%s, want 1000,10000", got)
+	}
+	stop := beatEvery(c.conn, time.Second) // our side of the bargain
+	defer stop()
+	beats := heartbeatsUntil(t, c, connected.Add(3500*time.Millisecond))
+	if len(beats) < 2 || len(beats) > 5 {
+		t.Fatalf("%d heart-beats in 3.5s, want about 3", len(beats))
+	}
+	prev := connected
+	for i, at := range beats {
+		if gap := at.Sub(prev); gap < 500*time.Millisecond {
+			t.Errorf("heart-beat %d came %v after the one before, faster than the 1s asked", i, gap)
+		}
+		prev = at
+	}
 }

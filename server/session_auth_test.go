@@ -14,47 +14,6 @@ import (
 	"github.com/stompbox/stompbox/frames"
 )
 
-// A client asking heart-beat:1000,1000 of a server with the default 10s
-// interval and 1s minimum gets an EOL about every second (CONNECTED says
-// 1000,10000). Bounds are generous: 2 to 5 EOLs in 3.5s, never two within
-// half a second.
-func TestHeartbeatMinIntervalHonoursClient(t *testing.T) {
-	srv := startServer(t, Config{})
-	c := dialRaw(t, srv.addr)
-	f, connected := c.connectAt("accept-version:1.2", "heart-beat:1000,1000")
-	if got := header(f, "heart-beat"); got != "1000,10000" {
-		t.Fatalf("CONNECTED heart-beat:%s, want 1000,10000", got)
-	}
-	stop := beatEvery(c.conn, time.Second) // our side of the bargain
-	defer stop()
-	end := connected.Add(3500 * time.Millisecond)
-	var beats []time.Time
-	for range 100 {
-		wait := time.Until(end)
-		if wait <= 0 {
-			break
-		}
-		select {
-		case ev := <-c.events:
-			if ev.err != nil || ev.frame != nil {
-				t.Fatalf("got %+v, want only heart-beats", ev)
-			}
-			beats = append(beats, ev.at)
-		case <-time.After(wait):
-		}
-	}
-	if len(beats) < 2 || len(beats) > 5 {
-		t.Fatalf("%d heart-beats in 3.5s, want about 3", len(beats))
-	}
-	prev := connected
-	for i, at := range beats {
-		if gap := at.Sub(prev); gap < 500*time.Millisecond {
-			t.Errorf("heart-beat %d came %v after the one before, faster than the 1s asked", i, gap)
-		}
-		prev = at
-	}
-}
-
 // shortAuth accepts everyone, as a principal whose credentials expire
 // after its lifetime.
 type shortAuth struct{ lifetime time.Duration }
