@@ -31,16 +31,19 @@ type Broker struct {
 
 // Stats are the broker's counters, read with Broker.Stats.
 type Stats struct {
-	Published     atomic.Uint64 // messages accepted from SEND
-	Delivered     atomic.Uint64 // MESSAGE frames queued to subscribers
-	Redelivered   atomic.Uint64 // of which redeliveries
-	Expired       atomic.Uint64 // dropped because expires passed
-	DeadLettered  atomic.Uint64 // moved to a DLQ
-	Dropped       atomic.Uint64 // dead-letter candidates with nowhere to go
-	SlowConsumers atomic.Uint64 // sessions closed as slow consumers
-	Acked         atomic.Uint64 // messages acknowledged by ACK (cumulative ACKs count each)
-	Nacked        atomic.Uint64 // messages refused by NACK
-	Connects      atomic.Uint64 // CONNECT frames answered with CONNECTED
+	Published    atomic.Uint64 // messages accepted from SEND
+	Delivered    atomic.Uint64 // MESSAGE frames queued to subscribers
+	Redelivered  atomic.Uint64 // of which redeliveries
+	Expired      atomic.Uint64 // dropped because expires passed
+	DeadLettered atomic.Uint64 // moved to a DLQ
+	Dropped      atomic.Uint64 // dead-letter candidates with nowhere to go
+	// DeadLetterFailures counts dead-letter moves the journal refused: the
+	// message stayed in its queue, to be redelivered and tried again.
+	DeadLetterFailures atomic.Uint64
+	SlowConsumers      atomic.Uint64 // sessions closed as slow consumers
+	Acked              atomic.Uint64 // messages acknowledged by ACK (cumulative ACKs count each)
+	Nacked             atomic.Uint64 // messages refused by NACK
+	Connects           atomic.Uint64 // CONNECT frames answered with CONNECTED
 }
 
 // New builds a Broker; zero Config fields take their defaults.

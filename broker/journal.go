@@ -61,18 +61,24 @@ func (q *queue) removalOf(qm *queuedMessage) []JournalRecord {
 	return []JournalRecord{{Op: OpRemove, Queue: q.journalName(), MessageID: qm.msg.ID}}
 }
 
-// deadLetterTo moves qm from q to its DLQ as the new message m: with a
+// deadLetterTo moves qm from q to its DLQ as the new message m. With a
 // journal, the DLQ's enqueue and q's removal are one atomic append, so a
-// crash cannot lose the message between the two.
-func (b *Broker) deadLetterTo(q *queue, qm *queuedMessage, m *Message) error {
+// crash cannot lose the message between the two, and it is made before qm
+// leaves q: if the journal refuses it, moved is false and qm is still
+// counted in q, for the caller to put back. moved with an error means qm
+// left q but the DLQ did not take it in memory.
+func (b *Broker) deadLetterTo(q *queue, qm *queuedMessage, m *Message) (moved bool, err error) {
 	if recs := q.removalOf(qm); recs != nil {
 		recs = append(recs, JournalRecord{Op: OpEnqueue, Queue: q.sp.journalPrefix + q.dlq, MessageID: m.ID, Message: m})
 		if err := b.journalAppend(recs...); err != nil {
-			return err
+			return false, err
 		}
-		return asError(q.sp.enqueueNamed(q.dlq, m, false, anyCreator))
+		err = asError(q.sp.enqueueNamed(q.dlq, m, false, anyCreator))
+	} else {
+		err = asError(q.sp.enqueueNamed(q.dlq, m, true, anyCreator))
 	}
-	return asError(q.sp.enqueueNamed(q.dlq, m, true, anyCreator))
+	q.drop(qm)
+	return true, err
 }
 
 // asError keeps a nil *stompError from becoming a non-nil error.

@@ -79,6 +79,7 @@ func newCollector(b *Broker) *collector {
 			counter("messages_redelivered_total", "Deliveries of messages delivered before (NACK, disconnect, recovery).", func(s *Stats) uint64 { return s.Redelivered.Load() }),
 			counter("messages_expired_total", "Messages dropped because their expires time passed.", func(s *Stats) uint64 { return s.Expired.Load() }),
 			counter("messages_dead_lettered_total", "Messages moved to a dead-letter queue after max redeliveries.", func(s *Stats) uint64 { return s.DeadLettered.Load() }),
+			counter("dead_letter_failures_total", "Dead-letter moves the journal refused; the message stayed in its queue.", func(s *Stats) uint64 { return s.DeadLetterFailures.Load() }),
 			counter("messages_dropped_total", "Messages dropped with nowhere to go (a DLQ's own rejects, full durable backlogs).", func(s *Stats) uint64 { return s.Dropped.Load() }),
 			counter("slow_consumers_total", "Sessions closed because their outbound buffer overflowed.", func(s *Stats) uint64 { return s.SlowConsumers.Load() }),
 		},

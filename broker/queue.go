@@ -289,11 +289,16 @@ func (q *queue) removeConsumer(sub *subscription, unacked []delivery) {
 	q.retireIfIdle()
 }
 
-// acked forgets acknowledged deliveries and refills the freed credit.
-func (q *queue) acked(ds []delivery) {
+// acked forgets acknowledged deliveries and refills the freed credit;
+// journaled says their removals are in the journal already (a COMMIT's).
+func (q *queue) acked(ds []delivery, journaled bool) {
 	q.mu.Lock()
 	for _, d := range ds {
-		q.forgetLocked(d.qm)
+		if journaled {
+			q.dropLocked(d.qm)
+		} else {
+			q.forgetLocked(d.qm)
+		}
 	}
 	q.dispatchLocked()
 	q.unlock()
@@ -323,7 +328,8 @@ func (q *queue) requeueLocked(ds []delivery, dead []*queuedMessage) []*queuedMes
 			continue
 		}
 		if limit >= 0 && qm.deliveries > limit {
-			q.dropLocked(qm) // journaled with the DLQ's enqueue
+			// Still counted here until its move to the DLQ is journaled
+			// (deadLetter), so a refused move loses nothing.
 			dead = append(dead, qm)
 			continue
 		}
@@ -333,12 +339,16 @@ func (q *queue) requeueLocked(ds []delivery, dead []*queuedMessage) []*queuedMes
 }
 
 // deadLetter moves messages to the queue's DLQ with the reason, outside any
-// queue lock (the DLQ has its own). Without a DLQ they are dropped.
+// queue lock (the DLQ has its own). Without a DLQ they are dropped. Each
+// stays counted in q until its move is journaled; a move the journal
+// refuses leaves the message in q, ready with its delivery count, so the
+// next NACK or disconnect tries again.
 func (q *queue) deadLetter(dead []*queuedMessage, reason string) {
+	var kept []*queuedMessage // ascending seq, as dead is walked
 	for i := len(dead) - 1; i >= 0; i-- {
 		qm := dead[i]
 		if q.dlq == "" {
-			q.b.journalRemoves(q.removalOf(qm))
+			q.forget(qm)
 			q.b.stats.Dropped.Add(1)
 			q.b.cfg.Logger.Warn("message dropped after max redeliveries", "queue", q.name, "message_id", qm.msg.ID)
 			continue
@@ -349,12 +359,53 @@ func (q *queue) deadLetter(dead []*queuedMessage, reason string) {
 			frames.Header{Key: []byte("original-message-id"), Value: []byte(qm.msg.ID)},
 			frames.Header{Key: []byte("original-delivery-count"), Value: []byte(strconv.Itoa(qm.deliveries))},
 		)
-		if err := q.b.deadLetterTo(q, qm, m); err != nil {
+		moved, err := q.b.deadLetterTo(q, qm, m)
+		switch {
+		case !moved:
+			kept = append(kept, qm)
+			q.b.stats.DeadLetterFailures.Add(1)
+			q.b.cfg.Logger.Error("dead-letter move refused by the journal; the message stays in its queue and will be redelivered",
+				"queue", q.name, "dlq", q.dlq, "message_id", qm.msg.ID, "deliveries", qm.deliveries, "err", err)
+		case err != nil:
+			q.b.stats.Dropped.Add(1)
+		default:
+			q.b.stats.DeadLettered.Add(1)
+		}
+	}
+	if len(kept) > 0 {
+		q.keep(kept)
+	}
+}
+
+// drop takes out of q a message it still counts that left it for good
+// and whose removal is journaled (or needs none).
+func (q *queue) drop(qm *queuedMessage) {
+	q.mu.Lock()
+	q.dropLocked(qm)
+	q.mu.Unlock()
+}
+
+// forget is forgetLocked for callers without the lock.
+func (q *queue) forget(qm *queuedMessage) {
+	q.mu.Lock()
+	q.forgetLocked(qm)
+	q.unlock()
+}
+
+// keep puts back in front, in order, messages q still counts whose
+// dead-letter move failed; a queue deleted meanwhile takes them with it.
+func (q *queue) keep(qms []*queuedMessage) {
+	q.mu.Lock()
+	for i := len(qms) - 1; i >= 0; i-- {
+		if q.deleted {
+			q.forgetLocked(qms[i])
 			q.b.stats.Dropped.Add(1)
 			continue
 		}
-		q.b.stats.DeadLettered.Add(1)
+		q.ready.PushFront(qms[i])
 	}
+	q.dispatchLocked()
+	q.unlock()
 }
 
 // retireIfIdle removes a plain queue that has no messages and no consumers,

@@ -23,7 +23,7 @@ func (s *Session) handleAck(f *frames.Frame) *stompError {
 	if tx, ok := f.Header("transaction"); ok {
 		return s.addToTransaction(f, tx, txOp{cmd: f.Command, ack: target})
 	}
-	if err := s.applyAck(f.Command, target); err != nil {
+	if err := s.applyAck(f.Command, target, false); err != nil {
 		return err
 	}
 	s.receipt(f)
@@ -79,8 +79,10 @@ func (s *Session) resolveAck(f *frames.Frame) (ackTarget, *stompError) {
 // applyAck settles the deliveries an ACK or NACK covers. In client mode
 // both are cumulative: "the client acknowledges all messages up to that
 // point"; queue messages that were NACKed go back for redelivery, topic
-// messages are dropped.
-func (s *Session) applyAck(cmd frames.Command, t ackTarget) *stompError {
+// messages are dropped. journaled says the ACK's removals are already in
+// the journal (a COMMIT appended them with the transaction's SENDs), so the
+// queue must not journal them again.
+func (s *Session) applyAck(cmd frames.Command, t ackTarget, journaled bool) *stompError {
 	cumulative := t.sub.ackMode == ackClient
 	var found bool
 	s.acked, found = t.sub.take(t.ackID, cumulative, s.acked[:0])
@@ -95,7 +97,7 @@ func (s *Session) applyAck(cmd frames.Command, t ackTarget) *stompError {
 	}
 	if q := t.sub.queue; q != nil {
 		if cmd == frames.CmdAck {
-			q.acked(s.acked)
+			q.acked(s.acked, journaled)
 		} else {
 			q.nacked(s.acked)
 		}

@@ -202,14 +202,18 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 		return err
 	}
 	now := s.b.nowMs()
-	// The transaction's persistent messages reach the journal in one append:
-	// all of them survive a crash after the RECEIPT, or none was accepted.
+	// The transaction's persistent messages and the removals of the
+	// persistent messages its ACKs settle reach the journal in one append,
+	// before anything is applied: after the RECEIPT a crash keeps all of
+	// them, and before it none (the queues do not journal those removals
+	// again: applyAck is told they are journaled).
 	var recs []JournalRecord
 	for _, op := range tx.ops {
 		if op.cmd == frames.CmdSend && op.msg != nil && !op.msg.expired(now) {
 			recs = s.space.persistRecords(op.route, op.msg, recs)
 		}
 	}
+	recs = ackRemovals(tx.ops, recs)
 	if len(recs) > 0 {
 		if err := s.b.journalAppend(recs...); err != nil {
 			if err.full != NotFull {
@@ -245,7 +249,7 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 			}
 			s.b.stats.Published.Add(1)
 		case op.cmd == frames.CmdAck || op.cmd == frames.CmdNack:
-			if err := s.applyAck(op.cmd, op.ack); err != nil {
+			if err := s.applyAck(op.cmd, op.ack, true); err != nil {
 				tx.ops = tx.ops[i+1:]
 				tx.discard(s)
 				return err
@@ -254,6 +258,38 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 	}
 	s.receipt(f)
 	return nil
+}
+
+// ackRemovals appends to recs the removal records of the persistent queue
+// messages the transaction's ACKs settle, in the order COMMIT applies them.
+// validateAcks checked every ACK and NACK, and only this session's read
+// loop takes its deliveries, so what is peeked here is what the ACKs take.
+func ackRemovals(ops []txOp, recs []JournalRecord) []JournalRecord {
+	var after map[*subscription]uint64 // highest id a cumulative ACK or NACK took so far
+	var ds []delivery
+	for _, op := range ops {
+		if op.cmd != frames.CmdAck && op.cmd != frames.CmdNack {
+			continue
+		}
+		t := op.ack
+		cumulative := t.sub.ackMode == ackClient
+		q := t.sub.queue
+		if op.cmd == frames.CmdAck && q != nil && q.journaled {
+			ds = t.sub.peek(t.ackID, after[t.sub], cumulative, ds[:0])
+			for _, d := range ds {
+				if d.qm != nil && d.msg.Persistent {
+					recs = append(recs, JournalRecord{Op: OpRemove, Queue: q.journalName(), MessageID: d.msg.ID})
+				}
+			}
+		}
+		if cumulative {
+			if after == nil {
+				after = make(map[*subscription]uint64)
+			}
+			after[t.sub] = t.ackID
+		}
+	}
+	return recs
 }
 
 func (s *Session) handleAbort(f *frames.Frame) *stompError {

@@ -173,6 +173,23 @@ func (sub *subscription) take(ackID uint64, cumulative bool, into []delivery) ([
 	return into, true
 }
 
+// peek appends to into the deliveries take(ackID, cumulative) would return
+// once every delivery up to after was taken, without taking them: a COMMIT
+// journals their removals before it applies its ACKs.
+func (sub *subscription) peek(ackID, after uint64, cumulative bool, into []delivery) []delivery {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	i, found := slices.BinarySearchFunc(sub.unacked, ackID, byAckID)
+	if !found {
+		return into
+	}
+	from := i
+	if cumulative {
+		from, _ = slices.BinarySearchFunc(sub.unacked, after+1, byAckID)
+	}
+	return append(into, sub.unacked[from:i+1]...)
+}
+
 // findByMessageID returns the ack id of the unacked delivery of a message
 // (STOMP 1.0/1.1 acknowledge by message-id).
 func (sub *subscription) findByMessageID(id []byte) (uint64, bool) {
