@@ -16,13 +16,19 @@ type memJournal struct {
 	mu      sync.Mutex
 	appends [][]JournalRecord // one entry per Append call
 	forgets []JournalRecord
-	full    bool // Append fails with ErrJournalFull
+	// full makes Append fail with ErrJournalFull, except (as a File with a
+	// disk budget) an append of removals only.
+	full bool
+	fail error // Append fails with it (an I/O error)
 }
 
 func (j *memJournal) Append(_ context.Context, recs ...JournalRecord) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.full {
+	if j.fail != nil {
+		return j.fail
+	}
+	if j.full && slices.ContainsFunc(recs, func(r JournalRecord) bool { return r.Op != OpRemove && r.Op != OpDurableDelete }) {
 		return fmt.Errorf("mem: %w", ErrJournalFull)
 	}
 	j.appends = append(j.appends, slices.Clone(recs))
