@@ -368,6 +368,8 @@ func (q *queue) deadLetter(dead []*queuedMessage, reason string) {
 				"queue", q.name, "dlq", q.dlq, "message_id", qm.msg.ID, "deliveries", qm.deliveries, "err", err)
 		case err != nil:
 			q.b.stats.Dropped.Add(1)
+			q.b.cfg.Logger.Warn("dead-letter queue refused the message; dropped", "queue", q.name, "dlq", q.dlq,
+				"message_id", qm.msg.ID, "err", err)
 		default:
 			q.b.stats.DeadLettered.Add(1)
 		}
