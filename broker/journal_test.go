@@ -16,7 +16,8 @@ type memJournal struct {
 	mu      sync.Mutex
 	appends [][]JournalRecord // one entry per Append call
 	forgets []JournalRecord
-	full    bool // Append fails with ErrJournalFull
+	full    bool  // Append fails with ErrJournalFull
+	failed  error // Append fails with it (the journal broke)
 }
 
 func (j *memJournal) Append(_ context.Context, recs ...JournalRecord) error {
@@ -24,6 +25,9 @@ func (j *memJournal) Append(_ context.Context, recs ...JournalRecord) error {
 	defer j.mu.Unlock()
 	if j.full {
 		return fmt.Errorf("mem: %w", ErrJournalFull)
+	}
+	if j.failed != nil {
+		return j.failed
 	}
 	j.appends = append(j.appends, slices.Clone(recs))
 	return nil
@@ -167,6 +171,47 @@ func TestJournalFullRefusesPersistentSend(t *testing.T) {
 	q, _ := b.spaces[DefaultVirtualHost].queue("/queue/q", nil)
 	if q == nil || q.count != 1 {
 		t.Fatal("the refused persistent message must not be queued; the other one must")
+	}
+}
+
+// A journal that failed for good (a failed fsync) refuses every kind of
+// persistent work with ERROR journal-failed: retryable, since a restart
+// recovers, and a close reason of its own (internal), not internal-error.
+func TestJournalFailedRefusesPersistentWork(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup [][]string // frames before the refused one: command, then headers
+		frame []string
+	}{
+		{"persistent SEND", nil, []string{"SEND", "destination:/queue/q", "persistent:true", "receipt:r"}},
+		{"COMMIT of a persistent SEND",
+			[][]string{{"BEGIN", "transaction:tx"}, {"SEND", "destination:/queue/q", "persistent:true", "transaction:tx"}},
+			[]string{"COMMIT", "transaction:tx", "receipt:r"}},
+		{"durable SUBSCRIBE", nil,
+			[]string{"SUBSCRIBE", "id:d", "destination:/topic/t", "durable-subscription-name:d", "receipt:r"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := &memJournal{failed: fmt.Errorf("disk: %w: fsync: input/output error", ErrJournalFailed)}
+			b := New(Config{Journal: j})
+			c := newClient(t, b)
+			c.connect("client-id:c1")
+			for _, f := range tt.setup {
+				c.mustSend(frames.ParseCommand([]byte(f[0])), "x", f[1:]...)
+			}
+			err := c.send(frames.ParseCommand([]byte(tt.frame[0])), "x", tt.frame[1:]...)
+			if !isClosed(err) {
+				t.Fatalf("%s with a failed journal: %v, want the session closed", tt.frame[0], err)
+			}
+			f := c.next()
+			if f.Command != frames.CmdError || hdr(f, "error-code") != CodeJournalFailed ||
+				hdr(f, "retryable") != "true" || hdr(f, "receipt-id") != "r" {
+				t.Fatalf("got %s %v, want ERROR error-code:%s retryable:true receipt-id:r", f.Command, headerLines(f), CodeJournalFailed)
+			}
+			if r, _ := c.s.CloseReason(); r != CloseInternal {
+				t.Errorf("close reason %v, want %v", r, CloseInternal)
+			}
+		})
 	}
 }
 
