@@ -24,6 +24,9 @@ type faults struct {
 	writeErr error // the next WriteAt fails with it, and it is cleared
 	syncErr  error // the next Datasync fails with it, and it is cleared
 	syncs    int   // Datasync calls that reached the file
+	// hold, if set, holds the failing write until it is closed, after
+	// telling held: the flusher is then busy with it.
+	hold, held chan struct{}
 }
 
 // wrap is the File.wrap of a File whose segments fail as armed.
@@ -47,8 +50,13 @@ func (s faultySegment) WriteAt(b []byte, off int64) (int, error) {
 	s.fs.mu.Lock()
 	err := s.fs.writeErr
 	s.fs.writeErr = nil
+	hold, held := s.fs.hold, s.fs.held
 	s.fs.mu.Unlock()
 	if err != nil {
+		if hold != nil {
+			held <- struct{}{}
+			<-hold
+		}
 		return 0, err
 	}
 	return s.segmentFile.WriteAt(b, off)
@@ -176,5 +184,52 @@ func TestSegmentFailureIsSticky(t *testing.T) {
 				t.Fatalf("recovered %d records, want %s first", len(got), kept.MessageID)
 			}
 		})
+	}
+}
+
+// A barrier queued while a write was failing returns the failure. Before,
+// it fsynced nothing (the failed write had left nothing dirty) and
+// reported success, and the compactor, which waits for a barrier before it
+// deletes segments, went on deleting.
+func TestBarrierBehindFailedWrite(t *testing.T) {
+	fs := &faults{hold: make(chan struct{}), held: make(chan struct{}, 1)}
+	f, err := openWith(t.TempDir(), Config{Logger: testLogger(t, nil), SegmentSize: 64 << 10}, fs.wrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	mustAppend(t, f, q(1))
+
+	fs.armWrite(syscall.EIO)
+	appended := make(chan error, 1)
+	go func() { appended <- f.Append(context.Background(), q(2)) }()
+	select {
+	case <-fs.held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the Append never reached the segment")
+	}
+	barrier := make(chan error, 1)
+	go func() { barrier <- f.submitInternal(&request{}) }()
+	queued := func() int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.queue)
+	}
+	for i := 0; i < 1000 && queued() == 0; i++ {
+		time.Sleep(time.Millisecond)
+	}
+	if queued() == 0 {
+		t.Fatal("the barrier was never queued")
+	}
+	close(fs.hold)
+	for what, ch := range map[string]chan error{"Append": appended, "barrier": barrier} {
+		select {
+		case err := <-ch:
+			if !errors.Is(err, syscall.EIO) || !errors.Is(err, broker.ErrJournalFailed) {
+				t.Errorf("%s: %v, want the write's EIO wrapping broker.ErrJournalFailed", what, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s did not return", what)
+		}
 	}
 }
