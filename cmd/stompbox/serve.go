@@ -48,7 +48,7 @@ func serve(ctx context.Context, l *config.Loaded, logger *slog.Logger, hup <-cha
 // openJournal opens the journal in journal.dir; nil without one.
 func openJournal(c config.Config, logger *slog.Logger, registry prometheus.Registerer) (journal, error) {
 	if c.Journal.Dir == "" {
-		return nil, nil // a nil *File must not become a non-nil interface
+		return nil, nil
 	}
 	policy, err := persistence.ParseSyncPolicy(c.Journal.Sync)
 	if err != nil {
@@ -59,7 +59,7 @@ func openJournal(c config.Config, logger *slog.Logger, registry prometheus.Regis
 		SegmentSize: int64(c.Journal.SegmentSize), Logger: logger, Registerer: registry,
 	})
 	if err != nil {
-		return nil, err
+		return nil, err // not f: a nil *File must not become a non-nil interface
 	}
 	return f, nil
 }
