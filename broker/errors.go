@@ -80,6 +80,7 @@ const (
 	CodeUnknownHost           = "unknown-host"
 	CodeInternal              = "internal-error"
 	CodeTokenExpired          = "token-expired"
+	CodeJournalFailed         = "journal-failed"
 )
 
 // stompError is a failure the client is told about in an ERROR frame before

@@ -54,6 +54,12 @@ type Journal interface {
 // budget is exhausted; the producer gets ERROR limit-exceeded.
 var ErrJournalFull = errors.New("broker: journal full")
 
+// ErrJournalFailed is returned (wrapped) by Journal.Append once a write or
+// fsync of the journal has failed: what reached the disk is unknown, so the
+// journal takes nothing more until the process restarts and recovers from
+// it. The producer gets ERROR journal-failed (retryable).
+var ErrJournalFailed = errors.New("broker: journal failed")
+
 // JournalOp is what a JournalRecord records.
 type JournalOp uint8
 

@@ -21,7 +21,7 @@ type asyncJournal interface {
 func (b *Broker) persists(m *Message) bool { return b.cfg.Journal != nil && m.Persistent }
 
 // journalAppend writes recs and waits as the sync policy says; a full
-// journal is the producer's limit-exceeded.
+// journal is the producer's limit-exceeded, a failed one journal-failed.
 func (b *Broker) journalAppend(recs ...JournalRecord) *stompError {
 	ctx, cancel := context.WithTimeout(context.Background(), journalTimeout)
 	defer cancel()
@@ -31,6 +31,13 @@ func (b *Broker) journalAppend(recs ...JournalRecord) *stompError {
 		return nil
 	case errors.Is(err, ErrJournalFull):
 		return fullErr(FullJournal, "the journal's disk budget is full")
+	case errors.Is(err, ErrJournalFailed):
+		// The journal logged its failure once; each refused client is
+		// counted by its close reason, not logged.
+		return &stompError{code: CodeJournalFailed, message: "journal failed",
+			detail: "The broker's journal could not write to disk, so it accepts no persistent work until the broker " +
+				"restarts and recovers; this frame was not accepted. Reconnect and retry.",
+			retryable: true, reason: CloseInternal}
 	}
 	b.cfg.Logger.Error("journal append failed", "err", err)
 	return &stompError{code: CodeInternal, message: "journal write failed",

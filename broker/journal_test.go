@@ -176,6 +176,47 @@ func TestJournalFullRefusesPersistentSend(t *testing.T) {
 	}
 }
 
+// A journal that failed for good (a failed fsync) refuses every kind of
+// persistent work with ERROR journal-failed: retryable, since a restart
+// recovers, and a close reason of its own (internal), not internal-error.
+func TestJournalFailedRefusesPersistentWork(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup [][]string // frames before the refused one: command, then headers
+		frame []string
+	}{
+		{"persistent SEND", nil, []string{"SEND", "destination:/queue/q", "persistent:true", "receipt:r"}},
+		{"COMMIT of a persistent SEND",
+			[][]string{{"BEGIN", "transaction:tx"}, {"SEND", "destination:/queue/q", "persistent:true", "transaction:tx"}},
+			[]string{"COMMIT", "transaction:tx", "receipt:r"}},
+		{"durable SUBSCRIBE", nil,
+			[]string{"SUBSCRIBE", "id:d", "destination:/topic/t", "durable-subscription-name:d", "receipt:r"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := &memJournal{fail: fmt.Errorf("disk: %w: fsync: input/output error", ErrJournalFailed)}
+			b := New(Config{Journal: j})
+			c := newClient(t, b)
+			c.connect("client-id:c1")
+			for _, f := range tt.setup {
+				c.mustSend(frames.ParseCommand([]byte(f[0])), "x", f[1:]...)
+			}
+			err := c.send(frames.ParseCommand([]byte(tt.frame[0])), "x", tt.frame[1:]...)
+			if !isClosed(err) {
+				t.Fatalf("%s with a failed journal: %v, want the session closed", tt.frame[0], err)
+			}
+			f := c.next()
+			if f.Command != frames.CmdError || hdr(f, "error-code") != CodeJournalFailed ||
+				hdr(f, "retryable") != "true" || hdr(f, "receipt-id") != "r" {
+				t.Fatalf("got %s %v, want ERROR error-code:%s retryable:true receipt-id:r", f.Command, headerLines(f), CodeJournalFailed)
+			}
+			if r, _ := c.s.CloseReason(); r != CloseInternal {
+				t.Errorf("close reason %v, want %v", r, CloseInternal)
+			}
+		})
+	}
+}
+
 func TestJournalTransactionIsOneAppend(t *testing.T) {
 	j := &memJournal{}
 	b := New(Config{Journal: j})

@@ -40,9 +40,13 @@ type File struct {
 	flusherWG     sync.WaitGroup
 	compactorWG   sync.WaitGroup
 
+	// wrap (immutable) turns a new segment's file into what the flusher
+	// writes: wrapOS, or a fault-injecting wrapper in tests.
+	wrap func(*os.File) segmentFile
+
 	// Owned by the flusher goroutine after Open, and by Close once the
 	// flusher has exited.
-	active   *os.File
+	active   segmentFile
 	activeID uint64
 	lastID   uint64 // the highest segment number seen or created
 	offset   int64  // write offset in active
@@ -81,7 +85,10 @@ type request struct {
 // is read and checked, a torn last record is truncated away, corrupt
 // records are counted and skipped. Appends go to a new segment. Call
 // Replay to get the live records.
-func Open(dir string, cfg Config) (*File, error) {
+func Open(dir string, cfg Config) (*File, error) { return openWith(dir, cfg, wrapOS) }
+
+// openWith is Open with the segment files' wrapper (tests inject faults).
+func openWith(dir string, cfg Config, wrap func(*os.File) segmentFile) (*File, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -94,7 +101,7 @@ func Open(dir string, cfg Config) (*File, error) {
 		return nil, err
 	}
 	f := &File{
-		dir: dir, cfg: cfg, log: cfg.Logger, lock: lock,
+		dir: dir, cfg: cfg, log: cfg.Logger, lock: lock, wrap: wrap,
 		wake: make(chan struct{}, 1), kick: make(chan struct{}, 1), compactNow: make(chan chan struct{}),
 		stopFlusher: make(chan struct{}), stopCompactor: make(chan struct{}),
 		segs:    map[uint64]*segment{},
@@ -132,7 +139,8 @@ func Open(dir string, cfg Config) (*File, error) {
 // that adds enqueues or durable creates past it fails with an error
 // wrapping broker.ErrJournalFull and nothing is written; records that only
 // remove (OpRemove, OpDurableDelete) are always taken, since they are what
-// lets compaction free space.
+// lets compaction free space. Once a write or fsync has failed, every
+// Append returns that error, wrapping broker.ErrJournalFailed (Failed).
 func (f *File) Append(ctx context.Context, recs ...broker.JournalRecord) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -173,6 +181,9 @@ func (f *File) Forget(recs ...broker.JournalRecord) {
 	switch {
 	case errors.Is(err, ErrClosed):
 		f.log.Warn("journal: closed; records not written", "records", len(recs))
+	case errors.Is(err, broker.ErrJournalFailed):
+		// Logged once, at error level, when the journal failed.
+		f.log.Debug("journal: failed; records not written", "records", len(recs))
 	case err != nil:
 		f.log.Error("journal: records not written", "records", len(recs), "err", err)
 	}
@@ -250,12 +261,15 @@ func (f *File) submitInternal(r *request) error {
 
 // Close stops the compactor, then the flusher, which writes and fsyncs
 // what is queued; then it closes the files. Append after Close returns
-// ErrClosed. Close may be called more than once.
+// ErrClosed. Close may be called more than once. If the journal has failed
+// (Failed), Close writes and fsyncs nothing and returns that error, every
+// time: a clean Close must mean that everything acknowledged is on disk.
 func (f *File) Close() error {
 	f.mu.Lock()
 	if f.closed {
+		failed := f.failed
 		f.mu.Unlock()
-		return nil
+		return failed
 	}
 	f.closed = true
 	f.mu.Unlock()
@@ -268,13 +282,18 @@ func (f *File) Close() error {
 }
 
 // closeActive truncates the active segment to its data, or removes it if
-// it holds none.
+// it holds none. After a failure it only closes the file, leaving it as it
+// is for recovery, and returns the failure.
 func (f *File) closeActive() error {
+	failed := f.Failed()
 	if f.active == nil {
-		return nil
+		return failed
 	}
 	fh := f.active
 	f.active = nil
+	if failed != nil {
+		return errors.Join(failed, fh.Close())
+	}
 	if f.offset == headerSize {
 		f.filesMu.Lock()
 		defer f.filesMu.Unlock()
@@ -327,10 +346,10 @@ func (f *File) Stats() Stats {
 func (f *File) CorruptRecords() uint64 { return f.stats.corruptRecords.Load() }
 
 // syncFile fsyncs a segment file and counts it.
-func (f *File) syncFile(fh *os.File) error {
+func (f *File) syncFile(fh segmentFile) error {
 	f.stats.fsyncs.Add(1)
 	start := time.Now()
-	err := datasync(fh)
+	err := fh.Datasync()
 	f.metrics.fsyncSeconds.Observe(since(start))
 	if err != nil {
 		return fmt.Errorf("persistence: fsync %s: %w", fh.Name(), err)

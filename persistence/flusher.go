@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/stompbox/stompbox/broker"
 )
 
 // runFlusher is the one goroutine that writes segments. Each time it
@@ -25,14 +27,10 @@ func (f *File) runFlusher() {
 		case <-f.wake:
 			f.drain()
 		case <-tick:
-			if err := f.syncActive(); err != nil {
-				f.fail(err)
-			}
+			_ = f.barrier() // a failure is sticky and logged
 		case <-f.stopFlusher:
 			f.drain()
-			if err := f.syncActive(); err != nil {
-				f.fail(err)
-			}
+			_ = f.barrier()
 			return
 		}
 	}
@@ -66,7 +64,7 @@ func (f *File) process(batch []*request) {
 			r.done <- f.sealActive()
 			i++
 		case r.buf == nil: // barrier: everything written so far is on disk
-			r.done <- f.syncActive()
+			r.done <- f.barrier()
 			i++
 		case r.copy:
 			f.writeCopy(r)
@@ -86,7 +84,7 @@ func (f *File) process(batch []*request) {
 // active segment and starting a new one when the next request does not
 // fit), fsyncs as the policy says and releases the waiters.
 func (f *File) writeGroup(reqs []*request) {
-	if err := f.usableForWrite(); err != nil {
+	if err := f.Failed(); err != nil {
 		release(reqs, err)
 		return
 	}
@@ -102,8 +100,7 @@ func (f *File) writeGroup(reqs []*request) {
 				err = f.rotate()
 			}
 			if err != nil {
-				f.fail(err)
-				release(reqs, err)
+				release(reqs, f.fail(err))
 				return
 			}
 			chunk = chunk[:0]
@@ -121,7 +118,7 @@ func (f *File) writeGroup(reqs []*request) {
 	}
 	err := f.flushChunk(chunk, sync)
 	if err != nil {
-		f.fail(err)
+		err = f.fail(err)
 	}
 	release(reqs, err)
 	if cap(f.wbuf) > maxKeptBuffer {
@@ -209,6 +206,22 @@ func (f *File) writeCopy(r *request) {
 	f.writeGroup([]*request{r})
 }
 
+// barrier makes everything written so far durable, or returns the sticky
+// failure. After a failed write or fsync it does not fsync again: the
+// kernel may have dropped the pages that failed and marked them clean, so
+// a second fsync can succeed without them ever reaching the disk
+// (PostgreSQL's "fsyncgate"). Only recovery at the next start knows what
+// is on disk.
+func (f *File) barrier() error {
+	if err := f.Failed(); err != nil {
+		return err
+	}
+	if err := f.syncActive(); err != nil {
+		return f.fail(err)
+	}
+	return nil
+}
+
 // syncActive fsyncs the active segment if it was written since the last
 // fsync.
 func (f *File) syncActive() error {
@@ -224,7 +237,7 @@ func (f *File) syncActive() error {
 
 // sealActive rotates now, if the active segment holds records.
 func (f *File) sealActive() error {
-	if err := f.usableForWrite(); err != nil || f.offset == headerSize {
+	if err := f.Failed(); err != nil || f.offset == headerSize {
 		return err
 	}
 	err := f.syncActive()
@@ -232,9 +245,9 @@ func (f *File) sealActive() error {
 		err = f.rotate()
 	}
 	if err != nil {
-		f.fail(err)
+		return f.fail(err)
 	}
-	return err
+	return nil
 }
 
 // rotate seals the active segment (its data is already fsynced): it is
@@ -267,12 +280,13 @@ func (f *File) startSegment(id uint64) error {
 	if err != nil {
 		return fmt.Errorf("persistence: create segment: %w", err)
 	}
+	sf := f.wrap(fh)
 	err = preallocate(fh, f.cfg.SegmentSize)
 	if err == nil {
-		_, err = fh.WriteAt(appendHeader(nil, id), 0)
+		_, err = sf.WriteAt(appendHeader(nil, id), 0)
 	}
 	if err == nil {
-		err = f.syncFile(fh)
+		err = f.syncFile(sf)
 	}
 	if err == nil {
 		err = syncDir(f.dir)
@@ -282,7 +296,7 @@ func (f *File) startSegment(id uint64) error {
 		os.Remove(path)
 		return fmt.Errorf("persistence: start segment %s: %w", path, err)
 	}
-	f.active, f.activeID, f.lastID, f.offset, f.dirty = fh, id, id, headerSize, false
+	f.active, f.activeID, f.lastID, f.offset, f.dirty = sf, id, id, headerSize, false
 	f.smu.Lock()
 	f.segs[id] = &segment{id: id, size: headerSize}
 	f.smu.Unlock()
@@ -292,25 +306,33 @@ func (f *File) startSegment(id uint64) error {
 	return nil
 }
 
-// usableForWrite is the sticky failure, if any: after a failed write or
-// fsync nothing more is written (what reached the disk is uncertain).
-func (f *File) usableForWrite() error {
+// Failed returns the error that broke the journal, or nil. After a write
+// or fsync of a segment fails, what reached the disk is unknown, so the
+// failure is terminal: every later Append, barrier and Close returns it,
+// nothing more is written or fsynced, and only a restart, which recovers
+// from what is on disk, makes the journal usable again. The error wraps
+// broker.ErrJournalFailed and the cause (an *fs.PathError, EIO, ...).
+func (f *File) Failed() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.failed
 }
 
-// fail makes err sticky: later Appends return it.
-func (f *File) fail(err error) {
+// fail makes err the sticky failure, unless there is one already, and
+// returns the sticky failure.
+func (f *File) fail(err error) error {
 	f.mu.Lock()
 	first := f.failed == nil
 	if first {
-		f.failed = err
+		f.failed = fmt.Errorf("%w: %w", broker.ErrJournalFailed, err)
 	}
+	sticky := f.failed
 	f.mu.Unlock()
 	if first {
-		f.log.Error("journal: write failed; the journal accepts no more records", "err", err)
+		f.log.Error("journal failed: a segment write or fsync failed, so what is on disk is unknown; "+
+			"the journal accepts no more records until the process restarts and recovers", "err", err)
 	}
+	return sticky
 }
 
 // poke wakes the compactor without waiting.

@@ -49,7 +49,7 @@ func since(start time.Time) float64 { return time.Since(start).Seconds() }
 // collector reads File.Stats at scrape time.
 type collector struct {
 	f                                            *File
-	bytes, maxBytes, segments                    *prometheus.Desc
+	bytes, maxBytes, segments, failed            *prometheus.Desc
 	appends, records, fsyncs, corrupt, compacted *prometheus.Desc
 }
 
@@ -58,10 +58,12 @@ func newCollector(f *File) *collector {
 		return prometheus.NewDesc("stompbox_journal_"+name, help, nil, nil)
 	}
 	return &collector{
-		f:         f,
-		bytes:     desc("bytes", "Journal data bytes on disk, as counted against the disk budget."),
-		maxBytes:  desc("max_bytes", "The journal's disk budget in bytes (0: unlimited)."),
-		segments:  desc("segments", "Journal segment files in use."),
+		f:        f,
+		bytes:    desc("bytes", "Journal data bytes on disk, as counted against the disk budget."),
+		maxBytes: desc("max_bytes", "The journal's disk budget in bytes (0: unlimited)."),
+		segments: desc("segments", "Journal segment files in use."),
+		failed: desc("failed", "1 once a journal write or fsync has failed: the journal accepts no more records "+
+			"and the process exits for recovery; 0 while it works."),
 		appends:   desc("appends_total", "Appends written (one per persistent SEND, transaction or removal batch)."),
 		records:   desc("records_total", "Journal records written."),
 		fsyncs:    desc("fsyncs_total", "fsyncs of journal segments."),
@@ -72,7 +74,7 @@ func newCollector(f *File) *collector {
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.bytes, c.maxBytes, c.segments, c.appends, c.records, c.fsyncs, c.corrupt, c.compacted} {
+	for _, d := range []*prometheus.Desc{c.bytes, c.maxBytes, c.segments, c.failed, c.appends, c.records, c.fsyncs, c.corrupt, c.compacted} {
 		ch <- d
 	}
 }
@@ -87,6 +89,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.bytes, float64(st.Bytes))
 	gauge(c.maxBytes, float64(c.f.cfg.MaxBytes))
 	gauge(c.segments, float64(st.Segments))
+	failed := 0.0
+	if c.f.Failed() != nil {
+		failed = 1
+	}
+	gauge(c.failed, failed)
 	count(c.appends, st.Appends)
 	count(c.records, st.Records)
 	count(c.fsyncs, st.Fsyncs)

@@ -129,7 +129,7 @@ func (f *File) truncate(path string, size int64) error {
 	}
 	err = fh.Truncate(size)
 	if err == nil {
-		err = f.syncFile(fh)
+		err = f.syncFile(osSegment{fh})
 	}
 	if cerr := fh.Close(); err == nil {
 		err = cerr

@@ -21,7 +21,8 @@ func (s *Server) Recover() error {
 }
 
 // AdminHandler serves /metrics (the server's registry), /healthz (the
-// process is alive) and /readyz (recovered, serving, not shutting down).
+// process is alive) and /readyz (recovered, serving, not shutting down,
+// journal not failed).
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
@@ -47,8 +48,20 @@ func (s *Server) AdminHandler() http.Handler {
 	return mux
 }
 
+// failingJournal is a journal that can break for good (persistence.File:
+// a failed write or fsync); Failed returns why, or nil.
+type failingJournal interface {
+	Failed() error
+}
+
 // notReady says why the server should not get traffic, or "".
 func (s *Server) notReady() string {
+	// Asked before taking mu: the journal takes its own lock.
+	if fj, ok := s.cfg.Broker.Journal.(failingJournal); ok {
+		if err := fj.Failed(); err != nil {
+			return "journal failed (restart to recover): " + err.Error()
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {

@@ -27,25 +27,52 @@ import (
 // own teardown (a journal stuck in fsync) before exiting anyway.
 const exitGrace = 2 * time.Second
 
-// serve runs the broker until ctx ends (a signal) or a listener fails,
-// then shuts down within the configured deadline. hup reloads the TLS
-// certificate.
+// journalCheckInterval is how often serve asks the journal whether it has
+// failed.
+const journalCheckInterval = time.Second
+
+// journal is what serve needs of the disk journal: the broker's Journal,
+// and Failed, the error that broke it for good (persistence.File).
+type journal interface {
+	broker.Journal
+	Failed() error
+}
+
+// serve runs the broker until ctx ends (a signal), a listener fails or the
+// journal fails, then shuts down within the configured deadline. hup
+// reloads the TLS certificate.
 func serve(ctx context.Context, l *config.Loaded, logger *slog.Logger, hup <-chan os.Signal) error {
+	return serveWith(ctx, l, logger, hup, openJournal)
+}
+
+// openJournal opens the journal in journal.dir; nil without one.
+func openJournal(c config.Config, logger *slog.Logger, registry prometheus.Registerer) (journal, error) {
+	if c.Journal.Dir == "" {
+		return nil, nil
+	}
+	policy, err := persistence.ParseSyncPolicy(c.Journal.Sync)
+	if err != nil {
+		return nil, err
+	}
+	f, err := persistence.Open(c.Journal.Dir, persistence.Config{
+		Sync: policy, SyncInterval: time.Duration(c.Journal.SyncInterval), MaxBytes: int64(c.Journal.MaxBytes),
+		SegmentSize: int64(c.Journal.SegmentSize), Logger: logger, Registerer: registry,
+	})
+	if err != nil {
+		return nil, err // not f: a nil *File must not become a non-nil interface
+	}
+	return f, nil
+}
+
+// serveWith is serve with the journal opened by openJournal (tests pass
+// one that fails).
+func serveWith(ctx context.Context, l *config.Loaded, logger *slog.Logger, hup <-chan os.Signal,
+	openJournal func(config.Config, *slog.Logger, prometheus.Registerer) (journal, error)) error {
 	c := l.Config
 	registry := prometheus.NewRegistry()
-	var journal *persistence.File
-	if c.Journal.Dir != "" {
-		policy, err := persistence.ParseSyncPolicy(c.Journal.Sync)
-		if err != nil {
-			return err
-		}
-		journal, err = persistence.Open(c.Journal.Dir, persistence.Config{
-			Sync: policy, SyncInterval: time.Duration(c.Journal.SyncInterval), MaxBytes: int64(c.Journal.MaxBytes),
-			SegmentSize: int64(c.Journal.SegmentSize), Logger: logger, Registerer: registry,
-		})
-		if err != nil {
-			return err
-		}
+	journal, err := openJournal(c, logger, registry)
+	if err != nil {
+		return err
 	}
 	cert, err := loadCertificate(c)
 	if err != nil {
@@ -87,8 +114,23 @@ func serve(ctx context.Context, l *config.Loaded, logger *slog.Logger, hup <-cha
 	}
 	logger.Info("stompbox listening", append(running.attrs, "websocket_path", c.WebSocket.Path, "version", version, "config", l.File)...)
 
+	// A failed journal is terminal (PostgreSQL's model: after a failed
+	// fsync what is on disk is unknown): shut down as usual and exit
+	// non-zero, so that the supervisor restarts the process into recovery.
+	var journalCheck <-chan time.Time
+	if journal != nil {
+		t := time.NewTicker(journalCheckInterval)
+		defer t.Stop()
+		journalCheck = t.C
+	}
 	for {
 		select {
+		case <-journalCheck:
+			if err := journal.Failed(); err != nil {
+				logger.Error("journal failed: persistent work is refused (ERROR journal-failed) and /readyz fails; "+
+					"shutting down and exiting non-zero so that a restart recovers from the journal", "err", err)
+				return shutdown(srv, journal, c, logger, fmt.Errorf("exiting for recovery: %w", err))
+			}
 		case <-ctx.Done():
 			logger.Info("shutting down", "deadline", c.ShutdownTimeout.String())
 			return shutdown(srv, journal, c, logger, nil)
@@ -104,7 +146,7 @@ func serve(ctx context.Context, l *config.Loaded, logger *slog.Logger, hup <-cha
 }
 
 // serverConfig maps the options onto the server's and broker's Config.
-func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Registry, journal *persistence.File, cert *server.Certificate) server.Config {
+func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Registry, journal broker.Journal, cert *server.Certificate) server.Config {
 	heartbeat := time.Duration(c.Heartbeat.Interval)
 	if heartbeat == 0 {
 		heartbeat = -1 // broker.Config: negative disables, zero means default
@@ -112,10 +154,6 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 	minTLS := uint16(tls.VersionTLS12)
 	if c.TLS.MinVersion == "1.3" {
 		minTLS = tls.VersionTLS13
-	}
-	brokerJournal := broker.Journal(nil)
-	if journal != nil {
-		brokerJournal = journal // a nil *File must not become a non-nil interface
 	}
 	lim := c.Limits
 	return server.Config{
@@ -173,7 +211,7 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 			MaxQueuesPerUser:             unlimitedIfZero(lim.MaxQueuesPerUser),
 			MaxDurablesPerUser:           unlimitedIfZero(lim.MaxDurablesPerUser),
 			DurableIdleTTL:               time.Duration(lim.DurableIdleTTL),
-			Journal:                      brokerJournal,
+			Journal:                      journal,
 		},
 	}
 }
@@ -251,7 +289,7 @@ func (ls *listeners) start(name, addr string, serve func(net.Listener) error) er
 // shutdown tells every client (ERROR server-shutdown, WebSocket 1001),
 // lets in-flight receipts finish, closes the journal, all within
 // shutdown_timeout; cause is returned (joined with what went wrong).
-func shutdown(srv *server.Server, journal *persistence.File, c config.Config, logger *slog.Logger, cause error) error {
+func shutdown(srv *server.Server, journal broker.Journal, c config.Config, logger *slog.Logger, cause error) error {
 	deadline := time.Duration(c.ShutdownTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
@@ -270,7 +308,7 @@ func shutdown(srv *server.Server, journal *persistence.File, c config.Config, lo
 	}
 }
 
-func closeJournal(journal *persistence.File, cause error) error {
+func closeJournal(journal broker.Journal, cause error) error {
 	if journal == nil {
 		return cause
 	}
