@@ -136,7 +136,7 @@ func TestDeployPrometheus(t *testing.T) {
 		names := alertNames(t)
 		for _, want := range []string{"StompboxDown", "StompboxSlowConsumers", "StompboxHeartbeatTimeouts",
 			"StompboxJournalFsyncSlow", "StompboxQueueBacklog", "StompboxDeadLetters", "StompboxJournalNearBudget",
-			"StompboxErrorRate", "StompboxTLSCertificateExpiring"} {
+			"StompboxErrorRate", "StompboxTLSCertificateExpiring", "StompboxJournalFailed", "StompboxProducersBlocked"} {
 			if !names[want] {
 				t.Errorf("alerts.yml has no alert %s", want)
 			}
