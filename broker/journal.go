@@ -106,9 +106,15 @@ func (sp *space) persistRecords(r route, m *Message, recs []JournalRecord) []Jou
 	case kindQueue:
 		return append(recs, JournalRecord{Op: OpEnqueue, Queue: sp.journalPrefix + r.key, MessageID: m.ID, Message: m})
 	case kindTopic:
-		for _, q := range sp.durableQueuesFor(r.key) {
-			recs = append(recs, JournalRecord{Op: OpEnqueue, Queue: q.journalName(), MessageID: m.ID, Message: m})
-		}
+		return durableRecords(sp.durableQueuesFor(r.key), m, recs)
+	}
+	return recs
+}
+
+// durableRecords appends the enqueue of m into each durable queue of qs.
+func durableRecords(qs []*queue, m *Message, recs []JournalRecord) []JournalRecord {
+	for _, q := range qs {
+		recs = append(recs, JournalRecord{Op: OpEnqueue, Queue: q.journalName(), MessageID: m.ID, Message: m})
 	}
 	return recs
 }

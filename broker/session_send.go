@@ -27,19 +27,13 @@ func (s *Session) handleSend(f *frames.Frame) *stompError {
 	}
 	if m != nil {
 		checkLimits := true
-		if recs := s.space.persistRecords(r, m, nil); len(recs) > 0 {
+		recs, err := s.persistentRecords(r, m)
+		if err != nil {
+			return err
+		}
+		if len(recs) > 0 {
 			// Acknowledged means on disk: the journal has the message before
-			// any consumer can see it and before the RECEIPT. Limits are
-			// checked first, since the journaled message must then fit:
-			// the queue's, or those of every durable subscription's queue
-			// the topic reaches.
-			if q := s.routeQueue(r); q != nil {
-				if err := q.room(1, m.size()); err != nil {
-					return err
-				}
-			} else if err := s.durableRoom(r, m); err != nil {
-				return err
-			}
+			// any consumer can see it and before the RECEIPT.
 			if err := s.b.journalAppend(recs...); err != nil {
 				return err
 			}
@@ -121,13 +115,44 @@ func (s *Session) durableRoom(r route, m *Message) *stompError {
 	if r.kind != kindTopic || !s.b.persists(m) {
 		return nil
 	}
+	return roomInEach(s.space.durableQueuesFor(r.key), m)
+}
+
+// roomInEach checks that m fits every queue of qs.
+func roomInEach(qs []*queue, m *Message) *stompError {
 	size := m.size()
-	for _, q := range s.space.durableQueuesFor(r.key) {
+	for _, q := range qs {
 		if err := q.room(1, size); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// persistentRecords returns the journal records a persistent SEND outside
+// a transaction needs, once the room they will take is checked (the
+// journaled message must then fit): its queue's, or that of every durable
+// subscription's queue the topic reaches, matched once for both.
+func (s *Session) persistentRecords(r route, m *Message) ([]JournalRecord, *stompError) {
+	if !s.b.persists(m) {
+		return nil, nil
+	}
+	switch r.kind {
+	case kindQueue:
+		if q := s.routeQueue(r); q != nil {
+			if err := q.room(1, m.size()); err != nil {
+				return nil, err
+			}
+		}
+		return s.space.persistRecords(r, m, nil), nil
+	case kindTopic:
+		qs := s.space.durableQueuesFor(r.key)
+		if err := roomInEach(qs, m); err != nil {
+			return nil, err
+		}
+		return durableRecords(qs, m, nil), nil
+	}
+	return nil, nil
 }
 
 // replyAddress is the public address of this session's temporary queue
