@@ -55,6 +55,17 @@ type durable struct {
 	removed   bool          // guarded by mu: claimed for removal; nobody may attach
 }
 
+// durableOwner is whom a durable subscription of p belongs to: its user,
+// or "" for anonymous clients, a name no authenticated user has (users
+// files and tokens require one), so a user who happens to be called
+// "anonymous" gets nothing anonymous clients created.
+func durableOwner(p *Principal) string {
+	if p.Anonymous {
+		return ""
+	}
+	return p.Name
+}
+
 // attachDurable finds or creates the durable subscription of this
 // connection's user and makes sub its consumer. A durable re-subscribed
 // with another destination starts afresh.
@@ -71,7 +82,7 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 			"In topic patterns * and # must each be a whole dot-separated segment.")
 	}
 	sp, b := s.space, s.b
-	key := durableKey{user: s.principal.Name, clientID: s.clientID, name: name}
+	key := durableKey{user: durableOwner(s.principal), clientID: s.clientID, name: name}
 	inUse := func() *stompError {
 		return &stompError{code: CodeSubscriptionInUse, message: "durable subscription in use",
 			detail: "Durable subscription " + strconv.Quote(name) + " of client-id " + strconv.Quote(s.clientID) +
@@ -110,6 +121,12 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 			return err
 		}
 		d = sp.createDurableLocked(DurableSpec{User: key.user, ClientID: s.clientID, Name: name, Topic: sub.pattern}, quota)
+		// Held by sub from the start: until its create record is on disk
+		// no other connection may attach to it, nor the idle sweep claim
+		// it (a delete journaled before the create would resurrect it).
+		d.mu.Lock()
+		d.consumer = sub
+		d.mu.Unlock()
 	}
 	sp.mu.Unlock()
 	if created && b.cfg.Journal != nil {
@@ -117,6 +134,7 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 		// is acknowledged, or persistent messages sent to it could have
 		// nowhere to go after recovery.
 		if err := b.journalAppend(JournalRecord{Op: OpDurableCreate, Queue: d.queue.journalName(), Durable: d.spec}); err != nil {
+			d.detach(sub)
 			if d.claim() {
 				sp.removeDurable(d)
 			}
@@ -125,10 +143,11 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.consumer != nil || d.removed {
+	if d.consumer != nil && d.consumer != sub || d.removed {
 		return inUse()
 	}
 	if !d.queue.attach(sub) {
+		d.consumer = nil
 		return inUse() // removed this instant; retrying finds a fresh one
 	}
 	d.consumer = sub

@@ -407,3 +407,90 @@ func TestIdleSweepRacesAttach(t *testing.T) {
 	}
 	t.Logf("%d of 300 SUBSCRIBEs attached while the sweep ran", attached)
 }
+
+// anonOrUser makes an empty login anonymous and any other login a user of
+// that name, "anonymous" included.
+type anonOrUser struct{}
+
+func (anonOrUser) Authenticate(_ context.Context, c Credentials) (*Principal, error) {
+	if c.Login == "" {
+		return &Principal{Name: "anonymous", Anonymous: true}, nil
+	}
+	return &Principal{Name: c.Login}, nil
+}
+
+// A user who happens to be called "anonymous" does not get the durable
+// subscriptions anonymous clients created, nor they its.
+func TestAnonymousDurablesAreNobodysUser(t *testing.T) {
+	b := New(Config{Authenticator: anonOrUser{}})
+	anon := newClient(t, b)
+	anon.connect("client-id:app")
+	anon.subscribeDurable("/topic/news", "feed")
+	anon.s.Release()
+	publish(t, b, "/topic/news", "n1")
+
+	named := newClient(t, b)
+	named.connect("login:anonymous", "client-id:app")
+	if got := bodies(named.subscribeDurable("/topic/news", "feed")); len(got) != 0 {
+		t.Fatalf("the user called anonymous read %v of the anonymous clients' durable", got)
+	}
+	named.s.Release()
+	again := newClient(t, b)
+	again.connect("client-id:app")
+	if got := bodies(again.subscribeDurable("/topic/news", "feed")); !slices.Equal(got, []string{"n1"}) {
+		t.Fatalf("the anonymous client got %v back, want n1", got)
+	}
+	if q, d := b.UserQuota(DefaultVirtualHost, "anonymous"); q != 0 || d != 1 {
+		t.Fatalf("user anonymous holds %d queues, %d durables; want only its own durable", q, d)
+	}
+}
+
+// gatedJournal holds every durable-create Append until release is closed,
+// saying on entered when one arrives.
+type gatedJournal struct {
+	memJournal
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (j *gatedJournal) Append(ctx context.Context, recs ...JournalRecord) error {
+	if len(recs) > 0 && recs[0].Op == OpDurableCreate {
+		j.entered <- struct{}{}
+		<-j.release
+	}
+	return j.memJournal.Append(ctx, recs...)
+}
+
+// A new durable subscription belongs to the connection creating it while
+// its create record is being journaled: another connection of the same
+// user and client-id is told it is in use, rather than attaching to a
+// subscription that a failed journal write would leave without a record.
+func TestDurableHeldWhileItsCreateIsJournaled(t *testing.T) {
+	j := &gatedJournal{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	b := New(Config{Authenticator: anyUserAuth{}, Journal: j})
+	first := userClient(t, b, "alice", "app")
+	done := make(chan []*frames.Frame, 1)
+	go func() {
+		if err := first.send(frames.CmdSubscribe, "", "id:feed", "destination:/topic/news", "durable-subscription-name:feed", "receipt:r"); err != nil {
+			done <- nil
+			return
+		}
+		done <- first.poll()
+	}()
+	select {
+	case <-j.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the durable's create record never reached the journal")
+	}
+	second := userClient(t, b, "alice", "app")
+	_ = second.send(frames.CmdSubscribe, "", "id:feed", "destination:/topic/news", "durable-subscription-name:feed", "receipt:r")
+	fs := second.poll()
+	close(j.release)
+	if len(fs) == 0 || fs[len(fs)-1].Command != frames.CmdError || hdr(fs[len(fs)-1], "error-code") != CodeSubscriptionInUse {
+		t.Fatalf("second SUBSCRIBE while the create is journaled: %v (%s), want ERROR subscription-in-use", commands(fs), errBody(fs))
+	}
+	got := <-done
+	if len(got) == 0 || got[0].Command != frames.CmdReceipt {
+		t.Fatalf("first SUBSCRIBE: %v (%s), want its RECEIPT", commands(got), errBody(got))
+	}
+}

@@ -153,7 +153,7 @@ func (b *Broker) Recover() error {
 				// past the quota (which then only stops new ones); an
 				// unowned one counts against nobody.
 				var quota *userQuota
-				if !r.Durable.Unowned {
+				if !r.Durable.Unowned && r.Durable.User != "" { // anonymous ones count against nobody, as when created
 					quota = sp.quotaLocked(r.Durable.User)
 					quota.durables++
 				} else {
