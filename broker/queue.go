@@ -89,13 +89,19 @@ func (q *queue) enqueue(m *Message, checkLimits bool) error {
 			return err
 		}
 	}
+	q.b.queuedBytes.Add(int64(size))
+	q.pushLocked(m, size)
+	return nil
+}
+
+// pushLocked appends m (of size bytes, already in the broker's queued
+// bytes) to the ready messages and dispatches.
+func (q *queue) pushLocked(m *Message, size int) {
 	q.seq++
 	q.ready.PushBack(&queuedMessage{msg: m, seq: q.seq})
 	q.count++
 	q.bytes += size
-	q.b.queuedBytes.Add(int64(size))
 	q.dispatchLocked()
-	return nil
 }
 
 // connLimitErr is the ERROR for a limit of the connection itself

@@ -7,7 +7,7 @@ package broker
 // and open transactions can never hold more than the limits allow.
 
 // reserve holds one message of size bytes for a transaction, if it fits
-// the queue's limits and the broker's total; false with errQueueDeleted
+// the queue's limits and the broker's total; errQueueDeleted
 // when the queue was retired since it was looked up.
 func (q *queue) reserve(size int) error {
 	q.mu.Lock()
@@ -59,10 +59,5 @@ func (q *queue) enqueueReserved(m *Message) {
 		q.wakeLocked()
 		return
 	}
-	q.seq++
-	q.ready.PushBack(&queuedMessage{msg: m, seq: q.seq})
-	q.count++
-	q.bytes += size
-	// queuedBytes already counts the reservation.
-	q.dispatchLocked()
+	q.pushLocked(m, size) // queuedBytes already counts the reservation
 }

@@ -76,38 +76,32 @@ func userLimitErr(user, what string, limit int) *stompError {
 // one of them lock all the others out, so only the connection's own count
 // and the virtual host's MaxQueues bound them.
 func (s *Session) createQueue() (*userQuota, *stompError) {
-	if s.principal.Anonymous {
-		return nil, s.countCreation()
-	}
-	u := s.space.quotaLocked(s.principal.Name)
-	if limit := s.b.cfg.MaxQueuesPerUser; limit > 0 && u.queues >= limit {
-		s.space.dropIfEmptyLocked(u)
-		return nil, userLimitErr(u.user, "queues", limit)
-	}
-	if err := s.countCreation(); err != nil {
-		s.space.dropIfEmptyLocked(u)
-		return nil, err
-	}
-	u.queues++
-	return u, nil
+	return s.create(s.b.cfg.MaxQueuesPerUser, func(u *userQuota) *int { return &u.queues }, "queues")
 }
 
 // createDurable is createQueue for a durable subscription this
 // connection's user will own. sp.mu is held.
 func (s *Session) createDurable() (*userQuota, *stompError) {
+	return s.create(s.b.cfg.MaxDurablesPerUser, func(u *userQuota) *int { return &u.durables }, "durable subscriptions")
+}
+
+// create charges one creation to the user's count (of what, within
+// limit; limit <= 0: unlimited) and to the connection's. sp.mu is held.
+func (s *Session) create(limit int, count func(*userQuota) *int, what string) (*userQuota, *stompError) {
 	if s.principal.Anonymous {
 		return nil, s.countCreation()
 	}
 	u := s.space.quotaLocked(s.principal.Name)
-	if limit := s.b.cfg.MaxDurablesPerUser; limit > 0 && u.durables >= limit {
+	n := count(u)
+	if limit > 0 && *n >= limit {
 		s.space.dropIfEmptyLocked(u)
-		return nil, userLimitErr(u.user, "durable subscriptions", limit)
+		return nil, userLimitErr(u.user, what, limit)
 	}
 	if err := s.countCreation(); err != nil {
 		s.space.dropIfEmptyLocked(u)
 		return nil, err
 	}
-	u.durables++
+	*n++
 	return u, nil
 }
 
