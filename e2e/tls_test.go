@@ -419,7 +419,13 @@ func TestBrowserWSS(t *testing.T) {
 	page := br.openTab(t, "wss", "https://"+httpsAddr+"/")
 	page.installHarness(t)
 	var active bool
-	page.eval(t, `(async () => { await window.stompboxChat.client.deactivate(); return window.stompboxChat.client.active; })()`, &active)
+	// The page's own chat client must have connected before it is stopped:
+	// the wss count below expects its connection as well as the scenario's.
+	page.eval(t, `(async () => {
+		await e2e.waitFor('the chat client CONNECTED', () => window.stompboxChat.client.connected);
+		await window.stompboxChat.client.deactivate();
+		return window.stompboxChat.client.active;
+	})()`, &active)
 	if active {
 		t.Fatal("the page's chat client is still active after deactivate()")
 	}
