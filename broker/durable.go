@@ -120,10 +120,11 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 			sp.mu.Unlock()
 			return err
 		}
-		d = sp.createDurableLocked(DurableSpec{User: key.user, ClientID: s.clientID, Name: name, Topic: sub.pattern}, quota)
+		d = sp.newDurableLocked(DurableSpec{User: key.user, ClientID: s.clientID, Name: name, Topic: sub.pattern}, quota)
 		// Held by sub from the start: until its create record is on disk
 		// no other connection may attach to it, nor the idle sweep claim
 		// it (a delete journaled before the create would resurrect it).
+		// Its feed is not on the topic yet (below).
 		d.mu.Lock()
 		d.consumer = sub
 		d.mu.Unlock()
@@ -140,6 +141,14 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 			}
 			return err
 		}
+	}
+	if created {
+		// Only now may publishers see it: a persistent SEND that matches
+		// the feed journals its enqueue after the create's Append has
+		// returned, so with a higher sequence number, and replay (in
+		// sequence order) never meets an enqueue before its durable. A
+		// SEND racing with the SUBSCRIBE, before its RECEIPT, may miss it.
+		sp.addTopicSub(d.feed, nil)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -186,10 +195,19 @@ func (d *durable) claimIdle(now time.Time, idleFor time.Duration) bool {
 func (sp *space) durableLocked(key durableKey) *durable { return sp.durables[key] }
 
 // createDurableLocked creates a durable subscription without a consumer:
-// its queue, and the feed that fills it from the topic. sp.mu is held; the
-// feed is registered on the topic directly (addTopicSub would lock sp.mu).
-// quota is what it counts against, already charged.
+// its queue, and the feed that fills it from the topic (recovery). sp.mu is
+// held; the feed is registered on the topic directly (addTopicSub would
+// lock sp.mu). quota is what it counts against, already charged.
 func (sp *space) createDurableLocked(spec DurableSpec, quota *userQuota) *durable {
+	d := sp.newDurableLocked(spec, quota)
+	sp.addTopicSubLocked(d.feed)
+	return d
+}
+
+// newDurableLocked is createDurableLocked without registering the feed on
+// the topic: a new durable's creator registers it once the create record
+// is journaled.
+func (sp *space) newDurableLocked(spec DurableSpec, quota *userQuota) *durable {
 	qname := durableQueueName(spec)
 	q := newQueue(sp, qname, nil, true)
 	q.dlq = "/queue/DLQ." + strings.NewReplacer("*", "_", "#", "_").Replace(spec.Topic)
@@ -197,7 +215,6 @@ func (sp *space) createDurableLocked(spec DurableSpec, quota *userQuota) *durabl
 	d.feed = &subscription{id: qname, dest: "/topic/" + spec.Topic, pattern: spec.Topic, feed: q}
 	sp.queues[qname] = q
 	sp.durables[d.key] = d
-	sp.addTopicSubLocked(d.feed)
 	return d
 }
 
