@@ -145,7 +145,10 @@ func (q *queue) dispatchLocked() {
 			return
 		}
 		if c.ackMode == ackAuto {
-			q.forgetLocked(qm)
+			// Consumed for the queue's counts; its removal is journaled
+			// by the session's writer once it takes the MESSAGE
+			// (appendOutput), or never if it comes back (putBack).
+			q.dropLocked(qm)
 		}
 	}
 }
@@ -168,9 +171,16 @@ func (q *queue) pickLocked(m *Message) *subscription {
 // removal for the journal.
 func (q *queue) forgetLocked(qm *queuedMessage) {
 	q.dropLocked(qm)
-	if q.journaled && qm.msg.Persistent {
-		q.pending = append(q.pending, JournalRecord{Op: OpRemove, Queue: q.journalName(), MessageID: qm.msg.ID})
+	q.pending = q.appendRemoval(q.pending, qm)
+}
+
+// appendRemoval appends to recs the record of qm leaving q for good, if q
+// journals it.
+func (q *queue) appendRemoval(recs []JournalRecord, qm *queuedMessage) []JournalRecord {
+	if !q.journaled || !qm.msg.Persistent {
+		return recs
 	}
+	return append(recs, JournalRecord{Op: OpRemove, Queue: q.journalName(), MessageID: qm.msg.ID})
 }
 
 // dropLocked is forgetLocked without the journal record, for a caller that
@@ -228,24 +238,40 @@ func (q *queue) attach(sub *subscription) bool {
 }
 
 // putBack returns an auto-ack message that was never written to its
-// consumer to the front of the queue, still counting its delivery.
+// consumer to the front of the queue, still counting its delivery. Its
+// removal was never journaled (the writer journals it when it takes the
+// MESSAGE), so on disk it is still where it was: nothing to record.
 func (q *queue) putBack(qm *queuedMessage) {
 	size := qm.msg.size()
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
-		q.b.stats.Dropped.Add(1)
+		q.putBackDeleted(qm)
 		return
 	}
 	q.ready.PushFront(qm)
 	q.count++
 	q.bytes += size
 	q.b.queuedBytes.Add(int64(size))
-	if q.journaled && qm.msg.Persistent { // its consumption was journaled as a removal
-		q.pending = append(q.pending, JournalRecord{Op: OpEnqueue, Queue: q.journalName(), MessageID: qm.msg.ID, Message: qm.msg})
-	}
 	q.dispatchLocked()
 	q.unlock()
+}
+
+// putBackDeleted puts back a message whose queue was removed meanwhile: a
+// plain queue retired once it looked empty and idle is looked up (created)
+// again by name, so the message is not lost, and its enqueue on disk names
+// that queue still. A temporary queue or a durable subscription's queue
+// took its messages with it: the message is dropped (it left q's counts
+// when it was taken) and its removal journaled, which a durable's delete
+// record made already.
+func (q *queue) putBackDeleted(qm *queuedMessage) {
+	if !q.durable && q.owner == nil {
+		if err := q.sp.enqueueNamed(q.name, qm.msg, false, anyCreator); err == nil {
+			return
+		}
+	}
+	q.b.journalRemoves(q.appendRemoval(nil, qm))
+	q.b.stats.Dropped.Add(1)
 }
 
 // room reports whether n more messages of bytes total fit the queue's

@@ -73,6 +73,9 @@ type Session struct {
 	spareEntries []outEntry
 	spareCtrl    []byte
 	spareStarved []*queue
+	// spareRemovals holds the removal records of the auto-ack queue
+	// deliveries of one AppendOutput (session_output.go).
+	spareRemovals []JournalRecord
 }
 
 // NewSession starts the protocol state of a new connection. remote is the

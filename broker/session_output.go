@@ -27,6 +27,7 @@ func (s *Session) AppendOutputFrames(dst []byte, ends []int) (out []byte, frameE
 
 func (s *Session) appendOutput(dst []byte, ends []int, wantEnds bool) ([]byte, []int, bool) {
 	entries, ctrl, starved, closing := s.out.take(s.spareEntries, s.spareCtrl, s.spareStarved)
+	removals := s.spareRemovals
 	for i := range entries {
 		e := &entries[i]
 		if e.msg == nil {
@@ -37,6 +38,9 @@ func (s *Session) appendOutput(dst []byte, ends []int, wantEnds bool) ([]byte, [
 		} else {
 			s.counts.out[frames.CmdMessage].Add(1)
 			dst = s.appendMessage(dst, e)
+			if e.qm != nil {
+				removals = e.sub.queue.appendRemoval(removals, e.qm)
+			}
 		}
 		if wantEnds {
 			ends = append(ends, len(dst))
@@ -44,6 +48,16 @@ func (s *Session) appendOutput(dst []byte, ends []int, wantEnds bool) ([]byte, [
 	}
 	clear(entries)
 	s.spareEntries, s.spareCtrl = entries[:0], ctrl[:0]
+	if len(removals) > 0 {
+		// An auto-ack queue message is consumed once its MESSAGE is handed
+		// to the writer, not when it was queued for this connection: until
+		// now its enqueue stayed live on disk, so a connection that died
+		// first puts it back in place (queue.putBack) with nothing to
+		// journal, and a crash meanwhile loses nothing.
+		s.b.journalRemoves(removals)
+		clear(removals)
+		s.spareRemovals = removals[:0]
+	}
 	// The backlog is taken, so queues that skipped this consumer for lack
 	// of room may send again.
 	for _, q := range starved {
