@@ -44,7 +44,10 @@ type Journal interface {
 	// Replay calls fn with every record still live (an enqueue not yet
 	// removed, a durable subscription not deleted) in the order they were
 	// appended. The Message of a replayed enqueue is built with
-	// RecoveredMessage. It is called once, before the broker serves.
+	// RecoveredMessage; its Deliveries is the count of the last
+	// OpDeliveries record appended for it since its enqueue (0: none):
+	// OpDeliveries records are not replayed on their own. It is called
+	// once, before the broker serves.
 	Replay(fn func(JournalRecord) error) error
 	// Close flushes and releases the journal.
 	Close() error
@@ -76,6 +79,12 @@ const (
 	// OpDurableDelete: durable subscription Durable and its Queue were
 	// deleted.
 	OpDurableDelete
+	// OpDeliveries: message MessageID, still in Queue, has been delivered
+	// Deliveries times (it went back to its queue after a NACK or its
+	// consumer left). Only the last one for an enqueue matters; a remove,
+	// its durable subscription's delete or a new enqueue of the message
+	// ends it.
+	OpDeliveries
 )
 
 // String names the operation.
@@ -89,6 +98,8 @@ func (op JournalOp) String() string {
 		return "durable-create"
 	case OpDurableDelete:
 		return "durable-delete"
+	case OpDeliveries:
+		return "deliveries"
 	}
 	return "unknown"
 }
@@ -97,9 +108,12 @@ func (op JournalOp) String() string {
 type JournalRecord struct {
 	Op        JournalOp
 	Queue     string   // the queue key: /queue/<name>, or /durable/<user>/<client-id>/<name> (each part path-escaped)
-	MessageID string   // OpEnqueue, OpRemove
+	MessageID string   // OpEnqueue, OpRemove, OpDeliveries
 	Message   *Message // OpEnqueue
 	Durable   DurableSpec
+	// Deliveries is OpDeliveries' count; on a replayed OpEnqueue, the
+	// last count journaled for it (Journal.Replay).
+	Deliveries int
 }
 
 // DurableSpec identifies a durable subscription and what it subscribes to.

@@ -131,9 +131,11 @@ func (sp *space) durableQueuesFor(name string) []*queue {
 }
 
 // Recover rebuilds queues and durable subscriptions from the journal. Call
-// it once, before serving. Every recovered message counts as delivered
-// once, so it is delivered with redelivered:true: the journal does not
-// record deliveries, and a client may have seen it before the restart.
+// it once, before serving. A recovered message counts the deliveries
+// journaled for it (when it last went back to its queue) plus one: a
+// client may have received it since without acknowledging it (that
+// delivery is not journaled), so it is delivered with redelivered:true,
+// and max_redeliveries does not start over with a restart.
 func (b *Broker) Recover() error {
 	if b.cfg.Journal == nil {
 		return nil
@@ -174,7 +176,7 @@ func (b *Broker) Recover() error {
 			}
 			q.mu.Lock()
 			q.seq++
-			q.ready.PushBack(&queuedMessage{msg: r.Message, seq: q.seq, deliveries: 1})
+			q.ready.PushBack(&queuedMessage{msg: r.Message, seq: q.seq, deliveries: max(r.Deliveries, 0) + 1})
 			q.count++
 			q.bytes += r.Message.size()
 			q.b.queuedBytes.Add(int64(r.Message.size()))

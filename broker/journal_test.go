@@ -60,18 +60,24 @@ func (j *memJournal) Replay(fn func(JournalRecord) error) error {
 	type key struct{ queue, id string }
 	removed := map[key]bool{}
 	deleted := map[string]bool{}
+	counts := map[key]int{}
 	for _, r := range all {
 		switch r.Op {
 		case OpRemove:
 			removed[key{r.Queue, r.MessageID}] = true
 		case OpDurableDelete:
 			deleted[r.Queue] = true
+		case OpDeliveries:
+			counts[key{r.Queue, r.MessageID}] = r.Deliveries
 		}
 	}
 	for _, r := range all {
 		live := (r.Op == OpEnqueue && !removed[key{r.Queue, r.MessageID}] && !deleted[r.Queue]) ||
 			(r.Op == OpDurableCreate && !deleted[r.Queue])
 		if live {
+			if r.Op == OpEnqueue {
+				r.Deliveries = counts[key{r.Queue, r.MessageID}]
+			}
 			if err := fn(r); err != nil {
 				return err
 			}

@@ -366,8 +366,20 @@ func (q *queue) requeueLocked(ds []delivery, dead []*queuedMessage) []*queuedMes
 			continue
 		}
 		q.ready.PushFront(qm)
+		q.pending = q.appendDeliveries(q.pending, qm)
 	}
 	return dead
+}
+
+// appendDeliveries appends to recs the record of qm's delivery count, if q
+// journals it: qm went back to q after a delivery, and a restart must not
+// start its count over (max_redeliveries). It is journaled without waiting,
+// as removals are: a crash that loses it costs one count.
+func (q *queue) appendDeliveries(recs []JournalRecord, qm *queuedMessage) []JournalRecord {
+	if !q.journaled || !qm.msg.Persistent {
+		return recs
+	}
+	return append(recs, JournalRecord{Op: OpDeliveries, Queue: q.journalName(), MessageID: qm.msg.ID, Deliveries: qm.deliveries})
 }
 
 // deadLetter moves messages to the queue's DLQ with the reason, outside any
@@ -437,6 +449,7 @@ func (q *queue) keep(qms []*queuedMessage) {
 			continue
 		}
 		q.ready.PushFront(qms[i])
+		q.pending = q.appendDeliveries(q.pending, qms[i])
 	}
 	q.dispatchLocked()
 	q.unlock()

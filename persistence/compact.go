@@ -120,23 +120,15 @@ func (f *File) rewrite(id uint64) bool {
 		if err != nil {
 			return err
 		}
-		for i := range vs {
-			v := &vs[i]
-			if v.op != broker.OpEnqueue && v.op != broker.OpDurableCreate {
-				continue
+		for i := 0; i < len(vs); {
+			j := i + 1
+			for vs[i].group != nil && j < len(vs) && vs[j].group == vs[i].group {
+				j++
 			}
-			l := logicalOf(v)
 			f.smu.Lock()
-			live := f.idx.stillAt(&l, id)
+			buf, logs = f.idx.appendCopies(buf, logs, vs[i:j], id)
 			f.smu.Unlock()
-			if !live {
-				continue
-			}
-			l.src, l.frameOff = id, len(buf)
-			buf = appendFrame(buf, v.op, v.payload)
-			l.frameLen = len(buf) - l.frameOff
-			l.size = int64(l.frameLen)
-			logs = append(logs, l)
+			i = j
 		}
 		return nil
 	})
@@ -161,6 +153,161 @@ func (f *File) noRewrite(id uint64) {
 	f.smu.Lock()
 	f.segs[id].noRewrite = true
 	f.smu.Unlock()
+}
+
+// appendCopies appends to buf the compaction copies of the records vs that
+// are still live in segment src, and their logicals to logs: vs is one
+// record, or the enqueues of one multi-enqueue record, whose live ones are
+// copied as one record (the message once). Caller holds the lock of s.
+func (s *liveSet) appendCopies(buf []byte, logs []logical, vs []view, src uint64) ([]byte, []logical) {
+	first := len(logs)
+	var live []*view
+	for i := range vs {
+		v := &vs[i]
+		switch v.op {
+		case broker.OpEnqueue, broker.OpDurableCreate, broker.OpDeliveries:
+		default:
+			continue
+		}
+		l := logicalOf(v)
+		if !s.stillAt(&l, src) {
+			continue
+		}
+		l.src = src
+		logs = append(logs, l)
+		live = append(live, v)
+	}
+	if len(live) == 0 {
+		return buf, logs
+	}
+	return frameCopy(buf, live, logs[first:]), logs
+}
+
+// frameCopy appends one record holding the live records vs (with their
+// sequence numbers) and sets the frame and size of their logicals: a
+// record's payload as it was, or for enqueues of one multi-enqueue record,
+// an enqueue for one and a multi-enqueue of the live ones for several.
+func frameCopy(buf []byte, vs []*view, logs []logical) []byte {
+	off := len(buf)
+	v := vs[0]
+	switch {
+	case v.group == nil:
+		buf = appendTyped(buf, recordType(v.op), v.payload)
+	case len(vs) == 1:
+		p := le.AppendUint64(nil, v.seq)
+		p = appendBytes(p, v.queue)
+		buf = appendTyped(buf, recordType(broker.OpEnqueue), append(p, v.group.part...))
+	default:
+		p := le.AppendUint32(nil, uint32(len(vs)))
+		for _, v := range vs {
+			p = le.AppendUint64(p, v.seq)
+			p = appendBytes(p, v.queue)
+		}
+		buf = appendTyped(buf, typeMultiEnqueue, append(p, v.group.part...))
+	}
+	for i := range logs {
+		logs[i].frameOff, logs[i].frameLen = off, len(buf)-off
+		logs[i].size = share(int64(len(buf)-off), len(logs), i)
+	}
+	return buf
+}
+
+// deliveriesPayload is the payload of l, a deliveries record.
+func deliveriesPayload(l *logical) []byte {
+	p := le.AppendUint64(nil, l.seq)
+	p = appendString(p, l.queue)
+	p = appendString(p, l.id)
+	return le.AppendUint32(p, uint32(l.deliveries))
+}
+
+// keepLive returns the frames of a compaction copy (buf, logs) whose
+// records are still live where the compactor found them, with their
+// logicals. Records that share a frame (a multi-enqueue) are copied
+// together: the frame as it is when all are live, or framed again with
+// those that are. A copied enqueue's deliveries record in another segment
+// (written after the compactor read this one, or in a later segment) is
+// copied right after it: recovery reads the files in order, and a
+// deliveries record before its enqueue would count nothing. One in the
+// same segment is in the copy already, after its enqueue. Caller holds the
+// lock of s.
+func (s *liveSet) keepLive(buf []byte, logs []logical) ([]byte, []logical) {
+	var out []byte
+	var keep []logical
+	for i := 0; i < len(logs); {
+		j := i + 1
+		for j < len(logs) && logs[j].frameOff == logs[i].frameOff {
+			j++
+		}
+		from := len(keep)
+		out, keep = s.keepFrame(out, keep, buf, logs[i:j])
+		for k := from; k < len(keep); k++ {
+			out, keep = s.keepCount(out, keep, k)
+		}
+		i = j
+	}
+	return out, keep
+}
+
+// keepFrame appends to out the records of one frame of buf (described by
+// logs) that are still live, and their logicals to keep.
+func (s *liveSet) keepFrame(out []byte, keep []logical, buf []byte, logs []logical) ([]byte, []logical) {
+	frame := buf[logs[0].frameOff : logs[0].frameOff+logs[0].frameLen]
+	var live []int
+	for k := range logs {
+		if s.stillAt(&logs[k], logs[k].src) {
+			live = append(live, k)
+		}
+	}
+	switch {
+	case len(live) == len(logs):
+		off := len(out)
+		out = append(out, frame...)
+		for _, l := range logs {
+			l.frameOff = off
+			keep = append(keep, l)
+		}
+	case len(live) > 0:
+		// Some enqueues of a multi-enqueue died meanwhile: frame the
+		// others again.
+		vs, err := views(frame[frameHeader], frame[frameHeader+1:])
+		if err != nil || len(vs) != len(logs) {
+			return out, keep // cannot happen: the compactor framed it
+		}
+		picked := make([]*view, len(live))
+		kept := make([]logical, len(live))
+		for n, k := range live {
+			picked[n], kept[n] = &vs[k], logs[k]
+		}
+		out = frameCopy(out, picked, kept)
+		keep = append(keep, kept...)
+	}
+	return out, keep
+}
+
+// keepCount appends after keep[k], if it is an enqueue whose deliveries
+// record is in another segment, a copy of that record.
+func (s *liveSet) keepCount(out []byte, keep []logical, k int) ([]byte, []logical) {
+	l := &keep[k]
+	if l.op != broker.OpEnqueue {
+		return out, keep
+	}
+	e := s.lookup(l)
+	if e == nil || e.count == nil || e.count.seg == l.src {
+		return out, keep
+	}
+	c := e.count
+	cl := logical{op: broker.OpDeliveries, queue: l.queue, id: l.id, seq: c.seq, src: c.seg,
+		deliveries: c.deliveries, frameOff: len(out)}
+	out = appendTyped(out, typeDeliveries, deliveriesPayload(&cl))
+	cl.frameLen = len(out) - cl.frameOff
+	cl.size = int64(cl.frameLen)
+	return out, append(keep, cl)
+}
+
+// appendTyped is appendFrame for a record of type typ, which may be one
+// that is not a broker.JournalOp.
+func appendTyped(dst []byte, typ byte, payload []byte) []byte {
+	return appendFrame(dst, broker.JournalOp(typ), payload)
 }
 
 // appendFrame frames one record whose sequence number and payload are

@@ -110,13 +110,27 @@ type view struct {
 	topic          []byte
 	user           []byte
 	unowned        bool // a durable record of the version 1 form, without owner
+	deliveries     int  // OpDeliveries
+
+	// group is set for the enqueues of one multi-enqueue record: they
+	// share its message (payload is nil; group.part has the message).
+	group *multiGroup
+}
+
+// multiGroup is what the enqueues of one multi-enqueue record share.
+type multiGroup struct {
+	part []byte          // the message part, as written (message id to expiry)
+	msg  *broker.Message // Replay: built by the first record() of the group, shared by the others
 }
 
 // views decodes a physical record into its records. It checks the whole
 // record before returning any, so a malformed batch is rejected whole.
 func views(typ byte, payload []byte) ([]view, error) {
+	if typ == typeMultiEnqueue {
+		return multiViews(nil, payload, int64(frameHeader+1+len(payload)))
+	}
 	if typ != typeBatch {
-		v, err := parseView(broker.JournalOp(typ), payload)
+		v, err := parseView(opOf(typ), payload)
 		v.size = int64(frameHeader + 1 + len(payload))
 		return []view{v}, err
 	}
@@ -127,12 +141,19 @@ func views(typ byte, payload []byte) ([]view, error) {
 	}
 	vs := make([]view, 0, count)
 	for range count {
-		op := broker.JournalOp(r.u8())
+		typ := r.u8()
 		p := r.bytes()
 		if r.err {
 			return nil, errMalformed
 		}
-		v, err := parseView(op, p)
+		if typ == typeMultiEnqueue {
+			var err error
+			if vs, err = multiViews(vs, p, int64(batchEntryHeader+len(p))); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		v, err := parseView(opOf(typ), p)
 		if err != nil {
 			return nil, err
 		}
@@ -152,23 +173,15 @@ func parseView(op broker.JournalOp, payload []byte) (view, error) {
 	v.seq = r.u64()
 	switch op {
 	case broker.OpEnqueue:
-		v.queue, v.id, v.msgID, v.dest = r.bytes(), r.bytes(), r.bytes(), r.bytes()
-		v.nhdr = int(r.u32())
-		start := r.off
-		for i := 0; i < v.nhdr && !r.err; i++ {
-			r.bytes()
-			r.bytes()
-		}
-		v.hdrs = payload[start:min(r.off, len(payload))]
-		v.body = r.bytes()
-		flags := r.u8()
-		v.persistent = flags&flagPersistent != 0
-		v.expiresAt = int64(r.u64())
-		if flags&^flagPersistent != 0 {
-			return v, errMalformed
+		v.queue = r.bytes()
+		if err := parseMessage(&r, &v); err != nil {
+			return v, err
 		}
 	case broker.OpRemove:
 		v.queue, v.id = r.bytes(), r.bytes()
+	case broker.OpDeliveries:
+		v.queue, v.id = r.bytes(), r.bytes()
+		v.deliveries = int(r.u32())
 	case broker.OpDurableCreate, broker.OpDurableDelete:
 		v.queue, v.clientID, v.name, v.topic = r.bytes(), r.bytes(), r.bytes(), r.bytes()
 		// Version 1 wrote these four fields; version 2 adds the owner.
@@ -186,19 +199,79 @@ func parseView(op broker.JournalOp, payload []byte) (view, error) {
 	return v, nil
 }
 
+// parseMessage decodes an enqueue's message part (message id to expiry)
+// from r into v.
+func parseMessage(r *reader, v *view) error {
+	v.id, v.msgID, v.dest = r.bytes(), r.bytes(), r.bytes()
+	v.nhdr = int(r.u32())
+	start := r.off
+	for i := 0; i < v.nhdr && !r.err; i++ {
+		r.bytes()
+		r.bytes()
+	}
+	v.hdrs = r.b[start:min(r.off, len(r.b))]
+	v.body = r.bytes()
+	flags := r.u8()
+	v.persistent = flags&flagPersistent != 0
+	v.expiresAt = int64(r.u64())
+	if flags&^flagPersistent != 0 {
+		return errMalformed
+	}
+	return nil
+}
+
+// multiViews decodes a multi-enqueue payload into one enqueue view per
+// queue, appended to vs. The record takes unitBytes in its segment, split
+// between its views (share), so that their sizes add up to it.
+func multiViews(vs []view, payload []byte, unitBytes int64) ([]view, error) {
+	r := reader{b: payload}
+	k := int(r.u32())
+	if r.err || k < 2 || k > len(payload)/multiPairHeader {
+		return nil, errMalformed
+	}
+	first := len(vs)
+	for range k {
+		seq, queue := r.u64(), r.bytes()
+		if r.err {
+			return nil, errMalformed
+		}
+		vs = append(vs, view{op: broker.OpEnqueue, seq: seq, queue: queue})
+	}
+	var m view
+	g := &multiGroup{part: payload[r.off:]}
+	if err := parseMessage(&r, &m); err != nil || r.err || r.off != len(payload) {
+		return nil, errMalformed
+	}
+	for n := range k {
+		v := &vs[first+n]
+		seq, queue := v.seq, v.queue
+		*v = m
+		v.op, v.seq, v.queue, v.group = broker.OpEnqueue, seq, queue, g
+		v.size = share(unitBytes, k, n)
+	}
+	return vs, nil
+}
+
 // record builds the broker.JournalRecord of v with its own copies of
 // everything: the message's header keys, values and body share one
-// backing array, as a freshly published message's do.
+// backing array, as a freshly published message's do. The enqueues of one
+// multi-enqueue record share one Message, as they did when it was sent.
 func (v *view) record() broker.JournalRecord {
 	rec := broker.JournalRecord{Op: v.op, Queue: string(v.queue)}
 	switch v.op {
 	case broker.OpRemove:
 		rec.MessageID = string(v.id)
+	case broker.OpDeliveries:
+		rec.MessageID, rec.Deliveries = string(v.id), v.deliveries
 	case broker.OpDurableCreate, broker.OpDurableDelete:
 		rec.Durable = broker.DurableSpec{User: string(v.user), ClientID: string(v.clientID), Name: string(v.name),
 			Topic: string(v.topic), Unowned: v.unowned}
 	case broker.OpEnqueue:
 		rec.MessageID = string(v.id)
+		if v.group != nil && v.group.msg != nil {
+			rec.Message = v.group.msg
+			break
+		}
 		backing := make([]byte, 0, len(v.hdrs)+len(v.body))
 		own := func(b []byte) []byte {
 			start := len(backing)
@@ -212,6 +285,9 @@ func (v *view) record() broker.JournalRecord {
 			headers = append(headers, frames.Header{Key: own(k), Value: own(val)})
 		}
 		rec.Message = broker.RecoveredMessage(string(v.msgID), string(v.dest), headers, own(v.body), v.persistent, v.expiresAt)
+		if v.group != nil {
+			v.group.msg = rec.Message
+		}
 	}
 	return rec
 }

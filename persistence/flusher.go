@@ -185,15 +185,8 @@ func (f *File) flushChunk(chunk []*request, sync bool) error {
 // writeCopy writes the records of a compaction copy that are still live
 // where the compactor found them, and fsyncs them.
 func (f *File) writeCopy(r *request) {
-	keep := r.logs[:0]
-	var buf []byte
 	f.smu.Lock()
-	for _, l := range r.logs {
-		if f.idx.stillAt(&l, l.src) {
-			buf = append(buf, r.buf[l.frameOff:l.frameOff+l.frameLen]...)
-			keep = append(keep, l)
-		}
-	}
+	buf, keep := f.idx.keepLive(r.buf, r.logs)
 	f.smu.Unlock()
 	r.buf, r.logs, r.sync = buf, keep, true
 	f.mu.Lock()

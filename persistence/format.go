@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"math"
 
 	"github.com/stompbox/stompbox/broker"
 )
@@ -62,12 +63,13 @@ func appendHeader(dst []byte, n uint64) []byte {
 // logical is one broker.JournalRecord inside a physical record, as the
 // flusher needs it to place the record and update the live set.
 type logical struct {
-	op     broker.JournalOp
-	queue  string
-	id     string // OpEnqueue, OpRemove (a durable is known by its queue: vhost, owner, client id, name)
-	seqOff int    // offset of the sequence number in the request's bytes
-	size   int64  // bytes counted for this record in its segment's live total
-	seq    uint64 // assigned by the flusher, or kept by a compaction copy
+	op         broker.JournalOp
+	queue      string
+	id         string // OpEnqueue, OpRemove, OpDeliveries (a durable is known by its queue: vhost, owner, client id, name)
+	seqOff     int    // offset of the sequence number in the request's bytes
+	size       int64  // bytes counted for this record in its segment's live total
+	seq        uint64 // assigned by the flusher, or kept by a compaction copy
+	deliveries int    // OpDeliveries: the count
 
 	// For compaction copies, each record is its own frame.
 	src                uint64 // segment copied from
@@ -76,19 +78,21 @@ type logical struct {
 
 // encode frames recs as one physical record (a batch when there are
 // several, so that one Append is atomic on disk) with zero sequence
-// numbers and CRC: the flusher assigns them in write order. It returns the
+// numbers and CRC: the flusher assigns them in write order. Consecutive
+// enqueues of one message (a topic message to its durable subscriptions)
+// become one multi-enqueue, which holds the message once. It returns the
 // bytes and one logical per record.
 func encode(recs []broker.JournalRecord) ([]byte, []logical, error) {
-	body := 0
-	for i := range recs {
-		n, err := payloadSize(&recs[i])
-		if err != nil {
-			return nil, nil, err
-		}
-		body += 8 + n
+	us, err := unitsOf(recs)
+	if err != nil {
+		return nil, nil, err
 	}
-	if len(recs) > 1 {
-		body += 4 + batchEntryHeader*len(recs)
+	body := 0
+	for _, u := range us {
+		body += u.size
+	}
+	if len(us) > 1 {
+		body += 4 + batchEntryHeader*len(us)
 	}
 	body++ // type
 	if body > MaxRecordSize {
@@ -98,31 +102,140 @@ func encode(recs []broker.JournalRecord) ([]byte, []logical, error) {
 	buf = le.AppendUint32(buf, uint32(body))
 	buf = le.AppendUint32(buf, 0) // CRC, set by the flusher
 	logs := make([]logical, len(recs))
-	if len(recs) == 1 {
-		buf = append(buf, byte(recs[0].Op))
-		logs[0] = describe(&recs[0], len(buf), int64(frameHeader+body))
-		buf = appendPayload(buf, &recs[0])
+	if len(us) == 1 {
+		buf = append(buf, us[0].typ(recs))
+		buf = appendUnit(buf, recs, us[0], int64(frameHeader+body), logs)
 		return buf, logs, nil
 	}
 	buf = append(buf, typeBatch)
-	buf = le.AppendUint32(buf, uint32(len(recs)))
-	for i := range recs {
-		n, _ := payloadSize(&recs[i])
-		buf = append(buf, byte(recs[i].Op))
-		buf = le.AppendUint32(buf, uint32(8+n))
-		logs[i] = describe(&recs[i], len(buf), int64(batchEntryHeader+8+n))
-		buf = appendPayload(buf, &recs[i])
+	buf = le.AppendUint32(buf, uint32(len(us)))
+	for _, u := range us {
+		buf = append(buf, u.typ(recs))
+		buf = le.AppendUint32(buf, uint32(u.size))
+		buf = appendUnit(buf, recs, u, int64(batchEntryHeader+u.size), logs)
 	}
 	return buf, logs, nil
+}
+
+// unit is one entry of a physical record: the record recs[i], or (j > i+1)
+// the multi-enqueue of the one message of recs[i:j].
+type unit struct {
+	i, j int
+	size int // payload bytes, sequence numbers included
+}
+
+func (u unit) typ(recs []broker.JournalRecord) byte {
+	if u.j > u.i+1 {
+		return typeMultiEnqueue
+	}
+	return recordType(recs[u.i].Op)
+}
+
+// unitsOf groups recs into units: a run of enqueues of the same message
+// (the same *Message and message id) to different queues is one.
+func unitsOf(recs []broker.JournalRecord) ([]unit, error) {
+	us := make([]unit, 0, len(recs))
+	for i := 0; i < len(recs); {
+		n, err := payloadSize(&recs[i])
+		if err != nil {
+			return nil, err
+		}
+		r := &recs[i]
+		j := i + 1
+		for r.Op == broker.OpEnqueue && j < len(recs) && recs[j].Op == broker.OpEnqueue &&
+			recs[j].Message == r.Message && recs[j].MessageID == r.MessageID {
+			j++
+		}
+		if j == i+1 {
+			us = append(us, unit{i: i, j: j, size: 8 + n})
+			i = j
+			continue
+		}
+		size := 4 + n - 4 - len(r.Queue) // count, and the message part once
+		for k := i; k < j; k++ {
+			size += multiPairHeader + len(recs[k].Queue)
+		}
+		us = append(us, unit{i: i, j: j, size: size})
+		i = j
+	}
+	return us, nil
+}
+
+// appendUnit appends u's payload with zero sequence numbers and fills in
+// the logicals of its records; u takes unitBytes in its segment, split
+// between its records.
+func appendUnit(buf []byte, recs []broker.JournalRecord, u unit, unitBytes int64, logs []logical) []byte {
+	if u.j == u.i+1 {
+		logs[u.i] = describe(&recs[u.i], len(buf), unitBytes)
+		return appendPayload(buf, &recs[u.i])
+	}
+	k := u.j - u.i
+	buf = le.AppendUint32(buf, uint32(k))
+	for n := range k {
+		r := &recs[u.i+n]
+		logs[u.i+n] = describe(r, len(buf), share(unitBytes, k, n))
+		buf = le.AppendUint64(buf, 0)
+		buf = appendString(buf, r.Queue)
+	}
+	return appendMessage(buf, &recs[u.i])
+}
+
+// share is the part of total bytes counted for record n of k that share
+// them: the whole split evenly, so their sum is total.
+func share(total int64, k, n int) int64 {
+	s := total / int64(k)
+	if int64(n) < total%int64(k) {
+		s++
+	}
+	return s
 }
 
 // describe is the logical of r, whose sequence number sits at seqOff.
 func describe(r *broker.JournalRecord, seqOff int, size int64) logical {
 	l := logical{op: r.Op, queue: r.Queue, seqOff: seqOff, size: size}
-	if r.Op == broker.OpEnqueue || r.Op == broker.OpRemove {
+	switch r.Op {
+	case broker.OpEnqueue, broker.OpRemove:
 		l.id = r.MessageID
+	case broker.OpDeliveries:
+		l.id, l.deliveries = r.MessageID, clampCount(r.Deliveries)
 	}
 	return l
+}
+
+// clampCount is a delivery count as the format stores it (uint32).
+func clampCount(n int) int { return int(min(max(int64(n), 0), math.MaxUint32)) }
+
+// The record types after the broker's ops (1-4) and typeBatch.
+const (
+	// typeDeliveries is an OpDeliveries record (its op number is the
+	// batch's type).
+	typeDeliveries = 6
+	// typeMultiEnqueue is the enqueues of one message to several queues:
+	// the queues with their sequence numbers, then the message once.
+	typeMultiEnqueue = 7
+	// multiPairHeader is what each queue of a multi-enqueue costs before
+	// its name: sequence number uint64, name length uint32.
+	multiPairHeader = 8 + 4
+)
+
+// recordType is the type byte of a single record of op.
+func recordType(op broker.JournalOp) byte {
+	if op == broker.OpDeliveries {
+		return typeDeliveries
+	}
+	return byte(op)
+}
+
+// opOf is the op of a single record of type typ, or 0 if typ is not one.
+func opOf(typ byte) broker.JournalOp {
+	switch op := broker.JournalOp(typ); op {
+	case broker.OpEnqueue, broker.OpRemove, broker.OpDurableCreate, broker.OpDurableDelete:
+		return op
+	}
+	if typ == typeDeliveries {
+		return broker.OpDeliveries
+	}
+	return 0
 }
 
 // payloadSize is the size of r's payload after the sequence number.
@@ -141,6 +254,8 @@ func payloadSize(r *broker.JournalRecord) (int, error) {
 		return n + 4 + len(m.Body) + 1 + 8, nil
 	case broker.OpRemove:
 		return 2*4 + len(r.Queue) + len(r.MessageID), nil
+	case broker.OpDeliveries:
+		return 2*4 + len(r.Queue) + len(r.MessageID) + 4, nil
 	case broker.OpDurableCreate, broker.OpDurableDelete:
 		d := r.Durable
 		n := 4*4 + len(r.Queue) + len(d.ClientID) + len(d.Name) + len(d.Topic)
@@ -157,26 +272,15 @@ func appendPayload(dst []byte, r *broker.JournalRecord) []byte {
 	dst = le.AppendUint64(dst, 0)
 	switch r.Op {
 	case broker.OpEnqueue:
-		m := r.Message
 		dst = appendString(dst, r.Queue)
-		dst = appendString(dst, r.MessageID)
-		dst = appendString(dst, m.ID)
-		dst = appendString(dst, m.Destination)
-		dst = le.AppendUint32(dst, uint32(len(m.Headers)))
-		for _, h := range m.Headers {
-			dst = appendBytes(dst, h.Key)
-			dst = appendBytes(dst, h.Value)
-		}
-		dst = appendBytes(dst, m.Body)
-		var flags byte
-		if m.Persistent {
-			flags |= flagPersistent
-		}
-		dst = append(dst, flags)
-		return le.AppendUint64(dst, uint64(m.ExpiresAt))
+		return appendMessage(dst, r)
 	case broker.OpRemove:
 		dst = appendString(dst, r.Queue)
 		return appendString(dst, r.MessageID)
+	case broker.OpDeliveries:
+		dst = appendString(dst, r.Queue)
+		dst = appendString(dst, r.MessageID)
+		return le.AppendUint32(dst, uint32(clampCount(r.Deliveries)))
 	default:
 		d := r.Durable
 		dst = appendString(dst, r.Queue)
@@ -188,6 +292,27 @@ func appendPayload(dst []byte, r *broker.JournalRecord) []byte {
 		}
 		return appendString(dst, d.User)
 	}
+}
+
+// appendMessage appends the message part of enqueue r: everything after
+// the queue, the same in an enqueue and in a multi-enqueue.
+func appendMessage(dst []byte, r *broker.JournalRecord) []byte {
+	m := r.Message
+	dst = appendString(dst, r.MessageID)
+	dst = appendString(dst, m.ID)
+	dst = appendString(dst, m.Destination)
+	dst = le.AppendUint32(dst, uint32(len(m.Headers)))
+	for _, h := range m.Headers {
+		dst = appendBytes(dst, h.Key)
+		dst = appendBytes(dst, h.Value)
+	}
+	dst = appendBytes(dst, m.Body)
+	var flags byte
+	if m.Persistent {
+		flags |= flagPersistent
+	}
+	dst = append(dst, flags)
+	return le.AppendUint64(dst, uint64(m.ExpiresAt))
 }
 
 // flagPersistent is bit 0 of an enqueued message's flags byte.

@@ -104,10 +104,14 @@ func segmentFiles(t *testing.T, dir string) []string {
 // files with the committed ones byte for byte: any change to the format
 // fails here. go test -run Golden -update rewrites them (then review the
 // diff and docs/persistence.md).
-func TestGoldenWrite(t *testing.T) {
+func TestGoldenWrite(t *testing.T) { checkGolden(t, goldenDir, goldenAppends()) }
+
+// checkGolden writes history to a new journal and compares its segment
+// files with those of fixture (or, with -update, replaces them).
+func checkGolden(t *testing.T, fixture string, history [][]broker.JournalRecord) {
 	dir := t.TempDir()
 	f := open(t, dir, goldenConfig)
-	for _, recs := range goldenAppends() {
+	for _, recs := range history {
 		mustAppend(t, f, recs...)
 	}
 	f.compactSync()
@@ -122,26 +126,26 @@ func TestGoldenWrite(t *testing.T) {
 		t.Fatalf("the fixture has %d segments, want several", len(got))
 	}
 	if *update {
-		os.RemoveAll(goldenDir)
-		if err := os.MkdirAll(goldenDir, 0o755); err != nil {
+		os.RemoveAll(fixture)
+		if err := os.MkdirAll(fixture, 0o755); err != nil {
 			t.Fatal(err)
 		}
 		for _, name := range got {
 			data, _ := os.ReadFile(filepath.Join(dir, name))
-			if err := os.WriteFile(filepath.Join(goldenDir, name), data, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(fixture, name), data, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
-		t.Logf("rewrote %s: %s", goldenDir, strings.Join(got, " "))
+		t.Logf("rewrote %s: %s", fixture, strings.Join(got, " "))
 		return
 	}
-	want := segmentFiles(t, goldenDir)
+	want := segmentFiles(t, fixture)
 	if !slices.Equal(got, want) {
 		t.Fatalf("segments %v, golden has %v (go test -run Golden -update rewrites it)", got, want)
 	}
 	for _, name := range got {
 		g, _ := os.ReadFile(filepath.Join(dir, name))
-		w, _ := os.ReadFile(filepath.Join(goldenDir, name))
+		w, _ := os.ReadFile(filepath.Join(fixture, name))
 		if !bytes.Equal(g, w) {
 			i := 0
 			for i < min(len(g), len(w)) && g[i] == w[i] {

@@ -16,6 +16,11 @@ type entry struct {
 	size int64  // bytes counted for it in seg
 	dead bool   // killed since it was added
 
+	// count is, for an enqueue, its live delivery count record (nil:
+	// none); deliveries is, for such a record, the count.
+	count      *entry
+	deliveries int
+
 	// Replay only: the record, decoded once its segment has been read
 	// (view until then, pointing into that segment's bytes).
 	view *view
@@ -57,8 +62,13 @@ func (s *segment) targetsGone(segs map[uint64]*segment) bool {
 // The rules: an enqueue makes (queue, message id) live, replacing an
 // earlier live enqueue of the same pair; a remove kills it; a durable
 // create makes the durable subscription live; a durable delete kills it and
-// every live enqueue of its queue. Order is by sequence number, which a
-// compaction copy keeps: a copy replaces its original.
+// every live enqueue of its queue. A deliveries record of a live enqueue is
+// live, replacing the enqueue's earlier one; whatever kills the enqueue
+// kills it too, and one whose enqueue is not live is dead from the start.
+// Order is by sequence number, which a compaction copy keeps: a copy
+// replaces its original. A deliveries record always comes after its
+// enqueue in the files too: compaction copies an enqueue's deliveries
+// record right after it (compact.go).
 type liveSet struct {
 	queues   map[string]map[string]*entry
 	durables map[string]*entry   // by queue
@@ -84,15 +94,27 @@ func (s *liveSet) apply(l *logical, seg uint64) *entry {
 			s.queues[l.queue] = m
 		}
 		if old := m[l.id]; old != nil {
-			s.kill(old, seg)
+			s.killMessage(old, seg)
 		}
 		e := s.add(l, seg)
 		m[l.id] = e
 		return e
+	case broker.OpDeliveries:
+		e := s.queues[l.queue][l.id]
+		if e == nil {
+			return nil // its message is gone: nothing to count
+		}
+		if e.count != nil {
+			s.kill(e.count, 0)
+		}
+		c := s.add(l, seg)
+		c.deliveries = l.deliveries
+		e.count = c
+		return c
 	case broker.OpRemove:
 		if m := s.queues[l.queue]; m != nil {
 			if old := m[l.id]; old != nil {
-				s.kill(old, seg)
+				s.killMessage(old, seg)
 				delete(m, l.id)
 				if len(m) == 0 {
 					delete(s.queues, l.queue)
@@ -112,7 +134,7 @@ func (s *liveSet) apply(l *logical, seg uint64) *entry {
 			delete(s.durables, l.queue)
 		}
 		for _, old := range s.queues[l.queue] {
-			s.kill(old, seg)
+			s.killMessage(old, seg)
 		}
 		delete(s.queues, l.queue)
 	}
@@ -126,6 +148,10 @@ func (s *liveSet) lookup(l *logical) *entry {
 		return s.queues[l.queue][l.id]
 	case broker.OpDurableCreate:
 		return s.durables[l.queue]
+	case broker.OpDeliveries:
+		if e := s.queues[l.queue][l.id]; e != nil {
+			return e.count
+		}
 	}
 	return nil
 }
@@ -162,7 +188,19 @@ func (s *liveSet) count(e *entry) {
 	}
 }
 
-// kill marks e dead, by a record written to segment by.
+// killMessage kills an enqueue's entry e and its deliveries record. The
+// latter needs no tombstone (by 0): without its enqueue it is dead from
+// the start.
+func (s *liveSet) killMessage(e *entry, by uint64) {
+	s.kill(e, by)
+	if e.count != nil {
+		s.kill(e.count, 0)
+		e.count = nil
+	}
+}
+
+// kill marks e dead, by a record written to segment by (0: none that
+// must outlive e's segment).
 func (s *liveSet) kill(e *entry, by uint64) {
 	e.dead = true
 	seg := s.segs[e.seg]
@@ -202,8 +240,21 @@ func (s *liveSet) sorted() []*entry {
 // copies: they outlive the segment's bytes.
 func logicalOf(v *view) logical {
 	l := logical{op: v.op, queue: string(v.queue), seq: v.seq, size: v.size}
-	if v.op == broker.OpEnqueue || v.op == broker.OpRemove {
+	switch v.op {
+	case broker.OpEnqueue, broker.OpRemove:
 		l.id = string(v.id)
+	case broker.OpDeliveries:
+		l.id, l.deliveries = string(v.id), v.deliveries
 	}
 	return l
+}
+
+// replayed is the record Replay gives for the live entry e: an enqueue
+// with its delivery count.
+func (e *entry) replayed() broker.JournalRecord {
+	rec := e.rec
+	if e.count != nil {
+		rec.Deliveries = e.count.deliveries
+	}
+	return rec
 }

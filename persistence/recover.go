@@ -154,7 +154,7 @@ func (f *File) Replay(fn func(broker.JournalRecord) error) error {
 		return err
 	}
 	for _, e := range entries {
-		if err := fn(e.rec); err != nil {
+		if err := fn(e.replayed()); err != nil {
 			return err
 		}
 	}

@@ -57,6 +57,8 @@ func Run(t *testing.T, open Opener, opts ...Option) {
 	t.Run("ReEnqueueAfterRemove", func(t *testing.T) { testReEnqueue(t, open) })
 	t.Run("AtomicMove", func(t *testing.T) { testAtomicMove(t, open) })
 	t.Run("Durable", func(t *testing.T) { testDurable(t, open) })
+	t.Run("Deliveries", func(t *testing.T) { testDeliveries(t, open) })
+	t.Run("FanOut", func(t *testing.T) { testFanOut(t, open) })
 	t.Run("Reopen", func(t *testing.T) { testReopen(t, open) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, open) })
 	t.Run("AppendAfterClose", func(t *testing.T) { testAppendAfterClose(t, open) })
@@ -211,6 +213,51 @@ func testDurable(t *testing.T, open Opener) {
 		mustAppend(t, j, d1)
 	})
 	Expect(t, replayed(t, open, dir), []broker.JournalRecord{unowned, d1})
+}
+
+// testDeliveries: the last delivery count journaled for a live message
+// comes back as its enqueue's Deliveries; a remove ends it, and so does a
+// new enqueue of the message; a count for a message not in its queue
+// counts nothing.
+func testDeliveries(t *testing.T, open Opener) {
+	dir := t.TempDir()
+	a, b, c := Enqueue("/queue/n", Message(1)), Enqueue("/queue/n", Message(2)), Enqueue("/queue/n", Message(3))
+	session(t, open, dir, func(j broker.Journal) {
+		mustAppend(t, j, a, b, c)
+		mustAppend(t, j, Deliveries(a, 2))
+		mustAppend(t, j, Deliveries(b, 1))
+		mustAppend(t, j, Deliveries(a, 3))
+		mustAppend(t, j, Deliveries(c, 4))
+		mustAppend(t, j, Remove(c))
+		mustAppend(t, j, Deliveries(Enqueue("/queue/other", Message(1)), 9))
+	})
+	counted := func(r broker.JournalRecord, n int) broker.JournalRecord { r.Deliveries = n; return r }
+	Expect(t, replayed(t, open, dir), []broker.JournalRecord{counted(a, 3), counted(b, 1)})
+	session(t, open, dir, func(j broker.Journal) {
+		mustAppend(t, j, Remove(b), b) // back in its queue as a new message
+		mustAppend(t, j, c)
+	})
+	Expect(t, replayed(t, open, dir), []broker.JournalRecord{counted(a, 3), b, c})
+}
+
+// testFanOut is a persistent topic message to several durable
+// subscriptions: one Append of its enqueue to each of their queues (the
+// same *Message), mixed with other records. Each queue gets it, each
+// remove takes it from one queue only.
+func testFanOut(t *testing.T, open Opener) {
+	dir := t.TempDir()
+	m, other := Message(3), Message(4)
+	var fan []broker.JournalRecord
+	for _, q := range []string{"/durable/u/c/a", "/durable/u/c/b", "/durable/u/c/c"} {
+		fan = append(fan, Enqueue(q, m))
+	}
+	single := Enqueue("/queue/x", other)
+	session(t, open, dir, func(j broker.Journal) {
+		mustAppend(t, j, fan...)
+		mustAppend(t, j, single, fan[0], fan[1], Enqueue("/queue/y", other))
+		mustAppend(t, j, Remove(fan[1]))
+	})
+	Expect(t, replayed(t, open, dir), []broker.JournalRecord{fan[2], single, fan[0], Enqueue("/queue/y", other)})
 }
 
 func testReopen(t *testing.T, open Opener) {

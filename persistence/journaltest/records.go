@@ -76,6 +76,12 @@ func Remove(enqueue broker.JournalRecord) broker.JournalRecord {
 	return broker.JournalRecord{Op: broker.OpRemove, Queue: enqueue.Queue, MessageID: enqueue.MessageID}
 }
 
+// Deliveries is the record of enqueue's message having been delivered n
+// times.
+func Deliveries(enqueue broker.JournalRecord, n int) broker.JournalRecord {
+	return broker.JournalRecord{Op: broker.OpDeliveries, Queue: enqueue.Queue, MessageID: enqueue.MessageID, Deliveries: n}
+}
+
 // DurableCreate is the record of durable subscription d being created,
 // with the queue name the broker gives it (for names without characters
 // the broker escapes): /durable/<user>/<client-id>/<name>, or without the
@@ -122,6 +128,8 @@ func Diff(got, want broker.JournalRecord) string {
 		return fmt.Sprintf("queue %q, want %q", got.Queue, want.Queue)
 	case got.MessageID != want.MessageID:
 		return fmt.Sprintf("message id %q, want %q", got.MessageID, want.MessageID)
+	case got.Deliveries != want.Deliveries:
+		return fmt.Sprintf("deliveries %d, want %d", got.Deliveries, want.Deliveries)
 	case got.Op != broker.OpEnqueue && got.Durable != want.Durable:
 		return fmt.Sprintf("durable %+v, want %+v", got.Durable, want.Durable)
 	case got.Op != broker.OpEnqueue:
@@ -154,7 +162,10 @@ func Diff(got, want broker.JournalRecord) string {
 
 func describe(r broker.JournalRecord) string {
 	switch r.Op {
-	case broker.OpEnqueue, broker.OpRemove:
+	case broker.OpEnqueue, broker.OpRemove, broker.OpDeliveries:
+		if r.Deliveries != 0 {
+			return fmt.Sprintf("%v %s %s (deliveries %d)", r.Op, r.Queue, r.MessageID, r.Deliveries)
+		}
 		return fmt.Sprintf("%v %s %s", r.Op, r.Queue, r.MessageID)
 	}
 	return fmt.Sprintf("%v %s %+v", r.Op, r.Queue, r.Durable)
