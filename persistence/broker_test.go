@@ -29,10 +29,13 @@ type peer struct {
 	got    []*frames.Frame
 }
 
-func newPeer(t testing.TB, b *broker.Broker) *peer {
+func newPeer(t testing.TB, b *broker.Broker) *peer { return newPeerAs(t, b) }
+
+// newPeerAs is newPeer with more CONNECT headers.
+func newPeerAs(t testing.TB, b *broker.Broker, connect ...string) *peer {
 	t.Helper()
 	p := &peer{t: t, s: b.NewSession(nopTransport{}, "test"), parser: frames.NewParser(frames.Limits{MaxBody: 64 << 20})}
-	p.send(frames.CmdConnect, "", "accept-version:1.2", "host:test")
+	p.send(frames.CmdConnect, "", append([]string{"accept-version:1.2", "host:test"}, connect...)...)
 	if f := p.next(); f.Command != frames.CmdConnected {
 		t.Fatalf("CONNECT: got %s %q", f.Command, f.Body)
 	}

@@ -83,16 +83,17 @@ type logical struct {
 // become one multi-enqueue, which holds the message once. It returns the
 // bytes and one logical per record.
 func encode(recs []broker.JournalRecord) ([]byte, []logical, error) {
-	us, err := unitsOf(recs)
-	if err != nil {
-		return nil, nil, err
-	}
-	body := 0
-	for _, u := range us {
+	body, units := 0, 0
+	for i := 0; i < len(recs); units++ {
+		u, err := unitAt(recs, i)
+		if err != nil {
+			return nil, nil, err
+		}
 		body += u.size
+		i = u.j
 	}
-	if len(us) > 1 {
-		body += 4 + batchEntryHeader*len(us)
+	if units > 1 {
+		body += 4 + batchEntryHeader*units
 	}
 	body++ // type
 	if body > MaxRecordSize {
@@ -102,17 +103,20 @@ func encode(recs []broker.JournalRecord) ([]byte, []logical, error) {
 	buf = le.AppendUint32(buf, uint32(body))
 	buf = le.AppendUint32(buf, 0) // CRC, set by the flusher
 	logs := make([]logical, len(recs))
-	if len(us) == 1 {
-		buf = append(buf, us[0].typ(recs))
-		buf = appendUnit(buf, recs, us[0], int64(frameHeader+body), logs)
+	if units == 1 {
+		u, _ := unitAt(recs, 0)
+		buf = append(buf, u.typ(recs))
+		buf = appendUnit(buf, recs, u, int64(frameHeader+body), logs)
 		return buf, logs, nil
 	}
 	buf = append(buf, typeBatch)
-	buf = le.AppendUint32(buf, uint32(len(us)))
-	for _, u := range us {
+	buf = le.AppendUint32(buf, uint32(units))
+	for i := 0; i < len(recs); {
+		u, _ := unitAt(recs, i)
 		buf = append(buf, u.typ(recs))
 		buf = le.AppendUint32(buf, uint32(u.size))
 		buf = appendUnit(buf, recs, u, int64(batchEntryHeader+u.size), logs)
+		i = u.j
 	}
 	return buf, logs, nil
 }
@@ -131,34 +135,27 @@ func (u unit) typ(recs []broker.JournalRecord) byte {
 	return recordType(recs[u.i].Op)
 }
 
-// unitsOf groups recs into units: a run of enqueues of the same message
-// (the same *Message and message id) to different queues is one.
-func unitsOf(recs []broker.JournalRecord) ([]unit, error) {
-	us := make([]unit, 0, len(recs))
-	for i := 0; i < len(recs); {
-		n, err := payloadSize(&recs[i])
-		if err != nil {
-			return nil, err
-		}
-		r := &recs[i]
-		j := i + 1
-		for r.Op == broker.OpEnqueue && j < len(recs) && recs[j].Op == broker.OpEnqueue &&
-			recs[j].Message == r.Message && recs[j].MessageID == r.MessageID {
-			j++
-		}
-		if j == i+1 {
-			us = append(us, unit{i: i, j: j, size: 8 + n})
-			i = j
-			continue
-		}
-		size := 4 + n - 4 - len(r.Queue) // count, and the message part once
-		for k := i; k < j; k++ {
-			size += multiPairHeader + len(recs[k].Queue)
-		}
-		us = append(us, unit{i: i, j: j, size: size})
-		i = j
+// unitAt is the unit that starts at recs[i]: a run of enqueues of the same
+// message (the same *Message and message id) to different queues is one.
+func unitAt(recs []broker.JournalRecord, i int) (unit, error) {
+	n, err := payloadSize(&recs[i])
+	if err != nil {
+		return unit{}, err
 	}
-	return us, nil
+	r := &recs[i]
+	j := i + 1
+	for r.Op == broker.OpEnqueue && j < len(recs) && recs[j].Op == broker.OpEnqueue &&
+		recs[j].Message == r.Message && recs[j].MessageID == r.MessageID {
+		j++
+	}
+	if j == i+1 {
+		return unit{i: i, j: j, size: 8 + n}, nil
+	}
+	size := 4 + n - 4 - len(r.Queue) // count, and the message part once
+	for k := i; k < j; k++ {
+		size += multiPairHeader + len(recs[k].Queue)
+	}
+	return unit{i: i, j: j, size: size}, nil
 }
 
 // appendUnit appends u's payload with zero sequence numbers and fills in
