@@ -25,7 +25,8 @@ import (
 //
 // where length counts type and payload. A length of 0 ends the data (the
 // pre-allocated tail of a segment is zeros). Type is a broker.JournalOp
-// (1-4) for one record, or typeBatch for the records of one Append.
+// (1-4) for one record, or typeBatch for the records of one Append;
+// typeDeliveries and typeMultiEnqueue came later (recordType, opOf).
 const (
 	magic         = "STOMPJNL"
 	formatVersion = 2
