@@ -101,8 +101,8 @@ func (s *liveSet) apply(l *logical, seg uint64) *entry {
 		return e
 	case broker.OpDeliveries:
 		e := s.queues[l.queue][l.id]
-		if e == nil {
-			return nil // its message is gone: nothing to count
+		if e == nil || l.seq < e.seq {
+			return nil // its message is gone (or came back since): nothing to count
 		}
 		if e.count != nil {
 			s.kill(e.count, 0)

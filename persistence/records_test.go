@@ -230,3 +230,22 @@ func TestDeliveriesFollowCompactedEnqueue(t *testing.T) {
 	mustClose(t, f)
 	jt.Expect(t, replay(t, open(t, dir, cfg)), nil)
 }
+
+// A delivery count is stored as a uint32: larger counts are kept at its
+// maximum, negative ones at 0, never wrapped.
+func TestDeliveriesCountBounds(t *testing.T) {
+	a := q(1)
+	for _, tt := range []struct{ in, want int }{{3, 3}, {-1, 0}, {1 << 40, 1<<32 - 1}} {
+		buf, _, err := encode([]broker.JournalRecord{jt.Deliveries(a, tt.in)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs, err := views(buf[frameHeader], buf[frameHeader+1:])
+		if err != nil || len(vs) != 1 || vs[0].op != broker.OpDeliveries {
+			t.Fatalf("count %d: %d views, err %v", tt.in, len(vs), err)
+		}
+		if got := vs[0].record(); got.Deliveries != tt.want || got.MessageID != a.MessageID || got.Queue != a.Queue {
+			t.Fatalf("count %d decodes as %+v, want %d", tt.in, got, tt.want)
+		}
+	}
+}
