@@ -1,9 +1,6 @@
 package persistence
 
 import (
-	"errors"
-	"io/fs"
-	"os"
 	"slices"
 
 	"github.com/stompbox/stompbox/broker"
@@ -104,7 +101,7 @@ func (f *File) rewrite(id uint64) bool {
 	size := f.segs[id].size
 	f.smu.Unlock()
 	path := f.segPath(id)
-	data, err := readPrefix(path, size)
+	data, err := readPrefix(f.fs, path, size)
 	if err == nil {
 		_, err = checkHeader(data)
 	}
@@ -190,7 +187,7 @@ func (f *File) removeSegments(ids []uint64) (int, error) {
 		if !ok {
 			continue
 		}
-		if err := os.Remove(f.segPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := removeIfExists(f.fs, f.segPath(id)); err != nil {
 			return 0, err
 		}
 		gone = append(gone, id)
@@ -198,7 +195,7 @@ func (f *File) removeSegments(ids []uint64) (int, error) {
 	if len(gone) == 0 {
 		return 0, nil
 	}
-	if err := syncDir(f.dir); err != nil {
+	if err := f.fs.SyncDir(f.dir); err != nil {
 		return 0, err
 	}
 	var freed int64

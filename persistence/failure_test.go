@@ -3,7 +3,6 @@ package persistence
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,8 +28,22 @@ type faults struct {
 	hold, held chan struct{}
 }
 
-// wrap is the File.wrap of a File whose segments fail as armed.
-func (fs *faults) wrap(fh *os.File) segmentFile { return faultySegment{wrapOS(fh), fs} }
+// faultyFS is the file system of a File whose segments fail as fs is
+// armed.
+type faultyFS struct {
+	osFS
+	fs *faults
+}
+
+func (ffs faultyFS) Create(path string) (segmentFile, error) {
+	sf, err := ffs.osFS.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	return faultySegment{sf, ffs.fs}, nil
+}
+
+func (fs *faults) fsys() fileSystem { return faultyFS{fs: fs} }
 
 func (fs *faults) armWrite(err error) { fs.mu.Lock(); fs.writeErr = err; fs.mu.Unlock() }
 func (fs *faults) armSync(err error)  { fs.mu.Lock(); fs.syncErr = err; fs.mu.Unlock() }
@@ -121,7 +134,7 @@ func TestSegmentFailureIsSticky(t *testing.T) {
 			fs := &faults{}
 			cfg := tt.policy
 			cfg.Logger, cfg.Registerer, cfg.SegmentSize = testLogger(t, &logs), reg, 64<<10
-			f, err := openWith(dir, cfg, fs.wrap)
+			f, err := openWith(dir, cfg, fs.fsys())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -193,7 +206,7 @@ func TestSegmentFailureIsSticky(t *testing.T) {
 // deletes segments, went on deleting.
 func TestBarrierBehindFailedWrite(t *testing.T) {
 	fs := &faults{hold: make(chan struct{}), held: make(chan struct{}, 1)}
-	f, err := openWith(t.TempDir(), Config{Logger: testLogger(t, nil), SegmentSize: 64 << 10}, fs.wrap)
+	f, err := openWith(t.TempDir(), Config{Logger: testLogger(t, nil), SegmentSize: 64 << 10}, fs.fsys())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,15 +13,15 @@ import (
 
 // segmentIDs lists the segment numbers in dir, in order. Other files are
 // ignored.
-func segmentIDs(dir string) ([]uint64, error) {
-	des, err := os.ReadDir(dir)
+func segmentIDs(fsys fileSystem, dir string) ([]uint64, error) {
+	names, err := fsys.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("persistence: %w", err)
+		return nil, err
 	}
 	var ids []uint64
-	for _, de := range des {
-		digits, ok := strings.CutSuffix(de.Name(), ".seg")
-		if !ok || len(digits) != 20 || !de.Type().IsRegular() {
+	for _, name := range names {
+		digits, ok := strings.CutSuffix(name, ".seg")
+		if !ok || len(digits) != 20 {
 			continue
 		}
 		id, err := strconv.ParseUint(digits, 10, 64)
@@ -50,16 +48,16 @@ type scanned struct {
 // junk after its last good record are truncated away. Anywhere else they
 // are corruption: skipped, counted and logged.
 func (f *File) recover() error {
-	ids, err := segmentIDs(f.dir)
+	ids, err := segmentIDs(f.fs, f.dir)
 	if err != nil {
 		return err
 	}
 	var found []scanned
 	for _, id := range ids {
 		f.lastID = max(f.lastID, id)
-		data, err := os.ReadFile(f.segPath(id))
+		data, err := readFile(f.fs, f.segPath(id))
 		if err != nil {
-			return fmt.Errorf("persistence: %w", err)
+			return err
 		}
 		hid, err := checkHeader(data)
 		switch {
@@ -123,13 +121,13 @@ func (f *File) recover() error {
 
 // truncate cuts a segment at size and makes that durable.
 func (f *File) truncate(path string, size int64) error {
-	fh, err := os.OpenFile(path, os.O_RDWR, 0)
+	fh, err := f.fs.OpenFile(path)
 	if err != nil {
 		return fmt.Errorf("persistence: %w", err)
 	}
 	err = fh.Truncate(size)
 	if err == nil {
-		err = f.syncFile(osSegment{fh})
+		err = f.syncFile(fh)
 	}
 	if cerr := fh.Close(); err == nil {
 		err = cerr
@@ -181,7 +179,7 @@ func (f *File) readLive() ([]*entry, error) {
 
 	set := newLiveSet(nil)
 	for _, p := range parts {
-		data, err := readPrefix(f.segPath(p.id), p.size)
+		data, err := readPrefix(f.fs, f.segPath(p.id), p.size)
 		if err != nil {
 			return nil, err
 		}
@@ -231,18 +229,4 @@ func collectSegment(set *liveSet, id uint64, data []byte) scanResult {
 		e.view = nil
 	}
 	return res
-}
-
-// readPrefix reads the first size bytes of a file.
-func readPrefix(path string, size int64) ([]byte, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("persistence: %w", err)
-	}
-	defer fh.Close()
-	data := make([]byte, size)
-	if _, err := io.ReadFull(fh, data); err != nil {
-		return nil, fmt.Errorf("persistence: read %s: %w", path, err)
-	}
-	return data, nil
 }
