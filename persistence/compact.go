@@ -103,7 +103,7 @@ func (f *File) rewrite(id uint64) bool {
 	path := f.segPath(id)
 	data, err := readPrefix(f.fs, path, size)
 	if err == nil {
-		_, err = checkHeader(data)
+		_, err = readHeader(data)
 	}
 	if err != nil {
 		f.log.Error("journal: compaction cannot read a segment; it is kept", "file", path, "err", err)
@@ -166,9 +166,10 @@ func appendFrame(dst []byte, op broker.JournalOp, payload []byte) []byte {
 	start := len(dst)
 	dst = le.AppendUint32(dst, uint32(1+len(payload)))
 	dst = le.AppendUint32(dst, 0)
+	dst = le.AppendUint32(dst, 0)
 	dst = append(dst, byte(op))
 	dst = append(dst, payload...)
-	le.PutUint32(dst[start+4:], checksum(dst[start+frameHeader:]))
+	sealFrame(dst[start:])
 	return dst
 }
 

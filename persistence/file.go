@@ -60,7 +60,8 @@ type File struct {
 	// compactor while it deletes them. Never taken by Append or the flusher.
 	filesMu sync.Mutex
 
-	metrics fileMetrics // immutable
+	damage  damageReport // written by Open only
+	metrics fileMetrics  // immutable
 	stats   struct {
 		appends, records, fsyncs           atomic.Uint64
 		corruptRecords, corruptSegments    atomic.Uint64

@@ -2,7 +2,6 @@ package persistence
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -42,11 +41,13 @@ type scanned struct {
 }
 
 // recover reads every segment in order into the live set (keys and
-// places only, not message bodies) and then deals with what it found. A
-// torn tail is only possible in the newest segment with data (older ones
-// were fsynced and sealed before the next was created): bad records and
-// junk after its last good record are truncated away. Anywhere else they
-// are corruption: skipped, counted and logged.
+// places only, not message bodies) and then deals with the damage it
+// found (docs/persistence.md, "Corruption"): nothing is cut without its
+// bytes being kept aside first. A torn tail is only possible in the
+// newest segment with data (older ones were fsynced and sealed before the
+// next was created): it is copied aside and truncated away. Any other
+// damage is corruption: copied aside, reported, and read around, so that
+// every good record after it is recovered.
 func (f *File) recover() error {
 	ids, err := segmentIDs(f.fs, f.dir)
 	if err != nil {
@@ -55,57 +56,75 @@ func (f *File) recover() error {
 	var found []scanned
 	for _, id := range ids {
 		f.lastID = max(f.lastID, id)
-		data, err := readFile(f.fs, f.segPath(id))
+		path := f.segPath(id)
+		data, err := readFile(f.fs, path)
 		if err != nil {
 			return err
 		}
-		hid, err := checkHeader(data)
-		switch {
-		case errors.Is(err, ErrUnsupportedVersion):
-			return fmt.Errorf("persistence: segment %s: %w", f.segPath(id), err)
-		case errors.Is(err, errGarbageSegment):
-			f.stats.corruptSegments.Add(1)
-			f.log.Error("journal: not a segment; skipped and left in place", "file", f.segPath(id), "err", err)
-			continue
-		case errors.Is(err, errEmptySegment):
-			f.log.Warn("journal: empty segment (crash while creating it?); it will be deleted", "file", f.segPath(id), "bytes", len(data))
-			f.segs[id] = &segment{id: id, sealed: true}
-			continue
-		case hid != id:
-			f.log.Warn("journal: segment header names another segment number", "file", f.segPath(id), "header", hid)
-		}
 		seg := &segment{id: id, sealed: true}
-		f.segs[id] = seg
+		f.segs[id] = seg // the live set accounts per segment as it applies records
 		res, maxSeq := replaySegment(f.idx, id, data, nil)
+		switch h := res.header; {
+		case res.newer != nil:
+			return fmt.Errorf("persistence: segment %s was written by a newer version of stompbox: %w", path, res.newer)
+		case h.state == headerEmpty:
+			f.log.Warn("journal: empty segment (crash while creating it?); it will be deleted", "file", path, "bytes", len(data))
+			continue
+		case h.state == headerDamaged && res.records == 0:
+			delete(f.segs, id)
+			f.stats.corruptSegments.Add(1)
+			f.log.Error("journal: not a segment (bad header, no readable record); skipped and left in place",
+				"file", path, "header", h.why)
+			continue
+		case h.state == headerDamaged:
+			f.noteDamage(id, data, span{0, headerSize}, "header: "+h.why)
+			f.log.Error("journal: damaged segment header; the segment's records were read anyway",
+				"file", path, "header", h.why, "records", res.records)
+		case h.id != id:
+			f.log.Warn("journal: segment header names another segment number", "file", path, "header", h.id)
+		}
 		f.nextSeq = max(f.nextSeq, maxSeq)
 		seg.size = int64(res.end)
 		found = append(found, scanned{id: id, fileSize: int64(len(data)), res: res})
+		for _, d := range res.damaged {
+			f.stats.corruptRecords.Add(1)
+			f.noteDamage(id, data, d, "damaged records with good records after them")
+		}
+		if len(res.damaged) > 0 {
+			f.log.Error("journal: corrupt data in a segment; the good records after it were recovered",
+				"file", path, "ranges", len(res.damaged), "first_offset", res.damaged[0].start, "kept_in", f.damageDir())
+		}
 	}
 	f.nextSeq++
 	f.idx.shrunk = false
 
 	newest := -1 // the segment a crash may have torn
 	for i, s := range found {
-		if s.res.end > headerSize || s.res.tailBad > 0 || s.res.junk {
+		if s.res.end > headerSize || s.res.tail.len() > 0 {
 			newest = i
 		}
 	}
 	for i, s := range found {
 		path := f.segPath(s.id)
-		if n := len(s.res.middle); n > 0 {
-			f.stats.corruptRecords.Add(uint64(n))
-			f.log.Error("journal: corrupt records skipped", "file", path, "records", n, "first_offset", s.res.middle[0])
-		}
-		torn := s.res.tailBad > 0 || s.res.junk
-		switch {
-		case torn && i == newest:
-			f.log.Warn("journal: torn tail truncated", "file", path, "offset", s.res.end,
-				"bytes", s.fileSize-int64(s.res.end), "records", s.res.tailBad)
-		case torn:
-			f.stats.corruptRecords.Add(uint64(max(s.res.tailBad, 1)))
-			f.log.Error("journal: unreadable data after the last good record skipped", "file", path,
-				"offset", s.res.end, "bytes", s.fileSize-int64(s.res.end))
-			continue // keep the evidence
+		if tail := s.res.tail; tail.len() > 0 {
+			data, err := readPrefix(f.fs, path, int64(tail.end))
+			if err != nil {
+				return err
+			}
+			if i != newest {
+				f.stats.corruptRecords.Add(1)
+				f.noteDamage(s.id, data, tail, "unreadable data after the last good record of a sealed segment")
+				f.log.Error("journal: unreadable data after the last good record of a sealed segment; kept in place",
+					"file", path, "offset", tail.start, "bytes", tail.len(), "kept_in", f.damageDir())
+				continue
+			}
+			if err := f.keepAside(s.id, data, tail); err != nil {
+				f.log.Error("journal: torn tail could not be copied aside, so it is not truncated", "file", path,
+					"offset", tail.start, "bytes", tail.len(), "err", err)
+				continue
+			}
+			f.log.Warn("journal: torn tail (a write cut by a crash) truncated; its bytes are kept aside", "file", path,
+				"offset", tail.start, "bytes", tail.len(), "kept_in", f.damageDir())
 		}
 		if s.fileSize > int64(s.res.end) {
 			if err := f.truncate(path, int64(s.res.end)); err != nil {
@@ -183,10 +202,9 @@ func (f *File) readLive() ([]*entry, error) {
 		if err != nil {
 			return nil, err
 		}
-		if _, err := checkHeader(data); err != nil {
-			return nil, fmt.Errorf("persistence: segment %s: %w", f.segPath(p.id), err)
+		if res := collectSegment(set, p.id, data); res.newer != nil {
+			return nil, fmt.Errorf("persistence: segment %s: %w", f.segPath(p.id), res.newer)
 		}
-		collectSegment(set, p.id, data)
 	}
 	return set.sorted(), nil
 }
