@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/frames"
 	jt "github.com/stompbox/stompbox/persistence/journaltest"
@@ -74,8 +76,12 @@ func TestFlippedLengthBitIsNotATornTail(t *testing.T) {
 			os.WriteFile(path, data, 0o640)
 
 			var logs syncBuffer
-			f := open(t, dir, Config{Logger: testLogger(t, &logs)})
+			reg := prometheus.NewRegistry()
+			f := open(t, dir, Config{Logger: testLogger(t, &logs), Registerer: reg})
 			want := append(slices.Clone(recs[:10]), recs[11:]...)
+			if r, b := gaugeValue(t, reg, "stompbox_journal_damaged_ranges"), gaugeValue(t, reg, "stompbox_journal_damaged_bytes"); r != 1 || b != float64(offs[11]-offs[10]) {
+				t.Errorf("damaged_ranges %v, damaged_bytes %v; want 1 and %d", r, b, offs[11]-offs[10])
+			}
 			jt.Expect(t, replay(t, f), want)
 			if n := f.CorruptRecords(); n != 1 {
 				t.Errorf("CorruptRecords = %d, want 1", n)

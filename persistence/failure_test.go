@@ -92,16 +92,22 @@ func (s faultySegment) Datasync() error {
 // failedGauge reads stompbox_journal_failed from reg.
 func failedGauge(t *testing.T, reg *prometheus.Registry) float64 {
 	t.Helper()
+	return gaugeValue(t, reg, "stompbox_journal_failed")
+}
+
+// gaugeValue reads the gauge name from reg.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "stompbox_journal_failed" {
+		if mf.GetName() == name {
 			return mf.GetMetric()[0].GetGauge().GetValue()
 		}
 	}
-	t.Fatal("stompbox_journal_failed not registered")
+	t.Fatalf("%s not registered", name)
 	return 0
 }
 
