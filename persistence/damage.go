@@ -33,16 +33,21 @@ func (f *File) noteDamage(id uint64, data []byte, r span, what string) {
 	}
 }
 
-// keepAside writes data[r] to the damage directory as
-// <segment>.<start>-<end>, fsynced, unless that file exists already (an
-// earlier start kept the same range).
+// keepAside keeps data[r] of segment id aside (keepAside).
 func (f *File) keepAside(id uint64, data []byte, r span) error {
-	dir := f.damageDir()
-	if err := f.fs.MkdirAll(dir); err != nil {
+	return keepAside(f.fs, f.dir, id, data, r)
+}
+
+// keepAside writes data[r] of segment id to the damage directory of the
+// journal in dir as <segment>.<start>-<end>, fsynced, unless that file
+// exists already (an earlier start kept the same range).
+func keepAside(fsys fileSystem, dir string, id uint64, data []byte, r span) error {
+	dir = filepath.Join(dir, damageDirName)
+	if err := fsys.MkdirAll(dir); err != nil {
 		return err
 	}
 	path := filepath.Join(dir, fmt.Sprintf("%s.%d-%d", segmentName(id), r.start, r.end))
-	fh, err := f.fs.Create(path)
+	fh, err := fsys.Create(path)
 	if errors.Is(err, fs.ErrExist) {
 		return nil
 	}
@@ -55,10 +60,10 @@ func (f *File) keepAside(id uint64, data []byte, r span) error {
 	}
 	err = errors.Join(err, fh.Close())
 	if err != nil {
-		_ = f.fs.Remove(path) // a partial copy must not pass for the whole range next time
+		_ = fsys.Remove(path) // a partial copy must not pass for the whole range next time
 		return fmt.Errorf("persistence: keep damaged bytes in %s: %w", path, err)
 	}
-	return f.fs.SyncDir(dir)
+	return fsys.SyncDir(dir)
 }
 
 // Damage describes the damage recovery read around at Open ("" if none):
