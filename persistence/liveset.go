@@ -67,6 +67,9 @@ type liveSet struct {
 	// may have work.
 	shrunk bool
 	added  uint64 // entries added so far
+	// released is set once Replay has taken the records Open decoded:
+	// entries keep no record after that.
+	released bool
 }
 
 func newLiveSet(segs map[uint64]*segment) *liveSet {
@@ -143,8 +146,9 @@ func (s *liveSet) move(l *logical, dst uint64) {
 	if e == nil || e.seg != l.src || e.seq != l.seq {
 		return // not live any more; the copy is dead weight in dst
 	}
+	rec := e.rec // a copy keeps the record Replay may still hand out
 	s.kill(e, dst)
-	e.seg, e.size, e.dead = dst, l.size, false
+	e.seg, e.size, e.dead, e.rec = dst, l.size, false, rec
 	s.count(e)
 }
 
@@ -165,6 +169,7 @@ func (s *liveSet) count(e *entry) {
 // kill marks e dead, by a record written to segment by.
 func (s *liveSet) kill(e *entry, by uint64) {
 	e.dead = true
+	e.rec = broker.JournalRecord{} // a dead record's message is not replayed: let its body go
 	seg := s.segs[e.seg]
 	if seg == nil {
 		return

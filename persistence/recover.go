@@ -54,16 +54,20 @@ func (f *File) recover() error {
 		return err
 	}
 	var found []scanned
+	var buf []byte // reused: collectSegment copies what it keeps
 	for _, id := range ids {
 		f.lastID = max(f.lastID, id)
 		path := f.segPath(id)
-		data, err := readFile(f.fs, path)
+		data, err := readFileInto(f.fs, path, buf)
 		if err != nil {
 			return err
 		}
+		buf = data
 		seg := &segment{id: id, sealed: true}
 		f.segs[id] = seg // the live set accounts per segment as it applies records
-		res, maxSeq := replaySegment(f.idx, id, data, nil)
+		// The records still live at the segment's end are decoded now, so
+		// that Replay need not read the journal a second time.
+		res, maxSeq := collectSegment(f.idx, id, data)
 		switch h := res.header; {
 		case res.newer != nil:
 			return fmt.Errorf("persistence: segment %s was written by a newer version of stompbox: %w", path, res.newer)
@@ -160,15 +164,20 @@ func (f *File) truncate(path string, size int64) error {
 // Replay calls fn with every live record in the order it was first
 // appended: enqueues not removed and durable subscriptions not deleted (a
 // durable subscription's create comes before the enqueues to its queue).
-// It reads the segments again, so it sees what was appended since Open;
-// compaction may run meanwhile but deletes no segment until the reading is
-// done. fn is called after the reading, with no lock held, and may Append;
-// Replay returns the first error fn returns. Enqueued messages are built
-// with broker.RecoveredMessage and own their bytes.
+// The first Replay after Open hands out what Open decoded, without
+// reading the journal again; a later one, or one after Appends made since
+// Open, reads the segments again (compaction may run meanwhile but
+// deletes no segment until the reading is done). fn is called with no
+// lock held, and may Append; Replay returns the first error fn returns.
+// Enqueued messages are built with broker.RecoveredMessage and own their
+// bytes.
 func (f *File) Replay(fn func(broker.JournalRecord) error) error {
-	entries, err := f.readLive()
-	if err != nil {
-		return err
+	entries, ok := f.decodedAtOpen()
+	if !ok {
+		var err error
+		if entries, err = f.readLive(); err != nil {
+			return err
+		}
 	}
 	for _, e := range entries {
 		if err := fn(e.rec); err != nil {
@@ -176,6 +185,30 @@ func (f *File) Replay(fn func(broker.JournalRecord) error) error {
 		}
 	}
 	return nil
+}
+
+// decodedAtOpen returns, once, the live records Open decoded, and lets go
+// of them: from then on the broker owns the messages. It reports false
+// if some live record was not decoded (appended since Open) or if they
+// were handed out already.
+func (f *File) decodedAtOpen() ([]*entry, bool) {
+	f.smu.Lock()
+	defer f.smu.Unlock()
+	if f.idx.released {
+		return nil, false
+	}
+	f.idx.released = true
+	all := f.idx.sorted()
+	out := make([]*entry, len(all))
+	ok := true
+	for i, e := range all {
+		if e.rec.Op == 0 {
+			ok = false
+		}
+		out[i] = &entry{seq: e.seq, pos: e.pos, rec: e.rec}
+		e.rec = broker.JournalRecord{}
+	}
+	return out, ok
 }
 
 // readLive reads every segment in use and returns the live records.
@@ -202,7 +235,7 @@ func (f *File) readLive() ([]*entry, error) {
 		if err != nil {
 			return nil, err
 		}
-		if res := collectSegment(set, p.id, data); res.newer != nil {
+		if res, _ := collectSegment(set, p.id, data); res.newer != nil {
 			return nil, fmt.Errorf("persistence: segment %s: %w", f.segPath(p.id), res.newer)
 		}
 	}
@@ -234,9 +267,9 @@ func replaySegment(set *liveSet, id uint64, data []byte, added func(*entry, *vie
 // collectSegment is replaySegment for Replay: the records the segment
 // adds that are still live at its end are decoded before its bytes go, so
 // that most records removed in the same segment are never decoded.
-func collectSegment(set *liveSet, id uint64, data []byte) scanResult {
+func collectSegment(set *liveSet, id uint64, data []byte) (scanResult, uint64) {
 	var fresh []*entry
-	res, _ := replaySegment(set, id, data, func(e *entry, v *view) {
+	res, maxSeq := replaySegment(set, id, data, func(e *entry, v *view) {
 		e.view = v
 		fresh = append(fresh, e)
 	})
@@ -246,5 +279,5 @@ func collectSegment(set *liveSet, id uint64, data []byte) scanResult {
 		}
 		e.view = nil
 	}
-	return res
+	return res, maxSeq
 }

@@ -129,17 +129,39 @@ func syncDir(dir string) error {
 }
 
 // readFile reads a whole file through fsys.
-func readFile(fsys fileSystem, path string) ([]byte, error) {
+func readFile(fsys fileSystem, path string) ([]byte, error) { return readFileInto(fsys, path, nil) }
+
+// readFileInto reads a whole file through fsys into buf's space (a new
+// buffer if it does not fit), so that recovery reuses one buffer for
+// every segment instead of leaving one 64 MiB garbage buffer per segment
+// for the collector.
+func readFileInto(fsys fileSystem, path string, buf []byte) ([]byte, error) {
 	fh, err := fsys.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("persistence: %w", err)
 	}
 	defer fh.Close()
-	data, err := io.ReadAll(fh)
-	if err != nil {
-		return nil, fmt.Errorf("persistence: read %s: %w", path, err)
+	data := buf[:0]
+	if st, ok := fh.(interface{ Stat() (fs.FileInfo, error) }); ok {
+		// One buffer of the file's size: io.ReadAll would grow (and clear)
+		// one 64 MiB segment's buffer many times over.
+		if info, err := st.Stat(); err == nil && int64(cap(data)) <= info.Size() {
+			data = make([]byte, 0, info.Size()+1)
+		}
 	}
-	return data, nil
+	for {
+		n, err := fh.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if err == io.EOF {
+			return data, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("persistence: read %s: %w", path, err)
+		}
+		if len(data) == cap(data) {
+			data = append(data, 0)[:len(data)] // grow
+		}
+	}
 }
 
 // readPrefix reads the first size bytes of a file.
