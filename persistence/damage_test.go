@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -268,5 +270,47 @@ func TestLegacySegmentResync(t *testing.T) {
 	want := slices.Delete(slices.Clone(offs), 1, 2)
 	if !slices.Equal(got, want) || len(res.damaged) != 1 || res.damaged[0] != (span{offs[1], offs[2]}) {
 		t.Fatalf("records at %v, damaged %v; want %v and [%d, %d)", got, res.damaged, want, offs[1], offs[2])
+	}
+}
+
+// countingFS counts the files opened for reading.
+type countingFS struct {
+	osFS
+	opens atomic.Int64
+}
+
+func (c *countingFS) Open(path string) (io.ReadCloser, error) {
+	c.opens.Add(1)
+	return c.osFS.Open(path)
+}
+
+// TestReplayReadsTheJournalOnce: Open reads each segment once and Replay
+// reads none again; a Replay after an Append made since Open reads them
+// again and still gives everything.
+func TestReplayReadsTheJournalOnce(t *testing.T) {
+	dir := t.TempDir()
+	recs := kibs(0, 30)
+	writeJournal(t, dir, Config{SegmentSize: 8 << 10}, each(recs)...)
+	writeJournal(t, dir, Config{SegmentSize: 8 << 10}, []broker.JournalRecord{jt.Remove(recs[3])})
+	segments := len(segmentFiles(t, dir))
+	cfs := &countingFS{}
+	f, err := openWith(dir, Config{SegmentSize: 8 << 10, Logger: testLogger(t, nil)}, cfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if n := cfs.opens.Load(); n != int64(segments) {
+		t.Fatalf("Open read %d files, want each of the %d segments once", n, segments)
+	}
+	want := slices.Delete(slices.Clone(recs), 3, 4)
+	jt.Expect(t, replay(t, f), want)
+	if n := cfs.opens.Load(); n != int64(segments) {
+		t.Fatalf("Replay read %d files again", n-int64(segments))
+	}
+	extra := kib(30)
+	mustAppend(t, f, extra)
+	jt.Expect(t, replay(t, f), append(want, extra))
+	if cfs.opens.Load() == int64(segments) {
+		t.Fatal("a second Replay did not read the segments")
 	}
 }
