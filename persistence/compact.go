@@ -1,9 +1,6 @@
 package persistence
 
 import (
-	"errors"
-	"io/fs"
-	"os"
 	"slices"
 
 	"github.com/stompbox/stompbox/broker"
@@ -104,9 +101,9 @@ func (f *File) rewrite(id uint64) bool {
 	size := f.segs[id].size
 	f.smu.Unlock()
 	path := f.segPath(id)
-	data, err := readPrefix(path, size)
+	data, err := readPrefix(f.fs, path, size)
 	if err == nil {
-		_, err = checkHeader(data)
+		_, err = readHeader(data)
 	}
 	if err != nil {
 		f.log.Error("journal: compaction cannot read a segment; it is kept", "file", path, "err", err)
@@ -316,9 +313,10 @@ func appendFrame(dst []byte, op broker.JournalOp, payload []byte) []byte {
 	start := len(dst)
 	dst = le.AppendUint32(dst, uint32(1+len(payload)))
 	dst = le.AppendUint32(dst, 0)
+	dst = le.AppendUint32(dst, 0)
 	dst = append(dst, byte(op))
 	dst = append(dst, payload...)
-	le.PutUint32(dst[start+4:], checksum(dst[start+frameHeader:]))
+	sealFrame(dst[start:])
 	return dst
 }
 
@@ -337,7 +335,7 @@ func (f *File) removeSegments(ids []uint64) (int, error) {
 		if !ok {
 			continue
 		}
-		if err := os.Remove(f.segPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := removeIfExists(f.fs, f.segPath(id)); err != nil {
 			return 0, err
 		}
 		gone = append(gone, id)
@@ -345,7 +343,7 @@ func (f *File) removeSegments(ids []uint64) (int, error) {
 	if len(gone) == 0 {
 		return 0, nil
 	}
-	if err := syncDir(f.dir); err != nil {
+	if err := f.fs.SyncDir(f.dir); err != nil {
 		return 0, err
 	}
 	var freed int64

@@ -3,7 +3,6 @@ package persistence
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,8 +28,22 @@ type faults struct {
 	hold, held chan struct{}
 }
 
-// wrap is the File.wrap of a File whose segments fail as armed.
-func (fs *faults) wrap(fh *os.File) segmentFile { return faultySegment{wrapOS(fh), fs} }
+// faultyFS is the file system of a File whose segments fail as fs is
+// armed.
+type faultyFS struct {
+	osFS
+	fs *faults
+}
+
+func (ffs faultyFS) Create(path string) (segmentFile, error) {
+	sf, err := ffs.osFS.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	return faultySegment{sf, ffs.fs}, nil
+}
+
+func (fs *faults) fsys() fileSystem { return faultyFS{fs: fs} }
 
 func (fs *faults) armWrite(err error) { fs.mu.Lock(); fs.writeErr = err; fs.mu.Unlock() }
 func (fs *faults) armSync(err error)  { fs.mu.Lock(); fs.syncErr = err; fs.mu.Unlock() }
@@ -79,16 +92,22 @@ func (s faultySegment) Datasync() error {
 // failedGauge reads stompbox_journal_failed from reg.
 func failedGauge(t *testing.T, reg *prometheus.Registry) float64 {
 	t.Helper()
+	return gaugeValue(t, reg, "stompbox_journal_failed")
+}
+
+// gaugeValue reads the gauge name from reg.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "stompbox_journal_failed" {
+		if mf.GetName() == name {
 			return mf.GetMetric()[0].GetGauge().GetValue()
 		}
 	}
-	t.Fatal("stompbox_journal_failed not registered")
+	t.Fatalf("%s not registered", name)
 	return 0
 }
 
@@ -121,7 +140,7 @@ func TestSegmentFailureIsSticky(t *testing.T) {
 			fs := &faults{}
 			cfg := tt.policy
 			cfg.Logger, cfg.Registerer, cfg.SegmentSize = testLogger(t, &logs), reg, 64<<10
-			f, err := openWith(dir, cfg, fs.wrap)
+			f, err := openWith(dir, cfg, fs.fsys())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -193,7 +212,7 @@ func TestSegmentFailureIsSticky(t *testing.T) {
 // deletes segments, went on deleting.
 func TestBarrierBehindFailedWrite(t *testing.T) {
 	fs := &faults{hold: make(chan struct{}), held: make(chan struct{}, 1)}
-	f, err := openWith(t.TempDir(), Config{Logger: testLogger(t, nil), SegmentSize: 64 << 10}, fs.wrap)
+	f, err := openWith(t.TempDir(), Config{Logger: testLogger(t, nil), SegmentSize: 64 << 10}, fs.fsys())
 	if err != nil {
 		t.Fatal(err)
 	}

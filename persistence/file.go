@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -24,7 +24,8 @@ type File struct {
 	dir  string       // immutable
 	cfg  Config       // immutable, defaults applied
 	log  *slog.Logger // immutable
-	lock *os.File     // immutable: holds the directory's lock until Close
+	lock io.Closer    // immutable: holds the directory's lock until Close
+	fs   fileSystem   // immutable: osFS, or a fault-injecting one in tests
 
 	mu     sync.Mutex
 	queue  []*request // guarded by mu: waiting for the flusher, in Append order
@@ -39,10 +40,6 @@ type File struct {
 	stopCompactor chan struct{}      // closed by Close
 	flusherWG     sync.WaitGroup
 	compactorWG   sync.WaitGroup
-
-	// wrap (immutable) turns a new segment's file into what the flusher
-	// writes: wrapOS, or a fault-injecting wrapper in tests.
-	wrap func(*os.File) segmentFile
 
 	// Owned by the flusher goroutine after Open, and by Close once the
 	// flusher has exited.
@@ -63,7 +60,8 @@ type File struct {
 	// compactor while it deletes them. Never taken by Append or the flusher.
 	filesMu sync.Mutex
 
-	metrics fileMetrics // immutable
+	damage  damageReport // written by Open only
+	metrics fileMetrics  // immutable
 	stats   struct {
 		appends, records, fsyncs           atomic.Uint64
 		corruptRecords, corruptSegments    atomic.Uint64
@@ -85,23 +83,23 @@ type request struct {
 // is read and checked, a torn last record is truncated away, corrupt
 // records are counted and skipped. Appends go to a new segment. Call
 // Replay to get the live records.
-func Open(dir string, cfg Config) (*File, error) { return openWith(dir, cfg, wrapOS) }
+func Open(dir string, cfg Config) (*File, error) { return openWith(dir, cfg, osFS{}) }
 
-// openWith is Open with the segment files' wrapper (tests inject faults).
-func openWith(dir string, cfg Config, wrap func(*os.File) segmentFile) (*File, error) {
+// openWith is Open on fsys (tests inject faults).
+func openWith(dir string, cfg Config, fsys fileSystem) (*File, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("persistence: %w", err)
+	if err := fsys.MkdirAll(dir); err != nil {
+		return nil, err
 	}
-	lock, err := lockDir(dir)
+	lock, err := fsys.Lock(dir)
 	if err != nil {
 		return nil, err
 	}
 	f := &File{
-		dir: dir, cfg: cfg, log: cfg.Logger, lock: lock, wrap: wrap,
+		dir: dir, cfg: cfg, log: cfg.Logger, lock: lock, fs: fsys,
 		wake: make(chan struct{}, 1), kick: make(chan struct{}, 1), compactNow: make(chan chan struct{}),
 		stopFlusher: make(chan struct{}), stopCompactor: make(chan struct{}),
 		segs:    map[uint64]*segment{},
@@ -300,8 +298,8 @@ func (f *File) closeActive() error {
 		f.smu.Lock()
 		delete(f.segs, f.activeID)
 		f.smu.Unlock()
-		err := errors.Join(fh.Close(), os.Remove(fh.Name()))
-		return errors.Join(err, syncDir(f.dir))
+		err := errors.Join(fh.Close(), f.fs.Remove(fh.Name()))
+		return errors.Join(err, f.fs.SyncDir(f.dir))
 	}
 	err := fh.Truncate(f.offset)
 	if err == nil {
@@ -358,19 +356,3 @@ func (f *File) syncFile(fh segmentFile) error {
 }
 
 func (f *File) segPath(id uint64) string { return filepath.Join(f.dir, segmentName(id)) }
-
-// syncDir makes creations and removals in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("persistence: %w", err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("persistence: sync directory %s: %w", dir, err)
-	}
-	return nil
-}

@@ -2,7 +2,6 @@ package persistence
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/stompbox/stompbox/broker"
@@ -269,12 +268,11 @@ func (f *File) rotate() error {
 // disk, and makes it the active one.
 func (f *File) startSegment(id uint64) error {
 	path := f.segPath(id)
-	fh, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	sf, err := f.fs.Create(path)
 	if err != nil {
 		return fmt.Errorf("persistence: create segment: %w", err)
 	}
-	sf := f.wrap(fh)
-	err = preallocate(fh, f.cfg.SegmentSize)
+	err = sf.Allocate(f.cfg.SegmentSize)
 	if err == nil {
 		_, err = sf.WriteAt(appendHeader(nil, id), 0)
 	}
@@ -282,11 +280,11 @@ func (f *File) startSegment(id uint64) error {
 		err = f.syncFile(sf)
 	}
 	if err == nil {
-		err = syncDir(f.dir)
+		err = f.fs.SyncDir(f.dir)
 	}
 	if err != nil {
-		fh.Close()
-		os.Remove(path)
+		sf.Close()
+		f.fs.Remove(path)
 		return fmt.Errorf("persistence: start segment %s: %w", path, err)
 	}
 	f.active, f.activeID, f.lastID, f.offset, f.dirty = sf, id, id, headerSize, false

@@ -9,30 +9,42 @@ import (
 	"github.com/stompbox/stompbox/broker"
 )
 
-// The on-disk format, version 2 (docs/persistence.md has it byte by byte).
-// Version 2 added the owner to durable-subscription records; a version 2
-// build reads version 1 segments, and records of either form in any
-// segment (compaction copies records unchanged into new segments).
+// The on-disk format, version 3 (docs/persistence.md has it byte by byte).
+// Version 3 put the record length under a checksum; version 2 added the
+// owner to durable-subscription records. This build reads segments of
+// every version, and records of any form in any segment (compaction copies
+// a record's payload unchanged, re-framed for the segment it goes to).
 // All integers are little-endian.
 //
 // A segment starts with a 24-byte file header:
 //
 //	magic "STOMPJNL" | version uint16 | flags uint16 (0) | segment number uint64 | CRC32C of the 20 bytes before
 //
-// then records, each
+// then records, each (version 3)
+//
+//	length uint32 | CRC32C(type+payload) uint32 | CRC32C(the 8 bytes before) uint32 | type uint8 | payload
+//
+// where length counts type and payload. The header checksum makes a
+// damaged length detectable, and lets recovery find the next record after
+// damage by trying each offset cheaply. Versions 1 and 2 framed records as
 //
 //	length uint32 | CRC32C(type+payload) uint32 | type uint8 | payload
 //
-// where length counts type and payload. A length of 0 ends the data (the
-// pre-allocated tail of a segment is zeros). Type is a broker.JournalOp
-// (1-4) for one record, or typeBatch for the records of one Append;
-// typeDeliveries and typeMultiEnqueue came later (recordType, opOf).
+// The pre-allocated tail of a segment is zeros, which no record header
+// matches. Type is a broker.JournalOp (1-4) for one record, or typeBatch
+// for the records of one Append; typeDeliveries and typeMultiEnqueue came
+// later (recordType, opOf).
 const (
 	magic         = "STOMPJNL"
-	formatVersion = 2
+	formatVersion = 3
 	headerSize    = 24
-	frameHeader   = 8 // length + CRC
-	typeBatch     = 5
+	frameHeader   = 12 // length, data CRC, header CRC
+	// legacyFrameHeader is the frame header of versions 1 and 2: length
+	// and data CRC.
+	legacyFrameHeader = 8
+	// firstFramedVersion is the first version with frameHeader frames.
+	firstFramedVersion = 3
+	typeBatch          = 5
 	// minFrameBody is the smallest length a record can have: a type byte
 	// and a sequence number.
 	minFrameBody = 1 + 8
@@ -102,7 +114,8 @@ func encode(recs []broker.JournalRecord) ([]byte, []logical, error) {
 	}
 	buf := make([]byte, 0, frameHeader+body)
 	buf = le.AppendUint32(buf, uint32(body))
-	buf = le.AppendUint32(buf, 0) // CRC, set by the flusher
+	buf = le.AppendUint32(buf, 0) // CRCs, set by the flusher
+	buf = le.AppendUint32(buf, 0)
 	logs := make([]logical, len(recs))
 	if units == 1 {
 		u, _ := unitAt(recs, 0)
@@ -327,10 +340,18 @@ func appendBytes(dst, b []byte) []byte {
 }
 
 // seal sets the sequence numbers of the logicals of one request, whose
-// frame starts at frame[0], and then its CRC.
+// frame starts at frame[0], and then its checksums.
 func seal(frame []byte, logs []logical) {
 	for i := range logs {
 		le.PutUint64(frame[logs[i].seqOff:], logs[i].seq)
 	}
-	le.PutUint32(frame[4:], checksum(frame[frameHeader:]))
+	sealFrame(frame)
+}
+
+// sealFrame sets the checksums of the frame at frame[0], whose length and
+// body are in place.
+func sealFrame(frame []byte) {
+	n := le.Uint32(frame)
+	le.PutUint32(frame[4:], checksum(frame[frameHeader:frameHeader+int(n)]))
+	le.PutUint32(frame[8:], checksum(frame[:8]))
 }

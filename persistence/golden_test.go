@@ -17,11 +17,14 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/golden from TestGoldenWrite")
 
-// goldenDir holds the fixture of the current format; goldenV1Dir the same
-// history as format version 1 wrote it (durable subscriptions without
-// owners), kept so that journals of older builds stay readable.
+// goldenDir holds the fixture of the current format; goldenV2Dir the
+// same history as format version 2 wrote it (records framed without a
+// header checksum), goldenV1Dir as version 1 wrote it (durable
+// subscriptions without owners, too): kept so that journals of older
+// builds stay readable.
 const (
 	goldenDir   = "testdata/golden"
+	goldenV2Dir = "testdata/golden-v2"
 	goldenV1Dir = "testdata/golden-v1"
 )
 
@@ -164,6 +167,30 @@ func TestGoldenReplay(t *testing.T) {
 	if n := f.CorruptRecords(); n != 0 {
 		t.Fatalf("%d corrupt records in the golden fixture", n)
 	}
+}
+
+// TestGoldenReplayV2 recovers the fixture format version 2 wrote, and
+// keeps working when new records go to a version 3 segment after it.
+func TestGoldenReplayV2(t *testing.T) {
+	dir := t.TempDir()
+	f := openGolden(t, goldenV2Dir, dir)
+	jt.Expect(t, replay(t, f), goldenLive())
+	if n := f.CorruptRecords(); n != 0 || f.Damage() != "" {
+		t.Fatalf("%d corrupt records in the version 2 fixture (%s)", n, f.Damage())
+	}
+	extra := orders(12)
+	mustAppend(t, f, extra)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f = open(t, dir, goldenConfig)
+	jt.Expect(t, replay(t, f), append(goldenLive(), extra))
+	f.compactSync()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f = open(t, dir, goldenConfig)
+	jt.Expect(t, replay(t, f), append(goldenLive(), extra))
 }
 
 // TestGoldenReplayV1 recovers the fixture format version 1 wrote: its

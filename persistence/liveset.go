@@ -77,6 +77,9 @@ type liveSet struct {
 	// may have work.
 	shrunk bool
 	added  uint64 // entries added so far
+	// released is set once Replay has taken the records Open decoded:
+	// entries keep no record after that.
+	released bool
 }
 
 func newLiveSet(segs map[uint64]*segment) *liveSet {
@@ -169,8 +172,9 @@ func (s *liveSet) move(l *logical, dst uint64) {
 	if e == nil || e.seg != l.src || e.seq != l.seq {
 		return // not live any more; the copy is dead weight in dst
 	}
+	rec := e.rec // a copy keeps the record Replay may still hand out
 	s.kill(e, dst)
-	e.seg, e.size, e.dead = dst, l.size, false
+	e.seg, e.size, e.dead, e.rec = dst, l.size, false, rec
 	s.count(e)
 }
 
@@ -203,6 +207,7 @@ func (s *liveSet) killMessage(e *entry, by uint64) {
 // must outlive e's segment).
 func (s *liveSet) kill(e *entry, by uint64) {
 	e.dead = true
+	e.rec = broker.JournalRecord{} // a dead record's message is not replayed: let its body go
 	seg := s.segs[e.seg]
 	if seg == nil {
 		return

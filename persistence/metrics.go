@@ -51,6 +51,7 @@ type collector struct {
 	f                                            *File
 	bytes, maxBytes, segments, failed            *prometheus.Desc
 	appends, records, fsyncs, corrupt, compacted *prometheus.Desc
+	damagedRanges, damagedBytes                  *prometheus.Desc
 }
 
 func newCollector(f *File) *collector {
@@ -69,12 +70,16 @@ func newCollector(f *File) *collector {
 		fsyncs:    desc("fsyncs_total", "fsyncs of journal segments."),
 		corrupt:   desc("corrupt_records_total", "Corrupt records recovery skipped at start."),
 		compacted: desc("segments_compacted_total", "Segment files deleted by compaction."),
+		damagedRanges: desc("damaged_ranges", "Damaged ranges (corrupt records, damaged segment headers) recovery read "+
+			"around at start; their bytes are copied to the journal's damaged/ directory (docs/persistence.md)."),
+		damagedBytes: desc("damaged_bytes", "Bytes of the damaged ranges recovery read around at start."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.bytes, c.maxBytes, c.segments, c.failed, c.appends, c.records, c.fsyncs, c.corrupt, c.compacted} {
+	for _, d := range []*prometheus.Desc{c.bytes, c.maxBytes, c.segments, c.failed, c.appends, c.records, c.fsyncs,
+		c.corrupt, c.compacted, c.damagedRanges, c.damagedBytes} {
 		ch <- d
 	}
 }
@@ -99,4 +104,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	count(c.fsyncs, st.Fsyncs)
 	count(c.corrupt, st.CorruptRecords)
 	count(c.compacted, st.SegmentsDeleted)
+	gauge(c.damagedRanges, float64(c.f.damage.ranges))
+	gauge(c.damagedBytes, float64(c.f.damage.bytes))
 }

@@ -160,7 +160,7 @@ func TestFanOutCopyReframed(t *testing.T) {
 			got = append(got, vs...)
 			return err
 		})
-		if res.end != headerSize+len(out) || len(res.middle) != 0 || res.tailBad != 0 {
+		if res.end != headerSize+len(out) || len(res.damaged) != 0 || res.tail.len() != 0 || res.newer != nil {
 			t.Fatalf("the copy does not decode: %+v", res)
 		}
 		return typ, got

@@ -2,10 +2,7 @@ package persistence
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,15 +12,15 @@ import (
 
 // segmentIDs lists the segment numbers in dir, in order. Other files are
 // ignored.
-func segmentIDs(dir string) ([]uint64, error) {
-	des, err := os.ReadDir(dir)
+func segmentIDs(fsys fileSystem, dir string) ([]uint64, error) {
+	names, err := fsys.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("persistence: %w", err)
+		return nil, err
 	}
 	var ids []uint64
-	for _, de := range des {
-		digits, ok := strings.CutSuffix(de.Name(), ".seg")
-		if !ok || len(digits) != 20 || !de.Type().IsRegular() {
+	for _, name := range names {
+		digits, ok := strings.CutSuffix(name, ".seg")
+		if !ok || len(digits) != 20 {
 			continue
 		}
 		id, err := strconv.ParseUint(digits, 10, 64)
@@ -44,70 +41,94 @@ type scanned struct {
 }
 
 // recover reads every segment in order into the live set (keys and
-// places only, not message bodies) and then deals with what it found. A
-// torn tail is only possible in the newest segment with data (older ones
-// were fsynced and sealed before the next was created): bad records and
-// junk after its last good record are truncated away. Anywhere else they
-// are corruption: skipped, counted and logged.
+// places only, not message bodies) and then deals with the damage it
+// found (docs/persistence.md, "Corruption"): nothing is cut without its
+// bytes being kept aside first. A torn tail is only possible in the
+// newest segment with data (older ones were fsynced and sealed before the
+// next was created): it is copied aside and truncated away. Any other
+// damage is corruption: copied aside, reported, and read around, so that
+// every good record after it is recovered.
 func (f *File) recover() error {
-	ids, err := segmentIDs(f.dir)
+	ids, err := segmentIDs(f.fs, f.dir)
 	if err != nil {
 		return err
 	}
 	var found []scanned
+	var buf []byte // reused: collectSegment copies what it keeps
 	for _, id := range ids {
 		f.lastID = max(f.lastID, id)
-		data, err := os.ReadFile(f.segPath(id))
+		path := f.segPath(id)
+		data, err := readFileInto(f.fs, path, buf)
 		if err != nil {
-			return fmt.Errorf("persistence: %w", err)
+			return err
 		}
-		hid, err := checkHeader(data)
-		switch {
-		case errors.Is(err, ErrUnsupportedVersion):
-			return fmt.Errorf("persistence: segment %s: %w", f.segPath(id), err)
-		case errors.Is(err, errGarbageSegment):
-			f.stats.corruptSegments.Add(1)
-			f.log.Error("journal: not a segment; skipped and left in place", "file", f.segPath(id), "err", err)
-			continue
-		case errors.Is(err, errEmptySegment):
-			f.log.Warn("journal: empty segment (crash while creating it?); it will be deleted", "file", f.segPath(id), "bytes", len(data))
-			f.segs[id] = &segment{id: id, sealed: true}
-			continue
-		case hid != id:
-			f.log.Warn("journal: segment header names another segment number", "file", f.segPath(id), "header", hid)
-		}
+		buf = data
 		seg := &segment{id: id, sealed: true}
-		f.segs[id] = seg
-		res, maxSeq := replaySegment(f.idx, id, data, nil)
+		f.segs[id] = seg // the live set accounts per segment as it applies records
+		// The records still live at the segment's end are decoded now, so
+		// that Replay need not read the journal a second time.
+		res, maxSeq := collectSegment(f.idx, id, data)
+		switch h := res.header; {
+		case res.newer != nil:
+			return fmt.Errorf("persistence: segment %s was written by a newer version of stompbox: %w", path, res.newer)
+		case h.state == headerEmpty:
+			f.log.Warn("journal: empty segment (crash while creating it?); it will be deleted", "file", path, "bytes", len(data))
+			continue
+		case h.state == headerDamaged && res.records == 0:
+			delete(f.segs, id)
+			f.stats.corruptSegments.Add(1)
+			f.log.Error("journal: not a segment (bad header, no readable record); skipped and left in place",
+				"file", path, "header", h.why)
+			continue
+		case h.state == headerDamaged:
+			f.noteDamage(id, data, span{0, headerSize}, "header: "+h.why)
+			f.log.Error("journal: damaged segment header; the segment's records were read anyway",
+				"file", path, "header", h.why, "records", res.records)
+		case h.id != id:
+			f.log.Warn("journal: segment header names another segment number", "file", path, "header", h.id)
+		}
 		f.nextSeq = max(f.nextSeq, maxSeq)
 		seg.size = int64(res.end)
 		found = append(found, scanned{id: id, fileSize: int64(len(data)), res: res})
+		for _, d := range res.damaged {
+			f.stats.corruptRecords.Add(1)
+			f.noteDamage(id, data, d, "damaged records with good records after them")
+		}
+		if len(res.damaged) > 0 {
+			f.log.Error("journal: corrupt data in a segment; the good records after it were recovered",
+				"file", path, "ranges", len(res.damaged), "first_offset", res.damaged[0].start, "kept_in", f.damageDir())
+		}
 	}
 	f.nextSeq++
 	f.idx.shrunk = false
 
 	newest := -1 // the segment a crash may have torn
 	for i, s := range found {
-		if s.res.end > headerSize || s.res.tailBad > 0 || s.res.junk {
+		if s.res.end > headerSize || s.res.tail.len() > 0 {
 			newest = i
 		}
 	}
 	for i, s := range found {
 		path := f.segPath(s.id)
-		if n := len(s.res.middle); n > 0 {
-			f.stats.corruptRecords.Add(uint64(n))
-			f.log.Error("journal: corrupt records skipped", "file", path, "records", n, "first_offset", s.res.middle[0])
-		}
-		torn := s.res.tailBad > 0 || s.res.junk
-		switch {
-		case torn && i == newest:
-			f.log.Warn("journal: torn tail truncated", "file", path, "offset", s.res.end,
-				"bytes", s.fileSize-int64(s.res.end), "records", s.res.tailBad)
-		case torn:
-			f.stats.corruptRecords.Add(uint64(max(s.res.tailBad, 1)))
-			f.log.Error("journal: unreadable data after the last good record skipped", "file", path,
-				"offset", s.res.end, "bytes", s.fileSize-int64(s.res.end))
-			continue // keep the evidence
+		if tail := s.res.tail; tail.len() > 0 {
+			data, err := readPrefix(f.fs, path, int64(tail.end))
+			if err != nil {
+				return err
+			}
+			if i != newest {
+				f.stats.corruptRecords.Add(1)
+				f.noteDamage(s.id, data, tail, "unreadable data after the last good record of a sealed segment")
+				f.log.Error("journal: unreadable data after the last good record of a sealed segment; kept in place",
+					"file", path, "offset", tail.start, "bytes", tail.len(), "kept_in", f.damageDir())
+				continue
+			}
+			if err := f.keepAside(s.id, data, tail); err != nil {
+				f.log.Error("journal: torn tail could not be copied aside, so it is not truncated", "file", path,
+					"offset", tail.start, "bytes", tail.len(), "err", err)
+				continue
+			}
+			f.log.Warn("journal: torn tail (a write cut by a crash) truncated; its bytes are kept aside", "file", path,
+				"offset", tail.start, "bytes", tail.len(), "kept_in", f.damageDir())
 		}
 		if s.fileSize > int64(s.res.end) {
 			if err := f.truncate(path, int64(s.res.end)); err != nil {
@@ -123,13 +144,13 @@ func (f *File) recover() error {
 
 // truncate cuts a segment at size and makes that durable.
 func (f *File) truncate(path string, size int64) error {
-	fh, err := os.OpenFile(path, os.O_RDWR, 0)
+	fh, err := f.fs.OpenFile(path)
 	if err != nil {
 		return fmt.Errorf("persistence: %w", err)
 	}
 	err = fh.Truncate(size)
 	if err == nil {
-		err = f.syncFile(osSegment{fh})
+		err = f.syncFile(fh)
 	}
 	if cerr := fh.Close(); err == nil {
 		err = cerr
@@ -143,15 +164,20 @@ func (f *File) truncate(path string, size int64) error {
 // Replay calls fn with every live record in the order it was first
 // appended: enqueues not removed and durable subscriptions not deleted (a
 // durable subscription's create comes before the enqueues to its queue).
-// It reads the segments again, so it sees what was appended since Open;
-// compaction may run meanwhile but deletes no segment until the reading is
-// done. fn is called after the reading, with no lock held, and may Append;
-// Replay returns the first error fn returns. Enqueued messages are built
-// with broker.RecoveredMessage and own their bytes.
+// The first Replay after Open hands out what Open decoded, without
+// reading the journal again; a later one, or one after Appends made since
+// Open, reads the segments again (compaction may run meanwhile but
+// deletes no segment until the reading is done). fn is called with no
+// lock held, and may Append; Replay returns the first error fn returns.
+// Enqueued messages are built with broker.RecoveredMessage and own their
+// bytes.
 func (f *File) Replay(fn func(broker.JournalRecord) error) error {
-	entries, err := f.readLive()
-	if err != nil {
-		return err
+	entries, ok := f.decodedAtOpen()
+	if !ok {
+		var err error
+		if entries, err = f.readLive(); err != nil {
+			return err
+		}
 	}
 	for _, e := range entries {
 		if err := fn(e.replayed()); err != nil {
@@ -159,6 +185,30 @@ func (f *File) Replay(fn func(broker.JournalRecord) error) error {
 		}
 	}
 	return nil
+}
+
+// decodedAtOpen returns, once, the live records Open decoded, and lets go
+// of them: from then on the broker owns the messages. It reports false
+// if some live record was not decoded (appended since Open) or if they
+// were handed out already.
+func (f *File) decodedAtOpen() ([]*entry, bool) {
+	f.smu.Lock()
+	defer f.smu.Unlock()
+	if f.idx.released {
+		return nil, false
+	}
+	f.idx.released = true
+	all := f.idx.sorted()
+	out := make([]*entry, len(all))
+	ok := true
+	for i, e := range all {
+		if e.rec.Op == 0 {
+			ok = false
+		}
+		out[i] = &entry{seq: e.seq, pos: e.pos, rec: e.replayed()}
+		e.rec = broker.JournalRecord{}
+	}
+	return out, ok
 }
 
 // readLive reads every segment in use and returns the live records.
@@ -181,14 +231,13 @@ func (f *File) readLive() ([]*entry, error) {
 
 	set := newLiveSet(nil)
 	for _, p := range parts {
-		data, err := readPrefix(f.segPath(p.id), p.size)
+		data, err := readPrefix(f.fs, f.segPath(p.id), p.size)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := checkHeader(data); err != nil {
-			return nil, fmt.Errorf("persistence: segment %s: %w", f.segPath(p.id), err)
+		if res, _ := collectSegment(set, p.id, data); res.newer != nil {
+			return nil, fmt.Errorf("persistence: segment %s: %w", f.segPath(p.id), res.newer)
 		}
-		collectSegment(set, p.id, data)
 	}
 	return set.sorted(), nil
 }
@@ -218,31 +267,17 @@ func replaySegment(set *liveSet, id uint64, data []byte, added func(*entry, *vie
 // collectSegment is replaySegment for Replay: the records the segment
 // adds that are still live at its end are decoded before its bytes go, so
 // that most records removed in the same segment are never decoded.
-func collectSegment(set *liveSet, id uint64, data []byte) scanResult {
+func collectSegment(set *liveSet, id uint64, data []byte) (scanResult, uint64) {
 	var fresh []*entry
-	res, _ := replaySegment(set, id, data, func(e *entry, v *view) {
+	res, maxSeq := replaySegment(set, id, data, func(e *entry, v *view) {
 		e.view = v
 		fresh = append(fresh, e)
 	})
 	for _, e := range fresh {
-		if !e.dead {
+		if !e.dead && e.view.op != broker.OpDeliveries { // a count is in its entry (deliveries)
 			e.rec = e.view.record()
 		}
 		e.view = nil
 	}
-	return res
-}
-
-// readPrefix reads the first size bytes of a file.
-func readPrefix(path string, size int64) ([]byte, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("persistence: %w", err)
-	}
-	defer fh.Close()
-	data := make([]byte, size)
-	if _, err := io.ReadFull(fh, data); err != nil {
-		return nil, fmt.Errorf("persistence: read %s: %w", path, err)
-	}
-	return data, nil
+	return res, maxSeq
 }

@@ -46,3 +46,12 @@ func lockDir(dir string) (*os.File, error) {
 	}
 	return fh, nil
 }
+
+// freeBytes is the space unprivileged writes may use on dir's filesystem.
+func freeBytes(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("persistence: statfs %s: %w", dir, err)
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}

@@ -35,6 +35,13 @@ func (s *Server) AdminHandler() http.Handler {
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
+		// Damage recovery read around does not make the node unready
+		// (everything good was recovered), but the probe says so.
+		if dj, ok := s.cfg.Broker.Journal.(damagedJournal); ok {
+			if d := dj.Damage(); d != "" {
+				_, _ = w.Write([]byte(d + "\n"))
+			}
+		}
 	})
 	if s.cfg.EnablePprof {
 		// Mounted explicitly: importing net/http/pprof also registers on
@@ -52,6 +59,12 @@ func (s *Server) AdminHandler() http.Handler {
 // a failed write or fsync); Failed returns why, or nil.
 type failingJournal interface {
 	Failed() error
+}
+
+// damagedJournal is a journal whose recovery may have read around damage
+// (persistence.File); Damage describes it, or is "".
+type damagedJournal interface {
+	Damage() string
 }
 
 // notReady says why the server should not get traffic, or "".

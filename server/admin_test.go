@@ -161,6 +161,24 @@ func TestAdminNotReadyWhileShuttingDown(t *testing.T) {
 // nopJournal has nothing to replay.
 type nopJournal struct{}
 
+// readAroundJournal is a journal whose recovery read around damage.
+type readAroundJournal struct{ nopJournal }
+
+func (readAroundJournal) Damage() string { return "journal recovered around 1 damaged range(s)" }
+
+// A journal that recovered around damage is ready (everything good was
+// recovered), and /readyz says what it found.
+func TestAdminReadyReportsJournalDamage(t *testing.T) {
+	srv := startServer(t, Config{Broker: broker.Config{Journal: readAroundJournal{}}})
+	if err := srv.Recover(); err != nil {
+		t.Fatal(err)
+	}
+	admin := startAdmin(t, srv.Server)
+	if code, body := get(t, admin+"/readyz"); code != http.StatusOK || body != "ready\njournal recovered around 1 damaged range(s)\n" {
+		t.Fatalf("/readyz: %d %q", code, body)
+	}
+}
+
 func (nopJournal) Append(context.Context, ...broker.JournalRecord) error { return nil }
 func (nopJournal) Replay(func(broker.JournalRecord) error) error         { return nil }
 func (nopJournal) Close() error                                          { return nil }

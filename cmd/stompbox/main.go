@@ -6,6 +6,7 @@
 //	stompbox -config /etc/stompbox/stompbox.yaml
 //	stompbox -print-config
 //	stompbox passwd -users-file users -user alice -roles admin < password
+//	stompbox journal check|dump|repair -journal-dir /var/lib/stompbox/journal
 //
 // SIGTERM or SIGINT shut it down gracefully; SIGHUP reloads the TLS
 // certificate.
@@ -31,6 +32,9 @@ var version = "dev"
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "passwd" {
 		os.Exit(runPasswd(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "journal" {
+		os.Exit(runJournal(os.Args[2:], os.Environ(), os.Stdout, os.Stderr))
 	}
 	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }

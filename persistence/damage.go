@@ -1,0 +1,79 @@
+package persistence
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+)
+
+// damageDirName is the directory, inside the journal's, where recovery
+// and repair keep the bytes of damaged ranges before reading around or
+// cutting them: nothing is ever cut without a copy.
+const damageDirName = "damaged"
+
+// damageReport is what recovery found damaged, for logs, metrics and
+// /readyz. Written only by Open (before any other goroutine starts).
+type damageReport struct {
+	ranges int   // damaged ranges and headers read around or kept in place
+	bytes  int64 // their bytes
+}
+
+func (f *File) damageDir() string { return filepath.Join(f.dir, damageDirName) }
+
+// noteDamage records a damaged range of segment id that stays in place
+// and keeps a copy of its bytes aside. A failed copy is logged: the
+// range is still in the segment.
+func (f *File) noteDamage(id uint64, data []byte, r span, what string) {
+	f.damage.ranges++
+	f.damage.bytes += int64(r.len())
+	if err := f.keepAside(id, data, r); err != nil {
+		f.log.Error("journal: damaged bytes could not be copied aside; they stay in the segment",
+			"file", f.segPath(id), "offset", r.start, "bytes", r.len(), "what", what, "err", err)
+	}
+}
+
+// keepAside keeps data[r] of segment id aside (keepAside).
+func (f *File) keepAside(id uint64, data []byte, r span) error {
+	return keepAside(f.fs, f.dir, id, data, r)
+}
+
+// keepAside writes data[r] of segment id to the damage directory of the
+// journal in dir as <segment>.<start>-<end>, fsynced, unless that file
+// exists already (an earlier start kept the same range).
+func keepAside(fsys fileSystem, dir string, id uint64, data []byte, r span) error {
+	dir = filepath.Join(dir, damageDirName)
+	if err := fsys.MkdirAll(dir); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%s.%d-%d", segmentName(id), r.start, r.end))
+	fh, err := fsys.Create(path)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("persistence: keep damaged bytes: %w", err)
+	}
+	_, err = fh.WriteAt(data[r.start:r.end], 0)
+	if err == nil {
+		err = fh.Datasync()
+	}
+	err = errors.Join(err, fh.Close())
+	if err != nil {
+		_ = fsys.Remove(path) // a partial copy must not pass for the whole range next time
+		return fmt.Errorf("persistence: keep damaged bytes in %s: %w", path, err)
+	}
+	return fsys.SyncDir(dir)
+}
+
+// Damage describes the damage recovery read around at Open ("" if none):
+// the journal works, and every good record was recovered, but an operator
+// should look (docs/persistence.md, "Corruption"; `stompbox journal
+// check`).
+func (f *File) Damage() string {
+	if f.damage.ranges == 0 {
+		return ""
+	}
+	return fmt.Sprintf("journal recovered around %d damaged range(s), %d bytes, copied to %s; run `stompbox journal check`",
+		f.damage.ranges, f.damage.bytes, f.damageDir())
+}
