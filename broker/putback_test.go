@@ -45,3 +45,44 @@ func TestPutBackIntoRetiredQueue(t *testing.T) {
 		t.Fatalf("journal %v: want the removal last, once the consumer's writer took it", ops(rs))
 	}
 }
+
+// An auto-ack consumer's writer journals the removals of the persistent
+// queue messages it takes, all of one write together, and none before;
+// past maxKeptRemovals it does not keep the room for them afterwards.
+func TestWriterJournalsAutoAckRemovals(t *testing.T) {
+	for _, n := range []int{10, maxKeptRemovals + 44} {
+		j := &memJournal{}
+		b := New(Config{Journal: j})
+		p := newClient(t, b)
+		p.connect()
+		for range n {
+			p.mustSend(frames.CmdSend, "m", "destination:/queue/work", "persistent:true")
+		}
+		c := newClient(t, b)
+		c.connect()
+		c.mustSend(frames.CmdSubscribe, "", "id:s", "destination:/queue/work")
+		removals := func() int {
+			j.mu.Lock()
+			defer j.mu.Unlock()
+			k := 0
+			for _, r := range j.forgets {
+				if r.Op == OpRemove {
+					k++
+				}
+			}
+			return k
+		}
+		if k := removals(); k != 0 {
+			t.Fatalf("%d removals journaled before the writer took any MESSAGE", k)
+		}
+		if got := len(bodies(c.poll())); got != n {
+			t.Fatalf("consumer got %d messages, want %d", got, n)
+		}
+		if k := removals(); k != n {
+			t.Fatalf("%d removals journaled after the writer took %d MESSAGEs", k, n)
+		}
+		if kept := cap(c.s.spareRemovals); (n > maxKeptRemovals) != (kept == 0) {
+			t.Fatalf("after a write of %d removals the session keeps room for %d (bound %d)", n, kept, maxKeptRemovals)
+		}
+	}
+}

@@ -25,6 +25,10 @@ func (s *Session) AppendOutputFrames(dst []byte, ends []int) (out []byte, frameE
 	return s.appendOutput(dst, ends, true)
 }
 
+// maxKeptRemovals bounds the removal records a session keeps room for
+// between writes.
+const maxKeptRemovals = 256
+
 func (s *Session) appendOutput(dst []byte, ends []int, wantEnds bool) ([]byte, []int, bool) {
 	entries, ctrl, starved, closing := s.out.take(s.spareEntries, s.spareCtrl, s.spareStarved)
 	removals := s.spareRemovals
@@ -57,6 +61,9 @@ func (s *Session) appendOutput(dst []byte, ends []int, wantEnds bool) ([]byte, [
 		s.b.journalRemoves(removals)
 		clear(removals)
 		s.spareRemovals = removals[:0]
+		if cap(removals) > maxKeptRemovals {
+			s.spareRemovals = nil // one large backlog should not stay with the connection
+		}
 	}
 	// The backlog is taken, so queues that skipped this consumer for lack
 	// of room may send again.
