@@ -321,6 +321,7 @@ type Stats struct {
 	SegmentsRewritten uint64 // by compaction: live records copied, then deleted
 	Segments          int    // segment files in use
 	Bytes             int64  // data bytes counted against the budget
+	LiveBytes         int64  // bytes of live records: what compaction must keep
 }
 
 // Stats returns the File's counters.
@@ -332,6 +333,9 @@ func (f *File) Stats() Stats {
 	}
 	f.smu.Lock()
 	s.Segments = len(f.segs)
+	for _, seg := range f.segs {
+		s.LiveBytes += seg.live
+	}
 	f.smu.Unlock()
 	f.mu.Lock()
 	s.Bytes = f.used
