@@ -186,6 +186,8 @@ func (f *File) rewrite(id uint64) bool {
 	})
 	if len(logs) > 0 {
 		if err := f.submitInternal(&request{buf: buf, logs: logs, copy: true}); err != nil {
+			// No room for the copies (the disk is full) is tried again
+			// once compaction has freed space; a failed write is sticky.
 			return false
 		}
 	}
@@ -255,6 +257,7 @@ func (f *File) removeSegments(ids []uint64) (int, error) {
 	f.mu.Lock()
 	f.used -= freed
 	f.mu.Unlock()
+	f.freed.Store(true) // the flusher may make its spare segment now
 	f.stats.segmentsDeleted.Add(uint64(len(gone)))
 	return len(gone), nil
 }
