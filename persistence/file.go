@@ -94,9 +94,9 @@ type request struct {
 	// these are refused for lack of space.
 	grows bool
 	err   error // flusher: the request was refused (not written) with err
-	sync bool      // fsync before done, whatever the policy
-	seal bool      // tests: seal the active segment and start a new one
-	done chan error
+	sync  bool  // fsync before done, whatever the policy
+	seal  bool  // tests: seal the active segment and start a new one
+	done  chan error
 }
 
 // Open opens or creates the journal in dir and recovers it: every segment
