@@ -90,13 +90,14 @@ type request struct {
 	buf  []byte    // one framed record, or for a copy one frame per logical
 	logs []logical // the records in buf
 	copy bool      // compaction copy: frames are final; written only if still live
+	sync bool      // fsync before done, whatever the policy
+	seal bool      // tests: seal the active segment and start a new one
+	done chan error
+
 	// grows: an Append that adds data (enqueues, durable creates); only
 	// these are refused for lack of space.
 	grows bool
 	err   error // flusher: the request was refused (not written) with err
-	sync  bool  // fsync before done, whatever the policy
-	seal  bool  // tests: seal the active segment and start a new one
-	done  chan error
 }
 
 // Open opens or creates the journal in dir and recovers it: every segment
@@ -307,7 +308,7 @@ func (f *File) Close() error {
 	close(f.stopFlusher)
 	f.flusherWG.Wait()
 	err := f.closeActive()
-	err = errors.Join(err, f.dropSpare(f.Failed() != nil))
+	err = errors.Join(err, f.dropSpare(f.Failed() != nil || f.shortOfSpace()))
 	return errors.Join(err, f.lock.Close())
 }
 
@@ -323,6 +324,9 @@ func (f *File) closeActive() error {
 	f.active = nil
 	if failed != nil {
 		return errors.Join(failed, fh.Close())
+	}
+	if f.shortOfSpace() {
+		return f.closeKeepingSpace(fh)
 	}
 	if f.offset == headerSize {
 		f.filesMu.Lock()

@@ -51,6 +51,7 @@ type collector struct {
 	f                                            *File
 	bytes, maxBytes, segments, failed            *prometheus.Desc
 	appends, records, fsyncs, corrupt, compacted *prometheus.Desc
+	diskFull, dropped                            *prometheus.Desc
 }
 
 func newCollector(f *File) *collector {
@@ -69,12 +70,17 @@ func newCollector(f *File) *collector {
 		fsyncs:    desc("fsyncs_total", "fsyncs of journal segments."),
 		corrupt:   desc("corrupt_records_total", "Corrupt records recovery skipped at start."),
 		compacted: desc("segments_compacted_total", "Segment files deleted by compaction."),
+		diskFull: prometheus.NewDesc("stompbox_journal_disk_full",
+			"1 while new persistent messages are refused (producers blocked), by reason: budget (journal.max_bytes), "+
+				"min_free (free space under journal.min_free), no_space (the file system refused space); 0 otherwise.",
+			[]string{"reason"}, nil),
+		dropped: desc("dropped_records_total", "Removals not journaled for lack of space: their messages come back after a restart."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.bytes, c.maxBytes, c.segments, c.failed, c.appends, c.records, c.fsyncs, c.corrupt, c.compacted} {
+	for _, d := range []*prometheus.Desc{c.bytes, c.maxBytes, c.segments, c.failed, c.appends, c.records, c.fsyncs, c.corrupt, c.compacted, c.diskFull, c.dropped} {
 		ch <- d
 	}
 }
@@ -99,4 +105,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	count(c.fsyncs, st.Fsyncs)
 	count(c.corrupt, st.CorruptRecords)
 	count(c.compacted, st.SegmentsDeleted)
+	count(c.dropped, st.DroppedRecords)
+	full := c.f.fullMask.Load()
+	for r := range fullReasons {
+		ch <- prometheus.MustNewConstMetric(c.diskFull, prometheus.GaugeValue, float64(full>>r&1), r.String())
+	}
 }

@@ -60,8 +60,11 @@ func noSpace(err error) bool {
 }
 
 // reserve is the part of the active segment that growing appends leave
-// to removals and compaction copies while there is no spare segment.
-func (f *File) reserve() int64 { return f.cfg.SegmentSize / 4 }
+// to removals and compaction copies while there is no spare segment: half
+// of it, room for the removals of about a segment of messages (a removal
+// record is smaller than its message's), so that consumers can empty a
+// segment, which compaction then deletes.
+func (f *File) reserve() int64 { return f.cfg.SegmentSize / 2 }
 
 // noRoom is the error of a request refused for lack of room, wrapping
 // broker.ErrJournalFull and the cause.
@@ -126,20 +129,39 @@ func (f *File) makeSpare() bool {
 	return true
 }
 
-// dropSpare closes the spare and, unless the journal failed (then
-// nothing is changed on disk), removes it: a spare is only kept while
-// the journal is open. Close only.
-func (f *File) dropSpare(failed bool) error {
+// dropSpare closes the spare and, unless keep, removes it. It is kept
+// when the journal failed (nothing is changed on disk then) and when the
+// disk is short of space: recovery at the next start takes it as the
+// active segment, with its space. Close only.
+func (f *File) dropSpare(keep bool) error {
 	if f.spareSeg == nil {
 		return nil
 	}
 	sf := f.spareSeg
 	f.spareSeg = nil
 	err := sf.Close()
-	if !failed {
+	if !keep {
 		err = errors.Join(err, removeIfExists(f.fs, sf.Name()))
 	}
 	return err
+}
+
+// shortOfSpace reports whether growing appends are being refused for
+// lack of space on the file system (not for the budget).
+func (f *File) shortOfSpace() bool {
+	return f.fullMask.Load()&(1<<fullNoSpace|1<<fullMinFree) != 0
+}
+
+// closeKeepingSpace closes the active segment without giving back its
+// pre-allocated tail, for a journal short of space: the next start
+// appends to it (reopen) and has room for removals at once. The tail is
+// zeros, which end the data.
+func (f *File) closeKeepingSpace(fh segmentFile) error {
+	err := f.syncFile(fh)
+	f.smu.Lock()
+	f.segs[f.activeID].sealed = true
+	f.smu.Unlock()
+	return errors.Join(err, fh.Close())
 }
 
 // refuse takes r out of its round: it is not written, its bytes no longer
