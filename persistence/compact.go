@@ -55,7 +55,14 @@ func (f *File) compact() {
 			return
 		}
 		if rewrite != 0 {
-			if f.rewrite(rewrite) {
+			done, err := f.rewrite(rewrite)
+			if err != nil {
+				// No room for the copies: the disk is full. Deleting
+				// what can go may free it; the next kick (a rotation, a
+				// segment emptied) tries the rewrite again.
+				rewrite = 0
+			}
+			if done {
 				dels = append(dels, rewrite)
 			}
 		}
@@ -143,7 +150,9 @@ func (f *File) overBound(sealed, sealedLive, live int64) bool {
 
 // rewrite copies the live records of segment id to the active segment
 // (through the flusher, fsynced) and reports whether id is left with none.
-func (f *File) rewrite(id uint64) bool {
+// The error is the flusher's refusal of the copies (no room, or a failed
+// journal).
+func (f *File) rewrite(id uint64) (bool, error) {
 	f.smu.Lock()
 	size := f.segs[id].size
 	f.smu.Unlock()
@@ -155,7 +164,7 @@ func (f *File) rewrite(id uint64) bool {
 	if err != nil {
 		f.log.Error("journal: compaction cannot read a segment; it is kept", "file", path, "err", err)
 		f.noRewrite(id)
-		return false
+		return false, nil
 	}
 	var buf []byte
 	var logs []logical
@@ -186,9 +195,7 @@ func (f *File) rewrite(id uint64) bool {
 	})
 	if len(logs) > 0 {
 		if err := f.submitInternal(&request{buf: buf, logs: logs, copy: true}); err != nil {
-			// No room for the copies (the disk is full) is tried again
-			// once compaction has freed space; a failed write is sticky.
-			return false
+			return false, err
 		}
 	}
 	f.smu.Lock()
@@ -197,10 +204,10 @@ func (f *File) rewrite(id uint64) bool {
 	if left != 0 {
 		f.log.Error("journal: compaction left live records in a segment; it is kept", "file", path, "records", left)
 		f.noRewrite(id)
-		return false
+		return false, nil
 	}
 	f.stats.segmentsRewritten.Add(1)
-	return true
+	return true, nil
 }
 
 func (f *File) noRewrite(id uint64) {
