@@ -90,6 +90,9 @@ func (f *File) compact() {
 // waits for another, so rewriting it always frees it, and the segments it
 // pinned follow in the next rounds.
 func (f *File) candidates() (dels []uint64, rewrite uint64) {
+	f.mu.Lock()
+	used := f.used
+	f.mu.Unlock()
 	f.smu.Lock()
 	defer f.smu.Unlock()
 	ids := make([]uint64, 0, len(f.segs))
@@ -104,7 +107,7 @@ func (f *File) candidates() (dels []uint64, rewrite uint64) {
 	}
 	slices.Sort(ids)
 	defer func() {
-		if rewrite == 0 && len(ids) > 0 && f.overBound(sealed, sealedLive, live) {
+		if rewrite == 0 && len(ids) > 0 && f.overBound(sealed, sealedLive, live, used) {
 			if s := f.segs[ids[0]]; s.liveRecs > 0 && !s.noRewrite && s.targetsGone(f.segs) {
 				rewrite = ids[0]
 			}
@@ -131,7 +134,7 @@ func (f *File) candidates() (dels []uint64, rewrite uint64) {
 // (the active segment is the second one of the bound), or, near a disk
 // budget, a segment's worth of dead bytes that a pass over the oldest
 // segments would free. Rewriting is off with a negative CompactBelow.
-func (f *File) overBound(sealed, sealedLive, live int64) bool {
+func (f *File) overBound(sealed, sealedLive, live, used int64) bool {
 	if f.cfg.CompactBelow < 0 {
 		return false
 	}
@@ -142,9 +145,6 @@ func (f *File) overBound(sealed, sealedLive, live int64) bool {
 	if f.cfg.MaxBytes <= 0 || sealed-sealedLive < seg {
 		return false
 	}
-	f.mu.Lock()
-	used := f.used
-	f.mu.Unlock()
 	return used > f.cfg.MaxBytes-seg
 }
 
