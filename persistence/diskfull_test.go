@@ -547,3 +547,45 @@ func (c *countingFS) calls() int {
 	defer c.mu.Unlock()
 	return c.n
 }
+
+// A compaction rewrite whose copies find no room (the disk is full, the
+// active segment past its reserve, no spare) is refused like a message:
+// the segment is not marked unrewritable, and the same rewrite succeeds
+// once space frees.
+func TestDiskFullRewriteRetried(t *testing.T) {
+	dir := t.TempDir()
+	q := newQuotaFS(1 << 30)
+	f := openOn(t, dir, fullConfig(t, nil), q)
+	var live []broker.JournalRecord
+	for i := range 7 {
+		live = append(live, medium(i))
+		mustAppend(t, f, medium(i))
+	}
+	sealNow(t, f) // segment 1: about 2.8 KB live, above CompactBelow
+	q.fill(0)
+	// Messages fill segment 2 and the spare, which cannot be replaced, up
+	// to its reserve: the copies do not fit in what is left.
+	took := fillUp(t, f, 100)
+	if len(took) == 0 {
+		t.Fatal("nothing taken before the reserve")
+	}
+	done, err := f.rewrite(1)
+	wantFull(t, f, "rewrite on a full disk", err)
+	f.smu.Lock()
+	noRewrite := f.segs[1].noRewrite
+	f.smu.Unlock()
+	if done || noRewrite {
+		t.Fatalf("rewrite refused for room: done %v, marked unrewritable %v", done, noRewrite)
+	}
+	q.grow(1 << 30)
+	for i := 0; ; i++ {
+		if done, err = f.rewrite(1); err == nil || i == 100 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // the spare is tried again every 100 ms
+	}
+	if !done || err != nil {
+		t.Fatalf("rewrite after space freed: done %v, %v", done, err)
+	}
+	jt.Expect(t, reopened(t, f, dir), append(live, took...))
+}
