@@ -98,7 +98,10 @@ type Config struct {
 	// CompactBelow is the live fraction under which a sealed segment is
 	// rewritten: its live records are appended again and it is deleted.
 	// Default 0.25; a negative value disables rewriting (segments with no
-	// live record are still deleted).
+	// live record are still deleted), and with it the disk bound: the
+	// oldest segment is also rewritten whenever the sealed segments hold
+	// more than twice the live bytes plus a segment (docs/persistence.md,
+	// "Disk bound").
 	CompactBelow float64
 	// Logger receives recovery and I/O errors. Default slog.Default().
 	Logger *slog.Logger
