@@ -589,3 +589,48 @@ func TestDiskFullRewriteRetried(t *testing.T) {
 	}
 	jt.Expect(t, reopened(t, f, dir), append(live, took...))
 }
+
+// crashImage copies the segment files of a running journal, as a crash
+// would leave them (the spare included).
+func crashImage(t *testing.T, from string) string {
+	t.Helper()
+	to := t.TempDir()
+	names, err := filepath.Glob(filepath.Join(from, "*.seg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, filepath.Base(name)), data, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return to
+}
+
+// After a crash the spare, a segment holding only its header, is the
+// newest file: the next Open makes it the active segment instead of
+// leaving it for compaction and creating another.
+func TestOpenReusesSpareAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	f := open(t, dir, Config{SegmentSize: 4096, MinFree: -1})
+	mustAppend(t, f, medium(1), medium(2))
+	spare := f.lastID
+	if err := f.submitInternal(&request{}); err != nil {
+		t.Fatal(err)
+	}
+	crashed := crashImage(t, dir)
+	if !exists(t, crashed, spare) {
+		t.Fatalf("no spare segment %d in the crash image", spare)
+	}
+	g := open(t, crashed, Config{SegmentSize: 4096, MinFree: -1})
+	if g.activeID != spare {
+		t.Errorf("active segment %d after the crash, want the spare %d", g.activeID, spare)
+	}
+	jt.Expect(t, replay(t, g), []broker.JournalRecord{medium(1), medium(2)})
+	mustAppend(t, g, medium(3))
+	jt.Expect(t, reopened(t, g, crashed), []broker.JournalRecord{medium(1), medium(2), medium(3)})
+}
