@@ -69,6 +69,9 @@ func (f *File) reserve() int64 { return f.cfg.SegmentSize / 2 }
 // noRoom is the error of a request refused for lack of room, wrapping
 // broker.ErrJournalFull and the cause.
 func noRoom(cause error) error {
+	if cause == nil {
+		cause = errors.New("no spare segment")
+	}
 	return fmt.Errorf("persistence: no space for the journal (%w): %w", cause, broker.ErrJournalFull)
 }
 
@@ -91,11 +94,7 @@ func (f *File) place(r *request, pos int64) (next bool, err error) {
 	if fits() || (f.makeSpare() && fits()) {
 		return next, nil
 	}
-	cause := f.spareErr
-	if cause == nil {
-		cause = errors.New("no spare segment")
-	}
-	return false, noRoom(cause)
+	return false, noRoom(f.spareErr)
 }
 
 // makeSpare creates the next segment ahead of time unless there is one,
