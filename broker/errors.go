@@ -111,7 +111,7 @@ const (
 	NotFull     FullReason = iota
 	FullQueue              // a queue's MaxQueueMessages or MaxQueueBytes
 	FullTotal              // MaxTotalQueuedBytes, all queues together
-	FullJournal            // the journal's disk budget
+	FullJournal            // the journal: its disk budget, journal.min_free or a full disk
 	FullRate               // the connection's frame or byte rate
 	FullBudget             // the connection's own byte budget (pending input, transactions)
 	fullReasonCount

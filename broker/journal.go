@@ -30,7 +30,9 @@ func (b *Broker) journalAppend(recs ...JournalRecord) *stompError {
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrJournalFull):
-		return fullErr(FullJournal, "the journal's disk budget is full")
+		// The journal's error says which bound: its disk budget, the file
+		// system's free space under its minimum, or no space left.
+		return fullErr(FullJournal, "the journal takes no new persistent messages now ("+err.Error()+")")
 	case errors.Is(err, ErrJournalFailed):
 		// The journal logged its failure once; each refused client is
 		// counted by its close reason, not logged.

@@ -300,7 +300,7 @@ limits:
 		t.Errorf("exit status %d, want 2", status)
 	}
 	for _, want := range []string{
-		path + ":2: journal.dirr: unknown key (valid here: dir, sync, sync_interval, max_bytes, segment_size)",
+		path + ":2: journal.dirr: unknown key (valid here: dir, sync, sync_interval, max_bytes, segment_size, min_free)",
 		path + `:4: limits.max_body: invalid size "4 megs"`,
 		`env STOMPBOX_HEARTBEAT: heartbeat.interval: invalid duration "often"`,
 	} {

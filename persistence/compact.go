@@ -6,6 +6,13 @@ import (
 	"github.com/stompbox/stompbox/broker"
 )
 
+// spaceFactor bounds the journal's data bytes once compaction has
+// settled: at most spaceFactor times the live bytes plus two segment
+// sizes (docs/persistence.md, "Disk bound"). Past it the compactor
+// rewrites the oldest segment whatever its live fraction. 2 caps the
+// amortized copying at one byte copied per byte freed.
+const spaceFactor = 2
+
 // runCompactor is the goroutine that reclaims disk: it deletes sealed
 // segments with no live record and rewrites sparse ones. It does no write
 // of its own to the active segment: copies go through the flusher like
@@ -48,7 +55,14 @@ func (f *File) compact() {
 			return
 		}
 		if rewrite != 0 {
-			if f.rewrite(rewrite) {
+			done, err := f.rewrite(rewrite)
+			if err != nil {
+				// No room for the copies: the disk is full. Deleting
+				// what can go may free it; the next kick (a rotation, a
+				// segment emptied) tries the rewrite again.
+				rewrite = 0
+			}
+			if done {
 				dels = append(dels, rewrite)
 			}
 		}
@@ -67,17 +81,38 @@ func (f *File) compact() {
 }
 
 // candidates picks the sealed segments that can be deleted now, and the
-// oldest sparse one to rewrite (0 if none).
+// oldest sparse one to rewrite (0 if none); or, when the journal holds
+// more than its disk bound (overBound), the oldest segment, whatever its
+// live fraction: a segment can be deleted only once the segments its
+// removes are tombstones for are gone, so one old segment that stays well
+// filled (a DLQ, an offline durable subscription, a few stuck messages)
+// would otherwise keep every later one on disk. The oldest segment never
+// waits for another, so rewriting it always frees it, and the segments it
+// pinned follow in the next rounds.
 func (f *File) candidates() (dels []uint64, rewrite uint64) {
+	f.mu.Lock()
+	used := f.used
+	f.mu.Unlock()
 	f.smu.Lock()
 	defer f.smu.Unlock()
 	ids := make([]uint64, 0, len(f.segs))
+	var sealed, sealedLive, live int64
 	for id, s := range f.segs {
+		live += s.live
 		if s.sealed {
 			ids = append(ids, id)
+			sealed += s.size
+			sealedLive += s.live
 		}
 	}
 	slices.Sort(ids)
+	defer func() {
+		if rewrite == 0 && len(ids) > 0 && f.overBound(sealed, sealedLive, live, used) {
+			if s := f.segs[ids[0]]; s.liveRecs > 0 && !s.noRewrite && s.targetsGone(f.segs) {
+				rewrite = ids[0]
+			}
+		}
+	}()
 	for _, id := range ids {
 		s := f.segs[id]
 		switch {
@@ -94,9 +129,30 @@ func (f *File) candidates() (dels []uint64, rewrite uint64) {
 	return dels, rewrite
 }
 
+// overBound reports whether the sealed segments hold more than the disk
+// bound allows: more than spaceFactor times the live bytes plus one segment
+// (the active segment is the second one of the bound), or, near a disk
+// budget, a segment's worth of dead bytes that a pass over the oldest
+// segments would free. Rewriting is off with a negative CompactBelow.
+func (f *File) overBound(sealed, sealedLive, live, used int64) bool {
+	if f.cfg.CompactBelow < 0 {
+		return false
+	}
+	seg := f.cfg.SegmentSize
+	if sealed > spaceFactor*live+seg {
+		return true
+	}
+	if f.cfg.MaxBytes <= 0 || sealed-sealedLive < seg {
+		return false
+	}
+	return used > f.cfg.MaxBytes-seg
+}
+
 // rewrite copies the live records of segment id to the active segment
 // (through the flusher, fsynced) and reports whether id is left with none.
-func (f *File) rewrite(id uint64) bool {
+// The error is the flusher's refusal of the copies (no room, or a failed
+// journal).
+func (f *File) rewrite(id uint64) (bool, error) {
 	f.smu.Lock()
 	size := f.segs[id].size
 	f.smu.Unlock()
@@ -108,7 +164,7 @@ func (f *File) rewrite(id uint64) bool {
 	if err != nil {
 		f.log.Error("journal: compaction cannot read a segment; it is kept", "file", path, "err", err)
 		f.noRewrite(id)
-		return false
+		return false, nil
 	}
 	var buf []byte
 	var logs []logical
@@ -131,7 +187,7 @@ func (f *File) rewrite(id uint64) bool {
 	})
 	if len(logs) > 0 {
 		if err := f.submitInternal(&request{buf: buf, logs: logs, copy: true}); err != nil {
-			return false
+			return false, err
 		}
 	}
 	f.smu.Lock()
@@ -140,10 +196,10 @@ func (f *File) rewrite(id uint64) bool {
 	if left != 0 {
 		f.log.Error("journal: compaction left live records in a segment; it is kept", "file", path, "records", left)
 		f.noRewrite(id)
-		return false
+		return false, nil
 	}
 	f.stats.segmentsRewritten.Add(1)
-	return true
+	return true, nil
 }
 
 func (f *File) noRewrite(id uint64) {
@@ -356,6 +412,7 @@ func (f *File) removeSegments(ids []uint64) (int, error) {
 	f.mu.Lock()
 	f.used -= freed
 	f.mu.Unlock()
+	f.freed.Store(true) // the flusher may make its spare segment now
 	f.stats.segmentsDeleted.Add(uint64(len(gone)))
 	return len(gone), nil
 }

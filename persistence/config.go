@@ -14,6 +14,11 @@ const (
 	DefaultSegmentSize  = 64 << 20
 	DefaultSyncInterval = 100 * time.Millisecond
 	DefaultCompactBelow = 0.25
+	// DefaultMinFree is the free space under which a journal without a
+	// disk budget stops taking new persistent messages (Config.MinFree):
+	// room for the operating system, logs and an operator's shell, as
+	// RabbitMQ's default disk_free_limit of 50 MB leaves.
+	DefaultMinFree = 50 << 20
 	// MinSegmentSize is the smallest segment size Open accepts; small
 	// segments are for tests, production wants the default.
 	MinSegmentSize = 256
@@ -82,10 +87,21 @@ type Config struct {
 	// active segment). An Append that would go past it fails with an
 	// error wrapping broker.ErrJournalFull. 0 means no budget.
 	MaxBytes int64
+	// MinFree applies when MaxBytes is 0: once the file system holding
+	// the journal has less than MinFree bytes free, Appends that add
+	// enqueues or durable creates fail with an error wrapping
+	// broker.ErrJournalFull (flow control for persistent producers) until
+	// space frees; removals are still taken. Free space is read at most
+	// every 100 ms and at each rotation. Default DefaultMinFree; negative
+	// means no check.
+	MinFree int64
 	// CompactBelow is the live fraction under which a sealed segment is
 	// rewritten: its live records are appended again and it is deleted.
 	// Default 0.25; a negative value disables rewriting (segments with no
-	// live record are still deleted).
+	// live record are still deleted), and with it the disk bound: the
+	// oldest segment is also rewritten whenever the sealed segments hold
+	// more than twice the live bytes plus a segment (docs/persistence.md,
+	// "Disk bound").
 	CompactBelow float64
 	// Logger receives recovery and I/O errors. Default slog.Default().
 	Logger *slog.Logger
@@ -104,6 +120,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.CompactBelow == 0 {
 		c.CompactBelow = DefaultCompactBelow
+	}
+	if c.MinFree == 0 {
+		c.MinFree = DefaultMinFree
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -273,13 +273,13 @@ func TestLegacySegmentResync(t *testing.T) {
 	}
 }
 
-// countingFS counts the files opened for reading.
-type countingFS struct {
+// openCountingFS counts the files opened for reading.
+type openCountingFS struct {
 	osFS
 	opens atomic.Int64
 }
 
-func (c *countingFS) Open(path string) (io.ReadCloser, error) {
+func (c *openCountingFS) Open(path string) (io.ReadCloser, error) {
 	c.opens.Add(1)
 	return c.osFS.Open(path)
 }
@@ -293,7 +293,7 @@ func TestReplayReadsTheJournalOnce(t *testing.T) {
 	writeJournal(t, dir, Config{SegmentSize: 8 << 10}, each(recs)...)
 	writeJournal(t, dir, Config{SegmentSize: 8 << 10}, []broker.JournalRecord{jt.Remove(recs[3])})
 	segments := len(segmentFiles(t, dir))
-	cfs := &countingFS{}
+	cfs := &openCountingFS{}
 	f, err := openWith(dir, Config{SegmentSize: 8 << 10, Logger: testLogger(t, nil)}, cfs)
 	if err != nil {
 		t.Fatal(err)

@@ -51,6 +51,12 @@ type File struct {
 	dirty    bool // written since the last fsync
 	wbuf     []byte
 	spare    []*request
+	// The next segment, created and pre-allocated ahead of time so that
+	// a rotation needs no new space (space.go); nil when it could not be.
+	spareSeg   segmentFile
+	spareID    uint64
+	spareErr   error     // why the last attempt to make it failed
+	spareRetry time.Time // no new attempt before, unless freed
 
 	smu  sync.Mutex
 	segs map[uint64]*segment // guarded by smu: every segment file in use
@@ -66,7 +72,18 @@ type File struct {
 		appends, records, fsyncs           atomic.Uint64
 		corruptRecords, corruptSegments    atomic.Uint64
 		segmentsDeleted, segmentsRewritten atomic.Uint64
+		dropped                            atomic.Uint64 // removals refused for lack of space
 	}
+
+	// Disk space (space.go).
+	born       time.Time     // immutable: the origin of freeNext
+	freed      atomic.Bool   // compaction deleted segments: try the spare again now
+	fullMask   atomic.Uint32 // bit per fullReason: growing appends are refused
+	dropWarned atomic.Bool   // a dropped removal was logged in this full episode
+	freeNext   atomic.Int64  // ns after born of the next free-space check
+	freeLow    atomic.Bool   // the last check found less than MinFree
+	freeSeen   atomic.Uint64 // bytes free at the last check
+	freeErr    atomic.Bool   // the last check failed (logged once)
 }
 
 // request is one Append (or Forget, or compactor job) for the flusher.
@@ -77,6 +94,11 @@ type request struct {
 	sync bool      // fsync before done, whatever the policy
 	seal bool      // tests: seal the active segment and start a new one
 	done chan error
+
+	// grows: an Append that adds data (enqueues, durable creates); only
+	// these are refused for lack of space.
+	grows bool
+	err   error // flusher: the request was refused (not written) with err
 }
 
 // Open opens or creates the journal in dir and recovers it: every segment
@@ -104,16 +126,19 @@ func openWith(dir string, cfg Config, fsys fileSystem) (*File, error) {
 		stopFlusher: make(chan struct{}), stopCompactor: make(chan struct{}),
 		segs:    map[uint64]*segment{},
 		metrics: newFileMetrics(),
+		born:    time.Now(),
 	}
 	f.idx = newLiveSet(f.segs)
 	if err := f.recover(); err != nil {
 		lock.Close()
 		return nil, err
 	}
-	if err := f.startSegment(f.lastID + 1); err != nil {
+	if err := f.openActive(); err != nil {
 		lock.Close()
 		return nil, err
 	}
+	f.makeSpare()
+	f.measureFree()
 	if cfg.Registerer != nil {
 		if err := f.register(cfg.Registerer); err != nil {
 			lock.Close()
@@ -151,8 +176,14 @@ func (f *File) Append(ctx context.Context, recs ...broker.JournalRecord) error {
 		return err
 	}
 	start := time.Now()
-	r := &request{buf: buf, logs: logs, done: make(chan error, 1)}
-	if err := f.submit(r, grows(recs)); err != nil {
+	g := grows(recs)
+	if g {
+		if err := f.checkFree(start); err != nil {
+			return err
+		}
+	}
+	r := &request{buf: buf, logs: logs, grows: g, done: make(chan error, 1)}
+	if err := f.submit(r, g); err != nil {
 		return err
 	}
 	select {
@@ -226,8 +257,10 @@ func (f *File) submit(r *request, budget bool) error {
 	if budget && f.cfg.MaxBytes > 0 && f.used+n > f.cfg.MaxBytes {
 		used := f.used
 		f.mu.Unlock()
-		return fmt.Errorf("persistence: %d more bytes would pass the %d-byte budget (%d used): %w",
+		err := fmt.Errorf("persistence: %d more bytes would pass the %d-byte budget (%d used): %w",
 			n, f.cfg.MaxBytes, used, broker.ErrJournalFull)
+		f.markFull(fullBudget, err)
+		return err
 	}
 	f.used += n
 	f.queue = append(f.queue, r)
@@ -276,6 +309,7 @@ func (f *File) Close() error {
 	close(f.stopFlusher)
 	f.flusherWG.Wait()
 	err := f.closeActive()
+	err = errors.Join(err, f.dropSpare(f.Failed() != nil || f.shortOfSpace()))
 	return errors.Join(err, f.lock.Close())
 }
 
@@ -291,6 +325,9 @@ func (f *File) closeActive() error {
 	f.active = nil
 	if failed != nil {
 		return errors.Join(failed, fh.Close())
+	}
+	if f.shortOfSpace() {
+		return f.closeKeepingSpace(fh)
 	}
 	if f.offset == headerSize {
 		f.filesMu.Lock()
@@ -322,6 +359,8 @@ type Stats struct {
 	SegmentsRewritten uint64 // by compaction: live records copied, then deleted
 	Segments          int    // segment files in use
 	Bytes             int64  // data bytes counted against the budget
+	LiveBytes         int64  // bytes of live records: what compaction must keep
+	DroppedRecords    uint64 // removals (Forget) refused for lack of space: their messages come back after a restart
 }
 
 // Stats returns the File's counters.
@@ -330,9 +369,13 @@ func (f *File) Stats() Stats {
 		Appends: f.stats.appends.Load(), Records: f.stats.records.Load(), Fsyncs: f.stats.fsyncs.Load(),
 		CorruptRecords: f.stats.corruptRecords.Load(), CorruptSegments: f.stats.corruptSegments.Load(),
 		SegmentsDeleted: f.stats.segmentsDeleted.Load(), SegmentsRewritten: f.stats.segmentsRewritten.Load(),
+		DroppedRecords: f.stats.dropped.Load(),
 	}
 	f.smu.Lock()
 	s.Segments = len(f.segs)
+	for _, seg := range f.segs {
+		s.LiveBytes += seg.live
+	}
 	f.smu.Unlock()
 	f.mu.Lock()
 	s.Bytes = f.used

@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -47,6 +48,7 @@ func (f *File) drain() {
 			return
 		}
 		f.process(batch)
+		f.makeSpare() // after the round: its waiters do not wait for it
 		clear(batch)
 		f.spare = batch[:0]
 	}
@@ -89,12 +91,24 @@ func (f *File) writeGroup(reqs []*request) {
 	}
 	sync := f.cfg.Sync == SyncAlways
 	var chunk []*request
+	var full error // a growing request was refused: so are the later ones (their order)
 	f.wbuf = f.wbuf[:0]
 	for _, r := range reqs {
 		sync = sync || r.sync
 		pos := f.offset + int64(len(f.wbuf))
-		if pos > headerSize && pos+int64(len(r.buf)) > f.cfg.SegmentSize {
-			err := f.flushChunk(chunk, true)
+		next, err := f.place(r, pos)
+		if err == nil && r.grows && full != nil {
+			err = full
+		}
+		if err != nil {
+			if r.grows {
+				full = err
+			}
+			f.refuse(r, err)
+			continue
+		}
+		if next {
+			err := f.writeChunk(chunk, true)
 			if err == nil {
 				err = f.rotate()
 			}
@@ -115,7 +129,7 @@ func (f *File) writeGroup(reqs []*request) {
 		}
 		chunk = append(chunk, r)
 	}
-	err := f.flushChunk(chunk, sync)
+	err := f.writeChunk(chunk, sync)
 	if err != nil {
 		err = f.fail(err)
 	}
@@ -129,9 +143,14 @@ func (f *File) writeGroup(reqs []*request) {
 // batches.
 const maxKeptBuffer = 4 << 20
 
+// release answers the waiters of reqs: err, or the request's own refusal.
 func release(reqs []*request, err error) {
 	for _, r := range reqs {
-		if r.done != nil {
+		switch {
+		case r.done == nil:
+		case r.err != nil:
+			r.done <- r.err
+		default:
 			r.done <- err
 		}
 	}
@@ -142,7 +161,10 @@ func release(reqs []*request, err error) {
 // compactor acts only on what has been written.
 func (f *File) flushChunk(chunk []*request, sync bool) error {
 	if len(f.wbuf) > 0 {
-		if _, err := f.active.WriteAt(f.wbuf, f.offset); err != nil {
+		if n, err := f.active.WriteAt(f.wbuf, f.offset); err != nil {
+			if noSpace(err) {
+				return f.unwrite(n, err)
+			}
 			return fmt.Errorf("persistence: write %s: %w", f.active.Name(), err)
 		}
 		f.offset += int64(len(f.wbuf))
@@ -227,7 +249,9 @@ func (f *File) syncActive() error {
 	return nil
 }
 
-// sealActive rotates now, if the active segment holds records.
+// sealActive rotates now, if the active segment holds records. No room
+// for the next segment is not a failure: the error (wrapping
+// broker.ErrJournalFull) is returned and the active segment stays.
 func (f *File) sealActive() error {
 	if err := f.Failed(); err != nil || f.offset == headerSize {
 		return err
@@ -236,16 +260,21 @@ func (f *File) sealActive() error {
 	if err == nil {
 		err = f.rotate()
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, broker.ErrJournalFull) {
 		return f.fail(err)
 	}
-	return nil
+	return err
 }
 
 // rotate seals the active segment (its data is already fsynced): it is
 // truncated to its data and becomes a compaction candidate; appends go to
-// a new segment.
+// the spare, made ahead of time. Without a spare, and none can be made
+// now, nothing changes and the error wraps broker.ErrJournalFull: the
+// active segment stays, for removals to use its reserve.
 func (f *File) rotate() error {
+	if !f.makeSpare() {
+		return noRoom(f.spareErr)
+	}
 	old, oldID := f.active, f.activeID
 	if err := old.Truncate(f.offset); err != nil {
 		return fmt.Errorf("persistence: truncate %s: %w", old.Name(), err)
@@ -253,24 +282,24 @@ func (f *File) rotate() error {
 	if err := old.Close(); err != nil {
 		return fmt.Errorf("persistence: close %s: %w", old.Name(), err)
 	}
-	f.active = nil
-	if err := f.startSegment(f.lastID + 1); err != nil {
-		return err
-	}
+	f.activate(f.spareSeg, f.spareID)
+	f.spareSeg = nil
 	f.smu.Lock()
 	f.segs[oldID].sealed = true
 	f.smu.Unlock()
+	f.measureFree()
 	f.poke()
 	return nil
 }
 
-// startSegment creates segment id, pre-allocated, with its header on
-// disk, and makes it the active one.
-func (f *File) startSegment(id uint64) error {
+// prepareSegment creates segment id, pre-allocated, with its header on
+// disk (file and directory fsynced). On failure nothing of it is left, as
+// far as the file system lets it be removed.
+func (f *File) prepareSegment(id uint64) (segmentFile, error) {
 	path := f.segPath(id)
 	sf, err := f.fs.Create(path)
 	if err != nil {
-		return fmt.Errorf("persistence: create segment: %w", err)
+		return nil, fmt.Errorf("persistence: create segment: %w", err)
 	}
 	err = sf.Allocate(f.cfg.SegmentSize)
 	if err == nil {
@@ -285,16 +314,21 @@ func (f *File) startSegment(id uint64) error {
 	if err != nil {
 		sf.Close()
 		f.fs.Remove(path)
-		return fmt.Errorf("persistence: start segment %s: %w", path, err)
+		return nil, fmt.Errorf("persistence: start segment %s: %w", path, err)
 	}
-	f.active, f.activeID, f.lastID, f.offset, f.dirty = sf, id, id, headerSize, false
+	return sf, nil
+}
+
+// activate makes sf, a new segment id holding only its header, the
+// active one.
+func (f *File) activate(sf segmentFile, id uint64) {
+	f.active, f.activeID, f.offset, f.dirty = sf, id, headerSize, false
 	f.smu.Lock()
 	f.segs[id] = &segment{id: id, size: headerSize}
 	f.smu.Unlock()
 	f.mu.Lock()
 	f.used += headerSize
 	f.mu.Unlock()
-	return nil
 }
 
 // Failed returns the error that broke the journal, or nil. After a write

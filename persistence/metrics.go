@@ -48,10 +48,10 @@ func since(start time.Time) float64 { return time.Since(start).Seconds() }
 
 // collector reads File.Stats at scrape time.
 type collector struct {
-	f                                            *File
-	bytes, maxBytes, segments, failed            *prometheus.Desc
-	appends, records, fsyncs, corrupt, compacted *prometheus.Desc
-	damagedRanges, damagedBytes                  *prometheus.Desc
+	f                                              *File
+	bytes, maxBytes, segments, failed              *prometheus.Desc
+	appends, records, fsyncs, corrupt, compacted   *prometheus.Desc
+	damagedRanges, damagedBytes, diskFull, dropped *prometheus.Desc
 }
 
 func newCollector(f *File) *collector {
@@ -73,13 +73,18 @@ func newCollector(f *File) *collector {
 		damagedRanges: desc("damaged_ranges", "Damaged ranges (corrupt records, damaged segment headers) recovery read "+
 			"around at start; their bytes are copied to the journal's damaged/ directory (docs/persistence.md)."),
 		damagedBytes: desc("damaged_bytes", "Bytes of the damaged ranges recovery read around at start."),
+		diskFull: prometheus.NewDesc("stompbox_journal_disk_full",
+			"1 while new persistent messages are refused (producers blocked), by reason: budget (journal.max_bytes), "+
+				"min_free (free space under journal.min_free), no_space (the file system refused space); 0 otherwise.",
+			[]string{"reason"}, nil),
+		dropped: desc("dropped_records_total", "Removals not journaled for lack of space: their messages come back after a restart."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.bytes, c.maxBytes, c.segments, c.failed, c.appends, c.records, c.fsyncs,
-		c.corrupt, c.compacted, c.damagedRanges, c.damagedBytes} {
+		c.corrupt, c.compacted, c.damagedRanges, c.damagedBytes, c.diskFull, c.dropped} {
 		ch <- d
 	}
 }
@@ -106,4 +111,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	count(c.compacted, st.SegmentsDeleted)
 	gauge(c.damagedRanges, float64(c.f.damage.ranges))
 	gauge(c.damagedBytes, float64(c.f.damage.bytes))
+	count(c.dropped, st.DroppedRecords)
+	full := c.f.fullMask.Load()
+	for r := range fullReasons {
+		ch <- prometheus.MustNewConstMetric(c.diskFull, prometheus.GaugeValue, float64(full>>r&1), r.String())
+	}
 }

@@ -54,9 +54,13 @@ func openJournal(c config.Config, logger *slog.Logger, registry prometheus.Regis
 	if err != nil {
 		return nil, err
 	}
+	minFree := int64(c.Journal.MinFree)
+	if minFree == 0 {
+		minFree = -1 // 0 disables the check; the library reads 0 as its default
+	}
 	f, err := persistence.Open(c.Journal.Dir, persistence.Config{
 		Sync: policy, SyncInterval: time.Duration(c.Journal.SyncInterval), MaxBytes: int64(c.Journal.MaxBytes),
-		SegmentSize: int64(c.Journal.SegmentSize), Logger: logger, Registerer: registry,
+		SegmentSize: int64(c.Journal.SegmentSize), Logger: logger, Registerer: registry, MinFree: minFree,
 	})
 	if err != nil {
 		return nil, err // not f: a nil *File must not become a non-nil interface

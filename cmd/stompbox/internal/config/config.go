@@ -140,6 +140,7 @@ type Journal struct {
 	SyncInterval Duration `yaml:"sync_interval" flag:"journal-sync-interval" help:"fsync period of journal.sync interval"`
 	MaxBytes     ByteSize `yaml:"max_bytes" flag:"journal-max-bytes" help:"disk budget; a persistent SEND past it gets ERROR limit-exceeded; 0 is unlimited"`
 	SegmentSize  ByteSize `yaml:"segment_size" flag:"journal-segment-size" help:"size of one journal segment file"`
+	MinFree      ByteSize `yaml:"min_free" flag:"journal-min-free" help:"without journal.max_bytes: while the journal's file system has less free space than this, new persistent messages are refused (producers blocked under full_policy block) and acknowledgements still journaled; 0 disables"`
 }
 
 // Log configures log/slog on stderr.
@@ -207,7 +208,7 @@ func Default() Config {
 			FailureBackoffAfter: 5, FailureBackoffMax: Duration(time.Minute),
 			JWTLeeway: Duration(30 * time.Second),
 		},
-		Journal: Journal{Sync: "always", SyncInterval: Duration(100 * time.Millisecond), SegmentSize: 64 << 20},
+		Journal: Journal{Sync: "always", SyncInterval: Duration(100 * time.Millisecond), SegmentSize: 64 << 20, MinFree: 50 << 20},
 		Log:     Log{Level: "info", Format: "text"},
 		Conn: Conn{
 			WriteTimeout:   Duration(10 * time.Second),

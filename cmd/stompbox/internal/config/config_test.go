@@ -110,7 +110,7 @@ func TestRejections(t *testing.T) {
 		want []string // each must appear in the error
 	}{
 		{"unknown section", nil, nil, "jurnal:\n  dir: x\n", []string{`stompbox.yaml:1: jurnal: unknown key (valid here: listen, tls,`}},
-		{"unknown key", nil, nil, "journal:\n  sync: always\n  dirr: /x\n", []string{`stompbox.yaml:3: journal.dirr: unknown key (valid here: dir, sync, sync_interval, max_bytes, segment_size)`}},
+		{"unknown key", nil, nil, "journal:\n  sync: always\n  dirr: /x\n", []string{`stompbox.yaml:3: journal.dirr: unknown key (valid here: dir, sync, sync_interval, max_bytes, segment_size, min_free)`}},
 		{"duplicate key", nil, nil, "log:\n  level: info\n  level: debug\n", []string{"stompbox.yaml:3: log.level: duplicate key"}},
 		{"bad duration", nil, nil, "journal:\n  sync_interval: soon\n", []string{`stompbox.yaml:2: journal.sync_interval: invalid duration "soon"`}},
 		{"bad size", nil, nil, "limits:\n  max_body: 4 megs\n", []string{`stompbox.yaml:2: limits.max_body: invalid size "4 megs"`}},
@@ -287,6 +287,7 @@ func TestDefaultsMatchTheLibraries(t *testing.T) {
 		{"block_timeout", int64(d.Limits.BlockTimeout), 0},
 		{"sync_interval", int64(d.Journal.SyncInterval), int64(persistence.DefaultSyncInterval)},
 		{"segment_size", int64(d.Journal.SegmentSize), persistence.DefaultSegmentSize},
+		{"journal.min_free", int64(d.Journal.MinFree), persistence.DefaultMinFree},
 		{"write_timeout", int64(d.Conn.WriteTimeout), int64(server.DefaultWriteTimeout)},
 		{"linger", int64(d.Conn.Linger), int64(server.DefaultLinger)},
 		{"read_buffer_size", int64(d.Conn.ReadBufferSize), server.DefaultReadBufferSize},
