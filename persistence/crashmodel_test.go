@@ -142,8 +142,8 @@ func runCrashModel(t *testing.T, seed uint64, ops int) Stats {
 		msgs: map[string]*mMsg{}, durables: map[string]mState{},
 	}
 	m.cfg = Config{
-		Sync:         SyncAlways,
-		SegmentSize:  []int64{MinSegmentSize, 512, 1024}[rng.IntN(3)],
+		Sync:        SyncAlways,
+		SegmentSize: []int64{MinSegmentSize, 512, 1024}[rng.IntN(3)],
 		// Not above 0.6: a segment holding one small live record and no
 		// dead one is then "sparse", and compaction rewrites such segments
 		// back and forth forever (reported, not fixed here).
