@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -158,8 +159,10 @@ func runCrashModel(t *testing.T, seed uint64, ops int) Stats {
 			continue
 		}
 		switch p := rng.IntN(100); {
-		case p < 35:
+		case p < 30:
 			m.enqueue()
+		case p < 35:
+			m.concurrent()
 		case p < 47:
 			m.remove(false)
 		case p < 60:
@@ -272,7 +275,11 @@ func (m *crashModel) durableState(queue string) mState {
 
 // appendGroup appends recs and updates the model by the answer.
 func (m *crashModel) appendGroup(g mGroup, recs ...broker.JournalRecord) {
-	err := m.f.Append(context.Background(), recs...)
+	m.outcome(g, m.f.Append(context.Background(), recs...))
+}
+
+// outcome updates the model by the answer to g's Append.
+func (m *crashModel) outcome(g mGroup, err error) {
 	if err != nil {
 		if !m.fs.isDead() {
 			m.fatalf("Append failed on a working fs: %v", err)
@@ -329,6 +336,36 @@ func (m *crashModel) enqueue() {
 	}
 	m.step("append %v", g.enqueued)
 	m.appendGroup(g, recs...)
+}
+
+// concurrent appends to each plain queue from a goroutine of its own, all
+// at once: they share writes and fsyncs (group commit), and rotations
+// fall in the middle of a group.
+func (m *crashModel) concurrent() {
+	type job struct {
+		g    mGroup
+		recs []broker.JournalRecord
+		err  error
+	}
+	jobs := make([]*job, len(modelQueues))
+	for i, q := range modelQueues {
+		j := &job{}
+		for range 1 + m.rng.IntN(2) {
+			r := m.message(q)
+			j.recs = append(j.recs, r)
+			j.g.enqueued = append(j.g.enqueued, r.MessageID)
+		}
+		jobs[i] = j
+	}
+	m.step("concurrent appends")
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		wg.Go(func() { j.err = m.f.Append(context.Background(), j.recs...) })
+	}
+	wg.Wait()
+	for _, j := range jobs {
+		m.outcome(j.g, j.err)
+	}
 }
 
 // remove removes up to two live messages, waited for or Forgotten; a
