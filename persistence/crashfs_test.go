@@ -528,6 +528,18 @@ func TestCrashFS(t *testing.T) {
 		t.Fatalf("an unsynced remove survived a crash: %q", got)
 	}
 
+	// The directory lock works in memory, and dies with the process.
+	c = newCrashFS()
+	lock, err := c.Lock("/d")
+	mustDo(err)
+	if _, err := c.Lock("/d"); err == nil {
+		t.Fatal("a second Lock of a locked directory succeeded")
+	}
+	if _, err := c.Crash(tornNone, rng).Lock("/d"); err != nil {
+		t.Fatalf("Lock after a crash: %v", err)
+	}
+	mustDo(lock.Close())
+
 	// Torn: a prefix of the unsynced writes, never more, never reordered.
 	for range 50 {
 		c = newCrashFS()

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -149,9 +151,21 @@ func (e *faultEnv) close() {
 			}
 		}
 	}
+	failed := e.f.Failed()
+	before := fileSizes(t, e.ffs.inner, e.dir)
 	e.ffs.setPhase("close")
 	err := e.f.Close()
 	e.ffs.setPhase("after")
+	if failed != nil {
+		// What is on disk is evidence for recovery: Close of a failed
+		// journal neither truncates nor removes anything.
+		if after := fileSizes(t, e.ffs.inner, e.dir); !maps.Equal(before, after) {
+			t.Errorf("Close of a failed journal changed its files: %v, then %v", before, after)
+		}
+		if !errors.Is(err, broker.ErrJournalFailed) {
+			t.Errorf("Close of a failed journal: %v, want the sticky failure", err)
+		}
+	}
 	if err != nil {
 		e.errs = append(e.errs, err)
 		return
@@ -160,6 +174,27 @@ func (e *faultEnv) close() {
 		t.Errorf("Close returned nil on a failed journal (%v)", e.f.Failed())
 	}
 	e.settle() // a clean Close wrote and fsynced everything
+}
+
+// fileSizes returns the size of each file in dir.
+func fileSizes(t *testing.T, fsys fileSystem, dir string) map[string]int64 {
+	t.Helper()
+	names, err := fsys.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := map[string]int64{}
+	for _, name := range names {
+		fh, err := fsys.OpenFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sizes[name], err = fh.Size(); err != nil {
+			t.Fatal(err)
+		}
+		fh.Close()
+	}
+	return sizes
 }
 
 // faultScenario is a run of the journal, failed in turn at each of its
