@@ -52,7 +52,7 @@ func TestCrashModel(t *testing.T) {
 			t.Fatalf("%s: %v", crashSeedEnv, err)
 		}
 	}
-	rounds := 40
+	rounds := 30
 	if testing.Short() {
 		rounds = 5
 	}
