@@ -430,9 +430,13 @@ func TestCrashFS(t *testing.T) {
 			_, err := f.WriteAt([]byte(s), n)
 			mustDo(err)
 		}
-		got := string(c.Crash(tornBytes, rng).snapshot()["f"])
+		mode := tornMode(1 + rng.IntN(2))
+		got := string(c.Crash(mode, rng).snapshot()["f"])
 		if !strings.HasPrefix("onetwothree", got) {
-			t.Fatalf("torn crash kept %q: not a prefix of the writes", got)
+			t.Fatalf("%v crash kept %q: not a prefix of the writes", mode, got)
+		}
+		if mode == tornWrites && !slices.Contains([]string{"", "one", "onetwo", "onetwothree"}, got) {
+			t.Fatalf("%v crash kept %q: not whole writes", mode, got)
 		}
 	}
 
