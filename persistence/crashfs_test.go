@@ -176,6 +176,20 @@ func (c *crashFS) Crash(mode tornMode, rng *rand.Rand) *crashFS {
 	return next
 }
 
+// processRestart returns the file system a new process finds after this
+// one died: everything written is there (the kernel still has it, and
+// will write it back), fsynced or not. c itself is left as it is.
+func (c *crashFS) processRestart() *crashFS {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	next := newCrashFS()
+	for path, n := range c.files {
+		next.files[path] = &crashNode{data: slices.Clone(n.data), synced: slices.Clone(n.data)}
+		next.durable[path] = next.files[path]
+	}
+	return next
+}
+
 func resize(b []byte, size int64) []byte {
 	if int64(len(b)) >= size {
 		return b[:size]

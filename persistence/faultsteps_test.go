@@ -154,8 +154,9 @@ var faultErrors = []struct {
 //     (Failed, then every Append and barrier returns it, and Close does
 //     too); a failed compaction step keeps the journal working;
 //   - a failure during recovery fails Open, with the cause;
-//   - after a restart (a machine crash: only what was fsynced) every
-//     acknowledged message is there and no acknowledged removal is undone.
+//   - after a restart, of the process or of the machine (only what was
+//     fsynced), every acknowledged message is there and no acknowledged
+//     removal is undone.
 //
 // ENOSPC is only held to the last two and to being reported: another
 // change turns it into flow control rather than a failure.
@@ -263,6 +264,10 @@ func runFault(t *testing.T, sc faultScenario, rule *faultRule, onDisk bool) bool
 		checkTerminal(e, rule, phase, fail)
 	}
 	if c, ok := base.(*crashFS); ok {
+		// A restart of the process (the page cache, with whatever a
+		// failed or short write left in it, is still there), then of the
+		// machine (only what was fsynced).
+		checkRestart(e, c.processRestart(), fail)
 		base = c.Crash(tornNone, rand.New(rand.NewPCG(1, 1)))
 	}
 	checkRestart(e, base, fail)
