@@ -182,6 +182,19 @@ func (c *crashFS) Crash(mode tornMode, rng *rand.Rand) *crashFS {
 func (c *crashFS) processRestart() *crashFS {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.processRestartLocked()
+}
+
+// processCrash kills the process using c (every later operation of c
+// fails) and returns processRestart's file system.
+func (c *crashFS) processCrash() *crashFS {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dead = true
+	return c.processRestartLocked()
+}
+
+func (c *crashFS) processRestartLocked() *crashFS {
 	next := newCrashFS()
 	for path, n := range c.files {
 		next.files[path] = &crashNode{data: slices.Clone(n.data), synced: slices.Clone(n.data)}

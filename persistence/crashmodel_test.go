@@ -455,10 +455,17 @@ func (m *crashModel) closeAndReopen() {
 // crash crashes the machine now, or takes what the dead fs left, and
 // restarts.
 func (m *crashModel) crash() {
-	mode := tornMode(m.rng.IntN(3))
-	m.step("crash (%v)", mode)
 	m.crashes++
-	next := m.crashFS(mode)
+	var next *crashFS
+	if !m.fs.isDead() && m.rng.IntN(4) == 0 {
+		// Only the process dies: what it wrote is still there.
+		m.step("process crash")
+		next = m.fs.processCrash()
+	} else {
+		mode := tornMode(m.rng.IntN(3))
+		m.step("crash (%v)", mode)
+		next = m.crashFS(mode)
+	}
 	_ = m.f.Close() // the old process's goroutines; its fs is dead
 	m.account(m.f)
 	m.fs = next
