@@ -71,7 +71,7 @@ func (m *crashModel) verify(resolve bool) error {
 	for _, r := range got {
 		switch r.Op {
 		case broker.OpDurableCreate:
-			if _, ok := m.durables[r.Queue]; !ok {
+			if s, ok := m.durables[r.Queue]; !ok || s == mGoneWritten {
 				m.fatalf("durable subscription %s replayed, but its deletion was acknowledged (or it was never created)", r.Queue)
 			}
 			durSeen[r.Queue] = true
@@ -100,12 +100,12 @@ func (m *crashModel) verify(resolve bool) error {
 	for id, mm := range m.msgs {
 		// A message of a durable subscription whose deletion is in doubt
 		// is required only if the subscription is there.
-		if mm.state == mLive && !seen[id] && (m.durableState(mm.queue) != mMaybe || durSeen[mm.queue]) {
+		if acked(mm.state) && !seen[id] && (m.durableState(mm.queue) != mMaybe || durSeen[mm.queue]) {
 			m.fatalf("acknowledged message %s in %s lost (%d records replayed)", id, mm.queue, len(got))
 		}
 	}
 	for q, s := range m.durables {
-		if s == mLive && !durSeen[q] {
+		if acked(s) && !durSeen[q] {
 			m.fatalf("acknowledged durable subscription %s lost", q)
 		}
 	}
@@ -131,7 +131,7 @@ func (m *crashModel) checkAtomic(g mGroup, seen map[string]bool) {
 			notApplied++
 		}
 	}
-	for _, id := range g.removed {
+	for _, id := range g.durable {
 		if mm := m.msgs[id]; mm != nil && m.durableState(mm.queue) == mMaybe && !seen[id] {
 			continue // its durable subscription may be gone
 		}

@@ -89,6 +89,11 @@ const (
 	mLive   mState = iota // acknowledged, not removed: must be replayed
 	mMaybe                // its enqueue or its removal was not acknowledged
 	mAbsent               // a durable subscription never created or deleted
+	// Under sync never or interval, an Append that returned is written,
+	// not fsynced: it survives the crash of the process, not necessarily
+	// that of the machine.
+	mWritten     // acknowledged, written, not known to be fsynced
+	mGoneWritten // its removal (or its durable's deletion) written, not known to be fsynced
 )
 
 type mMsg struct {
@@ -102,7 +107,10 @@ type mMsg struct {
 // they are all there or none is.
 type mGroup struct {
 	enqueued, removed []string
-	forget            bool
+	// durable are the removed messages whose enqueue is known to be on
+	// disk: only for those does "not replayed" mean "removed".
+	durable []string
+	forget  bool
 }
 
 type crashModel struct {
@@ -143,15 +151,16 @@ func runCrashModel(t *testing.T, seed uint64, ops int) Stats {
 		msgs: map[string]*mMsg{}, durables: map[string]mState{},
 	}
 	m.cfg = Config{
-		Sync:        SyncAlways,
-		SegmentSize: []int64{MinSegmentSize, 512, 1024}[rng.IntN(3)],
+		Sync:         []SyncPolicy{SyncAlways, SyncAlways, SyncNever, SyncInterval}[rng.IntN(4)],
+		SyncInterval: time.Millisecond,
+		SegmentSize:  []int64{MinSegmentSize, 512, 1024}[rng.IntN(3)],
 		// Not above 0.6: a segment holding one small live record and no
 		// dead one is then "sparse", and compaction rewrites such segments
 		// back and forth forever (reported, not fixed here).
 		CompactBelow: []float64{0.25, 0.6, -1}[rng.IntN(3)],
 		Logger:       slog.New(slog.NewTextHandler(m.logs, nil)),
 	}
-	m.step("open segment size %d, compact below %v", m.cfg.SegmentSize, m.cfg.CompactBelow)
+	m.step("open: sync %v, segment size %d, compact below %v", m.cfg.Sync, m.cfg.SegmentSize, m.cfg.CompactBelow)
 	m.restart()
 	for range ops {
 		if m.fs.isDead() {
@@ -241,7 +250,7 @@ func (m *crashModel) message(queue string) broker.JournalRecord {
 func (m *crashModel) live(n int, plainOnly bool) []string {
 	var ids []string
 	for id, mm := range m.msgs {
-		if mm.state == mLive && (!plainOnly || !strings.HasPrefix(mm.queue, "/durable/")) {
+		if acked(mm.state) && (!plainOnly || !strings.HasPrefix(mm.queue, "/durable/")) {
 			ids = append(ids, id)
 		}
 	}
@@ -259,7 +268,7 @@ func (m *crashModel) live(n int, plainOnly bool) []string {
 func (m *crashModel) targets() []string {
 	qs := append([]string(nil), modelQueues...)
 	for _, d := range modelDurables {
-		if q := jt.DurableCreate(d).Queue; m.durableState(q) == mLive {
+		if q := jt.DurableCreate(d).Queue; acked(m.durableState(q)) {
 			qs = append(qs, q)
 		}
 	}
@@ -299,17 +308,76 @@ func (m *crashModel) outcome(g mGroup, err error) {
 	// Acknowledged: so is every Forget queued before it.
 	m.settleForgotten()
 	for _, id := range g.enqueued {
-		m.msgs[id].state = mLive
+		m.msgs[id].state = m.ackState()
 	}
 	for _, id := range g.removed {
+		m.gone(id)
+	}
+}
+
+// acked reports whether an Append of the record was acknowledged and
+// nothing since undid it.
+func acked(s mState) bool { return s == mLive || s == mWritten }
+
+// ackState is what an acknowledged Append makes of its records: durable
+// under sync always, written otherwise.
+func (m *crashModel) ackState() mState {
+	if m.cfg.Sync == SyncAlways {
+		return mLive
+	}
+	return mWritten
+}
+
+// gone records the acknowledged removal of message id.
+func (m *crashModel) gone(id string) {
+	if m.cfg.Sync == SyncAlways {
 		delete(m.msgs, id)
+	} else if mm := m.msgs[id]; mm != nil {
+		mm.state = mGoneWritten
+	}
+}
+
+// written settles what was written once it has been fsynced (a clean
+// Close) or the process died with the machine still up: written records
+// are there for good, written removals took effect.
+func (m *crashModel) written() {
+	for id, mm := range m.msgs {
+		switch mm.state {
+		case mWritten:
+			mm.state = mLive
+		case mGoneWritten:
+			delete(m.msgs, id)
+		}
+	}
+	for q, s := range m.durables {
+		switch s {
+		case mWritten:
+			m.durables[q] = mLive
+		case mGoneWritten:
+			delete(m.durables, q)
+		}
+	}
+}
+
+// unsynced: the machine crashed, so what was only written may or may not
+// be on disk.
+func (m *crashModel) unsynced() {
+	for _, mm := range m.msgs {
+		if mm.state == mWritten || mm.state == mGoneWritten {
+			mm.state = mMaybe
+		}
+	}
+	for q, s := range m.durables {
+		if s == mWritten || s == mGoneWritten {
+			m.durables[q] = mMaybe
+		}
 	}
 }
 
 // settleForgotten: the Forgotten removals are on disk.
 func (m *crashModel) settleForgotten() {
 	for _, id := range m.forgotten {
-		delete(m.msgs, id)
+		m.gone(id)
 	}
 	m.forgotten = nil
 	m.groups = deleteForgets(m.groups)
@@ -381,6 +449,9 @@ func (m *crashModel) remove(forget bool) {
 	g := mGroup{removed: ids, forget: forget}
 	for _, id := range ids {
 		recs = append(recs, broker.JournalRecord{Op: broker.OpRemove, Queue: m.msgs[id].queue, MessageID: id})
+		if m.msgs[id].state == mLive {
+			g.durable = append(g.durable, id)
+		}
 	}
 	if move {
 		r := m.message(modelQueues[m.rng.IntN(len(modelQueues))])
@@ -404,11 +475,11 @@ func (m *crashModel) remove(forget bool) {
 // durable creates or deletes a durable subscription.
 func (m *crashModel) durable() {
 	rec := jt.DurableCreate(modelDurables[m.rng.IntN(len(modelDurables))])
-	switch m.durableState(rec.Queue) {
-	case mMaybe:
-		return // wait for the next restart to tell
-	case mLive:
+	switch s := m.durableState(rec.Queue); {
+	case acked(s):
 		rec = jt.DurableDelete(rec)
+	case s != mAbsent:
+		return // in doubt: wait for the next restart to tell
 	}
 	m.step("append %v %s", rec.Op, rec.Queue)
 	if err := m.f.Append(context.Background(), rec); err != nil {
@@ -420,13 +491,17 @@ func (m *crashModel) durable() {
 	}
 	m.settleForgotten()
 	if rec.Op == broker.OpDurableCreate {
-		m.durables[rec.Queue] = mLive
+		m.durables[rec.Queue] = m.ackState()
 		return
 	}
-	delete(m.durables, rec.Queue)
+	if m.cfg.Sync == SyncAlways {
+		delete(m.durables, rec.Queue)
+	} else {
+		m.durables[rec.Queue] = mGoneWritten
+	}
 	for id, mm := range m.msgs {
 		if mm.queue == rec.Queue {
-			delete(m.msgs, id)
+			m.gone(id)
 		}
 	}
 }
@@ -445,6 +520,7 @@ func (m *crashModel) closeAndReopen() {
 		m.fatalf("Close on a working fs: %v", err)
 	}
 	m.settleForgotten()
+	m.written() // Close fsyncs under every policy
 	if m.rng.IntN(2) == 0 {
 		m.step("crash after a clean Close")
 		m.fs = m.crashFS(tornNone)
@@ -461,10 +537,12 @@ func (m *crashModel) crash() {
 		// Only the process dies: what it wrote is still there.
 		m.step("process crash")
 		next = m.fs.processCrash()
+		m.written()
 	} else {
 		mode := tornMode(m.rng.IntN(3))
 		m.step("crash (%v)", mode)
 		next = m.crashFS(mode)
+		m.unsynced()
 	}
 	_ = m.f.Close() // the old process's goroutines; its fs is dead
 	m.account(m.f)
