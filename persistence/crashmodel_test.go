@@ -21,21 +21,25 @@ import (
 	jt "github.com/stompbox/stompbox/persistence/journaltest"
 )
 
-// The crash model test drives a File on a crashFS with random appends,
-// removals (waited for and Forgotten), durable subscriptions, rotations
-// (tiny segments), compactions, clean restarts and machine crashes (at a
-// quiet moment, or by the fs dying after a random number of operations,
-// in the middle of whatever the flusher or the compactor was doing). It
-// keeps a model of what the journal has acknowledged and, after every
-// restart, checks the replay against it:
+// The crash model test drives a File on a crashFS with random appends
+// (some concurrent), removals (waited for and Forgotten), durable
+// subscriptions, rotations (tiny segments), compactions, clean restarts,
+// crashes of the process and crashes of the machine (at a quiet moment,
+// or by the fs dying after a random number of operations, in the middle
+// of whatever the flusher, the compactor or recovery was doing), under
+// each sync policy. It keeps a model of what the journal has acknowledged
+// and, after every restart, checks the replay against it:
 //
 //   - every message whose Append returned nil and whose removal was not
-//     attempted is there, in append order within its queue;
+//     attempted is there, in append order within its queue (under sync
+//     never and interval: unless the machine crashed before an fsync);
 //   - nothing whose removal (or whose durable subscription's deletion) was
-//     acknowledged comes back, and nothing never appended appears;
+//     acknowledged comes back (with the same proviso), and nothing never
+//     appended appears;
 //   - an Append that failed is entirely there or entirely not (one framed
 //     record), and so is a Forget;
-//   - a durable subscription's create comes before its messages.
+//   - a durable subscription's create comes before its messages;
+//   - recovery reports no corruption: a crash only tears tails.
 //
 // Unacknowledged records may or may not be there; what the replay shows
 // of them becomes the model's truth from then on.
