@@ -33,6 +33,10 @@ const (
 	// whose RECEIPT proves the broker has handled the ACKs before it.
 	crashAckBatch  = 50
 	crashSyncTopic = "/topic/crash-sync"
+	// crashMinAcks: the kill waits until the broker has handled this many
+	// ACKs, so that the first segments are sparse enough for compaction
+	// even when the consumer lags far behind the producers.
+	crashMinAcks = 400
 )
 
 // kill9 ends the broker the way a crash does: SIGKILL, no shutdown.
@@ -77,6 +81,11 @@ type crashLog struct {
 	// that SEND's Append, so the RECEIPT's fsync covered it.
 	durable int64
 	events  atomic.Int64 // orders ACK handling and SENDs across connections
+	// receipts and handled count RECEIPTs of SENDs and ACKs known handled;
+	// maybeKill kills the broker once both are far enough.
+	receipts, handled atomic.Int64
+	killAfter         int64
+	maybeKill         func()
 }
 
 func crashRound(t *testing.T, killAfter int) {
@@ -84,13 +93,17 @@ func crashRound(t *testing.T, killAfter int) {
 	flags := []string{"-journal-dir", dir, "-journal-sync", "always", "-journal-segment-size", crashSegment}
 	b := startBroker(t, flags...)
 
-	cl := &crashLog{receipted: map[string]bool{}, acked: map[string]bool{}, ackedAt: map[string]int64{}, seenFirst: map[string]bool{}}
+	cl := &crashLog{receipted: map[string]bool{}, acked: map[string]bool{}, ackedAt: map[string]int64{}, seenFirst: map[string]bool{},
+		killAfter: int64(killAfter)}
 	var (
-		receipts atomic.Int64
 		killed   = make(chan struct{})
 		killOnce sync.Once
 	)
-	kill := func() { killOnce.Do(func() { b.kill9(); close(killed) }) }
+	cl.maybeKill = func() {
+		if cl.receipts.Load() >= cl.killAfter && cl.handled.Load() >= crashMinAcks {
+			go killOnce.Do(func() { b.kill9(); close(killed) })
+		}
+	}
 
 	var wg sync.WaitGroup
 	for p := range crashProducers {
@@ -113,9 +126,8 @@ func crashRound(t *testing.T, killAfter int) {
 				cl.receipted[body] = true
 				cl.durable = max(cl.durable, sent)
 				cl.mu.Unlock()
-				if receipts.Add(1) == int64(killAfter) {
-					go kill()
-				}
+				cl.receipts.Add(1)
+				cl.maybeKill()
 			}
 		})
 	}
@@ -242,7 +254,9 @@ func crashConsumer(t *testing.T, addr string, cl *crashLog, killed <-chan struct
 				cl.ackedAt[b] = at
 			}
 			cl.mu.Unlock()
+			cl.handled.Add(int64(len(batch)))
 			batch = batch[:0]
+			cl.maybeKill()
 		case <-killed:
 			return
 		}
