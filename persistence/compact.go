@@ -120,7 +120,12 @@ func (f *File) candidates() (dels []uint64, rewrite uint64) {
 			if s.targetsGone(f.segs) {
 				dels = append(dels, id)
 			}
-		case rewrite == 0 && !s.noRewrite && float64(s.live) < f.cfg.CompactBelow*float64(s.size):
+		case rewrite == 0 && !s.noRewrite && s.live < s.size-headerSize &&
+			float64(s.live) < f.cfg.CompactBelow*float64(s.size-headerSize):
+			// Sparse: its records, not its header, are mostly dead. A
+			// segment with nothing dead is never sparse: rewriting it
+			// would free nothing, and two such segments that do not fit
+			// in one would be rewritten into each other forever.
 			if s.targetsGone(f.segs) {
 				rewrite = id
 			}

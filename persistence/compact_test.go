@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stompbox/stompbox/broker"
 	jt "github.com/stompbox/stompbox/persistence/journaltest"
@@ -187,4 +188,32 @@ func TestGroupCommit(t *testing.T) {
 	if fsyncs == 0 || fsyncs > writers*each/4 {
 		t.Fatalf("%d fsyncs for %d concurrent appends: no group commit", fsyncs, writers*each)
 	}
+}
+
+// TestCompactionEndsWithNothingDead: two segments each holding one live
+// record and nothing dead are not "sparse", however high CompactBelow
+// is. Counting the segment header as dead made each look sparse, and
+// compaction rewrote each into the other's new segment forever (found by
+// TestCrashModel).
+func TestCompactionEndsWithNothingDead(t *testing.T) {
+	f := open(t, t.TempDir(), Config{SegmentSize: MinSegmentSize, CompactBelow: 0.95})
+	defer f.Close()
+	mustAppend(t, f, q(1))
+	mustAppend(t, f, q(2))
+	sealNow(t, f)
+	mustAppend(t, f, jt.Remove(q(1)))
+	f.compactSync()
+	mustAppend(t, f, q(7))
+	sealNow(t, f)
+	done := make(chan struct{})
+	go func() { f.compactSync(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("compaction did not end: %d segments rewritten so far", f.Stats().SegmentsRewritten)
+	}
+	if n := f.Stats().SegmentsRewritten; n > 4 {
+		t.Fatalf("%d segments rewritten, want only those with dead records", n)
+	}
+	jt.Expect(t, replay(t, f), []broker.JournalRecord{q(2), q(7)})
 }

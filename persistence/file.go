@@ -54,6 +54,7 @@ type File struct {
 	// The next segment, created and pre-allocated ahead of time so that
 	// a rotation needs no new space (space.go); nil when it could not be.
 	spareSeg   segmentFile
+	deferred   []*request // removals (Forget) that found no room, in order: written first once there is room
 	spareID    uint64
 	spareErr   error     // why the last attempt to make it failed
 	spareRetry time.Time // no new attempt before, unless freed
@@ -72,7 +73,7 @@ type File struct {
 		appends, records, fsyncs           atomic.Uint64
 		corruptRecords, corruptSegments    atomic.Uint64
 		segmentsDeleted, segmentsRewritten atomic.Uint64
-		dropped                            atomic.Uint64 // removals refused for lack of space
+		dropped                            atomic.Uint64 // removals still waiting for room at Close
 	}
 
 	// Disk space (space.go).
@@ -308,7 +309,7 @@ func (f *File) Close() error {
 	f.compactorWG.Wait()
 	close(f.stopFlusher)
 	f.flusherWG.Wait()
-	err := f.closeActive()
+	err := errors.Join(f.dropDeferred(), f.closeActive())
 	err = errors.Join(err, f.dropSpare(f.Failed() != nil || f.shortOfSpace()))
 	return errors.Join(err, f.lock.Close())
 }

@@ -22,14 +22,23 @@ func (f *File) runFlusher() {
 		defer t.Stop()
 		tick = t.C
 	}
+	retry := time.NewTicker(spareRetryInterval)
+	defer retry.Stop()
 	for {
 		select {
 		case <-f.wake:
 			f.drain()
 		case <-tick:
 			_ = f.barrier() // a failure is sticky and logged
+		case <-retry.C:
+			if len(f.deferred) > 0 { // removals waiting for room: try again
+				f.writeGroup(nil)
+			}
 		case <-f.stopFlusher:
 			f.drain()
+			if len(f.deferred) > 0 {
+				f.writeGroup(nil)
+			}
 			_ = f.barrier()
 			return
 		}
@@ -90,11 +99,28 @@ func (f *File) writeGroup(reqs []*request) {
 		return
 	}
 	sync := f.cfg.Sync == SyncAlways
+	hadDeferred := len(f.deferred) > 0
+	if hadDeferred { // removals that found no room before go first
+		reqs = append(f.deferred[:len(f.deferred):len(f.deferred)], reqs...)
+		f.deferred = nil
+	}
+	defer func() {
+		if hadDeferred && len(f.deferred) == 0 && f.Failed() == nil {
+			f.dropWarned.Store(false)
+			f.log.Info("journal: the removals that waited for room are written")
+		}
+	}()
 	var chunk []*request
 	var full error // a growing request was refused: so are the later ones (their order)
 	f.wbuf = f.wbuf[:0]
 	for _, r := range reqs {
 		sync = sync || r.sync
+		if len(f.deferred) > 0 {
+			// A removal before r is waiting for room: r must not be
+			// written (and acknowledged) ahead of it.
+			f.deferOrRefuse(r, noRoom(f.spareErr))
+			continue
+		}
 		pos := f.offset + int64(len(f.wbuf))
 		next, err := f.place(r, pos)
 		if err == nil && r.grows && full != nil {
@@ -104,7 +130,7 @@ func (f *File) writeGroup(reqs []*request) {
 			if r.grows {
 				full = err
 			}
-			f.refuse(r, err)
+			f.deferOrRefuse(r, err)
 			continue
 		}
 		if next {

@@ -77,7 +77,7 @@ func newCollector(f *File) *collector {
 			"1 while new persistent messages are refused (producers blocked), by reason: budget (journal.max_bytes), "+
 				"min_free (free space under journal.min_free), no_space (the file system refused space); 0 otherwise.",
 			[]string{"reason"}, nil),
-		dropped: desc("dropped_records_total", "Removals not journaled for lack of space: their messages come back after a restart."),
+		dropped: desc("dropped_records_total", "Removals still waiting for room when the journal closed on a full disk: their messages come back after a restart."),
 	}
 }
 

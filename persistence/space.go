@@ -94,14 +94,18 @@ func (f *File) place(r *request, pos int64) (next bool, err error) {
 	if fits() || (f.makeSpare() && fits()) {
 		return next, nil
 	}
+	if err := f.Failed(); err != nil {
+		return false, err
+	}
 	return false, noRoom(f.spareErr)
 }
 
 // makeSpare creates the next segment ahead of time unless there is one,
 // or an attempt failed less than spareRetryInterval ago and compaction
 // has deleted nothing since. It reports whether there is a spare. A spare
-// holds no data, so failing to make one breaks nothing: it is logged and
-// tried again later, and meanwhile growing appends keep the reserve.
+// holds no data, so failing to make one for lack of space breaks nothing:
+// it is tried again later, and meanwhile growing appends keep the
+// reserve. Any other failure (EIO) fails the journal.
 // Flusher only (and Open, before the flusher starts).
 func (f *File) makeSpare() bool {
 	if f.spareSeg != nil {
@@ -117,9 +121,18 @@ func (f *File) makeSpare() bool {
 	f.freed.Store(false)
 	f.lastID++ // even if the attempt fails: a half-made file keeps its number
 	sf, err := f.prepareSegment(f.lastID)
+	if err != nil && !noSpace(err) {
+		// Not a lack of space: the disk failed an operation (EIO, a lost
+		// volume). Like any failed segment I/O it is terminal and loud;
+		// reporting it as "journal full" would block producers on a disk
+		// that is not full and never recover.
+		f.fail(err)
+		return false
+	}
 	if err != nil {
-		if f.spareErr == nil && !noSpace(err) {
-			f.log.Error("journal: cannot create the next segment; retrying", "err", err)
+		if f.spareErr == nil {
+			f.log.Warn("journal: no space to create the next segment; retrying. New persistent messages are refused "+
+				"once the active segment's room for them is used", "err", err)
 		}
 		f.spareErr, f.spareRetry = err, now.Add(spareRetryInterval)
 		return false
@@ -163,6 +176,24 @@ func (f *File) closeKeepingSpace(fh segmentFile) error {
 	return errors.Join(err, fh.Close())
 }
 
+// deferOrRefuse handles a request that found no room: a Forget (removals
+// nobody waits for) is deferred, kept in order to be written before
+// anything else once there is room, since dropping it would bring its
+// messages back after a restart, after a later Append was acknowledged;
+// any other request is refused (its waiter retries: flow control).
+// Flusher only.
+func (f *File) deferOrRefuse(r *request, err error) {
+	if r.done != nil {
+		f.refuse(r, err)
+		return
+	}
+	if len(f.deferred) == 0 && !f.dropWarned.Swap(true) {
+		f.log.Warn("journal: no space for removals; they wait, and the journal takes nothing after them, until space frees",
+			"records", len(r.logs), "err", err)
+	}
+	f.deferred = append(f.deferred, r)
+}
+
 // refuse takes r out of its round: it is not written, its bytes no longer
 // count against the budget, and its waiter gets err. Flusher only.
 func (f *File) refuse(r *request, err error) {
@@ -170,16 +201,28 @@ func (f *File) refuse(r *request, err error) {
 	f.mu.Lock()
 	f.used -= int64(len(r.buf))
 	f.mu.Unlock()
-	switch {
-	case r.grows:
+	if r.grows {
 		f.markFull(fullNoSpace, err)
-	case r.done == nil: // Forget: nobody waits; the removal comes back after a restart
-		f.stats.dropped.Add(uint64(len(r.logs)))
-		if !f.dropWarned.Swap(true) {
-			f.log.Warn("journal: no space for removals; they are dropped, and their messages come back after a restart",
-				"records", len(r.logs), "err", err)
-		}
 	}
+}
+
+// dropDeferred gives up the removals still waiting for room when the
+// journal closes: their messages come back after the restart. It returns
+// an error saying so (wrapping broker.ErrJournalFull), or nil. Close only.
+func (f *File) dropDeferred() error {
+	var n int
+	for _, r := range f.deferred {
+		n += len(r.logs)
+	}
+	f.deferred = nil
+	if n == 0 {
+		return nil
+	}
+	f.stats.dropped.Add(uint64(n))
+	err := fmt.Errorf("persistence: %d removals could not be journaled for lack of space; their messages come back after a restart: %w",
+		n, broker.ErrJournalFull)
+	f.log.Error("journal closed on a full disk", "err", err)
+	return err
 }
 
 // markFull records that growing appends are being refused for why; the
@@ -291,6 +334,8 @@ func (f *File) writeChunk(chunk []*request, sync bool) error {
 	}
 	var keep []*request
 	f.wbuf = f.wbuf[:0]
+	f.log.Warn("journal: a segment write ran out of space; its new messages are refused, its removals written again on their own",
+		"err", err)
 	for _, r := range chunk {
 		if r.grows {
 			f.refuse(r, err)
@@ -309,7 +354,7 @@ func (f *File) writeChunk(chunk []*request, sync bool) error {
 	err = f.flushChunk(keep, sync)
 	if err != nil && errors.Is(err, broker.ErrJournalFull) {
 		for _, r := range keep {
-			f.refuse(r, err)
+			f.deferOrRefuse(r, err)
 		}
 		return nil
 	}
