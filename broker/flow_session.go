@@ -119,7 +119,7 @@ func (h *heldFrame) frame(dst *frames.Frame) *frames.Frame {
 func (s *Session) FlowWait() (paused bool, wakeAt time.Time) {
 	fl := &s.flow
 	if !fl.active {
-		return false, time.Time{}
+		return s.pipe.stopRead(), time.Time{}
 	}
 	if fl.reason != NotFull {
 		wakeAt = fl.retryAt
@@ -130,7 +130,7 @@ func (s *Session) FlowWait() (paused bool, wakeAt time.Time) {
 	if !fl.throttledUntil.IsZero() {
 		wakeAt = earliest(wakeAt, fl.throttledUntil)
 	}
-	paused = fl.paused || fl.disconnect || !fl.throttledUntil.IsZero()
+	paused = fl.paused || fl.disconnect || !fl.throttledUntil.IsZero() || s.pipe.stopRead()
 	return paused, wakeAt
 }
 
@@ -303,8 +303,13 @@ func (s *Session) resumeHeld(now time.Time) {
 	fl.replaying = true
 	for len(fl.held) > 0 && s.state == stateConnected && !s.out.closed.Load() {
 		h := &fl.held[0]
+		f := h.frame(&fl.scratch)
+		if s.pipe.pending() && !s.pipeAdmits(f) {
+			s.flowToPipe() // they wait behind the pipeline, in order
+			break
+		}
 		fl.refull = nil
-		err := s.run(h.frame(&fl.scratch))
+		err := s.run(f)
 		if fl.refull != nil {
 			fl.replaying = false
 			s.blockOn(fl.refull, now)

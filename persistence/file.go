@@ -79,6 +79,8 @@ type request struct {
 	sync bool      // fsync before done, whatever the policy
 	seal bool      // tests: seal the active segment and start a new one
 	done chan error
+	// notify (AppendAsync) is told the outcome instead of done.
+	notify broker.JournalDone
 }
 
 // Open opens or creates the journal in dir and recovers it: every segment

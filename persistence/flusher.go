@@ -88,11 +88,15 @@ func (f *File) writeGroup(reqs []*request) {
 		release(reqs, err)
 		return
 	}
-	sync := f.cfg.Sync == SyncAlways
+	// Under SyncAlways a round is fsynced when someone waits for it: a
+	// round of Forgets only (removals, whose loss in a crash is a
+	// redelivery) is left dirty, and the next fsync (a waited Append, a
+	// barrier, a rotation, Close) covers it.
+	sync := false
 	var chunk []*request
 	f.wbuf = f.wbuf[:0]
 	for _, r := range reqs {
-		sync = sync || r.sync
+		sync = sync || r.sync || f.cfg.Sync == SyncAlways && (r.done != nil || r.notify != nil)
 		pos := f.offset + int64(len(f.wbuf))
 		if pos > headerSize && pos+int64(len(r.buf)) > f.cfg.SegmentSize {
 			err := f.flushChunk(chunk, true)
@@ -134,6 +138,9 @@ func release(reqs []*request, err error) {
 	for _, r := range reqs {
 		if r.done != nil {
 			r.done <- err
+		}
+		if r.notify != nil {
+			r.notify.JournalDone(err)
 		}
 	}
 }
