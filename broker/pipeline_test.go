@@ -219,7 +219,7 @@ func TestPipelineOrdersOtherFrames(t *testing.T) {
 	p.mustSend(frames.CmdSend, "b", "destination:/queue/q", "receipt:rb") // not persistent: waits
 	p.mustSend(frames.CmdBegin, "", "transaction:t", "receipt:rt")
 	p.mustSend(frames.CmdSend, "c", "destination:/queue/q", "persistent:true", "receipt:rc") // behind held frames: waits
-	p.mustSend(frames.CmdAck, "", "id:"+hdr(msg[0], "ack"))                                 // no receipt: at once
+	p.mustSend(frames.CmdAck, "", "id:"+hdr(msg[0], "ack"))                                  // no receipt: at once
 	if sends, held := p.s.pipedCount(); sends != 1 || held != 3 {
 		t.Fatalf("pipeline: %d sends, %d held; want 1, 3", sends, held)
 	}

@@ -442,4 +442,6 @@ func (s *Session) pipeRelease() {
 
 // pipedCount is how many SENDs are in the pipeline and how many frames
 // are held behind them (tests).
-func (s *Session) pipedCount() (sends, held int) { return len(s.pipe.sends) - s.pipe.head, len(s.pipe.held) }
+func (s *Session) pipedCount() (sends, held int) {
+	return len(s.pipe.sends) - s.pipe.head, len(s.pipe.held)
+}
