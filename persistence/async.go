@@ -1,6 +1,10 @@
 package persistence
 
-import "github.com/stompbox/stompbox/broker"
+import (
+	"time"
+
+	"github.com/stompbox/stompbox/broker"
+)
 
 var _ broker.PipelinedJournal = (*File)(nil)
 
@@ -25,5 +29,20 @@ func (f *File) AppendAsync(done broker.JournalDone, recs ...broker.JournalRecord
 	if err != nil {
 		return err
 	}
-	return f.submit(&request{buf: buf, logs: logs, notify: done}, grows(recs))
+	timed := &timedDone{f: f, done: done, start: time.Now()}
+	return f.submit(&request{buf: buf, logs: logs, notify: timed}, grows(recs))
+}
+
+// timedDone observes an AppendAsync's duration, submit to outcome, in the
+// same histogram as Append's, then passes the outcome on.
+type timedDone struct {
+	f     *File
+	done  broker.JournalDone
+	start time.Time
+}
+
+// JournalDone implements broker.JournalDone.
+func (t *timedDone) JournalDone(err error) {
+	t.f.metrics.appendSeconds.Observe(since(t.start))
+	t.done.JournalDone(err)
 }
