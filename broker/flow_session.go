@@ -115,11 +115,12 @@ func (h *heldFrame) frame(dst *frames.Frame) *frames.Frame {
 // FlowWait tells the driver how to read. paused means do not read the
 // socket until a Poke or wakeAt; wakeAt (zero: none) is when to call
 // Poked even without a poke (a retry, BlockTimeout, the end of a
-// throttle). Read loop only; one branch when the session is not blocked.
+// throttle, the pipeline's safety net). Read loop only; one branch when the
+// session is not blocked.
 func (s *Session) FlowWait() (paused bool, wakeAt time.Time) {
 	fl := &s.flow
 	if !fl.active {
-		return s.pipe.stopRead(), time.Time{}
+		return s.pipe.stopRead(), s.pipe.wakeAt()
 	}
 	if fl.reason != NotFull {
 		wakeAt = fl.retryAt
@@ -130,6 +131,7 @@ func (s *Session) FlowWait() (paused bool, wakeAt time.Time) {
 	if !fl.throttledUntil.IsZero() {
 		wakeAt = earliest(wakeAt, fl.throttledUntil)
 	}
+	wakeAt = earliest(wakeAt, s.pipe.wakeAt())
 	paused = fl.paused || fl.disconnect || !fl.throttledUntil.IsZero() || s.pipe.stopRead()
 	return paused, wakeAt
 }

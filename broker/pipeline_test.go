@@ -420,3 +420,61 @@ func TestPipelineTopicDurables(t *testing.T) {
 		t.Fatalf("durable got %v, want [t1]", got)
 	}
 }
+
+// TestPipelineLateNotifyKeepsPoking: a completion marks its SEND done
+// before it sets the notified flag, so a drain may apply the SEND first
+// and the flag be set after, with nothing left in flight; the next round's
+// completions must still poke (a flag left set would silence them, and the
+// connection would wait for its RECEIPTs forever).
+func TestPipelineLateNotifyKeepsPoking(t *testing.T) {
+	_, j, p, _ := pipeBroker(t, Config{})
+	p.mustSend(frames.CmdSend, "a", "destination:/queue/q", "persistent:true", "receipt:ra")
+	e := p.s.pipe.sends[p.s.pipe.head]
+	e.done.Store(true) // the first half of JournalDone
+	if err := p.s.Poked(); err != nil {
+		t.Fatal(err)
+	}
+	if ids := receiptIDs(p.poll()); !slices.Equal(ids, []string{"ra"}) {
+		t.Fatalf("receipts %v, want [ra]", ids)
+	}
+	if !p.s.pipe.notified.Swap(true) { // the second half, late
+		p.s.t.Poke()
+	}
+	p.poked() // the late poke finds nothing in flight
+	p.mustSend(frames.CmdSend, "b", "destination:/queue/q", "persistent:true", "receipt:rb")
+	j.complete(t, 1, nil)
+	if !p.poked() {
+		t.Fatal("the next completion did not poke: the late flag silenced it")
+	}
+	if ids := receiptIDs(p.poll()); !slices.Equal(ids, []string{"rb"}) {
+		t.Fatalf("receipts %v, want [rb]", ids)
+	}
+}
+
+// TestPipelineSafetyNet: while SENDs are in flight the driver is given a
+// time to call Poked even without a poke, so a lost poke delays RECEIPTs by
+// at most that, never forever.
+func TestPipelineSafetyNet(t *testing.T) {
+	clock := newFakeClock()
+	_, j, p, _ := pipeBroker(t, Config{Now: clock.Now})
+	if _, wakeAt := p.s.FlowWait(); !wakeAt.IsZero() {
+		t.Fatalf("wakeAt %v with nothing in flight, want none", wakeAt)
+	}
+	p.mustSend(frames.CmdSend, "a", "destination:/queue/q", "persistent:true", "receipt:ra")
+	paused, wakeAt := p.s.FlowWait()
+	if paused || wakeAt != clock.Now().Add(flowSafetyRetry) {
+		t.Fatalf("FlowWait = %v, %v; want reading, wake in %v", paused, wakeAt, flowSafetyRetry)
+	}
+	j.complete(t, 0, nil)
+	p.tr.pokes.Store(0) // the poke is lost
+	clock.now = wakeAt
+	if err := p.s.Poked(); err != nil { // what the driver does at wakeAt
+		t.Fatal(err)
+	}
+	if ids := receiptIDs(p.poll()); !slices.Equal(ids, []string{"ra"}) {
+		t.Fatalf("receipts %v, want [ra]", ids)
+	}
+	if _, wakeAt := p.s.FlowWait(); !wakeAt.IsZero() {
+		t.Fatalf("wakeAt %v once nothing is in flight, want none", wakeAt)
+	}
+}

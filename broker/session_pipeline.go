@@ -47,6 +47,9 @@ type pipeline struct {
 	// (nothing more is read). stopping: a Shutdown waits for the SENDs in
 	// flight to be receipted first.
 	paused, disconnect, stopping bool
+	// safetyAt is when the driver calls Poked even without a poke while
+	// SENDs are in flight: a safety net, as flow control's retry timer.
+	safetyAt time.Time
 	// running says held[0] is being run; kept that it must stay first.
 	running, kept bool
 	scratch       frames.Frame // a held frame decoded for its run
@@ -104,6 +107,15 @@ func (p *pipeline) waiting() bool {
 
 // stopRead says the driver must not read the connection for now.
 func (p *pipeline) stopRead() bool { return p.paused || p.disconnect || p.stopping }
+
+// wakeAt is when the driver must call Poked even without a poke (zero:
+// never).
+func (p *pipeline) wakeAt() time.Time {
+	if p.head < len(p.sends) {
+		return p.safetyAt
+	}
+	return time.Time{}
+}
 
 // pipelinable reports whether f is a SEND that may join the pipeline: a
 // persistent one outside a transaction.
@@ -222,6 +234,7 @@ func (s *Session) pipePush(e *pipedSend) {
 	p.sends = append(p.sends, e)
 	if !p.busy.Load() {
 		p.busy.Store(true)
+		p.safetyAt = s.b.cfg.Now().Add(flowSafetyRetry)
 	}
 }
 
@@ -250,10 +263,16 @@ func (s *Session) pipeHold(f *frames.Frame) {
 // while flow control holds the session. Read loop only (Poked).
 func (s *Session) pipeDrain() {
 	p := &s.pipe
+	// Reset before looking, whether or not anything is pending: a
+	// completion sets notified after marking its SEND done, so it may set
+	// it after a drain has already applied that SEND, and a flag left set
+	// would keep the next round's completions from poking.
+	if p.notified.Load() {
+		p.notified.Store(false)
+	}
 	if !p.pending() && !p.stopping {
 		return
 	}
-	p.notified.Store(false) // before looking: a later completion pokes again
 	for s.state == stateConnected && !s.out.closed.Load() {
 		if p.inflight() && p.sends[p.head].done.Load() {
 			e := p.sends[p.head]
@@ -309,6 +328,9 @@ func (s *Session) pipeSettle() {
 	if p.paused && s.budget.held() <= s.budget.limit {
 		p.paused = false
 		s.flow.resumedAt = s.b.cfg.Now() // heart-beat timeouts count from here
+	}
+	if p.inflight() {
+		p.safetyAt = s.b.cfg.Now().Add(flowSafetyRetry)
 	}
 	if p.inflight() || s.state != stateConnected {
 		return
