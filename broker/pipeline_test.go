@@ -478,3 +478,27 @@ func TestPipelineSafetyNet(t *testing.T) {
 		t.Fatalf("wakeAt %v once nothing is in flight, want none", wakeAt)
 	}
 }
+
+// TestPipelineNoAllocOnNonPersistentPath: with a pipelining journal
+// configured, a non-persistent SEND costs the allocations it costs
+// without a journal (the pipeline adds none to the hot path).
+func TestPipelineNoAllocOnNonPersistentPath(t *testing.T) {
+	wire := wireFrame(frames.V12, frames.CmdSend, "hello", "destination:/topic/hot")
+	allocs := func(cfg Config) float64 {
+		c := newClient(t, New(cfg))
+		c.connect()
+		buf := make([]byte, len(wire))
+		return testing.AllocsPerRun(200, func() {
+			copy(buf, wire) // Feed decodes in place
+			if err := c.s.Feed(buf); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	without := allocs(Config{})
+	with := allocs(Config{Journal: &pipeJournal{}})
+	if with != without {
+		t.Fatalf("a non-persistent SEND allocates %v times with a pipelining journal, %v without", with, without)
+	}
+	t.Logf("%v allocations per non-persistent SEND either way", with)
+}
