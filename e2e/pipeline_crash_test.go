@@ -64,7 +64,7 @@ func TestPipelinedCrashLosesNoReceiptedMessage(t *testing.T) {
 					if id, ok := strings.CutPrefix(frame, "RECEIPT\nreceipt-id:"); ok {
 						receipted = append(receipted, strings.SplitN(id, "\n", 2)[0])
 						if len(receipted) == killAfter {
-							go b.kill9()
+							_ = b.cmd.Process.Kill() // SIGKILL; kill9 below waits for the exit
 						}
 					} else if !strings.HasPrefix(frame, "CONNECTED") {
 						readErr = fmt.Errorf("unexpected frame %q", frame)
@@ -98,6 +98,7 @@ func TestPipelinedCrashLosesNoReceiptedMessage(t *testing.T) {
 			}
 			got := append([]string(nil), receipted...)
 			mu.Unlock()
+			b.kill9() // already killed (the reader ended because of it): waits for the exit
 			for i, id := range got {
 				if id != fmt.Sprintf("m%d", i) {
 					t.Fatalf("RECEIPT %d is %s, want m%d: RECEIPTs must come in the order sent", i, id, i)
