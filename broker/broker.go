@@ -27,6 +27,10 @@ type Broker struct {
 	closes        closeCounters
 	errors        errorCounters
 	flow          flowState // blocked producers: waiters on the total, metrics (flow.go)
+	// pipelined (immutable) is cfg.Journal when it can take appends
+	// without waiting: persistent SENDs are then pipelined
+	// (session_pipeline.go).
+	pipelined PipelinedJournal
 }
 
 // Stats are the broker's counters, read with Broker.Stats.
@@ -55,6 +59,7 @@ func New(cfg Config) *Broker {
 		spaces:   make(map[string]*space),
 		idPrefix: hex.EncodeToString(prefix[:]),
 	}
+	b.pipelined, _ = b.cfg.Journal.(PipelinedJournal)
 	b.spaces[DefaultVirtualHost] = newSpace(b, DefaultVirtualHost)
 	for _, name := range b.cfg.VirtualHosts {
 		if b.spaces[name] == nil {

@@ -115,11 +115,12 @@ func (h *heldFrame) frame(dst *frames.Frame) *frames.Frame {
 // FlowWait tells the driver how to read. paused means do not read the
 // socket until a Poke or wakeAt; wakeAt (zero: none) is when to call
 // Poked even without a poke (a retry, BlockTimeout, the end of a
-// throttle). Read loop only; one branch when the session is not blocked.
+// throttle, the pipeline's safety net). Read loop only; one branch when the
+// session is not blocked.
 func (s *Session) FlowWait() (paused bool, wakeAt time.Time) {
 	fl := &s.flow
 	if !fl.active {
-		return false, time.Time{}
+		return s.pipe.stopRead(), s.pipe.wakeAt()
 	}
 	if fl.reason != NotFull {
 		wakeAt = fl.retryAt
@@ -130,7 +131,8 @@ func (s *Session) FlowWait() (paused bool, wakeAt time.Time) {
 	if !fl.throttledUntil.IsZero() {
 		wakeAt = earliest(wakeAt, fl.throttledUntil)
 	}
-	paused = fl.paused || fl.disconnect || !fl.throttledUntil.IsZero()
+	wakeAt = earliest(wakeAt, s.pipe.wakeAt())
+	paused = fl.paused || fl.disconnect || !fl.throttledUntil.IsZero() || s.pipe.stopRead()
 	return paused, wakeAt
 }
 
@@ -303,8 +305,13 @@ func (s *Session) resumeHeld(now time.Time) {
 	fl.replaying = true
 	for len(fl.held) > 0 && s.state == stateConnected && !s.out.closed.Load() {
 		h := &fl.held[0]
+		f := h.frame(&fl.scratch)
+		if s.pipe.pending() && !s.pipeAdmits(f) {
+			s.flowToPipe() // they wait behind the pipeline, in order
+			break
+		}
 		fl.refull = nil
-		err := s.run(h.frame(&fl.scratch))
+		err := s.run(f)
 		if fl.refull != nil {
 			fl.replaying = false
 			s.blockOn(fl.refull, now)

@@ -53,6 +53,31 @@ type Journal interface {
 	Close() error
 }
 
+// PipelinedJournal is an optional extension of Journal: a journal that can
+// take an append without making its caller wait. With one, a session keeps
+// many persistent SENDs in flight at once and sends their RECEIPTs in order
+// as they complete (docs/persistence.md, "Pipelined publishing"); other
+// journals are called through Append, one SEND at a time.
+type PipelinedJournal interface {
+	// AppendAsync queues recs as Append would and returns without waiting.
+	// Once they are as durable as the sync policy promises, or cannot be,
+	// done.JournalDone is called exactly once, with nil or the error Append
+	// would have returned (a failed write: wrapping ErrJournalFailed). When
+	// AppendAsync returns an error nothing was queued and done is never
+	// called: the disk budget is full (wrapping ErrJournalFull, checked
+	// here, never later), or the journal has failed or is closed.
+	AppendAsync(done JournalDone, recs ...JournalRecord) error
+}
+
+// JournalDone is told the outcome of one PipelinedJournal.AppendAsync. The
+// journal calls it from its own goroutine, possibly before AppendAsync
+// returns, so it must be cheap and must not block: the broker's only
+// records the outcome and pokes the session, which applies it on its read
+// loop.
+type JournalDone interface {
+	JournalDone(err error)
+}
+
 // ErrJournalFull is returned (wrapped) by Journal.Append when the disk
 // budget is exhausted; the producer gets ERROR limit-exceeded.
 var ErrJournalFull = errors.New("broker: journal full")

@@ -25,7 +25,12 @@ func (b *Broker) persists(m *Message) bool { return b.cfg.Journal != nil && m.Pe
 func (b *Broker) journalAppend(recs ...JournalRecord) *stompError {
 	ctx, cancel := context.WithTimeout(context.Background(), journalTimeout)
 	defer cancel()
-	err := b.cfg.Journal.Append(ctx, recs...)
+	return b.journalError(b.cfg.Journal.Append(ctx, recs...))
+}
+
+// journalError is the ERROR a producer gets for err, the outcome of an
+// Append (or of an AppendAsync); nil for nil.
+func (b *Broker) journalError(err error) *stompError {
 	switch {
 	case err == nil:
 		return nil

@@ -50,6 +50,7 @@ type Session struct {
 	acked      []delivery        // scratch for ACK/NACK
 	expect     time.Duration     // negotiated client->server heart-beat interval
 	flow       sessionFlow       // blocked and throttled producers (flow_session.go)
+	pipe       pipeline          // persistent SENDs in flight (session_pipeline.go); read loop only but its atomics
 
 	// Written by the read loop before CONNECTED is queued, read by the writer
 	// after taking it from the outbox: the outbox mutex orders the two.
@@ -240,7 +241,13 @@ func (s *Session) Poked() error {
 	if err := s.checkRights(); err != nil {
 		return err
 	}
-	s.flowPoked()
+	s.pipeDrain() // completions first: they may end a block or free the budget
+	if s.state < stateClosed {
+		s.flowPoked()
+	}
+	if s.state < stateClosed {
+		s.pipeDrain() // what an ended block moved behind the pipeline
+	}
 	if s.state >= stateClosed {
 		return ErrSessionClosed
 	}
@@ -249,12 +256,13 @@ func (s *Session) Poked() error {
 
 // Shutdown tells the client the server is going away (retryable) and closes.
 // A frame the read loop is handling (a persistent SEND waiting for the
-// journal, say) is finished first, receipt included. Safe from any
-// goroutine: it only touches atomics and the outbox.
+// journal, say) is finished first, receipt included, and so are the
+// persistent SENDs in flight (pipelined). Safe from any goroutine: it only
+// touches atomics and the outbox.
 func (s *Session) Shutdown() {
 	s.shutdownAsked.Store(true)
-	if s.inFrame.Load() {
-		return // the read loop shuts down once the frame is done
+	if s.inFrame.Load() || s.pipe.busy.Load() {
+		return // the read loop shuts down once the frame or the pipeline is done
 	}
 	s.shutdownNow()
 }
@@ -332,10 +340,14 @@ func errorFrame(e *stompError, receipt []byte, esc frames.Escaping) func([]byte)
 // receipt queues a RECEIPT if f asked for one. STOMP 1.2: "the server MUST
 // acknowledge the processing of a frame with a RECEIPT frame".
 func (s *Session) receipt(f *frames.Frame) {
-	r, ok := f.Header("receipt")
-	if !ok {
-		return
+	if r, ok := f.Header("receipt"); ok {
+		s.receiptID(r)
 	}
+}
+
+// receiptID queues a RECEIPT with receipt-id r (encoded at once: r may be
+// borrowed).
+func (s *Session) receiptID(r []byte) {
 	esc := s.escaping
 	s.control(func(dst []byte) []byte {
 		dst = frames.AppendCommand(dst, frames.CmdReceipt)
@@ -365,6 +377,9 @@ func (s *Session) HandleFrame(f *frames.Frame) error {
 	if s.flowHolding() {
 		return s.arriveBlocked(f)
 	}
+	if s.pipe.pending() || s.pipe.stopping {
+		return s.arrivePiped(f)
+	}
 	return s.run(f)
 }
 
@@ -381,6 +396,12 @@ func (s *Session) run(f *frames.Frame) error {
 	}
 	s.inFrame.Store(false)
 	if s.shutdownAsked.Load() {
+		if s.pipe.inflight() {
+			// The SENDs in flight are receipted first; pipeSettle shuts
+			// down once they are.
+			s.pipe.stopping = true
+			return nil
+		}
 		s.shutdownNow()
 		s.state = stateClosed
 		return errStop

@@ -160,6 +160,7 @@ func (s *Session) Release() {
 	s.state = stateReleased
 	s.stopExpiry()
 	s.Abort(ClosePeer) // no-op if already closing
+	s.pipeRelease()
 	s.flowRelease()
 	s.releaseResources()
 	reason, _ := s.CloseReason()

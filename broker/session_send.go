@@ -26,6 +26,15 @@ func (s *Session) handleSend(f *frames.Frame) *stompError {
 		return s.addToTransaction(f, tx, txOp{cmd: frames.CmdSend, msg: m, route: r})
 	}
 	if m != nil {
+		if s.b.pipelined != nil {
+			if piped, err := s.sendPipelined(f, r, m); piped || err != nil {
+				return err
+			}
+		}
+		if s.pipe.waiting() {
+			s.pipeHold(f) // it keeps its order behind the SENDs in flight
+			return nil
+		}
 		checkLimits := true
 		recs, err := s.persistentRecords(r, m)
 		if err != nil {
@@ -43,6 +52,9 @@ func (s *Session) handleSend(f *frames.Frame) *stompError {
 			return err
 		}
 		s.b.stats.Published.Add(1)
+	} else if s.pipe.waiting() {
+		s.pipeReceipt(f) // expired: only its RECEIPT keeps its place
+		return nil
 	}
 	s.receipt(f)
 	return nil

@@ -167,6 +167,14 @@ func (sub *subscription) take(ackID uint64, cumulative bool, into []delivery) ([
 	}
 	into = append(into, sub.unacked[from:i+1]...)
 	sub.releaseTopic(sub.unacked[from : i+1])
+	if from == 0 {
+		// The oldest ones (in-order acknowledgement, the common case):
+		// drop the prefix instead of moving everything after it, which
+		// made each ACK cost the number of unacknowledged deliveries.
+		clear(sub.unacked[:i+1])
+		sub.unacked = sub.unacked[i+1:]
+		return into, true
+	}
 	n := copy(sub.unacked[from:], sub.unacked[i+1:])
 	clear(sub.unacked[from+n:])
 	sub.unacked = sub.unacked[:from+n]

@@ -3,6 +3,7 @@ package persistence
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/frames"
@@ -11,19 +12,27 @@ import (
 // These tests run a broker on a real File: what the broker journals, and
 // what a restart (Close, Open, a new broker, Recover) brings back.
 
-// nopTransport is a connection driver that never writes on its own: a
+// pokeTransport is a connection driver that never writes on its own: a
 // test takes a session's output with peer.poll, or never does (a
-// consumer whose socket is gone).
-type nopTransport struct{}
+// consumer whose socket is gone). It keeps the session's pokes (a
+// pipelined persistent SEND's journal write completed) for peer.next to
+// answer, as a driver's read loop does.
+type pokeTransport struct{ poked chan struct{} }
 
-func (nopTransport) Wake()                    {}
-func (nopTransport) Close(broker.CloseReason) {}
-func (nopTransport) Poke()                    {}
+func (pokeTransport) Wake()                    {}
+func (pokeTransport) Close(broker.CloseReason) {}
+func (t pokeTransport) Poke() {
+	select {
+	case t.poked <- struct{}{}:
+	default:
+	}
+}
 
 // peer drives one Session with wire frames and parses its output.
 type peer struct {
 	t      testing.TB
 	s      *broker.Session
+	tr     pokeTransport
 	parser *frames.Parser
 	out    []byte
 	got    []*frames.Frame
@@ -34,7 +43,8 @@ func newPeer(t testing.TB, b *broker.Broker) *peer { return newPeerAs(t, b) }
 // newPeerAs is newPeer with more CONNECT headers.
 func newPeerAs(t testing.TB, b *broker.Broker, connect ...string) *peer {
 	t.Helper()
-	p := &peer{t: t, s: b.NewSession(nopTransport{}, "test"), parser: frames.NewParser(frames.Limits{MaxBody: 64 << 20})}
+	tr := pokeTransport{poked: make(chan struct{}, 1)}
+	p := &peer{t: t, s: b.NewSession(tr, "test"), tr: tr, parser: frames.NewParser(frames.Limits{MaxBody: 64 << 20})}
 	p.send(frames.CmdConnect, "", append([]string{"accept-version:1.2", "host:test"}, connect...)...)
 	if f := p.next(); f.Command != frames.CmdConnected {
 		t.Fatalf("CONNECT: got %s %q", f.Command, f.Body)
@@ -72,13 +82,51 @@ func (p *peer) poll() []*frames.Frame {
 	return append([]*frames.Frame(nil), p.got...)
 }
 
+// next is the one frame the session has for the writer, waiting (5 s at
+// most) for the pokes of journal writes it may be waiting for.
 func (p *peer) next() *frames.Frame {
 	p.t.Helper()
 	fs := p.poll()
+	deadline := time.After(5 * time.Second)
+	for len(fs) == 0 {
+		select {
+		case <-p.tr.poked:
+		case <-deadline:
+			p.t.Fatal("no frame within 5 s")
+		}
+		if err := p.s.Poked(); err != nil {
+			p.t.Fatalf("Poked: %v", err)
+		}
+		fs = p.poll()
+	}
 	if len(fs) != 1 {
 		p.t.Fatalf("got %d frames, want 1", len(fs))
 	}
 	return fs[0]
+}
+
+// awaitReceipt polls the session's output, answering its pokes, until a
+// RECEIPT for id comes (true) or within passes (false). Other frames are
+// dropped.
+func (p *peer) awaitReceipt(id string, within time.Duration) bool {
+	p.t.Helper()
+	deadline := time.After(within)
+	for {
+		for _, f := range p.poll() {
+			if f.Command == frames.CmdReceipt && header(f, "receipt-id") == id {
+				return true
+			}
+		}
+		select {
+		case <-p.tr.poked:
+			if err := p.s.Poked(); err != nil {
+				p.t.Fatalf("Poked: %v", err)
+			}
+		case <-time.After(10 * time.Millisecond):
+		case <-deadline:
+			return false
+		}
+	}
 }
 
 // sendPersistent sends persistent messages to dest, each with a receipt.

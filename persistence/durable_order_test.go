@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/frames"
@@ -16,7 +17,7 @@ import (
 // in sequence (replay) order, or recovery would skip it as a message for
 // an unknown queue.
 func TestDurableCreateSequencedBeforeItsMessages(t *testing.T) {
-	const publishers, durables = 4, 40
+	const publishers, durables = 4, 16
 	dir := t.TempDir()
 	b, f := startBroker(t, dir, broker.Config{})
 	var stop atomic.Bool
@@ -27,7 +28,7 @@ func TestDurableCreateSequencedBeforeItsMessages(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; i < 100_000 && !stop.Load(); i++ {
+			for i := 0; i < 5_000 && !stop.Load(); i++ {
 				if err := p.s.Feed(frames.AppendFrame(nil, frames.V12, &frames.Frame{Command: frames.CmdSend,
 					Headers: []frames.Header{{Key: []byte("destination"), Value: []byte("/topic/t")},
 						{Key: []byte("persistent"), Value: []byte("true")}}, Body: []byte("x")})); err != nil {
@@ -36,15 +37,37 @@ func TestDurableCreateSequencedBeforeItsMessages(t *testing.T) {
 				}
 				p.s.AppendOutput(nil)
 				sent.Add(1)
+				// As a driver does: answer the pokes of completed journal
+				// writes, and stop reading while the session is paused
+				// (its in-flight SENDs fill the connection's budget).
+				for paused := true; paused; {
+					select {
+					case <-p.tr.poked:
+						if err := p.s.Poked(); err != nil {
+							t.Errorf("Poked: %v", err)
+							return
+						}
+					default:
+					}
+					if paused, _ = p.s.FlowWait(); paused {
+						select {
+						case <-p.tr.poked:
+						case <-time.After(time.Second):
+						}
+						if err := p.s.Poked(); err != nil {
+							t.Errorf("Poked: %v", err)
+							return
+						}
+					}
+				}
 			}
 		}()
 	}
 	for i := range durables {
 		c := newPeerAs(t, b, "client-id:c"+strconv.Itoa(i))
 		c.send(frames.CmdSubscribe, "", "id:s", "destination:/topic/t", "durable-subscription-name:d", "receipt:r")
-		fs := c.poll()
-		if len(fs) == 0 || fs[0].Command != frames.CmdReceipt {
-			t.Fatalf("durable SUBSCRIBE %d: no RECEIPT", i)
+		if !c.awaitReceipt("r", 5*time.Second) {
+			t.Fatalf("durable SUBSCRIBE %d: no RECEIPT within 5 s", i)
 		}
 		c.s.Release()
 	}

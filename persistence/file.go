@@ -100,7 +100,13 @@ type request struct {
 	// these are refused for lack of space.
 	grows bool
 	err   error // flusher: the request was refused (not written) with err
+	// notify (AppendAsync) is told the outcome instead of done.
+	notify broker.JournalDone
 }
+
+// waited reports whether someone waits for r's outcome (Append,
+// AppendAsync, a compactor job); a Forget has nobody.
+func (r *request) waited() bool { return r.done != nil || r.notify != nil }
 
 // Open opens or creates the journal in dir and recovers it: every segment
 // is read and checked, a torn last record is truncated away, corrupt

@@ -98,7 +98,11 @@ func (f *File) writeGroup(reqs []*request) {
 		release(reqs, err)
 		return
 	}
-	sync := f.cfg.Sync == SyncAlways
+	// Under SyncAlways a round is fsynced when someone waits for it: a
+	// round of Forgets only (removals, whose loss in a crash is a
+	// redelivery) is left dirty, and the next fsync (a waited Append, a
+	// barrier, a rotation, Close) covers it.
+	sync := false
 	hadDeferred := len(f.deferred) > 0
 	if hadDeferred { // removals that found no room before go first
 		reqs = append(f.deferred[:len(f.deferred):len(f.deferred)], reqs...)
@@ -114,7 +118,7 @@ func (f *File) writeGroup(reqs []*request) {
 	var full error // a growing request was refused: so are the later ones (their order)
 	f.wbuf = f.wbuf[:0]
 	for _, r := range reqs {
-		sync = sync || r.sync
+		sync = sync || r.sync || f.cfg.Sync == SyncAlways && r.waited()
 		if len(f.deferred) > 0 {
 			// A removal before r is waiting for room: r must not be
 			// written (and acknowledged) ahead of it.
@@ -178,6 +182,9 @@ func release(reqs []*request, err error) {
 			r.done <- r.err
 		default:
 			r.done <- err
+		}
+		if r.notify != nil {
+			r.notify.JournalDone(err)
 		}
 	}
 }

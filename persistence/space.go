@@ -183,7 +183,7 @@ func (f *File) closeKeepingSpace(fh segmentFile) error {
 // any other request is refused (its waiter retries: flow control).
 // Flusher only.
 func (f *File) deferOrRefuse(r *request, err error) {
-	if r.done != nil {
+	if r.waited() {
 		f.refuse(r, err)
 		return
 	}
