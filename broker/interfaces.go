@@ -62,10 +62,13 @@ type PipelinedJournal interface {
 	// AppendAsync queues recs as Append would and returns without waiting.
 	// Once they are as durable as the sync policy promises, or cannot be,
 	// done.JournalDone is called exactly once, with nil or the error Append
-	// would have returned (a failed write: wrapping ErrJournalFailed). When
-	// AppendAsync returns an error nothing was queued and done is never
-	// called: the disk budget is full (wrapping ErrJournalFull, checked
-	// here, never later), or the journal has failed or is closed.
+	// would have returned: a failed write wraps ErrJournalFailed; a disk
+	// that filled after the records were queued (no room to write them)
+	// wraps ErrJournalFull, and nothing of them was written, so the broker
+	// may hand them over again. When AppendAsync returns an error nothing
+	// was queued and done is never called: the disk budget or free-space
+	// floor refuses them (wrapping ErrJournalFull), or the journal has
+	// failed or is closed.
 	AppendAsync(done JournalDone, recs ...JournalRecord) error
 }
 

@@ -502,3 +502,56 @@ func TestPipelineNoAllocOnNonPersistentPath(t *testing.T) {
 	}
 	t.Logf("%v allocations per non-persistent SEND either way", with)
 }
+
+// TestPipelineRefusedForRoomIsRetried: a SEND the journal took and then
+// refused for lack of room (its disk filled: ErrJournalFull from the
+// write) is flow control under full_policy block: no ERROR, the records
+// are handed to the journal again when the retry is due, the SENDs behind
+// it wait, and once written everything is receipted in order. Under
+// full_policy error the producer gets ERROR limit-exceeded.
+func TestPipelineRefusedForRoomIsRetried(t *testing.T) {
+	clock := newFakeClock()
+	_, j, p, c := pipeBroker(t, Config{Now: clock.Now})
+	for i := range 2 {
+		p.mustSend(frames.CmdSend, "m"+strconv.Itoa(i), "destination:/queue/q", "persistent:true", "receipt:r"+strconv.Itoa(i))
+	}
+	full := fmt.Errorf("no space for the journal: %w", ErrJournalFull)
+	j.complete(t, 0, full)
+	j.complete(t, 1, nil)
+	if err := p.s.Poked(); err != nil {
+		t.Fatalf("Poked after a refusal for room: %v, want the session kept", err)
+	}
+	if fs := p.poll(); len(fs) != 0 {
+		t.Fatalf("got %v after the refusal, want nothing yet (no ERROR, no RECEIPT for m1 before m0)", commands(fs))
+	}
+	if n := j.submitted(); n != 2 {
+		t.Fatalf("%d appends handed over before the retry was due, want 2", n)
+	}
+	clock.advance(pipeRetryInterval)
+	if err := p.s.Poked(); err != nil {
+		t.Fatal(err)
+	}
+	if n := j.submitted(); n != 3 {
+		t.Fatalf("%d appends handed over after the retry was due, want 3 (m0 again)", n)
+	}
+	j.complete(t, 2, nil)
+	if err := p.s.Poked(); err != nil {
+		t.Fatal(err)
+	}
+	if got := receiptIDs(p.poll()); !slices.Equal(got, []string{"r0", "r1"}) {
+		t.Fatalf("receipts %v, want r0, r1", got)
+	}
+	if got := bodies(c.poll()); !slices.Equal(got, []string{"m0", "m1"}) {
+		t.Fatalf("delivered %v, want m0, m1 in order", got)
+	}
+
+	_, j, p, _ = pipeBroker(t, Config{FullPolicy: FullError})
+	p.mustSend(frames.CmdSend, "x", "destination:/queue/q", "persistent:true", "receipt:rx")
+	j.complete(t, 0, full)
+	if err := p.s.Poked(); !isClosed(err) {
+		t.Fatalf("Poked under full_policy error: %v, want the session closed", err)
+	}
+	if fs := p.poll(); len(fs) != 1 || hdr(fs[0], "error-code") != CodeLimitExceeded {
+		t.Fatalf("got %v, want ERROR limit-exceeded", commands(fs))
+	}
+}

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -75,6 +76,11 @@ type pipedSend struct {
 	size       int   // charged to the budget's input
 	err        error // written by JournalDone before done
 	done       atomic.Bool
+	// retry (read loop only): the journal refused the records for lack of
+	// room and full_policy is block: they are handed to it again when the
+	// pipeline's timer is due, and nothing behind them is applied first.
+	retry   bool
+	retryAt time.Time
 }
 
 // JournalDone implements JournalDone. It runs on the journal's goroutine,
@@ -274,6 +280,12 @@ func (s *Session) pipeDrain() {
 		return
 	}
 	for s.state == stateConnected && !s.out.closed.Load() {
+		if p.inflight() && s.pipeRefused(p.sends[p.head]) {
+			if !s.pipeRetry(p.sends[p.head]) {
+				break
+			}
+			continue
+		}
 		if p.inflight() && p.sends[p.head].done.Load() {
 			e := p.sends[p.head]
 			p.sends[p.head] = nil
@@ -331,6 +343,9 @@ func (s *Session) pipeSettle() {
 	}
 	if p.inflight() {
 		p.safetyAt = s.b.cfg.Now().Add(flowSafetyRetry)
+		if p.sends[p.head].retry {
+			p.safetyAt = s.b.cfg.Now().Add(pipeRetryInterval)
+		}
 	}
 	if p.inflight() || s.state != stateConnected {
 		return
@@ -371,6 +386,51 @@ func (s *Session) applyPiped(e *pipedSend) bool {
 	if e.hasReceipt {
 		s.receiptID(e.receipt)
 	}
+	return true
+}
+
+// pipeRetryInterval is how soon a SEND the journal refused for lack of
+// room is handed to it again.
+const pipeRetryInterval = 100 * time.Millisecond
+
+// pipeRefused reports whether e, the oldest SEND in flight, was refused by
+// the journal for lack of room (its disk full after it took the SEND: a
+// write out of space, no next segment) under full_policy block: it is
+// then flow control, retried, not an ERROR.
+func (s *Session) pipeRefused(e *pipedSend) bool {
+	if e.retry {
+		return true
+	}
+	if !e.done.Load() || !errors.Is(e.err, ErrJournalFull) || s.b.cfg.FullPolicy != FullBlock ||
+		s.pipe.stopping || s.shutdownAsked.Load() {
+		return false
+	}
+	e.retry = true
+	e.retryAt = s.b.cfg.Now().Add(pipeRetryInterval)
+	return true
+}
+
+// pipeRetry hands e's records to the journal again once its retry is due.
+// It reports whether e is in flight again (false: not yet due, or refused
+// at once, to be tried again).
+func (s *Session) pipeRetry(e *pipedSend) bool {
+	now := s.b.cfg.Now()
+	if now.Before(e.retryAt) {
+		return false
+	}
+	e.err = nil
+	e.done.Store(false)
+	if err := s.b.pipelined.AppendAsync(e, e.recs...); err != nil {
+		e.done.Store(true)
+		e.err = err
+		if !errors.Is(err, ErrJournalFull) {
+			e.retry = false // failed or closed: applyPiped gives the ERROR
+			return true
+		}
+		e.retryAt = now.Add(pipeRetryInterval)
+		return false
+	}
+	e.retry = false
 	return true
 }
 

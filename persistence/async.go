@@ -14,8 +14,9 @@ var _ broker.PipelinedJournal = (*File)(nil)
 // policy is met, from the flusher goroutine, with nil or the error Append
 // would have returned; the waiters of a round are told in queue order,
 // after its one write and fsync (group commit). When AppendAsync returns an
-// error nothing was queued and done is not called: the budget cannot take
-// the records (wrapping broker.ErrJournalFull), the journal has failed
+// error nothing was queued and done is not called: the budget or
+// journal.min_free cannot take the records (wrapping
+// broker.ErrJournalFull), the journal has failed
 // (broker.ErrJournalFailed) or is closed (ErrClosed).
 func (f *File) AppendAsync(done broker.JournalDone, recs ...broker.JournalRecord) error {
 	if len(recs) == 0 {
@@ -29,8 +30,16 @@ func (f *File) AppendAsync(done broker.JournalDone, recs ...broker.JournalRecord
 	if err != nil {
 		return err
 	}
-	timed := &timedDone{f: f, done: done, start: time.Now()}
-	return f.submit(&request{buf: buf, logs: logs, notify: timed}, grows(recs))
+	start := time.Now()
+	g := grows(recs)
+	if g {
+		// As Append: new messages are refused under journal.min_free.
+		if err := f.checkFree(start); err != nil {
+			return err
+		}
+	}
+	timed := &timedDone{f: f, done: done, start: start}
+	return f.submit(&request{buf: buf, logs: logs, grows: g, notify: timed}, g)
 }
 
 // timedDone observes an AppendAsync's duration, submit to outcome, in the

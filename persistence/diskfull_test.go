@@ -634,3 +634,38 @@ func TestOpenReusesSpareAfterCrash(t *testing.T) {
 	mustAppend(t, g, medium(3))
 	jt.Expect(t, reopened(t, g, crashed), []broker.JournalRecord{medium(1), medium(2), medium(3)})
 }
+
+// asyncOutcome is a broker.JournalDone that hands its outcome to a
+// channel.
+type asyncOutcome chan error
+
+func (o asyncOutcome) JournalDone(err error) { o <- err }
+
+// TestDiskFullRefusesAsyncAppends: an AppendAsync the flusher refuses for
+// lack of space is told so (ErrJournalFull), as an Append is; it is never
+// told nil for records that were not written.
+func TestDiskFullRefusesAsyncAppends(t *testing.T) {
+	dir := t.TempDir()
+	q := newQuotaFS(1 << 30)
+	var logs syncBuffer
+	f := openOn(t, dir, fullConfig(t, &logs), q)
+	q.fill(0)
+	fillUp(t, f, 0)
+	r := medium(9000)
+	out := make(asyncOutcome, 1)
+	err := f.AppendAsync(out, r)
+	if err == nil {
+		select {
+		case err = <-out:
+		case <-time.After(5 * time.Second):
+			t.Fatal("AppendAsync never answered")
+		}
+	}
+	wantFull(t, f, "AppendAsync on a full disk", err)
+	f.Close()
+	for _, got := range replay(t, open(t, dir, Config{Logger: testLogger(t, nil)})) {
+		if got.MessageID == r.MessageID {
+			t.Fatal("the refused message was written")
+		}
+	}
+}

@@ -119,6 +119,10 @@ func (f *File) writeGroup(reqs []*request) {
 	f.wbuf = f.wbuf[:0]
 	for _, r := range reqs {
 		sync = sync || r.sync || f.cfg.Sync == SyncAlways && r.waited()
+		if failed := f.Failed(); failed != nil {
+			r.err = failed // making the next segment failed this round: nothing more is written
+			continue
+		}
 		if len(f.deferred) > 0 {
 			// A removal before r is waiting for room: r must not be
 			// written (and acknowledged) ahead of it.
@@ -176,15 +180,15 @@ const maxKeptBuffer = 4 << 20
 // release answers the waiters of reqs: err, or the request's own refusal.
 func release(reqs []*request, err error) {
 	for _, r := range reqs {
-		switch {
-		case r.done == nil:
-		case r.err != nil:
-			r.done <- r.err
-		default:
-			r.done <- err
+		outcome := err
+		if r.err != nil {
+			outcome = r.err
+		}
+		if r.done != nil {
+			r.done <- outcome
 		}
 		if r.notify != nil {
-			r.notify.JournalDone(err)
+			r.notify.JournalDone(outcome)
 		}
 	}
 }

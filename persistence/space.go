@@ -137,7 +137,7 @@ func (f *File) makeSpare() bool {
 		f.spareErr, f.spareRetry = err, now.Add(spareRetryInterval)
 		return false
 	}
-	f.spareSeg, f.spareID, f.spareErr = sf, f.lastID, nil
+	f.spareSeg, f.spareID, f.spareErr, f.spareRetry = sf, f.lastID, nil, time.Time{}
 	return true
 }
 
@@ -210,6 +210,10 @@ func (f *File) refuse(r *request, err error) {
 // journal closes: their messages come back after the restart. It returns
 // an error saying so (wrapping broker.ErrJournalFull), or nil. Close only.
 func (f *File) dropDeferred() error {
+	if f.Failed() != nil {
+		f.deferred = nil // the journal failed (and said so): nothing more is written
+		return nil
+	}
 	var n int
 	for _, r := range f.deferred {
 		n += len(r.logs)
