@@ -48,11 +48,20 @@ func readHeader(data []byte) (segHeader, error) {
 		return segHeader{state: headerDamaged, why: "zero header before data"}, nil
 	}
 	h := data[:headerSize]
+	var why string
 	switch {
 	case string(h[:8]) != magic:
-		return segHeader{state: headerDamaged, why: fmt.Sprintf("bad magic %q", h[:8])}, nil
+		why = fmt.Sprintf("bad magic %q", h[:8])
 	case checksum(h[:20]) != le.Uint32(h[20:]):
-		return segHeader{state: headerDamaged, why: "header checksum mismatch"}, nil
+		why = "header checksum mismatch"
+	}
+	if why != "" {
+		if dataEnd(data) <= headerSize {
+			// Nothing after it: a header torn by a crash while the segment
+			// was created (it is fsynced before any record goes in).
+			return segHeader{state: headerEmpty, why: "torn header: " + why}, nil
+		}
+		return segHeader{state: headerDamaged, why: why}, nil
 	}
 	v, flags := le.Uint16(h[8:]), le.Uint16(h[10:])
 	switch {

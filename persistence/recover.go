@@ -72,7 +72,17 @@ func (f *File) recover() error {
 		case res.newer != nil:
 			return fmt.Errorf("persistence: segment %s was written by a newer version of stompbox: %w", path, res.newer)
 		case h.state == headerEmpty:
-			f.log.Warn("journal: empty segment (crash while creating it?); it will be deleted", "file", path, "bytes", len(data))
+			if end := dataEnd(data); end > 0 {
+				// A torn header: its bytes are kept before the file goes.
+				if err := f.keepAside(id, data, span{0, end}); err != nil {
+					f.log.Error("journal: a torn segment header could not be copied aside; the file is kept",
+						"file", path, "err", err)
+					delete(f.segs, id)
+					continue
+				}
+			}
+			f.log.Warn("journal: empty segment (crash while creating it?); it will be deleted", "file", path,
+				"bytes", len(data), "header", h.why)
 			continue
 		case h.state == headerDamaged && res.records == 0:
 			delete(f.segs, id)
