@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -65,13 +66,23 @@ func TestWebSocketUTF8AcrossFragments(t *testing.T) {
 		{"😀 in four", []int{at("😀", 1), at("😀", 2), at("😀", 3)}},
 		{"ö and € both", []int{at("€", 1), at("ö", 1)}},
 	}
-	for _, tt := range tests {
+	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// One queue per case: the connection of the case before may not
+			// have released its subscription yet, and would compete for the
+			// message (the cuts move with the longer destination).
+			dest := "/queue/utf8-" + strconv.Itoa(i)
 			c := dialWSClient(t, url, nil, "v12.stomp")
 			c.connect()
-			c.text(frame("SUBSCRIBE", "", "id:1", "destination:/queue/utf8"))
+			c.text(frame("SUBSCRIBE", "", "id:1", "destination:"+dest))
+			send := strings.Replace(send, "destination:/queue/utf8", "destination:"+dest, 1)
+			shift := len(dest) - len("/queue/utf8")
 			start := 0
-			for i, end := range append(tt.cuts, len(send)) {
+			cuts := make([]int, len(tt.cuts))
+			for k, cut := range tt.cuts {
+				cuts[k] = cut + shift
+			}
+			for i, end := range append(cuts, len(send)) {
 				op := ws.OpContinuation
 				if i == 0 {
 					op = ws.OpText
