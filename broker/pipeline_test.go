@@ -555,3 +555,44 @@ func TestPipelineRefusedForRoomIsRetried(t *testing.T) {
 		t.Fatalf("got %v, want ERROR limit-exceeded", commands(fs))
 	}
 }
+
+// TestPipelineTopicDurablesReserveRoom: persistent SENDs to a topic in
+// flight hold room in each durable subscription's queue, as those to a
+// queue do, so that SENDs in flight together cannot pass
+// max_queue_messages (each passed the room check on its own, and all
+// entered later: the e2e budget test saw the durable's queue 14 KB past
+// max_queue_bytes). Past the room, the producer is held (flow control).
+func TestPipelineTopicDurablesReserveRoom(t *testing.T) {
+	j := &pipeJournal{}
+	b := New(Config{Journal: j, MaxQueueMessages: 2})
+	d := newClient(t, b)
+	d.connect("client-id:app")
+	d.mustSend(frames.CmdSubscribe, "", "destination:/topic/t", "id:d", "durable-subscription-name:n", "ack:client")
+	d.poll()
+	p := newClient(t, b)
+	p.connect()
+	for i := range 3 {
+		p.mustSend(frames.CmdSend, "t"+strconv.Itoa(i), "destination:/topic/t", "persistent:true", "receipt:r"+strconv.Itoa(i))
+	}
+	if n := j.submitted(); n != 2 {
+		t.Fatalf("%d topic SENDs in flight with room for 2 in the durable subscription, want 2 (the third held)", n)
+	}
+	j.complete(t, 0, nil)
+	j.complete(t, 1, nil)
+	p.poked()
+	if ids := receiptIDs(p.poll()); !slices.Equal(ids, []string{"r0", "r1"}) {
+		t.Fatalf("receipts %v, want r0, r1", ids)
+	}
+	fs := d.poll()
+	if got := bodies(fs); !slices.Equal(got, []string{"t0", "t1"}) {
+		t.Fatalf("durable got %v, want t0, t1", got)
+	}
+	if n := j.submitted(); n != 2 {
+		t.Fatalf("%d SENDs handed over while the durable subscription is full, want 2", n)
+	}
+	d.mustSend(frames.CmdAck, "", "id:"+hdr(fs[1], "ack")) // client ack: both
+	p.poked()
+	if n := j.submitted(); n != 3 {
+		t.Fatalf("%d SENDs handed over after the durable subscription drained, want 3", n)
+	}
+}

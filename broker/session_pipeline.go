@@ -69,7 +69,8 @@ type pipedSend struct {
 	s          *Session // immutable
 	msg        *Message // nil: an expired SEND whose RECEIPT waits for its turn
 	route      route
-	q          *queue // where msg's room is reserved; nil for a topic
+	q          *queue   // where msg's room is reserved; nil for a topic
+	feeds      []*queue // a topic's durable subscriptions, room reserved in each
 	recs       []JournalRecord
 	receipt    []byte // an owned copy of the receipt header
 	hasReceipt bool
@@ -176,6 +177,7 @@ func (s *Session) sendPipelined(f *frames.Frame, r route, m *Message) (piped boo
 		return false, nil
 	}
 	var q *queue
+	var feeds []*queue // a topic's durable subscriptions: room reserved in each
 	var recs []JournalRecord
 	created := s.created
 	switch r.kind {
@@ -186,17 +188,22 @@ func (s *Session) sendPipelined(f *frames.Frame, r route, m *Message) (piped boo
 		}
 		recs = s.space.persistRecords(r, m, nil)
 	case kindTopic:
-		var err *stompError
-		if recs, err = s.persistentRecords(r, m); err != nil {
-			return true, err
-		}
-		if len(recs) == 0 {
+		qs := s.space.durableQueuesFor(r.key)
+		if len(qs) == 0 {
 			return false, nil
 		}
+		var err *stompError
+		if feeds, err = reserveEach(qs, m.size()); err != nil {
+			return true, err
+		}
+		if len(feeds) == 0 {
+			return false, nil // every durable subscription went away meanwhile
+		}
+		recs = durableRecords(feeds, m, nil)
 	default:
 		return false, nil
 	}
-	e := &pipedSend{s: s, msg: m, route: r, q: q, recs: recs, size: m.size() + pipedOverhead}
+	e := &pipedSend{s: s, msg: m, route: r, q: q, feeds: feeds, recs: recs, size: m.size() + pipedOverhead}
 	if v, ok := f.Header("receipt"); ok {
 		e.receipt, e.hasReceipt = append([]byte(nil), v...), true
 	}
@@ -210,6 +217,7 @@ func (s *Session) sendPipelined(f *frames.Frame, r route, m *Message) (piped boo
 				s.created = created // refused: the queue made for it is gone again
 			}
 		}
+		unreserveEach(feeds, m.size())
 		return true, s.b.journalError(err)
 	}
 	s.pipePush(e)
@@ -366,17 +374,13 @@ func (s *Session) pipeSettle() {
 // reports false when the session ended.
 func (s *Session) applyPiped(e *pipedSend) bool {
 	if e.err != nil {
-		if e.q != nil {
-			e.q.unreserve(e.msg.size())
-		}
+		e.unreserve()
 		s.fail(s.b.journalError(e.err), e.receiptFrame())
 		s.state = stateClosed
 		return false
 	}
 	if e.msg != nil {
-		if e.q != nil {
-			e.q.enqueueReserved(e.msg)
-		} else if err := s.deliverRoute(e.route, e.msg, false); err != nil {
+		if err := s.enterPiped(e); err != nil {
 			s.fail(err, e.receiptFrame())
 			s.state = stateClosed
 			return false
@@ -432,6 +436,59 @@ func (s *Session) pipeRetry(e *pipedSend) bool {
 	}
 	e.retry = false
 	return true
+}
+
+// enterPiped puts the message of e, written, where it goes: into the
+// room reserved for it in its queue or in each durable subscription of
+// its topic (the journal has exactly those records), and to the topic's
+// other subscribers.
+func (s *Session) enterPiped(e *pipedSend) *stompError {
+	switch {
+	case e.q != nil:
+		e.q.enqueueReserved(e.msg)
+	case e.feeds != nil:
+		for _, q := range e.feeds {
+			q.enqueueReserved(e.msg)
+		}
+		s.space.publishTopicLive(e.route.key, e.msg)
+	default:
+		return s.deliverRoute(e.route, e.msg, false)
+	}
+	return nil
+}
+
+// unreserve gives back the room e's message held.
+func (e *pipedSend) unreserve() {
+	if e.q != nil {
+		e.q.unreserve(e.msg.size())
+	}
+	unreserveEach(e.feeds, e.msg.size())
+}
+
+// reserveEach reserves room for one message of size in each queue of qs
+// (a topic's durable subscriptions), all or none, and returns those that
+// still exist (one deleted meanwhile is skipped).
+func reserveEach(qs []*queue, size int) ([]*queue, *stompError) {
+	kept := qs[:0:0]
+	for _, q := range qs {
+		err := q.reserve(size)
+		if err == errQueueDeleted {
+			continue
+		}
+		if err != nil {
+			unreserveEach(kept, size)
+			return nil, asStompError(err)
+		}
+		kept = append(kept, q)
+	}
+	return kept, nil
+}
+
+// unreserveEach gives back one reservation of size in each queue of qs.
+func unreserveEach(qs []*queue, size int) {
+	for _, q := range qs {
+		q.unreserve(size)
+	}
 }
 
 // receiptFrame is a frame carrying only e's receipt header, for fail to
@@ -499,19 +556,14 @@ func (s *Session) pipeRelease() {
 		}
 		switch {
 		case !e.done.Load() || e.err != nil:
-			if e.q != nil {
-				e.q.unreserve(e.msg.size())
-			}
+			e.unreserve()
 			if !e.done.Load() {
 				s.b.cfg.Logger.Warn("journal: a persistent SEND of a closed connection was not written in time; "+
 					"it may come back after a restart", "session", s.id, "message_id", e.msg.ID)
 			}
 		case e.msg == nil:
-		case e.q != nil:
-			e.q.enqueueReserved(e.msg)
-			s.b.stats.Published.Add(1)
 		default:
-			if s.deliverRoute(e.route, e.msg, false) == nil {
+			if s.enterPiped(e) == nil {
 				s.b.stats.Published.Add(1)
 			}
 		}

@@ -111,6 +111,22 @@ func (set *subSet) deliver(m *Message) {
 	}
 }
 
+// deliverLive is deliver without the durable subscriptions' feeds.
+func (set *subSet) deliverLive(m *Message) {
+	if set == nil {
+		return
+	}
+	a := set.arr.Load()
+	if a == nil {
+		return
+	}
+	for i := range a.slots[:a.n.Load()] {
+		if sub := a.slots[i].Load(); sub != nil && sub.feed == nil {
+			sub.deliverTopic(m)
+		}
+	}
+}
+
 // appendFeeds appends the queues of the durable subscriptions' feeds in
 // the set to qs. Nil-safe; no lock.
 func (set *subSet) appendFeeds(qs []*queue) []*queue {

@@ -17,6 +17,17 @@ func (sp *space) publishTopic(name string, m *Message) {
 	}
 }
 
+// publishTopicLive delivers m to the subscribers of topic name other than
+// durable subscriptions' feeds: a pipelined persistent SEND has already
+// put m into the durable subscriptions its journal records name.
+func (sp *space) publishTopicLive(name string, m *Message) {
+	exact, wild := sp.topics.match(name)
+	exact.deliverLive(m)
+	for _, set := range wild {
+		set.deliverLive(m)
+	}
+}
+
 // addTopicSub registers sub for its pattern (exact or wildcard); a topic
 // name seen for the first time is created once create allows it.
 func (sp *space) addTopicSub(sub *subscription, create func() *stompError) *stompError {
