@@ -545,6 +545,22 @@ func TestPipelineRefusedForRoomIsRetried(t *testing.T) {
 		t.Fatalf("delivered %v, want m0, m1 in order", got)
 	}
 
+	// A shutdown does not wait for a disk that stays full: the SEND
+	// waiting for its retry is refused with its ERROR.
+	_, j, p, _ = pipeBroker(t, Config{Now: clock.Now})
+	p.mustSend(frames.CmdSend, "y", "destination:/queue/q", "persistent:true", "receipt:ry")
+	j.complete(t, 0, full)
+	if err := p.s.Poked(); err != nil {
+		t.Fatal(err)
+	}
+	p.s.Shutdown()
+	if err := p.s.Poked(); !isClosed(err) {
+		t.Fatalf("Poked during a shutdown with a SEND waiting for room: %v, want the session closed", err)
+	}
+	if fs := p.poll(); len(fs) == 0 || hdr(fs[0], "error-code") != CodeLimitExceeded {
+		t.Fatalf("got %v, want ERROR limit-exceeded for the refused SEND", commands(fs))
+	}
+
 	_, j, p, _ = pipeBroker(t, Config{FullPolicy: FullError})
 	p.mustSend(frames.CmdSend, "x", "destination:/queue/q", "persistent:true", "receipt:rx")
 	j.complete(t, 0, full)

@@ -402,12 +402,18 @@ const pipeRetryInterval = 100 * time.Millisecond
 // write out of space, no next segment) under full_policy block: it is
 // then flow control, retried, not an ERROR.
 func (s *Session) pipeRefused(e *pipedSend) bool {
+	if !e.retry && (!e.done.Load() || !errors.Is(e.err, ErrJournalFull)) {
+		return false
+	}
+	if s.b.cfg.FullPolicy != FullBlock || s.pipe.stopping || s.shutdownAsked.Load() {
+		// No retry (any more): the refusal is the producer's ERROR, so
+		// that a shutdown does not wait for a disk that stays full. A
+		// SEND waiting for its retry holds its last refusal.
+		e.retry = false
+		return false
+	}
 	if e.retry {
 		return true
-	}
-	if !e.done.Load() || !errors.Is(e.err, ErrJournalFull) || s.b.cfg.FullPolicy != FullBlock ||
-		s.pipe.stopping || s.shutdownAsked.Load() {
-		return false
 	}
 	e.retry = true
 	e.retryAt = s.b.cfg.Now().Add(pipeRetryInterval)

@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -39,32 +40,59 @@ func (f *File) keepAside(id uint64, data []byte, r span) error {
 }
 
 // keepAside writes data[r] of segment id to the damage directory of the
-// journal in dir as <segment>.<start>-<end>, fsynced, unless that file
-// exists already (an earlier start kept the same range).
+// journal in dir as <segment>.<start>-<end>, durably: written to a
+// temporary file, fsynced, renamed, the directory fsynced, so that a crash
+// never leaves a partial copy under the final name. A file of that name
+// with the same bytes (an earlier start kept the same range) is the copy;
+// one with other bytes gets a numbered sibling.
 func keepAside(fsys fileSystem, dir string, id uint64, data []byte, r span) error {
 	dir = filepath.Join(dir, damageDirName)
 	if err := fsys.MkdirAll(dir); err != nil {
 		return err
 	}
-	path := filepath.Join(dir, fmt.Sprintf("%s.%d-%d", segmentName(id), r.start, r.end))
-	fh, err := fsys.Create(path)
-	if errors.Is(err, fs.ErrExist) {
-		return nil
+	want := data[r.start:r.end]
+	base := filepath.Join(dir, fmt.Sprintf("%s.%d-%d", segmentName(id), r.start, r.end))
+	path := base
+	for n := 1; ; n++ {
+		have, err := readFile(fsys, path)
+		if errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("persistence: keep damaged bytes: %w", err)
+		}
+		if bytes.Equal(have, want) {
+			return nil
+		}
+		if n > maxAsideCopies {
+			return fmt.Errorf("persistence: keep damaged bytes: %d different copies of %s already", maxAsideCopies, base)
+		}
+		path = fmt.Sprintf("%s.%d", base, n)
 	}
+	tmp := path + ".tmp"
+	if err := removeIfExists(fsys, tmp); err != nil {
+		return fmt.Errorf("persistence: keep damaged bytes: %w", err)
+	}
+	fh, err := fsys.Create(tmp)
 	if err != nil {
 		return fmt.Errorf("persistence: keep damaged bytes: %w", err)
 	}
-	_, err = fh.WriteAt(data[r.start:r.end], 0)
+	_, err = fh.WriteAt(want, 0)
 	if err == nil {
 		err = fh.Datasync()
 	}
-	err = errors.Join(err, fh.Close())
+	if err = errors.Join(err, fh.Close()); err == nil {
+		err = fsys.Rename(tmp, path)
+	}
 	if err != nil {
-		_ = fsys.Remove(path) // a partial copy must not pass for the whole range next time
+		_ = fsys.Remove(tmp)
 		return fmt.Errorf("persistence: keep damaged bytes in %s: %w", path, err)
 	}
 	return fsys.SyncDir(dir)
 }
+
+// maxAsideCopies bounds the copies of one range with different bytes.
+const maxAsideCopies = 100
 
 // Damage describes the damage recovery read around at Open ("" if none):
 // the journal works, and every good record was recovered, but an operator

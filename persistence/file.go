@@ -102,6 +102,9 @@ type request struct {
 	err   error // flusher: the request was refused (not written) with err
 	// notify (AppendAsync) is told the outcome instead of done.
 	notify broker.JournalDone
+	// deferred (flusher): a removal waiting for room, in File.deferred;
+	// its waiter is answered once it is written.
+	deferred bool
 }
 
 // waited reports whether someone waits for r's outcome (Append,
@@ -145,11 +148,13 @@ func openWith(dir string, cfg Config, fsys fileSystem) (*File, error) {
 		return nil, err
 	}
 	f.makeSpare()
+	if err := f.Failed(); err != nil { // making the spare failed, not for lack of space
+		return nil, errors.Join(err, f.abandon())
+	}
 	f.measureFree()
 	if cfg.Registerer != nil {
 		if err := f.register(cfg.Registerer); err != nil {
-			lock.Close()
-			return nil, err
+			return nil, errors.Join(err, f.abandon())
 		}
 	}
 	f.flusherWG.Add(1)
@@ -160,16 +165,30 @@ func openWith(dir string, cfg Config, fsys fileSystem) (*File, error) {
 	return f, nil
 }
 
+// abandon closes what a failed Open had opened: the active segment, the
+// spare and the lock. The files stay for the next Open (a header-only
+// segment becomes its active one).
+func (f *File) abandon() error {
+	var err error
+	if f.active != nil {
+		err = f.active.Close()
+		f.active = nil
+	}
+	return errors.Join(err, f.dropSpare(true), f.lock.Close())
+}
+
 // Append records recs as one atomic write and returns when the sync
 // policy is met: after the fsync with SyncAlways, after the write
 // otherwise. Concurrent Appends share the write and the fsync.
 //
 // If ctx ends first, Append returns ctx.Err(); the records may still be
-// written, since they were already queued. With a disk budget, an Append
-// that adds enqueues or durable creates past it fails with an error
-// wrapping broker.ErrJournalFull and nothing is written; records that only
-// remove (OpRemove, OpDurableDelete) are always taken, since they are what
-// lets compaction free space. Once a write or fsync has failed, every
+// written, since they were already queued. An Append that adds enqueues
+// or durable creates past the disk budget, under journal.min_free, or on
+// a disk out of space fails with an error wrapping broker.ErrJournalFull
+// and nothing is written; records that only remove (OpRemove,
+// OpDurableDelete) are never refused, since they are what lets compaction
+// free space: on a disk out of space they wait for room, in order, and
+// Append returns once they are written. Once a write or fsync has failed, every
 // Append returns that error, wrapping broker.ErrJournalFailed (Failed).
 func (f *File) Append(ctx context.Context, recs ...broker.JournalRecord) error {
 	if err := ctx.Err(); err != nil {

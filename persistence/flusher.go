@@ -105,6 +105,9 @@ func (f *File) writeGroup(reqs []*request) {
 	sync := false
 	hadDeferred := len(f.deferred) > 0
 	if hadDeferred { // removals that found no room before go first
+		for _, r := range f.deferred {
+			r.deferred = false
+		}
 		reqs = append(f.deferred[:len(f.deferred):len(f.deferred)], reqs...)
 		f.deferred = nil
 	}
@@ -144,6 +147,16 @@ func (f *File) writeGroup(reqs []*request) {
 		if next {
 			err := f.writeChunk(chunk, true)
 			if err == nil {
+				// The chunk ran out of space: what it refused or deferred
+				// must not be overtaken by r in the next segment.
+				if refused := refusedGrowing(chunk); refused != nil && full == nil {
+					full = refused
+				}
+				if len(f.deferred) > 0 || r.grows && full != nil {
+					chunk = chunk[:0]
+					f.deferOrRefuse(r, cmpOr(full, noRoom(f.spareErr)))
+					continue
+				}
 				err = f.rotate()
 			}
 			if err != nil {
@@ -173,6 +186,27 @@ func (f *File) writeGroup(reqs []*request) {
 	}
 }
 
+// refusedGrowing is the refusal of the first growing request of chunk that
+// writeChunk refused, or nil.
+func refusedGrowing(chunk []*request) error {
+	for _, r := range chunk {
+		if r.grows && r.err != nil {
+			return r.err
+		}
+	}
+	return nil
+}
+
+// cmpOr is the first non-nil error.
+func cmpOr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // maxKeptBuffer is the largest write buffer the flusher keeps between
 // batches.
 const maxKeptBuffer = 4 << 20
@@ -180,6 +214,9 @@ const maxKeptBuffer = 4 << 20
 // release answers the waiters of reqs: err, or the request's own refusal.
 func release(reqs []*request, err error) {
 	for _, r := range reqs {
+		if r.deferred {
+			continue // waiting for room: answered when written
+		}
 		outcome := err
 		if r.err != nil {
 			outcome = r.err

@@ -176,17 +176,20 @@ func (f *File) closeKeepingSpace(fh segmentFile) error {
 	return errors.Join(err, fh.Close())
 }
 
-// deferOrRefuse handles a request that found no room: a Forget (removals
-// nobody waits for) is deferred, kept in order to be written before
-// anything else once there is room, since dropping it would bring its
-// messages back after a restart, after a later Append was acknowledged;
-// any other request is refused (its waiter retries: flow control).
-// Flusher only.
+// deferOrRefuse handles a request that found no room. Removals (a Forget,
+// or an Append of removes and durable deletes, whose waiter is answered
+// once it is written) are deferred: kept in order to be written before
+// anything else once there is room, since dropping one would bring its
+// messages back after a restart, after a later Append was acknowledged. A
+// request that adds data is refused (its producer retries: flow control),
+// and so is a compaction copy (the compactor tries again later; Close
+// waits for it). Flusher only.
 func (f *File) deferOrRefuse(r *request, err error) {
-	if r.waited() {
+	if r.grows || r.copy || f.Failed() != nil {
 		f.refuse(r, err)
 		return
 	}
+	r.deferred = true
 	if len(f.deferred) == 0 && !f.dropWarned.Swap(true) {
 		f.log.Warn("journal: no space for removals; they wait, and the journal takes nothing after them, until space frees",
 			"records", len(r.logs), "err", err)
@@ -201,7 +204,7 @@ func (f *File) refuse(r *request, err error) {
 	f.mu.Lock()
 	f.used -= int64(len(r.buf))
 	f.mu.Unlock()
-	if r.grows {
+	if r.grows && errors.Is(err, broker.ErrJournalFull) {
 		f.markFull(fullNoSpace, err)
 	}
 }
@@ -218,6 +221,7 @@ func (f *File) dropDeferred() error {
 	for _, r := range f.deferred {
 		n += len(r.logs)
 	}
+	deferred := f.deferred
 	f.deferred = nil
 	if n == 0 {
 		return nil
@@ -225,6 +229,10 @@ func (f *File) dropDeferred() error {
 	f.stats.dropped.Add(uint64(n))
 	err := fmt.Errorf("persistence: %d removals could not be journaled for lack of space; their messages come back after a restart: %w",
 		n, broker.ErrJournalFull)
+	for _, r := range deferred {
+		r.deferred, r.err = false, err
+	}
+	release(deferred, err)
 	f.log.Error("journal closed on a full disk", "err", err)
 	return err
 }
