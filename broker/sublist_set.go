@@ -96,23 +96,12 @@ func (set *subSet) rebuild(old *subArray, size int) *subArray {
 }
 
 // deliver hands m to every subscription in the set. Nil-safe; no lock.
-func (set *subSet) deliver(m *Message) {
-	if set == nil {
-		return
-	}
-	a := set.arr.Load()
-	if a == nil {
-		return
-	}
-	for i := range a.slots[:a.n.Load()] {
-		if sub := a.slots[i].Load(); sub != nil {
-			sub.deliverTopic(m)
-		}
-	}
-}
+func (set *subSet) deliver(m *Message) { set.deliverTo(m, true) }
 
 // deliverLive is deliver without the durable subscriptions' feeds.
-func (set *subSet) deliverLive(m *Message) {
+func (set *subSet) deliverLive(m *Message) { set.deliverTo(m, false) }
+
+func (set *subSet) deliverTo(m *Message, feeds bool) {
 	if set == nil {
 		return
 	}
@@ -121,7 +110,7 @@ func (set *subSet) deliverLive(m *Message) {
 		return
 	}
 	for i := range a.slots[:a.n.Load()] {
-		if sub := a.slots[i].Load(); sub != nil && sub.feed == nil {
+		if sub := a.slots[i].Load(); sub != nil && (feeds || sub.feed == nil) {
 			sub.deliverTopic(m)
 		}
 	}

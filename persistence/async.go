@@ -26,20 +26,13 @@ func (f *File) AppendAsync(done broker.JournalDone, recs ...broker.JournalRecord
 		done.JournalDone(nil)
 		return nil
 	}
-	buf, logs, err := encode(recs)
+	start := time.Now()
+	r, err := f.newRequest(recs, start)
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	g := grows(recs)
-	if g {
-		// As Append: new messages are refused under journal.min_free.
-		if err := f.checkFree(start); err != nil {
-			return err
-		}
-	}
-	timed := &timedDone{f: f, done: done, start: start}
-	return f.submit(&request{buf: buf, logs: logs, grows: g, notify: timed}, g)
+	r.notify = &timedDone{f: f, done: done, start: start}
+	return f.submit(r, r.grows)
 }
 
 // timedDone observes an AppendAsync's duration, submit to outcome, in the

@@ -197,19 +197,13 @@ func (f *File) Append(ctx context.Context, recs ...broker.JournalRecord) error {
 	if len(recs) == 0 {
 		return f.usable()
 	}
-	buf, logs, err := encode(recs)
+	start := time.Now()
+	r, err := f.newRequest(recs, start)
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	g := grows(recs)
-	if g {
-		if err := f.checkFree(start); err != nil {
-			return err
-		}
-	}
-	r := &request{buf: buf, logs: logs, grows: g, done: make(chan error, 1)}
-	if err := f.submit(r, g); err != nil {
+	r.done = make(chan error, 1)
+	if err := f.submit(r, r.grows); err != nil {
 		return err
 	}
 	select {
@@ -219,6 +213,22 @@ func (f *File) Append(ctx context.Context, recs ...broker.JournalRecord) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// newRequest encodes recs as one request, refusing records that add data
+// under journal.min_free (checked at most every 100 ms).
+func (f *File) newRequest(recs []broker.JournalRecord, now time.Time) (*request, error) {
+	buf, logs, err := encode(recs)
+	if err != nil {
+		return nil, err
+	}
+	g := grows(recs)
+	if g {
+		if err := f.checkFree(now); err != nil {
+			return nil, err
+		}
+	}
+	return &request{buf: buf, logs: logs, grows: g}, nil
 }
 
 // Forget records recs without waiting for them, and without a budget
