@@ -69,26 +69,10 @@ func keepAside(fsys fileSystem, dir string, id uint64, data []byte, r span) erro
 		}
 		path = fmt.Sprintf("%s.%d", base, n)
 	}
-	tmp := path + ".tmp"
-	if err := removeIfExists(fsys, tmp); err != nil {
+	if err := writeFileAtomic(fsys, path, want); err != nil {
 		return fmt.Errorf("persistence: keep damaged bytes: %w", err)
 	}
-	fh, err := fsys.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("persistence: keep damaged bytes: %w", err)
-	}
-	_, err = fh.WriteAt(want, 0)
-	if err == nil {
-		err = fh.Datasync()
-	}
-	if err = errors.Join(err, fh.Close()); err == nil {
-		err = fsys.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = fsys.Remove(tmp)
-		return fmt.Errorf("persistence: keep damaged bytes in %s: %w", path, err)
-	}
-	return fsys.SyncDir(dir)
+	return nil
 }
 
 // maxAsideCopies bounds the copies of one range with different bytes.

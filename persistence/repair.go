@@ -90,27 +90,8 @@ func repairSegment(fsys fileSystem, dir string, s *inspected, frames []frameRef,
 	for _, fr := range frames {
 		data = appendFrame(data, broker.JournalOp(fr.typ), fr.payload)
 	}
-	tmp := path + ".repair"
-	if err := removeIfExists(fsys, tmp); err != nil {
-		return err
-	}
-	fh, err := fsys.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("persistence: repair %s: %w", path, err)
-	}
-	_, err = fh.WriteAt(data, 0)
-	if err == nil {
-		err = fh.Datasync()
-	}
-	if err = errors.Join(err, fh.Close()); err == nil {
-		err = fsys.Rename(tmp, path)
-	}
-	if err == nil {
-		err = fsys.SyncDir(dir)
-	}
-	if err != nil {
-		_ = fsys.Remove(tmp)
-		return fmt.Errorf("persistence: repair %s: %w", path, err)
+	if err := writeFileAtomic(fsys, path, data); err != nil {
+		return fmt.Errorf("persistence: repair: %w", err)
 	}
 	log.Warn("journal repair: segment rewritten with its good records; the damaged bytes are kept aside",
 		"file", path, "records", len(frames), "damaged_ranges", len(bad), "kept_in", filepath.Join(dir, damageDirName))

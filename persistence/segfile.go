@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 )
 
 // fileSystem is everything the journal does to its directory and files.
@@ -176,6 +177,36 @@ func readPrefix(fsys fileSystem, path string, size int64) ([]byte, error) {
 		return nil, fmt.Errorf("persistence: read %s: %w", path, err)
 	}
 	return data, nil
+}
+
+// writeFileAtomic replaces (or creates) path with data so that a crash
+// leaves the old file or the new one, never a mix or a partial file: the
+// data goes to path.tmp, is fsynced, renamed over path, and the directory
+// is fsynced.
+func writeFileAtomic(fsys fileSystem, path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := removeIfExists(fsys, tmp); err != nil {
+		return err
+	}
+	fh, err := fsys.Create(tmp)
+	if err != nil {
+		return err
+	}
+	_, err = fh.WriteAt(data, 0)
+	if err == nil {
+		err = fh.Datasync()
+	}
+	if err = errors.Join(err, fh.Close()); err == nil {
+		err = fsys.Rename(tmp, path)
+	}
+	if err == nil {
+		err = fsys.SyncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		_ = fsys.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }
 
 // removeIfExists removes path; a file already gone is not an error.
