@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -118,12 +119,13 @@ func (f *File) writeGroup(reqs []*request) {
 		}
 	}()
 	var chunk []*request
-	var full error // a growing request was refused: so are the later ones (their order)
+	var full error   // a growing request was refused: so are the later ones (their order)
+	var failed error // making the next segment failed the journal: nothing more is written
 	f.wbuf = f.wbuf[:0]
 	for _, r := range reqs {
 		sync = sync || r.sync || f.cfg.Sync == SyncAlways && r.waited()
-		if failed := f.Failed(); failed != nil {
-			r.err = failed // making the next segment failed this round: nothing more is written
+		if failed != nil {
+			r.err = failed
 			continue
 		}
 		if len(f.deferred) > 0 {
@@ -136,6 +138,10 @@ func (f *File) writeGroup(reqs []*request) {
 		next, err := f.place(r, pos)
 		if err == nil && r.grows && full != nil {
 			err = full
+		}
+		if errors.Is(err, broker.ErrJournalFailed) {
+			failed, r.err = err, err
+			continue
 		}
 		if err != nil {
 			if r.grows {
@@ -154,7 +160,7 @@ func (f *File) writeGroup(reqs []*request) {
 				}
 				if len(f.deferred) > 0 || r.grows && full != nil {
 					chunk = chunk[:0]
-					f.deferOrRefuse(r, cmpOr(full, noRoom(f.spareErr)))
+					f.deferOrRefuse(r, cmp.Or(full, noRoom(f.spareErr)))
 					continue
 				}
 				err = f.rotate()
@@ -192,16 +198,6 @@ func refusedGrowing(chunk []*request) error {
 	for _, r := range chunk {
 		if r.grows && r.err != nil {
 			return r.err
-		}
-	}
-	return nil
-}
-
-// cmpOr is the first non-nil error.
-func cmpOr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
 		}
 	}
 	return nil
