@@ -25,32 +25,31 @@ func (f *File) damageDir() string { return filepath.Join(f.dir, damageDirName) }
 // noteDamage records a damaged range of segment id that stays in place
 // and keeps a copy of its bytes aside. A failed copy is logged: the
 // range is still in the segment.
-func (f *File) noteDamage(id uint64, data []byte, r span, what string) {
+func (f *File) noteDamage(id uint64, r span, b []byte, what string) {
 	f.damage.ranges++
 	f.damage.bytes += int64(r.len())
-	if err := f.keepAside(id, data, r); err != nil {
+	if err := f.keepAside(id, r, b); err != nil {
 		f.log.Error("journal: damaged bytes could not be copied aside; they stay in the segment",
 			"file", f.segPath(id), "offset", r.start, "bytes", r.len(), "what", what, "err", err)
 	}
 }
 
-// keepAside keeps data[r] of segment id aside (keepAside).
-func (f *File) keepAside(id uint64, data []byte, r span) error {
-	return keepAside(f.fs, f.dir, id, data, r)
+// keepAside keeps the bytes b of range r of segment id aside (keepAside).
+func (f *File) keepAside(id uint64, r span, b []byte) error {
+	return keepAside(f.fs, f.dir, id, r, b)
 }
 
-// keepAside writes data[r] of segment id to the damage directory of the
+// keepAside writes want, the bytes of range r of segment id, to the damage directory of the
 // journal in dir as <segment>.<start>-<end>, durably: written to a
 // temporary file, fsynced, renamed, the directory fsynced, so that a crash
 // never leaves a partial copy under the final name. A file of that name
 // with the same bytes (an earlier start kept the same range) is the copy;
 // one with other bytes gets a numbered sibling.
-func keepAside(fsys fileSystem, dir string, id uint64, data []byte, r span) error {
+func keepAside(fsys fileSystem, dir string, id uint64, r span, want []byte) error {
 	dir = filepath.Join(dir, damageDirName)
 	if err := fsys.MkdirAll(dir); err != nil {
 		return err
 	}
-	want := data[r.start:r.end]
 	base := filepath.Join(dir, fmt.Sprintf("%s.%d-%d", segmentName(id), r.start, r.end))
 	path := base
 	for n := 1; ; n++ {

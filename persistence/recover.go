@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"slices"
@@ -38,6 +39,7 @@ type scanned struct {
 	id       uint64
 	fileSize int64
 	res      scanResult
+	tail     []byte // a copy of res.tail's bytes: the read buffer is reused
 }
 
 // recover reads every segment in order into the live set (keys and
@@ -74,7 +76,7 @@ func (f *File) recover() error {
 		case h.state == headerEmpty:
 			if end := dataEnd(data); end > 0 {
 				// A torn header: its bytes are kept before the file goes.
-				if err := f.keepAside(id, data, span{0, end}); err != nil {
+				if err := f.keepAside(id, span{0, end}, data[:end]); err != nil {
 					f.log.Error("journal: a torn segment header could not be copied aside; the file is kept",
 						"file", path, "err", err)
 					delete(f.segs, id)
@@ -91,7 +93,7 @@ func (f *File) recover() error {
 				"file", path, "header", h.why)
 			continue
 		case h.state == headerDamaged:
-			f.noteDamage(id, data, span{0, headerSize}, "header: "+h.why)
+			f.noteDamage(id, span{0, headerSize}, data[:headerSize], "header: "+h.why)
 			f.log.Error("journal: damaged segment header; the segment's records were read anyway",
 				"file", path, "header", h.why, "records", res.records)
 		case h.id != id:
@@ -99,10 +101,11 @@ func (f *File) recover() error {
 		}
 		f.nextSeq = max(f.nextSeq, maxSeq)
 		seg.size = int64(res.end)
-		found = append(found, scanned{id: id, fileSize: int64(len(data)), res: res})
+		found = append(found, scanned{id: id, fileSize: int64(len(data)), res: res,
+			tail: bytes.Clone(data[res.tail.start:res.tail.end])})
 		for _, d := range res.damaged {
 			f.stats.corruptRecords.Add(1)
-			f.noteDamage(id, data, d, "damaged records with good records after them")
+			f.noteDamage(id, d, data[d.start:d.end], "damaged records with good records after them")
 		}
 		if len(res.damaged) > 0 {
 			f.log.Error("journal: corrupt data in a segment; the good records after it were recovered",
@@ -121,18 +124,14 @@ func (f *File) recover() error {
 	for i, s := range found {
 		path := f.segPath(s.id)
 		if tail := s.res.tail; tail.len() > 0 {
-			data, err := readPrefix(f.fs, path, int64(tail.end))
-			if err != nil {
-				return err
-			}
 			if i != newest {
 				f.stats.corruptRecords.Add(1)
-				f.noteDamage(s.id, data, tail, "unreadable data after the last good record of a sealed segment")
+				f.noteDamage(s.id, tail, s.tail, "unreadable data after the last good record of a sealed segment")
 				f.log.Error("journal: unreadable data after the last good record of a sealed segment; kept in place",
 					"file", path, "offset", tail.start, "bytes", tail.len(), "kept_in", f.damageDir())
 				continue
 			}
-			if err := f.keepAside(s.id, data, tail); err != nil {
+			if err := f.keepAside(s.id, tail, s.tail); err != nil {
 				f.log.Error("journal: torn tail could not be copied aside, so it is not truncated", "file", path,
 					"offset", tail.start, "bytes", tail.len(), "err", err)
 				continue

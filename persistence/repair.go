@@ -82,7 +82,7 @@ func repairSegment(fsys fileSystem, dir string, s *inspected, frames []frameRef,
 		return nil
 	}
 	for _, r := range bad {
-		if err := keepAside(fsys, dir, s.id, s.data, r); err != nil {
+		if err := keepAside(fsys, dir, s.id, r, s.data[r.start:r.end]); err != nil {
 			return err
 		}
 	}
