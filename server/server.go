@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -426,10 +428,7 @@ func (s *Server) startConn(nc net.Conn, st stream, principal *broker.Principal, 
 // with the number of sessions asked.
 func (s *Server) Reauthorize() int {
 	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
+	conns := slices.Collect(maps.Keys(s.conns)) // worked on without mu
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.session.RequestReauthorize()
@@ -457,10 +456,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for nc := range s.proxied {
 		_ = nc.Close() // its goroutine gives up on the header
 	}
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
+	conns := slices.Collect(maps.Keys(s.conns)) // worked on without mu
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.session.Shutdown()
