@@ -340,3 +340,27 @@ func TestTornNewSegmentHeader(t *testing.T) {
 	}
 	f.Close()
 }
+
+// TestKeepAsideCopiesBounded: the same range with other bytes gets a
+// numbered copy of its own (a tail cut twice at the same offset), the
+// same bytes no new one, and past maxAsideCopies different copies
+// keeping another fails (loudly: recovery then cuts nothing).
+func TestKeepAsideCopiesBounded(t *testing.T) {
+	dir := t.TempDir()
+	r := span{100, 104}
+	for i := range maxAsideCopies + 1 {
+		b := []byte{byte(i), byte(i >> 8), 1, 2}
+		if err := keepAside(osFS{}, dir, 7, r, b); err != nil {
+			t.Fatalf("copy %d: %v", i, err)
+		}
+		if err := keepAside(osFS{}, dir, 7, r, b); err != nil { // the same bytes again: nothing new
+			t.Fatalf("copy %d again: %v", i, err)
+		}
+	}
+	if n := len(asideFiles(t, dir)); n != maxAsideCopies+1 {
+		t.Fatalf("%d files aside, want %d", n, maxAsideCopies+1)
+	}
+	if err := keepAside(osFS{}, dir, 7, r, []byte{9, 9, 9, 9}); err == nil {
+		t.Fatalf("copy %d of one range was kept, want an error past the bound", maxAsideCopies+2)
+	}
+}
