@@ -72,6 +72,14 @@ func dialProducer(tb testing.TB, addr string, persistent bool) *syncProducer {
 }
 
 // runProducers spreads b.N receipted SENDs over n concurrent producers.
+// shareOf is producer i's share of total messages over n producers.
+func shareOf(total, n, i int) int {
+	if i < total%n {
+		return total/n + 1
+	}
+	return total / n
+}
+
 func runProducers(b *testing.B, addr string, n int, persistent bool) {
 	producers := make([]*syncProducer, n)
 	for i := range producers {
@@ -81,10 +89,7 @@ func runProducers(b *testing.B, addr string, n int, persistent bool) {
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i, p := range producers {
-		count := b.N / n
-		if i < b.N%n {
-			count++
-		}
+		count := shareOf(b.N, n, i)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

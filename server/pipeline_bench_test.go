@@ -233,10 +233,7 @@ func BenchmarkPipelinedPersistentTCP(b *testing.B) {
 			start := time.Now()
 			var wg sync.WaitGroup
 			for i, p := range producers {
-				count := b.N / n
-				if i < b.N%n {
-					count++
-				}
+				count := shareOf(b.N, n, i)
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
