@@ -105,30 +105,6 @@ func (p *peer) next() *frames.Frame {
 	return fs[0]
 }
 
-// awaitReceipt polls the session's output, answering its pokes, until a
-// RECEIPT for id comes (true) or within passes (false). Other frames are
-// dropped.
-func (p *peer) awaitReceipt(id string, within time.Duration) bool {
-	p.t.Helper()
-	deadline := time.After(within)
-	for {
-		for _, f := range p.poll() {
-			if f.Command == frames.CmdReceipt && header(f, "receipt-id") == id {
-				return true
-			}
-		}
-		select {
-		case <-p.tr.poked:
-			if err := p.s.Poked(); err != nil {
-				p.t.Fatalf("Poked: %v", err)
-			}
-		case <-time.After(10 * time.Millisecond):
-		case <-deadline:
-			return false
-		}
-	}
-}
-
 // sendPersistent sends persistent messages to dest, each with a receipt.
 func (p *peer) sendPersistent(dest string, bodies ...string) {
 	p.t.Helper()
