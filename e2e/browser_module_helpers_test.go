@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -82,3 +83,6 @@ func (tb *tab) evalWithin(t *testing.T, timeout time.Duration, script string, ou
 		t.Fatalf("tab %s: scenario result %.2000s: %v", tb.name, raw, err)
 	}
 }
+
+// quote makes a JavaScript string literal of s.
+func quote(s string) string { return strconv.Quote(s) }
