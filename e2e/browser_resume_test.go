@@ -110,10 +110,19 @@ func (p *loadPublisher) halt(t *testing.T) int {
 	return int(p.sent.Load())
 }
 
-// pausePage stops every script of the tab (the debugger pauses it) for d:
-// no timer, no event handler, no stomp.js heart-beat; the browser's network
-// stack still runs (and answers WebSocket pings).
+// pausePage stops every script of the tab for d (pauseScripts, then
+// resumeScripts).
 func pausePage(t *testing.T, tb *tab, d time.Duration) {
+	t.Helper()
+	pauseScripts(t, tb)
+	time.Sleep(d)
+	resumeScripts(t, tb)
+}
+
+// pauseScripts stops every script of the tab (the debugger pauses it): no
+// timer, no event handler, no stomp.js heart-beat; the browser's network
+// stack still runs (and answers WebSocket pings).
+func pauseScripts(t *testing.T, tb *tab) {
 	t.Helper()
 	tb.run(t, chromedp.ActionFunc(func(ctx context.Context) error {
 		if _, err := debugger.Enable().Do(ctx); err != nil {
@@ -121,7 +130,11 @@ func pausePage(t *testing.T, tb *tab, d time.Duration) {
 		}
 		return debugger.Pause().Do(ctx)
 	}))
-	time.Sleep(d)
+}
+
+// resumeScripts lets the tab's scripts run again.
+func resumeScripts(t *testing.T, tb *tab) {
+	t.Helper()
 	tb.run(t, debugger.Resume())
 }
 
@@ -157,6 +170,7 @@ type resumeEvents struct {
 // subscription after the last offset it delivered. The application must
 // have seen every message exactly once, in order.
 func TestBrowserHistoryResume(t *testing.T) {
+	t.Parallel() // overlaps TestBrowserBackground
 	ctx, cancel := context.WithTimeout(context.Background(), browserTestTimeout)
 	defer cancel()
 	site := startModuleSite(t)

@@ -46,6 +46,7 @@ type uploadStats struct {
 //     refused with frame-too-large: the page says so, its client stops,
 //     and no SEND follows (no retry loop).
 func TestBrowserUpload(t *testing.T) {
+	t.Parallel() // overlaps TestBrowserBackground
 	ctx, cancel := context.WithTimeout(context.Background(), browserTestTimeout)
 	defer cancel()
 	broker := startBroker(t, "-max-body", strconv.Itoa(uploadMaxBody))
