@@ -90,9 +90,11 @@ export function isNewer(o, last) {
 //   connectionTimeout  ms to wait for CONNECTED before retrying (5000)
 //   StompJs            the stomp.js namespace (default: the StompJs global)
 //   stompConfig        further stomp.js Client options, passed as they are
-//   onStateChange(state), onConnect({resumed, headers}),
-//   onError({code, message, retryable, fatal, headers, body}),
-//   onClose(event)     (the WebSocket close event), debug(line)        callbacks; also assignable as properties later
+//
+// and callbacks, also assignable as properties later: onStateChange(state),
+// onConnect({resumed, headers}), onError({code, message, retryable, fatal,
+// reconnectAfter, headers, body}), onClose(event) (the WebSocket's close
+// event), debug(line).
 export class StompboxClient {
   constructor(options = {}) {
     const StompJs = options.StompJs || globalThis.StompJs;
@@ -115,7 +117,6 @@ export class StompboxClient {
     this.lastError = null;
 
     this._baseHeaders = Object.assign({}, options.connectHeaders);
-    this._reconnectDelay = options.reconnectDelay ?? DEFAULTS.reconnectDelay;
     this._subs = new Set(); // of Subscription, in the order they were made
     this._nextId = 1; // for subscription ids and receipts
     this._pending = new Map(); // receipt id -> { resolve, reject } of send()
@@ -129,7 +130,7 @@ export class StompboxClient {
 
     const client = new StompJs.Client(Object.assign({
       brokerURL: options.brokerURL,
-      reconnectDelay: this._reconnectDelay,
+      reconnectDelay: options.reconnectDelay ?? DEFAULTS.reconnectDelay,
       heartbeatIncoming: this._heartbeatIncoming,
       // stomp.js would close the connection when its check runs late after
       // the page was suspended, before the frames that arrived meanwhile
@@ -167,6 +168,8 @@ export class StompboxClient {
 
   // activate connects, and keeps reconnecting after drops.
   activate() {
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
     this._fatal = false;
     this.lastError = null;
     this._setState(State.CONNECTING);
@@ -248,7 +251,9 @@ export class StompboxClient {
       try {
         this.client.publish(Object.assign({}, params, { headers }));
       } catch (err) {
+        // Not connected (stomp.js throws): nothing was sent.
         this._pending.delete(id);
+        err.code = 'connection-lost';
         reject(err);
       }
     });
