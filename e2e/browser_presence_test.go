@@ -17,13 +17,15 @@ import (
 )
 
 const (
-	// presenceGrace is presence.grace of the broker in TestBrowserPresence.
-	presenceGrace = 2 * time.Second
+	// presenceGrace is presence.grace of the broker in TestBrowserPresence:
+	// longer than the demo chat's reconnect delay (2 s), short for the
+	// test's sake (the default is 10 s).
+	presenceGrace = 4 * time.Second
 	// shortDrop and longDrop are how long the member page is cut off:
 	// shorter than the grace period (counting the broker's heart-beat
 	// timeout too), and well past both.
 	shortDrop = 1 * time.Second
-	longDrop  = 6 * time.Second
+	longDrop  = 8 * time.Second
 )
 
 // presenceConfig adds a short presence grace period to historyConfig.
@@ -38,10 +40,10 @@ type presenceEvent struct {
 }
 
 // TestBrowserPresence: presence through stompbox.js between pages, with a
-// grace period of 2 s.
+// grace period of 4 s.
 //   - A member page (presence:true, presence-info Alice) drops its
 //     WebSocket and is offline for 1 s: the watcher page sees no leave.
-//   - It drops again for 6 s: the watcher sees exactly one leave, and a
+//   - It drops again for 8 s: the watcher sees exactly one leave, and a
 //     join when it is back.
 //   - The demo chat: two pages list each other by name, a page joining a
 //     room with 60 messages shows the last 50, and "Simulate network drop"
