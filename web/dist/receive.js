@@ -72,6 +72,9 @@ function onMessage(message) {
   if (h['upload-event'] === 'complete') {
     try {
       u.meta = JSON.parse(message.body);
+      if (!Number.isInteger(u.meta.chunks) || u.meta.chunks < 0) {
+        throw new Error('no chunk count');
+      }
       u.count = u.meta.chunks;
     } catch (e) {
       pending.delete(id);
@@ -80,6 +83,10 @@ function onMessage(message) {
     }
   } else {
     const i = Number.parseInt(h['chunk-index'], 10);
+    const count = Number.parseInt(h['chunk-count'], 10);
+    if (!(i >= 0 && i < count)) {
+      return; // not a chunk of ours
+    }
     if (!u.chunks.has(i)) {
       u.bytes += message.binaryBody.length;
       if (u.bytes > MAX_BYTES) {
@@ -90,7 +97,7 @@ function onMessage(message) {
       // binaryBody is a view into the frame's buffer; keep a copy.
       u.chunks.set(i, message.binaryBody.slice());
     }
-    u.count = Number.parseInt(h['chunk-count'], 10);
+    u.count = count;
   }
   ui.status.textContent = 'receiving';
   ui.progress.textContent = u.chunks.size + ' / ' + (u.count >= 0 ? u.count : '?') + ' chunks';
