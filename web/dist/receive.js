@@ -111,8 +111,13 @@ async function finish(id, u) {
   const whole = new Uint8Array(u.bytes);
   let at = 0;
   for (let i = 0; i < u.count; i++) {
-    whole.set(u.chunks.get(i), at);
-    at += u.chunks.get(i).length;
+    const chunk = u.chunks.get(i);
+    if (!chunk) {
+      showError('upload ' + id + ' is inconsistent', 'chunk ' + i + ' of ' + u.count + ' is missing');
+      return;
+    }
+    whole.set(chunk, at);
+    at += chunk.length;
   }
   const hash = new Uint8Array(await crypto.subtle.digest('SHA-256', whole));
   const sha256 = Array.from(hash, (b) => b.toString(16).padStart(2, '0')).join('');
