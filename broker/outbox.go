@@ -14,6 +14,7 @@ type outEntry struct {
 	sub        *subscription
 	ackID      uint64
 	deliveries int // how many times msg has been delivered, this one included
+	replayed   bool // replayed from a topic's history (history_subscribe.go)
 	ctrlStart  int
 	ctrlEnd    int
 }
