@@ -23,7 +23,7 @@ func (b *Broker) initHistory() {
 // historyCollector exports the retained history as gauges, read from the
 // broker-wide account at scrape time; no topic name is a label.
 type historyCollector struct {
-	b                        *Broker
+	b                      *Broker
 	topics, messages, size *prometheus.Desc
 }
 
