@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-stomp/stomp/v3"
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/stompbox/stompbox/broker"
@@ -309,5 +310,146 @@ func TestHistoryOffsetNotSpoofed(t *testing.T) {
 	}
 	if offsets != 1 || strings.HasPrefix(header(f, "offset"), "ffff-") || header(f, "replayed") != "" {
 		t.Fatalf("MESSAGE headers %q: want exactly one broker offset and no replayed header", f.Headers)
+	}
+}
+
+// TestHistoryResumeSeamUnderConcurrentPublishers: while two go-stomp
+// producers publish, a client subscribes with resume-after an early
+// offset: it gets every later message exactly once, in offset order, the
+// replayed ones first, with no gap or duplicate at the seam between the
+// replay and the live stream.
+func TestHistoryResumeSeamUnderConcurrentPublishers(t *testing.T) {
+	const perProducer = 500
+	srv := startServer(t, historyConfig(10_000, 0))
+	first := dialGS(t, srv)
+	sub := first.subscribe("/topic/hist.seam", stomp.AckAuto)
+	first.send("/topic/hist.seam", "start")
+	m := gsRecv(t, sub)
+	start := m.Header.Get("offset")
+	epoch := epochOf(t, start)
+	if start != epoch+"-1" {
+		t.Fatalf("first offset %q, want <epoch>-1", start)
+	}
+	var wg sync.WaitGroup
+	for p := range 2 {
+		prod := dialGS(t, srv)
+		wg.Go(func() {
+			for i := range perProducer {
+				if err := prod.Send("/topic/hist.seam", "text/plain", []byte(strconv.Itoa(p)+"-"+strconv.Itoa(i)), nil...); err != nil {
+					t.Errorf("send: %v", err)
+					return
+				}
+			}
+		})
+	}
+	c := dialRaw(t, srv.addr)
+	c.connect()
+	time.Sleep(time.Millisecond) // let the producers get going; correctness does not depend on it
+	r := subscribeReceipt(c, "resume", "/topic/hist.seam", "resume-after:"+start)
+	if header(r, "recovered") != "true" {
+		t.Fatalf("recovered %q, want true", header(r, "recovered"))
+	}
+	wg.Wait()
+	total := 1 + 2*perProducer
+	replaying := true
+	replayed := 0
+	for seq := 2; seq <= total; seq++ {
+		f := c.next(gsWait)
+		if f.Command != frames.CmdMessage || header(f, "offset") != epoch+"-"+strconv.Itoa(seq) {
+			t.Fatalf("got %s offset %q, want %s-%d (no gap, no duplicate)", f.Command, header(f, "offset"), epoch, seq)
+		}
+		isReplay := header(f, "replayed") == "true"
+		if isReplay && !replaying {
+			t.Fatalf("offset %d replayed after a live one", seq)
+		}
+		if isReplay {
+			replayed++
+		}
+		replaying = isReplay
+	}
+	// Nothing after the last: a sentinel on another topic comes next.
+	c.send(frame("SEND", "", "destination:/topic/other", "receipt:end"))
+	rawUntilReceipt(c, "end")
+	t.Logf("%d of %d messages replayed, the rest live", replayed, total-1)
+}
+
+// TestHistoryResumeTenThousand: a resume of 10,000 small messages works
+// with the default limits (no slow-consumer), in order.
+func TestHistoryResumeTenThousand(t *testing.T) {
+	const n = 10_000
+	for _, tr := range historyTransports {
+		t.Run(tr.name, func(t *testing.T) {
+			dial := tr.start(t, historyConfig(n, 0))
+			pub := dial()
+			pub.connect()
+			c := dial()
+			c.connect()
+			epoch := epochOf(t, header(subscribeReceipt(c, "probe", "/topic/hist.big"), "offset"))
+			c.send(frame("UNSUBSCRIBE", "", "id:probe", "receipt:u"))
+			rawUntilReceipt(c, "u")
+			body := strings.Repeat("x", 100)
+			for range n / 1000 {
+				var b strings.Builder
+				for range 1000 {
+					b.WriteString(frame("SEND", body, "destination:/topic/hist.big"))
+				}
+				pub.send(b.String())
+			}
+			pub.send(frame("SEND", "", "destination:/topic/other", "receipt:pub"))
+			rawUntilReceipt(pub, "pub")
+			r := subscribeReceipt(c, "all", "/topic/hist.big", "resume-after:"+epoch+"-0")
+			if header(r, "recovered") != "true" || header(r, "offset") != epoch+"-"+strconv.Itoa(n) {
+				t.Fatalf("recovered %q offset %q", header(r, "recovered"), header(r, "offset"))
+			}
+			for seq := 1; seq <= n; seq++ {
+				f := c.next(gsWait)
+				if f.Command != frames.CmdMessage || header(f, "offset") != epoch+"-"+strconv.Itoa(seq) {
+					t.Fatalf("got %s (%s) offset %q, want %d", f.Command, header(f, "error-code"), header(f, "offset"), seq)
+				}
+			}
+		})
+	}
+}
+
+// TestHistoryReplayBoundedByOutbox: a replay larger than half the
+// subscriber's outbox is cut to the newest messages that fit: the RECEIPT
+// says recovered:false and the subscriber is not closed as slow.
+func TestHistoryReplayBoundedByOutbox(t *testing.T) {
+	cfg := historyConfig(1000, 0)
+	cfg.Broker.MaxOutboxBytes = 64 << 10
+	srv := startServer(t, cfg)
+	pub := dialRaw(t, srv.addr)
+	pub.connect()
+	publishN(pub, "/topic/hist.cap", strings.Repeat("y", 1000)+"-", 200) // ~260 KB retained
+	c := dialRaw(t, srv.addr)
+	c.connect()
+	r := subscribeReceipt(c, "cap", "/topic/hist.cap", "history:200")
+	if header(r, "recovered") != "false" {
+		t.Fatalf("recovered %q, want false: 200 KB do not fit half of a 64 KiB outbox", header(r, "recovered"))
+	}
+	epoch := epochOf(t, header(r, "offset"))
+	var got []int
+	for {
+		f := c.next(gsWait)
+		if f.Command != frames.CmdMessage {
+			t.Fatalf("got %s (%s: %s)", f.Command, header(f, "error-code"), f.Body)
+		}
+		_, seq, _ := strings.Cut(header(f, "offset"), "-")
+		n, _ := strconv.Atoi(seq)
+		got = append(got, n)
+		if n == 200 {
+			break
+		}
+		if len(got) > 200 {
+			t.Fatal("more than 200 messages")
+		}
+	}
+	if len(got) == 0 || len(got) > 32 || got[0] != 200-len(got)+1 {
+		t.Fatalf("replayed seqs %v of epoch %s: want the newest that fit in 32 KiB, contiguous up to 200", got, epoch)
+	}
+	// Still a live subscriber.
+	publishN(pub, "/topic/hist.cap", "z", 1)
+	if f := c.next(gsWait); header(f, "offset") != epoch+"-201" || header(f, "replayed") != "" {
+		t.Fatalf("live after the capped replay: %s offset %q", f.Command, header(f, "offset"))
 	}
 }

@@ -1,0 +1,133 @@
+package broker
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzParseOffset: the token parser never panics, accepts only
+// <lowercase hex epoch>-<decimal seq>, and what it accepts formats back to
+// the same token.
+func FuzzParseOffset(f *testing.F) {
+	for _, s := range []string{"ab12-1", "0-0", "deadbeef-18446744073709551615", "-1", "a-", "A-1", "a-01", "a--1",
+		"a-18446744073709551616", "0123456789abcdef0-1", "a-1-2", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		epoch, seq, ok := parseOffset(s)
+		if !ok {
+			return
+		}
+		if back := epoch + "-" + strconv.FormatUint(seq, 10); back != s {
+			t.Fatalf("parseOffset(%q) = %q, %d: formats back as %q", s, epoch, seq, back)
+		}
+		if epoch == "" || len(epoch) > 16 || strings.Trim(epoch, "0123456789abcdef") != "" {
+			t.Fatalf("parseOffset(%q) accepted epoch %q", s, epoch)
+		}
+	})
+}
+
+func TestParseOffset(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		epoch string
+		seq   uint64
+		ok    bool
+	}{
+		{"ab12-1", "ab12", 1, true},
+		{"ab12-0", "ab12", 0, true},
+		{"ffffffffffffffff-18446744073709551615", "ffffffffffffffff", 1<<64 - 1, true},
+		{"ab12-18446744073709551616", "", 0, false},
+		{"AB12-1", "", 0, false},
+		{"ab12-01", "", 0, false},
+		{"ab12-+1", "", 0, false},
+		{"ab12", "", 0, false},
+		{"-1", "", 0, false},
+		{"ab12-", "", 0, false},
+		{"ab12-1-2", "", 0, false},
+		{"0123456789abcdef0-1", "", 0, false},
+	} {
+		epoch, seq, ok := parseOffset(tc.in)
+		if epoch != tc.epoch || seq != tc.seq || ok != tc.ok {
+			t.Errorf("parseOffset(%q) = %q, %d, %v; want %q, %d, %v", tc.in, epoch, seq, ok, tc.epoch, tc.seq, tc.ok)
+		}
+	}
+}
+
+func TestValidateHistory(t *testing.T) {
+	if err := ValidateHistory([]HistoryRule{{Pattern: "/topic/chat.#", Size: 1000, MaxAge: 24 * time.Hour}, {Pattern: "/topic/a", Size: 1}}); err != nil {
+		t.Fatalf("valid rules: %v", err)
+	}
+	for _, tc := range []struct {
+		rule HistoryRule
+		want string
+	}{
+		{HistoryRule{Pattern: "/queue/a", Size: 1}, "must be /topic/"},
+		{HistoryRule{Pattern: "/topic/", Size: 1}, "must be /topic/"},
+		{HistoryRule{Pattern: "/topic/a.b#", Size: 1}, "whole dot-separated segment"},
+		{HistoryRule{Pattern: "/topic/a", Size: 0}, "size must be > 0"},
+		{HistoryRule{Pattern: "/topic/a", Size: 1, MaxAge: -time.Second}, "max_age must be >= 0"},
+	} {
+		err := ValidateHistory([]HistoryRule{{Pattern: "/topic/ok", Size: 1}, tc.rule})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "topics.history[1]") {
+			t.Errorf("%+v: %v, want an error naming topics.history[1] and %q", tc.rule, err, tc.want)
+		}
+	}
+}
+
+// TestHistoryRingBounds: the ring keeps the newest size messages; the
+// broker-wide byte bound evicts the publishing topic's oldest and is
+// never exceeded; first match wins; an invalid rule is ignored.
+func TestHistoryRingBounds(t *testing.T) {
+	b := New(Config{MaxHistoryBytes: 4096, TopicHistory: []HistoryRule{
+		{Pattern: "/topic/a.*", Size: 3}, {Pattern: "/topic/#", Size: 1000}, {Pattern: "bad", Size: 1}}})
+	sp := b.spaces[DefaultVirtualHost]
+	if len(b.historyRules) != 2 {
+		t.Fatalf("%d rules kept, want the 2 valid ones", len(b.historyRules))
+	}
+	msg := func(body string) *Message {
+		return &Message{ID: body, Destination: "/topic/x", Body: []byte(body)}
+	}
+	for i := range 5 {
+		sp.publishTopic("a.one", msg("m"+strconv.Itoa(i)))
+	}
+	h := sp.history("a.one")
+	if h.size != 3 || h.count != 3 || h.first != 3 || h.next != 6 || string(h.at(5).m.Body) != "m4" {
+		t.Fatalf("a.one: size %d count %d first %d next %d", h.size, h.count, h.first, h.next)
+	}
+	if off, _ := h.at(5).m.header("offset"); off != h.epoch+"-5" {
+		t.Fatalf("offset header %q", off)
+	}
+	big := strings.Repeat("b", 1000)
+	for i := range 20 {
+		sp.publishTopic("b", msg(big+strconv.Itoa(i)))
+		if st := b.HistoryStats(); st.Bytes > 4096 {
+			t.Fatalf("after %d: %d bytes retained, bound 4096", i, st.Bytes)
+		}
+	}
+	hb := sp.history("b")
+	if hb.size != 1000 || hb.count == 0 || hb.count >= 4 || hb.next != 21 || hb.first != 21-uint64(hb.count) {
+		t.Fatalf("b: count %d first %d next %d", hb.count, hb.first, hb.next)
+	}
+	st := b.HistoryStats()
+	if st.Topics != 2 || st.Messages != int64(h.count+hb.count) {
+		t.Fatalf("stats %+v", st)
+	}
+	// A message larger than the whole bound is not retained: the ring empties.
+	sp.publishTopic("b", msg(strings.Repeat("c", 5000)))
+	if hb.count != 0 || hb.first != hb.next || hb.next != 22 {
+		t.Fatalf("b after an oversized message: count %d first %d next %d", hb.count, hb.first, hb.next)
+	}
+}
+
+// header returns the message's first header key's value (tests).
+func (m *Message) header(key string) (string, bool) {
+	for _, h := range m.Headers {
+		if string(h.Key) == key {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
