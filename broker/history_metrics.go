@@ -33,7 +33,7 @@ func newHistoryCollector(b *Broker) *historyCollector {
 		topics:   prometheus.NewDesc("stompbox_topic_history_topics", "Topics that keep a history (topics.history).", nil, nil),
 		messages: prometheus.NewDesc("stompbox_topic_history_messages", "Messages retained by all topic histories.", nil, nil),
 		size: prometheus.NewDesc("stompbox_topic_history_bytes",
-			"Bytes retained by all topic histories, as counted against limits.max_history_bytes.", nil, nil),
+			"Bytes retained by all topic histories, as counted against topics.history_max_bytes.", nil, nil),
 	}
 }
 

@@ -216,6 +216,8 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 			MaxDurablesPerUser:           unlimitedIfZero(lim.MaxDurablesPerUser),
 			DurableIdleTTL:               time.Duration(lim.DurableIdleTTL),
 			Journal:                      journal,
+			TopicHistory:                 c.Topics.History.Broker(),
+			MaxHistoryBytes:              int(c.Topics.HistoryMaxBytes),
 		},
 	}
 }

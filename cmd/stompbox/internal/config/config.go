@@ -24,6 +24,7 @@ type Config struct {
 	Log       Log       `yaml:"log"`
 	Admin     Admin     `yaml:"admin"`
 	Conn      Conn      `yaml:"connection"`
+	Topics    Topics    `yaml:"topics"`
 	// VirtualHosts are isolated namespaces of destinations besides "/".
 	VirtualHosts []string `yaml:"virtual_hosts" flag:"virtual-hosts" help:"virtual hosts besides \"/\", each an isolated namespace chosen by the CONNECT host header; with any set, a CONNECT naming another host is refused (flag and env: comma-separated)"`
 	// TrustedProxies are the load balancers whose word on the client's address is taken.
@@ -216,5 +217,6 @@ func Default() Config {
 			ReadBufferSize: 4 << 10,
 		},
 		ShutdownTimeout: Duration(10 * time.Second),
+		Topics:          Topics{HistoryMaxBytes: 256 << 20},
 	}
 }
