@@ -272,7 +272,7 @@ func (sp *space) publishHistory(h *topicHistory, m *Message, feeds bool) {
 	h.next++
 	m = m.withOffset(h.token(seq))
 	h.retain(m, now)
-	sp.journalHistory(h, m, seq)
+	sp.journalHistory(h, m, seq, now)
 	exact, wild := sp.topics.match(h.name)
 	exact.deliverTo(m, feeds)
 	for _, set := range wild {

@@ -2,6 +2,8 @@ package server
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/frames"
+	"github.com/stompbox/stompbox/persistence"
 )
 
 // Topic history and resume (docs/compliance.md, "Topic history and
@@ -451,5 +454,85 @@ func TestHistoryReplayBoundedByOutbox(t *testing.T) {
 	publishN(pub, "/topic/hist.cap", "z", 1)
 	if f := c.next(gsWait); header(f, "offset") != epoch+"-201" || header(f, "replayed") != "" {
 		t.Fatalf("live after the capped replay: %s offset %q", f.Command, header(f, "offset"))
+	}
+}
+
+// TestHistoryResumeAcrossRestart: with the journal on, a topic's history
+// and its epoch survive a restart (a clean shutdown): resume-after an
+// offset from before is recovered:true with exactly the messages after
+// it. Without a journal the restart starts a new epoch: recovered:false.
+func TestHistoryResumeAcrossRestart(t *testing.T) {
+	for _, journaled := range []bool{true, false} {
+		t.Run("journal="+strconv.FormatBool(journaled), func(t *testing.T) {
+			dir := t.TempDir()
+			start := func() (*testServer, func()) {
+				cfg := historyConfig(100, 0)
+				var j *persistence.File
+				if journaled {
+					var err error
+					j, err = persistence.Open(dir, persistence.Config{Sync: persistence.SyncAlways, Logger: slog.New(slog.DiscardHandler)})
+					if err != nil {
+						t.Fatal(err)
+					}
+					cfg.Broker.Journal = j
+				}
+				srv := New(cfg)
+				if err := srv.Broker().Recover(); err != nil {
+					t.Fatal(err)
+				}
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				served := make(chan error, 1)
+				go func() { served <- srv.Serve(ln) }()
+				var once sync.Once
+				stop := func() {
+					once.Do(func() {
+						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						defer cancel()
+						if err := srv.Shutdown(ctx); err != nil {
+							t.Errorf("shutdown: %v", err)
+						}
+						<-served
+						if j != nil {
+							if err := j.Close(); err != nil {
+								t.Errorf("journal close: %v", err)
+							}
+						}
+					})
+				}
+				t.Cleanup(stop)
+				return &testServer{Server: srv, addr: ln.Addr().String()}, stop
+			}
+			srv, stop := start()
+			c := dialRaw(t, srv.addr)
+			c.connect()
+			epoch := epochOf(t, header(subscribeReceipt(c, "s", "/topic/hist.r"), "offset"))
+			pub := dialRaw(t, srv.addr)
+			pub.connect()
+			publishN(pub, "/topic/hist.r", "m", 10)
+			expectMessages(c, epoch, []string{"m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9"}, 1, false)
+			stop()
+
+			srv, _ = start()
+			c = dialRaw(t, srv.addr)
+			c.connect()
+			r := subscribeReceipt(c, "again", "/topic/hist.r", "resume-after:"+epoch+"-7")
+			if !journaled {
+				if header(r, "recovered") != "false" || strings.HasPrefix(header(r, "offset"), epoch+"-") {
+					t.Fatalf("without a journal: recovered %q offset %q, want false and a new epoch", header(r, "recovered"), header(r, "offset"))
+				}
+				return
+			}
+			if header(r, "recovered") != "true" || header(r, "offset") != epoch+"-10" {
+				t.Fatalf("after restart: recovered %q offset %q, want true and %s-10", header(r, "recovered"), header(r, "offset"), epoch)
+			}
+			expectMessages(c, epoch, []string{"m7", "m8", "m9"}, 8, true)
+			pub = dialRaw(t, srv.addr)
+			pub.connect()
+			publishN(pub, "/topic/hist.r", "n", 1)
+			expectMessages(c, epoch, []string{"n0"}, 11, false)
+		})
 	}
 }
