@@ -73,10 +73,10 @@ func (s *segment) targetsGone(segs map[uint64]*segment) bool {
 // record right after it (compact.go).
 type liveSet struct {
 	queues   map[string]map[string]*entry
-	durables map[string]*entry   // by queue
+	durables map[string]*entry // by queue
 	// histories are the topic histories, by topic key (liveset_history.go).
 	histories map[string]*historyLive
-	segs     map[uint64]*segment // nil: no accounting
+	segs      map[uint64]*segment // nil: no accounting
 	// shrunk is set when a sealed segment lost live records: compaction
 	// may have work.
 	shrunk bool
