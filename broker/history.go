@@ -45,11 +45,15 @@ const DefaultMaxHistoryBytes = 256 << 20
 
 // historyTopicOverhead is what one topic's history counts against
 // MaxHistoryBytes before it holds any message: its struct, map entry,
-// name and epoch. A retained message counts historyEntryOverhead plus
-// Message.size().
+// name and epoch. A retained message counts Message.size() plus
+// historyEntryOverhead plus historyHeaderOverhead per header: its
+// Message struct, ring slot, id and header slice, with Go's size-class
+// rounding, so that the count is the heap it takes (measured in
+// BenchmarkHistoryMemory: docs/benchmarks.md).
 const (
-	historyTopicOverhead = 256
-	historyEntryOverhead = 160
+	historyTopicOverhead  = 256
+	historyEntryOverhead  = 256
+	historyHeaderOverhead = 48
 )
 
 // maxHistoryRequest bounds history:<n>.
@@ -198,7 +202,9 @@ func (h *topicHistory) token(seq uint64) string {
 	return h.epoch + "-" + strconv.FormatUint(seq, 10)
 }
 
-func entryBytes(m *Message) int64 { return int64(m.size() + historyEntryOverhead) }
+func entryBytes(m *Message) int64 {
+	return int64(m.size() + historyEntryOverhead + historyHeaderOverhead*len(m.Headers))
+}
 
 // at returns the entry of seq, which must be retained. Caller holds mu.
 func (h *topicHistory) at(seq uint64) historyEntry {
@@ -270,7 +276,7 @@ func (sp *space) publishHistory(h *topicHistory, m *Message, feeds bool) {
 	h.mu.Lock()
 	seq := h.next
 	h.next++
-	m = m.withOffset(h.token(seq))
+	m = m.withOffset(h.epoch, seq)
 	h.retain(m, now)
 	sp.journalHistory(h, m, seq, now)
 	exact, wild := sp.topics.match(h.name)
@@ -281,13 +287,26 @@ func (sp *space) publishHistory(h *topicHistory, m *Message, feeds bool) {
 	h.mu.Unlock()
 }
 
-// withOffset returns a copy of m carrying offset:<token>, its headers
-// encoded once more for all 1.2 subscribers; the body is shared.
-func (m *Message) withOffset(token string) *Message {
+// withOffset returns a copy of m carrying offset:<epoch>-<seq>, its 1.2
+// headers extended once for all subscribers; the body is shared. Three
+// allocations: the Message, its header slice, and its 1.2 encoding, in
+// which the new header's key and value live (neither needs escaping:
+// "offset", hex digits, "-" and decimal digits).
+func (m *Message) withOffset(epoch string, seq uint64) *Message {
 	c := *m
-	key, value := []byte("offset"), []byte(token)
-	c.Headers = append(m.Headers[:len(m.Headers):len(m.Headers)], frames.Header{Key: key, Value: value})
-	c.enc12 = frames.AppendHeader(m.enc12[:len(m.enc12):len(m.enc12)], frames.Escape12, key, value)
+	enc := make([]byte, len(m.enc12), len(m.enc12)+len("offset:-\n")+len(epoch)+20)
+	copy(enc, m.enc12)
+	keyAt := len(enc)
+	enc = append(enc, "offset:"...)
+	valueAt := len(enc)
+	enc = append(enc, epoch...)
+	enc = append(enc, '-')
+	enc = strconv.AppendUint(enc, seq, 10)
+	end := len(enc)
+	enc = append(enc, '\n')
+	c.enc12 = enc
+	c.Headers = append(m.Headers[:len(m.Headers):len(m.Headers)],
+		frames.Header{Key: enc[keyAt : keyAt+len("offset") : keyAt+len("offset")], Value: enc[valueAt:end:end]})
 	return &c
 }
 
