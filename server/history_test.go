@@ -116,7 +116,7 @@ func expectMessages(c *rawClient, epoch string, bodies []string, firstSeq int, r
 	}
 }
 
-func epochOf(t *testing.T, offset string) string {
+func epochOf(t testing.TB, offset string) string {
 	t.Helper()
 	epoch, _, ok := strings.Cut(offset, "-")
 	if !ok || epoch == "" {
