@@ -107,6 +107,10 @@ type topicHistory struct {
 	next  uint64         // guarded by mu: seq the next message gets (the first is 1)
 	bytes int64          // guarded by mu: what this topic counts in hb
 	trim  uint64         // guarded by mu: journaled trim point (history_journal.go)
+	// removed (guarded by mu) is set when the topic's history left its
+	// table (dropIdleLocked, recovery): whoever locks it then looks the
+	// topic up again (lockHistory).
+	removed bool
 }
 
 // historyBytes is the broker-wide account of retained history, against
@@ -122,9 +126,16 @@ type historyBytes struct {
 type historyTable struct {
 	rules []HistoryRule // immutable: the valid rules, in order
 
-	mu     sync.RWMutex
-	topics map[string]*topicHistory // guarded by mu
+	mu      sync.RWMutex
+	topics  map[string]*topicHistory // guarded by mu
+	sweptAt int64                    // guarded by mu: last dropIdleLocked, ms
 }
+
+// historySweepEvery is how often (ms) a new topic that finds the
+// broker-wide bound reached may look for idle histories to drop: the scan
+// takes time proportional to the histories, so it runs at most once a
+// second.
+const historySweepEvery = 1000
 
 // newHistoryTable returns nil when no rule is configured: publishing then
 // costs nothing more than a nil check.
@@ -186,7 +197,13 @@ func (sp *space) createHistory(name string, rule int, epoch string, next uint64)
 	}
 	hb := &sp.b.hist
 	if hb.bytes.Load()+historyTopicOverhead > hb.limit {
-		return nil
+		if now := sp.b.nowMs(); now-t.sweptAt >= historySweepEvery {
+			t.sweptAt = now
+			sp.dropIdleLocked(now)
+		}
+		if hb.bytes.Load()+historyTopicOverhead > hb.limit {
+			return nil
+		}
 	}
 	r := t.rules[rule]
 	h := &topicHistory{name: name, rule: rule, size: r.Size, maxAge: r.MaxAge.Milliseconds(), epoch: epoch, hb: hb,
@@ -195,6 +212,46 @@ func (sp *space) createHistory(name string, rule int, epoch string, next uint64)
 	hb.topics.Add(1)
 	t.topics[name] = h
 	return h
+}
+
+// dropIdleLocked removes the histories that retain nothing (once max_age
+// is applied) and that no exact-name subscriber is listening to, so that
+// topic names used once do not keep the broker-wide bound taken for
+// ever. Such a topic starts a new epoch when it is published to again: a
+// resume-after its old offsets gets recovered:false, which is true, as
+// nothing of it is retained. Caller holds t.mu.
+func (sp *space) dropIdleLocked(now int64) {
+	t := sp.hist
+	for name, h := range t.topics {
+		h.mu.Lock()
+		h.expire(now)
+		if h.count == 0 && !sp.topics.hasExact(name) {
+			h.removed = true
+			delete(t.topics, name)
+			sp.b.hist.bytes.Add(-h.bytes)
+			sp.b.hist.topics.Add(-1)
+		}
+		h.mu.Unlock()
+	}
+}
+
+// lockHistory returns the history of topic name locked, or nil when it
+// keeps none. A history removed between the lookup and the lock is looked
+// up again (a bounded number of times: each removal needs a sweep, at
+// most one a second).
+func (sp *space) lockHistory(name string) *topicHistory {
+	for range 8 {
+		h := sp.history(name)
+		if h == nil {
+			return nil
+		}
+		h.mu.Lock()
+		if !h.removed {
+			return h
+		}
+		h.mu.Unlock()
+	}
+	return nil
 }
 
 // token is the offset of seq in this history.
@@ -267,13 +324,13 @@ func (h *topicHistory) grow() {
 	h.ring, h.head = ring, 0
 }
 
-// publishHistory is publishTopic for a topic with history: the offset is
-// assigned, the message retained and fanned out under the topic's lock.
-// feeds is false when durable subscriptions' feeds already have m (a
-// pipelined persistent SEND).
+// publishHistory is publishTopic for a topic with history, whose lock
+// the caller took (lockHistory): the offset is assigned, the message
+// retained and fanned out under it; it unlocks. feeds is false when
+// durable subscriptions' feeds already have m (a pipelined persistent
+// SEND).
 func (sp *space) publishHistory(h *topicHistory, m *Message, feeds bool) {
 	now := sp.b.nowMs()
-	h.mu.Lock()
 	seq := h.next
 	h.next++
 	m = m.withOffset(h.epoch, seq)

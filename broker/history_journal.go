@@ -118,6 +118,7 @@ func (sp *space) recoveredHistory(name, epoch string, next uint64) *topicHistory
 		for h.count > 0 {
 			h.evictOldest()
 		}
+		h.removed = true
 		h.mu.Unlock()
 		delete(t.topics, name)
 		sp.b.hist.bytes.Add(-h.bytes)

@@ -64,7 +64,7 @@ func (s *Session) subscribeTopic(sub *subscription, f *frames.Frame) (receipted 
 	}
 	var h *topicHistory
 	if !wild {
-		h = s.space.history(sub.pattern)
+		h = s.space.lockHistory(sub.pattern)
 	}
 	if h == nil {
 		if err := s.space.addTopicSub(sub, s.countCreation); err != nil {
@@ -80,7 +80,6 @@ func (s *Session) subscribeTopic(sub *subscription, f *frames.Frame) (receipted 
 		return false, nil
 	}
 	now := s.b.nowMs()
-	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := s.space.addTopicSub(sub, s.countCreation); err != nil {
 		return false, err

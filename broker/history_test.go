@@ -131,3 +131,43 @@ func (m *Message) header(key string) (string, bool) {
 	}
 	return "", false
 }
+
+// TestHistoryIdleTopicsDropped: topic names used once do not keep the
+// broker-wide bound taken: once it is reached, a new topic (at most once
+// a second) drops the histories that retain nothing and have no exact
+// subscriber, and gets a history itself; a topic with a subscriber or
+// with retained messages is kept.
+func TestHistoryIdleTopicsDropped(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	b := New(Config{MaxHistoryBytes: 10 * historyTopicOverhead, Now: func() time.Time { return now },
+		TopicHistory: []HistoryRule{{Pattern: "/topic/#", Size: 10, MaxAge: time.Second}}})
+	sp := b.spaces[DefaultVirtualHost]
+	s := b.NewSession(&fakeTransport{}, "t")
+	if err := s.Feed([]byte("CONNECT\naccept-version:1.2\nheart-beat:0,0\n\n\x00SUBSCRIBE\nid:1\ndestination:/topic/t0\n\n\x00")); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Release()
+	msg := &Message{ID: "x", Destination: "/topic/x", Body: []byte("x")}
+	for i := range 20 {
+		sp.publishTopic("t"+strconv.Itoa(i), msg)
+	}
+	created := b.HistoryStats().Topics
+	if created >= 20 || b.HistoryStats().Bytes > 10*historyTopicOverhead {
+		t.Fatalf("%d histories, %d bytes: the bound did not hold", created, b.HistoryStats().Bytes)
+	}
+	if h := sp.history("t19"); h != nil {
+		t.Fatal("a topic past the bound got a history")
+	}
+	now = now.Add(2 * time.Second) // every message is past max_age now
+	sp.publishTopic("fresh", msg)
+	h := sp.history("fresh")
+	if h == nil || h.count != 1 {
+		t.Fatal("no history for a new topic after the idle ones expired")
+	}
+	if got := b.HistoryStats().Topics; got != 2 {
+		t.Fatalf("%d histories after the sweep, want 2: fresh and t0 (subscribed)", got)
+	}
+	if sp.hist.topics["t0"] == nil {
+		t.Fatal("t0, which has a subscriber, was dropped")
+	}
+}

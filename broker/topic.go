@@ -10,7 +10,7 @@ import "strings"
 // publishTopic delivers m to the subscribers of the topic name and to every
 // wildcard subscription matching it.
 func (sp *space) publishTopic(name string, m *Message) {
-	if h := sp.history(name); h != nil {
+	if h := sp.lockHistory(name); h != nil {
 		sp.publishHistory(h, m, true)
 		return
 	}
@@ -25,7 +25,7 @@ func (sp *space) publishTopic(name string, m *Message) {
 // durable subscriptions' feeds: a pipelined persistent SEND has already
 // put m into the durable subscriptions its journal records name.
 func (sp *space) publishTopicLive(name string, m *Message) {
-	if h := sp.history(name); h != nil {
+	if h := sp.lockHistory(name); h != nil {
 		sp.publishHistory(h, m, false)
 		return
 	}
