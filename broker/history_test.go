@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // FuzzParseOffset: the token parser never panics, accepts only
@@ -169,5 +171,35 @@ func TestHistoryIdleTopicsDropped(t *testing.T) {
 	}
 	if sp.hist.topics["t0"] == nil {
 		t.Fatal("t0, which has a subscriber, was dropped")
+	}
+}
+
+// TestHistoryMetrics: the retained history is exported as gauges without
+// topic names.
+func TestHistoryMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	b := New(Config{Registerer: reg, TopicHistory: []HistoryRule{{Pattern: "/topic/m.*", Size: 2}}})
+	sp := b.spaces[DefaultVirtualHost]
+	for i := range 3 {
+		sp.publishTopic("m.a", &Message{ID: strconv.Itoa(i), Destination: "/topic/m.a", Body: []byte("x")})
+	}
+	sp.publishTopic("m.b", &Message{ID: "b", Destination: "/topic/m.b", Body: []byte("y")})
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range families {
+		if strings.HasPrefix(mf.GetName(), "stompbox_topic_history_") {
+			if len(mf.GetMetric()) != 1 || len(mf.GetMetric()[0].GetLabel()) != 0 {
+				t.Fatalf("%s: %d series with labels %v, want one without labels", mf.GetName(), len(mf.GetMetric()), mf.GetMetric()[0].GetLabel())
+			}
+			got[mf.GetName()] = mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	st := b.HistoryStats()
+	if got["stompbox_topic_history_topics"] != 2 || got["stompbox_topic_history_messages"] != 3 ||
+		got["stompbox_topic_history_bytes"] != float64(st.Bytes) || st.Bytes <= 2*historyTopicOverhead {
+		t.Fatalf("gauges %v, stats %+v; want 2 topics, 3 messages", got, st)
 	}
 }

@@ -467,6 +467,8 @@ func TestHistoryResumeAcrossRestart(t *testing.T) {
 			dir := t.TempDir()
 			start := func() (*testServer, func()) {
 				cfg := historyConfig(100, 0)
+				// A small ring too: its evictions are journaled as trims.
+				cfg.Broker.TopicHistory = append([]broker.HistoryRule{{Pattern: "/topic/small", Size: 4}}, cfg.Broker.TopicHistory...)
 				var j *persistence.File
 				if journaled {
 					var err error
@@ -513,6 +515,9 @@ func TestHistoryResumeAcrossRestart(t *testing.T) {
 			pub.connect()
 			publishN(pub, "/topic/hist.r", "m", 10)
 			expectMessages(c, epoch, []string{"m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9"}, 1, false)
+			smallEpoch := epochOf(t, header(subscribeReceipt(c, "small", "/topic/small"), "offset"))
+			publishN(pub, "/topic/small", "s", 10)
+			expectMessages(c, smallEpoch, []string{"s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9"}, 1, false)
 			stop()
 
 			srv, _ = start()
@@ -529,6 +534,13 @@ func TestHistoryResumeAcrossRestart(t *testing.T) {
 				t.Fatalf("after restart: recovered %q offset %q, want true and %s-10", header(r, "recovered"), header(r, "offset"), epoch)
 			}
 			expectMessages(c, epoch, []string{"m7", "m8", "m9"}, 8, true)
+			// The small ring comes back as it was: its last 4, evicted ones
+			// not recovered.
+			r = subscribeReceipt(c, "small-again", "/topic/small", "resume-after:"+smallEpoch+"-2")
+			if header(r, "recovered") != "false" || header(r, "offset") != smallEpoch+"-10" {
+				t.Fatalf("small ring after restart: recovered %q offset %q, want false and %s-10", header(r, "recovered"), header(r, "offset"), smallEpoch)
+			}
+			expectMessages(c, smallEpoch, []string{"s6", "s7", "s8", "s9"}, 7, true)
 			pub = dialRaw(t, srv.addr)
 			pub.connect()
 			publishN(pub, "/topic/hist.r", "n", 1)
