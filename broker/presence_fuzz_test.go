@@ -69,20 +69,30 @@ func FuzzPresenceJSON(f *testing.F) {
 // Run with -race.
 func TestPresenceConcurrentWatchersConsistent(t *testing.T) {
 	b := New(Config{PresenceGrace: -1, MaxOutboxBytes: 64 << 20, MaxConnectionBytes: 64 << 20})
-	const members, rounds, watchers = 6, 40, 4
+	const members, maxRounds, watchers = 6, 20_000, 4
 	stable := connectAs(t, b, "stable")
 	member(t, stable, "s", "room", "presence-info:here")
 
-	var wg sync.WaitGroup
-	start := make(chan struct{})
+	// Members join and leave until every watcher has subscribed: the
+	// snapshots are taken while the set changes. Half of them share a
+	// member (same user, no presence-id), half have a presence-id each.
+	var churn, watching sync.WaitGroup
+	stop := make(chan struct{})
 	for i := range members {
-		c := connectAs(t, b, "u"+strconv.Itoa(i%3)) // two connections per user, no presence-id: shared members
-		wg.Go(func() {
-			<-start
-			for r := range rounds {
+		headers := []string{"destination:/topic/room", "presence:true"}
+		if i%2 == 1 {
+			headers = append(headers, "presence-id:tab"+strconv.Itoa(i))
+		}
+		c := connectAs(t, b, "u"+strconv.Itoa(i%3))
+		churn.Go(func() {
+			for r := range maxRounds {
+				select {
+				case <-stop:
+					return
+				default:
+				}
 				sub := "id:s" + strconv.Itoa(r)
-				if err := c.send(frames.CmdSubscribe, "", sub, "destination:/topic/room", "presence:true",
-					"presence-info:i"+strconv.Itoa(r%2)); err != nil {
+				if err := c.send(frames.CmdSubscribe, "", append(headers, sub, "presence-info:i"+strconv.Itoa(r%3))...); err != nil {
 					t.Error(err)
 					return
 				}
@@ -99,9 +109,8 @@ func TestPresenceConcurrentWatchersConsistent(t *testing.T) {
 		clients[i] = connectAs(t, b, "w")
 	}
 	for i, c := range clients {
-		wg.Go(func() {
-			<-start
-			for range rand.IntN(rounds) { // subscribe at some point while members come and go
+		watching.Go(func() {
+			for range 1 + rand.IntN(200) { // subscribe at some point while members come and go
 				if err := c.send(frames.CmdSend, "x", "destination:/topic/elsewhere"); err != nil {
 					t.Error(err)
 					return
@@ -112,8 +121,9 @@ func TestPresenceConcurrentWatchersConsistent(t *testing.T) {
 			}
 		})
 	}
-	close(start)
-	wg.Wait()
+	watching.Wait()
+	close(stop)
+	churn.Wait()
 	for _, c := range clients {
 		set := map[string]string{} // user/id -> info
 		fs := c.poll()
