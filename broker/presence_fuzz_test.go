@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stompbox/stompbox/frames"
@@ -163,4 +164,73 @@ func TestPresenceConcurrentWatchersConsistent(t *testing.T) {
 			t.Fatalf("watcher ends with %v, want only stable", set)
 		}
 	}
+}
+
+// A SUBSCRIBE with arbitrary presence, presence-id, presence-info and
+// destination values: never a panic; either accepted (RECEIPT) or refused
+// with a clear ERROR; presence-info over 1 KiB always refused with
+// invalid-header; an accepted member shows in a snapshot with its id and
+// info (as JSON strings), and once it is gone and swept the set is empty
+// and no member is counted.
+func FuzzPresenceSubscribe(f *testing.F) {
+	f.Add("true", "tab1", "Alice", "/topic/room")
+	f.Add("true", "", strings.Repeat("x", MaxPresenceInfo+1), "/topic/room")
+	f.Add("yes", "a", "b", "/topic/room")
+	f.Add("true", "a", "b", "/topic/room.*")
+	f.Add("true", "a", "b", "/presence/room")
+	f.Add("false", "", "", "/queue/q")
+	f.Add("true", "\\c", "é\xff", "/topic/\u00e9")
+	f.Fuzz(func(t *testing.T, presence, id, info, dest string) {
+		b, clock := presenceBroker(t, Config{})
+		c := connectAs(t, b, "alice")
+		err := c.send(frames.CmdSubscribe, "", "id:s", "destination:"+dest, "presence:"+presence,
+			"presence-id:"+id, "presence-info:"+info, "receipt:r")
+		fs := c.poll()
+		if len(fs) == 0 {
+			t.Fatalf("no answer to SUBSCRIBE (Feed %v)", err)
+		}
+		last := fs[len(fs)-1]
+		switch last.Command {
+		case frames.CmdError:
+			if !isClosed(err) || hdr(last, "error-code") == "" || hdr(last, "retryable") == "" {
+				t.Fatalf("ERROR %q, Feed %v", headerLines(last), err)
+			}
+		case frames.CmdReceipt, frames.CmdMessage:
+			if err != nil {
+				t.Fatalf("accepted, but Feed = %v", err)
+			}
+		default:
+			t.Fatalf("got %v", commands(fs))
+		}
+		accepted := last.Command != frames.CmdError
+		topic, isTopic := strings.CutPrefix(dest, "/topic/")
+		if accepted && presence == "true" && isTopic {
+			if len(info) > MaxPresenceInfo {
+				t.Fatalf("presence-info of %d bytes accepted", len(info))
+			}
+			w := connectAs(t, b, "w")
+			var snap struct{ Members []memberJSON }
+			w.mustSend(frames.CmdSubscribe, "", "id:p", "destination:/presence/"+topic)
+			wf := w.poll()
+			if len(wf) != 1 || json.Unmarshal(wf[0].Body, &snap) != nil || len(snap.Members) != 1 {
+				t.Fatalf("snapshot after an accepted member: %v %+v", commands(wf), snap)
+			}
+			if m := snap.Members[0]; m.User != "alice" || m.ID != validUTF8(id) || m.Info != validUTF8(info) {
+				t.Fatalf("member %+v, want alice, %q, %q", m, id, info)
+			}
+			w.s.Release()
+		}
+		c.s.Release()
+		b.SweepPresence(clock.advance(time.Hour))
+		var members int64
+		for _, sp := range b.spaces {
+			members += sp.presence.members.Load()
+			if len(sp.presence.sets) != 0 {
+				t.Fatalf("%d presence sets left", len(sp.presence.sets))
+			}
+		}
+		if members != 0 {
+			t.Fatalf("%d members counted after everyone left", members)
+		}
+	})
 }
