@@ -330,3 +330,21 @@ func TestPresenceLimits(t *testing.T) {
 		t.Fatalf("%d presence sets, want 2", got)
 	}
 }
+
+// Presence sets are per virtual host: a member of room in one is not in
+// room of another.
+func TestPresencePerVirtualHost(t *testing.T) {
+	b := New(Config{VirtualHosts: []string{"a", "b"}})
+	in := func(host, user string) *client {
+		c := newClient(t, b)
+		c.connect("login:"+user, "host:"+host)
+		return c
+	}
+	member(t, in("a", "alice"), "s", "room", "presence-info:in a")
+	if snap := watch(t, in("b", "w"), "p", "room"); snap != `{"members":[]}` {
+		t.Fatalf("virtual host b sees %s", snap)
+	}
+	if snap := watch(t, in("a", "w"), "p", "room"); snap != `{"members":[{"user":"alice","id":"","info":"in a"}]}` {
+		t.Fatalf("virtual host a sees %s", snap)
+	}
+}
