@@ -89,6 +89,9 @@ type presenceLink struct {
 	watch bool        // a /presence/ subscription rather than a member
 	key   presenceKey // member only
 	info  string      // member only: its presence-info
+	// charged (member only) is what the subscription charged to its
+	// connection's budget: its presence-info and presence-id.
+	charged int
 }
 
 // presenceTopic returns the topic name a /presence/ destination streams.

@@ -55,15 +55,29 @@ func (s *Session) joinPresence(sub *subscription, l *presenceLink) *stompError {
 	if l == nil {
 		return nil
 	}
-	ps := &s.space.presence
-	ps.mu.Lock()
-	set, err := ps.setLocked(s.b, l.topic, true)
-	if err == nil {
-		if err = ps.joinLocked(s.b, set, l.key, l.info); err != nil {
-			ps.dropIfEmptyLocked(set)
+	// What the member keeps of this subscription is charged to the
+	// connection's budget while the subscription lasts, like everything
+	// the broker holds because of a connection.
+	l.charged = len(l.info) + len(l.key.id)
+	var err *stompError
+	if !s.budget.charge(l.charged) {
+		err = &stompError{code: CodeLimitExceeded, message: "limit exceeded",
+			detail: "The presence-info and presence-id of this connection's presence subscriptions exceed its budget of " +
+				strconv.FormatInt(s.budget.limit, 10) + " bytes.", reason: CloseLimitExceeded}
+	} else {
+		ps := &s.space.presence
+		ps.mu.Lock()
+		var set *presenceSet
+		if set, err = ps.setLocked(s.b, l.topic, true); err == nil {
+			if err = ps.joinLocked(s.b, set, l.key, l.info); err != nil {
+				ps.dropIfEmptyLocked(set)
+			}
+		}
+		ps.mu.Unlock()
+		if err != nil {
+			s.budget.release(l.charged)
 		}
 	}
-	ps.mu.Unlock()
 	if err != nil {
 		s.space.removeTopicSub(sub)
 		sub.close()
@@ -124,6 +138,7 @@ func (s *Session) releasePresence(sub *subscription) {
 		return
 	}
 	sub.presence = nil
+	s.budget.release(l.charged)
 	ps := &s.space.presence
 	ps.mu.Lock()
 	defer ps.mu.Unlock()

@@ -348,3 +348,28 @@ func TestPresencePerVirtualHost(t *testing.T) {
 		t.Fatalf("virtual host a sees %s", snap)
 	}
 }
+
+// A presence subscription's presence-info and presence-id are charged to
+// its connection's budget until it ends; past the budget SUBSCRIBE gets
+// ERROR limit-exceeded, not retryable (the connection's own limit).
+func TestPresenceChargedToBudget(t *testing.T) {
+	b := New(Config{MaxConnectionBytes: 4 << 10})
+	c := connectAs(t, b, "alice")
+	info := "presence-info:" + strings.Repeat("i", 1000) // 1004 bytes with the id: four fit, with room for a RECEIPT
+	for i := range 4 {
+		member(t, c, "s"+strconv.Itoa(i), "room"+strconv.Itoa(i), info, "presence-id:tab"+strconv.Itoa(i))
+	}
+	if held := c.s.budget.held(); held != 4*1004 {
+		t.Fatalf("budget holds %d bytes, want %d", held, 4*1004)
+	}
+	c.mustSend(frames.CmdUnsubscribe, "", "id:s0")
+	member(t, c, "s0", "room0", info, "presence-id:tab0") // the UNSUBSCRIBE gave its share back
+	if err := c.send(frames.CmdSubscribe, "", "id:s4", "destination:/topic/room4", "presence:true", "presence-info:"+strings.Repeat("x", 100)); !isClosed(err) {
+		t.Fatalf("Feed = %v, want the session closed", err)
+	}
+	expectError(t, c, CodeLimitExceeded, false)
+	c.s.Release()
+	if held := c.s.budget.held(); held != 0 {
+		t.Fatalf("budget holds %d bytes after the session ended", held)
+	}
+}
