@@ -99,11 +99,10 @@ func presenceTopic(dest string) (string, bool) {
 	return strings.CutPrefix(dest, presencePrefix)
 }
 
-// setLocked returns the set of topic, creating it (within
-// Config.MaxPresenceSets) when create is set; nil, nil when it does not
-// exist and create is not set.
-func (ps *presenceSpace) setLocked(b *Broker, topic string, create bool) (*presenceSet, *stompError) {
-	if set := ps.sets[topic]; set != nil || !create {
+// setLocked returns the set of topic, created if need be within
+// Config.MaxPresenceSets.
+func (ps *presenceSpace) setLocked(b *Broker, topic string) (*presenceSet, *stompError) {
+	if set := ps.sets[topic]; set != nil {
 		return set, nil
 	}
 	if len(ps.sets) >= b.cfg.MaxPresenceSets {

@@ -52,7 +52,7 @@ func FuzzPresenceJSON(f *testing.F) {
 		}
 		ps := &presenceSpace{}
 		b := New(Config{})
-		set, _ := ps.setLocked(b, "t", true)
+		set, _ := ps.setLocked(b, "t")
 		set.members[presenceKey{user, id}] = &presenceMember{key: presenceKey{user, id}, info: info}
 		set.members[presenceKey{id, user}] = &presenceMember{key: presenceKey{id, user}, info: user}
 		snap := ps.snapshotLocked(b, set)

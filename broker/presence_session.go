@@ -68,7 +68,7 @@ func (s *Session) joinPresence(sub *subscription, l *presenceLink) *stompError {
 		ps := &s.space.presence
 		ps.mu.Lock()
 		var set *presenceSet
-		if set, err = ps.setLocked(s.b, l.topic, true); err == nil {
+		if set, err = ps.setLocked(s.b, l.topic); err == nil {
 			if err = ps.joinLocked(s.b, set, l.key, l.info); err != nil {
 				ps.dropIfEmptyLocked(set)
 			}
@@ -112,7 +112,7 @@ func (s *Session) watchPresence(f *frames.Frame, id, topic string, mode ackMode)
 	ps := &s.space.presence
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	set, err := ps.setLocked(s.b, topic, true)
+	set, err := ps.setLocked(s.b, topic)
 	if err != nil {
 		return err
 	}
