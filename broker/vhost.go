@@ -23,6 +23,7 @@ type space struct {
 	quotas   map[string]*userQuota   // guarded by mu: per user, what MaxQueuesPerUser and MaxDurablesPerUser bound
 	topics   *sublist                // immutable pointer; its own locks, after mu
 	hist     *historyTable           // immutable pointer, nil without history rules (history.go)
+	presence presenceSpace           // its own lock (presence.go)
 }
 
 // DefaultVirtualHost is the virtual host of a broker configured without
