@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stompbox/stompbox/frames"
 )
 
 // FuzzParseOffset: the token parser never panics, accepts only
@@ -201,5 +203,33 @@ func TestHistoryMetrics(t *testing.T) {
 	if got["stompbox_topic_history_topics"] != 2 || got["stompbox_topic_history_messages"] != 3 ||
 		got["stompbox_topic_history_bytes"] != float64(st.Bytes) || st.Bytes <= 2*historyTopicOverhead {
 		t.Fatalf("gauges %v, stats %+v; want 2 topics, 3 messages", got, st)
+	}
+}
+
+// TestHistoryReplaySkipsExpired: a retained message whose expires has
+// passed is not replayed, and that alone does not make recovered:false;
+// history:0 replays nothing.
+func TestHistoryReplaySkipsExpired(t *testing.T) {
+	now := time.UnixMilli(1_700_000_000_000)
+	b := New(Config{Now: func() time.Time { return now }, TopicHistory: []HistoryRule{{Pattern: "/topic/e", Size: 10}}})
+	pub, sub := newClient(t, b), newClient(t, b)
+	pub.connect()
+	sub.connect()
+	pub.mustSend(frames.CmdSend, "a", "destination:/topic/e")
+	pub.mustSend(frames.CmdSend, "b", "destination:/topic/e", "expires:"+strconv.FormatInt(now.UnixMilli()+1000, 10))
+	pub.mustSend(frames.CmdSend, "c", "destination:/topic/e")
+	now = now.Add(2 * time.Second)
+	sub.mustSend(frames.CmdSubscribe, "", "id:1", "destination:/topic/e", "history:10", "receipt:r")
+	got := sub.poll()
+	if len(got) != 3 || got[0].Command != frames.CmdReceipt || hdr(got[0], "recovered") != "true" {
+		t.Fatalf("got %v (recovered %q), want RECEIPT recovered:true and 2 messages", commands(got), hdr(got[0], "recovered"))
+	}
+	if string(got[1].Body) != "a" || string(got[2].Body) != "c" || !strings.HasSuffix(hdr(got[2], "offset"), "-3") {
+		t.Fatalf("replayed %q, %q (offset %q): want a and c, b expired", got[1].Body, got[2].Body, hdr(got[2], "offset"))
+	}
+	sub.mustSend(frames.CmdSubscribe, "", "id:2", "destination:/topic/e", "history:0", "receipt:r0")
+	got = sub.poll()
+	if len(got) != 1 || hdr(got[0], "recovered") != "true" || !strings.HasSuffix(hdr(got[0], "offset"), "-3") {
+		t.Fatalf("history:0: %v", commands(got))
 	}
 }

@@ -548,3 +548,53 @@ func TestHistoryResumeAcrossRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestHistoryPersistentSends: persistent:true SENDs to a history topic
+// with the journal on (pipelined, with a durable subscription on the
+// topic) get their RECEIPTs, in order, and their offsets in order at a
+// live subscriber; the durable subscription gets every message too.
+func TestHistoryPersistentSends(t *testing.T) {
+	j, err := persistence.Open(t.TempDir(), persistence.Config{Sync: persistence.SyncAlways, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = j.Close() })
+	cfg := historyConfig(100, 0)
+	cfg.Broker.Journal = j
+	srv := startServer(t, cfg)
+	live := dialRaw(t, srv.addr)
+	live.connect()
+	epoch := epochOf(t, header(subscribeReceipt(live, "live", "/topic/hist.p"), "offset"))
+	durable := dialRaw(t, srv.addr)
+	durable.connect("client-id:d")
+	subscribeReceipt(durable, "d", "/topic/hist.p", "durable-subscription-name:keep")
+	pub := dialRaw(t, srv.addr)
+	pub.connect()
+	var w strings.Builder
+	for i := range 20 {
+		w.WriteString(frame("SEND", "p"+strconv.Itoa(i), "destination:/topic/hist.p", "persistent:true", "receipt:r"+strconv.Itoa(i)))
+	}
+	pub.send(w.String())
+	for i := range 20 {
+		if f := pub.next(gsWait); f.Command != frames.CmdReceipt || header(f, "receipt-id") != "r"+strconv.Itoa(i) {
+			t.Fatalf("frame %d: %s receipt-id %q (%s)", i, f.Command, header(f, "receipt-id"), f.Body)
+		}
+	}
+	bodies := make([]string, 20)
+	for i := range bodies {
+		bodies[i] = "p" + strconv.Itoa(i)
+	}
+	expectMessages(live, epoch, bodies, 1, false)
+	for i := range 20 {
+		if f := durable.next(gsWait); f.Command != frames.CmdMessage || string(f.Body) != bodies[i] {
+			t.Fatalf("durable message %d: %s %q", i, f.Command, f.Body)
+		}
+	}
+	c := dialRaw(t, srv.addr)
+	c.connect()
+	r := subscribeReceipt(c, "resume", "/topic/hist.p", "resume-after:"+epoch+"-18")
+	if header(r, "recovered") != "true" || header(r, "offset") != epoch+"-20" {
+		t.Fatalf("recovered %q offset %q", header(r, "recovered"), header(r, "offset"))
+	}
+	expectMessages(c, epoch, bodies[18:], 19, true)
+}
