@@ -48,6 +48,10 @@ type Stats struct {
 	Acked              atomic.Uint64 // messages acknowledged by ACK (cumulative ACKs count each)
 	Nacked             atomic.Uint64 // messages refused by NACK
 	Connects           atomic.Uint64 // CONNECT frames answered with CONNECTED
+
+	// Duplicates counts SENDs not applied because their idempotency-key
+	// repeated one still remembered (dedupe.go); each got its RECEIPT.
+	Duplicates atomic.Uint64
 }
 
 // New builds a Broker; zero Config fields take their defaults.

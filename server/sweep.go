@@ -5,7 +5,8 @@ import "time"
 // The idle-durable sweeper: one goroutine, owned by the Server, that
 // removes durable subscriptions nobody consumed for the broker's
 // DurableIdleTTL. The broker starts no goroutines itself; it exposes
-// Broker.SweepIdleDurables and this loop calls it.
+// Broker.SweepIdleDurables and this loop calls it. It also forgets the
+// idempotency keys older than DedupeWindow (Broker.SweepDedupe).
 
 // sweepInterval is how often the sweeper looks for a TTL: a quarter of it,
 // so a durable outlives its TTL by at most that, within bounds that keep
@@ -19,6 +20,9 @@ func sweepInterval(ttl time.Duration) time.Duration {
 // waits for it (s.wg).
 func (s *Server) startSweeperLocked() {
 	ttl := s.broker.Config().DurableIdleTTL
+	if window := s.broker.Config().DedupeWindow; window > 0 && (ttl <= 0 || window < ttl) {
+		ttl = window // forgotten idempotency keys are swept too
+	}
 	if ttl <= 0 || s.sweepStop != nil {
 		return
 	}
@@ -39,6 +43,7 @@ func (s *Server) sweep(stop <-chan struct{}, every time.Duration) {
 			return
 		case <-t.C:
 			s.broker.SweepIdleDurables(now()) // it logs each removal
+			s.broker.SweepDedupe(now())
 		}
 	}
 }

@@ -1,0 +1,242 @@
+package broker
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/stompbox/stompbox/frames"
+)
+
+// Idempotent SEND (docs/compliance.md, "Idempotent SEND"). A SEND with
+// idempotency-key:<k> whose key the same user already sent to the same
+// destination, in the same virtual host, within DedupeWindow is a
+// duplicate: it gets its RECEIPT but is not enqueued or published again.
+// A producer that lost a RECEIPT to a reconnect can so resend safely.
+//
+// A key is claimed when its SEND is about to be applied and given back if
+// the SEND is then refused (full, limit-exceeded, a journal failure), so
+// only an accepted SEND burns its key. Each user keeps at most
+// DedupeMaxKeysPerUser keys, the oldest forgotten first past it, each for
+// DedupeWindow: memory is bounded by users times that. The keys live in
+// memory only, even with the journal on: a restart forgets them.
+
+// HeaderIdempotencyKey is the SEND header naming a SEND for deduplication.
+const HeaderIdempotencyKey = "idempotency-key"
+
+// The defaults of Config's deduplication settings.
+const (
+	DefaultDedupeWindow         = 2 * time.Minute
+	DefaultDedupeMaxKeysPerUser = 10_000
+)
+
+// dedupeStore is one virtual host's idempotency keys, per user. Its lock
+// is a leaf: nothing else is locked under it, and it may be taken under
+// any other lock (docs/locking.md).
+type dedupeStore struct {
+	mu    sync.Mutex
+	users map[string]*userKeys // guarded by mu; a user with no key has no entry
+}
+
+// userKeys is one user's keys: keys maps destination+"\x00"+key to the
+// sequence number of its claim; order holds the claims oldest first (a
+// claim given back stays in order until popped, and is skipped then).
+type userKeys struct {
+	keys  map[string]uint64
+	order []keyClaim
+	head  int
+	seq   uint64
+}
+
+type keyClaim struct {
+	key string
+	seq uint64
+	at  time.Time
+}
+
+// dedupeClaim is what a SEND claimed, to give back if it is refused; the
+// zero value claims nothing.
+type dedupeClaim struct {
+	sp   *space
+	user string
+	key  string
+	seq  uint64
+}
+
+// dedupeKey returns f's idempotency key (nil: none), refusing one longer
+// than MaxIDLength or empty with invalid-header.
+func (s *Session) dedupeKey(f *frames.Frame) ([]byte, *stompError) {
+	k, ok := f.Header(HeaderIdempotencyKey)
+	if !ok {
+		return nil, nil
+	}
+	if len(k) == 0 || len(k) > s.b.cfg.MaxIDLength {
+		return nil, protocolErr(CodeInvalidHeader, "invalid idempotency-key header",
+			"An idempotency-key must hold 1 to "+strconv.Itoa(s.b.cfg.MaxIDLength)+" bytes; got "+strconv.Itoa(len(k))+".")
+	}
+	return k, nil
+}
+
+// claimKey claims key k for a SEND to dest by this session's user. dup
+// reports that the key is held already (the SEND is a duplicate); with
+// deduplication off, or no key, it claims nothing.
+func (s *Session) claimKey(dest string, k []byte) (c dedupeClaim, dup bool) {
+	if k == nil || s.b.cfg.DedupeWindow <= 0 {
+		return dedupeClaim{}, false
+	}
+	c = dedupeClaim{sp: s.space, user: s.principal.Name, key: dest + "\x00" + string(k)}
+	now := s.b.cfg.Now()
+	d := &s.space.dedupe
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	u := d.users[c.user]
+	if u == nil {
+		if d.users == nil {
+			d.users = make(map[string]*userKeys)
+		}
+		u = &userKeys{keys: make(map[string]uint64)}
+		d.users[c.user] = u
+	}
+	u.expire(now.Add(-s.b.cfg.DedupeWindow))
+	if _, held := u.keys[c.key]; held {
+		s.b.stats.Duplicates.Add(1)
+		return dedupeClaim{}, true
+	}
+	for len(u.keys) >= s.b.cfg.DedupeMaxKeysPerUser {
+		u.pop() // past the bound: the oldest key is forgotten
+	}
+	u.seq++
+	c.seq = u.seq
+	u.keys[c.key] = c.seq
+	u.order = append(u.order, keyClaim{key: c.key, seq: c.seq, at: now})
+	return c, false
+}
+
+// release gives a claim back: its SEND was refused, so its key is not
+// burned. Safe from any goroutine; a zero claim does nothing.
+func (c dedupeClaim) release() {
+	if c.sp == nil {
+		return
+	}
+	d := &c.sp.dedupe
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	u := d.users[c.user]
+	if u == nil || u.keys[c.key] != c.seq {
+		return // forgotten already
+	}
+	delete(u.keys, c.key)
+	if n := len(u.order); n > u.head && u.order[n-1].seq == c.seq {
+		u.order = u.order[:n-1] // the usual case: the newest claim
+	}
+	if len(u.keys) == 0 {
+		delete(d.users, c.user)
+	}
+}
+
+// expire forgets the claims made before cutoff.
+func (u *userKeys) expire(cutoff time.Time) {
+	for u.head < len(u.order) && u.order[u.head].at.Before(cutoff) {
+		u.pop()
+	}
+}
+
+// pop forgets the oldest claim, and reuses order's array once it is
+// mostly popped.
+func (u *userKeys) pop() {
+	if u.head == len(u.order) {
+		return
+	}
+	c := u.order[u.head]
+	u.order[u.head] = keyClaim{}
+	u.head++
+	if u.keys[c.key] == c.seq {
+		delete(u.keys, c.key)
+	}
+	if u.head == len(u.order) {
+		u.order, u.head = u.order[:0], 0
+	} else if u.head > 1024 && u.head > len(u.order)/2 {
+		u.order, u.head = append(u.order[:0], u.order[u.head:]...), 0
+	}
+}
+
+// sweep forgets the claims made before cutoff, and the users left with
+// none.
+func (d *dedupeStore) sweep(cutoff time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, u := range d.users {
+		u.expire(cutoff)
+		if len(u.keys) == 0 {
+			delete(d.users, name)
+		}
+	}
+}
+
+// count is how many keys and users the store holds (tests).
+func (d *dedupeStore) count() (keys, users int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, u := range d.users {
+		keys += len(u.keys)
+	}
+	return keys, len(d.users)
+}
+
+// SweepDedupe forgets the idempotency keys older than DedupeWindow as of
+// now, in every virtual host: a user who stops sending does not keep its
+// keys. Package server calls it periodically.
+func (b *Broker) SweepDedupe(now time.Time) {
+	if b.cfg.DedupeWindow <= 0 {
+		return
+	}
+	for _, sp := range b.spaces {
+		sp.dedupe.sweep(now.Add(-b.cfg.DedupeWindow))
+	}
+}
+
+// duplicateReceipt answers a duplicate SEND: its RECEIPT only, in order
+// behind the persistent SENDs in flight (the original among them, maybe).
+func (s *Session) duplicateReceipt(f *frames.Frame) {
+	if s.pipe.waiting() {
+		s.pipeReceipt(f)
+		return
+	}
+	s.receipt(f)
+}
+
+// txClaims are the claims a COMMIT made for its SENDs' keys, by op index
+// (nil: the transaction has no key).
+type txClaims []txClaim
+
+type txClaim struct {
+	claim     dedupeClaim
+	duplicate bool
+}
+
+// claimTxKeys claims, in order, the keys of a committing transaction's
+// SENDs that will be applied (not expired).
+func (s *Session) claimTxKeys(ops []txOp, nowMs int64) txClaims {
+	var claims txClaims
+	for i, op := range ops {
+		if op.cmd != frames.CmdSend || op.msg == nil || op.idemKey == "" || op.msg.expired(nowMs) {
+			continue
+		}
+		if claims == nil {
+			claims = make(txClaims, len(ops))
+		}
+		c, dup := s.claimKey(op.msg.Destination, []byte(op.idemKey))
+		claims[i] = txClaim{claim: c, duplicate: dup}
+	}
+	return claims
+}
+
+// dup reports whether op i is a duplicate, to be left out.
+func (c txClaims) dup(i int) bool { return c != nil && c[i].duplicate }
+
+// release gives back the claims of ops from i on: they were not applied.
+func (c txClaims) release(from int) {
+	for i := len(c) - 1; i >= from; i-- { // newest first, as they were made
+		c[i].claim.release()
+	}
+}
