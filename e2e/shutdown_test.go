@@ -17,7 +17,7 @@ import (
 
 // TestGracefulShutdownKeepsReceiptedMessages: SIGTERM with clients
 // connected tells each of them (ERROR server-shutdown, WebSocket close
-// 1001), exits 0 within the deadline, and every receipted persistent message
+// 1012 and reconnect-after), exits 0 within the deadline, and every receipted persistent message
 // is there after a restart on the same journal.
 func TestGracefulShutdownKeepsReceiptedMessages(t *testing.T) {
 	const messages = 500
@@ -53,13 +53,13 @@ func TestGracefulShutdownKeepsReceiptedMessages(t *testing.T) {
 
 	b.stop() // SIGTERM; requires exit status 0 within the deadline
 	data, _, err := wsutil.ReadServerData(wsConn)
-	if err != nil || !containsAll(string(data), "ERROR\n", "error-code:server-shutdown", "retryable:true") {
+	if err != nil || !containsAll(string(data), "ERROR\n", "error-code:server-shutdown", "retryable:true", "reconnect-after:") {
 		t.Fatalf("WebSocket client got %q (%v), want ERROR server-shutdown", data, err)
 	}
 	_, _, err = wsutil.ReadServerData(wsConn)
 	var closed wsutil.ClosedError
-	if !errors.As(err, &closed) || closed.Code != ws.StatusGoingAway {
-		t.Fatalf("after the ERROR: %v, want close 1001", err)
+	if !errors.As(err, &closed) || closed.Code != 1012 {
+		t.Fatalf("after the ERROR: %v, want close 1012 (service restart)", err)
 	}
 	_ = producer.Disconnect()
 
