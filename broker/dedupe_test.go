@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -316,5 +317,54 @@ func TestDedupeOff(t *testing.T) {
 	sendKeyed(t, p, "/queue/o", "k", "two")
 	if got := bodies(sub.poll()); !slices.Equal(got, []string{"one", "two"}) {
 		t.Fatalf("delivered %v, want one two", got)
+	}
+}
+
+// A user's remembered keys cost a bounded amount each, and the store never
+// holds more than DedupeMaxKeysPerUser of them: past the bound memory
+// stays flat.
+func TestDedupeMemoryPerKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("heap measurement: not in -short")
+	}
+	const max = 10_000
+	b, _ := dedupeBroker(t, Config{DedupeMaxKeysPerUser: max})
+	p := keyedUser(t, b, "alice", "a")
+	send := func(i int) {
+		p.mustSend(frames.CmdSend, "", "destination:/topic/mem", "idempotency-key:order-"+strconv.Itoa(100_000_000+i))
+	}
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	for i := range max {
+		send(i)
+	}
+	full := heap()
+	for i := max; i < 4*max; i++ {
+		send(i)
+	}
+	steady := heap() // the claim list's array holds up to twice the bound before it is compacted
+	for i := 4 * max; i < 8*max; i++ {
+		send(i)
+	}
+	after := heap()
+	perKey := float64(full-before) / max
+	t.Logf("%.0f bytes per remembered key (36-byte key+destination); at the bound's steady state %.0f; 4x more keys after that: %+d bytes",
+		perKey, float64(steady-before)/max, int64(after)-int64(steady))
+	if perKey > 300 {
+		t.Errorf("%.0f bytes per key, want at most 300", perKey)
+	}
+	if steady > before+2*(full-before) {
+		t.Errorf("heap %d bytes past the bound, want at most twice the %d of a full store", steady-before, full-before)
+	}
+	if after > steady+(full-before)/10 {
+		t.Errorf("heap grew from %d to %d bytes in the steady state", steady, after)
+	}
+	if keys, _ := b.spaces["a"].dedupe.count(); keys != max {
+		t.Errorf("%d keys held, want %d", keys, max)
 	}
 }
