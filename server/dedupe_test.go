@@ -88,4 +88,7 @@ func TestIdempotentSend(t *testing.T) {
 			checkERROR(t, f, errorWant{message: "invalid idempotency-key header", code: "invalid-header", receipt: "long"})
 		})
 	}
+	if got := gathered(t, srv, "stompbox_duplicates_dropped_total"); got != 2*float64(len(transports)) {
+		t.Errorf("stompbox_duplicates_dropped_total = %v, want %d (two per transport)", got, 2*len(transports))
+	}
 }

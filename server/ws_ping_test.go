@@ -151,6 +151,12 @@ func TestWebSocketPongIsLiveness(t *testing.T) {
 		if got := srv.metrics.pongsReceived.Load() - pongsBefore; got < uint64(pings)-1 {
 			t.Errorf("pongs counted %d, want about %d", got, pings)
 		}
+		if got := gathered(t, srv, "stompbox_websocket_pongs_received_total"); got < float64(pings-1) {
+			t.Errorf("stompbox_websocket_pongs_received_total = %v, want at least %d", got, pings-1)
+		}
+		if got := gathered(t, srv, "stompbox_websocket_pings_sent_total"); got < float64(pings) {
+			t.Errorf("stompbox_websocket_pings_sent_total = %v, want at least %d", got, pings)
+		}
 	})
 
 	t.Run("answers nothing", func(t *testing.T) {
@@ -197,4 +203,21 @@ func TestTCPNotPinged(t *testing.T) {
 	if srv.metrics.pingsSent.Load() != 0 {
 		t.Errorf("%d pings sent on TCP connections", srv.metrics.pingsSent.Load())
 	}
+}
+
+// gathered returns the value of an unlabelled counter from the server's
+// registry (what /metrics serves).
+func gathered(t *testing.T, srv *testServer, name string) float64 {
+	t.Helper()
+	mfs, err := srv.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("%s not exported", name)
+	return 0
 }
