@@ -85,52 +85,66 @@ func (s *Session) claimKey(dest string, k []byte) (c dedupeClaim, dup bool) {
 		return dedupeClaim{}, false
 	}
 	c = dedupeClaim{sp: s.space, user: s.principal.Name, key: dest + "\x00" + string(k)}
-	now := s.b.cfg.Now()
-	d := &s.space.dedupe
+	seq, dup := s.space.dedupe.claim(c.user, c.key, s.b.cfg.Now(), s.b.cfg.DedupeWindow, s.b.cfg.DedupeMaxKeysPerUser)
+	if dup {
+		s.b.stats.Duplicates.Add(1)
+		return dedupeClaim{}, true
+	}
+	c.seq = seq
+	return c, false
+}
+
+// claim records key for user at now, after forgetting the user's keys
+// older than window and, past max, its oldest; dup reports that key is
+// held already (nothing is recorded then). seq identifies the claim for
+// release.
+func (d *dedupeStore) claim(user, key string, now time.Time, window time.Duration, max int) (seq uint64, dup bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	u := d.users[c.user]
+	u := d.users[user]
 	if u == nil {
 		if d.users == nil {
 			d.users = make(map[string]*userKeys)
 		}
 		u = &userKeys{keys: make(map[string]uint64)}
-		d.users[c.user] = u
+		d.users[user] = u
 	}
-	u.expire(now.Add(-s.b.cfg.DedupeWindow))
-	if _, held := u.keys[c.key]; held {
-		s.b.stats.Duplicates.Add(1)
-		return dedupeClaim{}, true
+	u.expire(now.Add(-window))
+	if _, held := u.keys[key]; held {
+		return 0, true
 	}
-	for len(u.keys) >= s.b.cfg.DedupeMaxKeysPerUser {
+	for len(u.keys) >= max {
 		u.pop() // past the bound: the oldest key is forgotten
 	}
 	u.seq++
-	c.seq = u.seq
-	u.keys[c.key] = c.seq
-	u.order = append(u.order, keyClaim{key: c.key, seq: c.seq, at: now})
-	return c, false
+	u.keys[key] = u.seq
+	u.order = append(u.order, keyClaim{key: key, seq: u.seq, at: now})
+	return u.seq, false
 }
 
 // release gives a claim back: its SEND was refused, so its key is not
 // burned. Safe from any goroutine; a zero claim does nothing.
 func (c dedupeClaim) release() {
-	if c.sp == nil {
-		return
+	if c.sp != nil {
+		c.sp.dedupe.release(c.user, c.key, c.seq)
 	}
-	d := &c.sp.dedupe
+}
+
+// release forgets claim seq of key by user, unless it is forgotten already.
+func (d *dedupeStore) release(user, key string, seq uint64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	u := d.users[c.user]
-	if u == nil || u.keys[c.key] != c.seq {
+	u := d.users[user]
+	if u == nil || u.keys[key] != seq {
 		return // forgotten already
 	}
-	delete(u.keys, c.key)
-	if n := len(u.order); n > u.head && u.order[n-1].seq == c.seq {
+	delete(u.keys, key)
+	if n := len(u.order); n > u.head && u.order[n-1].seq == seq {
+		u.order[n-1] = keyClaim{}
 		u.order = u.order[:n-1] // the usual case: the newest claim
 	}
 	if len(u.keys) == 0 {
-		delete(d.users, c.user)
+		delete(d.users, user)
 	}
 }
 
