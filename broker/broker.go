@@ -72,6 +72,7 @@ func New(cfg Config) *Broker {
 	}
 	if b.cfg.Registerer != nil {
 		b.cfg.Registerer.MustRegister(newCollector(b))
+		b.cfg.Registerer.MustRegister(newPresenceCollector(b)) // presence_metrics.go
 	}
 	return b
 }

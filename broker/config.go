@@ -128,6 +128,19 @@ type Config struct {
 	// exported with their name as a metric label (stompbox_destination_*).
 	// Default 0: none, since names are unbounded.
 	DestinationMetrics int
+	// PresenceGrace is how long a presence member (SUBSCRIBE with
+	// presence:true) whose last presence subscription ended stays in its
+	// set before it leaves: a client back within it neither leaves nor
+	// joins again. Members leave when Broker.SweepPresence runs after it.
+	// Default 10s; negative: they leave at once.
+	PresenceGrace time.Duration
+	// MaxPresenceMembers bounds the members of one topic's presence set
+	// (those in their grace period included), and MaxPresenceSets the
+	// presence sets (topics with members or /presence/ watchers) of one
+	// virtual host; past them SUBSCRIBE gets ERROR limit-exceeded
+	// (retryable). Defaults 1000 and 10000.
+	MaxPresenceMembers int
+	MaxPresenceSets    int
 	// Registerer, when set, gets the broker's metrics (read from its
 	// counters at scrape time). Default: none.
 	Registerer prometheus.Registerer
@@ -168,6 +181,9 @@ const (
 	DefaultAuthFailureDelay     = time.Second
 	DefaultMaxQueuesPerUser     = 100
 	DefaultMaxDurablesPerUser   = 100
+	DefaultPresenceGrace        = 10 * time.Second
+	DefaultMaxPresenceMembers   = 1000
+	DefaultMaxPresenceSets      = 10_000
 )
 
 func (c Config) withDefaults() Config {
@@ -206,6 +222,11 @@ func (c Config) withDefaults() Config {
 		c.AuthFailureDelay = DefaultAuthFailureDelay
 	}
 	setDefault(&c.MaxTransactionFrames, DefaultMaxTransactionFrames)
+	if c.PresenceGrace == 0 {
+		c.PresenceGrace = DefaultPresenceGrace
+	}
+	setDefault(&c.MaxPresenceMembers, DefaultMaxPresenceMembers)
+	setDefault(&c.MaxPresenceSets, DefaultMaxPresenceSets)
 	if c.DedupeWindow == 0 {
 		c.DedupeWindow = DefaultDedupeWindow
 	}

@@ -99,6 +99,9 @@ func (s *Session) buildMessage(f *frames.Frame) (*Message, route, *stompError) {
 		return nil, route{}, err
 	}
 	dest := string(destination)
+	if _, ok := presenceTopic(dest); ok {
+		return nil, route{}, presenceSendErr(dest)
+	}
 	kind, name, err := parseDestination(dest)
 	if err != nil {
 		return nil, route{}, err

@@ -215,6 +215,9 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 			MaxQueuesPerUser:             unlimitedIfZero(lim.MaxQueuesPerUser),
 			MaxDurablesPerUser:           unlimitedIfZero(lim.MaxDurablesPerUser),
 			DurableIdleTTL:               time.Duration(lim.DurableIdleTTL),
+			PresenceGrace:                presenceGrace(c.Presence.Grace),
+			MaxPresenceMembers:           c.Presence.MaxMembers,
+			MaxPresenceSets:              c.Presence.MaxSets,
 			Journal:                      journal,
 			DedupeWindow:                 offIfZero(c.Dedupe.Window),
 			DedupeMaxKeysPerUser:         c.Dedupe.MaxKeysPerUser,
@@ -223,6 +226,15 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 		WebSocketPingInterval:   offIfZero(c.WebSocket.PingInterval),
 		ShutdownReconnectWindow: offIfZero(c.ShutdownReconnectWindow),
 	}
+}
+
+// presenceGrace maps presence.grace: 0 (members leave at once) is the
+// broker's negative value, since its zero means the default.
+func presenceGrace(d config.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return time.Duration(d)
 }
 
 // trustedProxies parses trusted_proxies (validated by Load).

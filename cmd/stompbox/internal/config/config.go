@@ -24,6 +24,7 @@ type Config struct {
 	Log       Log       `yaml:"log"`
 	Admin     Admin     `yaml:"admin"`
 	Conn      Conn      `yaml:"connection"`
+	Presence  Presence  `yaml:"presence"`
 	Dedupe    Dedupe    `yaml:"dedupe"`
 	// VirtualHosts are isolated namespaces of destinations besides "/".
 	VirtualHosts []string `yaml:"virtual_hosts" flag:"virtual-hosts" help:"virtual hosts besides \"/\", each an isolated namespace chosen by the CONNECT host header; with any set, a CONNECT naming another host is refused (flag and env: comma-separated)"`
@@ -172,6 +173,14 @@ type Conn struct {
 	ReadBufferSize ByteSize `yaml:"read_buffer_size" flag:"read-buffer-size" help:"per-connection read buffer"`
 }
 
+// Presence configures presence sets: SUBSCRIBE with presence:true, and the
+// /presence/<topic> streams (docs/compliance.md, "Presence").
+type Presence struct {
+	Grace      Duration `yaml:"grace" flag:"presence-grace" help:"a presence member whose last presence subscription ended leaves only after this long: a client back within it makes no leave and no join; 0: it leaves at once"`
+	MaxMembers int      `yaml:"max_members" flag:"presence-max-members" help:"members of one topic's presence set (those in their grace period included); past it SUBSCRIBE presence:true gets ERROR limit-exceeded (retryable)"`
+	MaxSets    int      `yaml:"max_sets" flag:"presence-max-sets" help:"presence sets (topics with members or /presence/ subscribers) per virtual host; past it ERROR limit-exceeded (retryable)"`
+}
+
 // Default is the configuration with nothing set: what `make run` serves.
 func Default() Config {
 	return Config{
@@ -225,6 +234,7 @@ func Default() Config {
 			Linger:         Duration(time.Second),
 			ReadBufferSize: 4 << 10,
 		},
+		Presence:        Presence{Grace: Duration(10 * time.Second), MaxMembers: 1000, MaxSets: 10_000},
 		ShutdownTimeout: Duration(10 * time.Second),
 
 		ShutdownReconnectWindow: Duration(10 * time.Second),

@@ -91,9 +91,11 @@ func (l *Loaded) validate() error {
 		"limits.max_topic_unacked": int64(lim.MaxTopicUnacked), "limits.max_transactions": int64(lim.MaxTransactions),
 		"limits.max_transaction_frames": int64(lim.MaxTransactionFrames),
 		"journal.segment_size":          int64(c.Journal.SegmentSize), "connection.read_buffer_size": int64(c.Conn.ReadBufferSize),
+		"presence.max_members": int64(c.Presence.MaxMembers), "presence.max_sets": int64(c.Presence.MaxSets),
 	} {
 		positive(key, n)
 	}
+	check("presence.grace", c.Presence.Grace >= 0, "must not be negative (0: members leave at once; got %s)", time.Duration(c.Presence.Grace))
 	check("limits.durable_idle_ttl", lim.DurableIdleTTL >= 0, "must not be negative (0: never; got %s)", time.Duration(lim.DurableIdleTTL))
 	check("limits.max_redeliveries", lim.MaxRedeliveries >= -1, "must be -1 (never dead-letter) or more (got %d)", lim.MaxRedeliveries)
 	check("limits.max_header_line", lim.MaxHeaderLine <= lim.MaxHeaderBytes, "must not exceed limits.max_header_bytes (%s)", lim.MaxHeaderBytes)
