@@ -73,6 +73,7 @@ func New(cfg Config) *Broker {
 	if b.cfg.Registerer != nil {
 		b.cfg.Registerer.MustRegister(newCollector(b))
 		b.cfg.Registerer.MustRegister(newPresenceCollector(b)) // presence_metrics.go
+		b.cfg.Registerer.MustRegister(newDedupeCollector(b))   // dedupe.go
 	}
 	return b
 }

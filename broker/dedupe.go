@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/stompbox/stompbox/frames"
 )
 
@@ -187,7 +189,7 @@ func (d *dedupeStore) sweep(cutoff time.Time) {
 	}
 }
 
-// count is how many keys and users the store holds (tests).
+// count is how many keys and users the store holds (the keys gauge, tests).
 func (d *dedupeStore) count() (keys, users int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -253,4 +255,28 @@ func (c txClaims) release(from int) {
 	for i := len(c) - 1; i >= from; i-- { // newest first, as they were made
 		c[i].claim.release()
 	}
+}
+
+// dedupeCollector exposes how many idempotency keys are remembered.
+type dedupeCollector struct {
+	b    *Broker
+	keys *prometheus.Desc
+}
+
+func newDedupeCollector(b *Broker) *dedupeCollector {
+	return &dedupeCollector{b: b, keys: prometheus.NewDesc("stompbox_dedupe_keys",
+		"Idempotency keys remembered now, all users and virtual hosts (bounded by dedupe.max_keys_per_user per user; forgotten after dedupe.window).", nil, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c *dedupeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.keys }
+
+// Collect implements prometheus.Collector.
+func (c *dedupeCollector) Collect(ch chan<- prometheus.Metric) {
+	n := 0
+	for _, sp := range c.b.spaces {
+		keys, _ := sp.dedupe.count()
+		n += keys
+	}
+	ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(n))
 }

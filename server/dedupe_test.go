@@ -92,3 +92,31 @@ func TestIdempotentSend(t *testing.T) {
 		t.Errorf("stompbox_duplicates_dropped_total = %v, want %d (two per transport)", got, 2*len(transports))
 	}
 }
+
+// The server's sweeper forgets the keys of a user who stopped sending once
+// the window has passed: stompbox_dedupe_keys falls back to 0 without
+// another SEND.
+func TestDedupeKeysSwept(t *testing.T) {
+	srv := startServer(t, Config{Broker: broker.Config{DedupeWindow: 100 * time.Millisecond}})
+	c := dialRaw(t, srv.addr)
+	c.connect()
+	for _, k := range []string{"a", "b", "c"} {
+		c.send(frame("SEND", "x", "destination:/queue/swept", "idempotency-key:"+k, "receipt:"+k))
+		if f := c.next(5 * time.Second); f.Command != frames.CmdReceipt {
+			t.Fatalf("got %s, want RECEIPT", f.Command)
+		}
+	}
+	if got := gathered(t, srv, "stompbox_dedupe_keys"); got != 3 {
+		if !slices.Contains([]float64{0, 1, 2}, got) {
+			t.Fatalf("stompbox_dedupe_keys = %v right after three keys, want 3 (fewer if swept already)", got)
+		}
+		t.Logf("stompbox_dedupe_keys = %v: a sweep ran already", got)
+	}
+	for range 100 { // the sweep runs every 100ms here: bounded at 5s
+		if gathered(t, srv, "stompbox_dedupe_keys") == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("stompbox_dedupe_keys = %v after 5s, want 0: the sweep did not forget them", gathered(t, srv, "stompbox_dedupe_keys"))
+}

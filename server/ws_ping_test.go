@@ -205,7 +205,7 @@ func TestTCPNotPinged(t *testing.T) {
 	}
 }
 
-// gathered returns the value of an unlabelled counter from the server's
+// gathered returns the value of an unlabelled counter or gauge from the server's
 // registry (what /metrics serves).
 func gathered(t *testing.T, srv *testServer, name string) float64 {
 	t.Helper()
@@ -215,6 +215,9 @@ func gathered(t *testing.T, srv *testServer, name string) float64 {
 	}
 	for _, mf := range mfs {
 		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			if g := mf.GetMetric()[0].GetGauge(); g != nil {
+				return g.GetValue()
+			}
 			return mf.GetMetric()[0].GetCounter().GetValue()
 		}
 	}
