@@ -157,6 +157,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (tests replace it). Default time.Now.
 	Now func() time.Time
+
+	// DedupeWindow is how long an idempotency-key is remembered: a SEND
+	// repeating a key its user sent to the same destination within it is
+	// receipted but not applied again (dedupe.go). Default 2m; negative:
+	// no deduplication.
+	DedupeWindow time.Duration
+	// DedupeMaxKeysPerUser bounds the keys remembered per user and virtual
+	// host; past it the oldest are forgotten first. Default 10000.
+	DedupeMaxKeysPerUser int
 }
 
 // The defaults of Config.
@@ -228,6 +237,10 @@ func (c Config) withDefaults() Config {
 	}
 	setDefault(&c.MaxPresenceMembers, DefaultMaxPresenceMembers)
 	setDefault(&c.MaxPresenceSets, DefaultMaxPresenceSets)
+	if c.DedupeWindow == 0 {
+		c.DedupeWindow = DefaultDedupeWindow
+	}
+	setDefault(&c.DedupeMaxKeysPerUser, DefaultDedupeMaxKeysPerUser)
 	if c.Authenticator == nil {
 		c.Authenticator = AllowAll{}
 	}

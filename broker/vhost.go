@@ -24,6 +24,8 @@ type space struct {
 	topics   *sublist                // immutable pointer; its own locks, after mu
 	hist     *historyTable           // immutable pointer, nil without history rules (history.go)
 	presence presenceSpace           // its own lock (presence.go)
+
+	dedupe dedupeStore // idempotency keys (dedupe.go); its own leaf lock
 }
 
 // DefaultVirtualHost is the virtual host of a broker configured without

@@ -298,6 +298,10 @@ func TestDefaultsMatchTheLibraries(t *testing.T) {
 		{"http.idle_timeout", int64(d.HTTP.IdleTimeout), int64(server.DefaultHTTPIdleTimeout)},
 		{"http.read_timeout", int64(d.HTTP.ReadTimeout), int64(server.DefaultHTTPReadTimeout)},
 		{"http.max_header_bytes", int64(d.HTTP.MaxHeaderBytes), server.DefaultHTTPMaxHeaderBytes},
+		{"websocket.ping_interval", int64(d.WebSocket.PingInterval), int64(server.DefaultWebSocketPingInterval)},
+		{"shutdown_reconnect_window", int64(d.ShutdownReconnectWindow), int64(server.DefaultShutdownReconnectWindow)},
+		{"dedupe.window", int64(d.Dedupe.Window), int64(broker.DefaultDedupeWindow)},
+		{"dedupe.max_keys_per_user", int64(d.Dedupe.MaxKeysPerUser), broker.DefaultDedupeMaxKeysPerUser},
 	}
 	for _, p := range pairs {
 		if p.got != p.want {

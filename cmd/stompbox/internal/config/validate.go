@@ -137,6 +137,10 @@ func (l *Loaded) validate() error {
 	positiveDuration("connection.linger", c.Conn.Linger)
 	positiveDuration("shutdown_timeout", c.ShutdownTimeout)
 	check("shutdown_timeout", time.Duration(c.ShutdownTimeout) <= time.Hour, "must be at most 1h (got %s)", c.ShutdownTimeout)
+	check("shutdown_reconnect_window", c.ShutdownReconnectWindow >= 0, "must not be negative (0: off; got %s)", c.ShutdownReconnectWindow)
+	check("websocket.ping_interval", c.WebSocket.PingInterval >= 0, "must not be negative (0: off; got %s)", c.WebSocket.PingInterval)
+	check("dedupe.window", c.Dedupe.Window >= 0, "must not be negative (0: off; got %s)", c.Dedupe.Window)
+	check("dedupe.max_keys_per_user", c.Dedupe.MaxKeysPerUser > 0, "must be positive (got %d)", c.Dedupe.MaxKeysPerUser)
 	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return errors.Join(errs...)
 }
