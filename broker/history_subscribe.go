@@ -126,12 +126,15 @@ func (h *topicHistory) replayStart(req historyRequest, asked bool) (uint64, bool
 }
 
 // replayFits moves start forward until the replay fits what the
-// subscription may hold at once: half its outbox, as queues may fill
-// (so live messages keep room), half its byte budget, and for client-ack
-// subscriptions the unacknowledged bound. fits is false when it had to.
-// Caller holds h.mu.
+// subscription may take at once: what is free of its outbox and of its
+// byte budget, less half of each, which stays for live messages (as
+// queues may fill only half the outbox), and for client-ack subscriptions
+// the unacknowledged bound. fits is false when it had to. Caller holds
+// h.mu.
 func (s *Session) replayFits(h *topicHistory, sub *subscription, start uint64) (uint64, bool) {
-	room := int64(min(s.out.limit, int(s.budget.limit)) / 2)
+	outFree := int64(s.out.limit-s.out.used()) - int64(s.out.limit/2)
+	budgetFree := s.budget.limit - s.budget.held() - s.budget.limit/2
+	room := max(0, min(outFree, budgetFree))
 	count := -1
 	if sub.ackMode != ackAuto {
 		count = sub.prefetch
@@ -155,6 +158,13 @@ func (s *Session) replayFits(h *topicHistory, sub *subscription, start uint64) (
 		seq--
 	}
 	return start, true
+}
+
+// used is what the outbox holds now, in bytes.
+func (o *outbox) used() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.bytes
 }
 
 // historyReceipt queues the RECEIPT of a SUBSCRIBE that concerns history,

@@ -233,3 +233,45 @@ func TestHistoryReplaySkipsExpired(t *testing.T) {
 		t.Fatalf("history:0: %v", commands(got))
 	}
 }
+
+// TestHistoryReplayLeavesRoomForLive: the replay takes only what is free
+// of the outbox beyond half of it: a subscriber whose outbox already holds
+// more than half gets no replay (recovered:false) and is not closed.
+func TestHistoryReplayLeavesRoomForLive(t *testing.T) {
+	b := New(Config{MaxOutboxBytes: 64 << 10, TopicHistory: []HistoryRule{{Pattern: "/topic/h", Size: 100}}})
+	pub, sub := newClient(t, b), newClient(t, b)
+	pub.connect()
+	sub.connect()
+	for range 20 {
+		pub.mustSend(frames.CmdSend, "small", "destination:/topic/h")
+	}
+	sub.mustSend(frames.CmdSubscribe, "", "id:plain", "destination:/topic/plain")
+	body := strings.Repeat("x", 1000)
+	for range 36 { // about 40 KB waiting in sub's outbox
+		pub.mustSend(frames.CmdSend, body, "destination:/topic/plain")
+	}
+	sub.mustSend(frames.CmdSubscribe, "", "id:h", "destination:/topic/h", "history:20", "receipt:r")
+	got := sub.poll()
+	if sub.closing {
+		t.Fatal("the subscriber was closed")
+	}
+	var receipt *frames.Frame
+	replayed := 0
+	for _, f := range got {
+		switch {
+		case f.Command == frames.CmdReceipt:
+			receipt = f
+		case hdr(f, "replayed") == "true":
+			replayed++
+		}
+	}
+	if receipt == nil || hdr(receipt, "recovered") != "false" || replayed != 0 {
+		t.Fatalf("%d replayed, RECEIPT %v: want none replayed and recovered:false", replayed, receipt)
+	}
+	// With the outbox drained, the same request is whole.
+	sub.mustSend(frames.CmdSubscribe, "", "id:h2", "destination:/topic/h", "history:20", "receipt:r2")
+	got = sub.poll()
+	if len(got) != 21 || hdr(got[0], "recovered") != "true" {
+		t.Fatalf("after draining: %d frames, recovered %q", len(got), hdr(got[0], "recovered"))
+	}
+}
