@@ -598,3 +598,19 @@ func TestHistoryPersistentSends(t *testing.T) {
 	}
 	expectMessages(c, epoch, bodies[18:], 19, true)
 }
+
+// TestHistoryMetricsScraped: the history gauges reach /metrics, without
+// topic names.
+func TestHistoryMetricsScraped(t *testing.T) {
+	srv := startServer(t, historyConfig(3, 0))
+	admin := startAdmin(t, srv.Server)
+	pub := dialRaw(t, srv.addr)
+	pub.connect()
+	publishN(pub, "/topic/hist.m1", "a", 5)
+	publishN(pub, "/topic/hist.m2", "b", 1)
+	body := scrapeUntil(t, admin, "stompbox_topic_history_messages", "4")
+	checkSamples(t, body, map[string]string{"stompbox_topic_history_topics": "2"})
+	if strings.Contains(body, "hist.m1") {
+		t.Fatal("a topic name is in /metrics")
+	}
+}
