@@ -275,3 +275,24 @@ func TestHistoryReplayLeavesRoomForLive(t *testing.T) {
 		t.Fatalf("after draining: %d frames, recovered %q", len(got), hdr(got[0], "recovered"))
 	}
 }
+
+// TestHistoryReplayWithinUnackedBound: a client-ack subscription's replay
+// is cut to its unacknowledged bound (prefetch-count), newest first, so
+// that it is not closed as a slow consumer for its own resume.
+func TestHistoryReplayWithinUnackedBound(t *testing.T) {
+	b := New(Config{TopicHistory: []HistoryRule{{Pattern: "/topic/h", Size: 100}}})
+	pub, sub := newClient(t, b), newClient(t, b)
+	pub.connect()
+	sub.connect()
+	for i := range 20 {
+		pub.mustSend(frames.CmdSend, "m"+strconv.Itoa(i), "destination:/topic/h")
+	}
+	sub.mustSend(frames.CmdSubscribe, "", "id:1", "destination:/topic/h", "ack:client", "prefetch-count:5", "history:20", "receipt:r")
+	got := sub.poll()
+	if sub.closing || len(got) != 6 || hdr(got[0], "recovered") != "false" {
+		t.Fatalf("closing %v, %v (recovered %q): want RECEIPT recovered:false and 5 messages", sub.closing, commands(got), hdr(got[0], "recovered"))
+	}
+	if string(got[1].Body) != "m15" || string(got[5].Body) != "m19" || hdr(got[5], "ack") == "" {
+		t.Fatalf("replayed %q..%q, want m15..m19 with ack ids", got[1].Body, got[5].Body)
+	}
+}
