@@ -22,6 +22,15 @@ import (
 // DedupeMaxKeysPerUser keys, the oldest forgotten first past it, each for
 // DedupeWindow: memory is bounded by users times that. The keys live in
 // memory only, even with the journal on: a restart forgets them.
+//
+// A claim is pending until its SEND is applied (for a persistent SEND:
+// on disk). A repeat from another connection while the original is still
+// pending is not answered as a duplicate: its RECEIPT would promise what
+// the original's journal write may still fail to keep. It is applied as a
+// new SEND instead (at least once, never a RECEIPT for nothing). A repeat
+// on the original's own connection is a duplicate: its RECEIPT waits
+// behind the original's in the pipeline, and a failed write ends that
+// connection before it is sent.
 
 // HeaderIdempotencyKey is the SEND header naming a SEND for deduplication.
 const HeaderIdempotencyKey = "idempotency-key"
@@ -44,10 +53,13 @@ type dedupeStore struct {
 // sequence number of its claim; order holds the claims oldest first (a
 // claim given back stays in order until popped, and is skipped then).
 type userKeys struct {
-	keys  map[string]uint64
-	order []keyClaim
-	head  int
-	seq   uint64
+	keys map[string]uint64
+	// pending maps the keys of claims not yet settled to the session
+	// that made them.
+	pending map[string]*Session
+	order   []keyClaim
+	head    int
+	seq     uint64
 }
 
 type keyClaim struct {
@@ -87,20 +99,33 @@ func (s *Session) claimKey(dest string, k []byte) (c dedupeClaim, dup bool) {
 		return dedupeClaim{}, false
 	}
 	c = dedupeClaim{sp: s.space, user: s.principal.Name, key: dest + "\x00" + string(k)}
-	seq, dup := s.space.dedupe.claim(c.user, c.key, s.b.cfg.Now(), s.b.cfg.DedupeWindow, s.b.cfg.DedupeMaxKeysPerUser)
-	if dup {
+	seq, outcome := s.space.dedupe.claim(c.user, c.key, s, s.b.cfg.Now(), s.b.cfg.DedupeWindow, s.b.cfg.DedupeMaxKeysPerUser)
+	switch outcome {
+	case claimDuplicate:
 		s.b.stats.Duplicates.Add(1)
 		return dedupeClaim{}, true
+	case claimPendingElsewhere:
+		return dedupeClaim{}, false // applied as new, holding no claim
 	}
 	c.seq = seq
 	return c, false
 }
 
+// claimOutcome is what claiming a key found.
+type claimOutcome uint8
+
+const (
+	claimNew              claimOutcome = iota // the key is now claimed
+	claimDuplicate                            // held already: a duplicate
+	claimPendingElsewhere                     // held by another session's SEND not yet applied
+)
+
 // claim records key for user at now, after forgetting the user's keys
 // older than window and, past max, its oldest; dup reports that key is
-// held already (nothing is recorded then). seq identifies the claim for
-// release.
-func (d *dedupeStore) claim(user, key string, now time.Time, window time.Duration, max int) (seq uint64, dup bool) {
+// held already (nothing is recorded then): a duplicate, or, while the
+// claim is pending for a session other than owner, pending elsewhere. seq
+// identifies the claim for settle and release.
+func (d *dedupeStore) claim(user, key string, owner *Session, now time.Time, window time.Duration, max int) (seq uint64, _ claimOutcome) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	u := d.users[user]
@@ -113,15 +138,39 @@ func (d *dedupeStore) claim(user, key string, now time.Time, window time.Duratio
 	}
 	u.expire(now.Add(-window))
 	if _, held := u.keys[key]; held {
-		return 0, true
+		if by, pending := u.pending[key]; pending && by != owner {
+			return 0, claimPendingElsewhere
+		}
+		return 0, claimDuplicate
 	}
 	for len(u.keys) >= max {
 		u.pop() // past the bound: the oldest key is forgotten
 	}
 	u.seq++
 	u.keys[key] = u.seq
+	if u.pending == nil {
+		u.pending = make(map[string]*Session)
+	}
+	u.pending[key] = owner
 	u.order = append(u.order, keyClaim{key: key, seq: u.seq, at: now})
-	return u.seq, false
+	return u.seq, claimNew
+}
+
+// settle marks a claim's SEND applied: from now on a repeat is a
+// duplicate whichever connection sends it. Safe from any goroutine; a
+// zero claim does nothing.
+func (c dedupeClaim) settle() {
+	if c.sp != nil {
+		c.sp.dedupe.settle(c.user, c.key, c.seq)
+	}
+}
+
+func (d *dedupeStore) settle(user, key string, seq uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if u := d.users[user]; u != nil && u.keys[key] == seq {
+		delete(u.pending, key)
+	}
 }
 
 // release gives a claim back: its SEND was refused, so its key is not
@@ -141,6 +190,7 @@ func (d *dedupeStore) release(user, key string, seq uint64) {
 		return // forgotten already
 	}
 	delete(u.keys, key)
+	delete(u.pending, key)
 	if n := len(u.order); n > u.head && u.order[n-1].seq == seq {
 		u.order[n-1] = keyClaim{}
 		u.order = u.order[:n-1] // the usual case: the newest claim
@@ -168,6 +218,7 @@ func (u *userKeys) pop() {
 	u.head++
 	if u.keys[c.key] == c.seq {
 		delete(u.keys, c.key)
+		delete(u.pending, c.key)
 	}
 	if u.head == len(u.order) {
 		u.order, u.head = u.order[:0], 0

@@ -56,7 +56,8 @@ func FuzzDedupeStore(f *testing.F) {
 						wantDup = true
 					}
 				}
-				seq, dup := d.claim(user, key, now, window, max)
+				seq, outcome := d.claim(user, key, nil, now, window, max)
+				dup := outcome == claimDuplicate
 				if dup != wantDup {
 					t.Fatalf("step %d: claim %s/%s dup=%v, model says %v", i, user, key, dup, wantDup)
 				}

@@ -368,3 +368,55 @@ func TestDedupeMemoryPerKey(t *testing.T) {
 		t.Errorf("%d keys held, want %d", keys, max)
 	}
 }
+
+// A resend from another connection while the original persistent SEND is
+// still being written is not answered as a duplicate: that RECEIPT would
+// promise what the write may still fail to keep. It goes in as new; once
+// the original is on disk, repeats are duplicates again.
+func TestDedupeResendWhileOriginalPending(t *testing.T) {
+	j := &pipeJournal{}
+	b := New(Config{Journal: j})
+	c := newClient(t, b)
+	c.connect()
+	c.mustSend(frames.CmdSubscribe, "", "destination:/queue/q", "id:s")
+	p := newClient(t, b)
+	p.connect()
+	p.mustSend(frames.CmdSend, "orig", "destination:/queue/q", "persistent:true", "idempotency-key:k", "receipt:r1")
+	p2 := newClient(t, b)
+	p2.connect() // anonymous, as p: the same user
+	p2.mustSend(frames.CmdSend, "resent", "destination:/queue/q", "persistent:true", "idempotency-key:k", "receipt:r2")
+	if n := j.submitted(); n != 2 {
+		t.Fatalf("%d appends, want 2: a resend while the original is pending is applied, not receipted blind", n)
+	}
+	if fs := p2.poll(); len(fs) != 0 {
+		t.Fatalf("the resend was answered before anything was on disk: %v", receiptIDs(fs))
+	}
+	j.complete(t, 0, errors.New("disk on fire"))
+	p.tr.pokes.Swap(0)
+	_ = p.s.Poked()
+	if f := p.next(); f.Command != frames.CmdError {
+		t.Fatalf("got %s after the original's failed write, want ERROR", f.Command)
+	}
+	j.complete(t, 1, nil)
+	p2.poked()
+	if got := receiptIDs(p2.poll()); !slices.Equal(got, []string{"r2"}) {
+		t.Fatalf("receipts %v, want r2", got)
+	}
+	if got := bodies(c.poll()); !slices.Equal(got, []string{"resent"}) {
+		t.Fatalf("delivered %v, want only the resend: the original failed", got)
+	}
+	// The resend held no claim, so the key is free: the next SEND of it is
+	// stored once and settles; a repeat after that is a duplicate.
+	p2.mustSend(frames.CmdSend, "third", "destination:/queue/q", "persistent:true", "idempotency-key:k", "receipt:r3")
+	j.complete(t, 2, nil)
+	p2.poked()
+	p3 := newClient(t, b)
+	p3.connect()
+	p3.mustSend(frames.CmdSend, "fourth", "destination:/queue/q", "persistent:true", "idempotency-key:k", "receipt:r4")
+	if n := j.submitted(); n != 3 {
+		t.Fatalf("%d appends, want 3: a repeat of a settled key is a duplicate", n)
+	}
+	if got := receiptIDs(p3.poll()); !slices.Equal(got, []string{"r4"}) {
+		t.Fatalf("receipts %v, want r4 at once", got)
+	}
+}

@@ -391,6 +391,7 @@ func (s *Session) applyPiped(e *pipedSend) bool {
 		}
 		s.b.stats.Published.Add(1)
 	}
+	e.claim.settle()
 	if e.hasReceipt {
 		s.receiptID(e.receipt)
 	}
@@ -472,6 +473,7 @@ func (s *Session) pipeRelease() {
 		default:
 			if s.enterPiped(e) == nil {
 				s.b.stats.Published.Add(1)
+				e.claim.settle()
 			}
 		}
 	}

@@ -60,6 +60,7 @@ func (s *Session) handleSend(f *frames.Frame) *stompError {
 			claim.release()
 			return err
 		}
+		claim.settle()
 	} else if s.pipe.waiting() {
 		s.pipeReceipt(f) // expired: only its RECEIPT keeps its place
 		return nil

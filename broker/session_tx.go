@@ -259,6 +259,9 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 				return err
 			}
 			s.b.stats.Published.Add(1)
+			if claims != nil {
+				claims[i].claim.settle()
+			}
 		case op.cmd == frames.CmdAck || op.cmd == frames.CmdNack:
 			if err := s.applyAck(op.cmd, op.ack, true); err != nil {
 				tx.ops = tx.ops[i+1:]
