@@ -31,6 +31,10 @@ type Broker struct {
 	// without waiting: persistent SENDs are then pipelined
 	// (session_pipeline.go).
 	pipelined PipelinedJournal
+	// historyRules (immutable) are the valid Config.TopicHistory rules,
+	// and hist accounts what all histories retain (history.go).
+	historyRules []HistoryRule
+	hist         historyBytes
 }
 
 // Stats are the broker's counters, read with Broker.Stats.
@@ -64,6 +68,7 @@ func New(cfg Config) *Broker {
 		idPrefix: hex.EncodeToString(prefix[:]),
 	}
 	b.pipelined, _ = b.cfg.Journal.(PipelinedJournal)
+	b.initHistory()
 	b.spaces[DefaultVirtualHost] = newSpace(b, DefaultVirtualHost)
 	for _, name := range b.cfg.VirtualHosts {
 		if b.spaces[name] == nil {

@@ -128,6 +128,15 @@ type Config struct {
 	// exported with their name as a metric label (stompbox_destination_*).
 	// Default 0: none, since names are unbounded.
 	DestinationMetrics int
+	// TopicHistory are the rules of topic history (first match wins; no
+	// rule: no history): docs/compliance.md, "Topic history and resume".
+	// Check them with ValidateHistory; New ignores invalid ones (logged).
+	// Default: none.
+	TopicHistory []HistoryRule
+	// MaxHistoryBytes bounds what all topic histories retain together;
+	// past it a publish evicts its topic's oldest messages first.
+	// Default 256 MiB.
+	MaxHistoryBytes int
 	// PresenceGrace is how long a presence member (SUBSCRIBE with
 	// presence:true) whose last presence subscription ended stays in its
 	// set before it leaves: a client back within it neither leaves nor
@@ -208,6 +217,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.MaxQueues, DefaultMaxQueues)
 	setDefault(&c.MaxTotalQueuedBytes, DefaultMaxTotalQueuedBytes)
 	setDefault(&c.MaxTopicUnacked, DefaultMaxTopicUnacked)
+	setDefault(&c.MaxHistoryBytes, DefaultMaxHistoryBytes)
 	if c.MaxRedeliveries == 0 {
 		c.MaxRedeliveries = DefaultMaxRedeliveries
 	}

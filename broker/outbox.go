@@ -13,7 +13,8 @@ type outEntry struct {
 	qm         *queuedMessage // set for an auto-ack queue delivery, so a discard can put it back
 	sub        *subscription
 	ackID      uint64
-	deliveries int // how many times msg has been delivered, this one included
+	deliveries int  // how many times msg has been delivered, this one included
+	replayed   bool // replayed from a topic's history (history_subscribe.go)
 	ctrlStart  int
 	ctrlEnd    int
 }

@@ -96,6 +96,9 @@ func (s *Session) appendMessage(dst []byte, e *outEntry) []byte {
 		dst = strconv.AppendInt(dst, int64(e.deliveries), 10)
 		dst = append(dst, '\n')
 	}
+	if e.replayed {
+		dst = append(dst, replayedLine...)
+	}
 	if s.escaping == frames.Escape12 {
 		dst = append(dst, m.enc12...)
 	} else {

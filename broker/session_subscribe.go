@@ -60,6 +60,7 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 		ackMode: mode, prefetch: prefetch, header: subscriptionHeader(s.escaping, id)}
 
 	durableName, isDurable := f.Header("durable-subscription-name")
+	receipted := false // by subscribeTopic, for a topic with history
 	switch {
 	case kind == kindTopic && isDurable:
 		if err := s.attachDurable(sub, string(durableName)); err != nil {
@@ -70,7 +71,7 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 			return protocolErr(CodeInvalidDestination, "invalid destination",
 				"In topic patterns * and # must each be a whole dot-separated segment.")
 		}
-		if err := s.space.addTopicSub(sub, s.countCreation); err != nil {
+		if receipted, err = s.subscribeTopic(sub, f); err != nil {
 			return err
 		}
 		if err := s.joinPresence(sub, presence); err != nil {
@@ -99,7 +100,9 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 	// The consumer is attached but not yet served: the RECEIPT goes before
 	// any message the subscription yields, so the client knows the
 	// subscription is live when it arrives.
-	s.receipt(f)
+	if !receipted {
+		s.receipt(f)
+	}
 	if sub.queue != nil {
 		sub.queue.dispatch()
 	}

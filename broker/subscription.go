@@ -102,7 +102,11 @@ func (sub *subscription) offer(qm *queuedMessage) bool {
 
 // deliverTopic hands a published message to a topic subscriber. It never
 // blocks: a subscriber that cannot take it is closed as a slow consumer.
-func (sub *subscription) deliverTopic(m *Message) {
+func (sub *subscription) deliverTopic(m *Message) { sub.deliverTopicEntry(m, false) }
+
+// deliverTopicEntry is deliverTopic; replayed marks a message replayed
+// from the topic's history (MESSAGE header replayed:true).
+func (sub *subscription) deliverTopicEntry(m *Message, replayed bool) {
 	if sub.feed != nil {
 		// A journaled persistent message is already promised to this
 		// durable subscription: it is not refused by the limits afterwards.
@@ -117,7 +121,7 @@ func (sub *subscription) deliverTopic(m *Message) {
 		sub.mu.Unlock()
 		return
 	}
-	e := outEntry{msg: m, sub: sub, deliveries: 1}
+	e := outEntry{msg: m, sub: sub, deliveries: 1, replayed: replayed}
 	if sub.ackMode != ackAuto {
 		limit := sub.prefetch
 		if limit == 0 {
@@ -138,7 +142,11 @@ func (sub *subscription) deliverTopic(m *Message) {
 		}
 		e.ackID = s.nextAck.Add(1)
 	}
-	ok := s.out.pushMessage(e, deliverySize(m, sub), false)
+	size := deliverySize(m, sub)
+	if replayed {
+		size += len(replayedLine)
+	}
+	ok := s.out.pushMessage(e, size, false)
 	if sub.ackMode != ackAuto {
 		if ok {
 			sub.unacked = append(sub.unacked, delivery{ackID: e.ackID, msg: m})

@@ -219,6 +219,8 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 			MaxPresenceMembers:           c.Presence.MaxMembers,
 			MaxPresenceSets:              c.Presence.MaxSets,
 			Journal:                      journal,
+			TopicHistory:                 c.Topics.History.Broker(),
+			MaxHistoryBytes:              int(c.Topics.HistoryMaxBytes),
 			DedupeWindow:                 offIfZero(c.Dedupe.Window),
 			DedupeMaxKeysPerUser:         c.Dedupe.MaxKeysPerUser,
 		},

@@ -24,6 +24,7 @@ type Config struct {
 	Log       Log       `yaml:"log"`
 	Admin     Admin     `yaml:"admin"`
 	Conn      Conn      `yaml:"connection"`
+	Topics    Topics    `yaml:"topics"`
 	Presence  Presence  `yaml:"presence"`
 	Dedupe    Dedupe    `yaml:"dedupe"`
 	// VirtualHosts are isolated namespaces of destinations besides "/".
@@ -236,6 +237,7 @@ func Default() Config {
 		},
 		Presence:        Presence{Grace: Duration(10 * time.Second), MaxMembers: 1000, MaxSets: 10_000},
 		ShutdownTimeout: Duration(10 * time.Second),
+		Topics:          Topics{HistoryMaxBytes: 256 << 20},
 
 		ShutdownReconnectWindow: Duration(10 * time.Second),
 		Dedupe:                  Dedupe{Window: Duration(2 * time.Minute), MaxKeysPerUser: 10_000},

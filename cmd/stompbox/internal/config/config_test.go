@@ -278,6 +278,7 @@ func TestDefaultsMatchTheLibraries(t *testing.T) {
 		{"max_queues", int64(d.Limits.MaxQueues), broker.DefaultMaxQueues},
 		{"max_total_queued_bytes", int64(d.Limits.MaxTotalQueuedBytes), broker.DefaultMaxTotalQueuedBytes},
 		{"max_topic_unacked", int64(d.Limits.MaxTopicUnacked), broker.DefaultMaxTopicUnacked},
+		{"topics.history_max_bytes", int64(d.Topics.HistoryMaxBytes), broker.DefaultMaxHistoryBytes},
 		{"max_redeliveries", int64(d.Limits.MaxRedeliveries), broker.DefaultMaxRedeliveries},
 		{"max_transactions", int64(d.Limits.MaxTransactions), broker.DefaultMaxTransactions},
 		{"max_transaction_frames", int64(d.Limits.MaxTransactionFrames), broker.DefaultMaxTransactionFrames},

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/wsadapter"
 )
 
@@ -129,6 +130,9 @@ func (l *Loaded) validate() error {
 			"%q is not a virtual host name (1 to 255 printable characters)", vh)
 	}
 	l.validateAuth(check)
+	err := broker.ValidateHistory(c.Topics.History.Broker())
+	check("topics.history", err == nil, "%v", err)
+	positive("topics.history_max_bytes", int64(c.Topics.HistoryMaxBytes))
 	positiveDuration("connection.write_timeout", c.Conn.WriteTimeout)
 	positiveDuration("connection.linger", c.Conn.Linger)
 	positiveDuration("shutdown_timeout", c.ShutdownTimeout)
