@@ -31,6 +31,7 @@ type Broker struct {
 	// without waiting: persistent SENDs are then pipelined
 	// (session_pipeline.go).
 	pipelined PipelinedJournal
+	resume    resumeTable // resume tokens, parked sessions (resume.go)
 }
 
 // Stats are the broker's counters, read with Broker.Stats.
@@ -60,6 +61,7 @@ func New(cfg Config) *Broker {
 		idPrefix: hex.EncodeToString(prefix[:]),
 	}
 	b.pipelined, _ = b.cfg.Journal.(PipelinedJournal)
+	b.resume.grace = b.cfg.ResumeGrace
 	b.spaces[DefaultVirtualHost] = newSpace(b, DefaultVirtualHost)
 	for _, name := range b.cfg.VirtualHosts {
 		if b.spaces[name] == nil {
@@ -68,6 +70,7 @@ func New(cfg Config) *Broker {
 	}
 	if b.cfg.Registerer != nil {
 		b.cfg.Registerer.MustRegister(newCollector(b))
+		b.cfg.Registerer.MustRegister(newResumeCollector(b))
 	}
 	return b
 }

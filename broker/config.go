@@ -121,6 +121,10 @@ type Config struct {
 	// connection has consumed for that long (Broker.SweepIdleDurables,
 	// which package server runs periodically). Default 0: never.
 	DurableIdleTTL time.Duration
+	// ResumeGrace is how long a session whose connection dropped stays
+	// resumable with the resume-token its CONNECTED carried (0:
+	// DefaultResumeGrace; negative: no session recovery, no token).
+	ResumeGrace time.Duration
 	// AuthFailureDelay is how long a client whose credentials were refused
 	// waits for its ERROR. Default 1s; negative: none.
 	AuthFailureDelay time.Duration
@@ -197,6 +201,9 @@ func (c Config) withDefaults() Config {
 		c.AuthFailureDelay = DefaultAuthFailureDelay
 	}
 	setDefault(&c.MaxTransactionFrames, DefaultMaxTransactionFrames)
+	if c.ResumeGrace == 0 {
+		c.ResumeGrace = DefaultResumeGrace
+	}
 	if c.Authenticator == nil {
 		c.Authenticator = AllowAll{}
 	}

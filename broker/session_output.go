@@ -136,6 +136,9 @@ func (s *Session) control(encode func(dst []byte) []byte) {
 // had not taken is dropped and it gets an ERROR now. Safe from any
 // goroutine (publishers call it).
 func (s *Session) slowConsumer(why string) {
+	if s.parkedOverflow() {
+		return
+	}
 	e := &stompError{code: CodeSlowConsumer, message: "slow consumer",
 		detail:    "Disconnected because this client reads too slowly: " + why + ".",
 		retryable: true, reason: CloseSlowConsumer}
@@ -162,7 +165,9 @@ func (s *Session) Release() {
 	s.Abort(ClosePeer) // no-op if already closing
 	s.pipeRelease()
 	s.flowRelease()
-	s.releaseResources()
+	if !s.park() { // a dropped session that may be resumed keeps everything
+		s.releaseResources()
+	}
 	reason, _ := s.CloseReason()
 	s.b.closes[reason].Add(1)
 	s.b.sessionCount.Add(-1)

@@ -458,6 +458,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	conns := slices.Collect(maps.Keys(s.conns)) // worked on without mu
 	s.mu.Unlock()
+	s.broker.ReleaseParked() // and no session parks from now on
 	for _, c := range conns {
 		c.session.Shutdown()
 	}

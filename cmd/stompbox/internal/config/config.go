@@ -24,6 +24,7 @@ type Config struct {
 	Log       Log       `yaml:"log"`
 	Admin     Admin     `yaml:"admin"`
 	Conn      Conn      `yaml:"connection"`
+	Session   Session   `yaml:"session"`
 	// VirtualHosts are isolated namespaces of destinations besides "/".
 	VirtualHosts []string `yaml:"virtual_hosts" flag:"virtual-hosts" help:"virtual hosts besides \"/\", each an isolated namespace chosen by the CONNECT host header; with any set, a CONNECT naming another host is refused (flag and env: comma-separated)"`
 	// TrustedProxies are the load balancers whose word on the client's address is taken.
@@ -155,6 +156,11 @@ type Admin struct {
 	DestinationMetrics int  `yaml:"destination_metrics" flag:"metrics-destinations" help:"how many destinations, deepest first, get their own stompbox_destination_* series (names are unbounded, so 0: none); at most 1000"`
 }
 
+// Session configures session recovery.
+type Session struct {
+	ResumeGrace Duration `yaml:"resume_grace" flag:"session-resume-grace" help:"how long a session whose connection dropped stays resumable with the resume-token its CONNECTED carried (subscriptions, messages that arrived meanwhile, unacknowledged messages); 0 disables session recovery"`
+}
+
 // Conn tunes every connection.
 type Conn struct {
 	WriteTimeout   Duration `yaml:"write_timeout" flag:"write-timeout" help:"one socket write; a peer that reads nothing for this long is dropped"`
@@ -216,5 +222,6 @@ func Default() Config {
 			ReadBufferSize: 4 << 10,
 		},
 		ShutdownTimeout: Duration(10 * time.Second),
+		Session:         Session{ResumeGrace: Duration(2 * time.Minute)},
 	}
 }
