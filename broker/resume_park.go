@@ -46,6 +46,17 @@ func (s *Session) closeOut(reason CloseReason, final func([]byte) []byte) bool {
 	return ok
 }
 
+// closeNow is Abort for a session released while still open: a driver
+// that ends a session itself (rather than seeing its connection drop)
+// releases it for good, so nothing is kept for a resume. Read loop only.
+func (s *Session) closeNow(reason CloseReason) {
+	ok, unsent := s.out.close(reason, true, nil)
+	if ok {
+		s.t.Close(reason)
+	}
+	putBack(unsent)
+}
+
 // failSilent ends the session for a client gone silent (heart-beat
 // timeout) with e's ERROR, keeping its deliveries when it may be resumed.
 // Read loop only.

@@ -162,7 +162,7 @@ func (s *Session) Release() {
 	}
 	s.state = stateReleased
 	s.stopExpiry()
-	s.Abort(ClosePeer) // no-op if already closing
+	s.closeNow(ClosePeer) // no-op if already closing
 	s.pipeRelease()
 	s.flowRelease()
 	if !s.park() { // a dropped session that may be resumed keeps everything
