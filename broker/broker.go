@@ -61,7 +61,7 @@ func New(cfg Config) *Broker {
 		idPrefix: hex.EncodeToString(prefix[:]),
 	}
 	b.pipelined, _ = b.cfg.Journal.(PipelinedJournal)
-	b.resume.grace = b.cfg.ResumeGrace
+	b.resume.grace, b.resume.maxParked = b.cfg.ResumeGrace, int64(b.cfg.MaxParkedSessions)
 	b.spaces[DefaultVirtualHost] = newSpace(b, DefaultVirtualHost)
 	for _, name := range b.cfg.VirtualHosts {
 		if b.spaces[name] == nil {

@@ -125,6 +125,10 @@ type Config struct {
 	// resumable with the resume-token its CONNECTED carried (0:
 	// DefaultResumeGrace; negative: no session recovery, no token).
 	ResumeGrace time.Duration
+	// MaxParkedSessions bounds the sessions parked at once, each holding
+	// up to its outbox and budget after its connection is gone: past it, a
+	// dropped session is released instead (0: DefaultMaxParkedSessions).
+	MaxParkedSessions int
 	// AuthFailureDelay is how long a client whose credentials were refused
 	// waits for its ERROR. Default 1s; negative: none.
 	AuthFailureDelay time.Duration
@@ -204,6 +208,7 @@ func (c Config) withDefaults() Config {
 	if c.ResumeGrace == 0 {
 		c.ResumeGrace = DefaultResumeGrace
 	}
+	setDefault(&c.MaxParkedSessions, DefaultMaxParkedSessions)
 	if c.Authenticator == nil {
 		c.Authenticator = AllowAll{}
 	}

@@ -28,6 +28,9 @@ import (
 // Config.ResumeGrace is zero.
 const DefaultResumeGrace = 2 * time.Minute
 
+// DefaultMaxParkedSessions is Config.MaxParkedSessions when zero.
+const DefaultMaxParkedSessions = 10_000
+
 // resumeTokenBytes is a token's size: 8 bytes name its table entry, the
 // other 16 (128 random bits) are its secret, compared in constant time.
 const resumeTokenBytes = 24
@@ -58,17 +61,20 @@ const (
 	parkedOverflow        // its outbox or budget overflowed
 	parkedShutdown        // the server shut down
 	parkedRefused         // a CONNECT with another STOMP version presented its token
+	parkedFull            // not parked at all: MaxParkedSessions were parked already
 	parkedReleaseCount
 )
 
 var parkedReleaseNames = [parkedReleaseCount]string{
 	parkedGrace: "grace", parkedOverflow: "overflow", parkedShutdown: "shutdown", parkedRefused: "refused",
+	parkedFull: "full",
 }
 
 // resumeTable maps the tokens of connected and parked sessions to their
 // entries. mu is a leaf but for outbox.mu, which park takes under it.
 type resumeTable struct {
-	grace time.Duration // immutable: <= 0 disables session recovery
+	grace     time.Duration // immutable: <= 0 disables session recovery
+	maxParked int64         // immutable: the most sessions parked at once
 
 	mu     sync.Mutex
 	byID   map[uint64]*resumeEntry // guarded by mu
@@ -243,6 +249,11 @@ func (t *resumeTable) park(e *resumeEntry, s *Session, resumable bool) bool {
 		c.s = s
 		close(c.ready)
 		return true
+	}
+	if t.parked.Load() >= t.maxParked {
+		delete(t.byID, e.id)
+		t.released[parkedFull].Add(1)
+		return false
 	}
 	e.live, e.parked = nil, s
 	e.timer = time.AfterFunc(t.grace, func() { t.expire(e, parkedGrace) })

@@ -42,6 +42,9 @@ func (s *Session) adopt(old *Session, connected func([]byte) []byte) bool {
 	for _, e := range kept {
 		keptBytes += deliverySize(e.msg, e.sub)
 	}
+	// Stored before parking ends, under the same lock: a publisher that
+	// then finds the outbox not parking (stopParking) finds adoptedBy.
+	old.resume.adoptedBy.Store(s)
 	old.out.kept, old.out.parking = nil, false
 	old.out.bytes -= keptBytes
 	old.out.mu.Unlock()

@@ -15,6 +15,11 @@ type sessionResume struct {
 	// the outbox's deliveries (closeOut) instead of discarding them. Any
 	// goroutine may drop the connection, so it is atomic.
 	armed atomic.Bool
+	// adoptedBy is the session that adopted this parked one, set under
+	// its subscriptions' locks: a publisher that failed to deliver to this
+	// one just before the adoption closes that one as a slow consumer
+	// instead (parkedOverflow), so no message is lost without an ERROR.
+	adoptedBy atomic.Pointer[Session]
 	// Read loop only. resumed says this session adopted a parked one;
 	// ackMark and subMark are the last ack id and subscription number it
 	// adopted: an ACK or NACK of a settled id up to ackMark is a no-op
@@ -122,9 +127,15 @@ func (s *Session) park() bool {
 
 // parkedOverflow is slowConsumer's hook: a parked session that overflowed
 // its outbox or budget is not resumable any more; its grace timer
-// releases it now. It reports whether s was parking.
-func (s *Session) parkedOverflow() bool {
+// releases it now. A delivery that failed just before the session was
+// adopted makes the adopting session the slow consumer. It reports
+// whether it handled the overflow.
+func (s *Session) parkedOverflow(why string) bool {
 	if !s.out.stopParking() {
+		if to := s.resume.adoptedBy.Load(); to != nil {
+			to.slowConsumer(why)
+			return true
+		}
 		return false
 	}
 	s.b.stats.SlowConsumers.Add(1)

@@ -354,3 +354,30 @@ func FuzzConnectResumeToken(f *testing.F) {
 func slicesEqual(got []string, want ...string) bool {
 	return slices.Equal(got, want)
 }
+
+// TestMaxParkedSessions: past MaxParkedSessions a dropped session is
+// released at once (its queue message goes back), not parked.
+func TestMaxParkedSessions(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	b := New(Config{MaxParkedSessions: 2, Registerer: reg})
+	var tokens []string
+	for i := range 3 {
+		c := newClient(t, b)
+		tokens = append(tokens, hdr(c.connect(), "resume-token"))
+		c.mustSend(frames.CmdSubscribe, "", "destination:/queue/q"+strconv.Itoa(i), "id:q", "ack:client")
+		c.drop()
+	}
+	if n := b.ParkedSessions(); n != 2 {
+		t.Fatalf("%d parked, want 2", n)
+	}
+	if got := counterValue(t, reg, "stompbox_sessions_parked_released_total", "full"); got != 1 {
+		t.Fatalf("released{full} = %v, want 1", got)
+	}
+	for i, tok := range tokens {
+		r := newClient(t, b)
+		f, _ := r.resumeOn(tok)
+		if want := strconv.FormatBool(i < 2); hdr(f, "resumed") != want {
+			t.Fatalf("session %d: resumed:%s, want %s", i, hdr(f, "resumed"), want)
+		}
+	}
+}

@@ -136,7 +136,7 @@ func (s *Session) control(encode func(dst []byte) []byte) {
 // had not taken is dropped and it gets an ERROR now. Safe from any
 // goroutine (publishers call it).
 func (s *Session) slowConsumer(why string) {
-	if s.parkedOverflow() {
+	if s.parkedOverflow(why) {
 		return
 	}
 	e := &stompError{code: CodeSlowConsumer, message: "slow consumer",

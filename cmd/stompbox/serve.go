@@ -216,6 +216,7 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 			MaxDurablesPerUser:           unlimitedIfZero(lim.MaxDurablesPerUser),
 			DurableIdleTTL:               time.Duration(lim.DurableIdleTTL),
 			ResumeGrace:                  resumeGrace(c.Session.ResumeGrace),
+			MaxParkedSessions:            c.Session.MaxParked,
 			Journal:                      journal,
 		},
 	}

@@ -159,6 +159,7 @@ type Admin struct {
 // Session configures session recovery.
 type Session struct {
 	ResumeGrace Duration `yaml:"resume_grace" flag:"session-resume-grace" help:"how long a session whose connection dropped stays resumable with the resume-token its CONNECTED carried (subscriptions, messages that arrived meanwhile, unacknowledged messages); 0 disables session recovery"`
+	MaxParked   int      `yaml:"max_parked" flag:"session-max-parked" help:"most sessions parked for a resume at once (each may hold up to limits.max_connection_bytes); past it a dropped session is released at once"`
 }
 
 // Conn tunes every connection.
@@ -222,6 +223,6 @@ func Default() Config {
 			ReadBufferSize: 4 << 10,
 		},
 		ShutdownTimeout: Duration(10 * time.Second),
-		Session:         Session{ResumeGrace: Duration(2 * time.Minute)},
+		Session:         Session{ResumeGrace: Duration(2 * time.Minute), MaxParked: 10_000},
 	}
 }

@@ -285,6 +285,7 @@ func TestDefaultsMatchTheLibraries(t *testing.T) {
 		{"max_durables_per_user", int64(d.Limits.MaxDurablesPerUser), broker.DefaultMaxDurablesPerUser},
 		{"durable_idle_ttl", int64(d.Limits.DurableIdleTTL), int64(broker.Config{}.DurableIdleTTL)},
 		{"session.resume_grace", int64(d.Session.ResumeGrace), int64(broker.DefaultResumeGrace)},
+		{"session.max_parked", int64(d.Session.MaxParked), broker.DefaultMaxParkedSessions},
 		{"block_timeout", int64(d.Limits.BlockTimeout), 0},
 		{"sync_interval", int64(d.Journal.SyncInterval), int64(persistence.DefaultSyncInterval)},
 		{"segment_size", int64(d.Journal.SegmentSize), persistence.DefaultSegmentSize},
