@@ -138,15 +138,6 @@ func (t *resumeTable) issue(s *Session) string {
 	return base64.RawURLEncoding.EncodeToString(raw[:])
 }
 
-// forget removes e (the token of a session that ended without parking).
-func (t *resumeTable) forget(e *resumeEntry) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.byID[e.id] == e {
-		delete(t.byID, e.id)
-	}
-}
-
 // lookupLocked parses a token and returns its entry if the secret matches.
 func (t *resumeTable) lookupLocked(token []byte) *resumeEntry {
 	var raw [resumeTokenBytes]byte
