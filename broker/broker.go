@@ -49,6 +49,10 @@ type Stats struct {
 	Acked              atomic.Uint64 // messages acknowledged by ACK (cumulative ACKs count each)
 	Nacked             atomic.Uint64 // messages refused by NACK
 	Connects           atomic.Uint64 // CONNECT frames answered with CONNECTED
+
+	// Duplicates counts SENDs not applied because their idempotency-key
+	// repeated one still remembered (dedupe.go); each got its RECEIPT.
+	Duplicates atomic.Uint64
 }
 
 // New builds a Broker; zero Config fields take their defaults.
@@ -71,6 +75,8 @@ func New(cfg Config) *Broker {
 	if b.cfg.Registerer != nil {
 		b.cfg.Registerer.MustRegister(newCollector(b))
 		b.cfg.Registerer.MustRegister(newResumeCollector(b))
+		b.cfg.Registerer.MustRegister(newPresenceCollector(b)) // presence_metrics.go
+		b.cfg.Registerer.MustRegister(newDedupeCollector(b))   // dedupe.go
 	}
 	return b
 }

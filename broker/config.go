@@ -136,6 +136,19 @@ type Config struct {
 	// exported with their name as a metric label (stompbox_destination_*).
 	// Default 0: none, since names are unbounded.
 	DestinationMetrics int
+	// PresenceGrace is how long a presence member (SUBSCRIBE with
+	// presence:true) whose last presence subscription ended stays in its
+	// set before it leaves: a client back within it neither leaves nor
+	// joins again. Members leave when Broker.SweepPresence runs after it.
+	// Default 10s; negative: they leave at once.
+	PresenceGrace time.Duration
+	// MaxPresenceMembers bounds the members of one topic's presence set
+	// (those in their grace period included), and MaxPresenceSets the
+	// presence sets (topics with members or /presence/ watchers) of one
+	// virtual host; past them SUBSCRIBE gets ERROR limit-exceeded
+	// (retryable). Defaults 1000 and 10000.
+	MaxPresenceMembers int
+	MaxPresenceSets    int
 	// Registerer, when set, gets the broker's metrics (read from its
 	// counters at scrape time). Default: none.
 	Registerer prometheus.Registerer
@@ -143,6 +156,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (tests replace it). Default time.Now.
 	Now func() time.Time
+
+	// DedupeWindow is how long an idempotency-key is remembered: a SEND
+	// repeating a key its user sent to the same destination within it is
+	// receipted but not applied again (dedupe.go). Default 2m; negative:
+	// no deduplication.
+	DedupeWindow time.Duration
+	// DedupeMaxKeysPerUser bounds the keys remembered per user and virtual
+	// host; past it the oldest are forgotten first. Default 10000.
+	DedupeMaxKeysPerUser int
 }
 
 // The defaults of Config.
@@ -167,6 +189,9 @@ const (
 	DefaultAuthFailureDelay     = time.Second
 	DefaultMaxQueuesPerUser     = 100
 	DefaultMaxDurablesPerUser   = 100
+	DefaultPresenceGrace        = 10 * time.Second
+	DefaultMaxPresenceMembers   = 1000
+	DefaultMaxPresenceSets      = 10_000
 )
 
 func (c Config) withDefaults() Config {
@@ -209,6 +234,15 @@ func (c Config) withDefaults() Config {
 		c.ResumeGrace = DefaultResumeGrace
 	}
 	setDefault(&c.MaxParkedSessions, DefaultMaxParkedSessions)
+	if c.PresenceGrace == 0 {
+		c.PresenceGrace = DefaultPresenceGrace
+	}
+	setDefault(&c.MaxPresenceMembers, DefaultMaxPresenceMembers)
+	setDefault(&c.MaxPresenceSets, DefaultMaxPresenceSets)
+	if c.DedupeWindow == 0 {
+		c.DedupeWindow = DefaultDedupeWindow
+	}
+	setDefault(&c.DedupeMaxKeysPerUser, DefaultDedupeMaxKeysPerUser)
 	if c.Authenticator == nil {
 		c.Authenticator = AllowAll{}
 	}

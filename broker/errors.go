@@ -103,6 +103,10 @@ type stompError struct {
 	// waits for, and fullNeed the bytes it needs (set by queue.roomLocked).
 	fullQueue *queue
 	fullNeed  int
+
+	// reconnectAfter (ms, decimal; "": none) is the reconnect-after header
+	// of a server-shutdown ERROR.
+	reconnectAfter string
 }
 
 // FullReason names the bound that made a producer wait; also the reason

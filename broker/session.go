@@ -71,6 +71,13 @@ type Session struct {
 	resume        sessionResume  // session recovery (resume_park.go)
 	counts        *frameCounters // immutable: this session's stripe of the broker's frame counters
 
+	// reconnectAfter (ms + 1; 0: none) is the reconnect-after the
+	// server-shutdown ERROR carries (ShutdownReconnectAfter).
+	reconnectAfter atomic.Int64
+	// liveness (ns; 0: none) is the negotiated heart-beat timeout, set at
+	// CONNECT, for LivenessTimeout.
+	liveness atomic.Int64
+
 	// Writer only: spares swapped with the outbox.
 	spareEntries []outEntry
 	spareCtrl    []byte
@@ -271,6 +278,9 @@ func (s *Session) Shutdown() {
 func (s *Session) shutdownNow() {
 	e := &stompError{code: CodeServerShutdown, message: "server shutting down",
 		detail: "The server is shutting down; reconnect later.", retryable: true, reason: CloseShutdown}
+	if ms := s.reconnectAfter.Load(); ms > 0 {
+		e.reconnectAfter = strconv.FormatInt(ms-1, 10)
+	}
 	if ok, _ := s.out.close(CloseShutdown, false, errorFrame(e, nil, frames.EscapeNone)); ok {
 		s.b.errors.add(e.code)
 		s.t.Close(CloseShutdown)
@@ -326,6 +336,9 @@ func errorFrame(e *stompError, receipt []byte, esc frames.Escaping) func([]byte)
 		}
 		dst = frames.AppendHeaderString(dst, esc, "error-code", e.code)
 		dst = frames.AppendHeaderString(dst, esc, "retryable", strconv.FormatBool(e.retryable))
+		if e.reconnectAfter != "" {
+			dst = frames.AppendHeaderString(dst, esc, HeaderReconnectAfter, e.reconnectAfter)
+		}
 		if e.code == CodeUnsupportedVersion {
 			dst = frames.AppendHeaderString(dst, esc, "version", frames.SupportedVersions)
 		}

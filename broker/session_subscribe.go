@@ -44,11 +44,18 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 		}
 		prefetch = n
 	}
+	if topic, ok := presenceTopic(dest); ok {
+		return s.watchPresence(f, id, topic, mode) // presence_session.go
+	}
 	kind, name, err := parseDestination(dest)
 	if err != nil {
 		return err
 	}
 	if err := s.authorize(ActionSubscribe, kind, dest); err != nil {
+		return err
+	}
+	presence, err := s.presenceRequest(f, kind, name)
+	if err != nil {
 		return err
 	}
 	s.nextSubNum++
@@ -67,6 +74,9 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 				"In topic patterns * and # must each be a whole dot-separated segment.")
 		}
 		if err := s.space.addTopicSub(sub, s.countCreation); err != nil {
+			return err
+		}
+		if err := s.joinPresence(sub, presence); err != nil {
 			return err
 		}
 	case kind == kindQueue:
@@ -153,6 +163,7 @@ func (s *Session) removeSubscription(sub *subscription) {
 	delete(s.subs, sub.id)
 	delete(s.subsByNum, sub.num)
 	unacked := sub.close()
+	s.releasePresence(sub) // a member's grace period starts, a watcher stops
 	switch {
 	case sub.queue != nil:
 		sub.queue.removeConsumer(sub, unacked)

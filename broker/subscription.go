@@ -58,6 +58,9 @@ type subscription struct {
 	queue    *queue   // immutable: the queue consumed (queue, temp, durable)
 	feed     *queue   // immutable: for a durable feed, the queue it fills
 	durable  *durable // immutable: the durable subscription consumed, if any
+	// presence is the presence set it joins (presence:true) or watches
+	// (/presence/...), if any: read loop only (presence_session.go).
+	presence *presenceLink
 
 	mu      sync.Mutex
 	unacked []delivery // guarded by mu: ascending ackID

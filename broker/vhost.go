@@ -22,6 +22,9 @@ type space struct {
 	durables map[durableKey]*durable // guarded by mu
 	quotas   map[string]*userQuota   // guarded by mu: per user, what MaxQueuesPerUser and MaxDurablesPerUser bound
 	topics   *sublist                // immutable pointer; its own locks, after mu
+	presence presenceSpace           // its own lock (presence.go)
+
+	dedupe dedupeStore // idempotency keys (dedupe.go); its own leaf lock
 }
 
 // DefaultVirtualHost is the virtual host of a broker configured without

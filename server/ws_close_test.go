@@ -137,7 +137,7 @@ func TestWebSocketCloseCodes(t *testing.T) {
 }
 
 // Shutdown: every WebSocket client gets ERROR server-shutdown, then close
-// 1001 ("going away"), and Shutdown returns once they are gone.
+// 1012 ("service restart"), and Shutdown returns once they are gone.
 func TestWebSocketShutdown(t *testing.T) {
 	srv, url := startWebServer(t, Config{Linger: 200 * time.Millisecond})
 	var clients []*wsClient
@@ -155,7 +155,7 @@ func TestWebSocketShutdown(t *testing.T) {
 	for _, c := range clients {
 		f, _ := c.next()
 		checkERROR(t, f, serverShutdown)
-		c.expectClose(ws.StatusGoingAway)
+		c.expectClose(statusServiceRestart)
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown: %v", err)

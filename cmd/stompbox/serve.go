@@ -217,9 +217,26 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 			DurableIdleTTL:               time.Duration(lim.DurableIdleTTL),
 			ResumeGrace:                  resumeGrace(c.Session.ResumeGrace),
 			MaxParkedSessions:            c.Session.MaxParked,
+			PresenceGrace:                presenceGrace(c.Presence.Grace),
+			MaxPresenceMembers:           c.Presence.MaxMembers,
+			MaxPresenceSets:              c.Presence.MaxSets,
 			Journal:                      journal,
+			DedupeWindow:                 offIfZero(c.Dedupe.Window),
+			DedupeMaxKeysPerUser:         c.Dedupe.MaxKeysPerUser,
 		},
+		// 0 turns these off in the command; the library's off is negative.
+		WebSocketPingInterval:   offIfZero(c.WebSocket.PingInterval),
+		ShutdownReconnectWindow: offIfZero(c.ShutdownReconnectWindow),
 	}
+}
+
+// presenceGrace maps presence.grace: 0 (members leave at once) is the
+// broker's negative value, since its zero means the default.
+func presenceGrace(d config.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return time.Duration(d)
 }
 
 // trustedProxies parses trusted_proxies (validated by Load).
@@ -292,7 +309,7 @@ func (ls *listeners) start(name, addr string, serve func(net.Listener) error) er
 	return nil
 }
 
-// shutdown tells every client (ERROR server-shutdown, WebSocket 1001),
+// shutdown tells every client (ERROR server-shutdown, WebSocket 1012),
 // lets in-flight receipts finish, closes the journal, all within
 // shutdown_timeout; cause is returned (joined with what went wrong).
 func shutdown(srv *server.Server, journal broker.Journal, c config.Config, logger *slog.Logger, cause error) error {
@@ -322,6 +339,15 @@ func closeJournal(journal broker.Journal, cause error) error {
 		return errors.Join(cause, fmt.Errorf("journal close: %w", err))
 	}
 	return cause
+}
+
+// offIfZero maps a duration option whose 0 means off onto the libraries'
+// Config, where 0 means the default and a negative value off.
+func offIfZero(d config.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return time.Duration(d)
 }
 
 // unlimitedIfZero maps a quota option (0: unlimited) onto broker.Config

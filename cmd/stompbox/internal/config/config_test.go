@@ -287,6 +287,9 @@ func TestDefaultsMatchTheLibraries(t *testing.T) {
 		{"session.resume_grace", int64(d.Session.ResumeGrace), int64(broker.DefaultResumeGrace)},
 		{"session.max_parked", int64(d.Session.MaxParked), broker.DefaultMaxParkedSessions},
 		{"block_timeout", int64(d.Limits.BlockTimeout), 0},
+		{"presence.grace", int64(d.Presence.Grace), int64(broker.DefaultPresenceGrace)},
+		{"presence.max_members", int64(d.Presence.MaxMembers), broker.DefaultMaxPresenceMembers},
+		{"presence.max_sets", int64(d.Presence.MaxSets), broker.DefaultMaxPresenceSets},
 		{"sync_interval", int64(d.Journal.SyncInterval), int64(persistence.DefaultSyncInterval)},
 		{"segment_size", int64(d.Journal.SegmentSize), persistence.DefaultSegmentSize},
 		{"journal.min_free", int64(d.Journal.MinFree), persistence.DefaultMinFree},
@@ -296,6 +299,10 @@ func TestDefaultsMatchTheLibraries(t *testing.T) {
 		{"http.idle_timeout", int64(d.HTTP.IdleTimeout), int64(server.DefaultHTTPIdleTimeout)},
 		{"http.read_timeout", int64(d.HTTP.ReadTimeout), int64(server.DefaultHTTPReadTimeout)},
 		{"http.max_header_bytes", int64(d.HTTP.MaxHeaderBytes), server.DefaultHTTPMaxHeaderBytes},
+		{"websocket.ping_interval", int64(d.WebSocket.PingInterval), int64(server.DefaultWebSocketPingInterval)},
+		{"shutdown_reconnect_window", int64(d.ShutdownReconnectWindow), int64(server.DefaultShutdownReconnectWindow)},
+		{"dedupe.window", int64(d.Dedupe.Window), int64(broker.DefaultDedupeWindow)},
+		{"dedupe.max_keys_per_user", int64(d.Dedupe.MaxKeysPerUser), broker.DefaultDedupeMaxKeysPerUser},
 	}
 	for _, p := range pairs {
 		if p.got != p.want {
