@@ -381,3 +381,45 @@ func TestMaxParkedSessions(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeKeepsPresence: a parked session stays a presence member (no
+// leave however long the presence grace is exceeded while parked), and a
+// resume makes no join; the member leaves once the parked session is
+// released and the presence grace has passed.
+func TestResumeKeepsPresence(t *testing.T) {
+	now := time.UnixMilli(1_700_000_000_000)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) time.Time { mu.Lock(); defer mu.Unlock(); now = now.Add(d); return now }
+	b := New(Config{Now: clock, PresenceGrace: time.Second})
+	w := newClient(t, b)
+	w.connect()
+	w.mustSend(frames.CmdSubscribe, "", "destination:/presence/chat", "id:w")
+	w.poll() // the snapshot
+	a := newClient(t, b)
+	tok := hdr(a.connect("login:alice"), "resume-token")
+	a.mustSend(frames.CmdSubscribe, "", "destination:/topic/chat", "id:c", "presence:true")
+	if fs := w.poll(); len(fs) != 1 || hdr(fs[0], "presence-event") != "join" {
+		t.Fatalf("watcher got %v, want one join", commands(fs))
+	}
+	a.drop()
+	b.SweepPresence(advance(10 * time.Second))
+	if fs := w.poll(); len(fs) != 0 {
+		t.Fatalf("watcher got %v while the member's session is parked, want nothing", bodies(fs))
+	}
+	r := newClient(t, b)
+	if f, _ := r.resumeOn(tok, "login:alice"); hdr(f, "resumed") != "true" {
+		t.Fatalf("CONNECTED %v", headerLines(f))
+	}
+	r.mustSend(frames.CmdSubscribe, "", "destination:/topic/chat", "id:c", "presence:true")
+	b.SweepPresence(advance(10 * time.Second))
+	if fs := w.poll(); len(fs) != 0 {
+		t.Fatalf("watcher got %v after the resume, want nothing", bodies(fs))
+	}
+	r.drop()
+	b.ReleaseParked()
+	b.SweepPresence(advance(2 * time.Second))
+	if fs := w.poll(); len(fs) != 1 || hdr(fs[0], "presence-event") != "leave" {
+		t.Fatalf("watcher got %v after the release, want one leave", bodies(fs))
+	}
+}
