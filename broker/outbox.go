@@ -33,7 +33,7 @@ type outbox struct {
 	starved []*queue    // guarded by mu: queues that skipped this session for lack of room
 	closed  atomic.Bool // mirrors closing for the read loop's lock-free check
 	// parking (guarded by mu) says the connection dropped but the session
-	// may be resumed (resume_outbox.go): closing for the writer, control
+	// may be resumed (resume_park.go): closing for the writer, control
 	// frames and queues, while topic deliveries go on into kept (guarded
 	// by mu, counted in bytes) for the connection that resumes it.
 	parking bool

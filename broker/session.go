@@ -288,7 +288,8 @@ func (s *Session) shutdownNow() {
 }
 
 // Abort ends the session without a frame: the network failed or the peer
-// closed. Safe from any goroutine.
+// closed. A session with a resume-token keeps its queued deliveries for a
+// resume (closeOut). Safe from any goroutine.
 func (s *Session) Abort(reason CloseReason) {
 	s.closeOut(reason, nil)
 }

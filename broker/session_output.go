@@ -155,7 +155,11 @@ func (s *Session) slowConsumer(why string) {
 // Release ends the session for the broker: subscriptions are removed,
 // unacknowledged queue messages requeued for other consumers, open
 // transactions discarded and temporary queues deleted. The driver calls it
-// once, from the read loop, after the last Feed.
+// once, from the read loop, after the last Feed. A session with a
+// resume-token whose connection failed (Abort, heart-beat Expire, a
+// takeover) is parked instead, for a resume (resume.go): only its
+// transactions are discarded; a session released while still open is
+// released for good.
 func (s *Session) Release() {
 	if s.state == stateReleased {
 		return
