@@ -35,6 +35,7 @@ type Broker struct {
 	// and hist accounts what all histories retain (history.go).
 	historyRules []HistoryRule
 	hist         historyBytes
+	resume       resumeTable // resume tokens, parked sessions (resume.go)
 }
 
 // Stats are the broker's counters, read with Broker.Stats.
@@ -69,6 +70,7 @@ func New(cfg Config) *Broker {
 	}
 	b.pipelined, _ = b.cfg.Journal.(PipelinedJournal)
 	b.initHistory()
+	b.resume.grace, b.resume.maxParked = b.cfg.ResumeGrace, int64(b.cfg.MaxParkedSessions)
 	b.spaces[DefaultVirtualHost] = newSpace(b, DefaultVirtualHost)
 	for _, name := range b.cfg.VirtualHosts {
 		if b.spaces[name] == nil {
@@ -77,6 +79,7 @@ func New(cfg Config) *Broker {
 	}
 	if b.cfg.Registerer != nil {
 		b.cfg.Registerer.MustRegister(newCollector(b))
+		b.cfg.Registerer.MustRegister(newResumeCollector(b))
 		b.cfg.Registerer.MustRegister(newPresenceCollector(b)) // presence_metrics.go
 		b.cfg.Registerer.MustRegister(newDedupeCollector(b))   // dedupe.go
 	}

@@ -121,6 +121,14 @@ type Config struct {
 	// connection has consumed for that long (Broker.SweepIdleDurables,
 	// which package server runs periodically). Default 0: never.
 	DurableIdleTTL time.Duration
+	// ResumeGrace is how long a session whose connection dropped stays
+	// resumable with the resume-token its CONNECTED carried (0:
+	// DefaultResumeGrace; negative: no session recovery, no token).
+	ResumeGrace time.Duration
+	// MaxParkedSessions bounds the sessions parked at once, each holding
+	// up to its outbox and budget after its connection is gone: past it, a
+	// dropped session is released instead (0: DefaultMaxParkedSessions).
+	MaxParkedSessions int
 	// AuthFailureDelay is how long a client whose credentials were refused
 	// waits for its ERROR. Default 1s; negative: none.
 	AuthFailureDelay time.Duration
@@ -232,6 +240,10 @@ func (c Config) withDefaults() Config {
 		c.AuthFailureDelay = DefaultAuthFailureDelay
 	}
 	setDefault(&c.MaxTransactionFrames, DefaultMaxTransactionFrames)
+	if c.ResumeGrace == 0 {
+		c.ResumeGrace = DefaultResumeGrace
+	}
+	setDefault(&c.MaxParkedSessions, DefaultMaxParkedSessions)
 	if c.PresenceGrace == 0 {
 		c.PresenceGrace = DefaultPresenceGrace
 	}

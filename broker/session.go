@@ -68,6 +68,7 @@ type Session struct {
 	out           outbox
 	budget        budget         // everything held because of this connection
 	auth          sessionAuth    // token expiry and re-authorization (session_auth.go)
+	resume        sessionResume  // session recovery (resume_park.go)
 	counts        *frameCounters // immutable: this session's stripe of the broker's frame counters
 
 	// reconnectAfter (ms + 1; 0: none) is the reconnect-after the
@@ -227,9 +228,9 @@ func (s *Session) Expire() {
 			detail:    "A CONNECT frame must arrive within " + s.b.cfg.ConnectTimeout.String() + " of connecting.",
 			retryable: true, reason: CloseConnectTimeout}, nil)
 	} else {
-		s.fail(&stompError{code: CodeHeartbeatTimeout, message: "heart-beat timeout",
+		s.failSilent(&stompError{code: CodeHeartbeatTimeout, message: "heart-beat timeout",
 			detail:    "Nothing was received for " + s.ReadTimeout().String() + ", longer than the negotiated heart-beat interval allows.",
-			retryable: true, reason: CloseHeartbeatTimeout}, nil)
+			retryable: true, reason: CloseHeartbeatTimeout})
 	}
 	s.state = stateClosed
 }
@@ -287,13 +288,10 @@ func (s *Session) shutdownNow() {
 }
 
 // Abort ends the session without a frame: the network failed or the peer
-// closed. Safe from any goroutine.
+// closed. A session with a resume-token keeps its queued deliveries for a
+// resume (closeOut). Safe from any goroutine.
 func (s *Session) Abort(reason CloseReason) {
-	ok, unsent := s.out.close(reason, true, nil)
-	if ok {
-		s.t.Close(reason)
-	}
-	putBack(unsent)
+	s.closeOut(reason, nil)
 }
 
 // putBack returns auto-ack queue deliveries that were never handed to the

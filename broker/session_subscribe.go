@@ -21,7 +21,10 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 	} else if s.version > frames.V10 {
 		return protocolErr(CodeMissingHeader, "missing id header", "SUBSCRIBE requires an id header.")
 	}
-	if _, dup := s.subs[id]; dup {
+	if sub, dup := s.subs[id]; dup {
+		if s.resubscribed(sub, dest, f) {
+			return nil
+		}
 		return protocolErr(CodeDuplicateSubscription, "duplicate subscription id",
 			"Subscription id "+strconv.Quote(truncateString(id, 64))+" is already in use on this connection.")
 	}

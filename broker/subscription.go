@@ -43,7 +43,11 @@ type delivery struct {
 // subscription is one SUBSCRIBE of one session, or (session nil, feed set)
 // the topic side of a durable subscription, which enqueues into its queue.
 type subscription struct {
-	session  *Session // immutable; nil for a durable feed
+	// session (nil for a durable feed) is guarded by mu: a resumed
+	// session adopts its parked one's subscriptions by re-pointing it
+	// with every one of them locked (resume_adopt.go). Publishers read it
+	// only under mu; the owning session's read loop may read it freely.
+	session  *Session
 	id       string   // immutable: the client's id header
 	num      uint32   // immutable: session-local number, first part of ack ids
 	dest     string   // immutable: as subscribed
@@ -63,18 +67,27 @@ type subscription struct {
 	closed  bool       // guarded by mu
 }
 
-// hasCredit reports whether a queue may hand this consumer another message.
-func (sub *subscription) hasCredit() bool {
+// creditLocked reports whether a queue may hand this consumer another
+// message, as far as its acknowledgements go. sub.mu is held.
+func (sub *subscription) creditLocked() bool {
+	return !sub.closed && (sub.ackMode == ackAuto || sub.prefetch == 0 || len(sub.unacked) < sub.prefetch)
+}
+
+// canTake reports whether a queue may hand this consumer a delivery of
+// size bytes now: credit, and room in its session's outbox. The session
+// is read under mu (a resume may re-point it); mu nests the outbox's lock,
+// as the lock order allows.
+func (sub *subscription) canTake(size int, q *queue) bool {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
-	return !sub.closed && (sub.ackMode == ackAuto || sub.prefetch == 0 || len(sub.unacked) < sub.prefetch)
+	return sub.creditLocked() && sub.session.out.hasQueueRoom(size, q)
 }
 
 // offer queues one delivery of qm (from a queue, under its lock) to the
 // session; false when the subscription closed or the outbox is full.
 func (sub *subscription) offer(qm *queuedMessage) bool {
-	s := sub.session
 	sub.mu.Lock()
+	s := sub.session
 	if sub.closed {
 		sub.mu.Unlock()
 		return false
@@ -115,8 +128,8 @@ func (sub *subscription) deliverTopicEntry(m *Message, replayed bool) {
 		}
 		return
 	}
-	s := sub.session
 	sub.mu.Lock()
+	s := sub.session
 	if sub.closed {
 		sub.mu.Unlock()
 		return

@@ -58,7 +58,7 @@ func newConn(s *Server, nc net.Conn, st stream) *conn {
 // gets Linger for that flush rather than WriteTimeout, interrupting a write
 // already blocked on the peer.
 func (c *conn) Close(reason broker.CloseReason) {
-	if reason == broker.CloseSlowConsumer || reason == broker.CloseShutdown {
+	if reason == broker.CloseSlowConsumer || reason == broker.CloseShutdown || reason == broker.CloseTakenOver {
 		by := time.Now().Add(c.srv.cfg.Linger)
 		c.drainBy.Store(by.UnixNano())
 		_ = c.nc.SetWriteDeadline(by)

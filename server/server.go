@@ -484,6 +484,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	conns := slices.Collect(maps.Keys(s.conns)) // worked on without mu
 	s.mu.Unlock()
+	s.broker.ReleaseParked() // and no session parks from now on
 	s.tellShutdown(conns)
 	done := make(chan struct{})
 	go func() {

@@ -51,7 +51,7 @@ func closeCode(reason broker.CloseReason) wsadapter.CloseCode {
 	case broker.CloseInvalidData:
 		return wsadapter.CloseInvalidData
 	case broker.ClosePolicy, broker.CloseSlowConsumer, broker.CloseLimitExceeded,
-		broker.CloseConnectTimeout, broker.CloseHeartbeatTimeout, broker.CloseTokenExpired:
+		broker.CloseConnectTimeout, broker.CloseHeartbeatTimeout, broker.CloseTokenExpired, broker.CloseTakenOver:
 		return wsadapter.ClosePolicy
 	case broker.CloseFrameTooLarge:
 		return wsadapter.CloseTooBig

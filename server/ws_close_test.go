@@ -15,9 +15,11 @@ import (
 // RFC 6455, 5.5.1: the client's close frame is answered with a close frame
 // and the connection ends. The broker session is released like any other
 // disconnect: an unacknowledged queue message goes to another consumer
-// (here a native STOMP one) with redelivered:true.
+// (here a native STOMP one) with redelivered:true. Session recovery is off:
+// with it a closed connection's session is parked for a resume, keeping
+// its unacknowledged messages (TestResume*).
 func TestWebSocketCloseHandshake(t *testing.T) {
-	srv, url := startWebServer(t, Config{})
+	srv, url := startWebServer(t, Config{Broker: broker.Config{ResumeGrace: -1}})
 	a := dialWSClient(t, url, nil, "v12.stomp")
 	a.connect()
 	a.text(frame("SUBSCRIBE", "", "id:1", "destination:/queue/handoff", "ack:client-individual", "receipt:sub"))

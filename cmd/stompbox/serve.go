@@ -215,6 +215,8 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 			MaxQueuesPerUser:             unlimitedIfZero(lim.MaxQueuesPerUser),
 			MaxDurablesPerUser:           unlimitedIfZero(lim.MaxDurablesPerUser),
 			DurableIdleTTL:               time.Duration(lim.DurableIdleTTL),
+			ResumeGrace:                  resumeGrace(c.Session.ResumeGrace),
+			MaxParkedSessions:            c.Session.MaxParked,
 			PresenceGrace:                presenceGrace(c.Presence.Grace),
 			MaxPresenceMembers:           c.Presence.MaxMembers,
 			MaxPresenceSets:              c.Presence.MaxSets,
@@ -361,6 +363,15 @@ func unlimitedIfZero(n int) int {
 
 // authFailureDelay maps the option (0: none) onto broker.Config (0:
 // default, negative: none).
+// resumeGrace maps session.resume_grace to broker.Config.ResumeGrace,
+// where 0 means the default: the command's 0 disables recovery.
+func resumeGrace(d config.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return time.Duration(d)
+}
+
 func authFailureDelay(d config.Duration) time.Duration {
 	if d == 0 {
 		return -1

@@ -25,6 +25,7 @@ type Config struct {
 	Admin     Admin     `yaml:"admin"`
 	Conn      Conn      `yaml:"connection"`
 	Topics    Topics    `yaml:"topics"`
+	Session   Session   `yaml:"session"`
 	Presence  Presence  `yaml:"presence"`
 	Dedupe    Dedupe    `yaml:"dedupe"`
 	// VirtualHosts are isolated namespaces of destinations besides "/".
@@ -167,6 +168,12 @@ type Admin struct {
 	DestinationMetrics int  `yaml:"destination_metrics" flag:"metrics-destinations" help:"how many destinations, deepest first, get their own stompbox_destination_* series (names are unbounded, so 0: none); at most 1000"`
 }
 
+// Session configures session recovery.
+type Session struct {
+	ResumeGrace Duration `yaml:"resume_grace" flag:"session-resume-grace" help:"how long a session whose connection dropped stays resumable with the resume-token its CONNECTED carried (subscriptions, messages that arrived meanwhile, unacknowledged messages); 0 disables session recovery"`
+	MaxParked   int      `yaml:"max_parked" flag:"session-max-parked" help:"most sessions parked for a resume at once (each may hold up to limits.max_connection_bytes); past it a dropped session is released at once"`
+}
+
 // Conn tunes every connection.
 type Conn struct {
 	WriteTimeout   Duration `yaml:"write_timeout" flag:"write-timeout" help:"one socket write; a peer that reads nothing for this long is dropped"`
@@ -235,10 +242,10 @@ func Default() Config {
 			Linger:         Duration(time.Second),
 			ReadBufferSize: 4 << 10,
 		},
-		Presence:        Presence{Grace: Duration(10 * time.Second), MaxMembers: 1000, MaxSets: 10_000},
-		ShutdownTimeout: Duration(10 * time.Second),
-		Topics:          Topics{HistoryMaxBytes: 256 << 20},
-
+		Presence:                Presence{Grace: Duration(10 * time.Second), MaxMembers: 1000, MaxSets: 10_000},
+		ShutdownTimeout:         Duration(10 * time.Second),
+		Session:                 Session{ResumeGrace: Duration(2 * time.Minute), MaxParked: 10_000},
+		Topics:                  Topics{HistoryMaxBytes: 256 << 20},
 		ShutdownReconnectWindow: Duration(10 * time.Second),
 		Dedupe:                  Dedupe{Window: Duration(2 * time.Minute), MaxKeysPerUser: 10_000},
 	}
