@@ -92,6 +92,11 @@ type presenceLink struct {
 	// charged (member only) is what the subscription charged to its
 	// connection's budget: its presence-info and presence-id.
 	charged int
+	// away (member only; read loop of the session holding it) says the
+	// session is parked: its connection dropped, so the member's
+	// subscription was released and its grace period runs, though the
+	// subscription itself lives on for a resume.
+	away bool
 }
 
 // presenceTopic returns the topic name a /presence/ destination streams.

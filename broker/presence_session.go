@@ -139,6 +139,9 @@ func (s *Session) releasePresence(sub *subscription) {
 	}
 	sub.presence = nil
 	s.budget.release(l.charged)
+	if l.away {
+		return // released when its session parked
+	}
 	ps := &s.space.presence
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
@@ -152,6 +155,57 @@ func (s *Session) releasePresence(sub *subscription) {
 		return
 	}
 	ps.releaseLocked(s.b, set, l.key)
+}
+
+// awayFromPresence is parking's hook: the connection of this session
+// dropped, so its members are gone as far as presence is concerned and
+// their grace periods start now, as if their subscriptions had ended: a
+// drop longer than presence.grace is a leave even if the session is
+// resumed later (then it joins again). Read loop only, before the session
+// can be adopted.
+func (s *Session) awayFromPresence() {
+	ps := &s.space.presence
+	for _, sub := range s.subs {
+		l := sub.presence
+		if l == nil || l.watch || l.away {
+			continue
+		}
+		ps.mu.Lock()
+		if set := ps.sets[l.topic]; set != nil {
+			ps.releaseLocked(s.b, set, l.key)
+		}
+		ps.mu.Unlock()
+		l.away = true
+	}
+}
+
+// backToPresence is adoption's hook: the members of an adopted session
+// join again. Inside their grace period that is no event; after it, a
+// join. A set that filled up meanwhile keeps the member out (logged): the
+// subscription itself lives on.
+func (s *Session) backToPresence() {
+	ps := &s.space.presence
+	for _, sub := range s.subs {
+		l := sub.presence
+		if l == nil || !l.away {
+			continue
+		}
+		ps.mu.Lock()
+		set, err := ps.setLocked(s.b, l.topic)
+		if err == nil {
+			if err = ps.joinLocked(s.b, set, l.key, l.info); err != nil {
+				ps.dropIfEmptyLocked(set)
+			}
+		}
+		ps.mu.Unlock()
+		if err != nil {
+			s.b.cfg.Logger.Warn("resumed session could not rejoin presence", "session", s.id, "topic", l.topic, "error", err.message)
+			sub.presence = nil
+			s.budget.release(l.charged)
+			continue
+		}
+		l.away = false
+	}
 }
 
 // reauthorizePresence checks, after a configuration reload, that a

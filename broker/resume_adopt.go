@@ -130,6 +130,7 @@ func (s *Session) finishAdopt(old *Session) {
 	s.b.resume.results[resumeResumed].Add(1)
 	s.resume.ackMark = s.nextAck.Load()
 	s.resume.subMark = s.nextSubNum
+	s.backToPresence()
 	for _, sub := range s.subs {
 		if sub.queue != nil {
 			sub.queue.dispatch()

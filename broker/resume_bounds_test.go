@@ -42,45 +42,78 @@ func TestMaxParkedSessions(t *testing.T) {
 	}
 }
 
-// TestResumeKeepsPresence: a parked session stays a presence member (no
-// leave however long the presence grace is exceeded while parked), and a
-// resume makes no join; the member leaves once the parked session is
-// released and the presence grace has passed.
+// TestResumeKeepsPresence: presence counts a parked session's members as
+// gone from the drop: a resume inside presence.grace makes no leave and
+// no join; a drop longer than the grace is exactly one leave, and the
+// resume after it one join; the member of a session released from the
+// parked table leaves once, when its grace has passed.
 func TestResumeKeepsPresence(t *testing.T) {
 	now := time.UnixMilli(1_700_000_000_000)
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) time.Time { mu.Lock(); defer mu.Unlock(); now = now.Add(d); return now }
-	b := New(Config{Now: clock, PresenceGrace: time.Second})
+	b := New(Config{Now: clock, PresenceGrace: 5 * time.Second})
 	w := newClient(t, b)
 	w.connect()
 	w.mustSend(frames.CmdSubscribe, "", "destination:/presence/chat", "id:w")
 	w.poll() // the snapshot
+	events := func() []string {
+		var got []string
+		for _, f := range w.poll() {
+			got = append(got, hdr(f, "presence-event"))
+		}
+		return got
+	}
 	a := newClient(t, b)
 	tok := hdr(a.connect("login:alice"), "resume-token")
 	a.mustSend(frames.CmdSubscribe, "", "destination:/topic/chat", "id:c", "presence:true")
-	if fs := w.poll(); len(fs) != 1 || hdr(fs[0], "presence-event") != "join" {
-		t.Fatalf("watcher got %v, want one join", commands(fs))
+	if got := events(); !slicesEqual(got, "join") {
+		t.Fatalf("watcher got %v, want one join", got)
 	}
+
+	// A short drop: resumed inside the grace, nothing happens.
 	a.drop()
-	b.SweepPresence(advance(10 * time.Second))
-	if fs := w.poll(); len(fs) != 0 {
-		t.Fatalf("watcher got %v while the member's session is parked, want nothing", bodies(fs))
-	}
+	b.SweepPresence(advance(3 * time.Second))
 	r := newClient(t, b)
-	if f, _ := r.resumeOn(tok, "login:alice"); hdr(f, "resumed") != "true" {
+	f, _ := r.resumeOn(tok, "login:alice")
+	if hdr(f, "resumed") != "true" {
 		t.Fatalf("CONNECTED %v", headerLines(f))
 	}
 	r.mustSend(frames.CmdSubscribe, "", "destination:/topic/chat", "id:c", "presence:true")
 	b.SweepPresence(advance(10 * time.Second))
-	if fs := w.poll(); len(fs) != 0 {
-		t.Fatalf("watcher got %v after the resume, want nothing", bodies(fs))
+	if got := events(); len(got) != 0 {
+		t.Fatalf("watcher got %v after a drop shorter than the grace, want nothing", got)
 	}
+
+	// A long drop: one leave at the end of the grace, one join at the resume.
+	tok = hdr(f, "resume-token")
 	r.drop()
+	b.SweepPresence(advance(6 * time.Second))
+	if got := events(); !slicesEqual(got, "leave") {
+		t.Fatalf("watcher got %v while parked past the grace, want one leave", got)
+	}
+	b.SweepPresence(advance(10 * time.Second))
+	if got := events(); len(got) != 0 {
+		t.Fatalf("watcher got %v, want no second leave", got)
+	}
+	r2 := newClient(t, b)
+	f, _ = r2.resumeOn(tok, "login:alice")
+	if hdr(f, "resumed") != "true" {
+		t.Fatalf("CONNECTED %v", headerLines(f))
+	}
+	if got := events(); !slicesEqual(got, "join") {
+		t.Fatalf("watcher got %v after the late resume, want one join", got)
+	}
+
+	// Released from the parked table: one leave, after the grace.
+	r2.drop()
 	b.ReleaseParked()
-	b.SweepPresence(advance(2 * time.Second))
-	if fs := w.poll(); len(fs) != 1 || hdr(fs[0], "presence-event") != "leave" {
-		t.Fatalf("watcher got %v after the release, want one leave", bodies(fs))
+	if got := events(); len(got) != 0 {
+		t.Fatalf("watcher got %v before the grace passed, want nothing", got)
+	}
+	b.SweepPresence(advance(6 * time.Second))
+	if got := events(); !slicesEqual(got, "leave") {
+		t.Fatalf("watcher got %v after the release, want one leave", got)
 	}
 }
 

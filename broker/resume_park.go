@@ -116,6 +116,7 @@ func (s *Session) park() bool {
 			tx.discard(s)
 		}
 		s.txs = nil
+		s.awayFromPresence() // before the session can be adopted
 	}
 	if s.b.resume.park(e, s, resumable) {
 		s.b.cfg.Logger.Debug("session parked", "session", s.id, "remote", s.remote, "reason", reason.String())
