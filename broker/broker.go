@@ -31,6 +31,11 @@ type Broker struct {
 	// without waiting: persistent SENDs are then pipelined
 	// (session_pipeline.go).
 	pipelined PipelinedJournal
+	// historyRules (immutable) are the valid Config.TopicHistory rules,
+	// and hist accounts what all histories retain (history.go).
+	historyRules []HistoryRule
+	hist         historyBytes
+	resume       resumeTable // resume tokens, parked sessions (resume.go)
 }
 
 // Stats are the broker's counters, read with Broker.Stats.
@@ -48,6 +53,10 @@ type Stats struct {
 	Acked              atomic.Uint64 // messages acknowledged by ACK (cumulative ACKs count each)
 	Nacked             atomic.Uint64 // messages refused by NACK
 	Connects           atomic.Uint64 // CONNECT frames answered with CONNECTED
+
+	// Duplicates counts SENDs not applied because their idempotency-key
+	// repeated one still remembered (dedupe.go); each got its RECEIPT.
+	Duplicates atomic.Uint64
 }
 
 // New builds a Broker; zero Config fields take their defaults.
@@ -60,6 +69,8 @@ func New(cfg Config) *Broker {
 		idPrefix: hex.EncodeToString(prefix[:]),
 	}
 	b.pipelined, _ = b.cfg.Journal.(PipelinedJournal)
+	b.initHistory()
+	b.resume.grace, b.resume.maxParked = b.cfg.ResumeGrace, int64(b.cfg.MaxParkedSessions)
 	b.spaces[DefaultVirtualHost] = newSpace(b, DefaultVirtualHost)
 	for _, name := range b.cfg.VirtualHosts {
 		if b.spaces[name] == nil {
@@ -68,6 +79,9 @@ func New(cfg Config) *Broker {
 	}
 	if b.cfg.Registerer != nil {
 		b.cfg.Registerer.MustRegister(newCollector(b))
+		b.cfg.Registerer.MustRegister(newResumeCollector(b))
+		b.cfg.Registerer.MustRegister(newPresenceCollector(b)) // presence_metrics.go
+		b.cfg.Registerer.MustRegister(newDedupeCollector(b))   // dedupe.go
 	}
 	return b
 }

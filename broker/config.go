@@ -121,6 +121,14 @@ type Config struct {
 	// connection has consumed for that long (Broker.SweepIdleDurables,
 	// which package server runs periodically). Default 0: never.
 	DurableIdleTTL time.Duration
+	// ResumeGrace is how long a session whose connection dropped stays
+	// resumable with the resume-token its CONNECTED carried (0:
+	// DefaultResumeGrace; negative: no session recovery, no token).
+	ResumeGrace time.Duration
+	// MaxParkedSessions bounds the sessions parked at once, each holding
+	// up to its outbox and budget after its connection is gone: past it, a
+	// dropped session is released instead (0: DefaultMaxParkedSessions).
+	MaxParkedSessions int
 	// AuthFailureDelay is how long a client whose credentials were refused
 	// waits for its ERROR. Default 1s; negative: none.
 	AuthFailureDelay time.Duration
@@ -128,6 +136,28 @@ type Config struct {
 	// exported with their name as a metric label (stompbox_destination_*).
 	// Default 0: none, since names are unbounded.
 	DestinationMetrics int
+	// TopicHistory are the rules of topic history (first match wins; no
+	// rule: no history): docs/compliance.md, "Topic history and resume".
+	// Check them with ValidateHistory; New ignores invalid ones (logged).
+	// Default: none.
+	TopicHistory []HistoryRule
+	// MaxHistoryBytes bounds what all topic histories retain together;
+	// past it a publish evicts its topic's oldest messages first.
+	// Default 256 MiB.
+	MaxHistoryBytes int
+	// PresenceGrace is how long a presence member (SUBSCRIBE with
+	// presence:true) whose last presence subscription ended stays in its
+	// set before it leaves: a client back within it neither leaves nor
+	// joins again. Members leave when Broker.SweepPresence runs after it.
+	// Default 10s; negative: they leave at once.
+	PresenceGrace time.Duration
+	// MaxPresenceMembers bounds the members of one topic's presence set
+	// (those in their grace period included), and MaxPresenceSets the
+	// presence sets (topics with members or /presence/ watchers) of one
+	// virtual host; past them SUBSCRIBE gets ERROR limit-exceeded
+	// (retryable). Defaults 1000 and 10000.
+	MaxPresenceMembers int
+	MaxPresenceSets    int
 	// Registerer, when set, gets the broker's metrics (read from its
 	// counters at scrape time). Default: none.
 	Registerer prometheus.Registerer
@@ -135,6 +165,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (tests replace it). Default time.Now.
 	Now func() time.Time
+
+	// DedupeWindow is how long an idempotency-key is remembered: a SEND
+	// repeating a key its user sent to the same destination within it is
+	// receipted but not applied again (dedupe.go). Default 2m; negative:
+	// no deduplication.
+	DedupeWindow time.Duration
+	// DedupeMaxKeysPerUser bounds the keys remembered per user and virtual
+	// host; past it the oldest are forgotten first. Default 10000.
+	DedupeMaxKeysPerUser int
 }
 
 // The defaults of Config.
@@ -159,6 +198,9 @@ const (
 	DefaultAuthFailureDelay     = time.Second
 	DefaultMaxQueuesPerUser     = 100
 	DefaultMaxDurablesPerUser   = 100
+	DefaultPresenceGrace        = 10 * time.Second
+	DefaultMaxPresenceMembers   = 1000
+	DefaultMaxPresenceSets      = 10_000
 )
 
 func (c Config) withDefaults() Config {
@@ -183,6 +225,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.MaxQueues, DefaultMaxQueues)
 	setDefault(&c.MaxTotalQueuedBytes, DefaultMaxTotalQueuedBytes)
 	setDefault(&c.MaxTopicUnacked, DefaultMaxTopicUnacked)
+	setDefault(&c.MaxHistoryBytes, DefaultMaxHistoryBytes)
 	if c.MaxRedeliveries == 0 {
 		c.MaxRedeliveries = DefaultMaxRedeliveries
 	}
@@ -197,6 +240,19 @@ func (c Config) withDefaults() Config {
 		c.AuthFailureDelay = DefaultAuthFailureDelay
 	}
 	setDefault(&c.MaxTransactionFrames, DefaultMaxTransactionFrames)
+	if c.ResumeGrace == 0 {
+		c.ResumeGrace = DefaultResumeGrace
+	}
+	setDefault(&c.MaxParkedSessions, DefaultMaxParkedSessions)
+	if c.PresenceGrace == 0 {
+		c.PresenceGrace = DefaultPresenceGrace
+	}
+	setDefault(&c.MaxPresenceMembers, DefaultMaxPresenceMembers)
+	setDefault(&c.MaxPresenceSets, DefaultMaxPresenceSets)
+	if c.DedupeWindow == 0 {
+		c.DedupeWindow = DefaultDedupeWindow
+	}
+	setDefault(&c.DedupeMaxKeysPerUser, DefaultDedupeMaxKeysPerUser)
 	if c.Authenticator == nil {
 		c.Authenticator = AllowAll{}
 	}

@@ -28,6 +28,7 @@ const (
 	CloseInvalidData                         // the transport carried invalid data (bad UTF-8 in a WebSocket text message)
 	CloseInternal                            // the server failed (e.g. the journal could not write)
 	CloseTokenExpired                        // ERROR token-expired: the credentials' validity ended
+	CloseTakenOver                           // ERROR session-taken-over: another connection resumed this session
 	closeReasonCount
 )
 
@@ -45,6 +46,7 @@ var closeReasonNames = [closeReasonCount]string{
 	CloseInvalidData:      "invalid-data",
 	CloseInternal:         "internal",
 	CloseTokenExpired:     "token-expired",
+	CloseTakenOver:        "session-taken-over",
 }
 
 // String returns a short, stable label such as "slow-consumer".
@@ -81,6 +83,7 @@ const (
 	CodeInternal              = "internal-error"
 	CodeTokenExpired          = "token-expired"
 	CodeJournalFailed         = "journal-failed"
+	CodeSessionTakenOver      = "session-taken-over"
 )
 
 // stompError is a failure the client is told about in an ERROR frame before
@@ -100,6 +103,10 @@ type stompError struct {
 	// waits for, and fullNeed the bytes it needs (set by queue.roomLocked).
 	fullQueue *queue
 	fullNeed  int
+
+	// reconnectAfter (ms, decimal; "": none) is the reconnect-after header
+	// of a server-shutdown ERROR.
+	reconnectAfter string
 }
 
 // FullReason names the bound that made a producer wait; also the reason

@@ -22,9 +22,12 @@ type fanout struct {
 var fanoutSend = []byte("SEND\ndestination:/topic/bench\ncontent-type:text/plain\ncontent-length:128\n\n" +
 	string(bytes.Repeat([]byte("x"), 128)) + "\x00")
 
-func newFanout(tb testing.TB, n int) *fanout {
+func newFanout(tb testing.TB, n int) *fanout { return newFanoutWith(tb, n, Config{}) }
+
+// newFanoutWith is newFanout on a broker configured with cfg.
+func newFanoutWith(tb testing.TB, n int, cfg Config) *fanout {
 	tb.Helper()
-	b := New(Config{})
+	b := New(cfg)
 	connect := func() *Session {
 		s := b.NewSession(&fakeTransport{}, "bench")
 		if err := s.Feed([]byte("CONNECT\naccept-version:1.2\nheart-beat:0,0\n\n\x00")); err != nil {

@@ -42,7 +42,8 @@ type Journal interface {
 	// budget cannot take the records; nothing is recorded then.
 	Append(ctx context.Context, recs ...JournalRecord) error
 	// Replay calls fn with every record still live (an enqueue not yet
-	// removed, a durable subscription not deleted) in the order they were
+	// removed, a durable subscription not deleted, a topic history's
+	// appends not trimmed and its newest trim) in the order they were
 	// appended. The Message of a replayed enqueue is built with
 	// RecoveredMessage; its Deliveries is the count of the last
 	// OpDeliveries record appended for it since its enqueue (0: none):
@@ -113,6 +114,13 @@ const (
 	// its durable subscription's delete or a new enqueue of the message
 	// ends it.
 	OpDeliveries
+	// OpHistoryAppend: Message, with offset Epoch-HistorySeq, was
+	// retained in the history of topic Queue (history_journal.go) at
+	// PublishedAt.
+	OpHistoryAppend
+	// OpHistoryTrim: every message of topic Queue's history of Epoch up
+	// to HistorySeq was evicted; the history goes on after HistorySeq.
+	OpHistoryTrim
 )
 
 // String names the operation.
@@ -128,6 +136,10 @@ func (op JournalOp) String() string {
 		return "durable-delete"
 	case OpDeliveries:
 		return "deliveries"
+	case OpHistoryAppend:
+		return "history-append"
+	case OpHistoryTrim:
+		return "history-trim"
 	}
 	return "unknown"
 }
@@ -142,6 +154,12 @@ type JournalRecord struct {
 	// Deliveries is OpDeliveries' count; on a replayed OpEnqueue, the
 	// last count journaled for it (Journal.Replay).
 	Deliveries int
+	// Epoch and HistorySeq are the offset of OpHistoryAppend's message
+	// and OpHistoryTrim's point; PublishedAt (ms since the epoch) is when
+	// an appended message was published (its history's max_age).
+	Epoch       string
+	HistorySeq  uint64
+	PublishedAt int64
 }
 
 // DurableSpec identifies a durable subscription and what it subscribes to.

@@ -147,7 +147,7 @@ func (b *Broker) Recover() error {
 	if b.cfg.Journal == nil {
 		return nil
 	}
-	var messages, durables, unowned int
+	var messages, durables, unowned, historyMessages int
 	err := b.cfg.Journal.Replay(func(r JournalRecord) error {
 		switch r.Op {
 		case OpDurableCreate:
@@ -172,6 +172,10 @@ func (b *Broker) Recover() error {
 				durables++
 			}
 			sp.mu.Unlock()
+		case OpHistoryAppend, OpHistoryTrim:
+			if b.recoverHistory(r) && r.Op == OpHistoryAppend {
+				historyMessages++
+			}
 		case OpEnqueue:
 			if r.Message == nil {
 				return fmt.Errorf("broker: journal enqueue of %s without a message", r.MessageID)
@@ -195,7 +199,7 @@ func (b *Broker) Recover() error {
 	if err != nil {
 		return fmt.Errorf("broker: recovery: %w", err)
 	}
-	b.cfg.Logger.Info("journal recovered", "messages", messages, "durable_subscriptions", durables)
+	b.cfg.Logger.Info("journal recovered", "messages", messages, "durable_subscriptions", durables, "history_messages", historyMessages)
 	if unowned > 0 {
 		b.cfg.Logger.Warn("journal: durable subscriptions without an owner (written by an older stompbox) recovered; "+
 			"no user can attach to them, and durable_idle_ttl removes them (docs/persistence.md)", "count", unowned)

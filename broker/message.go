@@ -35,7 +35,7 @@ func (m *Message) expired(nowMs int64) bool { return m.ExpiresAt != 0 && nowMs >
 func droppedOnDelivery(key []byte) bool {
 	switch string(key) {
 	case "content-length", "receipt", "transaction", "destination", "message-id",
-		"subscription", "ack", "redelivered", "delivery-count":
+		"subscription", "ack", "redelivered", "delivery-count", "offset", "replayed":
 		return true
 	}
 	return false

@@ -82,6 +82,7 @@ func newCollector(b *Broker) *collector {
 			counter("dead_letter_failures_total", "Dead-letter moves the journal refused; the message stayed in its queue.", func(s *Stats) uint64 { return s.DeadLetterFailures.Load() }),
 			counter("messages_dropped_total", "Messages dropped with nowhere to go (a DLQ's own rejects, full durable backlogs).", func(s *Stats) uint64 { return s.Dropped.Load() }),
 			counter("slow_consumers_total", "Sessions closed because their outbound buffer overflowed.", func(s *Stats) uint64 { return s.SlowConsumers.Load() }),
+			counter("duplicates_dropped_total", "SENDs receipted but not applied: their idempotency-key repeated one sent within dedupe.window.", func(s *Stats) uint64 { return s.Duplicates.Load() }),
 		},
 	}
 }

@@ -13,7 +13,8 @@ type outEntry struct {
 	qm         *queuedMessage // set for an auto-ack queue delivery, so a discard can put it back
 	sub        *subscription
 	ackID      uint64
-	deliveries int // how many times msg has been delivered, this one included
+	deliveries int  // how many times msg has been delivered, this one included
+	replayed   bool // replayed from a topic's history (history_subscribe.go)
 	ctrlStart  int
 	ctrlEnd    int
 }
@@ -32,6 +33,12 @@ type outbox struct {
 	reason  CloseReason // guarded by mu
 	starved []*queue    // guarded by mu: queues that skipped this session for lack of room
 	closed  atomic.Bool // mirrors closing for the read loop's lock-free check
+	// parking (guarded by mu) says the connection dropped but the session
+	// may be resumed (resume_park.go): closing for the writer, control
+	// frames and queues, while topic deliveries go on into kept (guarded
+	// by mu, counted in bytes) for the connection that resumes it.
+	parking bool
+	kept    []outEntry
 	// budget (immutable) is the session's: bytes counts in it (see budget)
 	// while the entries wait, until the writer takes them.
 	budget *budget
@@ -61,11 +68,15 @@ func deliverySize(m *Message, sub *subscription) int {
 func (o *outbox) pushMessage(e outEntry, size int, force bool) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.closing || o.bytes+size > o.limit || (!force && !o.budget.roomLocked(o.bytes, size)) {
+	if o.closing && (!o.parking || force) || o.bytes+size > o.limit || (!force && !o.budget.roomLocked(o.bytes, size)) {
 		return false
 	}
-	o.entries = append(o.entries, e)
 	o.bytes += size
+	if o.closing { // parking: kept for the connection that resumes the session
+		o.kept = append(o.kept, e)
+		return true
+	}
+	o.entries = append(o.entries, e)
 	return true
 }
 
@@ -163,7 +174,11 @@ func (o *outbox) take(spareEntries []outEntry, spareCtrl []byte, spareStarved []
 	entries, o.entries = o.entries, spareEntries[:0]
 	ctrl, o.ctrl = o.ctrl, spareCtrl[:0]
 	starved, o.starved = o.starved, spareStarved[:0]
-	o.bytes = 0
+	if o.parking {
+		o.bytes -= len(ctrl) // entries hold only control frames; the kept deliveries stay
+	} else {
+		o.bytes = 0
+	}
 	return entries, ctrl, starved, o.closing
 }
 

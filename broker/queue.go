@@ -159,7 +159,7 @@ func (q *queue) pickLocked(m *Message) *subscription {
 	n := len(q.consumers)
 	for i := range n {
 		c := q.consumers[(q.next+i)%n]
-		if c.hasCredit() && c.session.out.hasQueueRoom(deliverySize(m, c), q) {
+		if c.canTake(deliverySize(m, c), q) {
 			q.next = (q.next + i + 1) % n
 			return c
 		}

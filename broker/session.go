@@ -68,7 +68,15 @@ type Session struct {
 	out           outbox
 	budget        budget         // everything held because of this connection
 	auth          sessionAuth    // token expiry and re-authorization (session_auth.go)
+	resume        sessionResume  // session recovery (resume_park.go)
 	counts        *frameCounters // immutable: this session's stripe of the broker's frame counters
+
+	// reconnectAfter (ms + 1; 0: none) is the reconnect-after the
+	// server-shutdown ERROR carries (ShutdownReconnectAfter).
+	reconnectAfter atomic.Int64
+	// liveness (ns; 0: none) is the negotiated heart-beat timeout, set at
+	// CONNECT, for LivenessTimeout.
+	liveness atomic.Int64
 
 	// Writer only: spares swapped with the outbox.
 	spareEntries []outEntry
@@ -220,9 +228,9 @@ func (s *Session) Expire() {
 			detail:    "A CONNECT frame must arrive within " + s.b.cfg.ConnectTimeout.String() + " of connecting.",
 			retryable: true, reason: CloseConnectTimeout}, nil)
 	} else {
-		s.fail(&stompError{code: CodeHeartbeatTimeout, message: "heart-beat timeout",
+		s.failSilent(&stompError{code: CodeHeartbeatTimeout, message: "heart-beat timeout",
 			detail:    "Nothing was received for " + s.ReadTimeout().String() + ", longer than the negotiated heart-beat interval allows.",
-			retryable: true, reason: CloseHeartbeatTimeout}, nil)
+			retryable: true, reason: CloseHeartbeatTimeout})
 	}
 	s.state = stateClosed
 }
@@ -270,6 +278,9 @@ func (s *Session) Shutdown() {
 func (s *Session) shutdownNow() {
 	e := &stompError{code: CodeServerShutdown, message: "server shutting down",
 		detail: "The server is shutting down; reconnect later.", retryable: true, reason: CloseShutdown}
+	if ms := s.reconnectAfter.Load(); ms > 0 {
+		e.reconnectAfter = strconv.FormatInt(ms-1, 10)
+	}
 	if ok, _ := s.out.close(CloseShutdown, false, errorFrame(e, nil, frames.EscapeNone)); ok {
 		s.b.errors.add(e.code)
 		s.t.Close(CloseShutdown)
@@ -277,13 +288,10 @@ func (s *Session) shutdownNow() {
 }
 
 // Abort ends the session without a frame: the network failed or the peer
-// closed. Safe from any goroutine.
+// closed. A session with a resume-token keeps its queued deliveries for a
+// resume (closeOut). Safe from any goroutine.
 func (s *Session) Abort(reason CloseReason) {
-	ok, unsent := s.out.close(reason, true, nil)
-	if ok {
-		s.t.Close(reason)
-	}
-	putBack(unsent)
+	s.closeOut(reason, nil)
 }
 
 // putBack returns auto-ack queue deliveries that were never handed to the
@@ -329,6 +337,9 @@ func errorFrame(e *stompError, receipt []byte, esc frames.Escaping) func([]byte)
 		}
 		dst = frames.AppendHeaderString(dst, esc, "error-code", e.code)
 		dst = frames.AppendHeaderString(dst, esc, "retryable", strconv.FormatBool(e.retryable))
+		if e.reconnectAfter != "" {
+			dst = frames.AppendHeaderString(dst, esc, HeaderReconnectAfter, e.reconnectAfter)
+		}
 		if e.code == CodeUnsupportedVersion {
 			dst = frames.AppendHeaderString(dst, esc, "version", frames.SupportedVersions)
 		}

@@ -18,6 +18,9 @@ type ackTarget struct {
 func (s *Session) handleAck(f *frames.Frame) *stompError {
 	target, err := s.resolveAck(f)
 	if err != nil {
+		if err.code == CodeUnknownMessage && s.settledBeforeResume(f) {
+			return nil
+		}
 		return err
 	}
 	if tx, ok := f.Header("transaction"); ok {

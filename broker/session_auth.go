@@ -121,6 +121,9 @@ func (s *Session) reauthorize() *stompError {
 			reason: ClosePolicy}
 	}
 	for _, sub := range s.subs {
+		if err := s.reauthorizePresence(sub); err != nil {
+			return err
+		}
 		kind, _, perr := parseDestination(sub.dest)
 		if perr != nil {
 			continue // accepted at SUBSCRIBE, so never; nothing to ask about

@@ -72,23 +72,48 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 	s.expect = expect
 	s.sendInterval.Store(int64(send))
 	s.state = stateConnected
+	s.liveness.Store(int64(s.ReadTimeout())) // for the writer's WebSocket pings (liveness.go)
 	s.auth.connected.Store(true)
 	s.b.stats.Connects.Add(1)
 
-	s.control(func(dst []byte) []byte {
-		dst = frames.AppendCommand(dst, frames.CmdConnected)
-		dst = frames.AppendHeaderString(dst, frames.EscapeNone, "version", version.String())
-		dst = frames.AppendHeaderString(dst, frames.EscapeNone, "session", s.id)
-		dst = frames.AppendHeaderString(dst, frames.EscapeNone, "server", s.b.cfg.ServerName)
-		// The negotiated intervals, not only the server's own: a client
-		// computing max(its own, ours) gets the same answer, and clients
-		// that time reads from our values alone (go-stomp) do not drop a
-		// connection whose heart-beats they turned off.
-		dst = append(dst, "heart-beat:"...)
-		dst = frames.AppendHeartBeat(dst, frames.HeartBeat{Send: send, Receive: expect})
-		dst = append(dst, '\n')
-		return frames.AppendEnd(dst)
-	})
+	// Session recovery: a parked session the token names is claimed now
+	// (a connected one taken over), and this session gets a token of its own.
+	resumeToken, askedResume := f.Header("resume-token")
+	var old *Session
+	if askedResume && s.b.resume.enabled() {
+		old = s.claimParked(ctx, resumeToken, p.Name, sp.name, version)
+	}
+	var token string
+	if s.b.resume.enabled() {
+		token = s.b.resume.issue(s)
+	}
+	connected := func(resumed bool) func([]byte) []byte {
+		return func(dst []byte) []byte {
+			dst = frames.AppendCommand(dst, frames.CmdConnected)
+			dst = frames.AppendHeaderString(dst, frames.EscapeNone, "version", version.String())
+			dst = frames.AppendHeaderString(dst, frames.EscapeNone, "session", s.id)
+			dst = frames.AppendHeaderString(dst, frames.EscapeNone, "server", s.b.cfg.ServerName)
+			// The negotiated intervals, not only the server's own: a client
+			// computing max(its own, ours) gets the same answer, and clients
+			// that time reads from our values alone (go-stomp) do not drop a
+			// connection whose heart-beats they turned off.
+			dst = append(dst, "heart-beat:"...)
+			dst = frames.AppendHeartBeat(dst, frames.HeartBeat{Send: send, Receive: expect})
+			dst = append(dst, '\n')
+			dst = s.b.appendConnectedLimits(dst)
+			dst = appendResumeHeaders(dst, token, resumed, askedResume || token != "")
+			return frames.AppendEnd(dst)
+		}
+	}
+	if old != nil && s.adopt(old, connected(true)) {
+		s.finishAdopt(old)
+		s.b.cfg.Logger.Debug("session resumed", "session", s.id, "parked", old.id, "remote", s.remote)
+	} else {
+		if old != nil { // it overflowed between the claim and now
+			s.b.resume.notAdopted(old)
+		}
+		s.control(connected(false))
+	}
 	s.receipt(f)
 	s.b.cfg.Logger.Debug("connected", "session", s.id, "remote", s.remote, "version", version.String(),
 		"principal", p.Name, "heartbeat_send", send, "heartbeat_expect", expect)

@@ -96,6 +96,9 @@ func (s *Session) appendMessage(dst []byte, e *outEntry) []byte {
 		dst = strconv.AppendInt(dst, int64(e.deliveries), 10)
 		dst = append(dst, '\n')
 	}
+	if e.replayed {
+		dst = append(dst, replayedLine...)
+	}
 	if s.escaping == frames.Escape12 {
 		dst = append(dst, m.enc12...)
 	} else {
@@ -136,6 +139,9 @@ func (s *Session) control(encode func(dst []byte) []byte) {
 // had not taken is dropped and it gets an ERROR now. Safe from any
 // goroutine (publishers call it).
 func (s *Session) slowConsumer(why string) {
+	if s.parkedOverflow(why) {
+		return
+	}
 	e := &stompError{code: CodeSlowConsumer, message: "slow consumer",
 		detail:    "Disconnected because this client reads too slowly: " + why + ".",
 		retryable: true, reason: CloseSlowConsumer}
@@ -152,17 +158,23 @@ func (s *Session) slowConsumer(why string) {
 // Release ends the session for the broker: subscriptions are removed,
 // unacknowledged queue messages requeued for other consumers, open
 // transactions discarded and temporary queues deleted. The driver calls it
-// once, from the read loop, after the last Feed.
+// once, from the read loop, after the last Feed. A session with a
+// resume-token whose connection failed (Abort, heart-beat Expire, a
+// takeover) is parked instead, for a resume (resume.go): only its
+// transactions are discarded; a session released while still open is
+// released for good.
 func (s *Session) Release() {
 	if s.state == stateReleased {
 		return
 	}
 	s.state = stateReleased
 	s.stopExpiry()
-	s.Abort(ClosePeer) // no-op if already closing
+	s.closeNow(ClosePeer) // no-op if already closing
 	s.pipeRelease()
 	s.flowRelease()
-	s.releaseResources()
+	if !s.park() { // a dropped session that may be resumed keeps everything
+		s.releaseResources()
+	}
 	reason, _ := s.CloseReason()
 	s.b.closes[reason].Add(1)
 	s.b.sessionCount.Add(-1)

@@ -81,6 +81,9 @@ type pipedSend struct {
 	// pipeline's timer is due, and nothing behind them is applied first.
 	retry   bool
 	retryAt time.Time
+	// claim is the SEND's idempotency key, given back if the journal
+	// fails it (dedupe.go).
+	claim dedupeClaim
 }
 
 // JournalDone implements JournalDone. It runs on the journal's goroutine,
@@ -171,7 +174,7 @@ func (s *Session) arrivePiped(f *frames.Frame) error {
 // temporary queue, a topic without durable subscriptions): the caller goes
 // on as without a pipeline. A refusal (a full queue or journal: err.full)
 // leaves nothing changed, so flow control may hold the SEND and retry it.
-func (s *Session) sendPipelined(f *frames.Frame, r route, m *Message) (piped bool, _ *stompError) {
+func (s *Session) sendPipelined(f *frames.Frame, r route, m *Message, claim dedupeClaim) (piped bool, _ *stompError) {
 	if !s.b.persists(m) {
 		return false, nil
 	}
@@ -202,7 +205,7 @@ func (s *Session) sendPipelined(f *frames.Frame, r route, m *Message) (piped boo
 	default:
 		return false, nil
 	}
-	e := &pipedSend{s: s, msg: m, route: r, q: q, feeds: feeds, recs: recs, size: m.size() + pipedOverhead}
+	e := &pipedSend{s: s, msg: m, route: r, q: q, feeds: feeds, recs: recs, size: m.size() + pipedOverhead, claim: claim}
 	if v, ok := f.Header("receipt"); ok {
 		e.receipt, e.hasReceipt = append([]byte(nil), v...), true
 	}
@@ -374,18 +377,21 @@ func (s *Session) pipeSettle() {
 func (s *Session) applyPiped(e *pipedSend) bool {
 	if e.err != nil {
 		e.unreserve()
+		e.claim.release()
 		s.fail(s.b.journalError(e.err), e.receiptFrame())
 		s.state = stateClosed
 		return false
 	}
 	if e.msg != nil {
 		if err := s.enterPiped(e); err != nil {
+			e.claim.release()
 			s.fail(err, e.receiptFrame())
 			s.state = stateClosed
 			return false
 		}
 		s.b.stats.Published.Add(1)
 	}
+	e.claim.settle()
 	if e.hasReceipt {
 		s.receiptID(e.receipt)
 	}
@@ -458,6 +464,7 @@ func (s *Session) pipeRelease() {
 		switch {
 		case !e.done.Load() || e.err != nil:
 			e.unreserve()
+			e.claim.release()
 			if !e.done.Load() {
 				s.b.cfg.Logger.Warn("journal: a persistent SEND of a closed connection was not written in time; "+
 					"it may come back after a restart", "session", s.id, "message_id", e.msg.ID)
@@ -466,6 +473,7 @@ func (s *Session) pipeRelease() {
 		default:
 			if s.enterPiped(e) == nil {
 				s.b.stats.Published.Add(1)
+				e.claim.settle()
 			}
 		}
 	}

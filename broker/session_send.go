@@ -22,41 +22,73 @@ func (s *Session) handleSend(f *frames.Frame) *stompError {
 	if err != nil {
 		return err
 	}
+	key, err := s.dedupeKey(f)
+	if err != nil {
+		return err
+	}
 	if tx, ok := f.Header("transaction"); ok {
-		return s.addToTransaction(f, tx, txOp{cmd: frames.CmdSend, msg: m, route: r})
+		op := txOp{cmd: frames.CmdSend, msg: m, route: r}
+		if key != nil {
+			op.idemKey = string(key) // claimed at COMMIT (dedupe.go)
+		}
+		return s.addToTransaction(f, tx, op)
 	}
 	if m != nil {
+		// The key is claimed before the SEND is applied and given back if
+		// it is refused or must wait: only an accepted SEND burns it.
+		claim, dup := s.claimKey(m.Destination, key)
+		if dup {
+			s.duplicateReceipt(f)
+			return nil
+		}
 		if s.b.pipelined != nil {
-			if piped, err := s.sendPipelined(f, r, m); piped || err != nil {
+			piped, err := s.sendPipelined(f, r, m, claim)
+			if err != nil {
+				claim.release()
 				return err
+			}
+			if piped {
+				return nil
 			}
 		}
 		if s.pipe.waiting() {
-			s.pipeHold(f) // it keeps its order behind the SENDs in flight
+			claim.release() // claimed again when it runs
+			s.pipeHold(f)   // it keeps its order behind the SENDs in flight
 			return nil
 		}
-		checkLimits := true
-		recs, err := s.persistentRecords(r, m)
-		if err != nil {
+		if err := s.applySend(r, m); err != nil {
+			claim.release()
 			return err
 		}
-		if len(recs) > 0 {
-			// Acknowledged means on disk: the journal has the message before
-			// any consumer can see it and before the RECEIPT.
-			if err := s.b.journalAppend(recs...); err != nil {
-				return err
-			}
-			checkLimits = false
-		}
-		if err := s.deliverRoute(r, m, checkLimits); err != nil {
-			return err
-		}
-		s.b.stats.Published.Add(1)
+		claim.settle()
 	} else if s.pipe.waiting() {
 		s.pipeReceipt(f) // expired: only its RECEIPT keeps its place
 		return nil
 	}
 	s.receipt(f)
+	return nil
+}
+
+// applySend enqueues or publishes m now (a SEND outside a transaction
+// and the pipeline).
+func (s *Session) applySend(r route, m *Message) *stompError {
+	checkLimits := true
+	recs, err := s.persistentRecords(r, m)
+	if err != nil {
+		return err
+	}
+	if len(recs) > 0 {
+		// Acknowledged means on disk: the journal has the message before
+		// any consumer can see it and before the RECEIPT.
+		if err := s.b.journalAppend(recs...); err != nil {
+			return err
+		}
+		checkLimits = false
+	}
+	if err := s.deliverRoute(r, m, checkLimits); err != nil {
+		return err
+	}
+	s.b.stats.Published.Add(1)
 	return nil
 }
 
@@ -68,6 +100,9 @@ func (s *Session) buildMessage(f *frames.Frame) (*Message, route, *stompError) {
 		return nil, route{}, err
 	}
 	dest := string(destination)
+	if _, ok := presenceTopic(dest); ok {
+		return nil, route{}, presenceSendErr(dest)
+	}
 	kind, name, err := parseDestination(dest)
 	if err != nil {
 		return nil, route{}, err

@@ -21,7 +21,10 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 	} else if s.version > frames.V10 {
 		return protocolErr(CodeMissingHeader, "missing id header", "SUBSCRIBE requires an id header.")
 	}
-	if _, dup := s.subs[id]; dup {
+	if sub, dup := s.subs[id]; dup {
+		if s.resubscribed(sub, dest, f) {
+			return nil
+		}
 		return protocolErr(CodeDuplicateSubscription, "duplicate subscription id",
 			"Subscription id "+strconv.Quote(truncateString(id, 64))+" is already in use on this connection.")
 	}
@@ -41,6 +44,9 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 		}
 		prefetch = n
 	}
+	if topic, ok := presenceTopic(dest); ok {
+		return s.watchPresence(f, id, topic, mode) // presence_session.go
+	}
 	kind, name, err := parseDestination(dest)
 	if err != nil {
 		return err
@@ -48,11 +54,16 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 	if err := s.authorize(ActionSubscribe, kind, dest); err != nil {
 		return err
 	}
+	presence, err := s.presenceRequest(f, kind, name)
+	if err != nil {
+		return err
+	}
 	s.nextSubNum++
 	sub := &subscription{session: s, id: id, num: s.nextSubNum, dest: dest, pattern: name,
 		ackMode: mode, prefetch: prefetch, header: subscriptionHeader(s.escaping, id)}
 
 	durableName, isDurable := f.Header("durable-subscription-name")
+	receipted := false // by subscribeTopic, for a topic with history
 	switch {
 	case kind == kindTopic && isDurable:
 		if err := s.attachDurable(sub, string(durableName)); err != nil {
@@ -63,7 +74,10 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 			return protocolErr(CodeInvalidDestination, "invalid destination",
 				"In topic patterns * and # must each be a whole dot-separated segment.")
 		}
-		if err := s.space.addTopicSub(sub, s.countCreation); err != nil {
+		if receipted, err = s.subscribeTopic(sub, f); err != nil {
+			return err
+		}
+		if err := s.joinPresence(sub, presence); err != nil {
 			return err
 		}
 	case kind == kindQueue:
@@ -89,7 +103,9 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 	// The consumer is attached but not yet served: the RECEIPT goes before
 	// any message the subscription yields, so the client knows the
 	// subscription is live when it arrives.
-	s.receipt(f)
+	if !receipted {
+		s.receipt(f)
+	}
 	if sub.queue != nil {
 		sub.queue.dispatch()
 	}
@@ -150,6 +166,7 @@ func (s *Session) removeSubscription(sub *subscription) {
 	delete(s.subs, sub.id)
 	delete(s.subsByNum, sub.num)
 	unacked := sub.close()
+	s.releasePresence(sub) // a member's grace period starts, a watcher stops
 	switch {
 	case sub.queue != nil:
 		sub.queue.removeConsumer(sub, unacked)

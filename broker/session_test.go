@@ -23,7 +23,8 @@ func TestConnectNegotiates(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			b := New(Config{ServerName: "stompbox/test", HeartBeat: frames.HeartBeat{Send: 5 * time.Second, Receive: 7 * time.Second}})
+			// ResumeGrace -1: no resume-token, so the headers are fixed.
+			b := New(Config{ServerName: "stompbox/test", HeartBeat: frames.HeartBeat{Send: 5 * time.Second, Receive: 7 * time.Second}, ResumeGrace: -1})
 			c := newClient(t, b)
 			c.mustSend(frames.CmdConnect, "", append(tc.headers, "host:test", "receipt:r-1")...)
 			fs := c.poll()
@@ -32,7 +33,8 @@ func TestConnectNegotiates(t *testing.T) {
 			}
 			// No heart-beat header from the client: none either way, and
 			// CONNECTED says so (the negotiated intervals).
-			want := []string{"version:" + tc.version, "session:" + c.s.ID(), "server:stompbox/test", "heart-beat:0,0"}
+			want := []string{"version:" + tc.version, "session:" + c.s.ID(), "server:stompbox/test", "heart-beat:0,0",
+				"max-body:4194304", "max-header-bytes:65536", "max-subscriptions:1024", "resume-grace:0"}
 			if got := headerLines(fs[0]); !slices.Equal(got, want) {
 				t.Fatalf("CONNECTED headers %q, want %q", got, want)
 			}

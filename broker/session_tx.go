@@ -22,6 +22,8 @@ type txOp struct {
 	route route
 	q     *queue    // SEND to a queue: where msg's room is reserved
 	ack   ackTarget // ACK, NACK
+
+	idemKey string // SEND: its idempotency-key ("": none), claimed at COMMIT
 }
 
 // txOpBytes is what a frame without a message (ACK, NACK, an expired SEND)
@@ -202,20 +204,24 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 		return err
 	}
 	now := s.b.nowMs()
+	// Idempotency keys count at COMMIT: a SEND whose key is held already
+	// (or repeats one earlier in this transaction) is left out.
+	claims := s.claimTxKeys(tx.ops, now)
 	// The transaction's persistent messages and the removals of the
 	// persistent messages its ACKs settle reach the journal in one append,
 	// before anything is applied: after the RECEIPT a crash keeps all of
 	// them, and before it none (the queues do not journal those removals
 	// again: applyAck is told they are journaled).
 	var recs []JournalRecord
-	for _, op := range tx.ops {
-		if op.cmd == frames.CmdSend && op.msg != nil && !op.msg.expired(now) {
+	for i, op := range tx.ops {
+		if op.cmd == frames.CmdSend && op.msg != nil && !op.msg.expired(now) && !claims.dup(i) {
 			recs = s.space.persistRecords(op.route, op.msg, recs)
 		}
 	}
 	recs = ackRemovals(tx.ops, recs)
 	if len(recs) > 0 {
 		if err := s.b.journalAppend(recs...); err != nil {
+			claims.release(0)
 			if err.full != NotFull {
 				// The journal is full now: the COMMIT may wait (flow
 				// control) and run again, so the transaction stays open
@@ -232,6 +238,10 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 	tx.bytes = 0
 	for i, op := range tx.ops {
 		switch {
+		case op.cmd == frames.CmdSend && op.msg != nil && claims.dup(i):
+			if op.q != nil {
+				op.q.unreserve(op.msg.size()) // a duplicate: receipted, not applied
+			}
 		case op.cmd == frames.CmdSend && op.msg != nil:
 			if op.msg.expired(now) {
 				if op.q != nil {
@@ -243,11 +253,15 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 			if op.q != nil {
 				op.q.enqueueReserved(op.msg)
 			} else if err := s.deliverRoute(op.route, op.msg, false); err != nil {
+				claims.release(i)
 				tx.ops = tx.ops[i+1:]
 				tx.discard(s) // what was not applied gives its reservations back
 				return err
 			}
 			s.b.stats.Published.Add(1)
+			if claims != nil {
+				claims[i].claim.settle()
+			}
 		case op.cmd == frames.CmdAck || op.cmd == frames.CmdNack:
 			if err := s.applyAck(op.cmd, op.ack, true); err != nil {
 				tx.ops = tx.ops[i+1:]

@@ -145,6 +145,13 @@ func (n *trieNode) child(seg string) *trieNode {
 	return c
 }
 
+// hasExact reports whether topic name has an exact-name subscriber.
+func (sl *sublist) hasExact(name string) bool {
+	sl.mu.RLock()
+	defer sl.mu.RUnlock()
+	return sl.exact[name] != nil
+}
+
 // remove takes sub out; a name or pattern left without subscriptions is
 // forgotten (its trie nodes pruned).
 func (sl *sublist) remove(sub *subscription) {

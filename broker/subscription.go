@@ -43,7 +43,11 @@ type delivery struct {
 // subscription is one SUBSCRIBE of one session, or (session nil, feed set)
 // the topic side of a durable subscription, which enqueues into its queue.
 type subscription struct {
-	session  *Session // immutable; nil for a durable feed
+	// session (nil for a durable feed) is guarded by mu: a resumed
+	// session adopts its parked one's subscriptions by re-pointing it
+	// with every one of them locked (resume_adopt.go). Publishers read it
+	// only under mu; the owning session's read loop may read it freely.
+	session  *Session
 	id       string   // immutable: the client's id header
 	num      uint32   // immutable: session-local number, first part of ack ids
 	dest     string   // immutable: as subscribed
@@ -54,24 +58,36 @@ type subscription struct {
 	queue    *queue   // immutable: the queue consumed (queue, temp, durable)
 	feed     *queue   // immutable: for a durable feed, the queue it fills
 	durable  *durable // immutable: the durable subscription consumed, if any
+	// presence is the presence set it joins (presence:true) or watches
+	// (/presence/...), if any: read loop only (presence_session.go).
+	presence *presenceLink
 
 	mu      sync.Mutex
 	unacked []delivery // guarded by mu: ascending ackID
 	closed  bool       // guarded by mu
 }
 
-// hasCredit reports whether a queue may hand this consumer another message.
-func (sub *subscription) hasCredit() bool {
+// creditLocked reports whether a queue may hand this consumer another
+// message, as far as its acknowledgements go. sub.mu is held.
+func (sub *subscription) creditLocked() bool {
+	return !sub.closed && (sub.ackMode == ackAuto || sub.prefetch == 0 || len(sub.unacked) < sub.prefetch)
+}
+
+// canTake reports whether a queue may hand this consumer a delivery of
+// size bytes now: credit, and room in its session's outbox. The session
+// is read under mu (a resume may re-point it); mu nests the outbox's lock,
+// as the lock order allows.
+func (sub *subscription) canTake(size int, q *queue) bool {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
-	return !sub.closed && (sub.ackMode == ackAuto || sub.prefetch == 0 || len(sub.unacked) < sub.prefetch)
+	return sub.creditLocked() && sub.session.out.hasQueueRoom(size, q)
 }
 
 // offer queues one delivery of qm (from a queue, under its lock) to the
 // session; false when the subscription closed or the outbox is full.
 func (sub *subscription) offer(qm *queuedMessage) bool {
-	s := sub.session
 	sub.mu.Lock()
+	s := sub.session
 	if sub.closed {
 		sub.mu.Unlock()
 		return false
@@ -99,7 +115,11 @@ func (sub *subscription) offer(qm *queuedMessage) bool {
 
 // deliverTopic hands a published message to a topic subscriber. It never
 // blocks: a subscriber that cannot take it is closed as a slow consumer.
-func (sub *subscription) deliverTopic(m *Message) {
+func (sub *subscription) deliverTopic(m *Message) { sub.deliverTopicEntry(m, false) }
+
+// deliverTopicEntry is deliverTopic; replayed marks a message replayed
+// from the topic's history (MESSAGE header replayed:true).
+func (sub *subscription) deliverTopicEntry(m *Message, replayed bool) {
 	if sub.feed != nil {
 		// A journaled persistent message is already promised to this
 		// durable subscription: it is not refused by the limits afterwards.
@@ -108,13 +128,13 @@ func (sub *subscription) deliverTopic(m *Message) {
 		}
 		return
 	}
-	s := sub.session
 	sub.mu.Lock()
+	s := sub.session
 	if sub.closed {
 		sub.mu.Unlock()
 		return
 	}
-	e := outEntry{msg: m, sub: sub, deliveries: 1}
+	e := outEntry{msg: m, sub: sub, deliveries: 1, replayed: replayed}
 	if sub.ackMode != ackAuto {
 		limit := sub.prefetch
 		if limit == 0 {
@@ -135,7 +155,11 @@ func (sub *subscription) deliverTopic(m *Message) {
 		}
 		e.ackID = s.nextAck.Add(1)
 	}
-	ok := s.out.pushMessage(e, deliverySize(m, sub), false)
+	size := deliverySize(m, sub)
+	if replayed {
+		size += len(replayedLine)
+	}
+	ok := s.out.pushMessage(e, size, false)
 	if sub.ackMode != ackAuto {
 		if ok {
 			sub.unacked = append(sub.unacked, delivery{ackID: e.ackID, msg: m})

@@ -10,6 +10,10 @@ import "strings"
 // publishTopic delivers m to the subscribers of the topic name and to every
 // wildcard subscription matching it.
 func (sp *space) publishTopic(name string, m *Message) {
+	if h := sp.lockHistory(name); h != nil {
+		sp.publishHistory(h, m, true)
+		return
+	}
 	exact, wild := sp.topics.match(name)
 	exact.deliver(m)
 	for _, set := range wild {
@@ -21,6 +25,10 @@ func (sp *space) publishTopic(name string, m *Message) {
 // durable subscriptions' feeds: a pipelined persistent SEND has already
 // put m into the durable subscriptions its journal records name.
 func (sp *space) publishTopicLive(name string, m *Message) {
+	if h := sp.lockHistory(name); h != nil {
+		sp.publishHistory(h, m, false)
+		return
+	}
 	exact, wild := sp.topics.match(name)
 	exact.deliverLive(m)
 	for _, set := range wild {

@@ -22,6 +22,10 @@ type space struct {
 	durables map[durableKey]*durable // guarded by mu
 	quotas   map[string]*userQuota   // guarded by mu: per user, what MaxQueuesPerUser and MaxDurablesPerUser bound
 	topics   *sublist                // immutable pointer; its own locks, after mu
+	hist     *historyTable           // immutable pointer, nil without history rules (history.go)
+	presence presenceSpace           // its own lock (presence.go)
+
+	dedupe dedupeStore // idempotency keys (dedupe.go); its own leaf lock
 }
 
 // DefaultVirtualHost is the virtual host of a broker configured without
@@ -37,6 +41,7 @@ func newSpace(b *Broker, name string) *space {
 		queues:   make(map[string]*queue),
 		topics:   newSublist(),
 		durables: make(map[durableKey]*durable),
+		hist:     newHistoryTable(b.historyRules),
 	}
 	if name != DefaultVirtualHost {
 		sp.journalPrefix = vhostJournalPrefix + url.PathEscape(name)

@@ -432,7 +432,7 @@ func testOriginCheck(t *testing.T, b *browser, httpAddr string) {
 
 // testShutdown stops the broker (SIGTERM; it must exit 0) while a
 // stomp.js client and a demo chat page are connected: the client sees ERROR
-// server-shutdown (retryable) and close code 1001, and the demo page says
+// server-shutdown (retryable) and close code 1012, and the demo page says
 // it is reconnecting.
 func testShutdown(t *testing.T, b *browser, broker *brokerProc) {
 	page := b.openTab(t, "shutdown", "http://"+broker.httpAddr+"/")
@@ -456,11 +456,11 @@ func testShutdown(t *testing.T, b *browser, broker *brokerProc) {
 	if len(ev.Errors) != 1 || ev.Errors[0].Headers["error-code"] != "server-shutdown" || ev.Errors[0].Headers["retryable"] != "true" {
 		t.Errorf("at shutdown: ERROR frames %+v, want one with error-code server-shutdown, retryable true", ev.Errors)
 	}
-	if len(ev.Closes) != 1 || ev.Closes[0].Code != 1001 {
-		t.Errorf("at shutdown: WebSocket closes %+v, want one with code 1001", ev.Closes)
+	if len(ev.Closes) != 1 || ev.Closes[0].Code != 1012 {
+		t.Errorf("at shutdown: WebSocket closes %+v, want one with code 1012", ev.Closes)
 	}
 	chat.waitState(t, "reconnecting")
-	if s := chat.text(t, "close-code"); s != "1001" {
-		t.Errorf("demo page #close-code %q after shutdown, want 1001", s)
+	if s := chat.text(t, "close-code"); s != "1012" {
+		t.Errorf("demo page #close-code %q after shutdown, want 1012", s)
 	}
 }

@@ -27,6 +27,9 @@ type view struct {
 	user           []byte
 	unowned        bool // a durable record of the version 1 form, without owner
 	deliveries     int  // OpDeliveries
+	epoch          []byte
+	hseq           uint64 // OpHistoryAppend, OpHistoryTrim
+	publishedAt    int64  // OpHistoryAppend
 
 	// group is set for the enqueues of one multi-enqueue record: they
 	// share its message (payload is nil; group.part has the message).
@@ -104,6 +107,15 @@ func parseView(op broker.JournalOp, payload []byte) (view, error) {
 	case broker.OpDeliveries:
 		v.queue, v.id = r.bytes(), r.bytes()
 		v.deliveries = int(r.u32())
+	case broker.OpHistoryAppend:
+		v.queue, v.epoch = r.bytes(), r.bytes()
+		v.hseq, v.publishedAt = r.u64(), int64(r.u64())
+		if err := parseMessage(&r, &v); err != nil {
+			return v, err
+		}
+	case broker.OpHistoryTrim:
+		v.queue, v.epoch = r.bytes(), r.bytes()
+		v.hseq = r.u64()
 	case broker.OpDurableCreate, broker.OpDurableDelete:
 		v.queue, v.clientID, v.name, v.topic = r.bytes(), r.bytes(), r.bytes(), r.bytes()
 		// Version 1 wrote these four fields; version 2 adds the owner.
@@ -188,8 +200,13 @@ func (v *view) record() broker.JournalRecord {
 	case broker.OpDurableCreate, broker.OpDurableDelete:
 		rec.Durable = broker.DurableSpec{User: string(v.user), ClientID: string(v.clientID), Name: string(v.name),
 			Topic: string(v.topic), Unowned: v.unowned}
-	case broker.OpEnqueue:
+	case broker.OpHistoryTrim:
+		rec.Epoch, rec.HistorySeq = string(v.epoch), v.hseq
+	case broker.OpEnqueue, broker.OpHistoryAppend:
 		rec.MessageID = string(v.id)
+		if v.op == broker.OpHistoryAppend {
+			rec.Epoch, rec.HistorySeq, rec.PublishedAt = string(v.epoch), v.hseq, v.publishedAt
+		}
 		if v.group != nil && v.group.msg != nil {
 			rec.Message = v.group.msg
 			break

@@ -258,7 +258,7 @@ func (f *File) Forget(recs ...broker.JournalRecord) {
 // budget).
 func grows(recs []broker.JournalRecord) bool {
 	for i := range recs {
-		if recs[i].Op == broker.OpEnqueue || recs[i].Op == broker.OpDurableCreate {
+		if recs[i].Op == broker.OpEnqueue || recs[i].Op == broker.OpDurableCreate || recs[i].Op == broker.OpHistoryAppend {
 			return true
 		}
 	}

@@ -83,6 +83,8 @@ type logical struct {
 	size       int64  // bytes counted for this record in its segment's live total
 	seq        uint64 // assigned by the flusher, or kept by a compaction copy
 	deliveries int    // OpDeliveries: the count
+	epoch      string // OpHistoryAppend, OpHistoryTrim
+	hseq       uint64 // OpHistoryAppend, OpHistoryTrim: the offset's seq
 
 	// For compaction copies, each record is its own frame.
 	src                uint64 // segment copied from
@@ -209,6 +211,8 @@ func describe(r *broker.JournalRecord, seqOff int, size int64) logical {
 		l.id = r.MessageID
 	case broker.OpDeliveries:
 		l.id, l.deliveries = r.MessageID, clampCount(r.Deliveries)
+	case broker.OpHistoryAppend, broker.OpHistoryTrim:
+		l.epoch, l.hseq = r.Epoch, r.HistorySeq
 	}
 	return l
 }
@@ -227,12 +231,21 @@ const (
 	// multiPairHeader is what each queue of a multi-enqueue costs before
 	// its name: sequence number uint64, name length uint32.
 	multiPairHeader = 8 + 4
+	// typeHistoryAppend and typeHistoryTrim are the topic history's
+	// records (broker.OpHistoryAppend, broker.OpHistoryTrim).
+	typeHistoryAppend = 8
+	typeHistoryTrim   = 9
 )
 
 // recordType is the type byte of a single record of op.
 func recordType(op broker.JournalOp) byte {
-	if op == broker.OpDeliveries {
+	switch op {
+	case broker.OpDeliveries:
 		return typeDeliveries
+	case broker.OpHistoryAppend:
+		return typeHistoryAppend
+	case broker.OpHistoryTrim:
+		return typeHistoryTrim
 	}
 	return byte(op)
 }
@@ -243,8 +256,13 @@ func opOf(typ byte) broker.JournalOp {
 	case broker.OpEnqueue, broker.OpRemove, broker.OpDurableCreate, broker.OpDurableDelete:
 		return op
 	}
-	if typ == typeDeliveries {
+	switch typ {
+	case typeDeliveries:
 		return broker.OpDeliveries
+	case typeHistoryAppend:
+		return broker.OpHistoryAppend
+	case typeHistoryTrim:
+		return broker.OpHistoryTrim
 	}
 	return 0
 }
@@ -252,17 +270,22 @@ func opOf(typ byte) broker.JournalOp {
 // payloadSize is the size of r's payload after the sequence number.
 func payloadSize(r *broker.JournalRecord) (int, error) {
 	switch r.Op {
-	case broker.OpEnqueue:
+	case broker.OpEnqueue, broker.OpHistoryAppend:
 		m := r.Message
 		if m == nil {
-			return 0, fmt.Errorf("%w: enqueue of %q to %q without a message", ErrInvalidRecord, r.MessageID, r.Queue)
+			return 0, fmt.Errorf("%w: %v of %q to %q without a message", ErrInvalidRecord, r.Op, r.MessageID, r.Queue)
 		}
 		n := 4*4 + len(r.Queue) + len(r.MessageID) + len(m.ID) + len(m.Destination)
 		n += 4 // header count
 		for _, h := range m.Headers {
 			n += 8 + len(h.Key) + len(h.Value)
 		}
+		if r.Op == broker.OpHistoryAppend {
+			n += 4 + len(r.Epoch) + 8 + 8 // epoch, history seq, published at
+		}
 		return n + 4 + len(m.Body) + 1 + 8, nil
+	case broker.OpHistoryTrim:
+		return 2*4 + len(r.Queue) + len(r.Epoch) + 8, nil
 	case broker.OpRemove:
 		return 2*4 + len(r.Queue) + len(r.MessageID), nil
 	case broker.OpDeliveries:
@@ -292,6 +315,16 @@ func appendPayload(dst []byte, r *broker.JournalRecord) []byte {
 		dst = appendString(dst, r.Queue)
 		dst = appendString(dst, r.MessageID)
 		return le.AppendUint32(dst, uint32(clampCount(r.Deliveries)))
+	case broker.OpHistoryAppend:
+		dst = appendString(dst, r.Queue)
+		dst = appendString(dst, r.Epoch)
+		dst = le.AppendUint64(dst, r.HistorySeq)
+		dst = le.AppendUint64(dst, uint64(r.PublishedAt))
+		return appendMessage(dst, r)
+	case broker.OpHistoryTrim:
+		dst = appendString(dst, r.Queue)
+		dst = appendString(dst, r.Epoch)
+		return le.AppendUint64(dst, r.HistorySeq)
 	default:
 		d := r.Durable
 		dst = appendString(dst, r.Queue)

@@ -210,6 +210,11 @@ func Dump(dir string, w io.Writer) error {
 				line("%s seq=%d %v queue=%q id=%q\n", where, v.seq, v.op, v.queue, v.id)
 			case broker.OpDeliveries:
 				line("%s seq=%d %v queue=%q id=%q deliveries=%d\n", where, v.seq, v.op, v.queue, v.id, v.deliveries)
+			case broker.OpHistoryAppend:
+				line("%s seq=%d %v topic=%q offset=%s-%d id=%q headers=%d body=%dB published=%d expires=%d\n",
+					where, v.seq, v.op, v.queue, v.epoch, v.hseq, v.id, v.nhdr, len(v.body), v.publishedAt, v.expiresAt)
+			case broker.OpHistoryTrim:
+				line("%s seq=%d %v topic=%q through=%s-%d\n", where, v.seq, v.op, v.queue, v.epoch, v.hseq)
 			default:
 				line("%s seq=%d %v queue=%q user=%q client-id=%q name=%q topic=%q owned=%v\n",
 					where, v.seq, v.op, v.queue, v.user, v.clientID, v.name, v.topic, !v.unowned)

@@ -20,6 +20,8 @@ type entry struct {
 	// none); deliveries is, for such a record, the count.
 	count      *entry
 	deliveries int
+	// hseq is, for a history record, its offset's seq.
+	hseq uint64
 
 	// Replay only: the record, decoded once its segment has been read
 	// (view until then, pointing into that segment's bytes).
@@ -71,8 +73,10 @@ func (s *segment) targetsGone(segs map[uint64]*segment) bool {
 // record right after it (compact.go).
 type liveSet struct {
 	queues   map[string]map[string]*entry
-	durables map[string]*entry   // by queue
-	segs     map[uint64]*segment // nil: no accounting
+	durables map[string]*entry // by queue
+	// histories are the topic histories, by topic key (liveset_history.go).
+	histories map[string]*historyLive
+	segs      map[uint64]*segment // nil: no accounting
 	// shrunk is set when a sealed segment lost live records: compaction
 	// may have work.
 	shrunk bool
@@ -83,7 +87,8 @@ type liveSet struct {
 }
 
 func newLiveSet(segs map[uint64]*segment) *liveSet {
-	return &liveSet{queues: map[string]map[string]*entry{}, durables: map[string]*entry{}, segs: segs}
+	return &liveSet{queues: map[string]map[string]*entry{}, durables: map[string]*entry{}, segs: segs,
+		histories: map[string]*historyLive{}}
 }
 
 // apply records l, written to segment seg, and returns its entry if it is
@@ -131,6 +136,10 @@ func (s *liveSet) apply(l *logical, seg uint64) *entry {
 		e := s.add(l, seg)
 		s.durables[l.queue] = e
 		return e
+	case broker.OpHistoryAppend:
+		return s.historyAppend(l, seg)
+	case broker.OpHistoryTrim:
+		return s.historyTrim(l, seg)
 	case broker.OpDurableDelete:
 		if old := s.durables[l.queue]; old != nil {
 			s.kill(old, seg)
@@ -155,6 +164,8 @@ func (s *liveSet) lookup(l *logical) *entry {
 		if e := s.queues[l.queue][l.id]; e != nil {
 			return e.count
 		}
+	case broker.OpHistoryAppend, broker.OpHistoryTrim:
+		return s.historyLookup(l)
 	}
 	return nil
 }
@@ -237,6 +248,7 @@ func (s *liveSet) sorted() []*entry {
 			all = append(all, e)
 		}
 	}
+	all = s.appendHistories(all)
 	slices.SortFunc(all, func(a, b *entry) int { return cmp.Or(cmp.Compare(a.seq, b.seq), cmp.Compare(a.pos, b.pos)) })
 	return all
 }
@@ -250,6 +262,8 @@ func logicalOf(v *view) logical {
 		l.id = string(v.id)
 	case broker.OpDeliveries:
 		l.id, l.deliveries = string(v.id), v.deliveries
+	case broker.OpHistoryAppend, broker.OpHistoryTrim:
+		l.epoch, l.hseq = string(v.epoch), v.hseq
 	}
 	return l
 }

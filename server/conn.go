@@ -40,6 +40,11 @@ type conn struct {
 	// lastRead (read loop only) is when bytes last arrived; read deadlines
 	// count from it.
 	lastRead time.Time
+
+	// pingEvery (immutable after startConn) is Config.WebSocketPingInterval
+	// on a WebSocket connection, 0 on others; pinger writes the pings.
+	pingEvery time.Duration
+	pinger    interface{ WritePing() error }
 }
 
 func newConn(s *Server, nc net.Conn, st stream) *conn {
@@ -53,7 +58,7 @@ func newConn(s *Server, nc net.Conn, st stream) *conn {
 // gets Linger for that flush rather than WriteTimeout, interrupting a write
 // already blocked on the peer.
 func (c *conn) Close(reason broker.CloseReason) {
-	if reason == broker.CloseSlowConsumer || reason == broker.CloseShutdown {
+	if reason == broker.CloseSlowConsumer || reason == broker.CloseShutdown || reason == broker.CloseTakenOver {
 		by := time.Now().Add(c.srv.cfg.Linger)
 		c.drainBy.Store(by.UnixNano())
 		_ = c.nc.SetWriteDeadline(by)
@@ -131,6 +136,9 @@ func (c *conn) readLoop() (serverClosed bool) {
 			buf = make([]byte, c.srv.cfg.ReadBufferSize)
 		}
 		n, err := c.stream.Read(buf)
+		if err == nil && n == 0 {
+			c.lastRead = time.Now() // a WebSocket control frame (a pong): alive, no STOMP bytes
+		}
 		if n > 0 {
 			c.lastRead = time.Now()
 			c.counters.bytesIn.Add(uint64(n))
@@ -172,18 +180,39 @@ func (c *conn) writeLoop() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	lastWrite := time.Now()
+	lastPing := lastWrite
 	for {
-		interval := c.session.HeartbeatInterval()
-		var heartbeat <-chan time.Time
+		// One timer serves the STOMP heart-beat and the WebSocket ping:
+		// it is set for whichever is due first.
+		interval, pingEvery := c.session.HeartbeatInterval(), c.pingInterval()
+		wait := time.Duration(-1)
 		if interval > 0 {
-			timer.Reset(max(0, interval-time.Since(lastWrite)))
-			heartbeat = timer.C
+			wait = max(0, interval-time.Since(lastWrite))
+		}
+		if pingEvery > 0 {
+			if w := max(0, pingEvery-time.Since(lastPing)); wait < 0 || w < wait {
+				wait = w
+			}
+		}
+		var tick <-chan time.Time
+		if wait >= 0 {
+			timer.Reset(wait)
+			tick = timer.C
 		}
 		beat := false
 		select {
 		case <-c.wake:
-		case <-heartbeat:
-			beat = true
+		case <-tick:
+			now := time.Now()
+			beat = interval > 0 && !now.Before(lastWrite.Add(interval))
+			if pingEvery > 0 && !now.Before(lastPing.Add(pingEvery)) {
+				lastPing = now
+				if err := c.ping(); err != nil && !errors.Is(err, wsadapter.ErrClosed) {
+					c.session.Abort(broker.ClosePeer)
+					_ = c.nc.Close() // unblocks the read loop
+					return
+				}
+			}
 		}
 		var closing bool
 		out, ends, closing = c.session.AppendOutputFrames(out[:0], ends[:0])

@@ -37,7 +37,7 @@ type transportCounters struct {
 
 // wsCloseCodes are the close codes counted by name; any other code a peer
 // sends is counted as "other", so the label set stays fixed.
-var wsCloseCodes = [...]wsadapter.CloseCode{1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011}
+var wsCloseCodes = [...]wsadapter.CloseCode{1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012}
 
 // metrics are the server's counters, read at scrape time.
 type metrics struct {
@@ -46,6 +46,8 @@ type metrics struct {
 	heartbeatsSent atomic.Uint64
 	refused        [limitCount]atomic.Uint64          // by the admission limit that refused
 	upgradeRefused [upgradeRefusalCount]atomic.Uint64 // by upgradeRefusal
+
+	pingsSent, pongsReceived atomic.Uint64 // WebSocket liveness (ping.go)
 }
 
 // upgradeRefusal is why a WebSocket upgrade was refused; also the label of

@@ -125,6 +125,21 @@ type Config struct {
 	// ProxyProtocolTLS is ProxyProtocol for ServeTLS: the header precedes
 	// the TLS handshake.
 	ProxyProtocolTLS bool
+
+	// ShutdownReconnectWindow spreads reconnects after a shutdown: each
+	// connection's ERROR server-shutdown carries reconnect-after:<ms>, a
+	// delay of its own within [0, window), and WebSocket clients get close
+	// code 1012 (service restart). Default 10s
+	// (DefaultShutdownReconnectWindow); negative: no reconnect-after.
+	ShutdownReconnectWindow time.Duration
+
+	// WebSocketPingInterval is how often the server sends a WebSocket ping
+	// on each WebSocket connection, whether or not STOMP traffic flows:
+	// browsers answer pongs without running page scripts, and any inbound
+	// byte, pong included, counts as the client's liveness for the STOMP
+	// heart-beat timeout, so a throttled background tab stays connected.
+	// Default 25s (DefaultWebSocketPingInterval); negative: no pings.
+	WebSocketPingInterval time.Duration
 }
 
 // UpgradeToken configures authenticating the WebSocket upgrade request: a
@@ -173,6 +188,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WebSocketPath == "" {
 		c.WebSocketPath = "/ws"
+	}
+	if c.ShutdownReconnectWindow == 0 {
+		c.ShutdownReconnectWindow = DefaultShutdownReconnectWindow
+	}
+	if c.WebSocketPingInterval == 0 {
+		c.WebSocketPingInterval = DefaultWebSocketPingInterval
 	}
 	if c.MaxConnections == 0 {
 		c.MaxConnections = DefaultMaxConnections
@@ -248,6 +269,7 @@ func New(cfg Config) *Server {
 		refusing:  make(chan struct{}, refusalWorkers),
 	}
 	reg.MustRegister(newCollector(&s.metrics, cfg.Version))
+	reg.MustRegister(newPingCollector(&s.metrics))
 	if cfg.Certificate != nil {
 		reg.MustRegister(newCertCollector(cfg.Certificate))
 	}
@@ -398,6 +420,10 @@ func (s *Server) startConn(nc net.Conn, st stream, principal *broker.Principal, 
 	if w, ok := st.(wsStream); ok {
 		w.WriteDeadline = c.writeDeadline
 		w.Closed = s.metrics.countWSClose
+		w.Ponged = s.metrics.countPong
+		if s.cfg.WebSocketPingInterval > 0 {
+			c.pingEvery, c.pinger = s.cfg.WebSocketPingInterval, w
+		}
 		kind = transportWS
 	}
 	if secure {
@@ -458,9 +484,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	conns := slices.Collect(maps.Keys(s.conns)) // worked on without mu
 	s.mu.Unlock()
-	for _, c := range conns {
-		c.session.Shutdown()
-	}
+	s.broker.ReleaseParked() // and no session parks from now on
+	s.tellShutdown(conns)
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()

@@ -38,20 +38,20 @@ func (w wsStream) Goodbye(reason broker.CloseReason) {
 
 // closeCode maps why a session ended to the WebSocket close code a browser's
 // onclose sees, so an application can tell errors from network failure
-// (ARCHITECTURE.md: 1000 after DISCONNECT, 1001 shutdown, 1002 protocol,
+// (ARCHITECTURE.md: 1000 after DISCONNECT, 1012 shutdown (service restart), 1002 protocol,
 // 1007 bad UTF-8, 1008 policy/auth, 1009 too big, 1011 internal).
 func closeCode(reason broker.CloseReason) wsadapter.CloseCode {
 	switch reason {
 	case broker.CloseDisconnect, broker.ClosePeer:
 		return wsadapter.CloseNormal
 	case broker.CloseShutdown:
-		return wsadapter.CloseGoingAway
+		return wsadapter.CloseServiceRestart
 	case broker.CloseProtocolError:
 		return wsadapter.CloseProtocolError
 	case broker.CloseInvalidData:
 		return wsadapter.CloseInvalidData
 	case broker.ClosePolicy, broker.CloseSlowConsumer, broker.CloseLimitExceeded,
-		broker.CloseConnectTimeout, broker.CloseHeartbeatTimeout, broker.CloseTokenExpired:
+		broker.CloseConnectTimeout, broker.CloseHeartbeatTimeout, broker.CloseTokenExpired, broker.CloseTakenOver:
 		return wsadapter.ClosePolicy
 	case broker.CloseFrameTooLarge:
 		return wsadapter.CloseTooBig

@@ -15,9 +15,11 @@ import (
 // RFC 6455, 5.5.1: the client's close frame is answered with a close frame
 // and the connection ends. The broker session is released like any other
 // disconnect: an unacknowledged queue message goes to another consumer
-// (here a native STOMP one) with redelivered:true.
+// (here a native STOMP one) with redelivered:true. Session recovery is off:
+// with it a closed connection's session is parked for a resume, keeping
+// its unacknowledged messages (TestResume*).
 func TestWebSocketCloseHandshake(t *testing.T) {
-	srv, url := startWebServer(t, Config{})
+	srv, url := startWebServer(t, Config{Broker: broker.Config{ResumeGrace: -1}})
 	a := dialWSClient(t, url, nil, "v12.stomp")
 	a.connect()
 	a.text(frame("SUBSCRIBE", "", "id:1", "destination:/queue/handoff", "ack:client-individual", "receipt:sub"))
@@ -135,7 +137,7 @@ func TestWebSocketCloseCodes(t *testing.T) {
 }
 
 // Shutdown: every WebSocket client gets ERROR server-shutdown, then close
-// 1001 ("going away"), and Shutdown returns once they are gone.
+// 1012 ("service restart"), and Shutdown returns once they are gone.
 func TestWebSocketShutdown(t *testing.T) {
 	srv, url := startWebServer(t, Config{Linger: 200 * time.Millisecond})
 	var clients []*wsClient
@@ -153,7 +155,7 @@ func TestWebSocketShutdown(t *testing.T) {
 	for _, c := range clients {
 		f, _ := c.next()
 		checkERROR(t, f, serverShutdown)
-		c.expectClose(ws.StatusGoingAway)
+		c.expectClose(statusServiceRestart)
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown: %v", err)

@@ -26,6 +26,8 @@ type wsClient struct {
 	conn net.Conn
 	br   *bufio.Reader
 	hs   ws.Handshake
+	// pings counts the server's pings readFrame skipped.
+	pings int
 }
 
 // dialWSClient upgrades to url with header (may be nil) and protocols.
@@ -105,19 +107,25 @@ func (c *wsClient) raw(b []byte) {
 	}
 }
 
-// readFrame reads the next frame the server sent, whatever it is. Server
-// frames are never masked and never carry RSV bits.
+// readFrame reads the next frame the server sent, whatever it is except
+// the server's liveness pings, which it skips (and counts) without
+// answering. Server frames are never masked and never carry RSV bits.
 func (c *wsClient) readFrame() ws.Frame {
 	c.t.Helper()
-	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	f, err := ws.ReadFrame(c.br)
-	if err != nil {
-		c.t.Fatalf("reading a frame from the server: %v", err)
+	for {
+		_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		f, err := ws.ReadFrame(c.br)
+		if err != nil {
+			c.t.Fatalf("reading a frame from the server: %v", err)
+		}
+		if f.Header.Masked || f.Header.Rsv != 0 {
+			c.t.Fatalf("server frame %v masked=%v rsv=%d", f.Header.OpCode, f.Header.Masked, f.Header.Rsv)
+		}
+		if f.Header.OpCode != ws.OpPing {
+			return f
+		}
+		c.pings++
 	}
-	if f.Header.Masked || f.Header.Rsv != 0 {
-		c.t.Fatalf("server frame %v masked=%v rsv=%d", f.Header.OpCode, f.Header.Masked, f.Header.Rsv)
-	}
-	return f
 }
 
 // message reads the next frame and requires an unfragmented data message.

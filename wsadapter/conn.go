@@ -20,12 +20,16 @@ type CloseCode uint16
 // The close codes stompbox sends.
 const (
 	CloseNormal        CloseCode = 1000 // after DISCONNECT
-	CloseGoingAway     CloseCode = 1001 // server shutdown
+	CloseGoingAway     CloseCode = 1001 // going away (not sent by stompbox today; counted)
 	CloseProtocolError CloseCode = 1002 // broken WebSocket or STOMP framing
 	CloseInvalidData   CloseCode = 1007 // invalid UTF-8 in a text message
 	ClosePolicy        CloseCode = 1008 // auth, forbidden, limits, timeouts
 	CloseTooBig        CloseCode = 1009 // message over the size limit
 	CloseInternal      CloseCode = 1011 // server fault
+	// CloseServiceRestart is sent at server shutdown: the service is
+	// restarting, so a client should reconnect (after the ERROR's
+	// reconnect-after).
+	CloseServiceRestart CloseCode = 1012
 )
 
 // ProtocolError is a WebSocket-level violation by the peer; Code is the
@@ -77,6 +81,11 @@ type Conn struct {
 	// sends (once), and whether it echoes the peer's close (byPeer) or
 	// starts the close handshake. Set before the first Read.
 	Closed func(code CloseCode, byPeer bool)
+	// Ponged, when set, is called for each pong read (on the reader's
+	// goroutine). Set before the first Read.
+	Ponged func()
+
+	ping [2]byte // guarded by wmu: the ping frame, kept here so WritePing allocates nothing
 }
 
 func newConn(nc net.Conn, br *bufio.Reader, maxMessage int) *Conn {
@@ -91,10 +100,17 @@ func (c *Conn) NetConn() net.Conn { return c.nc }
 // frame may span messages and a message may hold several frames). Pings
 // are answered; a close frame is answered and ends the stream with io.EOF;
 // a violation returns a *ProtocolError naming the close code to send.
+// A frame that carries no STOMP byte (a ping, a pong, an empty message)
+// makes Read return 0 and a nil error: the peer is alive even though no
+// STOMP byte came, and a driver counts that as liveness (a browser answers
+// pings without running page scripts).
 func (c *Conn) Read(p []byte) (int, error) {
-	for c.remaining == 0 {
+	if c.remaining == 0 {
 		if err := c.nextFrame(); err != nil {
 			return 0, err
+		}
+		if c.remaining == 0 {
+			return 0, nil
 		}
 	}
 	if len(p) == 0 {
@@ -208,6 +224,9 @@ func (c *Conn) handleControl(h frameHeader) error {
 		_ = c.sendClose(code, reason, true) // echo the peer's code, completing the handshake
 		return io.EOF
 	case ws.OpPong:
+		if c.Ponged != nil {
+			c.Ponged()
+		}
 		return nil
 	}
 	return protocolError(CloseProtocolError, fmt.Sprintf("reserved opcode %d", h.op))
@@ -225,6 +244,20 @@ func (c *Conn) writeControl(op ws.OpCode, payload []byte) error {
 		_ = c.nc.SetWriteDeadline(c.WriteDeadline())
 	}
 	_, err := c.nc.Write(b)
+	return err
+}
+
+// WritePing sends a ping with an empty payload; the peer answers with a
+// pong (browsers do so without running page scripts). It allocates
+// nothing. Like WriteFrames, it may be called from the writer goroutine.
+func (c *Conn) WritePing() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	c.ping = [2]byte{0x80 | byte(ws.OpPing), 0} // FIN, opcode; unmasked, no payload
+	_, err := c.nc.Write(c.ping[:])
 	return err
 }
 

@@ -215,9 +215,30 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 			MaxQueuesPerUser:             unlimitedIfZero(lim.MaxQueuesPerUser),
 			MaxDurablesPerUser:           unlimitedIfZero(lim.MaxDurablesPerUser),
 			DurableIdleTTL:               time.Duration(lim.DurableIdleTTL),
+			ResumeGrace:                  resumeGrace(c.Session.ResumeGrace),
+			MaxParkedSessions:            c.Session.MaxParked,
+			PresenceGrace:                presenceGrace(c.Presence.Grace),
+			MaxPresenceMembers:           c.Presence.MaxMembers,
+			MaxPresenceSets:              c.Presence.MaxSets,
 			Journal:                      journal,
+			TopicHistory:                 c.Topics.History.Broker(),
+			MaxHistoryBytes:              int(c.Topics.HistoryMaxBytes),
+			DedupeWindow:                 offIfZero(c.Dedupe.Window),
+			DedupeMaxKeysPerUser:         c.Dedupe.MaxKeysPerUser,
 		},
+		// 0 turns these off in the command; the library's off is negative.
+		WebSocketPingInterval:   offIfZero(c.WebSocket.PingInterval),
+		ShutdownReconnectWindow: offIfZero(c.ShutdownReconnectWindow),
 	}
+}
+
+// presenceGrace maps presence.grace: 0 (members leave at once) is the
+// broker's negative value, since its zero means the default.
+func presenceGrace(d config.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return time.Duration(d)
 }
 
 // trustedProxies parses trusted_proxies (validated by Load).
@@ -290,7 +311,7 @@ func (ls *listeners) start(name, addr string, serve func(net.Listener) error) er
 	return nil
 }
 
-// shutdown tells every client (ERROR server-shutdown, WebSocket 1001),
+// shutdown tells every client (ERROR server-shutdown, WebSocket 1012),
 // lets in-flight receipts finish, closes the journal, all within
 // shutdown_timeout; cause is returned (joined with what went wrong).
 func shutdown(srv *server.Server, journal broker.Journal, c config.Config, logger *slog.Logger, cause error) error {
@@ -322,6 +343,15 @@ func closeJournal(journal broker.Journal, cause error) error {
 	return cause
 }
 
+// offIfZero maps a duration option whose 0 means off onto the libraries'
+// Config, where 0 means the default and a negative value off.
+func offIfZero(d config.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return time.Duration(d)
+}
+
 // unlimitedIfZero maps a quota option (0: unlimited) onto broker.Config
 // (0: default, negative: unlimited).
 func unlimitedIfZero(n int) int {
@@ -333,6 +363,15 @@ func unlimitedIfZero(n int) int {
 
 // authFailureDelay maps the option (0: none) onto broker.Config (0:
 // default, negative: none).
+// resumeGrace maps session.resume_grace to broker.Config.ResumeGrace,
+// where 0 means the default: the command's 0 disables recovery.
+func resumeGrace(d config.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return time.Duration(d)
+}
+
 func authFailureDelay(d config.Duration) time.Duration {
 	if d == 0 {
 		return -1

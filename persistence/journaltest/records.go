@@ -101,6 +101,19 @@ func DurableDelete(create broker.JournalRecord) broker.JournalRecord {
 	return create
 }
 
+// HistoryAppend is the record of m retained in the history of topic
+// (a journal topic key, e.g. /topic/chat) at offset epoch-seq.
+func HistoryAppend(topic, epoch string, seq uint64, m *broker.Message) broker.JournalRecord {
+	return broker.JournalRecord{Op: broker.OpHistoryAppend, Queue: topic, MessageID: m.ID, Message: m,
+		Epoch: epoch, HistorySeq: seq, PublishedAt: int64(1_700_000_000_000 + seq)}
+}
+
+// HistoryTrim is the record of topic's history of epoch evicted up to
+// seq.
+func HistoryTrim(topic, epoch string, seq uint64) broker.JournalRecord {
+	return broker.JournalRecord{Op: broker.OpHistoryTrim, Queue: topic, Epoch: epoch, HistorySeq: seq}
+}
+
 // Expect fails t unless got and want are the same records in the same
 // order, messages compared field by field (headers in order, bodies byte
 // for byte).
@@ -130,9 +143,12 @@ func Diff(got, want broker.JournalRecord) string {
 		return fmt.Sprintf("message id %q, want %q", got.MessageID, want.MessageID)
 	case got.Deliveries != want.Deliveries:
 		return fmt.Sprintf("deliveries %d, want %d", got.Deliveries, want.Deliveries)
-	case got.Op != broker.OpEnqueue && got.Durable != want.Durable:
+	case got.Epoch != want.Epoch || got.HistorySeq != want.HistorySeq || got.PublishedAt != want.PublishedAt:
+		return fmt.Sprintf("offset %s-%d published %d, want %s-%d published %d",
+			got.Epoch, got.HistorySeq, got.PublishedAt, want.Epoch, want.HistorySeq, want.PublishedAt)
+	case got.Op != broker.OpEnqueue && got.Op != broker.OpHistoryAppend && got.Durable != want.Durable:
 		return fmt.Sprintf("durable %+v, want %+v", got.Durable, want.Durable)
-	case got.Op != broker.OpEnqueue:
+	case got.Op != broker.OpEnqueue && got.Op != broker.OpHistoryAppend:
 		return ""
 	case got.Message == nil:
 		return "enqueue without a message"
@@ -167,6 +183,8 @@ func describe(r broker.JournalRecord) string {
 			return fmt.Sprintf("%v %s %s (deliveries %d)", r.Op, r.Queue, r.MessageID, r.Deliveries)
 		}
 		return fmt.Sprintf("%v %s %s", r.Op, r.Queue, r.MessageID)
+	case broker.OpHistoryAppend, broker.OpHistoryTrim:
+		return fmt.Sprintf("%v %s %s-%d %s", r.Op, r.Queue, r.Epoch, r.HistorySeq, r.MessageID)
 	}
 	return fmt.Sprintf("%v %s %+v", r.Op, r.Queue, r.Durable)
 }

@@ -24,12 +24,24 @@ type Config struct {
 	Log       Log       `yaml:"log"`
 	Admin     Admin     `yaml:"admin"`
 	Conn      Conn      `yaml:"connection"`
+	Topics    Topics    `yaml:"topics"`
+	Session   Session   `yaml:"session"`
+	Presence  Presence  `yaml:"presence"`
+	Dedupe    Dedupe    `yaml:"dedupe"`
 	// VirtualHosts are isolated namespaces of destinations besides "/".
 	VirtualHosts []string `yaml:"virtual_hosts" flag:"virtual-hosts" help:"virtual hosts besides \"/\", each an isolated namespace chosen by the CONNECT host header; with any set, a CONNECT naming another host is refused (flag and env: comma-separated)"`
 	// TrustedProxies are the load balancers whose word on the client's address is taken.
 	TrustedProxies []string `yaml:"trusted_proxies" flag:"trusted-proxies" help:"CIDRs (or addresses) of load balancers and reverse proxies: from them the client address comes from Forwarded/X-Forwarded-For (WebSocket) or the PROXY header (listen.stomp_proxy_protocol), for per-IP limits and logs; nobody else's is trusted (flag and env: comma-separated)"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout" flag:"shutdown-timeout" help:"how long SIGTERM/SIGINT waits for clients to be told (server-shutdown), receipts to finish and the journal to close"`
+	// ShutdownReconnectWindow spreads the reconnects after a shutdown.
+	ShutdownReconnectWindow Duration `yaml:"shutdown_reconnect_window" flag:"shutdown-reconnect-window" help:"at shutdown each client's ERROR server-shutdown carries reconnect-after:<ms>, a delay of its own spread evenly over this window, so a restart does not bring every client back at once; 0: no reconnect-after"`
+}
+
+// Dedupe configures idempotent SEND (the idempotency-key header).
+type Dedupe struct {
+	Window         Duration `yaml:"window" flag:"dedupe-window" help:"a SEND repeating an idempotency-key its user sent to the same destination within this window gets its RECEIPT but is not enqueued again (memory only: a restart forgets the keys); 0: off"`
+	MaxKeysPerUser int      `yaml:"max_keys_per_user" flag:"dedupe-max-keys-per-user" help:"idempotency keys remembered per user and virtual host; past it the oldest are forgotten first"`
 }
 
 // Listen holds the listener addresses; an empty address disables it.
@@ -55,6 +67,7 @@ type TLS struct {
 type WebSocket struct {
 	Path           string   `yaml:"path" flag:"ws-path" help:"HTTP path that upgrades to STOMP over WebSocket"`
 	AllowedOrigins []string `yaml:"allowed_origins" flag:"allowed-origins" help:"Origin values browsers may connect from (flag and env: comma-separated); * allows any; empty allows only pages from the same host"`
+	PingInterval   Duration `yaml:"ping_interval" flag:"ws-ping-interval" help:"the server pings every WebSocket connection this often (and at least twice per negotiated heart-beat timeout); browsers answer without running page scripts and any inbound byte, pong included, counts as liveness, so a throttled background tab stays connected; 0: no pings"`
 }
 
 // HTTP bounds the HTTP listeners (listen.http, listen.https, listen.admin).
@@ -155,6 +168,12 @@ type Admin struct {
 	DestinationMetrics int  `yaml:"destination_metrics" flag:"metrics-destinations" help:"how many destinations, deepest first, get their own stompbox_destination_* series (names are unbounded, so 0: none); at most 1000"`
 }
 
+// Session configures session recovery.
+type Session struct {
+	ResumeGrace Duration `yaml:"resume_grace" flag:"session-resume-grace" help:"how long a session whose connection dropped stays resumable with the resume-token its CONNECTED carried (subscriptions, messages that arrived meanwhile, unacknowledged messages); 0 disables session recovery"`
+	MaxParked   int      `yaml:"max_parked" flag:"session-max-parked" help:"most sessions parked for a resume at once (each may hold up to limits.max_connection_bytes); past it a dropped session is released at once"`
+}
+
 // Conn tunes every connection.
 type Conn struct {
 	WriteTimeout   Duration `yaml:"write_timeout" flag:"write-timeout" help:"one socket write; a peer that reads nothing for this long is dropped"`
@@ -162,12 +181,20 @@ type Conn struct {
 	ReadBufferSize ByteSize `yaml:"read_buffer_size" flag:"read-buffer-size" help:"per-connection read buffer"`
 }
 
+// Presence configures presence sets: SUBSCRIBE with presence:true, and the
+// /presence/<topic> streams (docs/compliance.md, "Presence").
+type Presence struct {
+	Grace      Duration `yaml:"grace" flag:"presence-grace" help:"a presence member whose last presence subscription ended leaves only after this long: a client back within it makes no leave and no join; 0: it leaves at once"`
+	MaxMembers int      `yaml:"max_members" flag:"presence-max-members" help:"members of one topic's presence set (those in their grace period included); past it SUBSCRIBE presence:true gets ERROR limit-exceeded (retryable)"`
+	MaxSets    int      `yaml:"max_sets" flag:"presence-max-sets" help:"presence sets (topics with members or /presence/ subscribers) per virtual host; past it ERROR limit-exceeded (retryable)"`
+}
+
 // Default is the configuration with nothing set: what `make run` serves.
 func Default() Config {
 	return Config{
 		Listen:    Listen{STOMP: ":61613", HTTP: ":61614", Admin: "127.0.0.1:61680"},
 		TLS:       TLS{MinVersion: "1.2"},
-		WebSocket: WebSocket{Path: "/ws"},
+		WebSocket: WebSocket{Path: "/ws", PingInterval: Duration(25 * time.Second)},
 		HTTP: HTTP{
 			AllowedHosts: []string{"localhost", "127.0.0.1", "[::1]"},
 			IdleTimeout:  Duration(120 * time.Second), ReadTimeout: Duration(30 * time.Second), MaxHeaderBytes: 16 << 10,
@@ -215,6 +242,11 @@ func Default() Config {
 			Linger:         Duration(time.Second),
 			ReadBufferSize: 4 << 10,
 		},
-		ShutdownTimeout: Duration(10 * time.Second),
+		Presence:                Presence{Grace: Duration(10 * time.Second), MaxMembers: 1000, MaxSets: 10_000},
+		ShutdownTimeout:         Duration(10 * time.Second),
+		Session:                 Session{ResumeGrace: Duration(2 * time.Minute), MaxParked: 10_000},
+		Topics:                  Topics{HistoryMaxBytes: 256 << 20},
+		ShutdownReconnectWindow: Duration(10 * time.Second),
+		Dedupe:                  Dedupe{Window: Duration(2 * time.Minute), MaxKeysPerUser: 10_000},
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/wsadapter"
 )
 
@@ -91,9 +92,11 @@ func (l *Loaded) validate() error {
 		"limits.max_topic_unacked": int64(lim.MaxTopicUnacked), "limits.max_transactions": int64(lim.MaxTransactions),
 		"limits.max_transaction_frames": int64(lim.MaxTransactionFrames),
 		"journal.segment_size":          int64(c.Journal.SegmentSize), "connection.read_buffer_size": int64(c.Conn.ReadBufferSize),
+		"presence.max_members": int64(c.Presence.MaxMembers), "presence.max_sets": int64(c.Presence.MaxSets),
 	} {
 		positive(key, n)
 	}
+	check("presence.grace", c.Presence.Grace >= 0, "must not be negative (0: members leave at once; got %s)", time.Duration(c.Presence.Grace))
 	check("limits.durable_idle_ttl", lim.DurableIdleTTL >= 0, "must not be negative (0: never; got %s)", time.Duration(lim.DurableIdleTTL))
 	check("limits.max_redeliveries", lim.MaxRedeliveries >= -1, "must be -1 (never dead-letter) or more (got %d)", lim.MaxRedeliveries)
 	check("limits.max_header_line", lim.MaxHeaderLine <= lim.MaxHeaderBytes, "must not exceed limits.max_header_bytes (%s)", lim.MaxHeaderBytes)
@@ -127,10 +130,17 @@ func (l *Loaded) validate() error {
 			"%q is not a virtual host name (1 to 255 printable characters)", vh)
 	}
 	l.validateAuth(check)
+	err := broker.ValidateHistory(c.Topics.History.Broker())
+	check("topics.history", err == nil, "%v", err)
+	positive("topics.history_max_bytes", int64(c.Topics.HistoryMaxBytes))
 	positiveDuration("connection.write_timeout", c.Conn.WriteTimeout)
 	positiveDuration("connection.linger", c.Conn.Linger)
 	positiveDuration("shutdown_timeout", c.ShutdownTimeout)
 	check("shutdown_timeout", time.Duration(c.ShutdownTimeout) <= time.Hour, "must be at most 1h (got %s)", c.ShutdownTimeout)
+	check("shutdown_reconnect_window", c.ShutdownReconnectWindow >= 0, "must not be negative (0: off; got %s)", c.ShutdownReconnectWindow)
+	check("websocket.ping_interval", c.WebSocket.PingInterval >= 0, "must not be negative (0: off; got %s)", c.WebSocket.PingInterval)
+	check("dedupe.window", c.Dedupe.Window >= 0, "must not be negative (0: off; got %s)", c.Dedupe.Window)
+	check("dedupe.max_keys_per_user", c.Dedupe.MaxKeysPerUser > 0, "must be positive (got %d)", c.Dedupe.MaxKeysPerUser)
 	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return errors.Join(errs...)
 }

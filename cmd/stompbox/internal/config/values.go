@@ -71,6 +71,12 @@ func setText(v reflect.Value, s string) error {
 				*p = append(*p, item)
 			}
 		}
+	case *HistoryRules:
+		rules, err := parseHistoryRules(s)
+		if err != nil {
+			return err
+		}
+		*p = rules
 	case *bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil {
@@ -129,6 +135,8 @@ func formatYAML(v reflect.Value) string {
 		return x.String()
 	case ByteSize:
 		return x.String()
+	case HistoryRules:
+		return x.yaml()
 	}
 	return fmt.Sprint(v.Interface())
 }
@@ -140,6 +148,9 @@ func formatFlag(v reflect.Value) string {
 	}
 	if s, ok := v.Interface().(string); ok {
 		return s
+	}
+	if rules, ok := v.Interface().(HistoryRules); ok {
+		return rules.flag()
 	}
 	return formatYAML(v)
 }

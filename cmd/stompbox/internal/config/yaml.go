@@ -78,6 +78,9 @@ func (y *yamlApplier) mapping(n *yaml.Node, v reflect.Value, prefix string) {
 
 // setNode sets a leaf option from its YAML value.
 func setNode(field reflect.Value, n *yaml.Node) error {
+	if rules, ok := field.Addr().Interface().(*HistoryRules); ok {
+		return setHistoryNode(rules, n)
+	}
 	if list, ok := field.Addr().Interface().(*[]string); ok {
 		switch {
 		case n.Tag == "!!null":

@@ -1,0 +1,190 @@
+package broker
+
+import (
+	"strconv"
+
+	"github.com/stompbox/stompbox/frames"
+)
+
+// replayedLine is the header line of a replayed MESSAGE; deliverySize
+// does not count it, so a replayed delivery adds it.
+const replayedLine = "replayed:true\n"
+
+// historyRequest is what a SUBSCRIBE asks of a topic's history.
+type historyRequest struct {
+	resume bool   // resume-after given
+	epoch  string // resume-after's epoch
+	seq    uint64 // resume-after's seq
+	last   int    // history:<n>; 0 when absent
+}
+
+// parseHistoryRequest reads resume-after and history from a SUBSCRIBE;
+// asked is false when it has neither.
+func parseHistoryRequest(f *frames.Frame) (req historyRequest, asked bool, err *stompError) {
+	after, hasAfter := f.Header("resume-after")
+	last, hasLast := f.Header("history")
+	switch {
+	case hasAfter && hasLast:
+		return req, false, protocolErr(CodeInvalidHeader, "resume-after and history together",
+			"SUBSCRIBE may carry resume-after or history, not both: resume-after already replays everything after its offset.")
+	case hasAfter:
+		epoch, seq, ok := parseOffset(string(after))
+		if !ok {
+			return req, false, protocolErr(CodeInvalidHeader, "invalid resume-after header",
+				"resume-after must be an offset as received in a MESSAGE's offset header (<epoch>-<seq>); got "+
+					strconv.Quote(truncateString(string(after), 64))+".")
+		}
+		return historyRequest{resume: true, epoch: epoch, seq: seq}, true, nil
+	case hasLast:
+		n, perr := strconv.Atoi(string(last))
+		if perr != nil || n < 0 || n > maxHistoryRequest || (len(last) > 1 && last[0] == '0') {
+			return req, false, protocolErr(CodeInvalidHeader, "invalid history header",
+				"history must be a whole number of messages from 0 to "+strconv.Itoa(maxHistoryRequest)+"; got "+
+					strconv.Quote(truncateString(string(last), 32))+".")
+		}
+		return historyRequest{last: n}, true, nil
+	}
+	return req, false, nil
+}
+
+// subscribeTopic registers sub, a non-durable topic subscription, and
+// serves what it asks of the topic's history. receipted is true when it
+// queued the SUBSCRIBE's RECEIPT itself: a subscription to a topic with
+// history gets its RECEIPT (with recovered and offset) before the replay
+// and before any live message.
+func (s *Session) subscribeTopic(sub *subscription, f *frames.Frame) (receipted bool, err *stompError) {
+	req, asked, err := parseHistoryRequest(f)
+	if err != nil {
+		return false, err
+	}
+	wild := isWildcard(sub.pattern)
+	if asked && wild {
+		return false, protocolErr(CodeInvalidHeader, "history on a wildcard subscription",
+			"resume-after and history need an exact topic name: offsets are per topic, and a pattern spans many.")
+	}
+	var h *topicHistory
+	if !wild {
+		h = s.space.lockHistory(sub.pattern)
+	}
+	if h == nil {
+		if err := s.space.addTopicSub(sub, s.countCreation); err != nil {
+			return false, err
+		}
+		if asked {
+			// A topic without history (no rule, or a rule removed since the
+			// client got its offset) is subscribed live; the RECEIPT says
+			// that nothing could be recovered.
+			s.historyReceipt(f, true, false, "")
+			return true, nil
+		}
+		return false, nil
+	}
+	now := s.b.nowMs()
+	defer h.mu.Unlock()
+	if err := s.space.addTopicSub(sub, s.countCreation); err != nil {
+		return false, err
+	}
+	h.expire(now)
+	start, recovered := h.replayStart(req, asked)
+	start, fits := s.replayFits(h, sub, start)
+	recovered = recovered && fits
+	s.historyReceipt(f, asked, recovered, h.token(h.next-1))
+	for seq := start; seq < h.next; seq++ {
+		if m := h.at(seq).m; !m.expired(now) {
+			sub.deliverTopicEntry(m, true)
+		}
+	}
+	return true, nil
+}
+
+// replayStart is the first seq a request replays (h.next: none) and
+// whether everything it asks for is retained. Caller holds mu.
+func (h *topicHistory) replayStart(req historyRequest, asked bool) (uint64, bool) {
+	switch {
+	case !asked:
+		return h.next, false
+	case req.resume:
+		if req.epoch != h.epoch || req.seq >= h.next {
+			// Another lifetime, or an offset this one never assigned (its
+			// tail was lost in a crash): deliver all that is retained.
+			return h.first, false
+		}
+		if req.seq+1 < h.first {
+			return h.first, false // evicted since
+		}
+		return req.seq + 1, true
+	}
+	n := uint64(req.last)
+	if published := h.next - 1; n > published {
+		n = published
+	}
+	start := h.next - n
+	if start < h.first {
+		return h.first, false
+	}
+	return start, true
+}
+
+// replayFits moves start forward until the replay fits what the
+// subscription may take at once: what is free of its outbox and of its
+// byte budget, less half of each, which stays for live messages (as
+// queues may fill only half the outbox), and for client-ack subscriptions
+// the unacknowledged bound. fits is false when it had to. Caller holds
+// h.mu.
+func (s *Session) replayFits(h *topicHistory, sub *subscription, start uint64) (uint64, bool) {
+	outFree := int64(s.out.limit-s.out.used()) - int64(s.out.limit/2)
+	budgetFree := s.budget.limit - s.budget.held() - s.budget.limit/2
+	room := max(0, min(outFree, budgetFree))
+	count := -1
+	if sub.ackMode != ackAuto {
+		count = sub.prefetch
+		if count == 0 {
+			count = s.b.cfg.MaxTopicUnacked
+		}
+	}
+	var used int64
+	seq := h.next
+	for seq > start {
+		m := h.at(seq - 1).m
+		size := int64(deliverySize(m, sub) + len(replayedLine))
+		if sub.ackMode != ackAuto {
+			size += int64(m.size()) // charged to the budget until acknowledged
+		}
+		if used+size > room || count == 0 {
+			return seq, false
+		}
+		used += size
+		count--
+		seq--
+	}
+	return start, true
+}
+
+// used is what the outbox holds now, in bytes.
+func (o *outbox) used() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.bytes
+}
+
+// historyReceipt queues the RECEIPT of a SUBSCRIBE that concerns history,
+// if it asked for one: recovered when the SUBSCRIBE asked for history, and
+// the newest offset (none for a topic without history).
+func (s *Session) historyReceipt(f *frames.Frame, asked, recovered bool, latest string) {
+	r, ok := f.Header("receipt")
+	if !ok {
+		return
+	}
+	esc := s.escaping
+	s.control(func(dst []byte) []byte {
+		dst = frames.AppendCommand(dst, frames.CmdReceipt)
+		dst = frames.AppendHeader(dst, esc, []byte("receipt-id"), r)
+		if asked {
+			dst = frames.AppendHeaderString(dst, esc, "recovered", strconv.FormatBool(recovered))
+		}
+		if latest != "" {
+			dst = frames.AppendHeaderString(dst, esc, "offset", latest)
+		}
+		return frames.AppendEnd(dst)
+	})
+}

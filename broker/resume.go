@@ -1,0 +1,319 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stompbox/stompbox/frames"
+)
+
+// Session recovery (docs/compliance.md, "Session recovery"). CONNECTED
+// carries a resume-token; when the connection drops (the peer went, or
+// went silent), the session is parked instead of released: its
+// subscriptions stay, topic deliveries go on into its outbox (bounded by
+// its outbox and byte budget as usual), its unacknowledged messages stay
+// its own. A new connection whose CONNECT presents the token within
+// Config.ResumeGrace adopts the parked session's state (resume_adopt.go):
+// the driver never learns about it, and the parked Session's old driver
+// never touches it again. The grace timers are time.AfterFunc timers owned
+// by the broker's resume table and stopped by ReleaseParked.
+
+// DefaultResumeGrace is how long a dropped session stays resumable when
+// Config.ResumeGrace is zero.
+const DefaultResumeGrace = 2 * time.Minute
+
+// DefaultMaxParkedSessions is Config.MaxParkedSessions when zero.
+const DefaultMaxParkedSessions = 10_000
+
+// resumeTokenBytes is a token's size: 8 bytes name its table entry, the
+// other 16 (128 random bits) are its secret, compared in constant time.
+const resumeTokenBytes = 24
+
+// resumeTokenLen is the length of a token's text (unpadded base64url).
+var resumeTokenLen = base64.RawURLEncoding.EncodedLen(resumeTokenBytes)
+
+// The results of a CONNECT that presented a resume-token, the values of
+// the result label of stompbox_session_resumes_total.
+const (
+	resumeResumed  = iota // the session was adopted
+	resumeUnknown         // no such token, expired, malformed, or already used
+	resumeRefused         // another user, virtual host or STOMP version
+	resumeBusy            // another connection is taking it over this instant
+	resumeOverflow        // it overflowed its outbox or budget while parked
+	resumeResultCount
+)
+
+var resumeResultNames = [resumeResultCount]string{
+	resumeResumed: "resumed", resumeUnknown: "unknown", resumeRefused: "refused",
+	resumeBusy: "busy", resumeOverflow: "overflow",
+}
+
+// Why a parked session was released without being resumed, the values
+// of the reason label of stompbox_sessions_parked_released_total.
+const (
+	parkedGrace    = iota // its grace passed
+	parkedOverflow        // its outbox or budget overflowed
+	parkedShutdown        // the server shut down
+	parkedRefused         // a CONNECT with another STOMP version presented its token
+	parkedFull            // not parked at all: MaxParkedSessions were parked already
+	parkedReleaseCount
+)
+
+var parkedReleaseNames = [parkedReleaseCount]string{
+	parkedGrace: "grace", parkedOverflow: "overflow", parkedShutdown: "shutdown", parkedRefused: "refused",
+	parkedFull: "full",
+}
+
+// resumeTable maps the tokens of connected and parked sessions to their
+// entries. mu is a leaf but for outbox.mu, which park takes under it.
+type resumeTable struct {
+	grace     time.Duration // immutable: <= 0 disables session recovery
+	maxParked int64         // immutable: the most sessions parked at once
+
+	mu     sync.Mutex
+	byID   map[uint64]*resumeEntry // guarded by mu
+	closed bool                    // guarded by mu: ReleaseParked ran; nothing parks any more
+
+	parked   atomic.Int64 // sessions parked now
+	results  [resumeResultCount]atomic.Uint64
+	released [parkedReleaseCount]atomic.Uint64
+}
+
+// resumeEntry is one token's state. Every field is guarded by the
+// table's mu; whoever deletes the entry from the map owns its session.
+type resumeEntry struct {
+	id      uint64
+	secret  [16]byte
+	user    string
+	vhost   string
+	version frames.Version
+	live    *Session     // the connected session the token was issued to; nil once parked
+	parked  *Session     // the session waiting for a resume
+	timer   *time.Timer  // the grace timer of a parked session
+	claim   *resumeClaim // a takeover waiting for live to park
+	// overflow says the parked session overflowed: its timer was reset
+	// to release it now.
+	overflow bool
+}
+
+// resumeClaim is a CONNECT taking over a session that is still connected
+// (a half-open connection the server has not noticed): the old
+// connection is closed, and its read loop hands the session over when it
+// parks it.
+type resumeClaim struct {
+	ready     chan struct{} // closed by park (or when the session cannot be handed over)
+	s         *Session      // the parked session, set before ready is closed; nil: none
+	abandoned bool          // the claimer gave up waiting: park releases the session itself
+}
+
+func (t *resumeTable) enabled() bool { return t.grace > 0 }
+
+// issue registers s (connected, read loop) under a new token and returns
+// the token's text.
+func (t *resumeTable) issue(s *Session) string {
+	var raw [resumeTokenBytes]byte
+	e := &resumeEntry{user: s.principal.Name, vhost: s.space.name, version: s.version, live: s}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byID == nil {
+		t.byID = make(map[uint64]*resumeEntry)
+	}
+	for {
+		_, _ = rand.Read(raw[:]) // crypto/rand never fails on supported platforms
+		e.id = binary.LittleEndian.Uint64(raw[:8])
+		if t.byID[e.id] == nil {
+			break
+		}
+	}
+	copy(e.secret[:], raw[8:])
+	t.byID[e.id] = e
+	s.resume.entry.Store(e)
+	s.resume.armed.Store(true)
+	return base64.RawURLEncoding.EncodeToString(raw[:])
+}
+
+// lookupLocked parses a token and returns its entry if the secret matches.
+func (t *resumeTable) lookupLocked(token []byte) *resumeEntry {
+	var raw [resumeTokenBytes]byte
+	if len(token) != resumeTokenLen {
+		return nil
+	}
+	if n, err := base64.RawURLEncoding.Decode(raw[:], token); err != nil || n != resumeTokenBytes {
+		return nil
+	}
+	e := t.byID[binary.LittleEndian.Uint64(raw[:8])]
+	if e == nil || subtle.ConstantTimeCompare(e.secret[:], raw[8:]) != 1 {
+		return nil
+	}
+	return e
+}
+
+// claim finds the session a CONNECT's token names and takes it for the
+// caller, who then owns it (adopts or releases it). A session still
+// connected is taken over: its connection is closed and claim waits (at
+// most until ctx ends) for its read loop to park it. It returns nil and
+// the result to count when there is nothing to adopt.
+func (t *resumeTable) claim(ctx context.Context, token []byte, user, vhost string, version frames.Version) (*Session, int) {
+	t.mu.Lock()
+	e := t.lookupLocked(token)
+	switch {
+	case e == nil:
+		t.mu.Unlock()
+		return nil, resumeUnknown
+	case e.user != user || e.vhost != vhost:
+		t.mu.Unlock()
+		return nil, resumeRefused // the token stays its owner's
+	case e.claim != nil:
+		t.mu.Unlock()
+		return nil, resumeBusy
+	case e.parked != nil:
+		delete(t.byID, e.id)
+		e.timer.Stop() // if it is firing, it finds the entry gone
+		t.parked.Add(-1)
+		s, overflow := e.parked, e.overflow
+		t.mu.Unlock()
+		if overflow {
+			t.released[parkedOverflow].Add(1)
+			s.releaseParked()
+			return nil, resumeOverflow
+		}
+		if e.version != version {
+			// Subscription headers were escaped for the old version.
+			t.released[parkedRefused].Add(1)
+			s.releaseParked()
+			return nil, resumeRefused
+		}
+		return s, resumeResumed
+	}
+	if e.version != version {
+		t.mu.Unlock()
+		return nil, resumeRefused
+	}
+	c := &resumeClaim{ready: make(chan struct{})}
+	e.claim = c
+	live := e.live
+	t.mu.Unlock()
+	live.takeOver()
+	select {
+	case <-c.ready:
+	case <-ctx.Done():
+		t.mu.Lock()
+		select {
+		case <-c.ready: // handed over meanwhile
+		default:
+			c.abandoned = true
+		}
+		t.mu.Unlock()
+	}
+	if c.abandoned || c.s == nil {
+		return nil, resumeUnknown
+	}
+	return c.s, resumeResumed
+}
+
+// park is called by Release (the read loop of s) for a session with a
+// token. resumable says the session may be parked. It reports whether
+// the table took s (parked it or handed it to a takeover): then Release
+// must leave its resources alone.
+func (t *resumeTable) park(e *resumeEntry, s *Session, resumable bool) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byID[e.id] != e {
+		return false // ReleaseParked dropped it
+	}
+	c := e.claim
+	if !resumable || t.closed || c != nil && c.abandoned {
+		delete(t.byID, e.id)
+		if c != nil && !c.abandoned {
+			close(c.ready) // nothing to hand over
+		}
+		return false
+	}
+	if c != nil {
+		delete(t.byID, e.id)
+		c.s = s
+		close(c.ready)
+		return true
+	}
+	if t.parked.Load() >= t.maxParked {
+		delete(t.byID, e.id)
+		t.released[parkedFull].Add(1)
+		return false
+	}
+	e.live, e.parked = nil, s
+	e.timer = time.AfterFunc(t.grace, func() { t.expire(e, parkedGrace) })
+	t.parked.Add(1)
+	if !s.out.isParking() {
+		e.overflow = true // it overflowed between the drop and now
+		e.timer.Reset(0)
+	}
+	return true
+}
+
+// overflowed makes the grace timer of parked session s fire now: it
+// overflowed its outbox or budget and is no longer resumable. Any
+// goroutine (a publisher).
+func (t *resumeTable) overflowed(s *Session) {
+	e := s.resume.entry.Load()
+	if e == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byID[e.id] == e && e.parked == s && !e.overflow {
+		e.overflow = true
+		e.timer.Reset(0)
+	} // otherwise park, a claim or ReleaseParked sees it is not parking any more
+}
+
+// expire releases e's parked session if it is still parked (a timer's
+// goroutine).
+func (t *resumeTable) expire(e *resumeEntry, why int) {
+	t.mu.Lock()
+	if t.byID[e.id] != e || e.parked == nil {
+		t.mu.Unlock()
+		return
+	}
+	delete(t.byID, e.id)
+	t.parked.Add(-1)
+	s := e.parked
+	if e.overflow {
+		why = parkedOverflow
+	}
+	t.mu.Unlock()
+	t.released[why].Add(1)
+	s.releaseParked()
+}
+
+// ReleaseParked releases every parked session and stops parking new ones:
+// the server calls it when it shuts down, so parked sessions give back
+// their queue messages and durable subscriptions (and their timers stop)
+// before the journal closes. Safe from any goroutine.
+func (b *Broker) ReleaseParked() {
+	t := &b.resume
+	t.mu.Lock()
+	t.closed = true
+	var parked []*Session
+	for id, e := range t.byID {
+		if e.parked != nil {
+			e.timer.Stop()
+			parked = append(parked, e.parked)
+			delete(t.byID, id)
+		}
+	}
+	t.parked.Add(-int64(len(parked)))
+	t.mu.Unlock()
+	for _, s := range parked {
+		t.released[parkedShutdown].Add(1)
+		s.releaseParked()
+	}
+}
+
+// ParkedSessions returns how many sessions wait for a resume now.
+func (b *Broker) ParkedSessions() int { return int(b.resume.parked.Load()) }

@@ -1,0 +1,192 @@
+package broker
+
+import (
+	"slices"
+
+	"github.com/stompbox/stompbox/frames"
+)
+
+// adopt moves the parked session old into s, a session answering CONNECT
+// on its read loop (old's read loop has ended: the caller took old from
+// the resume table, so nobody else touches its read-loop state). connected
+// encodes s's CONNECTED frame. In one step, with every one of old's
+// subscriptions locked so no publisher can deliver meanwhile:
+//   - s's outbox gets CONNECTED first, then the unacknowledged deliveries
+//     the client may have lost on the wire (same ack ids, redelivered:true,
+//     oldest first), then what arrived while it was away, in order;
+//   - every subscription's session becomes s, so later deliveries follow.
+//
+// Lock order: subscription.mu (all of old's) -> outbox.mu (old's, then
+// s's; two outboxes are held together only here, old before new). It
+// reports false, changing nothing, when old overflowed meanwhile.
+func (s *Session) adopt(old *Session, connected func([]byte) []byte) bool {
+	subs := make([]*subscription, 0, len(old.subs))
+	for _, sub := range old.subs {
+		subs = append(subs, sub)
+	}
+	slices.SortFunc(subs, func(a, b *subscription) int { return int(a.num) - int(b.num) })
+	for _, sub := range subs {
+		sub.mu.Lock()
+	}
+	defer func() {
+		for _, sub := range subs {
+			sub.mu.Unlock()
+		}
+	}()
+	old.out.mu.Lock()
+	if !old.out.parking {
+		old.out.mu.Unlock()
+		return false
+	}
+	kept, keptBytes := old.out.kept, 0
+	for _, e := range kept {
+		keptBytes += deliverySize(e.msg, e.sub)
+	}
+	// Stored before parking ends, under the same lock: a publisher that
+	// then finds the outbox not parking (stopParking) finds adoptedBy.
+	old.resume.adoptedBy.Store(s)
+	old.out.kept, old.out.parking = nil, false
+	old.out.bytes -= keptBytes
+	old.out.mu.Unlock()
+
+	again := s.lostDeliveries(subs, kept)
+	out := &s.out
+	out.mu.Lock()
+	start := len(out.ctrl)
+	out.ctrl = connected(out.ctrl)
+	out.bytes += len(out.ctrl) - start
+	out.entries = append(out.entries, outEntry{ctrlStart: start, ctrlEnd: len(out.ctrl)})
+	for _, e := range again {
+		out.bytes += deliverySize(e.msg, e.sub)
+	}
+	out.entries = append(out.entries, again...)
+	out.entries = append(out.entries, kept...)
+	out.bytes += keptBytes
+	out.mu.Unlock()
+
+	// Everything charged to old's budget is its subscriptions'
+	// unacknowledged topic messages (its transactions were discarded and
+	// its held input released when it parked): they are s's now.
+	s.budget.used.Add(old.budget.used.Swap(0))
+	s.nextAck.Store(old.nextAck.Load())
+	for _, sub := range subs {
+		sub.session = s
+	}
+	if n := len(again); n > 0 {
+		s.b.stats.Delivered.Add(uint64(n))
+		s.b.stats.Redelivered.Add(uint64(n))
+	}
+	return true
+}
+
+// lostDeliveries returns, oldest first, the unacknowledged deliveries of
+// subs that are not among kept (those were never written): the client
+// may or may not have received them before its connection dropped, so
+// they are sent again, marked redelivered. subs are locked.
+func (s *Session) lostDeliveries(subs []*subscription, kept []outEntry) []outEntry {
+	var pending map[uint64]struct{}
+	for _, e := range kept {
+		if e.ackID != 0 {
+			if pending == nil {
+				pending = make(map[uint64]struct{})
+			}
+			pending[e.ackID] = struct{}{}
+		}
+	}
+	var again []outEntry
+	for _, sub := range subs {
+		for _, d := range sub.unacked {
+			if _, ok := pending[d.ackID]; ok {
+				continue
+			}
+			n := 2
+			if d.qm != nil {
+				// Written under queue.mu before the delivery was added
+				// to unacked under sub.mu; unchanged while unacknowledged.
+				n = max(d.qm.deliveries, 2)
+			}
+			again = append(again, outEntry{msg: d.msg, sub: sub, ackID: d.ackID, deliveries: n})
+		}
+	}
+	slices.SortFunc(again, func(a, b outEntry) int { return byAckID(delivery{ackID: a.ackID}, b.ackID) })
+	return again
+}
+
+// finishAdopt moves old's read-loop state into s after adopt: the
+// subscriptions by id and number, temporary queues, the reply-queue
+// token, client-id and creation count. Queues held back while old was
+// parked are dispatched again. Read loop only.
+func (s *Session) finishAdopt(old *Session) {
+	s.subs, old.subs = old.subs, make(map[string]*subscription)
+	s.subsByNum, old.subsByNum = old.subsByNum, nil
+	s.nextSubNum = old.nextSubNum
+	s.tempQueues, old.tempQueues = old.tempQueues, nil
+	s.replyToken = old.replyToken
+	s.created = old.created
+	if s.clientID == "" {
+		s.clientID = old.clientID
+	}
+	s.resume.resumed = true
+	s.b.resume.results[resumeResumed].Add(1)
+	s.resume.ackMark = s.nextAck.Load()
+	s.resume.subMark = s.nextSubNum
+	s.backToPresence()
+	for _, sub := range s.subs {
+		if sub.queue != nil {
+			sub.queue.dispatch()
+		}
+	}
+	s.t.Wake()
+}
+
+// resubscribed is handleSubscribe's hook for a SUBSCRIBE whose id is in
+// use: on a resumed session, repeating an adopted subscription (same id,
+// same destination) is a no-op, answered with its RECEIPT if asked
+// (stomp.js subscribes again in onConnect). It reports whether it was.
+func (s *Session) resubscribed(sub *subscription, dest string, f *frames.Frame) bool {
+	if !s.resume.resumed || sub.num > s.resume.subMark || sub.dest != dest {
+		return false
+	}
+	s.receipt(f)
+	return true
+}
+
+// settledBeforeResume is handleAck's hook for an ACK or NACK naming no
+// unacknowledged message: on a resumed session, one naming an ack id
+// issued before the resume (1.2), or any message-id (1.0, 1.1: they do
+// not tell), was settled already and is a no-op, answered with its
+// RECEIPT if asked. The client cannot know which of the MESSAGEs sent
+// again after a resume it had received before its connection dropped.
+func (s *Session) settledBeforeResume(f *frames.Frame) bool {
+	if !s.resume.resumed {
+		return false
+	}
+	if id, ok := f.Header("id"); ok && s.version == frames.V12 {
+		if ackID, ok := parseAckID(id); !ok || ackID > s.resume.ackMark {
+			return false
+		}
+	}
+	s.receipt(f)
+	return true
+}
+
+// parseAckID returns the ack id part of a 1.2 ack header value
+// "<subscription number>.<ack id>".
+func parseAckID(id []byte) (uint64, bool) {
+	dot := slices.Index(id, '.')
+	if dot < 1 || dot == len(id)-1 || len(id)-dot-1 > 20 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range id[dot+1:] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (^uint64(0)-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}

@@ -1,0 +1,212 @@
+package broker
+
+import (
+	"sync/atomic"
+
+	"github.com/stompbox/stompbox/frames"
+)
+
+// sessionResume is a session's share of session recovery (resume.go).
+type sessionResume struct {
+	// entry is the session's token entry, set at CONNECT when recovery is
+	// on; read by publishers of a parked session (overflowed).
+	entry atomic.Pointer[resumeEntry]
+	// armed is set with entry: from then on a dropped connection keeps
+	// the outbox's deliveries (closeOut) instead of discarding them. Any
+	// goroutine may drop the connection, so it is atomic.
+	armed atomic.Bool
+	// adoptedBy is the session that adopted this parked one, set under
+	// its subscriptions' locks: a publisher that failed to deliver to this
+	// one just before the adoption closes that one as a slow consumer
+	// instead (parkedOverflow), so no message is lost without an ERROR.
+	adoptedBy atomic.Pointer[Session]
+	// Read loop only. resumed says this session adopted a parked one;
+	// ackMark and subMark are the last ack id and subscription number it
+	// adopted: an ACK or NACK of a settled id up to ackMark is a no-op
+	// (the client cannot know which of them reached it), and SUBSCRIBE
+	// repeating an adopted subscription's id and destination is one too.
+	resumed bool
+	ackMark uint64
+	subMark uint32
+}
+
+// closeOut closes the outbox for a connection that failed (peer gone,
+// heart-beats missing, taken over), with final as the last frame (nil:
+// none). A session with a resume-token keeps its queued topic deliveries
+// for the connection that may resume it; without one they are discarded.
+// Either way auto-ack queue deliveries go back to their queues: a
+// parked session takes no queue messages. Any goroutine.
+func (s *Session) closeOut(reason CloseReason, final func([]byte) []byte) bool {
+	var ok bool
+	var unsent []outEntry
+	if s.resume.armed.Load() {
+		ok, unsent = s.out.closeKeep(reason, final)
+	} else {
+		ok, unsent = s.out.close(reason, true, final)
+	}
+	if ok {
+		s.t.Close(reason)
+	}
+	putBack(unsent)
+	return ok
+}
+
+// closeNow is Abort for a session released while still open: a driver
+// that ends a session itself (rather than seeing its connection drop)
+// releases it for good, so nothing is kept for a resume. Read loop only.
+func (s *Session) closeNow(reason CloseReason) {
+	ok, unsent := s.out.close(reason, true, nil)
+	if ok {
+		s.t.Close(reason)
+	}
+	putBack(unsent)
+}
+
+// failSilent ends the session for a client gone silent (heart-beat
+// timeout) with e's ERROR, keeping its deliveries when it may be resumed.
+// Read loop only.
+func (s *Session) failSilent(e *stompError) {
+	if !s.resume.armed.Load() {
+		s.fail(e, nil)
+		return
+	}
+	esc := frames.EscapingFor(s.version, frames.CmdError)
+	if s.closeOut(e.reason, errorFrame(e, nil, esc)) {
+		s.b.errors.add(e.code)
+		s.b.cfg.Logger.Debug("session silent, kept for resume", "session", s.id, "remote", s.remote)
+	}
+}
+
+// takeOver closes a connected session whose token another connection
+// presented: its client gets ERROR session-taken-over, its read loop is
+// interrupted, ends, and parks the session for the claimer. Any
+// goroutine.
+func (s *Session) takeOver() {
+	e := &stompError{code: CodeSessionTakenOver, message: "session taken over",
+		detail: "Another connection resumed this session with its resume-token; this connection is closed.",
+		reason: CloseTakenOver}
+	if s.closeOut(CloseTakenOver, errorFrame(e, nil, frames.EscapeNone)) {
+		s.b.errors.add(e.code)
+		s.b.cfg.Logger.Info("session taken over", "session", s.id, "remote", s.remote)
+	}
+	s.t.Poke() // a read loop waiting for bytes from a half-open connection ends now
+}
+
+// resumableClose reports whether a session that closed for reason may
+// be parked: the network or the client's silence ended it, not the
+// client (DISCONNECT) nor an ERROR for something it did.
+func resumableClose(reason CloseReason) bool {
+	return reason == ClosePeer || reason == CloseHeartbeatTimeout || reason == CloseTakenOver
+}
+
+// park is Release's hook: a session with a resume-token whose connection
+// dropped is parked (or handed to the connection taking it over) instead
+// of released. It reports whether it was; Release then releases nothing.
+// Transactions open at the drop are discarded either way (STOMP: a
+// disconnect aborts them).
+func (s *Session) park() bool {
+	e := s.resume.entry.Load()
+	if e == nil {
+		return false
+	}
+	reason, _ := s.CloseReason()
+	resumable := resumableClose(reason) && s.out.isParking()
+	if resumable {
+		for _, tx := range s.txs {
+			tx.discard(s)
+		}
+		s.txs = nil
+		s.awayFromPresence() // before the session can be adopted
+	}
+	if s.b.resume.park(e, s, resumable) {
+		s.b.cfg.Logger.Debug("session parked", "session", s.id, "remote", s.remote, "reason", reason.String())
+		return true
+	}
+	s.out.stopParking()
+	return false
+}
+
+// parkedOverflow is slowConsumer's hook: a parked session that overflowed
+// its outbox or budget is not resumable any more; its grace timer
+// releases it now. A delivery that failed just before the session was
+// adopted makes the adopting session the slow consumer. It reports
+// whether it handled the overflow.
+func (s *Session) parkedOverflow(why string) bool {
+	if !s.out.stopParking() {
+		if to := s.resume.adoptedBy.Load(); to != nil {
+			to.slowConsumer(why)
+			return true
+		}
+		return false
+	}
+	s.b.stats.SlowConsumers.Add(1)
+	s.b.cfg.Logger.Info("parked session overflowed, not resumable", "session", s.id, "remote", s.remote)
+	s.b.resume.overflowed(s)
+	return true
+}
+
+// releaseParked releases a parked session nobody resumed: what Release
+// skipped. Its owner (whoever took it from the resume table) calls it.
+func (s *Session) releaseParked() {
+	s.out.stopParking()
+	s.releaseResources()
+}
+
+// closeKeep is close(reason, true, final) for a session that may be
+// resumed: the queued topic deliveries (and client-ack queue deliveries,
+// which stay unacknowledged anyway) are kept aside instead of dropped,
+// and later topic deliveries join them until the session is adopted or
+// released. Queued control frames are dropped, as when the connection
+// is simply closed.
+func (o *outbox) closeKeep(reason CloseReason, final func(dst []byte) []byte) (ok bool, unsent []outEntry) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closing {
+		return false, nil
+	}
+	kept := 0
+	for _, e := range o.entries {
+		switch {
+		case e.msg == nil:
+		case e.qm != nil:
+			unsent = append(unsent, e)
+		default:
+			o.kept = append(o.kept, e)
+			kept += deliverySize(e.msg, e.sub)
+		}
+	}
+	clear(o.entries)
+	o.entries, o.ctrl, o.bytes = o.entries[:0], o.ctrl[:0], kept
+	if final != nil {
+		o.ctrl = final(o.ctrl)
+		o.bytes += len(o.ctrl)
+		o.entries = append(o.entries, outEntry{ctrlStart: 0, ctrlEnd: len(o.ctrl)})
+	}
+	o.closing, o.parking, o.reason = true, true, reason
+	o.closed.Store(true)
+	return true, unsent
+}
+
+// isParking reports whether the outbox still keeps deliveries.
+func (o *outbox) isParking() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.parking
+}
+
+// stopParking drops the kept deliveries and stops keeping new ones; it
+// reports whether the outbox was parking.
+func (o *outbox) stopParking() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.parking {
+		return false
+	}
+	o.parking = false
+	for _, e := range o.kept {
+		o.bytes -= deliverySize(e.msg, e.sub)
+	}
+	clear(o.kept)
+	o.kept = nil
+	return true
+}

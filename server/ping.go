@@ -1,0 +1,65 @@
+package server
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// DefaultWebSocketPingInterval is Config.WebSocketPingInterval's default.
+const DefaultWebSocketPingInterval = 25 * time.Second
+
+// pingInterval is how often the writer pings this connection now (0:
+// never): Config.WebSocketPingInterval on WebSocket, but at least twice
+// per heart-beat timeout once CONNECT negotiated one, so that a client
+// whose page cannot run its heart-beat timers (a throttled background tab)
+// stays alive on pongs alone.
+func (c *conn) pingInterval() time.Duration {
+	if c.pingEvery <= 0 {
+		return 0
+	}
+	if t := c.session.LivenessTimeout(); t > 0 && t/2 < c.pingEvery {
+		return max(t/2, time.Millisecond)
+	}
+	return c.pingEvery
+}
+
+// ping writes a WebSocket ping (no payload, no allocation) and counts it.
+func (c *conn) ping() error {
+	_ = c.nc.SetWriteDeadline(c.writeDeadline())
+	if err := c.pinger.WritePing(); err != nil {
+		return err
+	}
+	c.srv.metrics.pingsSent.Add(1)
+	return nil
+}
+
+func (m *metrics) countPong() { m.pongsReceived.Add(1) }
+
+// pingCollector exposes the WebSocket ping and pong counters.
+type pingCollector struct {
+	m            *metrics
+	pings, pongs *prometheus.Desc
+}
+
+func newPingCollector(m *metrics) *pingCollector {
+	return &pingCollector{
+		m: m,
+		pings: prometheus.NewDesc("stompbox_websocket_pings_sent_total",
+			"WebSocket pings sent (every websocket.ping_interval, or twice per heart-beat timeout when that is shorter).", nil, nil),
+		pongs: prometheus.NewDesc("stompbox_websocket_pongs_received_total",
+			"WebSocket pongs received; each counts as the client's liveness for the heart-beat timeout.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *pingCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.pings
+	ch <- c.pongs
+}
+
+// Collect implements prometheus.Collector.
+func (c *pingCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(c.pings, prometheus.CounterValue, float64(c.m.pingsSent.Load()))
+	ch <- prometheus.MustNewConstMetric(c.pongs, prometheus.CounterValue, float64(c.m.pongsReceived.Load()))
+}
