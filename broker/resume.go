@@ -62,12 +62,13 @@ const (
 	parkedShutdown        // the server shut down
 	parkedRefused         // a CONNECT with another STOMP version presented its token
 	parkedFull            // not parked at all: MaxParkedSessions were parked already
+	parkedReplaced        // its client connected afresh with the same client-id
 	parkedReleaseCount
 )
 
 var parkedReleaseNames = [parkedReleaseCount]string{
 	parkedGrace: "grace", parkedOverflow: "overflow", parkedShutdown: "shutdown", parkedRefused: "refused",
-	parkedFull: "full",
+	parkedFull: "full", parkedReplaced: "replaced",
 }
 
 // resumeTable maps the tokens of connected and parked sessions to their
@@ -312,6 +313,33 @@ func (b *Broker) ReleaseParked() {
 	for _, s := range parked {
 		t.released[parkedShutdown].Add(1)
 		s.releaseParked()
+	}
+}
+
+// releaseClient releases the parked sessions of user on virtual host
+// vhost that CONNECTed with client-id clientID: a client that connects
+// afresh under its client-id (no resume-token, or one that could not be
+// used) has started over, and its parked session must not hold on to its
+// durable subscriptions ("subscription-in-use") until the grace passes.
+// Read loop of the connecting session.
+func (t *resumeTable) releaseClient(vhost, user, clientID string) {
+	if clientID == "" || t.parked.Load() == 0 {
+		return
+	}
+	t.mu.Lock()
+	var gone []*Session
+	for id, e := range t.byID {
+		if p := e.parked; p != nil && e.vhost == vhost && e.user == user && p.clientID == clientID {
+			e.timer.Stop()
+			delete(t.byID, id)
+			gone = append(gone, p)
+		}
+	}
+	t.parked.Add(-int64(len(gone)))
+	t.mu.Unlock()
+	for _, p := range gone {
+		t.released[parkedReplaced].Add(1)
+		p.releaseParked()
 	}
 }
 

@@ -354,3 +354,48 @@ func FuzzConnectResumeToken(f *testing.F) {
 func slicesEqual(got []string, want ...string) bool {
 	return slices.Equal(got, want)
 }
+
+// TestFreshConnectReleasesParkedClient: a client connecting afresh with
+// the client-id of its parked session has started over: the parked
+// session is released at once, so its durable subscription is free for
+// the new connection (not subscription-in-use for the grace) and its
+// unacknowledged queue message is redelivered. Another user's client-id
+// releases nothing.
+func TestFreshConnectReleasesParkedClient(t *testing.T) {
+	b := New(Config{})
+	a := newClient(t, b)
+	a.connect("login:alice", "client-id:app")
+	a.mustSend(frames.CmdSubscribe, "", "destination:/topic/feed", "id:d", "durable-subscription-name:feed")
+	a.mustSend(frames.CmdSubscribe, "", "destination:/queue/work", "id:w", "ack:client-individual")
+	pub := newClient(t, b)
+	pub.connect()
+	pub.mustSend(frames.CmdSend, "job", "destination:/queue/work")
+	if got := bodies(a.poll()); !slicesEqual(got, "job") {
+		t.Fatalf("consumer got %v, want the job", got)
+	}
+	a.drop()
+	if n := b.ParkedSessions(); n != 1 {
+		t.Fatalf("%d parked sessions, want 1", n)
+	}
+
+	mallory := newClient(t, b)
+	mallory.connect("login:mallory", "client-id:app")
+	if n := b.ParkedSessions(); n != 1 {
+		t.Fatalf("another user's client-id released the parked session: %d parked, want 1", n)
+	}
+
+	r := newClient(t, b)
+	r.connect("login:alice", "client-id:app")
+	if n := b.ParkedSessions(); n != 0 {
+		t.Fatalf("%d parked sessions after a fresh CONNECT with the same client-id, want 0", n)
+	}
+	r.mustSend(frames.CmdSubscribe, "", "destination:/topic/feed", "id:d2", "durable-subscription-name:feed", "receipt:r")
+	if fs := r.poll(); len(fs) != 1 || fs[0].Command != frames.CmdReceipt {
+		t.Fatalf("durable SUBSCRIBE got %v, want its RECEIPT", commands(fs))
+	}
+	r.mustSend(frames.CmdSubscribe, "", "destination:/queue/work", "id:w2")
+	fs := r.poll()
+	if !slicesEqual(bodies(fs), "job") || hdr(fs[0], "redelivered") != "true" {
+		t.Fatalf("queue consumer got %v, want the job redelivered", bodies(fs))
+	}
+}

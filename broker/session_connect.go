@@ -112,6 +112,7 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 		if old != nil { // it overflowed between the claim and now
 			s.b.resume.notAdopted(old)
 		}
+		s.b.resume.releaseClient(sp.name, p.Name, s.clientID)
 		s.control(connected(false))
 	}
 	s.receipt(f)
