@@ -47,6 +47,11 @@ const (
 type dedupeStore struct {
 	mu    sync.Mutex
 	users map[string]*userKeys // guarded by mu; a user with no key has no entry
+	// seq (guarded by mu) numbers every claim of the store: one counter,
+	// not one per user, because a user's entry is deleted when it holds
+	// no key and a number used again would let an old claim's settle or
+	// release act on a new one.
+	seq uint64
 }
 
 // userKeys is one user's keys: keys maps destination+"\x00"+key to the
@@ -59,7 +64,6 @@ type userKeys struct {
 	pending map[string]*Session
 	order   []keyClaim
 	head    int
-	seq     uint64
 }
 
 type keyClaim struct {
@@ -146,14 +150,14 @@ func (d *dedupeStore) claim(user, key string, owner *Session, now time.Time, win
 	for len(u.keys) >= max {
 		u.pop() // past the bound: the oldest key is forgotten
 	}
-	u.seq++
-	u.keys[key] = u.seq
+	d.seq++
+	u.keys[key] = d.seq
 	if u.pending == nil {
 		u.pending = make(map[string]*Session)
 	}
 	u.pending[key] = owner
-	u.order = append(u.order, keyClaim{key: key, seq: u.seq, at: now})
-	return u.seq, claimNew
+	u.order = append(u.order, keyClaim{key: key, seq: d.seq, at: now})
+	return d.seq, claimNew
 }
 
 // settle marks a claim's SEND applied: from now on a repeat is a

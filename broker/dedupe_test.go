@@ -420,3 +420,30 @@ func TestDedupeResendWhileOriginalPending(t *testing.T) {
 		t.Fatalf("receipts %v, want r4 at once", got)
 	}
 }
+
+// A claim's number is never used again, even after its user's entry was
+// swept away: a SEND whose claim outlived the window must not settle (or
+// release) the claim a resend made afterwards.
+func TestDedupeClaimNumbersNotReused(t *testing.T) {
+	var d dedupeStore
+	s1, s3, s4 := &Session{}, &Session{}, &Session{}
+	now := time.Unix(1000, 0)
+	seq1, out := d.claim("u", "k", s1, now, time.Minute, 10) // pending: the write waits (a full journal)
+	if out != claimNew {
+		t.Fatalf("first claim: outcome %d", out)
+	}
+	later := now.Add(2 * time.Minute)
+	d.sweep(later) // the window passed meanwhile: the user's entry goes
+	seq3, out := d.claim("u", "k", s3, later, time.Minute, 10)
+	if out != claimNew || seq3 == seq1 {
+		t.Fatalf("resend's claim: outcome %d, number %d (the first was %d): want a new claim with a new number", out, seq3, seq1)
+	}
+	d.settle("u", "k", seq1) // the first write completes now
+	if _, out := d.claim("u", "k", s4, later, time.Minute, 10); out != claimPendingElsewhere {
+		t.Fatalf("a third send while the resend is pending: outcome %d, want pending elsewhere (%d): the old claim settled the new one", out, claimPendingElsewhere)
+	}
+	d.release("u", "k", seq1) // nor may an old release drop it
+	if _, out := d.claim("u", "k", s3, later, time.Minute, 10); out != claimDuplicate {
+		t.Fatalf("the resend's own repeat: outcome %d, want duplicate: an old release dropped the new claim", out)
+	}
+}

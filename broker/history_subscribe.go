@@ -51,8 +51,11 @@ func parseHistoryRequest(f *frames.Frame) (req historyRequest, asked bool, err *
 // serves what it asks of the topic's history. receipted is true when it
 // queued the SUBSCRIBE's RECEIPT itself: a subscription to a topic with
 // history gets its RECEIPT (with recovered and offset) before the replay
-// and before any live message.
-func (s *Session) subscribeTopic(sub *subscription, f *frames.Frame) (receipted bool, err *stompError) {
+// and before any live message. join runs once sub is registered and
+// before anything is queued for it (presence membership, which may still
+// refuse the SUBSCRIBE: it then takes sub off its topic itself), so a
+// refused SUBSCRIBE never gets a RECEIPT or a replay first.
+func (s *Session) subscribeTopic(sub *subscription, f *frames.Frame, join func() *stompError) (receipted bool, err *stompError) {
 	req, asked, err := parseHistoryRequest(f)
 	if err != nil {
 		return false, err
@@ -70,6 +73,9 @@ func (s *Session) subscribeTopic(sub *subscription, f *frames.Frame) (receipted 
 		if err := s.space.addTopicSub(sub, s.countCreation); err != nil {
 			return false, err
 		}
+		if err := join(); err != nil {
+			return false, err
+		}
 		if asked {
 			// A topic without history (no rule, or a rule removed since the
 			// client got its offset) is subscribed live; the RECEIPT says
@@ -82,6 +88,9 @@ func (s *Session) subscribeTopic(sub *subscription, f *frames.Frame) (receipted 
 	now := s.b.nowMs()
 	defer h.mu.Unlock()
 	if err := s.space.addTopicSub(sub, s.countCreation); err != nil {
+		return false, err
+	}
+	if err := join(); err != nil {
 		return false, err
 	}
 	h.expire(now)

@@ -58,7 +58,12 @@ type Journal interface {
 // take an append without making its caller wait. With one, a session keeps
 // many persistent SENDs in flight at once and sends their RECEIPTs in order
 // as they complete (docs/persistence.md, "Pipelined publishing"); other
-// journals are called through Append, one SEND at a time.
+// journals are called through Append, one SEND at a time. A
+// PipelinedJournal should also have a method Forget(recs ...JournalRecord)
+// taking removal records without waiting (persistence.File has): topic
+// history publishes under a topic's lock, and a removal it causes in a
+// durable subscription's queue is otherwise a waited Append under that
+// lock, holding up the topic's publishers for a disk write.
 type PipelinedJournal interface {
 	// AppendAsync queues recs as Append would and returns without waiting.
 	// Once they are as durable as the sync policy promises, or cannot be,

@@ -373,3 +373,30 @@ func TestPresenceChargedToBudget(t *testing.T) {
 		t.Fatalf("budget holds %d bytes after the session ended", held)
 	}
 }
+
+// A presence SUBSCRIBE to a topic with history that presence refuses (its
+// limits) gets only the ERROR: no RECEIPT and no replay first, and the
+// topic keeps no subscriber from it. Both with and without history asked.
+func TestPresenceRefusedBeforeHistoryReceipt(t *testing.T) {
+	for _, extra := range []string{"history:5", "resume-after:00000000-0"} {
+		b := New(Config{TopicHistory: []HistoryRule{{Pattern: "/topic/room", Size: 10}}, MaxPresenceSets: 1})
+		sp := b.spaces[DefaultVirtualHost]
+		pub := newClient(t, b)
+		pub.connect()
+		pub.mustSend(frames.CmdSend, "hi", "destination:/topic/room")
+		w := newClient(t, b)
+		w.connect()
+		w.mustSend(frames.CmdSubscribe, "", "id:w", "destination:/presence/other") // the one set allowed
+		w.poll()
+		c := newClient(t, b)
+		c.connect()
+		_ = c.send(frames.CmdSubscribe, "", "id:1", "destination:/topic/room", extra, "presence:true", "receipt:r")
+		fs := c.poll()
+		if len(fs) != 1 || fs[0].Command != frames.CmdError || hdr(fs[0], "error-code") != CodeLimitExceeded {
+			t.Fatalf("%s: got %v, want only ERROR limit-exceeded", extra, commands(fs))
+		}
+		if sp.topics.hasExact("room") {
+			t.Fatalf("%s: the refused subscription stayed on the topic", extra)
+		}
+	}
+}

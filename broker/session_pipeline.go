@@ -474,6 +474,8 @@ func (s *Session) pipeRelease() {
 			if s.enterPiped(e) == nil {
 				s.b.stats.Published.Add(1)
 				e.claim.settle()
+			} else {
+				e.claim.release()
 			}
 		}
 	}

@@ -74,10 +74,8 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 			return protocolErr(CodeInvalidDestination, "invalid destination",
 				"In topic patterns * and # must each be a whole dot-separated segment.")
 		}
-		if receipted, err = s.subscribeTopic(sub, f); err != nil {
-			return err
-		}
-		if err := s.joinPresence(sub, presence); err != nil {
+		join := func() *stompError { return s.joinPresence(sub, presence) }
+		if receipted, err = s.subscribeTopic(sub, f, join); err != nil {
 			return err
 		}
 	case kind == kindQueue:

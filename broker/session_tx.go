@@ -264,6 +264,7 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 			}
 		case op.cmd == frames.CmdAck || op.cmd == frames.CmdNack:
 			if err := s.applyAck(op.cmd, op.ack, true); err != nil {
+				claims.release(i + 1) // the SENDs after it are not applied
 				tx.ops = tx.ops[i+1:]
 				tx.discard(s)
 				return err
