@@ -1,7 +1,11 @@
 package broker
 
 import (
+	"strconv"
+	"time"
+
 	"context"
+	"github.com/prometheus/client_golang/prometheus"
 	"strings"
 	"testing"
 
@@ -108,6 +112,64 @@ func TestResumeResendReservedWhileParked(t *testing.T) {
 			if held, limit := r.s.budget.held(), r.s.budget.limit; held > limit {
 				t.Fatalf("held %d over the budget %d after the resume", held, limit)
 			}
+		}
+	}
+}
+
+func newClientFrom(t *testing.T, b *Broker, remote string) *client {
+	c := newClient(t, b)
+	c.s = b.NewSession(c.tr, remote)
+	return c
+}
+
+// TestMaxParkedPerIP: one address past MaxParkedPerIP has its oldest
+// parked session released (counted per-ip), so it cannot fill the
+// broker-wide bound; another address's sessions stay resumable.
+func TestMaxParkedPerIP(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	b := New(Config{MaxParkedPerIP: 2, Registerer: reg})
+	var tokens []string
+	for i := range 3 {
+		c := newClientFrom(t, b, "203.0.113.7:"+strconv.Itoa(40000+i))
+		tokens = append(tokens, hdr(c.connect(), "resume-token"))
+		c.mustSend(frames.CmdSubscribe, "", "destination:/topic/t", "id:t")
+		c.drop()
+	}
+	other := newClientFrom(t, b, "[2001:db8::1]:5000")
+	otherToken := hdr(other.connect(), "resume-token")
+	other.drop()
+	waitFor(t, func() bool { return counterValue(t, reg, "stompbox_sessions_parked_released_total", "per-ip") == 1 },
+		"one release per-ip")
+	if n := b.ParkedSessions(); n != 3 {
+		t.Fatalf("%d parked, want 3: two of the busy address, one other", n)
+	}
+	for i, tok := range append(tokens, otherToken) {
+		r := newClient(t, b)
+		f, _ := r.resumeOn(tok)
+		if want := strconv.FormatBool(i != 0); hdr(f, "resumed") != want {
+			t.Fatalf("session %d: resumed:%s, want %s (the busy address's oldest goes)", i, hdr(f, "resumed"), want)
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for range 500 {
+		if cond() {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func TestRemoteHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"203.0.113.7:4000": "203.0.113.7", "[2001:db8::1]:5000": "2001:db8::1",
+		"2001:db8::1": "2001:db8::1", "test": "test", "": "",
+	} {
+		if got := remoteHost(in); got != want {
+			t.Errorf("remoteHost(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
