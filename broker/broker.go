@@ -71,6 +71,7 @@ func New(cfg Config) *Broker {
 	b.pipelined, _ = b.cfg.Journal.(PipelinedJournal)
 	b.initHistory()
 	b.resume.grace, b.resume.maxParked = b.cfg.ResumeGrace, int64(b.cfg.MaxParkedSessions)
+	b.resume.maxPerIP = b.cfg.MaxParkedPerIP
 	b.spaces[DefaultVirtualHost] = newSpace(b, DefaultVirtualHost)
 	for _, name := range b.cfg.VirtualHosts {
 		if b.spaces[name] == nil {

@@ -129,6 +129,11 @@ type Config struct {
 	// up to its outbox and budget after its connection is gone: past it, a
 	// dropped session is released instead (0: DefaultMaxParkedSessions).
 	MaxParkedSessions int
+	// MaxParkedPerIP bounds the sessions parked at once for one client
+	// address: past it, that address's oldest parked session is released,
+	// so one client dropping connections in a loop cannot fill
+	// MaxParkedSessions for everyone else (0: DefaultMaxParkedPerIP).
+	MaxParkedPerIP int
 	// AuthFailureDelay is how long a client whose credentials were refused
 	// waits for its ERROR. Default 1s; negative: none.
 	AuthFailureDelay time.Duration
@@ -244,6 +249,7 @@ func (c Config) withDefaults() Config {
 		c.ResumeGrace = DefaultResumeGrace
 	}
 	setDefault(&c.MaxParkedSessions, DefaultMaxParkedSessions)
+	setDefault(&c.MaxParkedPerIP, DefaultMaxParkedPerIP)
 	if c.PresenceGrace == 0 {
 		c.PresenceGrace = DefaultPresenceGrace
 	}

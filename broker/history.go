@@ -111,6 +111,15 @@ type topicHistory struct {
 	// table (dropIdleLocked, recovery): whoever locks it then looks the
 	// topic up again (lockHistory).
 	removed bool
+	// sealNext (guarded by mu; recovery only) is the next seq of a
+	// replayed seal that no history record of the topic followed; 0:
+	// none (history_seal.go).
+	sealNext uint64
+	// dirty is set when a message of this history may be missing from
+	// the journal (an append refused, or failed after it was queued): a
+	// clean shutdown then does not seal it (history_seal.go). Set from
+	// the journal's goroutine too.
+	dirty atomic.Bool
 }
 
 // historyBytes is the broker-wide account of retained history, against
@@ -227,6 +236,7 @@ func (sp *space) dropIdleLocked(now int64) {
 		h.expire(now)
 		if h.count == 0 && !sp.topics.hasExact(name) {
 			h.removed = true
+			sp.journalHistoryDrop(h)
 			delete(t.topics, name)
 			sp.b.hist.bytes.Add(-h.bytes)
 			sp.b.hist.topics.Add(-1)

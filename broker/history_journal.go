@@ -7,10 +7,14 @@ import "strings"
 // retained message is journaled as an OpHistoryAppend through the
 // journal's group commit, and evictions as OpHistoryTrim records, one per
 // many evictions. A publish never waits for the disk: a RECEIPT does not
-// mean that the message is in the history on disk. A clean shutdown
-// (Journal.Close) writes everything; a crash loses at most what the
-// journal had not written yet (journal.sync decides how much). The epoch
-// lives in the records, so a restart keeps it and offsets go on.
+// mean that the message is in the history on disk, so after a crash the
+// journal may lack the newest offsets clients have seen; were the epoch
+// kept, those offsets would be given again to other messages. So a
+// restart keeps a topic's epoch (and its ring) only when a clean
+// shutdown sealed it (history_seal.go); after a crash every history
+// starts a new epoch, empty. A history dropped from memory is dropped on
+// the journal too (OpHistoryDrop), so that churning topic names do not
+// grow the journal for ever.
 
 // historyTrimEvery is how many evictions one trim record covers at most
 // for a topic keeping size messages: a trim per 1/16th of the ring, so a
@@ -19,11 +23,17 @@ import "strings"
 func historyTrimEvery(size int) uint64 { return uint64(max(1, size/16)) }
 
 // historyDone is the JournalDone of history records: nobody waits for
-// them; a journal that fails logs it itself.
-type historyDone struct{}
+// them (a journal that fails logs it itself), but a record that did not
+// reach the disk leaves its history unsealable (dirty). One pointer: it
+// fits an interface without allocating.
+type historyDone struct{ h *topicHistory }
 
 // JournalDone implements JournalDone.
-func (historyDone) JournalDone(error) {}
+func (d historyDone) JournalDone(err error) {
+	if err != nil && d.h != nil {
+		d.h.dirty.Store(true)
+	}
+}
 
 // historyKey is the topic's name in journal records.
 func (sp *space) historyKey(name string) string { return sp.journalPrefix + "/topic/" + name }
@@ -37,20 +47,47 @@ func (sp *space) journalHistory(h *topicHistory, m *Message, seq uint64, now int
 		return
 	}
 	if h.count > 0 && seq == h.next-1 && seq >= h.first {
-		err := j.AppendAsync(historyDone{}, JournalRecord{Op: OpHistoryAppend, Queue: sp.historyKey(h.name), MessageID: m.ID,
+		err := j.AppendAsync(historyDone{h}, JournalRecord{Op: OpHistoryAppend, Queue: sp.historyKey(h.name), MessageID: m.ID,
 			Message: m, Epoch: h.epoch, HistorySeq: seq, PublishedAt: now})
 		if err != nil {
-			// Not on disk: a restart finds a gap here and starts the
-			// topic's history after it (recovered:false for offsets
-			// before).
+			// Not on disk: the shutdown does not seal this history, so
+			// that a restart starts a new epoch rather than give seq
+			// again to another message.
+			h.dirty.Store(true)
 			sp.b.cfg.Logger.Debug("journal: topic history message not written", "err", err)
 		}
+	}
+	// A message not retained (too big for max_history_bytes) needs no
+	// record: the trim past it, written here or by the seal, says that
+	// the history goes on after it.
+	sp.journalHistoryTrim(h)
+}
+
+// journalHistoryTrim writes a trim once the evictions since the last one
+// are many. Caller holds h.mu.
+func (sp *space) journalHistoryTrim(h *topicHistory) {
+	j := sp.b.pipelined
+	if j == nil {
+		return
 	}
 	if evicted := h.first - 1; evicted >= h.trim+historyTrimEvery(h.size) {
 		err := j.AppendAsync(historyDone{}, JournalRecord{Op: OpHistoryTrim, Queue: sp.historyKey(h.name), Epoch: h.epoch, HistorySeq: evicted})
 		if err == nil {
 			h.trim = evicted
 		}
+	}
+}
+
+// journalHistoryDrop records that h left memory: its records are dead.
+// A refused drop leaves them live until the topic's next history record
+// of another epoch (or a later drop). Caller holds h.mu.
+func (sp *space) journalHistoryDrop(h *topicHistory) {
+	j := sp.b.pipelined
+	if j == nil {
+		return
+	}
+	if err := j.AppendAsync(historyDone{}, JournalRecord{Op: OpHistoryDrop, Queue: sp.historyKey(h.name), Epoch: h.epoch}); err != nil {
+		sp.b.cfg.Logger.Debug("journal: topic history drop not written", "topic", h.name, "err", err)
 	}
 }
 
@@ -63,8 +100,12 @@ func (b *Broker) recoverHistory(r JournalRecord) bool {
 	if sp == nil || sp.hist == nil || !ok || (r.Op == OpHistoryAppend && r.Message == nil) {
 		return false
 	}
+	if r.Op == OpHistoryDrop {
+		sp.removeHistory(name)
+		return true
+	}
 	next := r.HistorySeq + 1
-	if r.Op == OpHistoryAppend {
+	if r.Op == OpHistoryAppend || r.Op == OpHistorySeal {
 		next = r.HistorySeq
 	}
 	h := sp.recoveredHistory(name, r.Epoch, next)
@@ -73,7 +114,10 @@ func (b *Broker) recoverHistory(r JournalRecord) bool {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.sealNext = 0 // a seal counts only as the topic's last record
 	switch r.Op {
+	case OpHistorySeal:
+		h.sealNext = r.HistorySeq
 	case OpHistoryAppend:
 		if r.HistorySeq < h.next {
 			return false // already there
@@ -114,15 +158,7 @@ func (sp *space) recoveredHistory(name, epoch string, next uint64) *topicHistory
 			t.mu.Unlock()
 			return h
 		}
-		h.mu.Lock()
-		for h.count > 0 {
-			h.evictOldest()
-		}
-		h.removed = true
-		h.mu.Unlock()
-		delete(t.topics, name)
-		sp.b.hist.bytes.Add(-h.bytes)
-		sp.b.hist.topics.Add(-1)
+		sp.removeHistoryLocked(h)
 	}
 	t.mu.Unlock()
 	rule := t.ruleFor(name)

@@ -94,6 +94,7 @@ func (s *Session) subscribeTopic(sub *subscription, f *frames.Frame, join func()
 		return false, err
 	}
 	h.expire(now)
+	s.space.journalHistoryTrim(h) // evictions by max_age of a topic read but not published to
 	start, recovered := h.replayStart(req, asked)
 	start, fits := s.replayFits(h, sub, start)
 	recovered = recovered && fits

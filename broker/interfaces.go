@@ -126,6 +126,14 @@ const (
 	// OpHistoryTrim: every message of topic Queue's history of Epoch up
 	// to HistorySeq was evicted; the history goes on after HistorySeq.
 	OpHistoryTrim
+	// OpHistorySeal: topic Queue's history of Epoch was complete on the
+	// journal at a clean shutdown, HistorySeq being the seq its next
+	// message gets: a restart keeps the epoch only then
+	// (history_seal.go).
+	OpHistorySeal
+	// OpHistoryDrop: topic Queue's history (of Epoch) was dropped: none
+	// of its records is needed any more.
+	OpHistoryDrop
 )
 
 // String names the operation.
@@ -145,6 +153,10 @@ func (op JournalOp) String() string {
 		return "history-append"
 	case OpHistoryTrim:
 		return "history-trim"
+	case OpHistorySeal:
+		return "history-seal"
+	case OpHistoryDrop:
+		return "history-drop"
 	}
 	return "unknown"
 }
@@ -159,8 +171,9 @@ type JournalRecord struct {
 	// Deliveries is OpDeliveries' count; on a replayed OpEnqueue, the
 	// last count journaled for it (Journal.Replay).
 	Deliveries int
-	// Epoch and HistorySeq are the offset of OpHistoryAppend's message
-	// and OpHistoryTrim's point; PublishedAt (ms since the epoch) is when
+	// Epoch and HistorySeq are the offset of OpHistoryAppend's message,
+	// OpHistoryTrim's point and OpHistorySeal's next seq (OpHistoryDrop:
+	// Epoch only); PublishedAt (ms since the epoch) is when
 	// an appended message was published (its history's max_age).
 	Epoch       string
 	HistorySeq  uint64

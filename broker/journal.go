@@ -172,7 +172,7 @@ func (b *Broker) Recover() error {
 				durables++
 			}
 			sp.mu.Unlock()
-		case OpHistoryAppend, OpHistoryTrim:
+		case OpHistoryAppend, OpHistoryTrim, OpHistorySeal, OpHistoryDrop:
 			if b.recoverHistory(r) && r.Op == OpHistoryAppend {
 				historyMessages++
 			}
@@ -199,7 +199,9 @@ func (b *Broker) Recover() error {
 	if err != nil {
 		return fmt.Errorf("broker: recovery: %w", err)
 	}
-	b.cfg.Logger.Info("journal recovered", "messages", messages, "durable_subscriptions", durables, "history_messages", historyMessages)
+	sealedHistories, restartedHistories := b.finishHistoryRecovery()
+	b.cfg.Logger.Info("journal recovered", "messages", messages, "durable_subscriptions", durables, "history_messages", historyMessages,
+		"histories_kept", sealedHistories, "histories_restarted", restartedHistories)
 	if unowned > 0 {
 		b.cfg.Logger.Warn("journal: durable subscriptions without an owner (written by an older stompbox) recovered; "+
 			"no user can attach to them, and durable_idle_ttl removes them (docs/persistence.md)", "count", unowned)

@@ -39,6 +39,11 @@ type outbox struct {
 	// by mu, counted in bytes) for the connection that resumes it.
 	parking bool
 	kept    []outEntry
+	// resend (guarded by mu, counted in bytes while parking) reserves
+	// room for the unacknowledged deliveries a resume sends again
+	// (resume_adopt.go), so a parked session overflows while parked, not
+	// right after its resume.
+	resend int
 	// budget (immutable) is the session's: bytes counts in it (see budget)
 	// while the entries wait, until the writer takes them.
 	budget *budget

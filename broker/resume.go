@@ -6,6 +6,8 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +32,9 @@ const DefaultResumeGrace = 2 * time.Minute
 
 // DefaultMaxParkedSessions is Config.MaxParkedSessions when zero.
 const DefaultMaxParkedSessions = 10_000
+
+// DefaultMaxParkedPerIP is Config.MaxParkedPerIP when zero.
+const DefaultMaxParkedPerIP = 100
 
 // resumeTokenBytes is a token's size: 8 bytes name its table entry, the
 // other 16 (128 random bits) are its secret, compared in constant time.
@@ -63,12 +68,13 @@ const (
 	parkedRefused         // a CONNECT with another STOMP version presented its token
 	parkedFull            // not parked at all: MaxParkedSessions were parked already
 	parkedReplaced        // its client connected afresh with the same client-id
+	parkedPerIP           // its address parked more than MaxParkedPerIP: the oldest goes
 	parkedReleaseCount
 )
 
 var parkedReleaseNames = [parkedReleaseCount]string{
 	parkedGrace: "grace", parkedOverflow: "overflow", parkedShutdown: "shutdown", parkedRefused: "refused",
-	parkedFull: "full", parkedReplaced: "replaced",
+	parkedFull: "full", parkedReplaced: "replaced", parkedPerIP: "per-ip",
 }
 
 // resumeTable maps the tokens of connected and parked sessions to their
@@ -76,10 +82,15 @@ var parkedReleaseNames = [parkedReleaseCount]string{
 type resumeTable struct {
 	grace     time.Duration // immutable: <= 0 disables session recovery
 	maxParked int64         // immutable: the most sessions parked at once
+	maxPerIP  int           // immutable: the most parked at once per client address
 
 	mu     sync.Mutex
 	byID   map[uint64]*resumeEntry // guarded by mu
 	closed bool                    // guarded by mu: ReleaseParked ran; nothing parks any more
+	// The parked entries by client address (oldest first) and by
+	// virtual host, user and client-id (guarded by mu; parkedIndex).
+	byIP     map[string][]*resumeEntry
+	byClient map[string][]*resumeEntry
 
 	parked   atomic.Int64 // sessions parked now
 	results  [resumeResultCount]atomic.Uint64
@@ -101,6 +112,11 @@ type resumeEntry struct {
 	// overflow says the parked session overflowed: its timer was reset
 	// to release it now.
 	overflow bool
+	// evicted says its address parked too many: its timer was reset to
+	// release it now.
+	evicted bool
+	// ip and client are its keys in byIP and byClient while parked.
+	ip, client string
 }
 
 // resumeClaim is a CONNECT taking over a session that is still connected
@@ -177,6 +193,7 @@ func (t *resumeTable) claim(ctx context.Context, token []byte, user, vhost strin
 		delete(t.byID, e.id)
 		e.timer.Stop() // if it is firing, it finds the entry gone
 		t.parked.Add(-1)
+		t.unindexLocked(e)
 		s, overflow := e.parked, e.overflow
 		t.mu.Unlock()
 		if overflow {
@@ -250,6 +267,7 @@ func (t *resumeTable) park(e *resumeEntry, s *Session, resumable bool) bool {
 	e.live, e.parked = nil, s
 	e.timer = time.AfterFunc(t.grace, func() { t.expire(e, parkedGrace) })
 	t.parked.Add(1)
+	t.indexLocked(e, s)
 	if !s.out.isParking() {
 		e.overflow = true // it overflowed between the drop and now
 		e.timer.Reset(0)
@@ -283,9 +301,13 @@ func (t *resumeTable) expire(e *resumeEntry, why int) {
 	}
 	delete(t.byID, e.id)
 	t.parked.Add(-1)
+	t.unindexLocked(e)
 	s := e.parked
-	if e.overflow {
+	switch {
+	case e.overflow:
 		why = parkedOverflow
+	case e.evicted:
+		why = parkedPerIP
 	}
 	t.mu.Unlock()
 	t.released[why].Add(1)
@@ -306,6 +328,7 @@ func (b *Broker) ReleaseParked() {
 			e.timer.Stop()
 			parked = append(parked, e.parked)
 			delete(t.byID, id)
+			t.unindexLocked(e)
 		}
 	}
 	t.parked.Add(-int64(len(parked)))
@@ -328,18 +351,82 @@ func (t *resumeTable) releaseClient(vhost, user, clientID string) {
 	}
 	t.mu.Lock()
 	var gone []*Session
-	for id, e := range t.byID {
-		if p := e.parked; p != nil && e.vhost == vhost && e.user == user && p.clientID == clientID {
-			e.timer.Stop()
-			delete(t.byID, id)
-			gone = append(gone, p)
-		}
+	for _, e := range slices.Clone(t.byClient[clientKey(vhost, user, clientID)]) {
+		e.timer.Stop()
+		delete(t.byID, e.id)
+		t.unindexLocked(e)
+		gone = append(gone, e.parked)
 	}
 	t.parked.Add(-int64(len(gone)))
 	t.mu.Unlock()
 	for _, p := range gone {
 		t.released[parkedReplaced].Add(1)
 		p.releaseParked()
+	}
+}
+
+// clientKey is a parked session's key in byClient.
+func clientKey(vhost, user, clientID string) string {
+	return vhost + "\x00" + user + "\x00" + clientID
+}
+
+// remoteHost is the address part of a session's remote address
+// ("host:port" or "[v6]:port"), for the per-address bound.
+func remoteHost(remote string) string {
+	i := strings.LastIndexByte(remote, ':')
+	if i < 0 || strings.Count(remote, ":") > 1 && !strings.HasPrefix(remote, "[") {
+		return remote // no port, or a bare IPv6 address
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(remote[:i], "["), "]")
+}
+
+// indexLocked records e, just parked with s, by address and client-id.
+// An address past maxPerIP has its oldest parked session released now
+// (its timer fires at once): the bound stays without waiting here.
+func (t *resumeTable) indexLocked(e *resumeEntry, s *Session) {
+	if t.byIP == nil {
+		t.byIP, t.byClient = make(map[string][]*resumeEntry), make(map[string][]*resumeEntry)
+	}
+	e.ip = remoteHost(s.remote)
+	t.byIP[e.ip] = append(t.byIP[e.ip], e)
+	if s.clientID != "" {
+		e.client = clientKey(e.vhost, e.user, s.clientID)
+		t.byClient[e.client] = append(t.byClient[e.client], e)
+	}
+	if t.maxPerIP <= 0 {
+		return
+	}
+	live := 0
+	for _, o := range t.byIP[e.ip] {
+		if !o.evicted && !o.overflow {
+			live++
+		}
+	}
+	for _, o := range t.byIP[e.ip] {
+		if live <= t.maxPerIP {
+			break
+		}
+		if !o.evicted && !o.overflow {
+			o.evicted = true
+			o.timer.Reset(0)
+			live--
+		}
+	}
+}
+
+// unindexLocked forgets e in byIP and byClient.
+func (t *resumeTable) unindexLocked(e *resumeEntry) {
+	drop := func(m map[string][]*resumeEntry, key string) {
+		list := slices.DeleteFunc(m[key], func(o *resumeEntry) bool { return o == e })
+		if len(list) == 0 {
+			delete(m, key)
+		} else {
+			m[key] = list
+		}
+	}
+	drop(t.byIP, e.ip)
+	if e.client != "" {
+		drop(t.byClient, e.client)
 	}
 }
 

@@ -18,7 +18,8 @@ import (
 //
 // Lock order: subscription.mu (all of old's) -> outbox.mu (old's, then
 // s's; two outboxes are held together only here, old before new). It
-// reports false, changing nothing, when old overflowed meanwhile.
+// reports false, changing nothing, when old overflowed meanwhile or s's
+// own connection ended.
 func (s *Session) adopt(old *Session, connected func([]byte) []byte) bool {
 	subs := make([]*subscription, 0, len(old.subs))
 	for _, sub := range old.subs {
@@ -34,24 +35,27 @@ func (s *Session) adopt(old *Session, connected func([]byte) []byte) bool {
 		}
 	}()
 	old.out.mu.Lock()
+	defer old.out.mu.Unlock()
 	if !old.out.parking {
-		old.out.mu.Unlock()
 		return false
+	}
+	out := &s.out
+	out.mu.Lock()
+	defer out.mu.Unlock()
+	if out.closing {
+		return false // s's own connection ended meanwhile: nothing to hand the backlog to
 	}
 	kept, keptBytes := old.out.kept, 0
 	for _, e := range kept {
 		keptBytes += deliverySize(e.msg, e.sub)
 	}
+	again := s.lostDeliveries(subs, kept)
 	// Stored before parking ends, under the same lock: a publisher that
 	// then finds the outbox not parking (stopParking) finds adoptedBy.
 	old.resume.adoptedBy.Store(s)
-	old.out.kept, old.out.parking = nil, false
-	old.out.bytes -= keptBytes
-	old.out.mu.Unlock()
+	old.out.bytes -= keptBytes + old.out.resend // the resend reservation becomes again's bytes below
+	old.out.kept, old.out.parking, old.out.resend = nil, false, 0
 
-	again := s.lostDeliveries(subs, kept)
-	out := &s.out
-	out.mu.Lock()
 	start := len(out.ctrl)
 	out.ctrl = connected(out.ctrl)
 	out.bytes += len(out.ctrl) - start
@@ -62,13 +66,15 @@ func (s *Session) adopt(old *Session, connected func([]byte) []byte) bool {
 	out.entries = append(out.entries, again...)
 	out.entries = append(out.entries, kept...)
 	out.bytes += keptBytes
-	out.mu.Unlock()
 
 	// Everything charged to old's budget is its subscriptions'
 	// unacknowledged topic messages (its transactions were discarded and
 	// its held input released when it parked): they are s's now.
 	s.budget.used.Add(old.budget.used.Swap(0))
 	s.nextAck.Store(old.nextAck.Load())
+	// Read under the locks: an ack id drawn after this is the resumed
+	// session's own.
+	s.resume.ackMark = s.nextAck.Load()
 	for _, sub := range subs {
 		sub.session = s
 	}
@@ -128,7 +134,6 @@ func (s *Session) finishAdopt(old *Session) {
 	}
 	s.resume.resumed = true
 	s.b.resume.results[resumeResumed].Add(1)
-	s.resume.ackMark = s.nextAck.Load()
 	s.resume.subMark = s.nextSubNum
 	s.backToPresence()
 	for _, sub := range s.subs {

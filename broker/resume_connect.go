@@ -23,6 +23,41 @@ func (s *Session) claimParked(ctx context.Context, token []byte, user, vhost str
 	return old
 }
 
+// mayAdopt reports whether s, just authenticated, may take over every
+// subscription of the parked session old: its user's rights may have been
+// narrowed since (a configuration reload that a parked session missed, a
+// token with fewer claims). A resume must not deliver what a fresh
+// SUBSCRIBE would be refused. Read loop only; old is claimed.
+func (s *Session) mayAdopt(old *Session) bool {
+	for _, sub := range old.subs {
+		if sub.presence != nil && sub.presence.watch {
+			if s.authorize(ActionSubscribe, kindTopic, "/topic/"+sub.presence.topic) != nil {
+				return false
+			}
+			continue
+		}
+		kind, _, err := parseDestination(sub.dest)
+		if err != nil {
+			return false
+		}
+		if kind == kindTempQueue {
+			continue // its own reply queue: not a matter of rights
+		}
+		if s.authorize(ActionSubscribe, kind, sub.dest) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// notAllowed releases a claimed session whose subscriptions the resuming
+// connection's rights no longer cover.
+func (t *resumeTable) notAllowed(old *Session) {
+	t.results[resumeRefused].Add(1)
+	t.released[parkedRefused].Add(1)
+	old.releaseParked()
+}
+
 // notAdopted releases a claimed session that overflowed before it could
 // be adopted.
 func (t *resumeTable) notAdopted(old *Session) {

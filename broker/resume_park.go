@@ -116,7 +116,17 @@ func (s *Session) park() bool {
 			tx.discard(s)
 		}
 		s.txs = nil
+		resumable = s.reserveResend()
+	}
+	if resumable {
 		s.awayFromPresence() // before the session can be adopted
+		for _, sub := range s.subs {
+			if sub.queue != nil {
+				// A queue that picked this consumer just before the drop
+				// kept its message: another consumer may take it now.
+				sub.queue.dispatch()
+			}
+		}
 	}
 	if s.b.resume.park(e, s, resumable) {
 		s.b.cfg.Logger.Debug("session parked", "session", s.id, "remote", s.remote, "reason", reason.String())
@@ -124,6 +134,56 @@ func (s *Session) park() bool {
 	}
 	s.out.stopParking()
 	return false
+}
+
+// reserveResend reserves, in the parking outbox, room for the
+// unacknowledged deliveries a resume will send again (those not kept
+// unwritten anyway): they count against the outbox limit and the budget
+// while the session is parked. It reports false, and stops parking, when
+// they do not fit: the session is then not resumable. Read loop only.
+func (s *Session) reserveResend() bool {
+	type sized struct {
+		ackID uint64
+		size  int
+	}
+	var unacked []sized
+	for _, sub := range s.subs {
+		sub.mu.Lock()
+		for _, d := range sub.unacked {
+			unacked = append(unacked, sized{d.ackID, deliverySize(d.msg, sub)})
+		}
+		sub.mu.Unlock()
+	}
+	o := &s.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.parking {
+		return false
+	}
+	kept := make(map[uint64]bool, len(o.kept))
+	for _, e := range o.kept {
+		if e.ackID != 0 {
+			kept[e.ackID] = true
+		}
+	}
+	n := 0
+	for _, u := range unacked {
+		if !kept[u.ackID] {
+			n += u.size
+		}
+	}
+	if o.bytes+n > o.limit || !o.budget.roomLocked(o.bytes, n) {
+		o.parking = false
+		for _, e := range o.kept {
+			o.bytes -= deliverySize(e.msg, e.sub)
+		}
+		clear(o.kept)
+		o.kept = nil
+		return false
+	}
+	o.resend = n
+	o.bytes += n
+	return true
 }
 
 // parkedOverflow is slowConsumer's hook: a parked session that overflowed
@@ -206,6 +266,8 @@ func (o *outbox) stopParking() bool {
 	for _, e := range o.kept {
 		o.bytes -= deliverySize(e.msg, e.sub)
 	}
+	o.bytes -= o.resend
+	o.resend = 0
 	clear(o.kept)
 	o.kept = nil
 	return true

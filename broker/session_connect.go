@@ -105,6 +105,10 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 			return frames.AppendEnd(dst)
 		}
 	}
+	if old != nil && !s.mayAdopt(old) {
+		s.b.resume.notAllowed(old)
+		old = nil
+	}
 	if old != nil && s.adopt(old, connected(true)) {
 		s.finishAdopt(old)
 		s.b.cfg.Logger.Debug("session resumed", "session", s.id, "parked", old.id, "remote", s.remote)

@@ -223,7 +223,7 @@ func (s *liveSet) appendCopies(buf []byte, logs []logical, vs []view, src uint64
 	for i := range vs {
 		v := &vs[i]
 		switch v.op {
-		case broker.OpEnqueue, broker.OpDurableCreate, broker.OpDeliveries, broker.OpHistoryAppend, broker.OpHistoryTrim:
+		case broker.OpEnqueue, broker.OpDurableCreate, broker.OpDeliveries, broker.OpHistoryAppend, broker.OpHistoryTrim, broker.OpHistorySeal:
 		default:
 			continue
 		}

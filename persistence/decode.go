@@ -113,9 +113,11 @@ func parseView(op broker.JournalOp, payload []byte) (view, error) {
 		if err := parseMessage(&r, &v); err != nil {
 			return v, err
 		}
-	case broker.OpHistoryTrim:
+	case broker.OpHistoryTrim, broker.OpHistorySeal:
 		v.queue, v.epoch = r.bytes(), r.bytes()
 		v.hseq = r.u64()
+	case broker.OpHistoryDrop:
+		v.queue, v.epoch = r.bytes(), r.bytes()
 	case broker.OpDurableCreate, broker.OpDurableDelete:
 		v.queue, v.clientID, v.name, v.topic = r.bytes(), r.bytes(), r.bytes(), r.bytes()
 		// Version 1 wrote these four fields; version 2 adds the owner.
@@ -200,7 +202,7 @@ func (v *view) record() broker.JournalRecord {
 	case broker.OpDurableCreate, broker.OpDurableDelete:
 		rec.Durable = broker.DurableSpec{User: string(v.user), ClientID: string(v.clientID), Name: string(v.name),
 			Topic: string(v.topic), Unowned: v.unowned}
-	case broker.OpHistoryTrim:
+	case broker.OpHistoryTrim, broker.OpHistorySeal, broker.OpHistoryDrop:
 		rec.Epoch, rec.HistorySeq = string(v.epoch), v.hseq
 	case broker.OpEnqueue, broker.OpHistoryAppend:
 		rec.MessageID = string(v.id)

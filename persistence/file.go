@@ -255,10 +255,14 @@ func (f *File) Forget(recs ...broker.JournalRecord) {
 }
 
 // grows reports whether recs add live data (and so count against the
-// budget).
+// budget). A history seal does too: one refused (or ordered after a
+// refused append) leaves its topic unsealed, which is safe (a new epoch
+// at the restart), whereas a seal written after a lost append would not
+// be.
 func grows(recs []broker.JournalRecord) bool {
 	for i := range recs {
-		if recs[i].Op == broker.OpEnqueue || recs[i].Op == broker.OpDurableCreate || recs[i].Op == broker.OpHistoryAppend {
+		switch recs[i].Op {
+		case broker.OpEnqueue, broker.OpDurableCreate, broker.OpHistoryAppend, broker.OpHistorySeal:
 			return true
 		}
 	}

@@ -83,8 +83,8 @@ type logical struct {
 	size       int64  // bytes counted for this record in its segment's live total
 	seq        uint64 // assigned by the flusher, or kept by a compaction copy
 	deliveries int    // OpDeliveries: the count
-	epoch      string // OpHistoryAppend, OpHistoryTrim
-	hseq       uint64 // OpHistoryAppend, OpHistoryTrim: the offset's seq
+	epoch      string // OpHistoryAppend, OpHistoryTrim, OpHistorySeal, OpHistoryDrop
+	hseq       uint64 // OpHistoryAppend, OpHistoryTrim, OpHistorySeal: the offset's seq (a seal's: the next one)
 
 	// For compaction copies, each record is its own frame.
 	src                uint64 // segment copied from
@@ -211,7 +211,7 @@ func describe(r *broker.JournalRecord, seqOff int, size int64) logical {
 		l.id = r.MessageID
 	case broker.OpDeliveries:
 		l.id, l.deliveries = r.MessageID, clampCount(r.Deliveries)
-	case broker.OpHistoryAppend, broker.OpHistoryTrim:
+	case broker.OpHistoryAppend, broker.OpHistoryTrim, broker.OpHistorySeal, broker.OpHistoryDrop:
 		l.epoch, l.hseq = r.Epoch, r.HistorySeq
 	}
 	return l
@@ -235,6 +235,11 @@ const (
 	// records (broker.OpHistoryAppend, broker.OpHistoryTrim).
 	typeHistoryAppend = 8
 	typeHistoryTrim   = 9
+	// typeHistorySeal and typeHistoryDrop (broker.OpHistorySeal,
+	// broker.OpHistoryDrop): a history complete at a clean shutdown, and
+	// a history dropped.
+	typeHistorySeal = 10
+	typeHistoryDrop = 11
 )
 
 // recordType is the type byte of a single record of op.
@@ -246,6 +251,10 @@ func recordType(op broker.JournalOp) byte {
 		return typeHistoryAppend
 	case broker.OpHistoryTrim:
 		return typeHistoryTrim
+	case broker.OpHistorySeal:
+		return typeHistorySeal
+	case broker.OpHistoryDrop:
+		return typeHistoryDrop
 	}
 	return byte(op)
 }
@@ -263,6 +272,10 @@ func opOf(typ byte) broker.JournalOp {
 		return broker.OpHistoryAppend
 	case typeHistoryTrim:
 		return broker.OpHistoryTrim
+	case typeHistorySeal:
+		return broker.OpHistorySeal
+	case typeHistoryDrop:
+		return broker.OpHistoryDrop
 	}
 	return 0
 }
@@ -284,8 +297,10 @@ func payloadSize(r *broker.JournalRecord) (int, error) {
 			n += 4 + len(r.Epoch) + 8 + 8 // epoch, history seq, published at
 		}
 		return n + 4 + len(m.Body) + 1 + 8, nil
-	case broker.OpHistoryTrim:
+	case broker.OpHistoryTrim, broker.OpHistorySeal:
 		return 2*4 + len(r.Queue) + len(r.Epoch) + 8, nil
+	case broker.OpHistoryDrop:
+		return 2*4 + len(r.Queue) + len(r.Epoch), nil
 	case broker.OpRemove:
 		return 2*4 + len(r.Queue) + len(r.MessageID), nil
 	case broker.OpDeliveries:
@@ -321,10 +336,13 @@ func appendPayload(dst []byte, r *broker.JournalRecord) []byte {
 		dst = le.AppendUint64(dst, r.HistorySeq)
 		dst = le.AppendUint64(dst, uint64(r.PublishedAt))
 		return appendMessage(dst, r)
-	case broker.OpHistoryTrim:
+	case broker.OpHistoryTrim, broker.OpHistorySeal:
 		dst = appendString(dst, r.Queue)
 		dst = appendString(dst, r.Epoch)
 		return le.AppendUint64(dst, r.HistorySeq)
+	case broker.OpHistoryDrop:
+		dst = appendString(dst, r.Queue)
+		return appendString(dst, r.Epoch)
 	default:
 		d := r.Durable
 		dst = appendString(dst, r.Queue)

@@ -215,6 +215,10 @@ func Dump(dir string, w io.Writer) error {
 					where, v.seq, v.op, v.queue, v.epoch, v.hseq, v.id, v.nhdr, len(v.body), v.publishedAt, v.expiresAt)
 			case broker.OpHistoryTrim:
 				line("%s seq=%d %v topic=%q through=%s-%d\n", where, v.seq, v.op, v.queue, v.epoch, v.hseq)
+			case broker.OpHistorySeal:
+				line("%s seq=%d %v topic=%q epoch=%s next=%d\n", where, v.seq, v.op, v.queue, v.epoch, v.hseq)
+			case broker.OpHistoryDrop:
+				line("%s seq=%d %v topic=%q epoch=%s\n", where, v.seq, v.op, v.queue, v.epoch)
 			default:
 				line("%s seq=%d %v queue=%q user=%q client-id=%q name=%q topic=%q owned=%v\n",
 					where, v.seq, v.op, v.queue, v.user, v.clientID, v.name, v.topic, !v.unowned)

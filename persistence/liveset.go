@@ -140,6 +140,10 @@ func (s *liveSet) apply(l *logical, seg uint64) *entry {
 		return s.historyAppend(l, seg)
 	case broker.OpHistoryTrim:
 		return s.historyTrim(l, seg)
+	case broker.OpHistorySeal:
+		return s.historySeal(l, seg)
+	case broker.OpHistoryDrop:
+		s.historyDrop(l, seg)
 	case broker.OpDurableDelete:
 		if old := s.durables[l.queue]; old != nil {
 			s.kill(old, seg)
@@ -164,7 +168,7 @@ func (s *liveSet) lookup(l *logical) *entry {
 		if e := s.queues[l.queue][l.id]; e != nil {
 			return e.count
 		}
-	case broker.OpHistoryAppend, broker.OpHistoryTrim:
+	case broker.OpHistoryAppend, broker.OpHistoryTrim, broker.OpHistorySeal:
 		return s.historyLookup(l)
 	}
 	return nil
@@ -262,7 +266,7 @@ func logicalOf(v *view) logical {
 		l.id = string(v.id)
 	case broker.OpDeliveries:
 		l.id, l.deliveries = string(v.id), v.deliveries
-	case broker.OpHistoryAppend, broker.OpHistoryTrim:
+	case broker.OpHistoryAppend, broker.OpHistoryTrim, broker.OpHistorySeal, broker.OpHistoryDrop:
 		l.epoch, l.hseq = string(v.epoch), v.hseq
 	}
 	return l

@@ -15,10 +15,18 @@ import (
 // up to its seq and the topic's previous trim. So compaction keeps one
 // trim per topic (it holds the epoch and the seq the history goes on
 // from, even when nothing is retained) and the appends after it.
+//
+// A seal (written at a clean shutdown) is live until any later history
+// record of its topic: an append, a trim, another seal, or a record of
+// another epoch kills it, so a topic has at most one live seal, and a
+// live seal is always its topic's last record. A drop kills every record
+// of its topic, whatever their epoch, and is dead at once (like a
+// durable delete): compaction keeps nothing of a dropped topic.
 type historyLive struct {
 	epoch   string
 	entries []*entry // appends, ascending hseq
 	trim    *entry   // the newest trim; nil: none
+	seal    *entry   // the live seal; nil: none
 }
 
 // history returns the topic's history, switched to epoch: what another
@@ -38,7 +46,41 @@ func (s *liveSet) history(topic, epoch string, seg uint64) *historyLive {
 		}
 		*h = historyLive{epoch: epoch}
 	}
+	s.unseal(h, seg)
 	return h
+}
+
+// unseal kills h's seal, if any, by a later record of its topic in seg.
+func (s *liveSet) unseal(h *historyLive, seg uint64) {
+	if h.seal != nil {
+		s.kill(h.seal, seg)
+		h.seal = nil
+	}
+}
+
+// historySeal applies an OpHistorySeal: live until the topic's next
+// history record.
+func (s *liveSet) historySeal(l *logical, seg uint64) *entry {
+	h := s.history(l.queue, l.epoch, seg)
+	h.seal = s.add(l, seg)
+	h.seal.hseq = l.hseq
+	return h.seal
+}
+
+// historyDrop applies an OpHistoryDrop: every record of the topic dies.
+func (s *liveSet) historyDrop(l *logical, seg uint64) {
+	h := s.histories[l.queue]
+	if h == nil {
+		return
+	}
+	for _, e := range h.entries {
+		s.kill(e, seg)
+	}
+	if h.trim != nil {
+		s.kill(h.trim, seg)
+	}
+	s.unseal(h, seg)
+	delete(s.histories, l.queue)
 }
 
 // historyAppend applies an OpHistoryAppend. An append at or below the
@@ -87,9 +129,15 @@ func (s *liveSet) historyLookup(l *logical) *entry {
 	if h == nil || h.epoch != l.epoch {
 		return nil
 	}
-	if l.op == broker.OpHistoryTrim {
+	switch l.op {
+	case broker.OpHistoryTrim:
 		if h.trim != nil && h.trim.hseq == l.hseq {
 			return h.trim
+		}
+		return nil
+	case broker.OpHistorySeal:
+		if h.seal != nil && h.seal.hseq == l.hseq {
+			return h.seal
 		}
 		return nil
 	}
@@ -106,6 +154,9 @@ func (s *liveSet) appendHistories(all []*entry) []*entry {
 		all = append(all, h.entries...)
 		if h.trim != nil {
 			all = append(all, h.trim)
+		}
+		if h.seal != nil {
+			all = append(all, h.seal)
 		}
 	}
 	return all

@@ -184,7 +184,7 @@ func resync(data []byte, off, limit int, v uint16) int {
 func plausibleType(t byte) bool { return t >= 1 && t <= maxRecordType }
 
 // maxRecordType is the highest record type this build reads.
-const maxRecordType = typeHistoryTrim
+const maxRecordType = typeHistoryDrop
 
 // scan walks the records of one segment (data includes the file header)
 // and calls fn for each good one: its checksums match and fn accepts it

@@ -493,6 +493,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		s.sealHistories(ctx)
 		return nil
 	case <-ctx.Done():
 		s.mu.Lock()
@@ -501,6 +502,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		<-done // every loop exits once its socket is closed
+		s.sealHistories(ctx)
 		return ctx.Err()
 	}
 }

@@ -217,6 +217,7 @@ func serverConfig(c config.Config, logger *slog.Logger, registry *prometheus.Reg
 			DurableIdleTTL:               time.Duration(lim.DurableIdleTTL),
 			ResumeGrace:                  resumeGrace(c.Session.ResumeGrace),
 			MaxParkedSessions:            c.Session.MaxParked,
+			MaxParkedPerIP:               c.Session.MaxParkedPerIP,
 			PresenceGrace:                presenceGrace(c.Presence.Grace),
 			MaxPresenceMembers:           c.Presence.MaxMembers,
 			MaxPresenceSets:              c.Presence.MaxSets,

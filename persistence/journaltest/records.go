@@ -114,6 +114,17 @@ func HistoryTrim(topic, epoch string, seq uint64) broker.JournalRecord {
 	return broker.JournalRecord{Op: broker.OpHistoryTrim, Queue: topic, Epoch: epoch, HistorySeq: seq}
 }
 
+// HistorySeal is the record of topic's history of epoch sealed at a clean
+// shutdown, next being the seq its next message gets.
+func HistorySeal(topic, epoch string, next uint64) broker.JournalRecord {
+	return broker.JournalRecord{Op: broker.OpHistorySeal, Queue: topic, Epoch: epoch, HistorySeq: next}
+}
+
+// HistoryDrop is the record of topic's history of epoch dropped.
+func HistoryDrop(topic, epoch string) broker.JournalRecord {
+	return broker.JournalRecord{Op: broker.OpHistoryDrop, Queue: topic, Epoch: epoch}
+}
+
 // Expect fails t unless got and want are the same records in the same
 // order, messages compared field by field (headers in order, bodies byte
 // for byte).
@@ -183,7 +194,7 @@ func describe(r broker.JournalRecord) string {
 			return fmt.Sprintf("%v %s %s (deliveries %d)", r.Op, r.Queue, r.MessageID, r.Deliveries)
 		}
 		return fmt.Sprintf("%v %s %s", r.Op, r.Queue, r.MessageID)
-	case broker.OpHistoryAppend, broker.OpHistoryTrim:
+	case broker.OpHistoryAppend, broker.OpHistoryTrim, broker.OpHistorySeal, broker.OpHistoryDrop:
 		return fmt.Sprintf("%v %s %s-%d %s", r.Op, r.Queue, r.Epoch, r.HistorySeq, r.MessageID)
 	}
 	return fmt.Sprintf("%v %s %+v", r.Op, r.Queue, r.Durable)

@@ -170,8 +170,9 @@ type Admin struct {
 
 // Session configures session recovery.
 type Session struct {
-	ResumeGrace Duration `yaml:"resume_grace" flag:"session-resume-grace" help:"how long a session whose connection dropped stays resumable with the resume-token its CONNECTED carried (subscriptions, messages that arrived meanwhile, unacknowledged messages); 0 disables session recovery"`
-	MaxParked   int      `yaml:"max_parked" flag:"session-max-parked" help:"most sessions parked for a resume at once (each may hold up to limits.max_connection_bytes); past it a dropped session is released at once"`
+	ResumeGrace    Duration `yaml:"resume_grace" flag:"session-resume-grace" help:"how long a session whose connection dropped stays resumable with the resume-token its CONNECTED carried (subscriptions, messages that arrived meanwhile, unacknowledged messages); 0 disables session recovery"`
+	MaxParked      int      `yaml:"max_parked" flag:"session-max-parked" help:"most sessions parked for a resume at once (each may hold up to limits.max_connection_bytes); past it a dropped session is released at once"`
+	MaxParkedPerIP int      `yaml:"max_parked_per_ip" flag:"session-max-parked-per-ip" help:"most sessions parked at once for one client address; past it that address's oldest parked session is released"`
 }
 
 // Conn tunes every connection.
@@ -244,7 +245,7 @@ func Default() Config {
 		},
 		Presence:                Presence{Grace: Duration(10 * time.Second), MaxMembers: 1000, MaxSets: 10_000},
 		ShutdownTimeout:         Duration(10 * time.Second),
-		Session:                 Session{ResumeGrace: Duration(2 * time.Minute), MaxParked: 10_000},
+		Session:                 Session{ResumeGrace: Duration(2 * time.Minute), MaxParked: 10_000, MaxParkedPerIP: 100},
 		Topics:                  Topics{HistoryMaxBytes: 256 << 20},
 		ShutdownReconnectWindow: Duration(10 * time.Second),
 		Dedupe:                  Dedupe{Window: Duration(2 * time.Minute), MaxKeysPerUser: 10_000},

@@ -287,6 +287,7 @@ func TestDefaultsMatchTheLibraries(t *testing.T) {
 		{"durable_idle_ttl", int64(d.Limits.DurableIdleTTL), int64(broker.Config{}.DurableIdleTTL)},
 		{"session.resume_grace", int64(d.Session.ResumeGrace), int64(broker.DefaultResumeGrace)},
 		{"session.max_parked", int64(d.Session.MaxParked), broker.DefaultMaxParkedSessions},
+		{"session.max_parked_per_ip", int64(d.Session.MaxParkedPerIP), broker.DefaultMaxParkedPerIP},
 		{"block_timeout", int64(d.Limits.BlockTimeout), 0},
 		{"presence.grace", int64(d.Presence.Grace), int64(broker.DefaultPresenceGrace)},
 		{"presence.max_members", int64(d.Presence.MaxMembers), broker.DefaultMaxPresenceMembers},

@@ -1,0 +1,172 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// Sealing topic histories at a clean shutdown. Publishing to a history
+// topic never waits for the disk (history_journal.go), so after a crash
+// the journal may lack the newest offsets that clients already saw. Were
+// the epoch kept, recovery would give those seqs again to other
+// messages, and a client resuming after one of them would be told
+// recovered:true while it misses the new ones. So a history keeps its
+// epoch across a restart only when the shutdown sealed it: an
+// OpHistorySeal, written (waited) after all its appends, says that the
+// journal holds the history complete, up to the seq the next message
+// gets. Any later record of the topic kills the seal on the journal, so
+// a replayed seal is the topic's last record. Recovery keeps the epoch
+// and ring of a topic whose seal matches what was replayed; any other
+// history starts a new epoch, empty (finishHistoryRecovery).
+//
+// A history that lost a record (an append refused by the journal's
+// budget, or failed after it was queued) is dirty: it is not sealed but
+// dropped (OpHistoryDrop), so it restarts with a new epoch too.
+
+// sealBatch is how many seals one Append carries: a batch is one record
+// on disk, which must stay well under the journal's record size limit
+// (a seal is a topic key, an epoch and 8 bytes).
+const sealBatch = 256
+
+// SealHistories writes, for every topic history, a seal (or a drop, when
+// a record of it may be missing) and waits for them to be on disk. Call
+// it once at a clean shutdown, after every session has ended (nothing
+// publishes any more) and before the journal is closed; ctx bounds it
+// (histories not sealed in time restart with a new epoch). Without a
+// pipelined journal it does nothing: histories are then not journaled.
+func (b *Broker) SealHistories(ctx context.Context) error {
+	if b.pipelined == nil {
+		return nil
+	}
+	var recs []JournalRecord
+	type topicRef struct {
+		sp *space
+		h  *topicHistory
+	}
+	var sealed []topicRef
+	for _, sp := range b.spaces {
+		if sp.hist == nil {
+			continue
+		}
+		sp.hist.mu.RLock()
+		hs := make([]*topicHistory, 0, len(sp.hist.topics))
+		for _, h := range sp.hist.topics {
+			hs = append(hs, h)
+		}
+		sp.hist.mu.RUnlock()
+		for _, h := range hs {
+			h.mu.Lock()
+			recs = sp.sealRecords(recs, h)
+			if !h.dirty.Load() {
+				sealed = append(sealed, topicRef{sp, h})
+			}
+			h.mu.Unlock()
+		}
+	}
+	var errs []error
+	for chunk := range slices.Chunk(recs, sealBatch) {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("broker: sealing topic histories: %w", err))
+			break
+		}
+		if err := b.cfg.Journal.Append(ctx, chunk...); err != nil {
+			errs = append(errs, fmt.Errorf("broker: sealing topic histories: %w", err))
+		}
+	}
+	// The journal writes in submission order and reports each queued
+	// append before the Appends queued after it return: a history whose
+	// append failed while its seal was on the way is dirty by now. Its
+	// seal would be a lie: drop the history.
+	var drops []JournalRecord
+	for _, r := range sealed {
+		if r.h.dirty.Load() {
+			drops = append(drops, JournalRecord{Op: OpHistoryDrop, Queue: r.sp.historyKey(r.h.name), Epoch: r.h.epoch})
+		}
+	}
+	for chunk := range slices.Chunk(drops, sealBatch) {
+		// Not cut short by ctx: a seal left in place would be a lie.
+		if err := b.cfg.Journal.Append(context.WithoutCancel(ctx), chunk...); err != nil {
+			errs = append(errs, fmt.Errorf("broker: dropping unsealable topic histories: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sealRecords appends h's records of a clean shutdown to recs: a drop
+// when h is dirty; else the trim of what was evicted since the last one
+// (so that the journal holds exactly the ring) and the seal. Caller
+// holds h.mu.
+func (sp *space) sealRecords(recs []JournalRecord, h *topicHistory) []JournalRecord {
+	key := sp.historyKey(h.name)
+	if h.dirty.Load() {
+		return append(recs, JournalRecord{Op: OpHistoryDrop, Queue: key, Epoch: h.epoch})
+	}
+	if evicted := h.first - 1; evicted > h.trim {
+		recs = append(recs, JournalRecord{Op: OpHistoryTrim, Queue: key, Epoch: h.epoch, HistorySeq: evicted})
+	}
+	return append(recs, JournalRecord{Op: OpHistorySeal, Queue: key, Epoch: h.epoch, HistorySeq: h.next})
+}
+
+// finishHistoryRecovery runs after the journal's records are replayed: a
+// history whose last record is a seal of what was replayed keeps its
+// epoch and ring; any other (a crash, a refused append, records of an
+// older stompbox) starts a new epoch, empty, at seq 1, so that no offset
+// a client may have seen is given to another message. Its old records
+// die on the journal at its first record of the new epoch, or at its
+// drop.
+func (b *Broker) finishHistoryRecovery() (kept, restarted int) {
+	for _, sp := range b.spaces {
+		t := sp.hist
+		if t == nil {
+			continue
+		}
+		t.mu.Lock()
+		var stale []*topicHistory
+		for _, h := range t.topics {
+			h.mu.Lock()
+			if h.sealNext != 0 && h.sealNext == h.next {
+				h.sealNext = 0
+				kept++
+			} else {
+				stale = append(stale, h)
+			}
+			h.mu.Unlock()
+		}
+		for _, h := range stale {
+			sp.removeHistoryLocked(h)
+		}
+		t.mu.Unlock()
+		for _, h := range stale {
+			if sp.createHistory(h.name, h.rule, newEpoch(), 1) != nil {
+				restarted++
+			}
+		}
+	}
+	return kept, restarted
+}
+
+// removeHistory removes topic name's history, if any (a replayed drop).
+func (sp *space) removeHistory(name string) {
+	t := sp.hist
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if h := t.topics[name]; h != nil {
+		sp.removeHistoryLocked(h)
+	}
+}
+
+// removeHistoryLocked empties h and takes it out of its table and the
+// broker-wide account. Caller holds sp.hist.mu, not h.mu.
+func (sp *space) removeHistoryLocked(h *topicHistory) {
+	h.mu.Lock()
+	for h.count > 0 {
+		h.evictOldest()
+	}
+	h.removed = true
+	h.mu.Unlock()
+	delete(sp.hist.topics, h.name)
+	sp.b.hist.bytes.Add(-h.bytes)
+	sp.b.hist.topics.Add(-1)
+}
