@@ -8,7 +8,14 @@
 //     chromedp): scenario scripts in a page the broker served, and the demo
 //     chat used through its UI (browser_test.go and browser_*_test.go;
 //     Chromium and tabs in chromium_test.go; the page-side helpers in
-//     testdata/browser_harness.js).
+//     testdata/browser_harness.js);
+//   - stompbox.js, the reconnect-proof module of package web: against a
+//     scripted server (browser_module_test.go), and against real brokers
+//     with the network cut through CDP under load, presence grace periods,
+//     5 minutes without page scripts, and the upload demo
+//     (browser_resume_test.go, browser_presence_test.go,
+//     browser_background_test.go, browser_upload_test.go; the scenario page
+//     is testdata/module, served with web/dist by the test itself).
 //
 // Later: the crash/restart suite.
 //

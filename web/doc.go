@@ -1,6 +1,21 @@
-// Package web owns the browser side of stompbox: the demo chat page in dist/
-// (index.html, app.js, style.css) and the stomp.js client it runs on, all
-// embedded into the binary and served by [Handler].
+// Package web owns the browser side of stompbox, all in dist/, embedded into
+// the binary and served by [Handler]:
+//
+//   - stompbox.js, an ES module on top of stomp.js that makes pages survive
+//     network drops with stompbox's extensions: it keeps the session's
+//     resume-token and each subscription's last offset and uses them on
+//     reconnect (resume-after, no duplicate by offset), exposes presence as
+//     events, honours reconnect-after and does not retry an ERROR with
+//     retryable:false (docs/quickstart.md shows how to use it);
+//   - the demo chat (index.html, app.js, style.css) on stompbox.js: recent
+//     history on joining, who is online, no gap after a reconnect, a
+//     "simulate network drop" button;
+//   - the upload demo: upload.html sends a file in binary SEND chunks paced
+//     by RECEIPTs, receive.html reassembles it and checks its SHA-256.
+//
+// Scripts are served with Access-Control-Allow-Origin: * so that a page
+// served from elsewhere can import stompbox.js (a module import is a CORS
+// request).
 //
 // The page talks to the broker only through @stomp/stompjs, pinned exactly in
 // package.json with a committed package-lock.json. Its UMD bundle is not

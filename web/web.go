@@ -83,6 +83,12 @@ func (s fileServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setCommonHeaders(w)
+	if strings.HasSuffix(r.URL.Path, ".js") {
+		// Scripts (stomp.js, stompbox.js) may be imported by pages served
+		// from elsewhere: an ES module import is a CORS request. They are
+		// public files, fetched without credentials.
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+	}
 	// Directories other than the root (which serves index.html) are not
 	// pages; http.FileServer would list them.
 	if r.URL.Path != "/" && strings.HasSuffix(r.URL.Path, "/") {

@@ -133,6 +133,15 @@ func TestHandler(t *testing.T) {
 					t.Errorf("Allow = %q, want %q", got, "GET, HEAD")
 				}
 			}
+			wantCORS := ""
+			// Scripts carry it (a page elsewhere may import stompbox.js); the
+			// build hint served in place of a missing bundle does not.
+			if strings.HasSuffix(tt.path, ".js") && method == http.MethodGet && res.StatusCode != http.StatusServiceUnavailable {
+				wantCORS = "*"
+			}
+			if got := res.Header.Get("Access-Control-Allow-Origin"); got != wantCORS {
+				t.Errorf("Access-Control-Allow-Origin = %q, want %q", got, wantCORS)
+			}
 			if res.StatusCode == http.StatusOK || res.StatusCode == http.StatusServiceUnavailable {
 				if got := res.Header.Get("X-Content-Type-Options"); got != "nosniff" {
 					t.Errorf("X-Content-Type-Options = %q, want nosniff", got)
@@ -156,6 +165,8 @@ func TestEmbedded(t *testing.T) {
 		`src="` + vendorBundle + `"`, `src="app.js"`, `href="style.css"`,
 		`id="name"`, `id="room"`, `id="text"`, `id="send"`, `id="messages"`,
 		`id="state"`, `id="close-code"`, `id="error"`,
+		`id="members"`, `id="online-count"`, `id="drop"`,
+		`type="module" src="app.js"`, `href="upload.html"`, `href="receive.html"`,
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("index.html lacks %s", want)
@@ -168,9 +179,14 @@ func TestEmbedded(t *testing.T) {
 	}
 	h := Handler()
 	for path, want := range map[string]int{
-		"/":          wantRoot,
-		"/app.js":    http.StatusOK,
-		"/style.css": http.StatusOK,
+		"/":             wantRoot,
+		"/app.js":       http.StatusOK,
+		"/style.css":    http.StatusOK,
+		"/stompbox.js":  http.StatusOK,
+		"/upload.html":  http.StatusOK,
+		"/upload.js":    http.StatusOK,
+		"/receive.html": http.StatusOK,
+		"/receive.js":   http.StatusOK,
 	} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))

@@ -1,297 +1,294 @@
 // stompbox demo chat.
 //
-// Runs on the global StompJs from the vendored UMD bundle (@stomp/stompjs,
-// see web/package.json). Each room is the topic /topic/chat.<room>; a message
-// is JSON {name, text, sentAt} with content-type application/json.
+// An ES module on stompbox.js (the reconnect-proof layer over stomp.js, whose
+// UMD bundle index.html loads first). Each room is the topic
+// /topic/chat.<room>; a message is JSON {name, text, sentAt} with
+// content-type application/json.
 //
-// Connection state, shown in #state: connecting (first attempt or after the
-// user reconnects), connected, reconnecting (the socket closed and stomp.js
-// will retry after reconnectDelay), disconnected (the user disconnected), error
-// (an error that retrying would not fix; the client is deactivated). The last
-// WebSocket close code is shown in #close-code.
+// On joining a room the page asks for the last 50 messages (history:50, when
+// the broker keeps history for /topic/chat.#), joins the room's presence set
+// with its display name (presence-info) and follows /presence/chat.<room> for
+// the "Online" list. After a drop stompbox.js resumes the session and each
+// subscription after its last offset: no message is missed or shown twice,
+// and a drop shorter than the broker's presence grace period makes nobody
+// leave. "Simulate network drop" closes the WebSocket abruptly to show it.
+//
+// Connection state, shown in #state: connecting, connected, reconnecting,
+// disconnected (the user disconnected), error (an error that retrying would
+// not fix; the client has stopped). The last WebSocket close code is shown in
+// #close-code.
 //
 // Optional query parameters: name, room, debug=1 (stomp.js debug log on the
-// console). window.stompboxChat exposes the client for tests and the console.
-(function () {
-  'use strict';
+// console). window.stompboxChat exposes the clients for tests and the console.
+import { StompboxClient, State } from './stompbox.js';
 
-  const DEFAULT_ROOM = 'lobby';
-  const TOPIC_PREFIX = '/topic/chat.';
-  const RECONNECT_DELAY_MS = 2000;
-  const HEARTBEAT_MS = 10000;
-  // Messages kept on screen; older ones are dropped so a long session stays small.
-  const MAX_MESSAGES = 500;
+const DEFAULT_ROOM = 'lobby';
+const TOPIC_PREFIX = '/topic/chat.';
+const RECONNECT_DELAY_MS = 2000;
+const HEARTBEAT_MS = 10000;
+// Recent messages asked for on joining a room.
+const HISTORY = 50;
+// Messages kept on screen; older ones are dropped so a long session stays small.
+const MAX_MESSAGES = 500;
+const ERROR_CODE_TOO_LARGE = 'frame-too-large';
+const TOO_LARGE_TEXT = 'message too large';
 
-  // RFC 6455 7.4.1: 1009 "indicates that an endpoint is terminating the
-  // connection because it has received a message that is too big for it to
-  // process". stompbox sends it after an ERROR frame with error-code
-  // frame-too-large, or alone when a WebSocket message is over the limit.
-  const CLOSE_TOO_BIG = 1009;
-  const ERROR_CODE_TOO_LARGE = 'frame-too-large';
-  const TOO_LARGE_TEXT = 'message too large';
+const ui = {
+  state: byId('state'),
+  closeCode: byId('close-code'),
+  closeReason: byId('close-reason'),
+  toggle: byId('toggle'),
+  drop: byId('drop'),
+  name: byId('name'),
+  room: byId('room'),
+  destination: byId('destination'),
+  error: byId('error'),
+  errorDetail: byId('error-detail'),
+  messages: byId('messages'),
+  members: byId('members'),
+  onlineCount: byId('online-count'),
+  composer: byId('composer'),
+  text: byId('text'),
+  send: byId('send'),
+  brokerURL: byId('broker-url'),
+};
 
-  const ui = {
-    state: byId('state'),
-    closeCode: byId('close-code'),
-    closeReason: byId('close-reason'),
-    toggle: byId('toggle'),
-    name: byId('name'),
-    room: byId('room'),
-    destination: byId('destination'),
-    error: byId('error'),
-    errorDetail: byId('error-detail'),
-    messages: byId('messages'),
-    composer: byId('composer'),
-    text: byId('text'),
-    send: byId('send'),
-    brokerURL: byId('broker-url'),
-  };
-
-  // The current room's subscription on the current connection; null while
-  // disconnected. A subscription never outlives its connection: stomp.js
-  // does not resubscribe, so onConnect subscribes again.
-  let subscription = null;
-  // Set when an error must not be retried; cleared when the user reconnects.
-  let fatal = false;
-
-  function byId(id) {
-    const el = document.getElementById(id);
-    if (!el) {
-      throw new Error('stompbox chat: missing element #' + id);
-    }
-    return el;
+function byId(id) {
+  const el = document.getElementById(id);
+  if (!el) {
+    throw new Error('stompbox chat: missing element #' + id);
   }
+  return el;
+}
 
-  if (typeof StompJs === 'undefined') {
-    // The server answers 503 for the page itself when the bundle is missing,
-    // so this is only reached when the files are served some other way.
-    fatal = true;
-    setState('error');
-    ui.toggle.disabled = true;
-    showError('stomp.js is not loaded', 'vendor/stomp.umd.min.js is missing: run `make web`, then rebuild stompbox.');
-    return;
-  }
+const params = new URLSearchParams(location.search);
+// Same host and port as the page, so the demo works on localhost, 127.0.0.1
+// or any name the listener is reached by.
+const brokerURL = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
+// This tab's presence-id: several tabs of one user are several members.
+const tabId = Math.random().toString(36).slice(2, 10);
 
-  const params = new URLSearchParams(location.search);
-  // Same host and port as the page, so the demo works on localhost, 127.0.0.1
-  // or any name the listener is reached by.
-  const brokerURL = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
+let room = roomName(params.get('room') || DEFAULT_ROOM) || DEFAULT_ROOM;
+ui.name.value = params.get('name') || 'guest-' + Math.floor(1000 + Math.random() * 9000);
+ui.room.value = room;
+ui.destination.textContent = TOPIC_PREFIX + room;
+ui.brokerURL.textContent = brokerURL;
 
-  let room = roomName(params.get('room') || DEFAULT_ROOM) || DEFAULT_ROOM;
-
-  ui.name.value = params.get('name') || 'guest-' + Math.floor(1000 + Math.random() * 9000);
-  ui.room.value = room;
-  ui.destination.textContent = TOPIC_PREFIX + room;
-  ui.brokerURL.textContent = brokerURL;
-
-  const client = new StompJs.Client({
+let sb = null;
+try {
+  sb = new StompboxClient({
     brokerURL: brokerURL,
-    // stomp.js offers the v12.stomp, v11.stomp and v10.stomp subprotocols
-    // and the matching accept-version itself.
     reconnectDelay: RECONNECT_DELAY_MS,
     heartbeatIncoming: HEARTBEAT_MS,
     heartbeatOutgoing: HEARTBEAT_MS,
+    onStateChange: setState,
+    onConnect: () => clearError(),
+    onError: showStompError,
+    onClose: (event) => {
+      ui.closeCode.textContent = String(event.code);
+      ui.closeReason.textContent = event.reason || '';
+    },
   });
-  if (params.get('debug') === '1') {
-    client.debug = (line) => console.log('stomp:', line);
-  }
+} catch (err) {
+  // The server answers 503 for the page itself when the bundle is missing,
+  // so this is only reached when the files are served some other way.
+  setState(State.ERROR);
+  ui.toggle.disabled = true;
+  ui.drop.disabled = true;
+  showError('stomp.js is not loaded', 'vendor/stomp.umd.min.js is missing: run `make web`, then rebuild stompbox.');
+  throw err;
+}
+if (params.get('debug') === '1') {
+  sb.debug = (line) => console.log('stomp:', line);
+}
 
-  client.onConnect = () => {
-    fatal = false;
+// The current room's message subscription and presence list.
+let messages = null;
+let presence = null;
+join();
+
+ui.composer.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const text = ui.text.value;
+  if (text.trim() === '' || !sb.connected) {
+    return;
+  }
+  send(text);
+  ui.text.value = '';
+  ui.text.focus();
+});
+
+ui.room.addEventListener('change', () => {
+  const next = roomName(ui.room.value);
+  if (!next) {
+    ui.room.value = room;
+    return;
+  }
+  ui.room.value = next;
+  if (next === room) {
+    return;
+  }
+  messages.unsubscribe();
+  presence.unsubscribe();
+  room = next;
+  ui.destination.textContent = TOPIC_PREFIX + room;
+  ui.messages.replaceChildren();
+  join();
+});
+
+ui.toggle.addEventListener('click', () => {
+  if (sb.state === State.DISCONNECTED || sb.state === State.ERROR) {
     clearError();
-    subscription = null; // the previous connection's subscription died with it
-    subscribe();
-    setState('connected');
-  };
+    sb.activate();
+  } else {
+    void sb.deactivate();
+  }
+});
 
-  client.onStompError = (frame) => {
-    const h = frame.headers;
-    const code = h['error-code'] || '';
-    const message = h.message || 'server error';
-    const detail = [message, frame.body.trim()].filter(Boolean).join(' \u2014 ') +
-      (code ? ' [' + code + ']' : '');
-    if (code === ERROR_CODE_TOO_LARGE) {
-      stopOnError(TOO_LARGE_TEXT, detail);
-      return;
-    }
-    // stompbox marks every ERROR with retryable: true|false. Without the
-    // header (another broker) stomp.js's default applies: reconnect.
-    if (h.retryable === 'false') {
-      stopOnError('error: ' + message, detail + ' Not retrying.');
-      return;
-    }
-    setState('error');
-    showError('error: ' + message, detail + ' Reconnecting.');
-  };
+ui.drop.addEventListener('click', () => sb.simulateDrop());
 
-  client.onWebSocketClose = (event) => {
-    subscription = null;
-    ui.closeCode.textContent = String(event.code);
-    ui.closeReason.textContent = event.reason || '';
-    if (event.code === CLOSE_TOO_BIG && !fatal) {
-      stopOnError(TOO_LARGE_TEXT, 'WebSocket closed with code 1009 (message too big)');
-    }
-    // stomp.js calls this before scheduling a reconnect, and schedules none
-    // once deactivate() has been called.
-    if (fatal) {
-      setState('error');
-    } else if (client.active) {
-      setState('reconnecting');
-    } else {
-      setState('disconnected');
-    }
-  };
-
-  ui.composer.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const text = ui.text.value;
-    if (text.trim() === '' || !client.connected) {
-      return;
-    }
-    send(text);
-    ui.text.value = '';
-    ui.text.focus();
+// join subscribes to the current room (with recent history and presence)
+// and follows who is in it.
+function join() {
+  messages = sb.subscribe(TOPIC_PREFIX + room, onMessage, {
+    history: HISTORY,
+    presence: { id: tabId, info: ui.name.value.trim() || 'anonymous' },
+    onRecovered: (r) => {
+      if (!r.recovered) {
+        showError('some messages were lost', 'The broker no longer had every message sent while this page was away.');
+      }
+    },
   });
+  presence = sb.presence(TOPIC_PREFIX + room, { onChange: showMembers });
+  showMembers(presence.members);
+}
 
-  ui.room.addEventListener('change', () => {
-    const next = roomName(ui.room.value);
-    if (!next) {
-      ui.room.value = room;
-      return;
-    }
-    ui.room.value = next;
-    if (next === room) {
-      return;
-    }
-    if (subscription) {
-      subscription.unsubscribe();
-      subscription = null;
-    }
-    room = next;
-    ui.destination.textContent = TOPIC_PREFIX + room;
-    ui.messages.replaceChildren();
-    if (client.connected) {
-      subscribe();
-    }
+// send publishes text to the current room as the name in #name.
+function send(text) {
+  sb.publish({
+    destination: TOPIC_PREFIX + room,
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      name: ui.name.value.trim() || 'anonymous',
+      text: text,
+      sentAt: new Date().toISOString(),
+    }),
   });
+}
 
-  ui.toggle.addEventListener('click', () => {
-    if (client.active) {
-      fatal = false;
-      void client.deactivate().then(() => setState('disconnected'));
-    } else {
-      connect();
-    }
-  });
+function onMessage(message) {
+  let m = null;
+  try {
+    m = JSON.parse(message.body);
+  } catch (e) {
+    // Not ours (anyone may publish to the topic): show the raw body.
+  }
+  if (m === null || typeof m !== 'object') {
+    m = { name: '?', text: message.body };
+  }
+  appendMessage(String(m.name ?? '?'), String(m.text ?? ''), m.sentAt, message.headers.replayed === 'true');
+}
 
-  function connect() {
-    fatal = false;
-    clearError();
-    setState('connecting');
-    client.activate();
+function appendMessage(name, text, sentAt, replayed) {
+  const li = document.createElement('li');
+  li.dataset.name = name;
+  if (name === ui.name.value.trim()) {
+    li.classList.add('mine');
+  }
+  if (replayed) {
+    li.classList.add('replayed');
+  }
+  const who = document.createElement('span');
+  who.className = 'who';
+  who.textContent = name;
+  const body = document.createElement('span');
+  body.className = 'text';
+  body.textContent = text;
+  li.append(who, body);
+  const when = new Date(sentAt);
+  if (!Number.isNaN(when.getTime())) {
+    const time = document.createElement('time');
+    time.dateTime = when.toISOString();
+    time.textContent = when.toLocaleTimeString();
+    li.append(time);
   }
 
-  function subscribe() {
-    subscription = client.subscribe(TOPIC_PREFIX + room, onMessage);
+  const list = ui.messages;
+  const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+  list.append(li);
+  while (list.childElementCount > MAX_MESSAGES) {
+    list.firstElementChild.remove();
   }
-
-  // send publishes text to the current room as the name in #name.
-  function send(text) {
-    client.publish({
-      destination: TOPIC_PREFIX + room,
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        name: ui.name.value.trim() || 'anonymous',
-        text: text,
-        sentAt: new Date().toISOString(),
-      }),
-    });
+  if (atBottom) {
+    list.scrollTop = list.scrollHeight;
   }
+}
 
-  function onMessage(message) {
-    let m = null;
-    try {
-      m = JSON.parse(message.body);
-    } catch (e) {
-      // Not ours (anyone may publish to the topic): show the raw body.
-    }
-    if (m === null || typeof m !== 'object') {
-      m = { name: '?', text: message.body };
-    }
-    appendMessage(String(m.name ?? '?'), String(m.text ?? ''), m.sentAt);
-  }
-
-  function appendMessage(name, text, sentAt) {
+// showMembers lists who is online: one entry per member (user and tab),
+// by display name.
+function showMembers(members) {
+  const items = [...members.values()]
+    .map((m) => ({ m, label: m.info || m.user || '?' }))
+    .sort((a, b) => a.label.localeCompare(b.label));
+  ui.members.replaceChildren(...items.map(({ m, label }) => {
     const li = document.createElement('li');
-    li.dataset.name = name;
-    if (name === ui.name.value.trim()) {
-      li.classList.add('mine');
+    li.textContent = label;
+    li.dataset.user = m.user ?? '';
+    li.dataset.id = m.id ?? '';
+    if (m.id === tabId) {
+      li.classList.add('me');
     }
-    const who = document.createElement('span');
-    who.className = 'who';
-    who.textContent = name;
-    const body = document.createElement('span');
-    body.className = 'text';
-    body.textContent = text;
-    li.append(who, body);
-    const when = new Date(sentAt);
-    if (!Number.isNaN(when.getTime())) {
-      const time = document.createElement('time');
-      time.dateTime = when.toISOString();
-      time.textContent = when.toLocaleTimeString();
-      li.append(time);
-    }
+    return li;
+  }));
+  ui.onlineCount.textContent = String(items.length);
+}
 
-    const list = ui.messages;
-    const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
-    list.append(li);
-    while (list.childElementCount > MAX_MESSAGES) {
-      list.firstElementChild.remove();
-    }
-    if (atBottom) {
-      list.scrollTop = list.scrollHeight;
-    }
+// showStompError shows an ERROR frame; stompbox.js has already stopped
+// reconnecting when it is not retryable.
+function showStompError(err) {
+  const detail = [err.message, String(err.body || '').trim()].filter(Boolean).join(' \u2014 ') +
+    (err.code ? ' [' + err.code + ']' : '');
+  if (err.code === ERROR_CODE_TOO_LARGE) {
+    showError(TOO_LARGE_TEXT, detail);
+  } else if (err.fatal) {
+    showError('error: ' + err.message, detail + ' Not retrying.');
+  } else {
+    showError('error: ' + err.message, detail + ' Reconnecting' +
+      (err.reconnectAfter ? ' in ' + (err.reconnectAfter / 1000).toFixed(1) + ' s.' : '.'));
   }
+}
 
-  // stopOnError shows an error that retrying would only repeat (a message
-  // over the size limit would be refused again) and stops reconnecting.
-  function stopOnError(text, detail) {
-    fatal = true;
-    setState('error');
-    showError(text, detail);
-    void client.deactivate();
-  }
+function setState(state) {
+  ui.state.textContent = state;
+  ui.state.dataset.state = state;
+  ui.send.disabled = state !== State.CONNECTED;
+  ui.drop.disabled = state !== State.CONNECTED;
+  // Connect when the client has stopped (the user disconnected, or an
+  // error that is not retried); Disconnect while connected or retrying.
+  ui.toggle.textContent = state === State.DISCONNECTED || state === State.ERROR ? 'Connect' : 'Disconnect';
+}
 
-  function setState(state) {
-    ui.state.textContent = state;
-    ui.state.dataset.state = state;
-    ui.send.disabled = state !== 'connected';
-    // Connect when stomp.js has given up (the user disconnected, or an error
-    // that is not retried); Disconnect while it is connected or retrying.
-    ui.toggle.textContent = state === 'disconnected' || fatal ? 'Connect' : 'Disconnect';
-  }
+function showError(text, detail) {
+  ui.error.textContent = text;
+  ui.errorDetail.textContent = detail || '';
+}
 
-  function showError(text, detail) {
-    ui.error.textContent = text;
-    ui.errorDetail.textContent = detail || '';
-  }
+function clearError() {
+  showError('', '');
+}
 
-  function clearError() {
-    showError('', '');
-  }
+// roomName makes a room usable as one segment of a topic name: dots would
+// nest it and * or # would make a wildcard subscription. Returns '' when
+// nothing usable is left.
+function roomName(raw) {
+  return String(raw).trim().replace(/[^A-Za-z0-9_-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 64);
+}
 
-  // roomName makes a room usable as one segment of a topic name: dots would
-  // nest it and * or # would make a wildcard subscription. Returns '' when
-  // nothing usable is left.
-  function roomName(raw) {
-    return String(raw).trim().replace(/[^A-Za-z0-9_-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 64);
-  }
+window.stompboxChat = {
+  client: sb.client, // the stomp.js Client
+  stompbox: sb,
+  send: send,
+  room: () => room,
+};
 
-  window.stompboxChat = {
-    client: client,
-    send: send,
-    room: () => room,
-  };
-
-  connect();
-})();
+sb.activate();
