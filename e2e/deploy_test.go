@@ -293,7 +293,8 @@ func TestDeployDashboard(t *testing.T) {
 // the loader's schema (docs/configuration.md lists all). The loader
 // rejects unknown keys at start; BrokerStartsWithIt is the final word.
 var configKeys = map[string][]string{
-	"": {"listen", "tls", "websocket", "auth", "heartbeat", "limits", "journal", "log", "admin", "shutdown_timeout"},
+	"": {"listen", "tls", "websocket", "auth", "heartbeat", "limits", "journal", "topics", "session", "log", "admin",
+		"shutdown_timeout"},
 	"auth": {"anonymous", "users_file", "acl_file", "failure_delay", "jwt_secret_file", "jwt_keys_file", "jwt_audience",
 		"jwt_issuer", "token_query_param", "token_cookie", "token_required"},
 	"listen":    {"stomp", "stomp_tls", "http", "https", "admin"},
@@ -303,6 +304,8 @@ var configKeys = map[string][]string{
 	"limits": {"connect_timeout", "max_body", "max_headers", "max_subscriptions", "max_outbox_bytes",
 		"max_queue_messages", "max_queue_bytes", "max_redeliveries"},
 	"journal": {"dir", "sync", "sync_interval", "max_bytes"},
+	"topics":  {"history"},
+	"session": {"resume_grace"},
 	"log":     {"level", "format"},
 	"admin":   {"pprof", "destination_metrics"},
 }
