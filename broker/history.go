@@ -96,7 +96,7 @@ type topicHistory struct {
 	rule   int           // immutable: index of the matching rule
 	size   int           // immutable: the rule's Size
 	maxAge int64         // immutable: the rule's MaxAge in ms; 0 none
-	epoch  string        // immutable: this history lifetime
+	epoch  string        // immutable once serving (recovery may renew it): this history lifetime
 	hb     *historyBytes // immutable: the broker-wide account
 
 	mu    sync.Mutex

@@ -19,7 +19,8 @@ import (
 // gets. Any later record of the topic kills the seal on the journal, so
 // a replayed seal is the topic's last record. Recovery keeps the epoch
 // and ring of a topic whose seal matches what was replayed; any other
-// history starts a new epoch, empty (finishHistoryRecovery).
+// history goes on under a new epoch, its retained messages kept
+// (finishHistoryRecovery).
 //
 // A history that lost a record (an append refused by the journal's
 // budget, or failed after it was queued) is dirty: it is not sealed but
@@ -111,11 +112,11 @@ func (sp *space) sealRecords(recs []JournalRecord, h *topicHistory) []JournalRec
 
 // finishHistoryRecovery runs after the journal's records are replayed: a
 // history whose last record is a seal of what was replayed keeps its
-// epoch and ring; any other (a crash, a refused append, records of an
-// older stompbox) starts a new epoch, empty, at seq 1, so that no offset
-// a client may have seen is given to another message. Its old records
-// die on the journal at its first record of the new epoch, or at its
-// drop.
+// epoch; any other (a crash, a refused append, records of an older
+// stompbox) keeps its retained messages but goes on under a new epoch
+// (renewEpochLocked), so that no offset a client may have seen is given
+// to another message, and a client resuming with an old offset is told
+// recovered:false.
 func (b *Broker) finishHistoryRecovery() (kept, restarted int) {
 	for _, sp := range b.spaces {
 		t := sp.hist
@@ -123,28 +124,51 @@ func (b *Broker) finishHistoryRecovery() (kept, restarted int) {
 			continue
 		}
 		t.mu.Lock()
-		var stale []*topicHistory
 		for _, h := range t.topics {
 			h.mu.Lock()
 			if h.sealNext != 0 && h.sealNext == h.next {
-				h.sealNext = 0
 				kept++
 			} else {
-				stale = append(stale, h)
-			}
-			h.mu.Unlock()
-		}
-		for _, h := range stale {
-			sp.removeHistoryLocked(h)
-		}
-		t.mu.Unlock()
-		for _, h := range stale {
-			if sp.createHistory(h.name, h.rule, newEpoch(), 1) != nil {
+				sp.renewEpochLocked(h)
 				restarted++
 			}
+			h.sealNext = 0
+			h.mu.Unlock()
 		}
+		t.mu.Unlock()
 	}
 	return kept, restarted
+}
+
+// renewEpochLocked gives h, recovered unsealed, a new epoch. Its retained
+// messages stay, with the offsets they were delivered with (their
+// headers), and are journaled again under the new epoch: the journal
+// then drops the old lifetime's records at the first of them, and a
+// later restart finds them under the new one. New messages get offsets
+// of the new epoch from the old next seq on; a resume-after of the old
+// epoch is recovered:false and replays everything retained, which a
+// client that drops what it has seen (same epoch, seq not above its
+// last) takes without a duplicate. Recovery only (nothing publishes
+// yet); caller holds h.mu.
+func (sp *space) renewEpochLocked(h *topicHistory) {
+	h.epoch = newEpoch()
+	h.trim = h.first - 1
+	j := sp.b.pipelined
+	if j == nil {
+		return
+	}
+	key := sp.historyKey(h.name)
+	for seq := h.first; seq < h.next; seq++ {
+		e := h.at(seq)
+		err := j.AppendAsync(historyDone{h}, JournalRecord{Op: OpHistoryAppend, Queue: key, MessageID: e.m.ID,
+			Message: e.m, Epoch: h.epoch, HistorySeq: seq, PublishedAt: e.at})
+		if err != nil {
+			h.dirty.Store(true) // not all of it is on disk: not sealed at shutdown either
+			sp.b.cfg.Logger.Warn("journal: topic history not rewritten under its new epoch; it restarts empty after the next restart",
+				"topic", h.name, "err", err)
+			return
+		}
+	}
 }
 
 // removeHistory removes topic name's history, if any (a replayed drop).

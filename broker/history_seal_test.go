@@ -86,10 +86,11 @@ func TestHistorySealAtShutdown(t *testing.T) {
 	}
 }
 
-// TestHistorySealRecovery: recovery keeps a history's epoch and ring only
-// when its last record is a seal of the seq it goes on from; any other
-// history (no seal: a crash; a record after the seal; a seal that does
-// not match) starts a new epoch, empty, at seq 1; a drop removes it.
+// TestHistorySealRecovery: recovery keeps a history's epoch only when its
+// last record is a seal of the seq it goes on from; any other history (no
+// seal: a crash; a record after the seal; a seal that does not match)
+// keeps its retained messages under a new epoch, going on from the seq
+// after them; a drop removes it.
 func TestHistorySealRecovery(t *testing.T) {
 	app := func(seq uint64) JournalRecord {
 		m := &Message{ID: "m" + strconv.FormatUint(seq, 10), Destination: "/topic/t", Body: []byte("x")}
@@ -111,9 +112,9 @@ func TestHistorySealRecovery(t *testing.T) {
 		{"sealed", []JournalRecord{app(1), app(2), seal(3)}, true, 2, 3, false},
 		{"sealed after a trim", []JournalRecord{app(1), app(2), trim, seal(3)}, true, 1, 3, false},
 		{"sealed empty", []JournalRecord{seal(7)}, true, 0, 7, false},
-		{"crash: no seal", []JournalRecord{app(1), app(2)}, false, 0, 1, false},
-		{"crash after a restart: append after the seal", []JournalRecord{app(1), app(2), seal(3), app(3)}, false, 0, 1, false},
-		{"seal that does not match", []JournalRecord{app(1), app(2), seal(5)}, false, 0, 1, false},
+		{"crash: no seal", []JournalRecord{app(1), app(2)}, false, 2, 3, false},
+		{"crash after a restart: append after the seal", []JournalRecord{app(1), app(2), seal(3), app(3)}, false, 3, 4, false},
+		{"seal that does not match", []JournalRecord{app(1), app(2), seal(5)}, false, 2, 3, false},
 		{"dropped", []JournalRecord{app(1), app(2), drop}, false, 0, 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

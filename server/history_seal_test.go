@@ -88,10 +88,12 @@ func journalBarrier(t *testing.T, c *rawClient) {
 
 // TestHistoryNewEpochAfterCrash: publishing never waits for the disk, so
 // a crash may lose the newest offsets clients saw. The restart must not
-// give those offsets to other messages: the history starts a new epoch,
-// a resume-after an old offset gets recovered:false, and every message
-// published after the restart is delivered (none taken for one already
-// seen).
+// give those offsets to other messages: the history goes on under a new
+// epoch, a resume-after an old offset gets recovered:false and every
+// message retained (with the offsets it was delivered with), and every
+// message published after the restart is delivered (none taken for one
+// already seen). The retained messages are journaled again under the new
+// epoch: a second crash still finds them.
 func TestHistoryNewEpochAfterCrash(t *testing.T) {
 	for _, tr := range []string{"tcp", "ws"} {
 		t.Run(tr, func(t *testing.T) {
@@ -112,20 +114,35 @@ func TestHistoryNewEpochAfterCrash(t *testing.T) {
 			c2 := dial2()
 			c2.connect()
 			r := subscribeReceipt(c2, "again", "/topic/hist.c", "resume-after:"+epoch+"-8")
-			newEpoch := epochOf(t, header(r, "offset"))
-			if header(r, "recovered") != "false" || newEpoch == epoch || header(r, "offset") != newEpoch+"-0" {
-				t.Fatalf("after a crash: recovered %q offset %q, want false and a new epoch (was %s)", header(r, "recovered"), header(r, "offset"), epoch)
+			epoch2 := epochOf(t, header(r, "offset"))
+			if header(r, "recovered") != "false" || epoch2 == epoch || header(r, "offset") != epoch2+"-3" {
+				t.Fatalf("after a crash: recovered %q offset %q, want false and a new epoch at 3 (was %s)", header(r, "recovered"), header(r, "offset"), epoch)
 			}
+			expectMessages(c2, epoch, []string{"m0", "m1", "m2"}, 1, true) // what was retained, as delivered before
 			pub2 := dial2()
 			pub2.connect()
 			publishN(pub2, "/topic/hist.c", "n", 2)
-			expectMessages(c2, newEpoch, []string{"n0", "n1"}, 1, false)
-			// history:n after the crash has only the new epoch.
+			expectMessages(c2, epoch2, []string{"n0", "n1"}, 4, false)
 			r = subscribeReceipt(c2, "h", "/topic/hist.c", "history:10")
-			if header(r, "offset") != newEpoch+"-2" {
-				t.Fatalf("history:10 offset %q, want %s-2", header(r, "offset"), newEpoch)
+			if header(r, "offset") != epoch2+"-5" {
+				t.Fatalf("history:10 offset %q, want %s-5", header(r, "offset"), epoch2)
 			}
-			expectMessages(c2, newEpoch, []string{"n0", "n1"}, 1, true)
+			expectMessages(c2, epoch, []string{"m0", "m1", "m2"}, 1, true)
+			expectMessages(c2, epoch2, []string{"n0", "n1"}, 4, true)
+
+			// A second crash: the old messages were journaled again under
+			// the new epoch, so they are still there.
+			journalBarrier(t, pub2)
+			crashedAgain := copyJournal(t, crashed)
+			dial3, _, _ := journaledHistory(t, crashedAgain, tr == "ws", historyConfig(100, 0), persistence.Config{Sync: persistence.SyncAlways})
+			c3 := dial3()
+			c3.connect()
+			r = subscribeReceipt(c3, "again", "/topic/hist.c", "resume-after:"+epoch2+"-5")
+			if header(r, "recovered") != "false" || epochOf(t, header(r, "offset")) == epoch2 {
+				t.Fatalf("after a second crash: recovered %q offset %q, want false and another epoch", header(r, "recovered"), header(r, "offset"))
+			}
+			expectMessages(c3, epoch, []string{"m0", "m1", "m2"}, 1, true)
+			expectMessages(c3, epoch2, []string{"n0", "n1"}, 4, true)
 		})
 	}
 }
