@@ -256,13 +256,7 @@ func TestDedupeTransaction(t *testing.T) {
 // handed to the journal again and gets its RECEIPT in order, after the
 // original's; a journal failure gives the key back.
 func TestDedupePipelined(t *testing.T) {
-	j := &pipeJournal{}
-	b := New(Config{Journal: j})
-	c := newClient(t, b)
-	c.connect()
-	c.mustSend(frames.CmdSubscribe, "", "destination:/queue/q", "id:s")
-	p := newClient(t, b)
-	p.connect()
+	j, b, c, p := pipelinedQueue(t)
 	p.mustSend(frames.CmdSend, "m1", "destination:/queue/q", "persistent:true", "idempotency-key:k", "receipt:r1")
 	p.mustSend(frames.CmdSend, "m1", "destination:/queue/q", "persistent:true", "idempotency-key:k", "receipt:r2")
 	p.mustSend(frames.CmdSend, "m3", "destination:/queue/q", "persistent:true", "receipt:r3")
@@ -305,6 +299,19 @@ func TestDedupePipelined(t *testing.T) {
 	if got := receiptIDs(p2.poll()); !slices.Equal(got, []string{"rf2"}) {
 		t.Fatalf("receipts %v, want rf2", got)
 	}
+}
+
+// pipelinedQueue is a broker with a pipelined journal the test completes
+// by hand, a consumer c of /queue/q and a connected producer p.
+func pipelinedQueue(t *testing.T) (*pipeJournal, *Broker, *client, *client) {
+	j := &pipeJournal{}
+	b := New(Config{Journal: j})
+	c := newClient(t, b)
+	c.connect()
+	c.mustSend(frames.CmdSubscribe, "", "destination:/queue/q", "id:s")
+	p := newClient(t, b)
+	p.connect()
+	return j, b, c, p
 }
 
 // A negative window turns deduplication off: repeats are applied.
@@ -374,13 +381,7 @@ func TestDedupeMemoryPerKey(t *testing.T) {
 // promise what the write may still fail to keep. It goes in as new; once
 // the original is on disk, repeats are duplicates again.
 func TestDedupeResendWhileOriginalPending(t *testing.T) {
-	j := &pipeJournal{}
-	b := New(Config{Journal: j})
-	c := newClient(t, b)
-	c.connect()
-	c.mustSend(frames.CmdSubscribe, "", "destination:/queue/q", "id:s")
-	p := newClient(t, b)
-	p.connect()
+	j, b, c, p := pipelinedQueue(t)
 	p.mustSend(frames.CmdSend, "orig", "destination:/queue/q", "persistent:true", "idempotency-key:k", "receipt:r1")
 	p2 := newClient(t, b)
 	p2.connect() // anonymous, as p: the same user
