@@ -173,3 +173,32 @@ func TestRemoteHost(t *testing.T) {
 		}
 	}
 }
+
+// TestResumedUnsubscribeUnknownIsNoError: on a resumed session an
+// UNSUBSCRIBE of an id the session does not hold (sent before a drop that
+// may have delivered it, or again) gets its RECEIPT, not ERROR
+// unknown-subscription (which a client would take as fatal); on a fresh
+// session it is still the error.
+func TestResumedUnsubscribeUnknownIsNoError(t *testing.T) {
+	b := New(Config{})
+	a := newClient(t, b)
+	tok := hdr(a.connect(), "resume-token")
+	a.mustSend(frames.CmdSubscribe, "", "destination:/topic/t", "id:old")
+	a.drop()
+	r := newClient(t, b)
+	if f, _ := r.resumeOn(tok); hdr(f, "resumed") != "true" {
+		t.Fatalf("CONNECTED %v", headerLines(f))
+	}
+	r.mustSend(frames.CmdUnsubscribe, "", "id:old", "receipt:u1")
+	r.mustSend(frames.CmdUnsubscribe, "", "id:old", "receipt:u2") // again: already gone
+	r.mustSend(frames.CmdUnsubscribe, "", "id:never", "receipt:u3")
+	if got := receiptIDs(r.poll()); !slicesEqual(got, "u1", "u2", "u3") {
+		t.Fatalf("receipts %v, want u1 u2 u3", got)
+	}
+	fresh := newClient(t, b)
+	fresh.connect()
+	_ = fresh.send(frames.CmdUnsubscribe, "", "id:never")
+	if fs := fresh.poll(); len(fs) != 1 || hdr(fs[0], "error-code") != CodeUnknownSubscription {
+		t.Fatalf("fresh session got %v, want ERROR unknown-subscription", commands(fs))
+	}
+}

@@ -138,6 +138,14 @@ func (s *Session) handleUnsubscribe(f *frames.Frame) *stompError {
 		return protocolErr(CodeMissingHeader, "missing id header", "UNSUBSCRIBE requires the id of the subscription.")
 	}
 	sub := s.subs[string(id)]
+	if sub == nil && s.resume.resumed {
+		// A resumed client cannot know which of its frames the dropped
+		// connection delivered: an UNSUBSCRIBE of an id it replaced on a
+		// connection that then dropped, or one unsubscribed already, ends
+		// nothing and is no error (docs/compliance.md, Session recovery).
+		s.receipt(f)
+		return nil
+	}
 	if sub == nil {
 		return protocolErr(CodeUnknownSubscription, "unknown subscription",
 			"No subscription with id "+strconv.Quote(truncateString(string(id), 64))+" on this connection.")

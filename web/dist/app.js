@@ -75,6 +75,9 @@ ui.destination.textContent = TOPIC_PREFIX + room;
 ui.brokerURL.textContent = brokerURL;
 
 let sb = null;
+// established says a connection of the client is (or was, until its close)
+// connected.
+let established = false;
 try {
   sb = new StompboxClient({
     brokerURL: brokerURL,
@@ -82,9 +85,18 @@ try {
     heartbeatIncoming: HEARTBEAT_MS,
     heartbeatOutgoing: HEARTBEAT_MS,
     onStateChange: setState,
-    onConnect: () => clearError(),
+    onConnect: () => {
+      established = true;
+      clearError();
+    },
     onError: showStompError,
     onClose: (event) => {
+      // Why the last connection ended: an attempt to reconnect that never
+      // connected (the server still down) must not hide it.
+      if (!established) {
+        return;
+      }
+      established = false;
       ui.closeCode.textContent = String(event.code);
       ui.closeReason.textContent = event.reason || '';
     },

@@ -119,6 +119,9 @@ export class StompboxClient {
     this._baseHeaders = Object.assign({}, options.connectHeaders);
     this._subs = new Set(); // of Subscription, in the order they were made
     this._nextId = 1; // for subscription ids and receipts
+    // ids this client replaced or dropped whose UNSUBSCRIBE has no RECEIPT
+    // yet: a drop may have lost it, so a resumed session gets it again.
+    this._unsubscribing = new Set();
     this._pending = new Map(); // receipt id -> { resolve, reject } of send()
     this._reconnectAfter = 0; // ms from the last ERROR's reconnect-after
     this._retryTimer = null; // pending activate() of a reconnect-after delay
@@ -279,6 +282,11 @@ export class StompboxClient {
     this.stats.connects++;
     if (resumed) {
       this.stats.resumed++;
+      for (const id of [...this._unsubscribing]) {
+        this._unsubscribe(id);
+      }
+    } else {
+      this._unsubscribing.clear(); // a fresh session holds none of them
     }
     this._reconnectAfter = 0;
     this._startWatchdog(h['heart-beat']);
@@ -318,8 +326,20 @@ export class StompboxClient {
     }
     this.client.subscribe(sub.destination, (m) => sub._deliver(m), headers);
     if (resumed && old !== null) {
-      this.client.unsubscribe(old);
+      this._unsubscribe(old);
     }
+  }
+
+  // unsubscribe sends UNSUBSCRIBE id with a receipt and remembers id until
+  // the RECEIPT comes: after a drop that may have lost the frame, a
+  // resumed session (which kept the subscription) gets it again; for
+  // stompbox an UNSUBSCRIBE of an id a resumed session no longer holds is
+  // a no-op, not an error.
+  _unsubscribe(id) {
+    this._unsubscribing.add(id);
+    const receipt = 'sb-receipt-' + this._nextId++;
+    this.client.watchForReceipt(receipt, () => this._unsubscribing.delete(id));
+    this.client.unsubscribe(id, { receipt: receipt });
   }
 
   // startWatchdog checks the server's heart-beats: sx,sy from CONNECTED
@@ -467,8 +487,12 @@ class Subscription {
   unsubscribe() {
     const owner = this._owner;
     owner._subs.delete(this);
-    if (this.stompId !== null && owner.client.connected) {
-      owner.client.unsubscribe(this.stompId);
+    if (this.stompId !== null) {
+      if (owner.client.connected) {
+        owner._unsubscribe(this.stompId);
+      } else {
+        owner._unsubscribing.add(this.stompId); // for the session if it is resumed
+      }
     }
     this.stompId = null;
   }

@@ -160,6 +160,43 @@
     await sb.deactivate();
   }
 
+  // An UNSUBSCRIBE whose RECEIPT did not come (the connection dropped) is
+  // sent again on the next resumed session, and forgotten once receipted;
+  // the same for unsubscribe() while disconnected. A fresh session needs
+  // none of them.
+  {
+    const sockets = [];
+    const sb = newClient(sockets);
+    sb.subscribe('/topic/h', () => {}, { history: 1 });
+    const gone = sb.subscribe('/queue/gone', () => {});
+    sb.activate();
+    let ws = await connect(sockets, { 'resume-token': 'T1' });
+    const first = ws.frames.filter((f) => f.command === 'SUBSCRIBE').map((f) => f.headers.id);
+    ws.server('MESSAGE', { subscription: first[0], destination: '/topic/h', 'message-id': 'm', offset: 'e1-1' }, 'x');
+    ws.drop();
+    ws = await connect(sockets, { resumed: 'true', 'resume-token': 'T2' });
+    const unsub1 = ws.frames.filter((f) => f.command === 'UNSUBSCRIBE').map((f) => f.headers.id);
+    check('resumed: the replaced id is unsubscribed', unsub1, [first[0]]);
+    ws.drop(); // before any RECEIPT
+    gone.unsubscribe(); // while disconnected
+    ws = await connect(sockets, { resumed: 'true', 'resume-token': 'T3' });
+    const unsub2 = ws.frames.filter((f) => f.command === 'UNSUBSCRIBE').map((f) => f.headers.id).sort();
+    const replacedAgain = ws.frames.filter((f) => f.command === 'SUBSCRIBE').map((f) => f.headers.id);
+    check('resumed again: the unreceipted UNSUBSCRIBEs are sent again', unsub2.filter((id) => !replacedAgain.includes(id)).length >= 2, true);
+    check('... including the replaced id and the one unsubscribed while away', [unsub2.includes(first[0]), unsub2.includes(first[1])], [true, true]);
+    for (const f of ws.frames.filter((f) => f.command === 'UNSUBSCRIBE')) {
+      ws.server('RECEIPT', { 'receipt-id': f.headers.receipt });
+    }
+    ws.drop();
+    ws = await connect(sockets, { resumed: 'true', 'resume-token': 'T4' });
+    const unsub3 = ws.frames.filter((f) => f.command === 'UNSUBSCRIBE').map((f) => f.headers.id);
+    check('receipted UNSUBSCRIBEs are not sent again', unsub3.includes(first[0]) || unsub3.includes(first[1]), false);
+    ws.drop();
+    ws = await connect(sockets, { resumed: 'false', 'resume-token': 'T5' });
+    check('a fresh session gets no UNSUBSCRIBE', ws.frames.filter((f) => f.command === 'UNSUBSCRIBE').length, 0);
+    await sb.deactivate();
+  }
+
   // Presence: headers, snapshot, join, leave; a new snapshot after a
   // fresh session reports the difference.
   {
