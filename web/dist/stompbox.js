@@ -303,12 +303,15 @@ export class StompboxClient {
   // MESSAGEs go. A subscription with offsets instead subscribes anew,
   // resuming after its last offset: messages that were on their way when
   // the socket died are not in the session's backlog, but are in the
-  // topic's history. The new SUBSCRIBE goes before the old id's UNSUBSCRIBE
-  // so that a presence member never has no subscription.
+  // topic's history. A presence stream (/presence/...) subscribes anew as
+  // well: events lost with the socket are not sent again, and the new
+  // snapshot sets the member list right (its difference is reported). The
+  // new SUBSCRIBE goes before the old id's UNSUBSCRIBE so that a presence
+  // member never has no subscription.
   _subscribeOn(sub, resumed) {
     const offset = sub._resumeOffset();
     const old = sub.stompId;
-    if (resumed && old !== null && offset === null) {
+    if (resumed && old !== null && offset === null && !sub.destination.startsWith('/presence/')) {
       this.client.subscribe(sub.destination, (m) => sub._deliver(m), Object.assign({}, sub._headers(), { id: old }));
       return;
     }
@@ -476,6 +479,10 @@ class Subscription {
     this._presence = options.presence || null;
     this._onRecovered = options.onRecovered || (() => {});
     this._last = null; // parsed offset of the last delivered message
+    // highest seq delivered per epoch: after a broker crash a history goes
+    // on under a new epoch with its older messages (of older epochs)
+    // replayed, and each is a duplicate if its own epoch has seen it.
+    this._seen = new Map();
     this._receiptOffset = null; // offset:<latest> of the first RECEIPT
   }
 
@@ -536,9 +543,15 @@ class Subscription {
     }
     const o = parseOffset(message.headers.offset);
     if (o !== null) {
-      if (!isNewer(o, this._last)) {
+      const seen = this._seen.get(o.epoch);
+      if (seen !== undefined && compareSeq(o.seq, seen) <= 0) {
         this._owner.stats.duplicates++;
         return;
+      }
+      this._seen.delete(o.epoch); // re-inserted last: the map keeps the newest epochs
+      this._seen.set(o.epoch, o.seq);
+      if (this._seen.size > 16) {
+        this._seen.delete(this._seen.keys().next().value);
       }
       this._last = o;
     }

@@ -143,7 +143,7 @@
     check('deactivate forgets the token', sb.resumeToken, null);
   }
 
-  // A subscription without offsets (a queue, a presence stream) repeats
+  // A subscription without offsets (a queue) repeats
   // its SUBSCRIBE with the same id on a resumed session.
   {
     const sockets = [];
@@ -157,6 +157,35 @@
     const again = ws.frames.filter((f) => f.command === 'SUBSCRIBE' || f.command === 'UNSUBSCRIBE')
       .map((f) => [f.command, f.headers.id === id]);
     check('resumed queue subscription: same id, no UNSUBSCRIBE', again, [['SUBSCRIBE', true]]);
+    await sb.deactivate();
+  }
+
+  // Dedupe per epoch: after a broker crash the history goes on under a
+  // new epoch and replays older epochs' messages; each is a duplicate if
+  // its own epoch has seen it. A presence stream subscribes anew on a
+  // resumed session (events lost with the socket are not resent).
+  {
+    const sockets = [];
+    const got = [];
+    const sb = newClient(sockets);
+    sb.subscribe('/topic/e', (m) => got.push(m.headers.offset), { history: 5 });
+    sb.presence('/topic/e', {});
+    sb.activate();
+    let ws = await connect(sockets, { 'resume-token': 'T1' });
+    const [hid, pid] = ws.frames.filter((f) => f.command === 'SUBSCRIBE').map((f) => f.headers.id);
+    for (const off of ['a1-1', 'a1-2', 'b2-3', 'b2-4']) {
+      ws.server('MESSAGE', { subscription: hid, destination: '/topic/e', 'message-id': off, offset: off }, 'x');
+    }
+    ws.drop();
+    ws = await connect(sockets, { resumed: 'true', 'resume-token': 'T2' });
+    const subs = ws.frames.filter((f) => f.command === 'SUBSCRIBE');
+    const h2 = subs.find((f) => f.headers.destination === '/topic/e').headers.id;
+    const p2 = subs.find((f) => f.headers.destination === '/presence/e').headers.id;
+    check('resumed: the presence stream subscribes under a new id', [p2 !== pid, ws.frames.some((f) => f.command === 'UNSUBSCRIBE' && f.headers.id === pid)], [true, true]);
+    for (const off of ['a1-1', 'a1-2', 'b2-3', 'b2-4', 'c3-5']) { // after a crash: everything retained, then the new epoch
+      ws.server('MESSAGE', { subscription: h2, destination: '/topic/e', 'message-id': off, offset: off, replayed: 'true' }, 'x');
+    }
+    check('per-epoch dedupe: no message twice across epochs', got, ['a1-1', 'a1-2', 'b2-3', 'b2-4', 'c3-5']);
     await sb.deactivate();
   }
 
