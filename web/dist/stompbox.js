@@ -74,6 +74,11 @@ function compareSeq(a, b) {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+// After retryable ERRORs in a row the reconnect delay doubles up to
+// MAX_ERROR_BACKOFF_MS; a connection that lasted STABLE_MS resets it.
+const MAX_ERROR_BACKOFF_MS = 30000;
+const STABLE_MS = 30000;
+
 // isNewer reports whether offset o comes after last: another epoch (a new
 // history lifetime) always counts as newer.
 export function isNewer(o, last) {
@@ -124,6 +129,11 @@ export class StompboxClient {
     this._unsubscribing = new Set();
     this._pending = new Map(); // receipt id -> { resolve, reject } of send()
     this._reconnectAfter = 0; // ms from the last ERROR's reconnect-after
+    // ERRORs in a row (retryable, without reconnect-after) with no
+    // connection between them that lasted: each doubles the next delay.
+    this._errorStreak = 0;
+    this._connectedAt = 0; // Date.now() of the last CONNECTED
+    this._baseDelay = options.reconnectDelay ?? DEFAULTS.reconnectDelay;
     this._retryTimer = null; // pending activate() of a reconnect-after delay
     this._fatal = false;
     this._heartbeatIncoming = options.heartbeatIncoming ?? DEFAULTS.heartbeatIncoming;
@@ -289,6 +299,7 @@ export class StompboxClient {
       this._unsubscribing.clear(); // a fresh session holds none of them
     }
     this._reconnectAfter = 0;
+    this._connectedAt = Date.now();
     this._startWatchdog(h['heart-beat']);
     for (const sub of this._subs) {
       this._subscribeOn(sub, resumed);
@@ -402,6 +413,17 @@ export class StompboxClient {
     this.lastError = err;
     if (err.reconnectAfter > 0) {
       this._reconnectAfter = err.reconnectAfter;
+    } else if (!err.fatal) {
+      // A retryable refusal (a full room, a limit) would otherwise be met
+      // again every reconnectDelay by every client it refused: back off,
+      // doubling up to MAX_ERROR_BACKOFF_MS, with jitter; a connection
+      // that lasted STABLE_MS starts the count again.
+      if (this._connectedAt > 0 && Date.now() - this._connectedAt > STABLE_MS) {
+        this._errorStreak = 0;
+      }
+      this._errorStreak++;
+      const delay = Math.min(this._baseDelay * 2 ** Math.min(this._errorStreak - 1, 16), MAX_ERROR_BACKOFF_MS);
+      this._reconnectAfter = Math.max(1, Math.round(delay * (0.5 + Math.random() / 2)));
     }
     const pending = this._pending.get(h['receipt-id']);
     if (pending) {

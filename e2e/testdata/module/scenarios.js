@@ -290,5 +290,29 @@
     check('server-shutdown with reconnect-after 400: no attempt at 200 ms, one later', [early, sb.state], [['reconnecting', 1], 'connected']);
     await sb.deactivate();
   }
+  // Retryable ERRORs in a row (no reconnect-after) back off: the delay
+  // doubles, with jitter between half and all of it (500 ms base: the
+  // first retry after 250-500 ms, the second after 500-1000 ms).
+  {
+    const sockets = [];
+    const sb = newClient(sockets, { reconnectDelay: 500 });
+    sb.activate();
+    let ws = await connect(sockets, {});
+    const refuse = () => ws.server('ERROR', { message: 'limit exceeded', 'error-code': 'limit-exceeded', retryable: 'true' });
+    refuse();
+    ws.drop(1008);
+    await e2e.waitFor('the first reconnect', () => sockets.length === 2, 3000);
+    ws = await connect(sockets, {});
+    refuse();
+    ws.drop(1008);
+    const t0 = Date.now();
+    await tick(250);
+    const early = sockets.length;
+    await e2e.waitFor('the second reconnect', () => sockets.length === 3, 3000);
+    const second = Date.now() - t0;
+    check('backoff: the second retry waits at least twice the base delay\'s half', [early, second >= 500], [2, true]);
+    await connect(sockets, {});
+    await sb.deactivate();
+  }
   return checks;
 })()
