@@ -202,3 +202,37 @@ func TestResumedUnsubscribeUnknownIsNoError(t *testing.T) {
 		t.Fatalf("fresh session got %v, want ERROR unknown-subscription", commands(fs))
 	}
 }
+
+// TestResumedTransactionAbortedByTheDrop: a transaction open when the
+// connection dropped was aborted; on the resumed session its ABORT is a
+// no-op (RECEIPT) and its COMMIT an ERROR that says so and may be retried
+// (begin it again), not a fatal protocol error.
+func TestResumedTransactionAbortedByTheDrop(t *testing.T) {
+	for _, cmd := range []frames.Command{frames.CmdAbort, frames.CmdCommit} {
+		b := New(Config{})
+		a := newClient(t, b)
+		tok := hdr(a.connect(), "resume-token")
+		a.mustSend(frames.CmdBegin, "", "transaction:tx1")
+		a.mustSend(frames.CmdSend, "in tx", "destination:/queue/q", "transaction:tx1")
+		a.drop()
+		r := newClient(t, b)
+		if f, _ := r.resumeOn(tok); hdr(f, "resumed") != "true" {
+			t.Fatalf("CONNECTED %v", headerLines(f))
+		}
+		_ = r.send(cmd, "", "transaction:tx1", "receipt:x")
+		fs := r.poll()
+		if len(fs) != 1 {
+			t.Fatalf("%s: got %v", cmd, commands(fs))
+		}
+		switch cmd {
+		case frames.CmdAbort:
+			if fs[0].Command != frames.CmdReceipt {
+				t.Fatalf("ABORT after the drop: got %s %s, want its RECEIPT", fs[0].Command, hdr(fs[0], "error-code"))
+			}
+		default:
+			if fs[0].Command != frames.CmdError || hdr(fs[0], "error-code") != CodeUnknownTransaction || hdr(fs[0], "retryable") != "true" {
+				t.Fatalf("COMMIT after the drop: got %s %v, want ERROR unknown-transaction retryable:true", fs[0].Command, headerLines(fs[0]))
+			}
+		}
+	}
+}

@@ -63,8 +63,16 @@ func (s *Session) txFor(f *frames.Frame) (string, *transaction, *stompError) {
 func (s *Session) openTransaction(id []byte) (*transaction, *stompError) {
 	tx := s.txs[string(id)]
 	if tx == nil {
-		return nil, protocolErr(CodeUnknownTransaction, "unknown transaction",
+		e := protocolErr(CodeUnknownTransaction, "unknown transaction",
 			"No open transaction "+strconv.Quote(truncateString(string(id), 64))+" on this connection.")
+		if s.resume.resumed {
+			// Its BEGIN may have been on the connection that dropped: the
+			// drop aborted it (STOMP: a disconnect discards transactions),
+			// and doing it again can succeed.
+			e.retryable = true
+			e.detail += " Transactions open when a connection drops are aborted, also when its session is resumed; begin it again."
+		}
+		return nil, e
 	}
 	return tx, nil
 }
@@ -309,6 +317,10 @@ func ackRemovals(ops []txOp, recs []JournalRecord) []JournalRecord {
 
 func (s *Session) handleAbort(f *frames.Frame) *stompError {
 	id, tx, err := s.txFor(f)
+	if err != nil && err.code == CodeUnknownTransaction && s.resume.resumed {
+		s.receipt(f) // aborted by the drop already
+		return nil
+	}
 	if err != nil {
 		return err
 	}
