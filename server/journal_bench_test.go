@@ -80,6 +80,23 @@ func shareOf(total, n, i int) int {
 	return total / n
 }
 
+// goShares runs n workers at once, worker i doing its share of b.N by
+// work, and waits for them; a worker's error fails the benchmark.
+func goShares(b *testing.B, n int, work func(i, count int) error) {
+	var wg sync.WaitGroup
+	for i := range n {
+		count := shareOf(b.N, n, i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := work(i, count); err != nil {
+				b.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 func runProducers(b *testing.B, addr string, n int, persistent bool) {
 	producers := make([]*syncProducer, n)
 	for i := range producers {
@@ -87,21 +104,14 @@ func runProducers(b *testing.B, addr string, n int, persistent bool) {
 	}
 	b.ResetTimer()
 	start := time.Now()
-	var wg sync.WaitGroup
-	for i, p := range producers {
-		count := shareOf(b.N, n, i)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range count {
-				if err := p.roundTrip(p.send); err != nil {
-					b.Error(err)
-					return
-				}
+	goShares(b, n, func(i, count int) error {
+		for range count {
+			if err := producers[i].roundTrip(producers[i].send); err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
+		}
+		return nil
+	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }

@@ -231,18 +231,7 @@ func BenchmarkPipelinedPersistentTCP(b *testing.B) {
 			}
 			b.ResetTimer()
 			start := time.Now()
-			var wg sync.WaitGroup
-			for i, p := range producers {
-				count := shareOf(b.N, n, i)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					if err := p.run(count); err != nil {
-						b.Error(err)
-					}
-				}()
-			}
-			wg.Wait()
+			goShares(b, len(producers), func(i, count int) error { return producers[i].run(count) })
 			select {
 			case <-cons.all:
 			case err := <-cons.c.done:

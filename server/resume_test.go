@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"github.com/prometheus/client_golang/prometheus"
 	"strconv"
 	"testing"
 	"time"
@@ -75,32 +74,6 @@ func expectFrame(t *testing.T, c stompConn, cmd frames.Command, body string) *fr
 		t.Fatalf("got %s %q %v, want %s %q", f.Command, f.Body, f.Headers, cmd, body)
 	}
 	return f
-}
-
-// gatheredLabeled returns the value of the counter or gauge name whose
-// label has value, from reg (0 when absent).
-func gatheredLabeled(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label && lp.GetValue() == value {
-					if c := m.GetCounter(); c != nil {
-						return c.GetValue()
-					}
-					return m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return 0
 }
 
 // waitParked polls until n sessions are parked.
@@ -271,7 +244,7 @@ func TestResumeRefused(t *testing.T) {
 				bodies[i] = big
 			}
 			overflowed := func() float64 {
-				return gatheredLabeled(t, srv.registry, "stompbox_sessions_parked_released_total", "reason", "overflow")
+				return gathered(t, srv, "stompbox_sessions_parked_released_total", "reason", "overflow")
 			}
 			before := overflowed()
 			publish(t, srv.addr, dest, bodies...)

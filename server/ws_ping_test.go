@@ -205,22 +205,45 @@ func TestTCPNotPinged(t *testing.T) {
 	}
 }
 
-// gathered returns the value of an unlabelled counter or gauge from the server's
-// registry (what /metrics serves).
-func gathered(t *testing.T, srv *testServer, name string) float64 {
+// gathered returns the value of a counter or gauge from the server's
+// registry (what /metrics serves): the one series of an unlabelled
+// metric, or with label (a name and a value) the series carrying it; 0
+// when that series does not exist yet.
+func gathered(t *testing.T, srv *testServer, name string, label ...string) float64 {
 	t.Helper()
 	mfs, err := srv.registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
-			if g := mf.GetMetric()[0].GetGauge(); g != nil {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if len(label) == 2 && !hasLabel(m.GetLabel(), label[0], label[1]) {
+				continue
+			}
+			if g := m.GetGauge(); g != nil {
 				return g.GetValue()
 			}
-			return mf.GetMetric()[0].GetCounter().GetValue()
+			return m.GetCounter().GetValue()
 		}
 	}
-	t.Fatalf("%s not exported", name)
+	if len(label) == 0 {
+		t.Fatalf("%s not exported", name)
+	}
 	return 0
+}
+
+// hasLabel reports whether pairs (a series' labels) has name=value.
+func hasLabel[P interface {
+	GetName() string
+	GetValue() string
+}](pairs []P, name, value string) bool {
+	for _, lp := range pairs {
+		if lp.GetName() == name && lp.GetValue() == value {
+			return true
+		}
+	}
+	return false
 }
