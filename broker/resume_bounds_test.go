@@ -183,10 +183,7 @@ func TestResumeTakeoverWaitsForTheOldReadLoop(t *testing.T) {
 // resumable.
 func TestResumeBudgetOverflowWhileParked(t *testing.T) {
 	b := New(Config{MaxConnectionBytes: 4 << 10, MaxOutboxBytes: 64 << 10})
-	a := newClient(t, b)
-	tok := hdr(a.connect(), "resume-token")
-	a.mustSend(frames.CmdSubscribe, "", "destination:/topic/t", "id:s", "ack:client")
-	a.drop()
+	tok := parkedSubscriber(t, b, "destination:/topic/t", "id:s", "ack:client")
 	pub := newClient(t, b)
 	pub.connect()
 	body := strings.Repeat("x", 1<<10)

@@ -41,6 +41,30 @@ func (c *client) resumeOn(token string, headers ...string) (*frames.Frame, []*fr
 	return fs[0], fs[1:]
 }
 
+// parkedSubscriber connects anonymously to b, subscribes with the given
+// SUBSCRIBE headers and drops: its session is parked; it returns the
+// resume token.
+func parkedSubscriber(t *testing.T, b *Broker, subscribe ...string) string {
+	t.Helper()
+	a := newClient(t, b)
+	tok := hdr(a.connect(), "resume-token")
+	a.mustSend(frames.CmdSubscribe, "", subscribe...)
+	a.drop()
+	return tok
+}
+
+// mustResume resumes tok on a new client of b, requiring resumed:true;
+// it returns the client and the frames after CONNECTED.
+func mustResume(t *testing.T, b *Broker, tok string, headers ...string) (*client, []*frames.Frame) {
+	t.Helper()
+	r := newClient(t, b)
+	f, fs := r.resumeOn(tok, headers...)
+	if hdr(f, "resumed") != "true" {
+		t.Fatalf("CONNECTED %v, want resumed:true", headerLines(f))
+	}
+	return r, fs
+}
+
 func TestResumeTokenShape(t *testing.T) {
 	b := New(Config{})
 	seen := map[string]bool{}
@@ -128,10 +152,7 @@ func TestResumeDiscardsTransactions(t *testing.T) {
 // one gets a fresh session, and the parked one is released.
 func TestResumeOtherVersionRefused(t *testing.T) {
 	b := New(Config{})
-	a := newClient(t, b)
-	tok := hdr(a.connect(), "resume-token")
-	a.mustSend(frames.CmdSubscribe, "", "destination:/topic/t", "id:s")
-	a.drop()
+	tok := parkedSubscriber(t, b, "destination:/topic/t", "id:s")
 	r := newClient(t, b)
 	if f, _ := r.resumeOn(tok, "accept-version:1.1"); hdr(f, "resumed") != "false" || hdr(f, "version") != "1.1" {
 		t.Fatalf("CONNECTED %v, want 1.1 and resumed:false", headerLines(f))
@@ -145,10 +166,7 @@ func TestResumeOtherVersionRefused(t *testing.T) {
 // (another consumer gets them); once resumed it is served again.
 func TestResumeQueuesSkipParked(t *testing.T) {
 	b := New(Config{})
-	a := newClient(t, b)
-	tok := hdr(a.connect(), "resume-token")
-	a.mustSend(frames.CmdSubscribe, "", "destination:/queue/q", "id:q")
-	a.drop()
+	tok := parkedSubscriber(t, b, "destination:/queue/q", "id:q")
 	pub := newClient(t, b)
 	pub.connect()
 	pub.mustSend(frames.CmdSend, "while parked", "destination:/queue/q")

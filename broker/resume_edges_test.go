@@ -181,14 +181,8 @@ func TestRemoteHost(t *testing.T) {
 // session it is still the error.
 func TestResumedUnsubscribeUnknownIsNoError(t *testing.T) {
 	b := New(Config{})
-	a := newClient(t, b)
-	tok := hdr(a.connect(), "resume-token")
-	a.mustSend(frames.CmdSubscribe, "", "destination:/topic/t", "id:old")
-	a.drop()
-	r := newClient(t, b)
-	if f, _ := r.resumeOn(tok); hdr(f, "resumed") != "true" {
-		t.Fatalf("CONNECTED %v", headerLines(f))
-	}
+	tok := parkedSubscriber(t, b, "destination:/topic/t", "id:old")
+	r, _ := mustResume(t, b, tok)
 	r.mustSend(frames.CmdUnsubscribe, "", "id:old", "receipt:u1")
 	r.mustSend(frames.CmdUnsubscribe, "", "id:old", "receipt:u2") // again: already gone
 	r.mustSend(frames.CmdUnsubscribe, "", "id:never", "receipt:u3")
@@ -215,10 +209,7 @@ func TestResumedTransactionAbortedByTheDrop(t *testing.T) {
 		a.mustSend(frames.CmdBegin, "", "transaction:tx1")
 		a.mustSend(frames.CmdSend, "in tx", "destination:/queue/q", "transaction:tx1")
 		a.drop()
-		r := newClient(t, b)
-		if f, _ := r.resumeOn(tok); hdr(f, "resumed") != "true" {
-			t.Fatalf("CONNECTED %v", headerLines(f))
-		}
+		r, _ := mustResume(t, b, tok)
 		_ = r.send(cmd, "", "transaction:tx1", "receipt:x")
 		fs := r.poll()
 		if len(fs) != 1 {
