@@ -41,10 +41,9 @@ type conn struct {
 	// count from it.
 	lastRead time.Time
 
-	// pingEvery (immutable after startConn) is Config.WebSocketPingInterval
-	// on a WebSocket connection, 0 on others; pinger writes the pings.
-	pingEvery time.Duration
-	pinger    interface{ WritePing() error }
+	// pinger (immutable after startConn) writes the WebSocket pings: set
+	// on a WebSocket connection when Config.WebSocketPingInterval is.
+	pinger interface{ WritePing() error }
 }
 
 func newConn(s *Server, nc net.Conn, st stream) *conn {
@@ -136,11 +135,10 @@ func (c *conn) readLoop() (serverClosed bool) {
 			buf = make([]byte, c.srv.cfg.ReadBufferSize)
 		}
 		n, err := c.stream.Read(buf)
-		if err == nil && n == 0 {
-			c.lastRead = time.Now() // a WebSocket control frame (a pong): alive, no STOMP bytes
+		if n > 0 || err == nil {
+			c.lastRead = time.Now() // n == 0 without error: a WebSocket control frame (a pong), alive too
 		}
 		if n > 0 {
-			c.lastRead = time.Now()
 			c.counters.bytesIn.Add(uint64(n))
 			if c.session.Feed(buf[:n]) != nil {
 				return true

@@ -15,18 +15,19 @@ const DefaultWebSocketPingInterval = 25 * time.Second
 // whose page cannot run its heart-beat timers (a throttled background tab)
 // stays alive on pongs alone.
 func (c *conn) pingInterval() time.Duration {
-	if c.pingEvery <= 0 {
+	if c.pinger == nil {
 		return 0
 	}
-	if t := c.session.LivenessTimeout(); t > 0 && t/2 < c.pingEvery {
+	every := c.srv.cfg.WebSocketPingInterval
+	if t := c.session.LivenessTimeout(); t > 0 && t/2 < every {
 		return max(t/2, time.Millisecond)
 	}
-	return c.pingEvery
+	return every
 }
 
-// ping writes a WebSocket ping (no payload, no allocation) and counts it.
+// ping writes a WebSocket ping (no payload, no allocation; its write
+// deadline comes from the stream's WriteDeadline hook) and counts it.
 func (c *conn) ping() error {
-	_ = c.nc.SetWriteDeadline(c.writeDeadline())
 	if err := c.pinger.WritePing(); err != nil {
 		return err
 	}

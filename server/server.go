@@ -422,7 +422,7 @@ func (s *Server) startConn(nc net.Conn, st stream, principal *broker.Principal, 
 		w.Closed = s.metrics.countWSClose
 		w.Ponged = s.metrics.countPong
 		if s.cfg.WebSocketPingInterval > 0 {
-			c.pingEvery, c.pinger = s.cfg.WebSocketPingInterval, w
+			c.pinger = w
 		}
 		kind = transportWS
 	}

@@ -85,7 +85,9 @@ type Conn struct {
 	// goroutine). Set before the first Read.
 	Ponged func()
 
-	ping [2]byte // guarded by wmu: the ping frame, kept here so WritePing allocates nothing
+	// ctl (guarded by wmu) is where control frames (ping, pong, close)
+	// are built: kept here, writing one allocates nothing.
+	ctl [2 + 125]byte
 }
 
 func newConn(nc net.Conn, br *bufio.Reader, maxMessage int) *Conn {
@@ -238,8 +240,7 @@ func (c *Conn) writeControl(op ws.OpCode, payload []byte) error {
 	if c.closed {
 		return ErrClosed
 	}
-	var buf [2 + 125]byte
-	b := append(appendHeader(buf[:0], op, len(payload)), payload...)
+	b := append(appendHeader(c.ctl[:0], op, len(payload)), payload...)
 	if c.WriteDeadline != nil {
 		_ = c.nc.SetWriteDeadline(c.WriteDeadline())
 	}
@@ -250,16 +251,7 @@ func (c *Conn) writeControl(op ws.OpCode, payload []byte) error {
 // WritePing sends a ping with an empty payload; the peer answers with a
 // pong (browsers do so without running page scripts). It allocates
 // nothing. Like WriteFrames, it may be called from the writer goroutine.
-func (c *Conn) WritePing() error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.closed {
-		return ErrClosed
-	}
-	c.ping = [2]byte{0x80 | byte(ws.OpPing), 0} // FIN, opcode; unmasked, no payload
-	_, err := c.nc.Write(c.ping[:])
-	return err
-}
+func (c *Conn) WritePing() error { return c.writeControl(ws.OpPing, nil) }
 
 // WriteFrames writes out as WebSocket messages, one per STOMP frame:
 // frame i is out[ends[i-1]:ends[i]] (from 0 for the first). A frame is a
