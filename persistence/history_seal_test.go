@@ -116,3 +116,26 @@ func TestHistoryChurnBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHistoryNewEpochKillsSeal: a record of a new epoch kills everything
+// the old epoch left, its seal included (as after a restart that renewed
+// an unsealed history's epoch): compaction then deletes the segment that
+// held only the old epoch.
+func TestHistoryNewEpochKillsSeal(t *testing.T) {
+	dir := t.TempDir()
+	f := open(t, dir, Config{CompactBelow: -1})
+	mustAppend(t, f, hist(1), hist(2))
+	mustAppend(t, f, jt.HistorySeal("/topic/chat", "ab12", 9)) // a seal that does not match: not kept by recovery
+	sealNow(t, f)                                              // segment 1: only the old epoch
+	renewed := jt.HistoryAppend("/topic/chat", "ef56", 1, jt.Message(60))
+	mustAppend(t, f, renewed)
+	jt.Expect(t, replay(t, f), []broker.JournalRecord{renewed})
+	sealNow(t, f)
+	f.compactSync()
+	if exists(t, dir, 1) {
+		t.Fatal("segment 1 holds only the old epoch's records (its seal too) but was not deleted")
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -38,16 +38,23 @@ func (s *liveSet) history(topic, epoch string, seg uint64) *historyLive {
 		s.histories[topic] = h
 	}
 	if h.epoch != epoch {
-		for _, e := range h.entries {
-			s.kill(e, seg)
-		}
-		if h.trim != nil {
-			s.kill(h.trim, seg)
-		}
+		s.dropHistory(h, seg)
 		*h = historyLive{epoch: epoch}
 	}
 	s.unseal(h, seg)
 	return h
+}
+
+// dropHistory kills every record of h (appends, trim, seal) by a record
+// in segment seg: a new epoch, or a drop.
+func (s *liveSet) dropHistory(h *historyLive, seg uint64) {
+	for _, e := range h.entries {
+		s.kill(e, seg)
+	}
+	if h.trim != nil {
+		s.kill(h.trim, seg)
+	}
+	s.unseal(h, seg)
 }
 
 // unseal kills h's seal, if any, by a later record of its topic in seg.
@@ -73,13 +80,7 @@ func (s *liveSet) historyDrop(l *logical, seg uint64) {
 	if h == nil {
 		return
 	}
-	for _, e := range h.entries {
-		s.kill(e, seg)
-	}
-	if h.trim != nil {
-		s.kill(h.trim, seg)
-	}
-	s.unseal(h, seg)
+	s.dropHistory(h, seg)
 	delete(s.histories, l.queue)
 }
 
