@@ -31,7 +31,8 @@ func (f *File) AppendAsync(done broker.JournalDone, recs ...broker.JournalRecord
 	if err != nil {
 		return err
 	}
-	r.notify = &timedDone{f: f, done: done, start: start}
+	r.timed = timedDone{f: f, done: done, start: start}
+	r.notify = &r.timed
 	return f.submit(r, r.grows)
 }
 

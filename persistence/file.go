@@ -102,6 +102,9 @@ type request struct {
 	err   error // flusher: the request was refused (not written) with err
 	// notify (AppendAsync) is told the outcome instead of done.
 	notify broker.JournalDone
+	// timed is where AppendAsync builds notify: part of the request, so
+	// it costs no allocation of its own.
+	timed timedDone
 	// deferred (flusher): a removal waiting for room, in File.deferred;
 	// its waiter is answered once it is written.
 	deferred bool
