@@ -93,6 +93,7 @@ type historyEntry struct {
 // topicHistory is the history of one exact topic name.
 type topicHistory struct {
 	name   string        // immutable: topic name without /topic/
+	key    string        // immutable: its name in journal records (historyKey), made once
 	rule   int           // immutable: index of the matching rule
 	size   int           // immutable: the rule's Size
 	maxAge int64         // immutable: the rule's MaxAge in ms; 0 none
@@ -215,7 +216,7 @@ func (sp *space) createHistory(name string, rule int, epoch string, next uint64)
 		}
 	}
 	r := t.rules[rule]
-	h := &topicHistory{name: name, rule: rule, size: r.Size, maxAge: r.MaxAge.Milliseconds(), epoch: epoch, hb: hb,
+	h := &topicHistory{name: name, key: sp.historyKey(name), rule: rule, size: r.Size, maxAge: r.MaxAge.Milliseconds(), epoch: epoch, hb: hb,
 		first: next, next: next, trim: next - 1, bytes: historyTopicOverhead}
 	hb.bytes.Add(historyTopicOverhead)
 	hb.topics.Add(1)

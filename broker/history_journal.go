@@ -47,7 +47,7 @@ func (sp *space) journalHistory(h *topicHistory, m *Message, seq uint64, now int
 		return
 	}
 	if h.count > 0 && seq == h.next-1 && seq >= h.first {
-		err := j.AppendAsync(historyDone{h}, JournalRecord{Op: OpHistoryAppend, Queue: sp.historyKey(h.name), MessageID: m.ID,
+		err := j.AppendAsync(historyDone{h}, JournalRecord{Op: OpHistoryAppend, Queue: h.key, MessageID: m.ID,
 			Message: m, Epoch: h.epoch, HistorySeq: seq, PublishedAt: now})
 		if err != nil {
 			// Not on disk: the shutdown does not seal this history, so
@@ -71,7 +71,7 @@ func (sp *space) journalHistoryTrim(h *topicHistory) {
 		return
 	}
 	if evicted := h.first - 1; evicted >= h.trim+historyTrimEvery(h.size) {
-		err := j.AppendAsync(historyDone{}, JournalRecord{Op: OpHistoryTrim, Queue: sp.historyKey(h.name), Epoch: h.epoch, HistorySeq: evicted})
+		err := j.AppendAsync(historyDone{}, JournalRecord{Op: OpHistoryTrim, Queue: h.key, Epoch: h.epoch, HistorySeq: evicted})
 		if err == nil {
 			h.trim = evicted
 		}
@@ -86,7 +86,7 @@ func (sp *space) journalHistoryDrop(h *topicHistory) {
 	if j == nil {
 		return
 	}
-	if err := j.AppendAsync(historyDone{}, JournalRecord{Op: OpHistoryDrop, Queue: sp.historyKey(h.name), Epoch: h.epoch}); err != nil {
+	if err := j.AppendAsync(historyDone{}, JournalRecord{Op: OpHistoryDrop, Queue: h.key, Epoch: h.epoch}); err != nil {
 		sp.b.cfg.Logger.Debug("journal: topic history drop not written", "topic", h.name, "err", err)
 	}
 }

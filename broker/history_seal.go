@@ -83,7 +83,7 @@ func (b *Broker) SealHistories(ctx context.Context) error {
 	var drops []JournalRecord
 	for _, r := range sealed {
 		if r.h.dirty.Load() {
-			drops = append(drops, JournalRecord{Op: OpHistoryDrop, Queue: r.sp.historyKey(r.h.name), Epoch: r.h.epoch})
+			drops = append(drops, JournalRecord{Op: OpHistoryDrop, Queue: r.h.key, Epoch: r.h.epoch})
 		}
 	}
 	for chunk := range slices.Chunk(drops, sealBatch) {
@@ -100,7 +100,7 @@ func (b *Broker) SealHistories(ctx context.Context) error {
 // (so that the journal holds exactly the ring) and the seal. Caller
 // holds h.mu.
 func (sp *space) sealRecords(recs []JournalRecord, h *topicHistory) []JournalRecord {
-	key := sp.historyKey(h.name)
+	key := h.key
 	if h.dirty.Load() {
 		return append(recs, JournalRecord{Op: OpHistoryDrop, Queue: key, Epoch: h.epoch})
 	}
@@ -157,7 +157,7 @@ func (sp *space) renewEpochLocked(h *topicHistory) {
 	if j == nil {
 		return
 	}
-	key := sp.historyKey(h.name)
+	key := h.key
 	for seq := h.first; seq < h.next; seq++ {
 		e := h.at(seq)
 		err := j.AppendAsync(historyDone{h}, JournalRecord{Op: OpHistoryAppend, Queue: key, MessageID: e.m.ID,
