@@ -67,14 +67,6 @@ func (b *Broker) journalRemoves(recs []JournalRecord) {
 	}
 }
 
-// removalOf is the record of qm leaving q, if q journals it.
-func (q *queue) removalOf(qm *queuedMessage) []JournalRecord {
-	if !q.journaled || !qm.msg.Persistent {
-		return nil
-	}
-	return []JournalRecord{{Op: OpRemove, Queue: q.journalName(), MessageID: qm.msg.ID}}
-}
-
 // deadLetterTo moves qm from q to its DLQ as the new message m. With a
 // journal, the DLQ's enqueue and q's removal are one atomic append, so a
 // crash cannot lose the message between the two, and it is made before qm
@@ -82,7 +74,7 @@ func (q *queue) removalOf(qm *queuedMessage) []JournalRecord {
 // counted in q, for the caller to put back. moved with an error means qm
 // left q but the DLQ did not take it in memory.
 func (b *Broker) deadLetterTo(q *queue, qm *queuedMessage, m *Message) (moved bool, err error) {
-	if recs := q.removalOf(qm); recs != nil {
+	if recs := q.appendRemoval(nil, qm); recs != nil {
 		recs = append(recs, JournalRecord{Op: OpEnqueue, Queue: q.sp.journalPrefix + q.dlq, MessageID: m.ID, Message: m})
 		if err := b.journalAppend(recs...); err != nil {
 			return false, err

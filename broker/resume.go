@@ -151,7 +151,6 @@ func (t *resumeTable) issue(s *Session) string {
 	copy(e.secret[:], raw[8:])
 	t.byID[e.id] = e
 	s.resume.entry.Store(e)
-	s.resume.armed.Store(true)
 	return base64.RawURLEncoding.EncodeToString(raw[:])
 }
 

@@ -9,12 +9,11 @@ import (
 // sessionResume is a session's share of session recovery (resume.go).
 type sessionResume struct {
 	// entry is the session's token entry, set at CONNECT when recovery is
-	// on; read by publishers of a parked session (overflowed).
+	// on; read by publishers of a parked session (overflowed). Once set, a
+	// dropped connection keeps the outbox's deliveries (closeOut) instead
+	// of discarding them; any goroutine may drop the connection, hence
+	// atomic.
 	entry atomic.Pointer[resumeEntry]
-	// armed is set with entry: from then on a dropped connection keeps
-	// the outbox's deliveries (closeOut) instead of discarding them. Any
-	// goroutine may drop the connection, so it is atomic.
-	armed atomic.Bool
 	// adoptedBy is the session that adopted this parked one, set under
 	// its subscriptions' locks: a publisher that failed to deliver to this
 	// one just before the adoption closes that one as a slow consumer
@@ -39,7 +38,7 @@ type sessionResume struct {
 func (s *Session) closeOut(reason CloseReason, final func([]byte) []byte) bool {
 	var ok bool
 	var unsent []outEntry
-	if s.resume.armed.Load() {
+	if s.resume.entry.Load() != nil {
 		ok, unsent = s.out.closeKeep(reason, final)
 	} else {
 		ok, unsent = s.out.close(reason, true, final)
@@ -66,7 +65,7 @@ func (s *Session) closeNow(reason CloseReason) {
 // timeout) with e's ERROR, keeping its deliveries when it may be resumed.
 // Read loop only.
 func (s *Session) failSilent(e *stompError) {
-	if !s.resume.armed.Load() {
+	if s.resume.entry.Load() == nil {
 		s.fail(e, nil)
 		return
 	}
