@@ -347,11 +347,7 @@ func (sp *space) publishHistory(h *topicHistory, m *Message, feeds bool) {
 	m = m.withOffset(h.epoch, seq)
 	h.retain(m, now)
 	sp.journalHistory(h, m, seq, now)
-	exact, wild := sp.topics.match(h.name)
-	exact.deliverTo(m, feeds)
-	for _, set := range wild {
-		set.deliverTo(m, feeds)
-	}
+	sp.fanOut(h.name, m, feeds)
 	h.mu.Unlock()
 }
 

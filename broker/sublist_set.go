@@ -95,12 +95,8 @@ func (set *subSet) rebuild(old *subArray, size int) *subArray {
 	return a
 }
 
-// deliver hands m to every subscription in the set. Nil-safe; no lock.
-func (set *subSet) deliver(m *Message) { set.deliverTo(m, true) }
-
-// deliverLive is deliver without the durable subscriptions' feeds.
-func (set *subSet) deliverLive(m *Message) { set.deliverTo(m, false) }
-
+// deliverTo hands m to every subscription in the set, durable
+// subscriptions' feeds only when feeds says so. Nil-safe; no lock.
 func (set *subSet) deliverTo(m *Message, feeds bool) {
 	if set == nil {
 		return

@@ -9,30 +9,29 @@ import "strings"
 
 // publishTopic delivers m to the subscribers of the topic name and to every
 // wildcard subscription matching it.
-func (sp *space) publishTopic(name string, m *Message) {
-	if h := sp.lockHistory(name); h != nil {
-		sp.publishHistory(h, m, true)
-		return
-	}
-	exact, wild := sp.topics.match(name)
-	exact.deliver(m)
-	for _, set := range wild {
-		set.deliver(m)
-	}
-}
+func (sp *space) publishTopic(name string, m *Message) { sp.publishTopicTo(name, m, true) }
 
 // publishTopicLive delivers m to the subscribers of topic name other than
 // durable subscriptions' feeds: a pipelined persistent SEND has already
 // put m into the durable subscriptions its journal records name.
-func (sp *space) publishTopicLive(name string, m *Message) {
+func (sp *space) publishTopicLive(name string, m *Message) { sp.publishTopicTo(name, m, false) }
+
+// publishTopicTo publishes m to topic name, to the durable feeds too when
+// feeds says so: through its history when it keeps one.
+func (sp *space) publishTopicTo(name string, m *Message, feeds bool) {
 	if h := sp.lockHistory(name); h != nil {
-		sp.publishHistory(h, m, false)
+		sp.publishHistory(h, m, feeds)
 		return
 	}
+	sp.fanOut(name, m, feeds)
+}
+
+// fanOut delivers m to the exact and wildcard subscribers of topic name.
+func (sp *space) fanOut(name string, m *Message, feeds bool) {
 	exact, wild := sp.topics.match(name)
-	exact.deliverLive(m)
+	exact.deliverTo(m, feeds)
 	for _, set := range wild {
-		set.deliverLive(m)
+		set.deliverTo(m, feeds)
 	}
 }
 
