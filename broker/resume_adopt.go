@@ -167,31 +167,10 @@ func (s *Session) settledBeforeResume(f *frames.Frame) bool {
 		return false
 	}
 	if id, ok := f.Header("id"); ok && s.version == frames.V12 {
-		if ackID, ok := parseAckID(id); !ok || ackID > s.resume.ackMark {
+		if _, ackID, ok := splitAckID(id); !ok || ackID > s.resume.ackMark {
 			return false
 		}
 	}
 	s.receipt(f)
 	return true
-}
-
-// parseAckID returns the ack id part of a 1.2 ack header value
-// "<subscription number>.<ack id>".
-func parseAckID(id []byte) (uint64, bool) {
-	dot := slices.Index(id, '.')
-	if dot < 1 || dot == len(id)-1 || len(id)-dot-1 > 20 {
-		return 0, false
-	}
-	var n uint64
-	for _, c := range id[dot+1:] {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if n > (^uint64(0)-d)/10 {
-			return 0, false
-		}
-		n = n*10 + d
-	}
-	return n, true
 }

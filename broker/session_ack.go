@@ -33,6 +33,18 @@ func (s *Session) handleAck(f *frames.Frame) *stompError {
 	return nil
 }
 
+// splitAckID parses a 1.2 ack id, our MESSAGE's ack header: "<subscription
+// number>.<ack id>".
+func splitAckID(id []byte) (num uint32, ackID uint64, ok bool) {
+	numPart, ackPart, found := strings.Cut(string(id), ".")
+	n, err1 := strconv.ParseUint(numPart, 10, 32)
+	a, err2 := strconv.ParseUint(ackPart, 10, 64)
+	if !found || err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return uint32(n), a, true
+}
+
 // resolveAck finds the delivery an ACK/NACK names. STOMP 1.2 uses the id
 // header (our MESSAGE's ack header, "<subscription number>.<ack id>"); 1.1
 // uses subscription plus message-id; 1.0 message-id alone.
@@ -42,13 +54,11 @@ func (s *Session) resolveAck(f *frames.Frame) (ackTarget, *stompError) {
 			f.Command.String()+" names "+what+", which is not an unacknowledged message of this connection.")
 	}
 	if id, ok := f.Header("id"); ok && s.version == frames.V12 {
-		numPart, ackPart, found := strings.Cut(string(id), ".")
-		num, err1 := strconv.ParseUint(numPart, 10, 32)
-		ackID, err2 := strconv.ParseUint(ackPart, 10, 64)
-		if !found || err1 != nil || err2 != nil {
+		num, ackID, ok := splitAckID(id)
+		if !ok {
 			return unknown("id " + strconv.Quote(truncateString(string(id), 64)))
 		}
-		sub := s.subsByNum[uint32(num)]
+		sub := s.subsByNum[num]
 		if sub == nil || !sub.has(ackID) {
 			return unknown("id " + string(id))
 		}
