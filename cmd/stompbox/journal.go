@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/stompbox/stompbox/cmd/stompbox/internal/config"
 	"github.com/stompbox/stompbox/persistence"
 )
 
@@ -30,13 +31,17 @@ func runJournal(args, environ []string, stdout, stderr io.Writer) int {
 	cmd := args[0]
 	fs := flag.NewFlagSet("stompbox journal "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("journal-dir", envValue(environ, "STOMPBOX_JOURNAL_DIR"), "journal directory (default $STOMPBOX_JOURNAL_DIR)")
+	dir := fs.String("journal-dir", "", "journal directory (default: journal.dir of the configuration: -config, $STOMPBOX_CONFIG, $STOMPBOX_JOURNAL_DIR)")
+	configFile := fs.String("config", "", "YAML configuration file to take journal.dir from (default $STOMPBOX_CONFIG)")
 	fs.Usage = func() { usage(); fs.PrintDefaults() }
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	if *dir == "" {
+		*dir = configuredJournalDir(*configFile, environ, stderr)
 	}
 	if *dir == "" || fs.NArg() > 0 {
 		fs.Usage()
@@ -78,12 +83,20 @@ func runJournal(args, environ []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// envValue is the value of name in environ, or "".
-func envValue(environ []string, name string) string {
-	for _, kv := range environ {
-		if len(kv) > len(name) && kv[len(name)] == '=' && kv[:len(name)] == name {
-			return kv[len(name)+1:]
-		}
+// configuredJournalDir is journal.dir as the broker would read it (a
+// configuration file, then STOMPBOX_* variables), so the tools find the
+// journal the running broker uses; "" (after saying why) when the
+// configuration cannot be read.
+func configuredJournalDir(configFile string, environ []string, stderr io.Writer) string {
+	var args []string
+	if configFile != "" {
+		args = []string{"-config", configFile}
 	}
-	return ""
+	loaded, err := config.Load(args, environ, os.ReadFile, io.Discard)
+	if _, invalid := errors.AsType[*config.ValidationError](err); err != nil && !invalid {
+		fmt.Fprintln(stderr, "stompbox journal: reading the configuration:", err)
+		return ""
+	} // a broker could not start on it (no authentication, say), but journal.dir is read
+
+	return loaded.Config.Journal.Dir
 }

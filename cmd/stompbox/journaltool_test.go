@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -124,5 +125,35 @@ func TestJournalToolUsage(t *testing.T) {
 		if code, _, _ := journalTool(t, args...); code != 2 {
 			t.Errorf("stompbox journal %v: exit %d, want 2", args, code)
 		}
+	}
+}
+
+// TestJournalToolFindsConfiguredDir: without -journal-dir the tools take
+// journal.dir as the broker reads it: from -config, $STOMPBOX_CONFIG or
+// $STOMPBOX_JOURNAL_DIR.
+func TestJournalToolFindsConfiguredDir(t *testing.T) {
+	dir := t.TempDir()
+	writeTestJournal(t, dir, 3)
+	cfg := filepath.Join(t.TempDir(), "stompbox.yaml")
+	if err := os.WriteFile(cfg, []byte("journal:\n  dir: "+dir+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		args, environ []string
+	}{
+		"flag":         {[]string{"check", "-config", cfg}, nil},
+		"config env":   {[]string{"check"}, []string{"STOMPBOX_CONFIG=" + cfg}},
+		"journal env":  {[]string{"check"}, []string{"STOMPBOX_JOURNAL_DIR=" + dir}},
+		"explicit dir": {[]string{"check", "-journal-dir", dir}, []string{"STOMPBOX_JOURNAL_DIR=/nonexistent"}},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := runJournal(tc.args, tc.environ, &stdout, &stderr); code != 0 {
+			t.Errorf("%s: exit %d, want 0 (healthy); stderr %s", name, code, stderr.String())
+		}
+	}
+	var stderr bytes.Buffer
+	if code := runJournal([]string{"check", "-config", filepath.Join(t.TempDir(), "missing.yaml")}, nil, io.Discard, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), "reading the configuration") {
+		t.Errorf("a missing configuration file: exit %d, stderr %q; want 2 and why", code, stderr.String())
 	}
 }

@@ -64,7 +64,9 @@ const ConfigEnv = EnvPrefix + "CONFIG"
 // environment (as os.Environ returns it) and the file named by -config or
 // STOMPBOX_CONFIG, read with readFile. usage gets -h output and flag
 // errors. Every problem found is reported, each naming where the value
-// came from; -h returns flag.ErrHelp.
+// came from; -h returns flag.ErrHelp. A configuration that was read but
+// does not validate is returned with its error (*ValidationError), for
+// tools that need only part of it (stompbox journal needs journal.dir).
 func Load(args, environ []string, readFile func(string) ([]byte, error), usage io.Writer) (*Loaded, error) {
 	opts := Options()
 	l := &Loaded{Config: Default(), Sources: make(map[string]Source, len(opts))}
@@ -127,10 +129,19 @@ func Load(args, environ []string, readFile func(string) ([]byte, error), usage i
 		return nil, err
 	}
 	if err := l.validate(); err != nil {
-		return nil, err
+		return l, &ValidationError{err}
 	}
 	return l, nil
 }
+
+// ValidationError is Load's error for a configuration that was read but
+// is not valid for a broker to start.
+type ValidationError struct{ Err error }
+
+func (e *ValidationError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the validation problems.
+func (e *ValidationError) Unwrap() error { return e.Err }
 
 // set applies one textual value and records its source.
 func (l *Loaded) set(o option, value string, src Source) error {
