@@ -241,34 +241,18 @@ func (f *File) dropDeferred() error {
 // first refusal of an episode is logged.
 func (f *File) markFull(why fullReason, err error) {
 	bit := uint32(1) << why
-	for {
-		old := f.fullMask.Load()
-		if old&bit != 0 {
-			return
-		}
-		if f.fullMask.CompareAndSwap(old, old|bit) {
-			f.log.Warn("journal full: new persistent messages are refused (producers are blocked) until space frees",
-				"reason", why.String(), "err", err)
-			return
-		}
+	if f.fullMask.Or(bit)&bit == 0 {
+		f.log.Warn("journal full: new persistent messages are refused (producers are blocked) until space frees",
+			"reason", why.String(), "err", err)
 	}
 }
 
 // clearFull records that growing appends are taken again (all reasons,
 // or one).
 func (f *File) clearFull(mask uint32) {
-	for {
-		old := f.fullMask.Load()
-		if old&mask == 0 {
-			return
-		}
-		if f.fullMask.CompareAndSwap(old, old&^mask) {
-			if old&^mask == 0 {
-				f.dropWarned.Store(false)
-				f.log.Info("journal: new persistent messages are accepted again")
-			}
-			return
-		}
+	if old := f.fullMask.And(^mask); old&mask != 0 && old&^mask == 0 {
+		f.dropWarned.Store(false)
+		f.log.Info("journal: new persistent messages are accepted again")
 	}
 }
 
