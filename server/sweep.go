@@ -23,41 +23,49 @@ func (s *Server) startSweeperLocked() {
 	if s.sweepStop != nil {
 		return
 	}
-	var durables time.Duration
-	if ttl := s.broker.Config().DurableIdleTTL; ttl > 0 {
-		durables = sweepInterval(ttl)
+	cfg := s.broker.Config()
+	var durables, dedupe time.Duration
+	if cfg.DurableIdleTTL > 0 {
+		durables = sweepInterval(cfg.DurableIdleTTL)
 	}
-	presence := s.broker.PresenceSweepInterval()
-	every := durables
-	if presence > 0 && (every == 0 || presence < every) {
-		every = presence
+	if cfg.DedupeWindow > 0 {
+		dedupe = sweepInterval(cfg.DedupeWindow)
 	}
-	var dedupe time.Duration
-	if window := s.broker.Config().DedupeWindow; window > 0 {
-		dedupe = sweepInterval(window)
-		if every == 0 || dedupe < every {
-			every = dedupe
+	// Each sweep runs every so many ticks of the shortest interval, at its
+	// own pace (not a walk of every durable each second for presence).
+	sweeps := []sweepJob{
+		{every: durables, run: func(now time.Time) { s.broker.SweepIdleDurables(now) }}, // it logs each removal
+		{every: s.broker.PresenceSweepInterval(), run: func(now time.Time) { s.broker.SweepPresence(now) }},
+		{every: dedupe, run: s.broker.SweepDedupe},
+	}
+	var every time.Duration
+	for _, j := range sweeps {
+		if j.every > 0 && (every == 0 || j.every < every) {
+			every = j.every
 		}
 	}
 	if every == 0 {
 		return
 	}
-	// The durables are swept every durableTicks ticks: at their own pace,
-	// not at the presence sweep's (a walk of every durable each second).
-	durableTicks, dedupeTicks := 0, 0
-	if durables > 0 {
-		durableTicks = int(max(durables/every, 1))
-	}
-	if dedupe > 0 {
-		dedupeTicks = int(max(dedupe/every, 1))
+	for i := range sweeps {
+		if sweeps[i].every > 0 {
+			sweeps[i].ticks = int(max(sweeps[i].every/every, 1))
+		}
 	}
 	s.sweepStop = make(chan struct{})
 	s.wg.Add(1)
-	go s.sweep(s.sweepStop, every, durableTicks, dedupeTicks)
+	go s.sweep(s.sweepStop, every, sweeps)
+}
+
+// sweepJob is one periodic broker sweep: run every ticks ticks (0: never).
+type sweepJob struct {
+	every time.Duration
+	run   func(now time.Time)
+	ticks int
 }
 
 // sweep runs until stop is closed.
-func (s *Server) sweep(stop <-chan struct{}, every time.Duration, durableTicks, dedupeTicks int) {
+func (s *Server) sweep(stop <-chan struct{}, every time.Duration, jobs []sweepJob) {
 	defer s.wg.Done()
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -67,12 +75,10 @@ func (s *Server) sweep(stop <-chan struct{}, every time.Duration, durableTicks, 
 		case <-stop:
 			return
 		case <-t.C:
-			if durableTicks > 0 && tick%durableTicks == 0 {
-				s.broker.SweepIdleDurables(now()) // it logs each removal
-			}
-			s.broker.SweepPresence(now())
-			if dedupeTicks > 0 && tick%dedupeTicks == 0 {
-				s.broker.SweepDedupe(now())
+			for _, j := range jobs {
+				if j.ticks > 0 && tick%j.ticks == 0 {
+					j.run(now())
+				}
 			}
 		}
 	}
