@@ -56,7 +56,9 @@ func (s *Session) handleSend(f *frames.Frame) *stompError {
 			s.pipeHold(f)   // it keeps its order behind the SENDs in flight
 			return nil
 		}
-		if err := s.applySend(r, m); err != nil {
+		// A pipelined journal left nothing to journal here: sendPipelined
+		// took every SEND that has records.
+		if err := s.applySend(r, m, s.b.pipelined == nil); err != nil {
 			claim.release()
 			return err
 		}
@@ -70,12 +72,16 @@ func (s *Session) handleSend(f *frames.Frame) *stompError {
 }
 
 // applySend enqueues or publishes m now (a SEND outside a transaction
-// and the pipeline).
-func (s *Session) applySend(r route, m *Message) *stompError {
+// and the pipeline), journaling it first when journal says it may have
+// records.
+func (s *Session) applySend(r route, m *Message, journal bool) *stompError {
 	checkLimits := true
-	recs, err := s.persistentRecords(r, m)
-	if err != nil {
-		return err
+	var recs []JournalRecord
+	if journal {
+		var err *stompError
+		if recs, err = s.persistentRecords(r, m); err != nil {
+			return err
+		}
 	}
 	if len(recs) > 0 {
 		// Acknowledged means on disk: the journal has the message before
