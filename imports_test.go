@@ -38,12 +38,16 @@ var allowedInternal = map[string][]string{
 	"persistence/journaltest": {"broker", "frames"},
 	"wsadapter":               {"frames", "broker"},
 	"web":                     nil,
-	"server":                  {"wsadapter", "broker", "persistence", "web", "frames"},
+	"server":                  {"wsadapter", "broker", "persistence", "web", "frames", "server/cluster"},
 	"server/auth":             {"broker"},
-	"cmd/...":                 {"server", "broker", "frames", "wsadapter", "persistence", "web"},
+	// cluster implements broker.Cluster over NATS JetStream;
+	// clustertest runs NATS servers for tests of any package.
+	"server/cluster":             {"broker", "frames"},
+	"server/cluster/clustertest": {"server/cluster"},
+	"cmd/...":                    {"server", "broker", "frames", "wsadapter", "persistence", "web"},
 	// The command's configuration loader builds the packages' Configs.
-	"cmd/stompbox":                 {"server", "server/auth", "broker", "frames", "wsadapter", "persistence", "web", "cmd/stompbox/internal/config"},
-	"cmd/stompbox/internal/config": {"server", "broker", "frames", "persistence", "wsadapter"},
+	"cmd/stompbox":                 {"server", "server/auth", "server/cluster", "broker", "frames", "wsadapter", "persistence", "web", "cmd/stompbox/internal/config"},
+	"cmd/stompbox/internal/config": {"server", "server/cluster", "broker", "frames", "persistence", "wsadapter"},
 	"e2e/...":                      {anything},
 }
 

@@ -1,0 +1,71 @@
+// Package cluster lets several stompbox nodes share one set of destinations
+// through NATS JetStream (docs/cluster.md): it implements broker.Cluster.
+// Topics ride on core NATS subjects, subscribed by interest; queues live in
+// a JetStream work-queue stream per virtual host, consumed by one durable
+// pull consumer per queue that every node shares. Optionally it runs a
+// nats-server inside the process (cluster.embedded_nats). It owns the NATS
+// connection and every goroutine it starts; Close stops them.
+package cluster
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a Node; zero fields take their defaults. Each field
+// names the configuration key it comes from (docs/configuration.md).
+type Config struct {
+	// URLs are the NATS servers to connect to (cluster.nats_url, flag
+	// -cluster-nats, env STOMPBOX_CLUSTER_NATS: comma-separated). Empty
+	// with Embedded set: the embedded server, in-process.
+	URLs []string
+	// Name (cluster.name, default "stompbox") prefixes every subject,
+	// stream and consumer, so several stompbox clusters can share one NATS.
+	Name string
+	// NodeName (cluster.node, default: the host name) names this node to
+	// NATS and in logs and metrics.
+	NodeName string
+	// CredsFile is a NATS credentials file (cluster.nats_creds_file).
+	CredsFile string
+	// TLSCA, TLSCert and TLSKey are PEM files for TLS to NATS
+	// (cluster.nats_tls_ca, cluster.nats_tls_cert, cluster.nats_tls_key):
+	// with TLSCA alone the server is verified against it; with the pair
+	// too, the node presents a client certificate.
+	TLSCA, TLSCert, TLSKey string
+	// Replicas (cluster.replicas) is the replica count of the streams it
+	// creates; 0: 3 when the JetStream cluster has at least 3 servers,
+	// else 1.
+	Replicas int
+	// AckWait (cluster.ack_wait, default 30s) is how long JetStream waits
+	// for a fed queue message to be settled before it redelivers it
+	// elsewhere: how soon a dead node's unacknowledged messages come back.
+	// A live node keeps its messages by telling JetStream it is still
+	// working on them.
+	AckWait time.Duration
+	// PublishTimeout (cluster.publish_timeout, default 5s) bounds the wait
+	// for JetStream to confirm a stored message.
+	PublishTimeout time.Duration
+	// Embedded, when set (cluster.embedded_nats), runs a nats-server with
+	// JetStream inside the process.
+	Embedded *EmbeddedConfig
+	// Logger receives cluster events. Default: discard.
+	Logger *slog.Logger
+	// Registerer receives the cluster's collectors; nil: none.
+	Registerer prometheus.Registerer
+}
+
+// EmbeddedConfig configures the nats-server run inside the process
+// (cluster.embedded_nats.*).
+type EmbeddedConfig struct {
+	// Listen is the client address (listen, default 127.0.0.1:4222).
+	Listen string
+	// ClusterListen is the route address peers connect to
+	// (cluster_listen); empty: no routes, a one-server NATS.
+	ClusterListen string
+	// Routes are the peers' route URLs, nats-route://host:port (routes).
+	Routes []string
+	// StoreDir is JetStream's storage directory (store_dir).
+	StoreDir string
+}
