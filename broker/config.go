@@ -89,6 +89,9 @@ type Config struct {
 	// is acknowledged only once the journal has it. Call Broker.Recover
 	// before serving. Default: none, everything in memory.
 	Journal Journal
+	// Cluster, when set, shares topics and queues with other stompbox
+	// nodes (cluster.go, docs/cluster.md). Default: none, a single node.
+	Cluster Cluster
 	// Authenticator checks CONNECT credentials. Default: allow everyone.
 	Authenticator Authenticator
 	// VirtualHosts are the virtual hosts besides the default "/": each an

@@ -47,6 +47,10 @@ type sublist struct {
 	// visits counts trie states walked by cache misses, so tests can
 	// prove a publish does not walk patterns that cannot match.
 	visits atomic.Uint64
+
+	// interest (immutable; nil without a cluster) is told, under mu, when
+	// a name or pattern gains its first subscription or loses its last.
+	interest func(pattern string, on bool)
 }
 
 // sublistCacheMax bounds the names whose results are cached: a few
@@ -100,7 +104,11 @@ func (sl *sublist) insert(sub *subscription, create func() *stompError) *stompEr
 				}
 			}
 			set = newSubSet()
+			set.pattern = sub.pattern
 			sl.exact[sub.pattern] = set
+			if sl.interest != nil {
+				sl.interest(sub.pattern, true)
+			}
 		}
 		set.add(sub)
 		return nil
@@ -111,8 +119,12 @@ func (sl *sublist) insert(sub *subscription, create func() *stompError) *stompEr
 	}
 	if n.subs == nil {
 		n.subs = newSubSet()
+		n.subs.pattern = sub.pattern
 		sl.patterns.Add(1)
 		sl.gen.Add(1)
+		if sl.interest != nil {
+			sl.interest(sub.pattern, true)
+		}
 	}
 	before := n.subs.live.Load()
 	n.subs.add(sub)
@@ -160,6 +172,9 @@ func (sl *sublist) remove(sub *subscription) {
 	if !isWildcard(sub.pattern) {
 		if set := sl.exact[sub.pattern]; set != nil && set.remove(sub) && set.live.Load() == 0 {
 			delete(sl.exact, sub.pattern)
+			if sl.interest != nil {
+				sl.interest(sub.pattern, false)
+			}
 		}
 		return
 	}
@@ -187,6 +202,9 @@ func (sl *sublist) remove(sub *subscription) {
 	n.subs = nil
 	sl.patterns.Add(-1)
 	sl.gen.Add(1)
+	if sl.interest != nil {
+		sl.interest(sub.pattern, false)
+	}
 	for n.parent != nil && n.empty() {
 		p := n.parent
 		switch n.segment {

@@ -21,9 +21,10 @@ import "sync/atomic"
 // Slots are atomic pointers because a publisher may read a slot while
 // remove clears it. Writers are serialized by sublist.mu.
 type subSet struct {
-	arr   atomic.Pointer[subArray]
-	live  atomic.Int32          // subscriptions in the set; read by metrics without a lock
-	index map[*subscription]int // guarded by sublist.mu: each subscription's slot in arr
+	pattern string // immutable: the exact name or wildcard pattern
+	arr     atomic.Pointer[subArray]
+	live    atomic.Int32          // subscriptions in the set; read by metrics without a lock
+	index   map[*subscription]int // guarded by sublist.mu: each subscription's slot in arr
 }
 
 // subArray is one generation of a subSet's slots.

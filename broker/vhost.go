@@ -46,6 +46,9 @@ func newSpace(b *Broker, name string) *space {
 	if name != DefaultVirtualHost {
 		sp.journalPrefix = vhostJournalPrefix + url.PathEscape(name)
 	}
+	if c := b.cfg.Cluster; c != nil {
+		sp.topics.interest = func(pattern string, on bool) { c.TopicInterest(name, pattern, on) }
+	}
 	return sp
 }
 

@@ -1,0 +1,24 @@
+package broker
+
+// DeliverTopic delivers m, published on another node to topic (a name,
+// without /topic/) in vhost, to this node's subscribers of the patterns
+// accept accepts among those matching topic (the cluster receives a
+// message once per NATS subject it subscribes, and each subject stands
+// for its own patterns, so no subscriber gets it twice). Durable
+// subscriptions' feeds get it too. It is not handed back to the cluster.
+// An unknown vhost delivers nothing. m must not be modified afterwards.
+func (b *Broker) DeliverTopic(vhost, topic string, m *Message, accept func(pattern string) bool) {
+	sp := b.spaces[vhost]
+	if sp == nil {
+		return
+	}
+	exact, wild := sp.topics.match(topic)
+	if exact != nil && accept(exact.pattern) {
+		exact.deliverTo(m, true)
+	}
+	for _, set := range wild {
+		if accept(set.pattern) {
+			set.deliverTo(m, true)
+		}
+	}
+}
