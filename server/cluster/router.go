@@ -1,0 +1,173 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stompbox/stompbox/broker"
+)
+
+// routerConfig configures a router; the Node fills it from Config and its
+// NATS link.
+type routerConfig struct {
+	// NC is the connection to NATS (owned by the link, not the router).
+	// It must use ReconnectBufSize(-1), so that a publish while
+	// disconnected fails at once instead of being buffered.
+	NC *nats.Conn
+	// JS manages streams and consumers; nil: one made on NC. Queue
+	// publishes always use the router's own JetStream handle on NC, whose
+	// async PubAck callbacks and timeout are the router's.
+	JS jetstream.JetStream
+	// Prefix (Config.Name) is the first token of every subject and the
+	// start of every stream name.
+	Prefix string
+	// Node names this node in logs.
+	Node string
+	// Replicas of the queue streams; 0: 3 when the NATS cluster has at
+	// least 3 servers, else 1.
+	Replicas int
+	// AckWait is the queue consumers' AckWait (default 30s).
+	AckWait time.Duration
+	// PublishTimeout bounds the wait for a PubAck (default 5s).
+	PublishTimeout time.Duration
+	// MaxQueueMessages bounds each queue (the stream's MaxMsgsPerSubject,
+	// new messages refused when full); 0: unlimited.
+	MaxQueueMessages int
+	// MaxQueueBytes bounds a virtual host's queue stream; 0: unlimited.
+	MaxQueueBytes int64
+	// Logger receives router events; nil: discard.
+	Logger *slog.Logger
+	// Registerer receives the router's collectors; nil: none.
+	Registerer prometheus.Registerer
+}
+
+const (
+	defaultAckWait        = 30 * time.Second
+	defaultPublishTimeout = 5 * time.Second
+	// maxInflight bounds queue publishes awaiting their PubAck; past it
+	// PublishQueue refuses (cluster unavailable: JetStream is not keeping
+	// up) rather than queueing without bound.
+	maxInflight = 1 << 16
+)
+
+// router implements broker.Cluster's four methods over one NATS connection:
+// topics on core NATS subjects (router_topics.go), queues in JetStream
+// (router_queues.go).
+type router struct {
+	cfg  routerConfig
+	nc   *nats.Conn
+	js   jetstream.JetStream // streams and consumers
+	pub  jetstream.JetStream // async queue publishes, callbacks into onPubAck/onPubErr
+	log  *slog.Logger
+	met  *routerMetrics
+	brk  atomic.Pointer[broker.Broker]
+	ctx  context.Context // cancelled by close: every goroutine's exit
+	stop context.CancelFunc
+	wg   sync.WaitGroup // every goroutine the router started
+	once sync.Once
+
+	topics topicTable
+	queues queueState
+}
+
+// newRouter builds a router on cfg.NC and starts its goroutines (the topic
+// subscription keeper and the queue keep-alive).
+func newRouter(cfg routerConfig) (*router, error) {
+	if cfg.NC == nil {
+		return nil, errors.New("cluster: router needs a NATS connection")
+	}
+	if !cfg.NC.Opts.NoEcho {
+		// Topic messages this node publishes are delivered locally by the
+		// broker; echoed back they would reach local subscribers twice.
+		return nil, errors.New("cluster: router needs a NATS connection with NoEcho")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "stompbox"
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = defaultAckWait
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = defaultPublishTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	r := &router{cfg: cfg, nc: cfg.NC, log: cfg.Logger.With("component", "cluster-router", "node", cfg.Node)}
+	r.met = newRouterMetrics(cfg.Registerer)
+	pub, err := jetstream.New(cfg.NC,
+		jetstream.WithPublishAsyncAckHandler(r.onPubAck),
+		jetstream.WithPublishAsyncErrHandler(r.onPubErr),
+		jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout),
+		// The router bounds what is in flight itself (maxInflight) and
+		// must never stall in PublishMsgAsync: jetstream's own cap sits
+		// above it.
+		jetstream.WithPublishAsyncMaxPending(2*maxInflight),
+		jetstream.WithDefaultTimeout(cfg.PublishTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: jetstream: %w", err)
+	}
+	r.pub = pub
+	r.js = cfg.JS
+	if r.js == nil {
+		r.js = pub
+	}
+	r.ctx, r.stop = context.WithCancel(context.Background())
+	r.topics.init()
+	r.queues.init()
+	r.wg.Add(2)
+	go r.syncTopics()
+	go r.keepAlive()
+	return r, nil
+}
+
+// setBroker names the broker topic messages from other nodes are delivered
+// to; call it before the broker serves. Until then they are dropped.
+func (r *router) setBroker(b *broker.Broker) { r.brk.Store(b) }
+
+// close stops every goroutine the router started (waiting at most until
+// ctx ends), unsubscribes its topic subjects, fails the queue publishes
+// still awaiting a PubAck and stops every queue feed. The connection stays
+// open: it is the link's.
+func (r *router) close(ctx context.Context) error {
+	r.once.Do(func() {
+		r.stop()
+		r.queues.closeAll(r)
+	})
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("cluster: router close: %w", ctx.Err())
+	}
+	r.unsubscribeAll()
+	r.pub.CleanupPublisher()
+	return nil
+}
+
+// closed reports whether close was called.
+func (r *router) closed() bool { return r.ctx.Err() != nil }
+
+// errRouterClosed is the cause of errors after close.
+var errRouterClosed = errors.New("cluster: router closed")
+
+// unavailable wraps err (or says what) as broker.ErrClusterUnavailable.
+func unavailable(what string, err error) error {
+	if err == nil {
+		return fmt.Errorf("cluster: %s: %w", what, broker.ErrClusterUnavailable)
+	}
+	return fmt.Errorf("cluster: %s: %w: %w", what, broker.ErrClusterUnavailable, err)
+}
+
+var _ broker.Cluster = (*router)(nil)
