@@ -46,9 +46,10 @@ type topicSub struct {
 	// topicTable.mu; read by the message handler without a lock.
 	patterns atomic.Pointer[map[string]int]
 
-	// Owned by the syncTopics goroutine (and close, after it ended).
+	// sub is written by the syncTopics goroutine (and close, after it
+	// ended) under topicTable.mu, so others may look at it under the lock.
 	sub     *nats.Subscription
-	dropped int // sub.Dropped() already counted
+	dropped int // sub.Dropped() already counted; syncTopics only
 }
 
 // topicTable is the node's topic interest.
@@ -149,13 +150,17 @@ func (r *router) syncTopic(ts *topicSub) {
 			t.mu.Unlock()
 			return
 		}
+		t.mu.Lock()
 		ts.sub, ts.dropped = sub, 0
+		t.mu.Unlock()
 	case !want && ts.sub != nil:
 		r.countDroppedOf(ts)
 		if err := ts.sub.Unsubscribe(); err != nil {
 			r.log.Debug("topic unsubscribe", "subject", ts.subject, "err", err)
 		}
+		t.mu.Lock()
 		ts.sub = nil
+		t.mu.Unlock()
 	}
 	if ts.sub == nil {
 		// Forget the subject unless interest came back meanwhile (then
