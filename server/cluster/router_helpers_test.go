@@ -10,6 +10,7 @@ import (
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/stompbox/stompbox/broker"
 )
@@ -188,4 +189,13 @@ func ids(n int, prefix string) []string {
 		out[i] = fmt.Sprintf("%s-%s", prefix, strconv.Itoa(i))
 	}
 	return out
+}
+
+// testutilGauge reads a gauge's value.
+func testutilGauge(g interface{ Write(*dto.Metric) error }) float64 {
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetGauge().GetValue()
 }

@@ -1,0 +1,241 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stompbox/stompbox/broker"
+)
+
+func TestQueuePublishStored(t *testing.T) {
+	srv := startNATS(t, -1, t.TempDir())
+	r := newTestRouter(t, natsURL(srv), "a", nil)
+	if err := publishWait(t, r, "/queue/orders", testMessage("m1", "/queue/orders", "one")); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	// The same id again is stored once (Nats-Msg-Id dedupe) and still acknowledged.
+	if err := publishWait(t, r, "/queue/orders", testMessage("m1", "/queue/orders", "one")); err != nil {
+		t.Fatalf("duplicate publish: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := r.js.Stream(ctx, "SBTEST_Q_~2f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := info.Config
+	if c.Retention != jetstream.WorkQueuePolicy || c.Storage != jetstream.FileStorage || c.Replicas != 1 ||
+		c.Duplicates != 2*time.Minute || len(c.Subjects) != 1 || c.Subjects[0] != "sbtest.q.~2f.>" {
+		t.Fatalf("stream config %+v", c)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("stream holds %d messages, want 1", info.State.Msgs)
+	}
+	msg, err := s.GetLastMsgForSubject(ctx, "sbtest.q.~2f.orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := msg.Header.Get(jetstream.MsgIDHeader); got != "m1" {
+		t.Fatalf("Nats-Msg-Id %q", got)
+	}
+	m, err := decodeMessage(msg.Data)
+	if err != nil || m.ID != "m1" || string(m.Body) != "one" || !m.Persistent {
+		t.Fatalf("stored %+v, %v", m, err)
+	}
+}
+
+func TestQueueFull(t *testing.T) {
+	srv := startNATS(t, -1, t.TempDir())
+	r := newTestRouter(t, natsURL(srv), "a", func(c *routerConfig) { c.MaxQueueMessages = 2 })
+	for i, id := range ids(2, "f") {
+		if err := publishWait(t, r, "/queue/small", testMessage(id, "/queue/small", "x")); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	err := publishWait(t, r, "/queue/small", testMessage("f-3", "/queue/small", "x"))
+	if !errors.Is(err, broker.ErrClusterFull) {
+		t.Fatalf("third publish: %v, want ErrClusterFull", err)
+	}
+	// Another queue of the same vhost has its own bound.
+	if err := publishWait(t, r, "/queue/other", testMessage("o-1", "/queue/other", "x")); err != nil {
+		t.Fatalf("other queue: %v", err)
+	}
+}
+
+// ackAll settles every offer with Ack and gives its credit back.
+func ackAll(s *fakeSink) func(offer) {
+	return func(o offer) {
+		o.settle.Ack()
+		s.give(1)
+	}
+}
+
+func TestQueueCompetingConsumers(t *testing.T) {
+	srv := startNATS(t, -1, t.TempDir())
+	a := newTestRouter(t, natsURL(srv), "a", nil)
+	b := newTestRouter(t, natsURL(srv), "b", nil)
+	const n = 300
+	for _, id := range ids(n, "c") {
+		if err := publishWait(t, a, "/queue/work", testMessage(id, "/queue/work", id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sa, sb := newFakeSink(5), newFakeSink(5)
+	sa.auto, sb.auto = ackAll(sa), ackAll(sb)
+	consume(t, a, "/queue/work", sa)
+	consume(t, b, "/queue/work", sb)
+	eventually(t, 20*time.Second, "all messages", func() bool { return sa.count()+sb.count() >= n })
+	time.Sleep(200 * time.Millisecond)
+	seen := map[string]int{}
+	for _, s := range []*fakeSink{sa, sb} {
+		s.mu.Lock()
+		for _, o := range s.offers {
+			seen[o.m.ID]++
+			if o.deliveries != 1 {
+				t.Errorf("%s delivered %d times", o.m.ID, o.deliveries)
+			}
+		}
+		s.mu.Unlock()
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct messages, want %d", len(seen), n)
+	}
+	for id, c := range seen {
+		if c != 1 {
+			t.Fatalf("%s offered %d times", id, c)
+		}
+	}
+	if sa.count() == 0 || sb.count() == 0 {
+		t.Fatalf("node a got %d, node b %d: not competing", sa.count(), sb.count())
+	}
+}
+
+func TestQueueNakRedelivers(t *testing.T) {
+	srv := startNATS(t, -1, t.TempDir())
+	r := newTestRouter(t, natsURL(srv), "a", nil)
+	s := newFakeSink(10)
+	consume(t, r, "/queue/nak", s)
+	if err := publishWait(t, r, "/queue/nak", testMessage("n1", "/queue/nak", "x")); err != nil {
+		t.Fatal(err)
+	}
+	o, ok := s.next(5 * time.Second)
+	if !ok || o.m.ID != "n1" || o.deliveries != 1 {
+		t.Fatalf("first offer %+v %v", o, ok)
+	}
+	o.settle.Nak()
+	o.settle.Ack() // a second settle is ignored
+	o, ok = s.next(5 * time.Second)
+	if !ok || o.m.ID != "n1" || o.deliveries != 2 {
+		t.Fatalf("after Nak: offer %+v %v, want n1 with deliveries 2", o, ok)
+	}
+	o.settle.Term()
+	if o, ok := s.next(time.Second); ok {
+		t.Fatalf("offered again after Term: %+v", o)
+	}
+}
+
+func TestQueueStoppedNodeRedelivers(t *testing.T) {
+	srv := startNATS(t, -1, t.TempDir())
+	short := func(c *routerConfig) { c.AckWait = time.Second }
+	a := newTestRouter(t, natsURL(srv), "a", short)
+	b := newTestRouter(t, natsURL(srv), "b", short)
+	sa := newFakeSink(10)
+	fa := consume(t, a, "/queue/dead", sa)
+	for _, id := range ids(3, "d") {
+		if err := publishWait(t, a, "/queue/dead", testMessage(id, "/queue/dead", "x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, "node a holds 3", func() bool { return sa.count() == 3 })
+	fa.Stop() // node a "dies" holding three unsettled messages
+	sb := newFakeSink(10)
+	start := time.Now()
+	consume(t, b, "/queue/dead", sb)
+	got := map[string]int{}
+	for range 3 {
+		o, ok := sb.next(5 * time.Second)
+		if !ok {
+			t.Fatalf("node b got only %v", got)
+		}
+		got[o.m.ID] = o.deliveries
+		o.settle.Ack()
+	}
+	for _, id := range ids(3, "d") {
+		if got[id] != 2 {
+			t.Fatalf("node b got %v, want each with deliveries 2", got)
+		}
+	}
+	if d := time.Since(start); d < 500*time.Millisecond {
+		t.Fatalf("redelivered after %v, before AckWait", d)
+	}
+	eventually(t, 5*time.Second, "feed a detached", func() bool {
+		a.queues.mu.Lock()
+		defer a.queues.mu.Unlock()
+		return len(a.queues.feeds) == 0
+	})
+}
+
+func TestQueueInProgressKeepsMessage(t *testing.T) {
+	srv := startNATS(t, -1, t.TempDir())
+	short := func(c *routerConfig) { c.AckWait = time.Second }
+	a := newTestRouter(t, natsURL(srv), "a", short)
+	b := newTestRouter(t, natsURL(srv), "b", short)
+	sa := newFakeSink(1)
+	consume(t, a, "/queue/held", sa)
+	if err := publishWait(t, a, "/queue/held", testMessage("h1", "/queue/held", "x")); err != nil {
+		t.Fatal(err)
+	}
+	o, ok := sa.next(5 * time.Second)
+	if !ok {
+		t.Fatal("node a got nothing")
+	}
+	sb := newFakeSink(10)
+	consume(t, b, "/queue/held", sb)
+	// Held three times AckWait: node a's keep-alive keeps it from b.
+	if o2, ok := sb.next(3 * time.Second); ok {
+		t.Fatalf("node b got %s (deliveries %d) while node a held it", o2.m.ID, o2.deliveries)
+	}
+	o.settle.Ack()
+	if o2, ok := sb.next(1500 * time.Millisecond); ok {
+		t.Fatalf("node b got %s after the ack", o2.m.ID)
+	}
+}
+
+func TestQueueCreditAndMore(t *testing.T) {
+	srv := startNATS(t, -1, t.TempDir())
+	r := newTestRouter(t, natsURL(srv), "a", nil)
+	for _, id := range ids(5, "k") {
+		if err := publishWait(t, r, "/queue/credit", testMessage(id, "/queue/credit", "x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := newFakeSink(2)
+	consume(t, r, "/queue/credit", s)
+	eventually(t, 5*time.Second, "two offers", func() bool { return s.count() == 2 })
+	time.Sleep(300 * time.Millisecond)
+	if n := s.count(); n != 2 {
+		t.Fatalf("%d offers with credit 2", n)
+	}
+	s.give(3)
+	eventually(t, 2*time.Second, "five offers", func() bool { return s.count() == 5 })
+	var wg sync.WaitGroup
+	s.mu.Lock()
+	for _, o := range s.offers {
+		wg.Add(1)
+		go func() { defer wg.Done(); o.settle.Ack() }()
+	}
+	s.mu.Unlock()
+	wg.Wait()
+	eventually(t, 2*time.Second, "no pending", func() bool {
+		return testutilGauge(r.met.pendingAcks) == 0
+	})
+}
