@@ -11,6 +11,7 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/goleak"
 
 	"github.com/stompbox/stompbox/broker"
 )
@@ -198,4 +199,12 @@ func testutilGauge(g interface{ Write(*dto.Metric) error }) float64 {
 		return -1
 	}
 	return m.GetGauge().GetValue()
+}
+
+// noLeaks checks, after every other cleanup of the test, that the
+// goroutines it started (servers, connections, routers, feeds) are gone.
+// Call it first.
+func noLeaks(t *testing.T) {
+	opt := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
 }

@@ -13,6 +13,7 @@ import (
 )
 
 func TestQueuePublishStored(t *testing.T) {
+	noLeaks(t)
 	srv := startNATS(t, -1, t.TempDir())
 	r := newTestRouter(t, natsURL(srv), "a", nil)
 	if err := publishWait(t, r, "/queue/orders", testMessage("m1", "/queue/orders", "one")); err != nil {
@@ -54,6 +55,7 @@ func TestQueuePublishStored(t *testing.T) {
 }
 
 func TestQueueFull(t *testing.T) {
+	noLeaks(t)
 	srv := startNATS(t, -1, t.TempDir())
 	r := newTestRouter(t, natsURL(srv), "a", func(c *routerConfig) { c.MaxQueueMessages = 2 })
 	for i, id := range ids(2, "f") {
@@ -80,6 +82,7 @@ func ackAll(s *fakeSink) func(offer) {
 }
 
 func TestQueueCompetingConsumers(t *testing.T) {
+	noLeaks(t)
 	srv := startNATS(t, -1, t.TempDir())
 	a := newTestRouter(t, natsURL(srv), "a", nil)
 	b := newTestRouter(t, natsURL(srv), "b", nil)
@@ -120,6 +123,7 @@ func TestQueueCompetingConsumers(t *testing.T) {
 }
 
 func TestQueueNakRedelivers(t *testing.T) {
+	noLeaks(t)
 	srv := startNATS(t, -1, t.TempDir())
 	r := newTestRouter(t, natsURL(srv), "a", nil)
 	s := newFakeSink(10)
@@ -144,6 +148,7 @@ func TestQueueNakRedelivers(t *testing.T) {
 }
 
 func TestQueueStoppedNodeRedelivers(t *testing.T) {
+	noLeaks(t)
 	srv := startNATS(t, -1, t.TempDir())
 	short := func(c *routerConfig) { c.AckWait = time.Second }
 	a := newTestRouter(t, natsURL(srv), "a", short)
@@ -185,6 +190,7 @@ func TestQueueStoppedNodeRedelivers(t *testing.T) {
 }
 
 func TestQueueInProgressKeepsMessage(t *testing.T) {
+	noLeaks(t)
 	srv := startNATS(t, -1, t.TempDir())
 	short := func(c *routerConfig) { c.AckWait = time.Second }
 	a := newTestRouter(t, natsURL(srv), "a", short)
@@ -211,6 +217,7 @@ func TestQueueInProgressKeepsMessage(t *testing.T) {
 }
 
 func TestQueueCreditAndMore(t *testing.T) {
+	noLeaks(t)
 	srv := startNATS(t, -1, t.TempDir())
 	r := newTestRouter(t, natsURL(srv), "a", nil)
 	for _, id := range ids(5, "k") {

@@ -74,6 +74,7 @@ func subscribed(r *router, subjects ...string) bool {
 }
 
 func TestTopicsAcrossNodes(t *testing.T) {
+	noLeaks(t)
 	srv := startNATS(t, -1, t.TempDir())
 	a := newTestRouter(t, natsURL(srv), "a", nil)
 	rb := newTestRouter(t, natsURL(srv), "b", nil)
@@ -125,6 +126,7 @@ func TestTopicsAcrossNodes(t *testing.T) {
 }
 
 func TestTopicInterestCoalesces(t *testing.T) {
+	noLeaks(t)
 	srv := startNATS(t, -1, t.TempDir())
 	r := newTestRouter(t, natsURL(srv), "a", nil)
 	// Many flips end in "on": one subscription; the pattern counted once.
@@ -144,6 +146,7 @@ func TestTopicInterestCoalesces(t *testing.T) {
 }
 
 func TestPublishTopicWhileDown(t *testing.T) {
+	noLeaks(t)
 	srv := startNATS(t, -1, t.TempDir())
 	r := newTestRouter(t, natsURL(srv), "a", nil)
 	srv.Shutdown()
