@@ -23,8 +23,8 @@ import (
 const (
 	// feedMaxBatch bounds one Fetch.
 	feedMaxBatch = 256
-	// feedFetchWait bounds one Fetch's wait for messages (Stop cancels it
-	// at once in any case).
+	// feedFetchWait bounds one Fetch's wait for messages, and so how long
+	// a feed runs on after Stop.
 	feedFetchWait = time.Second
 	// feedIdleWait is the safety net when a queue has no credit and More
 	// is never called.
@@ -127,10 +127,13 @@ func (f *queueFeed) run() {
 			t.Stop()
 			continue
 		}
-		fctx, cancel := context.WithTimeout(f.ctx, feedFetchWait)
-		batch, err := cons.Fetch(min(credit, feedMaxBatch), jetstream.FetchContext(fctx))
+		// Stop does not cut the fetch short: a pull request the server
+		// still serves would send messages to nobody, and they would
+		// come back only after AckWait. The fetch ends within
+		// feedFetchWait and what arrives after Stop is given back (Nak)
+		// at once.
+		batch, err := cons.Fetch(min(credit, feedMaxBatch), jetstream.FetchMaxWait(feedFetchWait))
 		if err != nil {
-			cancel()
 			cons = nil
 			if !fail("fetch", err) {
 				return
@@ -140,8 +143,7 @@ func (f *queueFeed) run() {
 		for jm := range batch.Messages() {
 			f.offer(jm)
 		}
-		cancel()
-		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		if err := batch.Error(); err != nil {
 			cons = nil
 			if !fail("fetch", err) {
 				return

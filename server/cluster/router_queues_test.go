@@ -3,10 +3,12 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stompbox/stompbox/broker"
@@ -245,4 +247,90 @@ func TestQueueCreditAndMore(t *testing.T) {
 	eventually(t, 2*time.Second, "no pending", func() bool {
 		return testutilGauge(r.met.pendingAcks) == 0
 	})
+}
+
+func TestClassifyPubErr(t *testing.T) {
+	for _, c := range []struct {
+		err    error
+		reason string
+		full   bool
+	}{
+		{&jetstream.APIError{Code: 503, ErrorCode: 10077, Description: "maximum messages per subject exceeded"}, reasonFull, true},
+		{&jetstream.APIError{Code: 503, ErrorCode: 10077, Description: "maximum bytes exceeded"}, reasonFull, true},
+		{&jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamMessageExceedsMaximum, Description: "message size exceeds maximum allowed"}, reasonFull, true},
+		{&jetstream.APIError{Code: 503, ErrorCode: 10077, Description: "store closed"}, reasonError, false},
+		{jetstream.ErrAsyncPublishTimeout, reasonTimeout, false},
+		{nats.ErrDisconnected, reasonDisconnected, false},
+		{nats.ErrReconnectBufExceeded, reasonDisconnected, false},
+		{jetstream.ErrJetStreamPublisherClosed, reasonDisconnected, false},
+		{jetstream.ErrNoStreamResponse, reasonNoStream, false},
+		{errors.New("odd"), reasonError, false},
+	} {
+		reason, err := classifyPubErr(c.err)
+		if reason != c.reason || errors.Is(err, broker.ErrClusterFull) != c.full ||
+			errors.Is(err, broker.ErrClusterUnavailable) == c.full || !errors.Is(err, c.err) {
+			t.Errorf("classifyPubErr(%v) = %q, %v", c.err, reason, err)
+		}
+	}
+}
+
+func TestCloseSettlesEveryPublish(t *testing.T) {
+	noLeaks(t)
+	srv := startNATS(t, -1, t.TempDir())
+	cfg := routerConfig{NC: connect(t, natsURL(srv)), Prefix: "sbtest", PublishTimeout: 2 * time.Second}
+	r, err := newRouter(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	var mu sync.Mutex
+	calls := map[int]int{}
+	var stored, refused int
+	sent := 0
+	for i := range n {
+		done := broker.ClusterDoneFunc(func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls[i]++
+			if err == nil {
+				stored++
+			} else if errors.Is(err, broker.ErrClusterUnavailable) {
+				refused++
+			}
+		})
+		if err := r.PublishQueue("/", "/queue/c", testMessage(fmt.Sprint("x-", i), "/queue/c", "x"), done); err == nil {
+			sent++
+		} else if !errors.Is(err, broker.ErrClusterUnavailable) {
+			t.Fatal(err)
+		}
+		if i == n/2 { // with publishes still awaiting their PubAck
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := r.close(ctx); err != nil {
+				t.Fatalf("close: %v", err)
+			}
+			cancel()
+		}
+	}
+	eventually(t, 5*time.Second, "every done", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(calls) == sent
+	})
+	time.Sleep(100 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	for i, c := range calls {
+		if c != 1 {
+			t.Fatalf("done of publish %d called %d times", i, c)
+		}
+	}
+	t.Logf("sent %d: %d stored, %d refused at close", sent, stored, refused)
+	if stored+refused != sent || sent != n/2+1 {
+		t.Fatalf("sent %d of %d: %d stored, %d refused", sent, n, stored, refused)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.close(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
