@@ -43,6 +43,7 @@ func (s *Session) appendOutput(dst []byte, ends []int, wantEnds bool) ([]byte, [
 			s.counts.out[frames.CmdMessage].Add(1)
 			dst = s.appendMessage(dst, e)
 			if e.qm != nil {
+				settleNow(e.qm, settleAck) // fed by the cluster: consumed now
 				removals = e.sub.queue.appendRemoval(removals, e.qm)
 			}
 		}

@@ -41,7 +41,7 @@ func (s *Session) handleSend(f *frames.Frame) *stompError {
 			s.duplicateReceipt(f)
 			return nil
 		}
-		if s.b.pipelined != nil {
+		if s.b.pipelined != nil || s.b.cfg.Cluster != nil {
 			piped, err := s.sendPipelined(f, r, m, claim)
 			if err != nil {
 				claim.release()
@@ -239,6 +239,9 @@ func (s *Session) routeQueue(r route) *queue {
 func (s *Session) deliverRoute(r route, m *Message, checkLimits bool) *stompError {
 	switch r.kind {
 	case kindTopic:
+		if err := s.publishTopicClustered(r.key, m); err != nil {
+			return err
+		}
 		s.space.publishTopic(r.key, m)
 		return nil
 	case kindTempQueue:
@@ -259,6 +262,9 @@ func (s *Session) deliverRoute(r route, m *Message, checkLimits bool) *stompErro
 			return asStompError(err)
 		}
 		return nil
+	}
+	if s.b.clusterRoute(r) {
+		return s.publishQueueWait(r.key, m)
 	}
 	return s.space.enqueueNamed(r.key, m, checkLimits, s.createQueue)
 }
