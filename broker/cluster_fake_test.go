@@ -275,3 +275,33 @@ func mustFrame(t *testing.T, c *client, cmd string) {
 		t.Fatalf("got %s (%s: %s), want %s", f.Command, hdr(f, "error-code"), hdr(f, "message"), cmd)
 	}
 }
+
+func (n *memNode) ReplyInterest(vhost, token string, on bool) {
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+	k := vhost + "\x00reply\x00" + token
+	if on {
+		n.interest[k]++
+		n.events = append(n.events, "+reply")
+	} else {
+		n.interest[k]--
+		n.events = append(n.events, "-reply")
+	}
+}
+
+func (n *memNode) PublishReply(vhost, key string, m *Message) error {
+	n.c.mu.Lock()
+	var to *Broker
+	for _, o := range n.c.nodes {
+		for k, on := range o.interest {
+			if on > 0 && len(key) > len("/reply-queue/") && k == vhost+"\x00reply\x00"+key[len("/reply-queue/"):len("/reply-queue/")+32] {
+				to = o.b
+			}
+		}
+	}
+	n.c.mu.Unlock()
+	if to != nil {
+		to.DeliverReply(vhost, key, m)
+	}
+	return nil
+}

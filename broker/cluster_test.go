@@ -355,3 +355,36 @@ func TestClusterQueueCommitStoresEverySend(t *testing.T) {
 		t.Fatalf("cluster holds %d after COMMIT, want 1 and 2 in order", len(q.ready))
 	}
 }
+
+func TestClusterReplyReachesTheRequestersNode(t *testing.T) {
+	mc := newMemCluster()
+	a, b := mc.node(Config{}), mc.node(Config{})
+	req := newClient(t, a.b)
+	req.connect()
+	req.mustSend(frames.CmdSubscribe, "", "id:r", "destination:/temp-queue/answers")
+	req.mustSend(frames.CmdSend, "question", "destination:/queue/q", "reply-to:/temp-queue/answers", "receipt:s")
+	if err := req.s.Poked(); err != nil { // the cluster stored it: the RECEIPT is due
+		t.Fatal(err)
+	}
+	mustFrame(t, req, "RECEIPT")
+	worker := queueConsumer(t, b, "auto", 0)
+	mc.pump()
+	got := worker.next()
+	replyTo := hdr(got, "reply-to")
+	if len(replyTo) < len("/reply-queue/") || replyTo[:len("/reply-queue/")] != "/reply-queue/" {
+		t.Fatalf("reply-to %q, want a reply-queue address", replyTo)
+	}
+	worker.mustSend(frames.CmdSend, "answer", "destination:"+replyTo, "receipt:a")
+	mustFrame(t, worker, "RECEIPT")
+	f := req.next()
+	if f.Command != frames.CmdMessage || string(f.Body) != "answer" || hdr(f, "subscription") != "r" {
+		t.Fatalf("requester got %s %q %v", f.Command, f.Body, headerLines(f))
+	}
+	req.s.Release()
+	mc.mu.Lock()
+	events := slices.Clone(a.events)
+	mc.mu.Unlock()
+	if !slices.Equal(events, []string{"+reply", "-reply"}) {
+		t.Fatalf("reply interest events %v, want on then off", events)
+	}
+}

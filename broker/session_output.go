@@ -212,6 +212,9 @@ func (s *Session) deleteTempQueue(key string, q *queue) {
 	}
 	sp.mu.Unlock()
 	delete(s.tempQueues, key)
+	if c := s.b.cfg.Cluster; c != nil && len(s.tempQueues) == 0 {
+		c.ReplyInterest(sp.name, s.replyToken, false)
+	}
 	q.mu.Lock()
 	q.deleted = true
 	for q.ready.Len() > 0 {

@@ -3,6 +3,7 @@ package broker
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -255,6 +256,13 @@ func (s *Session) deliverRoute(r route, m *Message, checkLimits bool) *stompErro
 		return nil
 	case kindReplyQueue:
 		q, _ := s.space.queue(r.key, nil)
+		if q == nil && s.b.cfg.Cluster != nil {
+			// Its session may be on another node.
+			if err := s.b.cfg.Cluster.PublishReply(s.space.name, r.key, m); err != nil {
+				return clusterError(fmt.Errorf("%w: %w", ErrClusterUnavailable, err))
+			}
+			return nil
+		}
 		if q == nil {
 			return nil // the requester is gone: like RabbitMQ, the reply is dropped
 		}
@@ -299,5 +307,8 @@ func (s *Session) tempQueue(key string) (*queue, *stompError) {
 		s.tempQueues = make(map[string]*queue)
 	}
 	s.tempQueues[key] = q
+	if c := s.b.cfg.Cluster; c != nil && len(s.tempQueues) == 1 {
+		c.ReplyInterest(sp.name, s.replyToken, true) // replies sent on other nodes come here
+	}
 	return q, nil
 }
