@@ -18,6 +18,9 @@ import (
 // recovery); a server that is not up by then failed.
 const embeddedReadyTimeout = 5 * time.Second
 
+// embeddedReadyStep is how often startEmbedded looks for a failed start.
+const embeddedReadyStep = 50 * time.Millisecond
+
 // defaultEmbeddedListen is the embedded server's client address when
 // cluster.embedded_nats.listen is empty (the NATS default port, loopback
 // only: other hosts reach the node's NATS only when the operator says so).
@@ -39,13 +42,19 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 	// Debug and trace stay off: they log every protocol line.
 	srv.SetLoggerV2(logger, false, false, false)
 	srv.Start()
-	if !srv.ReadyForConnections(embeddedReadyTimeout) {
+	// nats-server reports a failed start (port in use, store dir not
+	// writable, JetStream refusing the cluster) only through its logger's
+	// Fatalf, and then never becomes ready: short waits, checking for that
+	// message in between, fail fast with the useful part of the error.
+	deadline := time.Now().Add(embeddedReadyTimeout)
+	for !srv.ReadyForConnections(embeddedReadyStep) {
+		msg := logger.fatal()
+		if msg == "" && time.Now().Before(deadline) {
+			continue
+		}
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		// nats-server reports a failed start (port in use, store dir not
-		// writable, JetStream refusing the cluster) only through its
-		// logger's Fatalf; that message is the useful part of the error.
-		if msg := logger.fatal(); msg != "" {
+		if msg != "" {
 			return nil, fmt.Errorf("cluster: embedded nats-server did not start: %s", msg)
 		}
 		return nil, fmt.Errorf("cluster: embedded nats-server not ready for connections within %s", embeddedReadyTimeout)

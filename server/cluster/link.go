@@ -263,6 +263,9 @@ func (l *link) ready(ctx context.Context) error {
 		l.mu.Lock()
 		last := l.lastErr
 		l.mu.Unlock()
+		if last == nil {
+			last = l.nc.LastError() // a first connect that never succeeded
+		}
 		if last != nil {
 			return fmt.Errorf("not connected to NATS (%s), reconnecting: last error: %w", strings.Join(l.servers(), ","), last)
 		}
