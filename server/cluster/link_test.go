@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -415,4 +416,48 @@ func TestOpenLinkEmbeddedPortTaken(t *testing.T) {
 		t.Fatalf("embedded server on a taken port: %v", err)
 	}
 	t.Log(err)
+}
+
+func TestLinkCloseCutShort(t *testing.T) {
+	n := clustertest.StartNATS(t, 1)
+	l := mustOpen(t, Config{URLs: n.URLs(), NodeName: "slow"})
+	// A subscription whose handler is stuck keeps the drain from finishing.
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	if _, err := l.nc.Subscribe("stuck", func(*nats.Msg) {
+		entered <- struct{}{}
+		<-release
+	}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := nats.Connect(n.URL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := l.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Publish("stuck", nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("handler never ran")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = l.close(ctx)
+	close(release)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("close with a stuck drain: %v, want the deadline", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("close took %s past its deadline", d)
+	}
+	if !l.nc.IsClosed() {
+		t.Fatal("connection not closed after a cut-short drain")
+	}
 }
