@@ -461,3 +461,25 @@ func TestLinkCloseCutShort(t *testing.T) {
 		t.Fatal("connection not closed after a cut-short drain")
 	}
 }
+
+func TestLinkReadyWithoutJetStreamQuorum(t *testing.T) {
+	n := clustertest.StartNATS(t, 3)
+	l := mustOpen(t, Config{URLs: []string{n.URL(0)}, NodeName: "quorum"})
+	defer closeLink(t, l)
+	waitReady(t, l, 10*time.Second)
+	// Two of three servers gone: the survivor has no JetStream leader and
+	// cannot elect one. The link stays connected, ready says what is wrong.
+	n.Kill(1)
+	n.Kill(2)
+	var err error
+	waitFor(t, 30*time.Second, "ready fails without a JetStream quorum", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = l.ready(ctx)
+		return err != nil
+	})
+	t.Log(err)
+	if !l.connected() || !strings.Contains(err.Error(), "connected to NATS but JetStream") {
+		t.Fatalf("ready without quorum: %v (connected %v)", err, l.connected())
+	}
+}
