@@ -96,9 +96,9 @@ type link struct {
 // talks to it in-process). NATS being down is not an error: the link
 // keeps trying in the background, connected() and ready() tell. Only a
 // configuration that can never work (missing credential or TLS files, an
-// embedded server that does not start) fails. ctx bounds nothing that
-// blocks today; it is taken so the caller's deadline applies if the
-// initial connect ever becomes blocking.
+// embedded server that does not start) fails. ctx is checked first; the
+// steps that take time have bounds of their own (the embedded start
+// embeddedReadyTimeout, the first dial to each URL nats.go's 2s).
 func openLink(ctx context.Context, cfg Config) (*link, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
