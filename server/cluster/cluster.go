@@ -66,11 +66,16 @@ type Config struct {
 // (cluster.embedded_nats.*).
 type EmbeddedConfig struct {
 	// Listen is the client address (listen, default 127.0.0.1:4222).
+	// Port 0 or -1: any free port (nats-server itself reads 0 as 4222).
 	Listen string
 	// ClusterListen is the route address peers connect to
-	// (cluster_listen); empty: no routes, a one-server NATS.
+	// (cluster_listen); empty: no routes, a one-server NATS. Port 0 or -1:
+	// any free port. Set, it needs Routes: JetStream in a NATS cluster
+	// starts only with its peers configured.
 	ClusterListen string
 	// Routes are the peers' route URLs, nats-route://host:port (routes).
+	// Listing this node's own route address too is fine (nats-server skips
+	// it), so every node can be given the same list.
 	Routes []string
 	// StoreDir is JetStream's storage directory (store_dir).
 	StoreDir string
