@@ -52,8 +52,6 @@ type routerConfig struct {
 }
 
 const (
-	defaultAckWait        = 30 * time.Second
-	defaultPublishTimeout = 5 * time.Second
 	// maxInflight bounds queue publishes awaiting their PubAck; past it
 	// PublishQueue refuses (cluster unavailable: JetStream is not keeping
 	// up) rather than queueing without bound.

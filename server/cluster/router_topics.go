@@ -10,7 +10,8 @@ import (
 	"github.com/stompbox/stompbox/broker"
 )
 
-// Topic interest reaches NATS through one goroutine (syncTopics).
+// Topic interest reaches NATS through one goroutine (syncTopics); so does
+// reply-queue interest (router_replies.go), which shares the table.
 //
 // TopicInterest is called under the broker's topic-table lock, so it only
 // updates the table below (a mutex held for a few map operations) and
@@ -41,6 +42,7 @@ type topicSub struct {
 	vhost   string
 	subject string
 	base    string // topicBase of vhost: what the topic name follows
+	reply   bool   // a reply token's subject (router_replies.go), not a topic's
 	// patterns maps each pattern of this subject to its count of
 	// interest calls (on minus off); replaced, never modified, under
 	// topicTable.mu; read by the message handler without a lock.
@@ -68,7 +70,12 @@ func (t *topicTable) init() {
 
 // TopicInterest implements broker.Cluster: it never blocks.
 func (r *router) TopicInterest(vhost, pattern string, on bool) {
-	subjects := patternSubjects(r.cfg.Prefix, vhost, pattern)
+	r.interest(vhost, patternSubjects(r.cfg.Prefix, vhost, pattern), pattern, on, false)
+}
+
+// interest counts key (a topic pattern, or a reply token) in or out of
+// each subject and marks the subjects for syncTopics.
+func (r *router) interest(vhost string, subjects []string, key string, on, reply bool) {
 	t := &r.topics
 	t.mu.Lock()
 	for _, subj := range subjects {
@@ -77,7 +84,7 @@ func (r *router) TopicInterest(vhost, pattern string, on bool) {
 			if !on {
 				continue
 			}
-			ts = &topicSub{vhost: vhost, subject: subj, base: topicBase(r.cfg.Prefix, vhost)}
+			ts = &topicSub{vhost: vhost, subject: subj, reply: reply, base: topicBase(r.cfg.Prefix, vhost)}
 			empty := map[string]int{}
 			ts.patterns.Store(&empty)
 			t.subs[subj] = ts
@@ -88,9 +95,9 @@ func (r *router) TopicInterest(vhost, pattern string, on bool) {
 			next[p] = n
 		}
 		if on {
-			next[pattern]++
-		} else if next[pattern]--; next[pattern] <= 0 {
-			delete(next, pattern)
+			next[key]++
+		} else if next[key]--; next[key] <= 0 {
+			delete(next, key)
 		}
 		ts.patterns.Store(&next)
 		t.dirty[ts] = struct{}{}
@@ -136,7 +143,11 @@ func (r *router) syncTopic(ts *topicSub) {
 	want := len(*ts.patterns.Load()) > 0
 	switch {
 	case want && ts.sub == nil:
-		sub, err := r.nc.Subscribe(ts.subject, func(m *nats.Msg) { r.onTopicMsg(ts, m) })
+		handler := func(m *nats.Msg) { r.onTopicMsg(ts, m) }
+		if ts.reply {
+			handler = func(m *nats.Msg) { r.onReplyMsg(ts, m) }
+		}
+		sub, err := r.nc.Subscribe(ts.subject, handler)
 		if err == nil {
 			err = sub.SetPendingLimits(topicPendingMsgs, topicPendingBytes)
 		}
