@@ -115,6 +115,7 @@ func (f *queueFeed) run() {
 				continue
 			}
 			cons = c
+			r.log.Debug("queue feed: consumer ready", "queue", f.queue, "consumer", f.durab)
 		}
 		credit := f.sink.Credit()
 		if credit <= 0 {
