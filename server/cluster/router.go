@@ -74,8 +74,9 @@ type router struct {
 	wg   sync.WaitGroup // every goroutine the router started
 	once sync.Once
 
-	topics topicTable
-	queues queueState
+	topics   topicTable
+	queues   queueState
+	payloads sync.Pool // *[]byte: encode buffers of core NATS publishes
 }
 
 // newRouter builds a router on cfg.NC and starts its goroutines (the topic

@@ -339,6 +339,9 @@ func (r *router) replicas() int {
 	if n := r.queues.replicas.Load(); n > 0 {
 		return int(n)
 	}
+	if !r.nc.IsConnected() {
+		return 1 // no stream can be made now anyway; count again later
+	}
 	n := 1
 	if r.nc.ConnectedClusterName() != "" && len(r.nc.Servers()) >= 3 {
 		n = 3

@@ -59,7 +59,7 @@ func (r *router) PublishReply(vhost, key string, m *broker.Message) error {
 	if !ok {
 		return fmt.Errorf("cluster: publish reply: %q is not a reply queue", key)
 	}
-	if err := r.nc.Publish(subj, encodeMessage(m)); err != nil {
+	if err := r.publishCore(subj, m); err != nil {
 		return unavailable("publish reply", err)
 	}
 	return nil

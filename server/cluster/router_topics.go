@@ -255,8 +255,27 @@ func (r *router) PublishTopic(vhost, topic string, m *broker.Message) error {
 	if r.closed() {
 		return unavailable("publish topic", errRouterClosed)
 	}
-	if err := r.nc.Publish(topicSubject(r.cfg.Prefix, vhost, topic), encodeMessage(m)); err != nil {
+	if err := r.publishCore(topicSubject(r.cfg.Prefix, vhost, topic), m); err != nil {
 		return unavailable("publish topic", err)
 	}
 	return nil
+}
+
+// maxPooledPayload bounds the buffers publishCore keeps for reuse.
+const maxPooledPayload = 64 << 10
+
+// publishCore encodes m into a pooled buffer and publishes it on core
+// NATS: nc.Publish copies the payload into the connection's buffer before
+// it returns, so the buffer is free again at once.
+func (r *router) publishCore(subject string, m *broker.Message) error {
+	bp, _ := r.payloads.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	*bp = appendMessage((*bp)[:0], m)
+	err := r.nc.Publish(subject, *bp)
+	if cap(*bp) <= maxPooledPayload {
+		r.payloads.Put(bp)
+	}
+	return err
 }
