@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/stompbox/stompbox/broker"
 )
@@ -332,5 +335,65 @@ func TestCloseSettlesEveryPublish(t *testing.T) {
 	defer cancel()
 	if err := r.close(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRouterMetrics(t *testing.T) {
+	noLeaks(t)
+	srv := startNATS(t, -1, t.TempDir())
+	reg := prometheus.NewRegistry()
+	r := newTestRouter(t, natsURL(srv), "a", func(c *routerConfig) { c.Registerer = reg; c.MaxQueueMessages = 1 })
+	s := newFakeSink(10)
+	consume(t, r, "/queue/m", s)
+	if err := publishWait(t, r, "/queue/m", testMessage("m1", "/queue/m", "x")); err != nil {
+		t.Fatal(err)
+	}
+	o, ok := s.next(5 * time.Second)
+	if !ok {
+		t.Fatal("nothing fed")
+	}
+	if v := testutil.ToFloat64(r.met.pendingAcks); v != 1 {
+		t.Fatalf("pending acks %v while one is held", v)
+	}
+	o.settle.Nak()
+	o, ok = s.next(5 * time.Second)
+	if !ok {
+		t.Fatal("nothing redelivered")
+	}
+	o.settle.Ack()
+	// The queue holds one message at most: fill it, then one more.
+	for i, want := range []error{nil, broker.ErrClusterFull} {
+		err := publishWait(t, r, "/queue/full", testMessage(fmt.Sprint("f", i), "/queue/full", "x"))
+		if !errors.Is(err, want) && err != want {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	for name, want := range map[string]float64{
+		"fetched": 2, "nacked": 1, "acked": 1, "termed": 0,
+	} {
+		if v := testutil.ToFloat64(r.met.fed.WithLabelValues(name)); v != want {
+			t.Errorf("queue messages %s = %v, want %v", name, v, want)
+		}
+	}
+	if v := testutil.ToFloat64(r.met.pendingAcks); v != 0 {
+		t.Errorf("pending acks %v after settling", v)
+	}
+	if v := testutil.ToFloat64(r.met.publishFailed.WithLabelValues(reasonFull)); v != 1 {
+		t.Errorf("full failures %v", v)
+	}
+	if n := testutil.CollectAndCount(reg, "stompbox_cluster_publish_seconds"); n != 1 {
+		t.Errorf("publish histogram: %d series", n)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), "stompbox_cluster_") {
+			t.Errorf("metric %s lacks the prefix", mf.GetName())
+		}
+		if mf.GetName() == "stompbox_cluster_publish_seconds" && mf.GetMetric()[0].GetHistogram().GetSampleCount() != 2 {
+			t.Errorf("publish histogram counts %d, want 2 (stored ones only)", mf.GetMetric()[0].GetHistogram().GetSampleCount())
+		}
 	}
 }
