@@ -245,6 +245,7 @@ func (r *router) keepAlive() {
 	defer r.wg.Done()
 	t := time.NewTicker(max(r.cfg.AckWait/3, 10*time.Millisecond))
 	defer t.Stop()
+	var feeds []*queueFeed
 	var held []*settler
 	for {
 		select {
@@ -252,22 +253,31 @@ func (r *router) keepAlive() {
 			return
 		case <-t.C:
 		}
-		held = held[:0]
+		// Snapshots, so that neither the publish path (queueState.mu)
+		// nor settling (queueFeed.mu) waits for the progress messages.
 		r.queues.mu.Lock()
 		for f := range r.queues.feeds {
+			feeds = append(feeds, f)
+		}
+		r.queues.mu.Unlock()
+		for _, f := range feeds {
+			if f.ctx.Err() != nil {
+				continue // stopped: what it holds goes back after AckWait
+			}
 			f.mu.Lock()
 			for s := range f.unsettled {
 				held = append(held, s)
 			}
 			f.mu.Unlock()
 		}
-		r.queues.mu.Unlock()
 		for _, s := range held {
 			if !s.done.Load() {
 				_ = s.jm.InProgress()
 			}
 		}
+		clear(feeds)
 		clear(held)
+		feeds, held = feeds[:0], held[:0]
 	}
 }
 
