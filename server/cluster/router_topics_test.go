@@ -5,31 +5,34 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stompbox/stompbox/broker"
 )
 
-// nopTransport is a session's write side that nobody wakes: the test reads
-// the session's output itself.
-type nopTransport struct{}
+// testTransport is a session's write side for a test that drives the
+// session itself: output is read by polling, and a poke is answered by the
+// next poll (the test goroutine is the session's read loop).
+type testTransport struct{ poked atomic.Bool }
 
-func (nopTransport) Wake()                    {}
-func (nopTransport) Close(broker.CloseReason) {}
-func (nopTransport) Poke()                    {}
+func (*testTransport) Wake()                    {}
+func (*testTransport) Close(broker.CloseReason) {}
+func (t *testTransport) Poke()                  { t.poked.Store(true) }
 
-// stompClient is one connection to a real broker, driven in-process.
+// stompClient is one connection to a real broker, driven in-process from
+// the test goroutine.
 type stompClient struct {
-	mu  sync.Mutex // AppendOutput must not run concurrently with itself
+	tr  testTransport
 	s   *broker.Session
 	out []byte
 }
 
 func newStompClient(t *testing.T, b *broker.Broker) *stompClient {
 	t.Helper()
-	c := &stompClient{s: b.NewSession(nopTransport{}, "test")}
+	c := &stompClient{}
+	c.s = b.NewSession(&c.tr, "test")
 	c.send(t, "CONNECT\naccept-version:1.2\nhost:/\n\n\x00")
 	eventually(t, 5*time.Second, "CONNECTED", func() bool { return strings.Contains(c.output(), "CONNECTED") })
 	return c
@@ -42,9 +45,11 @@ func (c *stompClient) send(t *testing.T, frame string) {
 	}
 }
 
+// output answers a pending poke and returns everything written so far.
 func (c *stompClient) output() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	if c.tr.poked.Swap(false) {
+		_ = c.s.Poked()
+	}
 	c.out, _ = c.s.AppendOutput(c.out)
 	return string(c.out)
 }
