@@ -58,9 +58,26 @@ const (
 	maxInflight = 1 << 16
 )
 
-// router implements broker.Cluster's four methods over one NATS connection:
-// topics on core NATS subjects (router_topics.go), queues in JetStream
-// (router_queues.go).
+// router implements broker.Cluster over one NATS connection: topics and
+// replies to temporary queues on core NATS subjects (router_topics.go,
+// router_replies.go), queues in JetStream (router_queues.go, fed to local
+// consumers by router_feed.go). Names map to subjects as subjects.go
+// says; every message is encoded once (codec.go).
+//
+// What a client sees differently from a single node:
+//   - Topics are at most once across nodes: while NATS is unreachable a
+//     message reaches only its own node's subscribers (PublishTopic fails,
+//     the broker counts it), and a node that cannot keep up drops what
+//     NATS has buffered for it past the subscription's pending limits
+//     (stompbox_cluster_topic_dropped_total).
+//   - Queues are at least once: a PubAck lost to a disconnection is
+//     reported as unavailable although the message may be stored (a
+//     resend with the same message id within 2 minutes is stored once);
+//     an ACK lost the same way means a redelivery after AckWait.
+//   - Queue order is JetStream's per queue; a NACKed message or a dead
+//     node's unsettled messages come back after the others that were
+//     already fetched, and the delivery count is the cluster's, across
+//     nodes.
 type router struct {
 	cfg  routerConfig
 	nc   *nats.Conn

@@ -197,7 +197,9 @@ func TestQueueStoppedNodeRedelivers(t *testing.T) {
 func TestQueueInProgressKeepsMessage(t *testing.T) {
 	noLeaks(t)
 	srv := startNATS(t, -1, t.TempDir())
-	short := func(c *routerConfig) { c.AckWait = time.Second }
+	// AckWait 1.5s: the keep-alive runs every 0.5s, so only a stall of
+	// a second on a loaded machine could let the message go.
+	short := func(c *routerConfig) { c.AckWait = 1500 * time.Millisecond }
 	a := newTestRouter(t, natsURL(srv), "a", short)
 	b := newTestRouter(t, natsURL(srv), "b", short)
 	sa := newFakeSink(1)
@@ -211,12 +213,12 @@ func TestQueueInProgressKeepsMessage(t *testing.T) {
 	}
 	sb := newFakeSink(10)
 	consume(t, b, "/queue/held", sb)
-	// Held three times AckWait: node a's keep-alive keeps it from b.
-	if o2, ok := sb.next(3 * time.Second); ok {
+	// Held over twice AckWait: node a's keep-alive keeps it from b.
+	if o2, ok := sb.next(3500 * time.Millisecond); ok {
 		t.Fatalf("node b got %s (deliveries %d) while node a held it", o2.m.ID, o2.deliveries)
 	}
 	o.settle.Ack()
-	if o2, ok := sb.next(1500 * time.Millisecond); ok {
+	if o2, ok := sb.next(2 * time.Second); ok {
 		t.Fatalf("node b got %s after the ack", o2.m.ID)
 	}
 }
