@@ -74,10 +74,11 @@ const (
 //     reported as unavailable although the message may be stored (a
 //     resend with the same message id within 2 minutes is stored once);
 //     an ACK lost the same way means a redelivery after AckWait.
-//   - Queue order is JetStream's per queue; a NACKed message or a dead
-//     node's unsettled messages come back after the others that were
-//     already fetched, and the delivery count is the cluster's, across
-//     nodes.
+//   - Queue order is JetStream's per queue: consumers on several nodes
+//     fetch batches concurrently, so two messages may be consumed in the
+//     other order on different nodes; a dead node's unsettled messages
+//     come back only after AckWait. The delivery count is the cluster's,
+//     across nodes.
 type router struct {
 	cfg  routerConfig
 	nc   *nats.Conn
