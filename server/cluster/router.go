@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,6 +112,9 @@ func newRouter(cfg routerConfig) (*router, error) {
 	if cfg.Prefix == "" {
 		cfg.Prefix = "stompbox"
 	}
+	if !validPrefix(cfg.Prefix) {
+		return nil, fmt.Errorf("cluster: name %q cannot start NATS subjects (dot-separated tokens of letters, digits, - and _)", cfg.Prefix)
+	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = defaultAckWait
 	}
@@ -171,6 +175,17 @@ func (r *router) close(ctx context.Context) error {
 	r.unsubscribeAll()
 	r.pub.CleanupPublisher()
 	return nil
+}
+
+// validPrefix reports whether p may be the first tokens of every subject:
+// non-empty plain tokens, so no wildcard, space or empty token.
+func validPrefix(p string) bool {
+	for _, tok := range strings.Split(p, ".") {
+		if !plainSegment(tok) {
+			return false
+		}
+	}
+	return true
 }
 
 // closed reports whether close was called.

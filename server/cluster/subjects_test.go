@@ -142,3 +142,14 @@ func FuzzSubjects(f *testing.F) {
 		}
 	})
 }
+
+func TestValidPrefix(t *testing.T) {
+	for p, want := range map[string]bool{
+		"stompbox": true, "prod.eu-1": true, "a_b": true,
+		"": false, "a..b": false, "a.*": false, ">": false, "a b": false, ".a": false,
+	} {
+		if got := validPrefix(p); got != want {
+			t.Errorf("validPrefix(%q) = %v", p, got)
+		}
+	}
+}
