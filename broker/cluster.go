@@ -42,6 +42,17 @@ type Cluster interface {
 	// gets its first local consumer and calls Stop on the result when it
 	// has none left. It must not block.
 	ConsumeQueue(vhost, queue string, sink QueueSink) QueueFeed
+	// ReplyInterest says this node now holds (on) or no longer holds the
+	// temporary queues of the session whose reply-queue token is token:
+	// replies sent on other nodes to /reply-queue/<token>/... must come
+	// here. It must not block.
+	ReplyInterest(vhost, token string, on bool)
+	// PublishReply hands the node holding it a message for the reply
+	// queue key (/reply-queue/<token>/<name>) that is not on this node; it
+	// comes back there through Broker.DeliverReply. It must not block. A
+	// reply that no node holds is dropped, as a reply to a requester that
+	// is gone is; an error means it could not be sent.
+	PublishReply(vhost, key string, m *Message) error
 }
 
 // ClusterDone is told the outcome of one Cluster.PublishQueue. It is called

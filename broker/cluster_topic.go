@@ -22,3 +22,22 @@ func (b *Broker) DeliverTopic(vhost, topic string, m *Message, accept func(patte
 		}
 	}
 }
+
+// DeliverReply enqueues m, sent on another node to the reply queue key
+// (/reply-queue/<token>/<name>) of a session on this node, as a SEND on
+// this node would: a requester that is gone, or a temporary queue that is
+// full, loses the reply (counted as dropped).
+func (b *Broker) DeliverReply(vhost, key string, m *Message) {
+	sp := b.spaces[vhost]
+	if sp == nil {
+		return
+	}
+	q, _ := sp.queue(key, nil)
+	if q == nil || q.owner == nil {
+		b.stats.Dropped.Add(1)
+		return
+	}
+	if err := q.enqueue(m, true); err != nil {
+		b.stats.Dropped.Add(1)
+	}
+}

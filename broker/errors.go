@@ -84,6 +84,7 @@ const (
 	CodeTokenExpired          = "token-expired"
 	CodeJournalFailed         = "journal-failed"
 	CodeSessionTakenOver      = "session-taken-over"
+	CodeClusterUnavailable    = "cluster-unavailable"
 )
 
 // stompError is a failure the client is told about in an ERROR frame before
@@ -121,12 +122,13 @@ const (
 	FullJournal            // the journal: its disk budget, journal.min_free or a full disk
 	FullRate               // the connection's frame or byte rate
 	FullBudget             // the connection's own byte budget (pending input, transactions)
+	FullCluster            // a queue's stream in the cluster (its limit per queue)
 	fullReasonCount
 )
 
 var fullReasonNames = [fullReasonCount]string{
 	NotFull: "none", FullQueue: "queue", FullTotal: "total", FullJournal: "journal",
-	FullRate: "rate", FullBudget: "budget",
+	FullRate: "rate", FullBudget: "budget", FullCluster: "cluster",
 }
 
 // String returns a short, stable label such as "queue".

@@ -103,6 +103,9 @@ func (sp *space) persistRecords(r route, m *Message, recs []JournalRecord) []Jou
 	}
 	switch r.kind {
 	case kindQueue:
+		if sp.b.clusterRoute(r) {
+			return recs // stored in the cluster, not journaled here
+		}
 		return append(recs, JournalRecord{Op: OpEnqueue, Queue: sp.journalPrefix + r.key, MessageID: m.ID, Message: m})
 	case kindTopic:
 		return durableRecords(sp.durableQueuesFor(r.key), m, recs)

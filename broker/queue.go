@@ -18,6 +18,10 @@ type queuedMessage struct {
 	msg        *Message
 	seq        uint64 // immutable: enqueue order within the queue
 	deliveries int    // guarded by the queue's mu
+	// settle (nil unless the cluster fed it) settles it with the cluster,
+	// once: guarded by the queue's mu while the queue holds it, else by
+	// the one goroutine that does (cluster_queue.go).
+	settle Settler
 }
 
 // queue is point-to-point: messages wait while there is no consumer; each
@@ -37,6 +41,11 @@ type queue struct {
 	// journaled (immutable): persistent messages here are journaled (a
 	// journal is configured and this is not a temporary queue).
 	journaled bool
+	// clustered (immutable): the queue lives in the cluster; what it
+	// holds here was fed by feed (cluster_queue.go).
+	clustered bool
+	feed      QueueFeed       // guarded by mu: nil while it has no consumer
+	settles   []pendingSettle // guarded by mu: settlements to make once mu is released
 
 	mu        sync.Mutex
 	ready     deque[*queuedMessage] // guarded by mu
@@ -69,6 +78,9 @@ var errQueueDeleted = errors.New("broker: queue deleted")
 func newQueue(sp *space, name string, owner *Session, durable bool) *queue {
 	b := sp.b
 	q := &queue{b: b, sp: sp, name: name, owner: owner, durable: durable, journaled: b.cfg.Journal != nil && owner == nil}
+	if b.clusterQueueName(name, owner, durable) {
+		q.clustered, q.journaled = true, false
+	}
 	if short, ok := strings.CutPrefix(name, "/queue/"); ok && !strings.HasPrefix(short, "DLQ.") {
 		q.dlq = "/queue/DLQ." + short
 	}
@@ -121,6 +133,7 @@ func limitErr(detail string) *stompError {
 
 // dispatchLocked hands ready messages to consumers with credit and room.
 func (q *queue) dispatchLocked() {
+	defer q.moreLocked()
 	if q.ready.Len() == 0 || len(q.consumers) == 0 {
 		return
 	}
@@ -129,6 +142,7 @@ func (q *queue) dispatchLocked() {
 		qm := q.ready.Front()
 		if qm.msg.expired(now) {
 			q.ready.PopFront()
+			q.settleLocked(qm, settleTerm)
 			q.forgetLocked(qm)
 			q.b.stats.Expired.Add(1)
 			continue
@@ -170,6 +184,7 @@ func (q *queue) pickLocked(m *Message) *subscription {
 // forgetLocked drops a message that left the queue for good, and queues its
 // removal for the journal.
 func (q *queue) forgetLocked(qm *queuedMessage) {
+	q.settleLocked(qm, settleAck)
 	q.dropLocked(qm)
 	q.pending = q.appendRemoval(q.pending, qm)
 }
@@ -198,11 +213,14 @@ func (q *queue) wakeLocked() {
 // unlock releases mu and then journals the records made under it: no
 // journal I/O happens under a queue lock.
 func (q *queue) unlock() {
-	recs := q.pending
-	q.pending = nil
+	recs, settles := q.pending, q.settles
+	q.pending, q.settles = nil, nil
 	q.mu.Unlock()
 	if len(recs) > 0 {
 		q.b.journalRemoves(recs)
+	}
+	for _, p := range settles {
+		p.run()
 	}
 }
 
@@ -225,6 +243,7 @@ func (q *queue) attach(sub *subscription) bool {
 		return false
 	}
 	q.consumers = append(q.consumers, sub)
+	q.startFeedLocked()
 	return true
 }
 
@@ -244,6 +263,7 @@ func (q *queue) putBack(qm *queuedMessage) {
 	q.count++
 	q.bytes += size
 	q.b.queuedBytes.Add(int64(size))
+	q.releaseFedLocked()
 	q.dispatchLocked()
 	q.unlock()
 }
@@ -289,6 +309,7 @@ func (q *queue) removeConsumer(sub *subscription, unacked []delivery) {
 		}
 	}
 	dead := q.requeueLocked(unacked, nil)
+	q.releaseFedLocked()
 	q.dispatchLocked()
 	q.unlock()
 	q.deadLetter(dead, "consumer gone after max redeliveries")
@@ -301,6 +322,7 @@ func (q *queue) acked(ds []delivery, journaled bool) {
 	q.mu.Lock()
 	for _, d := range ds {
 		if journaled {
+			q.settleLocked(d.qm, settleAck)
 			q.dropLocked(d.qm)
 		} else {
 			q.forgetLocked(d.qm)
@@ -330,6 +352,7 @@ func (q *queue) requeueLocked(ds []delivery, dead []*queuedMessage) []*queuedMes
 	for i := len(ds) - 1; i >= 0; i-- {
 		qm := ds[i].qm
 		if q.deleted { // removed (a durable deleted): the message goes with it
+			q.settleLocked(qm, settleNak)
 			q.forgetLocked(qm)
 			continue
 		}
@@ -337,6 +360,11 @@ func (q *queue) requeueLocked(ds []delivery, dead []*queuedMessage) []*queuedMes
 			// Still counted here until its move to the DLQ is journaled
 			// (deadLetter), so a refused move loses nothing.
 			dead = append(dead, qm)
+			continue
+		}
+		if qm.settle != nil { // fed by the cluster: back to it, for any node
+			q.settleLocked(qm, settleNak)
+			q.dropLocked(qm)
 			continue
 		}
 		q.ready.PushFront(qm)
@@ -351,6 +379,10 @@ func (q *queue) requeueLocked(ds []delivery, dead []*queuedMessage) []*queuedMes
 // refuses leaves the message in q, ready with its delivery count, so the
 // next NACK or disconnect tries again.
 func (q *queue) deadLetter(dead []*queuedMessage, reason string) {
+	if q.clustered {
+		q.deadLetterClustered(dead, reason)
+		return
+	}
 	var kept []*queuedMessage // ascending seq, as dead is walked
 	for i := len(dead) - 1; i >= 0; i-- {
 		qm := dead[i]
@@ -360,12 +392,7 @@ func (q *queue) deadLetter(dead []*queuedMessage, reason string) {
 			q.b.cfg.Logger.Warn("message dropped after max redeliveries", "queue", q.name, "message_id", qm.msg.ID)
 			continue
 		}
-		m := qm.msg.withHeaders(q.b.newMessageID(), q.dlq,
-			frames.Header{Key: []byte("dlq-reason"), Value: []byte(reason)},
-			frames.Header{Key: []byte("original-destination"), Value: []byte(q.name)},
-			frames.Header{Key: []byte("original-message-id"), Value: []byte(qm.msg.ID)},
-			frames.Header{Key: []byte("original-delivery-count"), Value: []byte(strconv.Itoa(qm.deliveries))},
-		)
+		m := q.deadLetterMessage(qm, reason)
 		moved, err := q.b.deadLetterTo(q, qm, m)
 		switch {
 		case !moved:
@@ -386,12 +413,22 @@ func (q *queue) deadLetter(dead []*queuedMessage, reason string) {
 	}
 }
 
+// deadLetterMessage is qm's copy for the dead-letter queue, saying why.
+func (q *queue) deadLetterMessage(qm *queuedMessage, reason string) *Message {
+	return qm.msg.withHeaders(q.b.newMessageID(), q.dlq,
+		frames.Header{Key: []byte("dlq-reason"), Value: []byte(reason)},
+		frames.Header{Key: []byte("original-destination"), Value: []byte(q.name)},
+		frames.Header{Key: []byte("original-message-id"), Value: []byte(qm.msg.ID)},
+		frames.Header{Key: []byte("original-delivery-count"), Value: []byte(strconv.Itoa(qm.deliveries))},
+	)
+}
+
 // drop takes out of q a message it still counts that left it for good
 // and whose removal is journaled (or needs none).
 func (q *queue) drop(qm *queuedMessage) {
 	q.mu.Lock()
 	q.dropLocked(qm)
-	q.mu.Unlock()
+	q.unlock()
 }
 
 // forget is forgetLocked for callers without the lock.

@@ -20,6 +20,10 @@ func (q *queue) appendRemoval(recs []JournalRecord, qm *queuedMessage) []Journal
 // when it was taken) and its removal journaled, which a durable's delete
 // record made already.
 func (q *queue) putBackDeleted(qm *queuedMessage) {
+	if qm.settle != nil { // fed by the cluster: back to it
+		settleNow(qm, settleNak)
+		return
+	}
 	if !q.durable && q.owner == nil {
 		if err := q.sp.enqueueNamed(q.name, qm.msg, false, anyCreator); err == nil {
 			return

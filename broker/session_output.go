@@ -43,6 +43,7 @@ func (s *Session) appendOutput(dst []byte, ends []int, wantEnds bool) ([]byte, [
 			s.counts.out[frames.CmdMessage].Add(1)
 			dst = s.appendMessage(dst, e)
 			if e.qm != nil {
+				settleNow(e.qm, settleAck) // fed by the cluster: consumed now
 				removals = e.sub.queue.appendRemoval(removals, e.qm)
 			}
 		}
@@ -211,6 +212,9 @@ func (s *Session) deleteTempQueue(key string, q *queue) {
 	}
 	sp.mu.Unlock()
 	delete(s.tempQueues, key)
+	if c := s.b.cfg.Cluster; c != nil && len(s.tempQueues) == 0 {
+		c.ReplyInterest(sp.name, s.replyToken, false)
+	}
 	q.mu.Lock()
 	q.deleted = true
 	for q.ready.Len() > 0 {

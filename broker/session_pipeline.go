@@ -84,6 +84,9 @@ type pipedSend struct {
 	// claim is the SEND's idempotency key, given back if the journal
 	// fails it (dedupe.go).
 	claim dedupeClaim
+	// cluster: msg is stored in the cluster's queue (cluster_send.go),
+	// not journaled nor enqueued here.
+	cluster bool
 }
 
 // JournalDone implements JournalDone. It runs on the journal's goroutine,
@@ -127,8 +130,11 @@ func (p *pipeline) wakeAt() time.Time {
 }
 
 // pipelinable reports whether f is a SEND that may join the pipeline: a
-// persistent one outside a transaction.
-func pipelinable(f *frames.Frame) bool {
+// persistent one outside a transaction, or one the cluster stores.
+func (s *Session) pipelinable(f *frames.Frame) bool {
+	if s.b.clusterSendFrame(f) {
+		return true
+	}
 	if f.Command != frames.CmdSend {
 		return false
 	}
@@ -153,7 +159,7 @@ func (s *Session) pipeAdmits(f *frames.Frame) bool {
 	if len(p.held) > 0 && !p.running {
 		return false
 	}
-	return !p.inflight() || pipelinable(f)
+	return !p.inflight() || s.pipelinable(f)
 }
 
 // arrivePiped takes a frame that arrived while the pipeline is not empty.
@@ -175,7 +181,10 @@ func (s *Session) arrivePiped(f *frames.Frame) error {
 // on as without a pipeline. A refusal (a full queue or journal: err.full)
 // leaves nothing changed, so flow control may hold the SEND and retry it.
 func (s *Session) sendPipelined(f *frames.Frame, r route, m *Message, claim dedupeClaim) (piped bool, _ *stompError) {
-	if !s.b.persists(m) {
+	if s.b.clusterRoute(r) {
+		return true, s.sendClustered(f, r, m, claim)
+	}
+	if s.b.pipelined == nil || !s.b.persists(m) {
 		return false, nil
 	}
 	var q *queue
@@ -311,7 +320,7 @@ func (s *Session) pipeDrain() {
 			break
 		}
 		f := p.held[0].frame(&p.scratch)
-		if p.inflight() && !pipelinable(f) {
+		if p.inflight() && !s.pipelinable(f) {
 			break
 		}
 		p.running, p.kept = true, false
@@ -378,7 +387,7 @@ func (s *Session) applyPiped(e *pipedSend) bool {
 	if e.err != nil {
 		e.unreserve()
 		e.claim.release()
-		s.fail(s.b.journalError(e.err), e.receiptFrame())
+		s.fail(e.pipeError(), e.receiptFrame())
 		s.state = stateClosed
 		return false
 	}
@@ -466,8 +475,8 @@ func (s *Session) pipeRelease() {
 			e.unreserve()
 			e.claim.release()
 			if !e.done.Load() {
-				s.b.cfg.Logger.Warn("journal: a persistent SEND of a closed connection was not written in time; "+
-					"it may come back after a restart", "session", s.id, "message_id", e.msg.ID)
+				s.b.cfg.Logger.Warn("a persistent SEND of a closed connection was not confirmed in time; "+
+					"it may come back after a restart", "session", s.id, "message_id", e.msg.ID, "cluster", e.cluster)
 			}
 		case e.msg == nil:
 		default:

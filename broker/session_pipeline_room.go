@@ -1,9 +1,6 @@
 package broker
 
-import (
-	"errors"
-	"time"
-)
+import "time"
 
 // The room a pipelined persistent SEND holds while it is in flight, where
 // its message goes once written, and its retry when the journal refused it
@@ -18,7 +15,7 @@ const pipeRetryInterval = 100 * time.Millisecond
 // write out of space, no next segment) under full_policy block: it is
 // then flow control, retried, not an ERROR.
 func (s *Session) pipeRefused(e *pipedSend) bool {
-	if !e.retry && (!e.done.Load() || !errors.Is(e.err, ErrJournalFull)) {
+	if !e.retry && (!e.done.Load() || !refusedForRoom(e.err)) {
 		return false
 	}
 	if s.b.cfg.FullPolicy != FullBlock || s.pipe.stopping || s.shutdownAsked.Load() {
@@ -46,10 +43,10 @@ func (s *Session) pipeRetry(e *pipedSend) bool {
 	}
 	e.err = nil
 	e.done.Store(false)
-	if err := s.b.pipelined.AppendAsync(e, e.recs...); err != nil {
+	if err := e.submit(); err != nil {
 		e.done.Store(true)
 		e.err = err
-		if !errors.Is(err, ErrJournalFull) {
+		if !refusedForRoom(err) {
 			e.retry = false // failed or closed: applyPiped gives the ERROR
 			return true
 		}
@@ -66,11 +63,15 @@ func (s *Session) pipeRetry(e *pipedSend) bool {
 // other subscribers.
 func (s *Session) enterPiped(e *pipedSend) *stompError {
 	switch {
+	case e.cluster: // stored in the cluster, which feeds its consumers
 	case e.q != nil:
 		e.q.enqueueReserved(e.msg)
 	case e.feeds != nil:
 		for _, q := range e.feeds {
 			q.enqueueReserved(e.msg)
+		}
+		if err := s.publishTopicClustered(e.route.key, e.msg); err != nil {
+			return err
 		}
 		s.space.publishTopicLive(e.route.key, e.msg)
 	default:

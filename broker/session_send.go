@@ -3,6 +3,7 @@ package broker
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -41,7 +42,7 @@ func (s *Session) handleSend(f *frames.Frame) *stompError {
 			s.duplicateReceipt(f)
 			return nil
 		}
-		if s.b.pipelined != nil {
+		if s.b.pipelined != nil || s.b.cfg.Cluster != nil {
 			piped, err := s.sendPipelined(f, r, m, claim)
 			if err != nil {
 				claim.release()
@@ -239,6 +240,9 @@ func (s *Session) routeQueue(r route) *queue {
 func (s *Session) deliverRoute(r route, m *Message, checkLimits bool) *stompError {
 	switch r.kind {
 	case kindTopic:
+		if err := s.publishTopicClustered(r.key, m); err != nil {
+			return err
+		}
 		s.space.publishTopic(r.key, m)
 		return nil
 	case kindTempQueue:
@@ -252,6 +256,13 @@ func (s *Session) deliverRoute(r route, m *Message, checkLimits bool) *stompErro
 		return nil
 	case kindReplyQueue:
 		q, _ := s.space.queue(r.key, nil)
+		if q == nil && s.b.cfg.Cluster != nil {
+			// Its session may be on another node.
+			if err := s.b.cfg.Cluster.PublishReply(s.space.name, r.key, m); err != nil {
+				return clusterError(fmt.Errorf("%w: %w", ErrClusterUnavailable, err))
+			}
+			return nil
+		}
 		if q == nil {
 			return nil // the requester is gone: like RabbitMQ, the reply is dropped
 		}
@@ -259,6 +270,9 @@ func (s *Session) deliverRoute(r route, m *Message, checkLimits bool) *stompErro
 			return asStompError(err)
 		}
 		return nil
+	}
+	if s.b.clusterRoute(r) {
+		return s.publishQueueWait(r.key, m)
 	}
 	return s.space.enqueueNamed(r.key, m, checkLimits, s.createQueue)
 }
@@ -293,5 +307,8 @@ func (s *Session) tempQueue(key string) (*queue, *stompError) {
 		s.tempQueues = make(map[string]*queue)
 	}
 	s.tempQueues[key] = q
+	if c := s.b.cfg.Cluster; c != nil && len(s.tempQueues) == 1 {
+		c.ReplyInterest(sp.name, s.replyToken, true) // replies sent on other nodes come here
+	}
 	return q, nil
 }

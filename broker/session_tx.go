@@ -134,6 +134,9 @@ func (s *Session) txBytes() int64 {
 // gone (the reply is dropped at COMMIT).
 func (s *Session) reserveRoute(r route, m *Message) (*queue, *stompError) {
 	size := m.size()
+	if s.b.clusterRoute(r) {
+		return nil, nil // stored in the cluster at COMMIT, which has its own limits
+	}
 	switch r.kind {
 	case kindTopic:
 		return nil, s.durableRoom(r, m)

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"context"
 	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"slices"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -67,12 +69,24 @@ type damagedJournal interface {
 	Damage() string
 }
 
+// clusterReadyTimeout bounds how long /readyz waits for the cluster's
+// answer (it caches it, so most probes do not wait at all).
+const clusterReadyTimeout = 2 * time.Second
+
 // notReady says why the server should not get traffic, or "".
 func (s *Server) notReady() string {
 	// Asked before taking mu: the journal takes its own lock.
 	if fj, ok := s.cfg.Broker.Journal.(failingJournal); ok {
 		if err := fj.Failed(); err != nil {
 			return "journal failed (restart to recover): " + err.Error()
+		}
+	}
+	if c := s.cfg.Cluster; c != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), clusterReadyTimeout)
+		err := c.Ready(ctx)
+		cancel()
+		if err != nil {
+			return "cluster not reachable: " + err.Error()
 		}
 	}
 	s.mu.Lock()

@@ -62,6 +62,11 @@ type Config struct {
 	// EnablePprof mounts net/http/pprof under /debug/pprof/ on the admin
 	// listener.
 	EnablePprof bool
+	// Cluster, when set, is this node's link to the other stompbox nodes
+	// (package server/cluster): the broker shares its topics and queues
+	// through it, and /readyz fails while it cannot reach NATS. Whoever
+	// built it closes it, after Shutdown.
+	Cluster ClusterNode
 
 	// Admission limits, applied when a connection is accepted: native
 	// ones, and every HTTP connection of ServeWeb and ServeWebTLS (page
@@ -256,6 +261,9 @@ func New(cfg Config) *Server {
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Broker.Registerer = reg
+	if cfg.Cluster != nil {
+		cfg.Broker.Cluster = cfg.Cluster
+	}
 	s := &Server{
 		cfg:       cfg,
 		broker:    broker.New(cfg.Broker),
@@ -276,7 +284,22 @@ func New(cfg Config) *Server {
 	if cfg.Broker.Journal == nil {
 		s.recovered.Store(true) // nothing to recover
 	}
+	if cfg.Cluster != nil {
+		cfg.Cluster.Attach(s.broker)
+	}
 	return s
+}
+
+// ClusterNode is what the server needs of a cluster link
+// (server/cluster.Node): the broker's Cluster, the broker it delivers
+// other nodes' messages to, and whether it can serve.
+type ClusterNode interface {
+	broker.Cluster
+	// Attach gives the node the broker, before anything is served.
+	Attach(b *broker.Broker)
+	// Ready says why the node cannot serve now (NATS unreachable, no
+	// JetStream), or nil.
+	Ready(ctx context.Context) error
 }
 
 // Broker returns the engine, for embedding and tests.

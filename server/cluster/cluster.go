@@ -47,6 +47,12 @@ type Config struct {
 	// PublishTimeout (cluster.publish_timeout, default 5s) bounds the wait
 	// for JetStream to confirm a stored message.
 	PublishTimeout time.Duration
+	// MaxQueueMessages and MaxQueueBytes bound each queue in the cluster
+	// (its subject in the virtual host's stream): the broker's
+	// limits.max_queue_messages and limits.max_queue_bytes, which the
+	// server passes on. 0: unlimited.
+	MaxQueueMessages int
+	MaxQueueBytes    int64
 	// Embedded, when set (cluster.embedded_nats), runs a nats-server with
 	// JetStream inside the process.
 	Embedded *EmbeddedConfig
@@ -60,11 +66,16 @@ type Config struct {
 // (cluster.embedded_nats.*).
 type EmbeddedConfig struct {
 	// Listen is the client address (listen, default 127.0.0.1:4222).
+	// Port 0 or -1: any free port (nats-server itself reads 0 as 4222).
 	Listen string
 	// ClusterListen is the route address peers connect to
-	// (cluster_listen); empty: no routes, a one-server NATS.
+	// (cluster_listen); empty: no routes, a one-server NATS. Port 0 or -1:
+	// any free port. Set, it needs Routes: JetStream in a NATS cluster
+	// starts only with its peers configured.
 	ClusterListen string
 	// Routes are the peers' route URLs, nats-route://host:port (routes).
+	// Listing this node's own route address too is fine (nats-server skips
+	// it), so every node can be given the same list.
 	Routes []string
 	// StoreDir is JetStream's storage directory (store_dir).
 	StoreDir string

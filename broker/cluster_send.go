@@ -1,0 +1,134 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/stompbox/stompbox/frames"
+)
+
+// SENDs in cluster mode: a SEND to a queue is stored in the cluster, not
+// enqueued here, and gets its RECEIPT once the cluster confirms it
+// (JetStream's PubAck). Outside a transaction it goes through the
+// session's pipeline (session_pipeline.go) as a journaled SEND does, so a
+// connection keeps many in flight and its RECEIPTs come in order; a
+// COMMIT stores its queue SENDs one by one and waits. A topic message is
+// handed to the cluster before the local subscribers get it, so a node
+// cut off from NATS refuses it (retryable) instead of delivering it to
+// half the cluster.
+
+// clusterPublishWait bounds a waited store in the cluster; the cluster
+// answers sooner (its publish timeout).
+const clusterPublishWait = journalTimeout
+
+// clusterRoute reports whether a SEND on route r is stored in the cluster.
+func (b *Broker) clusterRoute(r route) bool {
+	return b.cfg.Cluster != nil && r.kind == kindQueue
+}
+
+// clusterSendFrame reports whether f is a SEND outside a transaction that
+// the cluster stores (pipelined like a persistent SEND).
+func (b *Broker) clusterSendFrame(f *frames.Frame) bool {
+	if b.cfg.Cluster == nil || f.Command != frames.CmdSend {
+		return false
+	}
+	if _, tx := f.Header("transaction"); tx {
+		return false
+	}
+	d, _ := f.Header("destination")
+	return len(d) > len("/queue/") && string(d[:len("/queue/")]) == "/queue/"
+}
+
+// clusterError is the ERROR a producer gets for the cluster's refusal;
+// nil for nil. A full queue slows the producer down under full_policy
+// block (a pipelined SEND is retried); the rest is retryable.
+func clusterError(err error) *stompError {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrClusterFull):
+		return fullErr(FullCluster, "the queue holds its limit in the cluster ("+err.Error()+")")
+	}
+	return &stompError{code: CodeClusterUnavailable, message: "cluster unavailable",
+		detail: "The broker could not store this in its cluster (NATS JetStream), so it was not accepted: " +
+			err.Error() + ". Reconnect and retry; another node may take it.",
+		retryable: true, reason: CloseInternal}
+}
+
+// publishTopicClustered hands a topic message published here to the
+// other nodes, before the local subscribers get it.
+func (s *Session) publishTopicClustered(name string, m *Message) *stompError {
+	if c := s.b.cfg.Cluster; c != nil {
+		if err := c.PublishTopic(s.space.name, name, m); err != nil {
+			return clusterError(fmt.Errorf("%w: %w", ErrClusterUnavailable, err))
+		}
+	}
+	return nil
+}
+
+// publishQueueWait stores m in the cluster's queue and waits for the
+// outcome (a COMMIT's SENDs). A full queue is not flow control here: the
+// transaction may have stored part already, so the COMMIT fails
+// (retryable) rather than wait and run again.
+func (s *Session) publishQueueWait(queue string, m *Message) *stompError {
+	done := make(chan error, 1)
+	err := s.b.cfg.Cluster.PublishQueue(s.space.name, queue, m, ClusterDoneFunc(func(err error) { done <- err }))
+	if err == nil {
+		t := time.NewTimer(clusterPublishWait)
+		select {
+		case err = <-done:
+		case <-t.C:
+			err = fmt.Errorf("%w: no confirmation within %v", ErrClusterUnavailable, clusterPublishWait)
+		}
+		t.Stop()
+	}
+	e := clusterError(err)
+	if e != nil {
+		e.full = NotFull
+	}
+	return e
+}
+
+// sendClustered hands a SEND to a queue to the cluster without waiting:
+// it joins the pipeline, and its RECEIPT comes once the cluster stored it.
+func (s *Session) sendClustered(f *frames.Frame, r route, m *Message, claim dedupeClaim) *stompError {
+	e := &pipedSend{s: s, msg: m, route: r, cluster: true, size: m.size() + pipedOverhead, claim: claim}
+	if v, ok := f.Header("receipt"); ok {
+		e.receipt, e.hasReceipt = append([]byte(nil), v...), true
+	}
+	if s.pipe.signal == nil {
+		s.pipe.signal = make(chan struct{}, 1)
+	}
+	if err := e.submit(); err != nil {
+		return clusterError(err)
+	}
+	s.pipePush(e)
+	return nil
+}
+
+// ClusterDone implements ClusterDone: the cluster's outcome is handled as
+// a journal's.
+func (e *pipedSend) ClusterDone(err error) { e.JournalDone(err) }
+
+// submit hands e to where it is made durable: the cluster or the journal.
+func (e *pipedSend) submit() error {
+	if e.cluster {
+		return e.s.b.cfg.Cluster.PublishQueue(e.s.space.name, e.route.key, e.msg, e)
+	}
+	return e.s.b.pipelined.AppendAsync(e, e.recs...)
+}
+
+// pipeError is the ERROR for a pipelined SEND that failed.
+func (e *pipedSend) pipeError() *stompError {
+	if e.cluster {
+		return clusterError(e.err)
+	}
+	return e.s.b.journalError(e.err)
+}
+
+// refusedForRoom reports whether err refused a pipelined SEND for lack of
+// room (retried under full_policy block).
+func refusedForRoom(err error) bool {
+	return errors.Is(err, ErrJournalFull) || errors.Is(err, ErrClusterFull)
+}
