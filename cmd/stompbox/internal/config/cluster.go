@@ -2,9 +2,11 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,8 +38,8 @@ type Cluster struct {
 // production setup. It is on when any of its keys is set, and then needs
 // store_dir.
 type EmbeddedNATS struct {
-	Listen        string   `yaml:"listen" flag:"cluster-embedded-nats-listen" help:"client address of the embedded nats-server; empty: 127.0.0.1:4222"`
-	ClusterListen string   `yaml:"cluster_listen" flag:"cluster-embedded-nats-cluster-listen" help:"route address the embedded nats-server's peers connect to; empty: no routes, a one-server NATS"`
+	Listen        string   `yaml:"listen" flag:"cluster-embedded-nats-listen" help:"client address of the embedded nats-server (port 0 or -1: any free port); empty: 127.0.0.1:4222"`
+	ClusterListen string   `yaml:"cluster_listen" flag:"cluster-embedded-nats-cluster-listen" help:"route address the embedded nats-server's peers connect to (needs cluster.embedded_nats.routes); empty: no routes, a one-server NATS"`
 	Routes        []string `yaml:"routes" flag:"cluster-embedded-nats-routes" help:"the peers' route URLs, nats-route://host:port (flag and env: comma-separated); needs cluster.embedded_nats.cluster_listen"`
 	StoreDir      string   `yaml:"store_dir" flag:"cluster-embedded-nats-store-dir" help:"JetStream storage directory of the embedded nats-server; setting it (or any cluster.embedded_nats key) runs one inside stompbox"`
 }
@@ -76,10 +78,11 @@ func (c *Cluster) Enabled() bool {
 }
 
 // ClusterConfig is the server/cluster configuration of a validated
-// Config, and true; nil and false when cluster mode is off. Logger and
-// Registerer are left for the caller; fields left zero (cluster.node
-// empty, cluster.replicas 0, the embedded listen address) take the
-// cluster package's defaults.
+// Config, and true; nil and false when cluster mode is off. The queue
+// bounds come from limits.max_queue_messages and limits.max_queue_bytes.
+// Logger and Registerer are left for the caller; fields left zero
+// (cluster.node empty, cluster.replicas 0, the embedded listen address)
+// take the cluster package's defaults.
 func (c *Config) ClusterConfig() (*cluster.Config, bool) {
 	cl := &c.Cluster
 	if !cl.Enabled() {
@@ -96,6 +99,9 @@ func (c *Config) ClusterConfig() (*cluster.Config, bool) {
 		Replicas:       cl.Replicas,
 		AckWait:        time.Duration(cl.AckWait),
 		PublishTimeout: time.Duration(cl.PublishTimeout),
+		// A queue holds as much in the cluster as on one node.
+		MaxQueueMessages: c.Limits.MaxQueueMessages,
+		MaxQueueBytes:    int64(c.Limits.MaxQueueBytes),
 	}
 	if e := &cl.EmbeddedNATS; e.enabled() {
 		cc.Embedded = &cluster.EmbeddedConfig{
@@ -108,9 +114,8 @@ func (c *Config) ClusterConfig() (*cluster.Config, bool) {
 	return cc, true
 }
 
-// validateCluster checks the cluster section; check and address are
-// validate's helpers.
-func (l *Loaded) validateCluster(check func(key string, ok bool, format string, args ...any), address func(key, addr string)) {
+// validateCluster checks the cluster section; check is validate's helper.
+func (l *Loaded) validateCluster(check func(key string, ok bool, format string, args ...any)) {
 	cl := &l.Config.Cluster
 	for _, u := range cl.ClusterURLs() {
 		err := validNATSURL(u, natsURLSchemes)
@@ -132,13 +137,23 @@ func (l *Loaded) validateCluster(check func(key string, ok bool, format string, 
 	}
 
 	e := &cl.EmbeddedNATS
-	address("cluster.embedded_nats.listen", e.Listen)
-	address("cluster.embedded_nats.cluster_listen", e.ClusterListen)
+	for key, addr := range map[string]string{"cluster.embedded_nats.listen": e.Listen, "cluster.embedded_nats.cluster_listen": e.ClusterListen} {
+		if addr == "" {
+			continue
+		}
+		_, p, err := net.SplitHostPort(addr)
+		port, perr := strconv.Atoi(p)
+		check(key, err == nil && perr == nil && port >= -1 && port <= 65535,
+			"invalid address %q (want host:port or :port, port 0 to 65535; 0 or -1: any free port)", addr)
+	}
 	for _, r := range e.Routes {
 		err := validNATSURL(r, []string{"nats-route", "nats"})
 		check("cluster.embedded_nats.routes", err == nil, "%v", err)
 	}
 	check("cluster.embedded_nats.routes", len(e.Routes) == 0 || e.ClusterListen != "", "needs cluster.embedded_nats.cluster_listen: peers route to it")
+	// nats-server refuses JetStream in a cluster whose peers it is not told.
+	check("cluster.embedded_nats.cluster_listen", e.ClusterListen == "" || len(e.Routes) > 0,
+		"needs cluster.embedded_nats.routes: JetStream in a NATS cluster starts only with its peers named (listing this node's own route too is fine)")
 	check("cluster.embedded_nats.store_dir", !e.enabled() || e.StoreDir != "",
 		"required by cluster.embedded_nats: JetStream must know where to store the streams")
 }

@@ -49,7 +49,7 @@ cluster:
     store_dir: /var/lib/stompbox/nats
 `
 	env := []string{"STOMPBOX_CLUSTER_NATS=nats://env-a:4222, tls://env-b:4222 ,", "STOMPBOX_CLUSTER_REPLICAS=5"}
-	l, err := load(t, []string{"-config", "stompbox.yaml", "-cluster-replicas", "1"}, env, file)
+	l, err := load(t, []string{"-config", "stompbox.yaml", "-cluster-replicas", "1", "-max-queue-messages", "500"}, env, file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +68,9 @@ cluster:
 		Replicas:       1,
 		AckWait:        45 * time.Second,
 		PublishTimeout: 2 * time.Second,
+		// limits.max_queue_messages from the flag, max_queue_bytes the default.
+		MaxQueueMessages: 500,
+		MaxQueueBytes:    256 << 20,
 		Embedded: &cluster.EmbeddedConfig{
 			Listen:        "127.0.0.1:4333",
 			ClusterListen: "0.0.0.0:6333",
@@ -174,6 +177,10 @@ func TestClusterRejections(t *testing.T) {
 			[]string{"default: cluster.embedded_nats.store_dir: required by cluster.embedded_nats"}},
 		{"embedded bad listen", []string{"-cluster-embedded-nats-listen", "4222", "-cluster-embedded-nats-store-dir", "/d"}, nil, "",
 			[]string{`flag -cluster-embedded-nats-listen: cluster.embedded_nats.listen: invalid address "4222"`}},
+		{"embedded named port", []string{"-cluster-embedded-nats-listen", "127.0.0.1:nats", "-cluster-embedded-nats-store-dir", "/d"}, nil, "",
+			[]string{`cluster.embedded_nats.listen: invalid address "127.0.0.1:nats"`}},
+		{"cluster listen without routes", []string{"-cluster-embedded-nats-cluster-listen", ":6222", "-cluster-embedded-nats-store-dir", "/d"}, nil, "",
+			[]string{"flag -cluster-embedded-nats-cluster-listen: cluster.embedded_nats.cluster_listen: needs cluster.embedded_nats.routes"}},
 		{"routes without cluster listen", nil, nil, "cluster:\n  embedded_nats:\n    routes: [\"nats-route://b:6222\"]\n    store_dir: /d\n",
 			[]string{"stompbox.yaml:3: cluster.embedded_nats.routes: needs cluster.embedded_nats.cluster_listen"}},
 		{"bad route", []string{"-cluster-embedded-nats-routes", "http://b:6222", "-cluster-embedded-nats-cluster-listen", ":6222",
