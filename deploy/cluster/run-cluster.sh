@@ -14,12 +14,19 @@
 #   deploy/cluster/run-cluster.sh -log-level debug
 set -euo pipefail
 
+# wait -n on given pids (below) needs bash 5.1.
+if ((BASH_VERSINFO[0] < 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] < 1))); then
+	echo "run-cluster: needs bash 5.1 or later (this is $BASH_VERSION)" >&2
+	exit 1
+fi
+
 STOMPBOX=${STOMPBOX:-./stompbox}
 NATS_SERVER=${NATS_SERVER:-bin/nats-server}
 RUN_DIR=${RUN_DIR:-.run-cluster}
 HOST=127.0.0.1
 NODES=(1 2 3)
 
+[[ -n $RUN_DIR && $RUN_DIR != / ]] || { echo "run-cluster: RUN_DIR must name a directory to empty" >&2; exit 1; }
 for bin in "$STOMPBOX" "$NATS_SERVER"; do
 	[[ -x $bin ]] || { echo "run-cluster: $bin is not built (make run-cluster builds it)" >&2; exit 1; }
 done
