@@ -15,7 +15,7 @@ FUZZTIME ?= 30s
 BENCH_COUNT ?= 6
 BENCH_DIR := .bench
 
-.PHONY: test deps lint unit e2e e2e-rest e2e-deps bench fuzz build run web
+.PHONY: test deps lint unit e2e e2e-rest e2e-deps bench fuzz build run run-cluster web
 
 # test runs lint, unit and e2e; the one long browser test (E2E_LONG, five
 # minutes of a paused page kept alive by WebSocket pings, nearly idle)
@@ -121,6 +121,17 @@ RUN_FLAGS ?=
 
 run: build
 	exec ./stompbox -auth-anonymous -topic-history '/topic/chat.#=1000/24h' $(RUN_FLAGS)
+
+# run-cluster is `make run` times three in cluster mode (docs/cluster.md):
+# it builds ./stompbox and bin/nats-server (the nats-server module go.mod
+# pins), then deploy/cluster/run-cluster.sh starts a 3-server NATS
+# JetStream cluster and 3 stompbox nodes on it, all on 127.0.0.1, prints
+# the demo chat's address on each node, and stops everything on Ctrl-C.
+# Data and logs go to .run-cluster/ (gitignored). RUN_FLAGS go to every
+# node.
+run-cluster: build
+	$(GO) build -o bin/nats-server github.com/nats-io/nats-server/v2
+	exec deploy/cluster/run-cluster.sh $(RUN_FLAGS)
 
 # web vendors the browser client of the demo pages: `npm ci` in web/ installs
 # @stomp/stompjs exactly as web/package-lock.json pins it, and its UMD bundle

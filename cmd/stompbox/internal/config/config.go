@@ -28,6 +28,7 @@ type Config struct {
 	Session   Session   `yaml:"session"`
 	Presence  Presence  `yaml:"presence"`
 	Dedupe    Dedupe    `yaml:"dedupe"`
+	Cluster   Cluster   `yaml:"cluster"`
 	// VirtualHosts are isolated namespaces of destinations besides "/".
 	VirtualHosts []string `yaml:"virtual_hosts" flag:"virtual-hosts" help:"virtual hosts besides \"/\", each an isolated namespace chosen by the CONNECT host header; with any set, a CONNECT naming another host is refused (flag and env: comma-separated)"`
 	// TrustedProxies are the load balancers whose word on the client's address is taken.
@@ -249,5 +250,6 @@ func Default() Config {
 		Topics:                  Topics{HistoryMaxBytes: 256 << 20},
 		ShutdownReconnectWindow: Duration(10 * time.Second),
 		Dedupe:                  Dedupe{Window: Duration(2 * time.Minute), MaxKeysPerUser: 10_000},
+		Cluster:                 Cluster{Name: "stompbox", AckWait: Duration(30 * time.Second), PublishTimeout: Duration(5 * time.Second)},
 	}
 }

@@ -13,20 +13,21 @@ import (
 func (l *Loaded) Print(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "# stompbox effective configuration")
-	section := ""
+	var open []string // the sections the previous option was in, outermost first
 	for _, o := range Options() {
-		indent := ""
-		if head, leaf, nested := strings.Cut(o.Key, "."); nested {
-			if head != section {
-				fmt.Fprintf(tw, "%s:\n", head)
-				section = head
-			}
-			indent = "  "
-			fmt.Fprintf(tw, "%s%s: %s\t# %s\n", indent, leaf, formatYAML(o.field(&l.Config)), l.Sources[o.Key])
-			continue
+		path := strings.Split(o.Key, ".")
+		sections, leaf := path[:len(path)-1], path[len(path)-1]
+		// Open the sections this option does not share with the previous
+		// one (cluster.embedded_nats nests two deep).
+		same := 0
+		for same < len(open) && same < len(sections) && open[same] == sections[same] {
+			same++
 		}
-		section = ""
-		fmt.Fprintf(tw, "%s: %s\t# %s\n", o.Key, formatYAML(o.field(&l.Config)), l.Sources[o.Key])
+		for i := same; i < len(sections); i++ {
+			fmt.Fprintf(tw, "%s%s:\n", strings.Repeat("  ", i), sections[i])
+		}
+		open = sections
+		fmt.Fprintf(tw, "%s%s: %s\t# %s\n", strings.Repeat("  ", len(sections)), leaf, formatYAML(o.field(&l.Config)), l.Sources[o.Key])
 	}
 	return tw.Flush()
 }

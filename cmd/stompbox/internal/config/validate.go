@@ -130,6 +130,7 @@ func (l *Loaded) validate() error {
 			"%q is not a virtual host name (1 to 255 printable characters)", vh)
 	}
 	l.validateAuth(check)
+	l.validateCluster(check)
 	err := broker.ValidateHistory(c.Topics.History.Broker())
 	check("topics.history", err == nil, "%v", err)
 	positive("topics.history_max_bytes", int64(c.Topics.HistoryMaxBytes))
