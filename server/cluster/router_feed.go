@@ -182,20 +182,41 @@ func (f *queueFeed) consumer() (jetstream.Consumer, error) {
 			return nil, err
 		}
 	}
-	c, err := r.js.CreateOrUpdateConsumer(ctx, vs.name, jetstream.ConsumerConfig{
-		Durable:           f.durab,
-		FilterSubject:     f.subj,
-		AckPolicy:         jetstream.AckExplicitPolicy,
-		AckWait:           r.cfg.AckWait,
-		MaxDeliver:        -1, // the broker dead-letters by the delivery count itself
-		MaxAckPending:     queueMaxAckPending,
-		InactiveThreshold: queueInactive,
-		DeliverPolicy:     jetstream.DeliverAllPolicy,
-	})
+	want := f.consumerConfig()
+	// Look first: a queue gets its first local consumer often, its shared
+	// consumer is made once; a lookup is a read, a create a proposal that
+	// nodes starting together would contend on.
+	c, err := r.js.Consumer(ctx, vs.name, f.durab)
+	if err == nil && sameConsumer(c.CachedInfo().Config, want) {
+		return c, nil
+	}
+	c, err = r.js.CreateOrUpdateConsumer(ctx, vs.name, want)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		r.streamGone(vs)
 	}
 	return c, err
+}
+
+// consumerConfig is the queue's shared consumer as this node makes it.
+func (f *queueFeed) consumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:           f.durab,
+		FilterSubject:     f.subj,
+		AckPolicy:         jetstream.AckExplicitPolicy,
+		AckWait:           f.r.cfg.AckWait,
+		MaxDeliver:        -1, // the broker dead-letters by the delivery count itself
+		MaxAckPending:     queueMaxAckPending,
+		InactiveThreshold: queueInactive,
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+	}
+}
+
+// sameConsumer reports whether an existing consumer has the settings this
+// node would give it.
+func sameConsumer(have, want jetstream.ConsumerConfig) bool {
+	return have.FilterSubject == want.FilterSubject && have.AckPolicy == want.AckPolicy &&
+		have.AckWait == want.AckWait && have.MaxDeliver == want.MaxDeliver &&
+		have.MaxAckPending == want.MaxAckPending && have.InactiveThreshold == want.InactiveThreshold
 }
 
 // offer hands one fetched message to the queue, or settles it here: Nak

@@ -132,13 +132,21 @@ func TestQueueNakRedelivers(t *testing.T) {
 	srv := startNATS(t, -1, t.TempDir())
 	r := newTestRouter(t, natsURL(srv), "a", nil)
 	s := newFakeSink(10)
-	consume(t, r, "/queue/nak", s)
+	feed := consume(t, r, "/queue/nak", s).(*queueFeed)
 	if err := publishWait(t, r, "/queue/nak", testMessage("n1", "/queue/nak", "x")); err != nil {
 		t.Fatal(err)
 	}
 	o, ok := s.next(5 * time.Second)
 	if !ok || o.m.ID != "n1" || o.deliveries != 1 {
 		t.Fatalf("first offer %+v %v", o, ok)
+	}
+	// The shared consumer is as this node wants it: the next feed of the
+	// queue only looks it up.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := r.js.Consumer(ctx, "SBTEST_Q_~2f", feed.durab)
+	if err != nil || !sameConsumer(c.CachedInfo().Config, feed.consumerConfig()) {
+		t.Fatalf("consumer lookup: %v (or its config differs)", err)
 	}
 	o.settle.Nak()
 	o.settle.Ack() // a second settle is ignored
