@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,8 +89,8 @@ func (f *queueFeed) More() {
 	}
 }
 
-// Stop implements broker.QueueFeed: the goroutine ends within a moment;
-// messages already offered and not settled are no longer kept alive, so
+// Stop implements broker.QueueFeed: the goroutine ends once its fetch in
+// progress has run out (feedFetchWait); messages already offered and not settled are no longer kept alive, so
 // JetStream redelivers them after AckWait unless the queue settles them.
 func (f *queueFeed) Stop() { f.cancel() }
 
@@ -101,8 +102,12 @@ func (f *queueFeed) run() {
 	var cons jetstream.Consumer
 	backoff := time.Duration(0)
 	fail := func(what string, err error) bool {
+		level := slog.LevelDebug // an outage logs once, not every retry
+		if backoff == 0 {
+			level = slog.LevelWarn
+		}
 		backoff = min(max(2*backoff, feedBackoffMin), feedBackoffMax)
-		r.log.Debug("queue feed: "+what, "queue", f.queue, "err", err, "retry_in", backoff)
+		r.log.Log(f.ctx, level, "queue feed: "+what+" failed; retrying", "queue", f.queue, "err", err, "retry_in", backoff)
 		return f.sleep(backoff)
 	}
 	for f.ctx.Err() == nil {
