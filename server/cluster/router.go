@@ -52,6 +52,17 @@ type routerConfig struct {
 	Registerer prometheus.Registerer
 }
 
+// routerConfigFor is the router configuration of a node with configuration
+// cfg (defaults filled in) on connection nc and its JetStream context js.
+func routerConfigFor(cfg Config, nc *nats.Conn, js jetstream.JetStream) routerConfig {
+	return routerConfig{
+		NC: nc, JS: js, Prefix: cfg.Name, Node: cfg.NodeName, Replicas: cfg.Replicas,
+		AckWait: cfg.AckWait, PublishTimeout: cfg.PublishTimeout,
+		MaxQueueMessages: cfg.MaxQueueMessages, MaxQueueBytes: cfg.MaxQueueBytes,
+		Logger: cfg.Logger, Registerer: cfg.Registerer,
+	}
+}
+
 const (
 	// maxInflight bounds queue publishes awaiting their PubAck; past it
 	// PublishQueue refuses (cluster unavailable: JetStream is not keeping

@@ -407,3 +407,13 @@ func TestRouterMetrics(t *testing.T) {
 		}
 	}
 }
+
+func TestRouterConfigFor(t *testing.T) {
+	cfg := Config{Name: "prod", NodeName: "n1", Replicas: 3, AckWait: time.Minute, PublishTimeout: time.Second,
+		MaxQueueMessages: 7, MaxQueueBytes: 8}.withDefaults()
+	rc := routerConfigFor(cfg, nil, nil)
+	if rc.Prefix != "prod" || rc.Node != "n1" || rc.Replicas != 3 || rc.AckWait != time.Minute ||
+		rc.PublishTimeout != time.Second || rc.MaxQueueMessages != 7 || rc.MaxQueueBytes != 8 || rc.Logger == nil {
+		t.Fatalf("%+v", rc)
+	}
+}
