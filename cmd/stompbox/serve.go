@@ -19,6 +19,7 @@ import (
 	"github.com/stompbox/stompbox/frames"
 	"github.com/stompbox/stompbox/persistence"
 	"github.com/stompbox/stompbox/server"
+	"github.com/stompbox/stompbox/server/cluster"
 	"github.com/stompbox/stompbox/web"
 	"github.com/stompbox/stompbox/wsadapter"
 )
@@ -68,6 +69,38 @@ func openJournal(c config.Config, logger *slog.Logger, registry prometheus.Regis
 	return f, nil
 }
 
+// openCluster joins the cluster configured in c (nil: cluster mode is
+// off). It does not wait for NATS: a node started while NATS is down
+// connects by itself once it is back, /readyz failing meanwhile.
+func openCluster(ctx context.Context, c config.Config, logger *slog.Logger, registry prometheus.Registerer) (*cluster.Node, error) {
+	cc, ok := c.ClusterConfig()
+	if !ok {
+		return nil, nil
+	}
+	cc.Logger, cc.Registerer = logger.With("component", "cluster"), registry
+	node, err := cluster.New(ctx, *cc)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	logger.Info("cluster mode", "cluster", cc.Name, "node", cc.NodeName, "nats", cc.URLs, "embedded_nats", cc.Embedded != nil)
+	return node, nil
+}
+
+// closeCluster closes the cluster node, if any, within timeout: after the
+// server has shut down, so the acknowledgements its connections made on
+// the way out reach NATS.
+func closeCluster(node *cluster.Node, timeout time.Duration, cause error) error {
+	if node == nil {
+		return cause
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := node.Close(ctx); err != nil {
+		return errors.Join(cause, fmt.Errorf("cluster close: %w", err))
+	}
+	return cause
+}
+
 // serveWith is serve with the journal opened by openJournal (tests pass
 // one that fails).
 func serveWith(ctx context.Context, l *config.Loaded, logger *slog.Logger, hup <-chan os.Signal,
@@ -88,17 +121,24 @@ func serveWith(ctx context.Context, l *config.Loaded, logger *slog.Logger, hup <
 	}
 	sc := serverConfig(c, logger, registry, journal, cert)
 	sc.Broker.Authenticator, sc.Broker.Authorizer = sec.authenticator, sec.authorizer
+	node, err := openCluster(ctx, c, logger, registry)
+	if err != nil {
+		return closeJournal(journal, err)
+	}
+	if node != nil {
+		sc.Cluster = node
+	}
 	srv := server.New(sc)
 	warnings(c, logger)
 
 	running := &listeners{logger: logger, errs: make(chan error, 5)}
 	if c.Listen.Admin != "" {
 		if err := running.start("admin", c.Listen.Admin, srv.ServeAdmin); err != nil {
-			return shutdown(srv, journal, c, logger, err)
+			return shutdown(srv, journal, node, c, logger, err)
 		}
 	}
 	if err := srv.Recover(); err != nil {
-		return shutdown(srv, journal, c, logger, err)
+		return shutdown(srv, journal, node, c, logger, err)
 	}
 	for _, ls := range []struct {
 		name, addr string
@@ -113,7 +153,7 @@ func serveWith(ctx context.Context, l *config.Loaded, logger *slog.Logger, hup <
 			continue
 		}
 		if err := running.start(ls.name, ls.addr, ls.serve); err != nil {
-			return shutdown(srv, journal, c, logger, err)
+			return shutdown(srv, journal, node, c, logger, err)
 		}
 	}
 	logger.Info("stompbox listening", append(running.attrs, "websocket_path", c.WebSocket.Path, "version", version, "config", l.File)...)
@@ -133,13 +173,13 @@ func serveWith(ctx context.Context, l *config.Loaded, logger *slog.Logger, hup <
 			if err := journal.Failed(); err != nil {
 				logger.Error("journal failed: persistent work is refused (ERROR journal-failed) and /readyz fails; "+
 					"shutting down and exiting non-zero so that a restart recovers from the journal", "err", err)
-				return shutdown(srv, journal, c, logger, fmt.Errorf("exiting for recovery: %w", err))
+				return shutdown(srv, journal, node, c, logger, fmt.Errorf("exiting for recovery: %w", err))
 			}
 		case <-ctx.Done():
 			logger.Info("shutting down", "deadline", c.ShutdownTimeout.String())
-			return shutdown(srv, journal, c, logger, nil)
+			return shutdown(srv, journal, node, c, logger, nil)
 		case err := <-running.errs:
-			return shutdown(srv, journal, c, logger, err)
+			return shutdown(srv, journal, node, c, logger, err)
 		case <-hup:
 			reloadCertificate(cert, logger)
 			sec.reload(logger)
@@ -315,7 +355,7 @@ func (ls *listeners) start(name, addr string, serve func(net.Listener) error) er
 // shutdown tells every client (ERROR server-shutdown, WebSocket 1012),
 // lets in-flight receipts finish, closes the journal, all within
 // shutdown_timeout; cause is returned (joined with what went wrong).
-func shutdown(srv *server.Server, journal broker.Journal, c config.Config, logger *slog.Logger, cause error) error {
+func shutdown(srv *server.Server, journal broker.Journal, node *cluster.Node, c config.Config, logger *slog.Logger, cause error) error {
 	deadline := time.Duration(c.ShutdownTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
@@ -324,7 +364,7 @@ func shutdown(srv *server.Server, journal broker.Journal, c config.Config, logge
 		if err := srv.Shutdown(ctx); err != nil {
 			logger.Warn("shutdown deadline reached; remaining connections were closed", "err", err)
 		}
-		done <- closeJournal(journal, nil)
+		done <- closeCluster(node, deadline, closeJournal(journal, nil))
 	}()
 	select {
 	case err := <-done:

@@ -1,0 +1,81 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/stompbox/stompbox/broker"
+)
+
+// Node is one stompbox node's membership in a cluster: it implements
+// broker.Cluster. Build it with New, give it to the server
+// (server.Config.Cluster, which attaches the broker), and Close it after
+// the server has shut down.
+type Node struct {
+	cfg    Config // defaults applied
+	link   *link
+	router *router
+}
+
+var _ broker.Cluster = (*Node)(nil)
+
+// New starts the embedded NATS server when configured, connects to NATS
+// and prepares the routes. It does not wait for NATS: a node started
+// while NATS is down connects by itself once it is back (Ready says so
+// meanwhile). An error means the configuration cannot work (unreadable
+// credentials, an embedded server that cannot start).
+func New(ctx context.Context, cfg Config) (*Node, error) {
+	cfg = cfg.withDefaults()
+	l, err := openLink(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	r, err := newRouter(routerConfigFor(cfg, l.nc, l.js))
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("cluster: %w", err), l.close(ctx))
+	}
+	return &Node{cfg: cfg, link: l, router: r}, nil
+}
+
+// Attach gives the node the broker that other nodes' messages are
+// delivered to; call it before serving (server.New does).
+func (n *Node) Attach(b *broker.Broker) { n.router.setBroker(b) }
+
+// Ready reports why the node cannot serve now, or nil: NATS connected and
+// JetStream answering.
+func (n *Node) Ready(ctx context.Context) error { return n.link.ready(ctx) }
+
+// Close stops the routes, drains the NATS connection (so acknowledgements
+// already made reach NATS) and stops the embedded server, within ctx.
+func (n *Node) Close(ctx context.Context) error {
+	return errors.Join(n.router.close(ctx), n.link.close(ctx))
+}
+
+// TopicInterest implements broker.Cluster.
+func (n *Node) TopicInterest(vhost, pattern string, on bool) {
+	n.router.TopicInterest(vhost, pattern, on)
+}
+
+// PublishTopic implements broker.Cluster.
+func (n *Node) PublishTopic(vhost, topic string, m *broker.Message) error {
+	return n.router.PublishTopic(vhost, topic, m)
+}
+
+// PublishQueue implements broker.Cluster.
+func (n *Node) PublishQueue(vhost, queue string, m *broker.Message, done broker.ClusterDone) error {
+	return n.router.PublishQueue(vhost, queue, m, done)
+}
+
+// ConsumeQueue implements broker.Cluster.
+func (n *Node) ConsumeQueue(vhost, queue string, sink broker.QueueSink) broker.QueueFeed {
+	return n.router.ConsumeQueue(vhost, queue, sink)
+}
+
+// ReplyInterest implements broker.Cluster.
+func (n *Node) ReplyInterest(vhost, token string, on bool) { n.router.ReplyInterest(vhost, token, on) }
+
+// PublishReply implements broker.Cluster.
+func (n *Node) PublishReply(vhost, key string, m *broker.Message) error {
+	return n.router.PublishReply(vhost, key, m)
+}
