@@ -47,10 +47,11 @@ type Config struct {
 	// PublishTimeout (cluster.publish_timeout, default 5s) bounds the wait
 	// for JetStream to confirm a stored message.
 	PublishTimeout time.Duration
-	// MaxQueueMessages and MaxQueueBytes bound each queue in the cluster
-	// (its subject in the virtual host's stream): the broker's
-	// limits.max_queue_messages and limits.max_queue_bytes, which the
-	// server passes on. 0: unlimited.
+	// MaxQueueMessages bounds each queue in the cluster (its subject in
+	// the virtual host's stream) and MaxQueueBytes the virtual host's
+	// whole stream (JetStream has no byte limit per subject): the
+	// broker's limits.max_queue_messages and limits.max_queue_bytes. 0:
+	// unlimited.
 	MaxQueueMessages int
 	MaxQueueBytes    int64
 	// Embedded, when set (cluster.embedded_nats), runs a nats-server with
