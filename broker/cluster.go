@@ -110,6 +110,12 @@ type QueueFeed interface {
 // cluster-unavailable, retryable.
 var ErrClusterUnavailable = errors.New("broker: cluster unavailable")
 
+// ErrClusterDuplicate is what ClusterDone gets when the cluster did not
+// store a message because it stored one with the same Message.DedupeID
+// within the deduplication window: the SEND is a duplicate, receipted and
+// not applied again.
+var ErrClusterDuplicate = errors.New("broker: duplicate in the cluster")
+
 // ErrClusterFull is returned (wrapped) when the cluster refused a message
 // for its limits (the queue's stream is full): the producer gets ERROR
 // limit-exceeded, retryable.

@@ -1,6 +1,9 @@
 package broker
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -78,6 +81,10 @@ func (s *Session) publishQueueWait(queue string, m *Message) *stompError {
 		t := time.NewTimer(clusterPublishWait)
 		select {
 		case err = <-done:
+			if errors.Is(err, ErrClusterDuplicate) {
+				s.b.stats.Duplicates.Add(1)
+				err = nil
+			}
 		case <-t.C:
 			err = fmt.Errorf("%w: no confirmation within %v", ErrClusterUnavailable, clusterPublishWait)
 		}
@@ -108,8 +115,28 @@ func (s *Session) sendClustered(f *frames.Frame, r route, m *Message, claim dedu
 }
 
 // ClusterDone implements ClusterDone: the cluster's outcome is handled as
-// a journal's.
-func (e *pipedSend) ClusterDone(err error) { e.JournalDone(err) }
+// a journal's; a duplicate the cluster recognized is receipted as stored.
+func (e *pipedSend) ClusterDone(err error) {
+	if errors.Is(err, ErrClusterDuplicate) {
+		e.s.b.stats.Duplicates.Add(1)
+		err = nil
+	}
+	e.JournalDone(err)
+}
+
+// clusterDedupeID names a keyed SEND to the cluster: the virtual host,
+// the user, the destination and the key, hashed to a fixed length (the
+// key may be long and hold any byte).
+func clusterDedupeID(vhost, user, dest string, key []byte) string {
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte(vhost), []byte(user), []byte(dest), key} {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(part)))
+		h.Write(n[:])
+		h.Write(part)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
 
 // submit hands e to where it is made durable: the cluster or the journal.
 func (e *pipedSend) submit() error {

@@ -388,3 +388,31 @@ func TestClusterReplyReachesTheRequestersNode(t *testing.T) {
 		t.Fatalf("reply interest events %v, want on then off", events)
 	}
 }
+
+func TestClusterDuplicateIsReceiptedNotApplied(t *testing.T) {
+	mc := newMemCluster()
+	a := mc.node(Config{})
+	mc.holdPubs = true
+	pub := newClient(t, a.b)
+	pub.connect()
+	pub.mustSend(frames.CmdSend, "x", "destination:/queue/q", "idempotency-key:k", "receipt:s")
+	mc.mu.Lock()
+	id := mc.held[0].m.DedupeID
+	mc.mu.Unlock()
+	if len(id) != 64 {
+		t.Fatalf("DedupeID %q, want a 64-hex-digit hash of the key", id)
+	}
+	if other := clusterDedupeID("/", pub.s.principal.Name, "/queue/q", []byte("k")); other != id {
+		t.Fatalf("DedupeID %q, want %q (vhost, user, destination, key)", id, other)
+	}
+	mc.confirm(ErrClusterDuplicate)
+	if err := pub.s.Poked(); err != nil {
+		t.Fatalf("a duplicate ended the session: %v", err)
+	}
+	if f := pub.next(); f.Command != frames.CmdReceipt || hdr(f, "receipt-id") != "s" {
+		t.Fatalf("got %s %v", f.Command, headerLines(f))
+	}
+	if got := a.b.Stats().Duplicates.Load(); got != 1 {
+		t.Fatalf("Duplicates %d, want 1", got)
+	}
+}

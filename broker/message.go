@@ -20,6 +20,11 @@ type Message struct {
 	Persistent bool
 	// ExpiresAt is the expires header in ms since the epoch; 0 = never.
 	ExpiresAt int64
+	// DedupeID, in cluster mode, names a SEND to a queue that carried an
+	// idempotency-key: the cluster stores one message per DedupeID within
+	// the deduplication window, whichever node the repeats reach
+	// (cluster_send.go). Empty otherwise.
+	DedupeID string
 
 	enc12 []byte // Headers escaped for STOMP 1.2, prepared once for all 1.2 subscribers
 }

@@ -27,6 +27,10 @@ func (s *Session) handleSend(f *frames.Frame) *stompError {
 	if err != nil {
 		return err
 	}
+	if m != nil && key != nil && s.b.clusterRoute(r) && s.b.cfg.DedupeWindow > 0 {
+		// The cluster recognizes a repeat on any node, within the window.
+		m.DedupeID = clusterDedupeID(s.space.name, s.principal.Name, m.Destination, key)
+	}
 	if tx, ok := f.Header("transaction"); ok {
 		op := txOp{cmd: frames.CmdSend, msg: m, route: r}
 		if key != nil {

@@ -190,3 +190,30 @@ func TestClusterReplyToRequesterOnAnotherNode(t *testing.T) {
 		t.Fatalf("requester got %q", a.Body)
 	}
 }
+
+// An idempotency-key repeated on another node within the window is
+// receipted there and stored once: the stream recognizes its id.
+func TestClusterIdempotencyKeyAcrossNodes(t *testing.T) {
+	_, n := threeNodes(t, nodeOpts{})
+	for i, nd := range n[:2] {
+		c := nd.dial(t)
+		sendReceipted(t, c, "/queue/payments", "charge-"+itoa(i), stomp.SendOpt.Header("idempotency-key", "order-17"))
+	}
+	c := n[1].dial(t)
+	sendReceipted(t, c, "/queue/payments", "other", stomp.SendOpt.Header("idempotency-key", "order-18"))
+	consumer := n[2].dial(t)
+	sub, err := consumer.Subscribe("/queue/payments", stomp.AckAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := recv(t, sub, 10*time.Second); string(m.Body) != "charge-0" {
+		t.Fatalf("first message %q, want the first SEND of order-17", m.Body)
+	}
+	if m := recv(t, sub, 10*time.Second); string(m.Body) != "other" {
+		t.Fatalf("second message %q, want order-18's (the repeat of order-17 stored once)", m.Body)
+	}
+	none(t, sub, 500*time.Millisecond)
+	if got := n[1].srv.Broker().Stats().Duplicates.Load(); got != 1 {
+		t.Fatalf("node B counted %d duplicates, want 1", got)
+	}
+}

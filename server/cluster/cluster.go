@@ -54,6 +54,11 @@ type Config struct {
 	// unlimited.
 	MaxQueueMessages int
 	MaxQueueBytes    int64
+	// DedupeWindow is how long the queue streams remember a message's
+	// id (Nats-Msg-Id: broker.Message.DedupeID for a SEND with an
+	// idempotency-key, else its message-id) to store a repeat once: the
+	// broker's dedupe.window. Default 2m.
+	DedupeWindow time.Duration
 	// Embedded, when set (cluster.embedded_nats), runs a nats-server with
 	// JetStream inside the process.
 	Embedded *EmbeddedConfig

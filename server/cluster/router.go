@@ -46,6 +46,8 @@ type routerConfig struct {
 	MaxQueueMessages int
 	// MaxQueueBytes bounds a virtual host's queue stream; 0: unlimited.
 	MaxQueueBytes int64
+	// DedupeWindow is the queue streams' Duplicates window (default 2m).
+	DedupeWindow time.Duration
 	// Logger receives router events; nil: discard.
 	Logger *slog.Logger
 	// Registerer receives the router's collectors; nil: none.
@@ -59,7 +61,8 @@ func routerConfigFor(cfg Config, nc *nats.Conn, js jetstream.JetStream) routerCo
 		NC: nc, JS: js, Prefix: cfg.Name, Node: cfg.NodeName, Replicas: cfg.Replicas,
 		AckWait: cfg.AckWait, PublishTimeout: cfg.PublishTimeout,
 		MaxQueueMessages: cfg.MaxQueueMessages, MaxQueueBytes: cfg.MaxQueueBytes,
-		Logger: cfg.Logger, Registerer: cfg.Registerer,
+		DedupeWindow: cfg.DedupeWindow,
+		Logger:       cfg.Logger, Registerer: cfg.Registerer,
 	}
 }
 

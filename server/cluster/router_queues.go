@@ -60,6 +60,8 @@ type pendingPub struct {
 	start   time.Time
 	vs      *vhostStream
 	settled atomic.Bool // done was called (or PublishQueue returned its error)
+	// dedupe: the message id is an idempotency key's (Message.DedupeID).
+	dedupe bool
 }
 
 // claim makes the caller the one that reports p's outcome.
@@ -96,6 +98,14 @@ func (r *router) streamLocked(vhost string) *vhostStream {
 	return vs
 }
 
+// dedupeWindow is the queue streams' Duplicates window.
+func (r *router) dedupeWindow() time.Duration {
+	if r.cfg.DedupeWindow > 0 {
+		return r.cfg.DedupeWindow
+	}
+	return queueDuplicates
+}
+
 // PublishQueue implements broker.Cluster; it never blocks on the network.
 func (r *router) PublishQueue(vhost, queue string, m *broker.Message, done broker.ClusterDone) error {
 	q := &r.queues
@@ -108,12 +118,16 @@ func (r *router) PublishQueue(vhost, queue string, m *broker.Message, done broke
 		r.met.publishFailed.WithLabelValues(reasonTooMany).Inc()
 		return unavailable("publish queue", errors.New("too many messages awaiting a PubAck"))
 	}
+	id := m.ID
+	if m.DedupeID != "" {
+		id = m.DedupeID // a keyed SEND: a repeat on any node is stored once
+	}
 	msg := &nats.Msg{
 		Subject: queueSubject(r.cfg.Prefix, vhost, queue),
 		Data:    encodeMessage(m),
-		Header:  nats.Header{jetstream.MsgIDHeader: []string{m.ID}},
+		Header:  nats.Header{jetstream.MsgIDHeader: []string{id}},
 	}
-	p := &pendingPub{msg: msg, done: done, start: time.Now()}
+	p := &pendingPub{msg: msg, done: done, start: time.Now(), dedupe: m.DedupeID != ""}
 	q.mu.Lock()
 	if q.closing {
 		q.mu.Unlock()
@@ -196,10 +210,30 @@ func (r *router) finish(p *pendingPub, err error) {
 }
 
 // onPubAck is the async publisher's PubAck handler.
-func (r *router) onPubAck(_ jetstream.JetStream, msg *nats.Msg, _ *jetstream.PubAck) {
+func (r *router) onPubAck(_ jetstream.JetStream, msg *nats.Msg, ack *jetstream.PubAck) {
 	if p := r.take(msg); p != nil {
+		if ack != nil && ack.Duplicate && p.keyed() {
+			r.finishDuplicate(p)
+			return
+		}
 		r.finish(p, nil)
 	}
+}
+
+// keyed reports whether p carries an idempotency key's id (not its own
+// message-id, whose repeat is a resend of the same SEND after a lost
+// PubAck: stored, as far as its producer is concerned).
+func (p *pendingPub) keyed() bool { return p.dedupe }
+
+// finishDuplicate reports p as a duplicate the stream did not store again.
+func (r *router) finishDuplicate(p *pendingPub) {
+	if !p.claim() {
+		return
+	}
+	r.forget(p)
+	r.queues.inflight.Add(-1)
+	r.met.publishSeconds.Observe(time.Since(p.start).Seconds())
+	p.done.ClusterDone(broker.ErrClusterDuplicate)
 }
 
 // onPubErr is the async publisher's error handler: an error PubAck, a
@@ -302,7 +336,7 @@ func (r *router) ensureStream(ctx context.Context, name, subjects string) error 
 		Storage:    jetstream.FileStorage,
 		Replicas:   r.replicas(),
 		Discard:    jetstream.DiscardNew,
-		Duplicates: queueDuplicates,
+		Duplicates: r.dedupeWindow(),
 		MaxBytes:   -1,
 		MaxMsgs:    -1,
 		MaxAge:     0,

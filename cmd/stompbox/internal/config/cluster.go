@@ -102,6 +102,8 @@ func (c *Config) ClusterConfig() (*cluster.Config, bool) {
 		// A queue holds as much in the cluster as on one node.
 		MaxQueueMessages: c.Limits.MaxQueueMessages,
 		MaxQueueBytes:    int64(c.Limits.MaxQueueBytes),
+		// Idempotency keys are remembered as long in the cluster as on one node.
+		DedupeWindow: time.Duration(c.Dedupe.Window),
 	}
 	if e := &cl.EmbeddedNATS; e.enabled() {
 		cc.Embedded = &cluster.EmbeddedConfig{
