@@ -76,8 +76,9 @@ func settleNow(qm *queuedMessage, op settleOp) {
 	pendingSettle{settle: s, op: op}.run()
 }
 
-// startFeedLocked starts the cluster's feed when a clustered queue gets a
-// consumer and has none.
+// startFeedLocked starts the cluster's feed of a clustered queue that has
+// consumers and no feed. It runs on dispatch, not attach: a SUBSCRIBE's
+// RECEIPT is queued between the two, and nothing fed may overtake it.
 func (q *queue) startFeedLocked() {
 	if q.clustered && q.feed == nil && len(q.consumers) > 0 {
 		q.feed = q.b.cfg.Cluster.ConsumeQueue(q.sp.name, q.name, clusterSink{q})

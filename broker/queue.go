@@ -228,6 +228,7 @@ func (q *queue) unlock() {
 // outbox drained).
 func (q *queue) dispatch() {
 	q.mu.Lock()
+	q.startFeedLocked() // a new consumer's feed starts once its RECEIPT is queued
 	q.dispatchLocked()
 	q.unlock()
 	q.retireIfIdle()
@@ -243,7 +244,6 @@ func (q *queue) attach(sub *subscription) bool {
 		return false
 	}
 	q.consumers = append(q.consumers, sub)
-	q.startFeedLocked()
 	return true
 }
 
