@@ -244,9 +244,13 @@ func TestClusterNATSDownAndBack(t *testing.T) {
 	if !strings.Contains(body, "cluster") {
 		t.Errorf("/readyz with NATS down says %q, which does not name the cluster", body)
 	}
-	f := rawClusterSend(t, a.addr, queue, "during")
-	if f.command != "ERROR" || f.headers["error-code"] != "cluster-unavailable" || f.headers["retryable"] != "true" || f.headers["receipt-id"] != "r1" {
-		t.Fatalf("SEND to %s with NATS down got %v, want ERROR error-code:cluster-unavailable retryable:true receipt-id:r1", queue, f)
+	// A topic SEND too: delivering it to this node's subscribers only
+	// would split the cluster.
+	for _, dest := range []string{queue, clusterTopic} {
+		f := rawClusterSend(t, a.addr, dest, "during")
+		if f.command != "ERROR" || f.headers["error-code"] != "cluster-unavailable" || f.headers["retryable"] != "true" || f.headers["receipt-id"] != "r1" {
+			t.Fatalf("SEND to %s with NATS down got %v, want ERROR error-code:cluster-unavailable retryable:true receipt-id:r1", dest, f)
+		}
 	}
 
 	down := time.Now()
