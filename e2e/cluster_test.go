@@ -228,6 +228,57 @@ func TestClusterKilledNodeRedelivers(t *testing.T) {
 	t.Logf("redelivered on B %v after the kill (ack_wait 2s)", took.Round(10*time.Millisecond))
 }
 
+// TestClusterStoppedNodeGivesBack: a node stopped with SIGTERM while a
+// consumer holds queue messages unacknowledged gives them back (Nak) as it
+// shuts down, so a consumer on another node gets them at once, not after
+// ack_wait (30 s by default).
+func TestClusterStoppedNodeGivesBack(t *testing.T) {
+	const n, queue = 3, "/queue/cluster.tasks"
+	nats := startNATS(t)
+	a := startClusterNode(t, nats.url(), "node-a")
+	b := startClusterNode(t, nats.url(), "node-b")
+	pub := dialCluster(t, b.addr)
+	want := numbered("task-", n)
+	for _, body := range want {
+		sendQueue(t, pub, queue, body)
+	}
+	ca := dialCluster(t, a.addr)
+	subA, err := ca.Subscribe(queue, stomp.AckClientIndividual, stomp.SubscribeOpt.Header("prefetch-count", fmt.Sprint(n)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		recvCluster(t, subA, clusterRecvTimeout)
+	}
+	a.stop()
+
+	cb := dialCluster(t, b.addr)
+	subB, err := cb.Subscribe(queue, stomp.AckClientIndividual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var again []string
+	for range n {
+		// Well under ack_wait: only a Nak brings them back this soon.
+		m := recvCluster(t, subB, 5*time.Second)
+		if m.Header.Get("redelivered") != "true" {
+			t.Errorf("%q given back by the stopped node is not marked redelivered: %v", m.Body, m.Header)
+		}
+		again = append(again, string(m.Body))
+		if err := cb.Ack(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// JetStream redelivers Nak'ed messages in its own order (docs/cluster.md,
+	// "Queue order"), so the set is what counts.
+	t.Logf("given back on B in %v, in the order %q", time.Since(start).Round(time.Millisecond), again)
+	slices.Sort(again)
+	if !slices.Equal(again, want) {
+		t.Fatalf("the consumer on B got %q, want the stopped node's %q", again, want)
+	}
+}
+
 // TestClusterNATSDownAndBack: with its nats-server killed, a node is not
 // ready and refuses a queue SEND with a retryable ERROR; once nats-server
 // is back on the same port and store, the node is ready again by itself
