@@ -17,6 +17,8 @@ type memCluster struct {
 	holdPubs bool                 // PublishQueue waits for confirm
 	held     []heldPub
 	pubErr   error // PublishQueue's done gets this (nil: stored)
+	// refuse, when set, decides per message instead of pubErr.
+	refuse func(m *Message) error
 	topicErr error // PublishTopic returns this
 }
 
@@ -129,6 +131,9 @@ func (n *memNode) PublishQueue(vhost, queue string, m *Message, done ClusterDone
 		return nil
 	}
 	err := c.pubErr
+	if c.refuse != nil {
+		err = c.refuse(m)
+	}
 	if err == nil {
 		c.storeLocked(key, m)
 	}

@@ -416,3 +416,45 @@ func TestClusterDuplicateIsReceiptedNotApplied(t *testing.T) {
 		t.Fatalf("Duplicates %d, want 1", got)
 	}
 }
+
+// While a SEND waits for room in a full queue, the SENDs after it wait
+// behind it: the cluster stores them in the order sent.
+func TestClusterQueueFullKeepsOrder(t *testing.T) {
+	mc := newMemCluster()
+	clock := newFakeClock()
+	a := mc.node(Config{Now: clock.Now})
+	full := true
+	mc.refuse = func(m *Message) error {
+		if full && string(m.Body) == "1" {
+			return fmt.Errorf("%w: maximum messages per subject", ErrClusterFull)
+		}
+		return nil
+	}
+	pub := newClient(t, a.b)
+	pub.connect()
+	pub.mustSend(frames.CmdSend, "1", "destination:/queue/q", "receipt:s1")
+	if err := pub.s.Poked(); err != nil {
+		t.Fatal(err)
+	}
+	pub.mustSend(frames.CmdSend, "2", "destination:/queue/q", "receipt:s2")
+	if q := mc.queue("/" + "/queue/q"); len(q.ready) != 0 {
+		t.Fatalf("the SEND behind a refused one was stored first (%d stored)", len(q.ready))
+	}
+	mc.mu.Lock()
+	full = false
+	mc.mu.Unlock()
+	for range 3 {
+		clock.advance(pipeRetryInterval)
+		if err := pub.s.Poked(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	for _, f := range pub.poll() {
+		ids = append(ids, hdr(f, "receipt-id"))
+	}
+	q := mc.queue("/" + "/queue/q")
+	if !slices.Equal(ids, []string{"s1", "s2"}) || len(q.ready) != 2 || string(q.ready[0].m.Body) != "1" {
+		t.Fatalf("receipts %v, stored %d (first %q), want s1 s2 and 1 then 2", ids, len(q.ready), q.ready[0].m.Body)
+	}
+}

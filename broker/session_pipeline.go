@@ -159,7 +159,9 @@ func (s *Session) pipeAdmits(f *frames.Frame) bool {
 	if len(p.held) > 0 && !p.running {
 		return false
 	}
-	return !p.inflight() || s.pipelinable(f)
+	// Behind a SEND waiting to be retried (its queue full) the next ones
+	// wait too: handed over now, they could be stored before it.
+	return !p.inflight() || s.pipelinable(f) && !p.sends[p.head].retry
 }
 
 // arrivePiped takes a frame that arrived while the pipeline is not empty.
@@ -320,7 +322,7 @@ func (s *Session) pipeDrain() {
 			break
 		}
 		f := p.held[0].frame(&p.scratch)
-		if p.inflight() && !s.pipelinable(f) {
+		if p.inflight() && (!s.pipelinable(f) || p.sends[p.head].retry) {
 			break
 		}
 		p.running, p.kept = true, false

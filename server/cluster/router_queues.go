@@ -79,12 +79,19 @@ type queueState struct {
 	// pending, or settling.
 	inflight atomic.Int64
 	replicas atomic.Int32 // computed stream replicas; 0 until known
+	// held are the messages fed to the broker and not settled yet, of
+	// every feed, running or stopped: the broker settles each one even
+	// after its feed stopped (a parked session's, an outbox's backlog),
+	// and keepAlive keeps them from JetStream's AckWait until then.
+	hmu  sync.Mutex
+	held map[*settler]struct{} // guarded by hmu
 }
 
 func (q *queueState) init() {
 	q.streams = make(map[string]*vhostStream)
 	q.feeds = make(map[*queueFeed]struct{})
 	q.pending = make(map[*nats.Msg]*pendingPub)
+	q.held = make(map[*settler]struct{})
 }
 
 // streamLocked returns vhost's stream state; q.mu held.
@@ -114,9 +121,11 @@ func (r *router) PublishQueue(vhost, queue string, m *broker.Message, done broke
 		return unavailable("publish queue", nats.ErrDisconnected)
 	}
 	if q.inflight.Add(1) > maxInflight {
+		// JetStream is not keeping up: flow control (the broker holds the
+		// SEND and retries it under full_policy block), not a failure.
 		q.inflight.Add(-1)
 		r.met.publishFailed.WithLabelValues(reasonTooMany).Inc()
-		return unavailable("publish queue", errors.New("too many messages awaiting a PubAck"))
+		return fmt.Errorf("cluster: publish queue: %w: %d messages await a PubAck", broker.ErrClusterFull, maxInflight)
 	}
 	id := m.ID
 	if m.DedupeID != "" {
