@@ -18,7 +18,7 @@ type memCluster struct {
 	held     []heldPub
 	pubErr   error // PublishQueue's done gets this (nil: stored)
 	// refuse, when set, decides per message instead of pubErr.
-	refuse func(m *Message) error
+	refuse   func(m *Message) error
 	topicErr error // PublishTopic returns this
 }
 

@@ -59,7 +59,7 @@ func (r *router) ConsumeQueue(vhost, queue string, sink broker.QueueSink) broker
 	f := &queueFeed{
 		r: r, vhost: vhost, queue: queue, subj: subj,
 		durab: queueConsumerName(r.cfg.Prefix, vhost, subj),
-		sink: sink, more: make(chan struct{}, 1),
+		sink:  sink, more: make(chan struct{}, 1),
 	}
 	f.ctx, f.cancel = context.WithCancel(r.ctx)
 	q := &r.queues
