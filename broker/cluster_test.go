@@ -458,3 +458,39 @@ func TestClusterQueueFullKeepsOrder(t *testing.T) {
 		t.Fatalf("receipts %v, stored %d (first %q), want s1 s2 and 1 then 2", ids, len(q.ready), q.ready[0].m.Body)
 	}
 }
+
+// A COMMIT whose queue SEND the cluster cannot store fails, retryable,
+// with nothing of the transaction applied here.
+func TestClusterCommitFailsWhenAStoreFails(t *testing.T) {
+	mc := newMemCluster()
+	a := mc.node(Config{})
+	mc.refuse = func(m *Message) error {
+		if string(m.Body) == "2" {
+			return fmt.Errorf("%w: timeout", ErrClusterUnavailable)
+		}
+		return nil
+	}
+	local := newClient(t, a.b)
+	local.connect()
+	local.mustSend(frames.CmdSubscribe, "", "id:t", "destination:/topic/news", "receipt:r")
+	mustFrame(t, local, "RECEIPT")
+	pub := newClient(t, a.b)
+	pub.connect()
+	pub.mustSend(frames.CmdBegin, "", "transaction:t")
+	pub.mustSend(frames.CmdSend, "1", "destination:/queue/q", "transaction:t")
+	pub.mustSend(frames.CmdSend, "2", "destination:/queue/q", "transaction:t")
+	pub.mustSend(frames.CmdSend, "news", "destination:/topic/news", "transaction:t")
+	err := pub.send(frames.CmdCommit, "", "transaction:t", "receipt:c")
+	if !isClosed(err) {
+		t.Fatalf("COMMIT: %v, want the session ended", err)
+	}
+	f := pub.next()
+	if f.Command != frames.CmdError || hdr(f, "error-code") != CodeClusterUnavailable || hdr(f, "retryable") != "true" || hdr(f, "receipt-id") != "c" {
+		t.Fatalf("got %s %v", f.Command, headerLines(f))
+	}
+	// The topic message went to the cluster first (other nodes may have
+	// it: documented), but this node applied nothing of the transaction.
+	if fs := local.poll(); len(fs) != 0 {
+		t.Fatalf("local subscriber got %v", commands(fs))
+	}
+}

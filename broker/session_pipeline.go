@@ -212,6 +212,10 @@ func (s *Session) sendPipelined(f *frames.Frame, r route, m *Message, claim dedu
 		if len(feeds) == 0 {
 			return false, nil // every durable subscription went away meanwhile
 		}
+		if err := s.publishTopicClustered(r.key, m); err != nil {
+			unreserveEach(feeds, m.size())
+			return true, err
+		}
 		recs = durableRecords(feeds, m, nil)
 	default:
 		return false, nil
