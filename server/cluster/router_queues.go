@@ -300,36 +300,40 @@ func (r *router) ensureAndFlush(vs *vhostStream) {
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.PublishTimeout)
 	err := r.ensureStream(ctx, vs.name, vs.subjects)
 	cancel()
-	q := &r.queues
-	var failed []*pendingPub
-	var sendErrs []error
-	q.mu.Lock()
-	queued := vs.queued
-	vs.queued = nil
-	if err != nil {
-		vs.state = streamUnknown
-		failed = queued
-	} else {
-		vs.state = streamReady
-		// Sent under q.mu so that a publish arriving meanwhile queues
-		// behind these (it sees streamReady only once they are sent).
-		for _, p := range queued {
-			if serr := r.send(p); serr != nil {
-				failed = append(failed, p)
-				sendErrs = append(sendErrs, serr)
-			}
-		}
-	}
-	q.mu.Unlock()
 	if err != nil {
 		r.log.Warn("queue stream unavailable", "stream", vs.name, "err", err)
 		err = fmt.Errorf("%w: %w", jetstream.ErrStreamNotFound, err)
 	}
-	for i, p := range failed {
-		if i < len(sendErrs) {
-			r.finish(p, sendErrs[i])
-		} else {
-			r.finish(p, err)
+	q := &r.queues
+	for {
+		// Batches are sent outside q.mu (a send may write to the socket,
+		// and ConsumeQueue takes q.mu under a broker lock); publishes
+		// arriving meanwhile still see the stream not ready and queue
+		// behind, for the next batch, so their order holds.
+		q.mu.Lock()
+		batch := vs.queued
+		vs.queued = nil
+		switch {
+		case err != nil:
+			vs.state = streamUnknown
+		case len(batch) == 0:
+			vs.state = streamReady
+		}
+		q.mu.Unlock()
+		if len(batch) == 0 {
+			return
+		}
+		for _, p := range batch {
+			if err != nil {
+				r.finish(p, err)
+				continue
+			}
+			if serr := r.send(p); serr != nil {
+				r.finish(p, serr)
+			}
+		}
+		if err != nil {
+			return
 		}
 	}
 }
