@@ -107,9 +107,15 @@ func (sub *subscription) offer(qm *queuedMessage) bool {
 	} else {
 		e.qm = qm
 	}
-	ok := s.out.pushMessage(e, deliverySize(qm.msg, sub), true)
-	if ok && e.qm != nil && qm.settle != nil {
+	// Counted before the push: once pushed, the writer may take it (and
+	// settle it) at once.
+	fed := e.qm != nil && qm.settle != nil
+	if fed {
 		sub.fedOut.Add(1)
+	}
+	ok := s.out.pushMessage(e, deliverySize(qm.msg, sub), true)
+	if !ok && fed {
+		sub.fedOut.Add(-1)
 	}
 	if ok && sub.ackMode != ackAuto {
 		sub.unacked = append(sub.unacked, delivery{ackID: e.ackID, msg: qm.msg, qm: qm})
