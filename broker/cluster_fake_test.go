@@ -16,8 +16,9 @@ type memCluster struct {
 	queues   map[string]*memQueue // by vhost + queue
 	holdPubs bool                 // PublishQueue waits for confirm
 	held     []heldPub
-	pubErr   error // PublishQueue's done gets this (nil: stored)
-	topicErr error // PublishTopic returns this
+	pubErr   error         // PublishQueue's done gets this (nil: stored)
+	topicErr error         // PublishTopic returns this
+	presence []memPresence // PresenceChanged calls not yet pumped (cluster_presence_test.go)
 }
 
 type heldPub struct {

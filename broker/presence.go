@@ -62,6 +62,10 @@ type presenceMember struct {
 	// leaveAt, while refs is 0, is when the member leaves unless it comes
 	// back first; it is then in presenceSpace.pending.
 	leaveAt time.Time
+	// remote (cluster mode only, else nil) is the info each other node
+	// that holds the member reported (cluster_presence.go): the member is
+	// present while it is held here (refs or a grace period) or there.
+	remote map[string]string
 }
 
 // presenceSet is one topic's members and the subscriptions watching them.
@@ -80,6 +84,11 @@ type presenceSpace struct {
 	pending map[*presenceMember]*presenceSet  // guarded by mu: members in their grace period, with their set
 	members atomic.Int64                      // members of all sets, pending ones included (metrics)
 	events  [presenceEventCount]atomic.Uint64 // events by kind (metrics)
+	// cluster (immutable; nil without a cluster, or one without presence)
+	// shares the sets with other nodes, and vhost names this virtual host
+	// to it (cluster_presence.go).
+	cluster ClusterPresence
+	vhost   string
 }
 
 // presenceLink ties a subscription to the set it joins or watches. It is
@@ -147,9 +156,11 @@ func (ps *presenceSpace) joinLocked(b *Broker, set *presenceSet, key presenceKey
 		set.members[key] = m
 		ps.members.Add(1)
 		ps.emitLocked(b, set, presenceJoin, m)
+		ps.toClusterLocked(set, m, true)
 		return nil
 	}
-	if m.refs == 0 { // back within its grace period: it never left
+	held := m.heldLocally()
+	if m.refs == 0 && held { // back within its grace period: it never left
 		delete(ps.pending, m)
 		m.leaveAt = time.Time{}
 	}
@@ -157,7 +168,12 @@ func (ps *presenceSpace) joinLocked(b *Broker, set *presenceSet, key presenceKey
 	if m.info != info {
 		m.info = info
 		ps.emitLocked(b, set, presenceJoin, m)
+	} else if held {
+		return nil
 	}
+	// Held only by other nodes until now, or with new info: the cluster
+	// learns that this node holds it (as it says).
+	ps.toClusterLocked(set, m, true)
 	return nil
 }
 
@@ -181,8 +197,21 @@ func (ps *presenceSpace) releaseLocked(b *Broker, set *presenceSet, key presence
 	ps.pending[m] = set
 }
 
-// leaveLocked removes m from set: a leave event.
+// leaveLocked ends this node's hold on m: m leaves set (a leave event)
+// unless another node of the cluster holds it too.
 func (ps *presenceSpace) leaveLocked(b *Broker, set *presenceSet, m *presenceMember) {
+	if ps.cluster != nil {
+		m.leaveAt = time.Time{}
+		ps.toClusterLocked(set, m, false)
+		if len(m.remote) > 0 {
+			return // still present on another node: no event
+		}
+	}
+	ps.removeLocked(b, set, m)
+}
+
+// removeLocked removes m from set: a leave event.
+func (ps *presenceSpace) removeLocked(b *Broker, set *presenceSet, m *presenceMember) {
 	delete(set.members, m.key)
 	ps.members.Add(-1)
 	ps.emitLocked(b, set, presenceLeave, m)
