@@ -198,16 +198,18 @@ func (ps *presenceSpace) releaseLocked(b *Broker, set *presenceSet, key presence
 }
 
 // leaveLocked ends this node's hold on m: m leaves set (a leave event)
-// unless another node of the cluster holds it too.
-func (ps *presenceSpace) leaveLocked(b *Broker, set *presenceSet, m *presenceMember) {
+// unless another node of the cluster holds it too. It reports whether m
+// left.
+func (ps *presenceSpace) leaveLocked(b *Broker, set *presenceSet, m *presenceMember) bool {
 	if ps.cluster != nil {
 		m.leaveAt = time.Time{}
 		ps.toClusterLocked(set, m, false)
 		if len(m.remote) > 0 {
-			return // still present on another node: no event
+			return false // still present on another node: no event
 		}
 	}
 	ps.removeLocked(b, set, m)
+	return true
 }
 
 // removeLocked removes m from set: a leave event.
@@ -229,8 +231,9 @@ func (ps *presenceSpace) sweep(b *Broker, now time.Time) int {
 			continue
 		}
 		delete(ps.pending, m)
-		ps.leaveLocked(b, set, m)
-		left++
+		if ps.leaveLocked(b, set, m) {
+			left++
+		}
 	}
 	return left
 }

@@ -1,12 +1,14 @@
 package cluster_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-stomp/stomp/v3"
 	"github.com/stompbox/stompbox/broker"
+	"github.com/stompbox/stompbox/server/cluster/clustertest"
 )
 
 // dialAs connects a go-stomp client to the node as user (no
@@ -160,4 +162,30 @@ func TestClusterPresenceOddNames(t *testing.T) {
 	joinPresence(t, n[2].dialAs(t, "user.with.dots"), odd, "tab", "")
 	watchUntil(t, n[1], odd,
 		`{"members":[{"user":"user.with.dots","id":"","info":""},{"user":"user.with.dots","id":"tab","info":""}]}`)
+}
+
+// While NATS is down a node hears of no change: after the TTL it drops the
+// other nodes' members. Once NATS is back, the members held meanwhile (one
+// joined during the outage) come back through the refreshes.
+func TestClusterPresenceNATSDownAndBack(t *testing.T) {
+	nats := clustertest.StartNATS(t, 1)
+	a := startNode(t, nats.URLs(), "node-a", presenceOpts())
+	b := startNode(t, nats.URLs(), "node-b", presenceOpts())
+	joinPresence(t, a.dialAs(t, "frank"), "hall", "f", "Frank")
+	w := watchUntil(t, b, "hall", `{"members":[{"user":"frank","id":"f","info":"Frank"}]}`)
+
+	nats.Kill(0)
+	joinPresence(t, a.dialAs(t, "gina"), "hall", "g", "Gina")
+	if got := presenceEvent(t, w, testTTL+5*time.Second); got != `leave {"user":"frank","id":"f","info":"Frank"}` {
+		t.Fatalf("watcher on B got %s while NATS was down, want frank's leave after the TTL", got)
+	}
+
+	nats.Restart(0)
+	got := []string{presenceEvent(t, w, 10*time.Second), presenceEvent(t, w, 5*time.Second)}
+	slices.Sort(got)
+	want := []string{`join {"user":"frank","id":"f","info":"Frank"}`, `join {"user":"gina","id":"g","info":"Gina"}`}
+	if !slices.Equal(got, want) {
+		t.Fatalf("watcher on B got %q once NATS was back, want %q", got, want)
+	}
+	none(t, w, 500*time.Millisecond)
 }

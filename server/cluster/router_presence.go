@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,11 @@ const (
 	// maxPresenceKey bounds a readable key; a longer one is its virtual
 	// host, a hash of the rest and its node (NATS limits subject length).
 	maxPresenceKey = 512
+	// maxPresencePending bounds the writes waiting for NATS. Puts are for
+	// members this node holds (bounded by the broker); a delete past the
+	// bound is dropped instead: the key it was for ages out within the
+	// TTL, as a dead node's do.
+	maxPresencePending = 1 << 16
 	// presenceEscape starts an escaped token: "~" (subjects.go) is not
 	// allowed in KV keys, "=" is, and "=" is never in a plain token.
 	presenceEscape = '='
@@ -176,7 +182,9 @@ func (r *router) PresenceChanged(vhost, set string, m broker.PresenceMember, pre
 		p.ops[key] = v
 	} else {
 		delete(p.local, key)
-		p.ops[key] = nil
+		if _, queued := p.ops[key]; queued || len(p.ops) < maxPresencePending {
+			p.ops[key] = nil
+		}
 	}
 	p.mu.Unlock()
 	p.signal()
@@ -213,12 +221,17 @@ func (p *presenceState) takeOps(refresh bool) map[string][]byte {
 	return ops
 }
 
-// retry puts back failed writes that no newer write replaced.
+// retry puts back failed writes that no newer write replaced: a put only
+// while the member is still held (the refresh would write it anyway), a
+// delete within maxPresencePending.
 func (p *presenceState) retry(failed map[string][]byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for key, v := range failed {
-		if _, newer := p.ops[key]; !newer {
+		if _, newer := p.ops[key]; newer {
+			continue
+		}
+		if _, held := p.local[key]; v != nil && held || v == nil && len(p.ops) < maxPresencePending {
 			p.ops[key] = v
 		}
 	}
@@ -293,15 +306,26 @@ func (r *router) presenceWatcher() {
 	}
 }
 
-// watchPresence makes or updates the bucket, records it for the writer,
-// and starts watching it.
+// watchPresence makes the bucket or brings it to this node's TTL (its
+// replica count stays what it is, as the queue streams' do), records it for
+// the writer, and starts watching it.
 func (r *router) watchPresence(ttl time.Duration) (jetstream.KeyWatcher, error) {
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.PublishTimeout)
 	defer cancel()
-	kv, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	cfg := jetstream.KeyValueConfig{
 		Bucket: presenceBucketName(r.cfg.Prefix), History: 1, TTL: ttl,
 		Storage: jetstream.FileStorage, Replicas: r.replicas(),
-	})
+	}
+	kv, err := r.js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		if kv, err = r.js.KeyValue(ctx, cfg.Bucket); err == nil {
+			var st jetstream.KeyValueStatus
+			if st, err = kv.Status(ctx); err == nil && st.TTL() != ttl {
+				cfg.Replicas = st.Config().Replicas
+				kv, err = r.js.UpdateKeyValue(ctx, cfg)
+			}
+		}
+	}
 	if err != nil {
 		return nil, unavailable("presence bucket", err)
 	}
@@ -334,16 +358,25 @@ func (r *router) presenceIdle(sweep *time.Ticker, d time.Duration) {
 }
 
 // presenceFollow applies the watch's entries until it ends (its
-// subscription closed) or the router closes.
+// subscription closed), the connection to NATS was re-established, or the
+// router closes.
 func (r *router) presenceFollow(w jetstream.KeyWatcher, sweep *time.Ticker, ttl time.Duration) {
 	initial := true
 	var own []string // this node's keys in the initial values
+	reconnects := r.nc.Stats().Reconnects
 	for {
 		select {
 		case <-r.ctx.Done():
 			return
 		case now := <-sweep.C:
 			r.sweepPresence(now, ttl)
+			if r.nc.Stats().Reconnects != reconnects {
+				// The watch's ordered consumer notices a lost
+				// connection only after missed heartbeats (many
+				// seconds): a new watch catches up at once, its
+				// initial values refreshing what this node holds.
+				return
+			}
 		case e, ok := <-w.Updates():
 			if !ok {
 				return
