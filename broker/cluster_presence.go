@@ -3,7 +3,7 @@ package broker
 // Presence across the nodes of a cluster (docs/cluster.md "Presence"). A
 // presence set's members may be held by several nodes at once: this node
 // (presenceMember.refs, or its grace period) and any number of others
-// (presenceMember.remote, one entry per node). The set shows the merged
+// (presenceSet.remote, one entry per member and node). The set shows the merged
 // view: a member is present while any node holds it, counted once, and
 // this node's watchers get a join when it first appears anywhere, a leave
 // when the last node lets it go, and a join when its info changes. So a
@@ -40,6 +40,20 @@ type PresenceMember struct {
 // heldLocally reports whether this node holds m: a presence subscription,
 // or a grace period running. Under presenceSpace.mu.
 func (m *presenceMember) heldLocally() bool { return m.refs > 0 || !m.leaveAt.IsZero() }
+
+// holdersLocked returns the other nodes holding member key of s (node ->
+// info), made if need be. Under presenceSpace.mu.
+func (s *presenceSet) holdersLocked(key presenceKey) map[string]string {
+	if s.remote == nil {
+		s.remote = make(map[presenceKey]map[string]string)
+	}
+	h := s.remote[key]
+	if h == nil {
+		h = make(map[string]string, 1)
+		s.remote[key] = h
+	}
+	return h
+}
 
 // toClusterLocked tells the cluster (if any) that this node now holds m
 // (present) or no longer does. Under presenceSpace.mu.
@@ -83,12 +97,13 @@ func (b *Broker) ApplyRemotePresence(vhost, set, node string, m PresenceMember, 
 		if mem == nil {
 			return true
 		}
-		if _, held := mem.remote[node]; !held {
+		holders := s.remote[key]
+		if _, held := holders[node]; !held {
 			return true
 		}
-		delete(mem.remote, node)
-		if len(mem.remote) == 0 {
-			mem.remote = nil
+		delete(holders, node)
+		if len(holders) == 0 {
+			delete(s.remote, key)
 			if !mem.heldLocally() {
 				ps.removeLocked(b, s, mem)
 			}
@@ -109,19 +124,18 @@ func (b *Broker) ApplyRemotePresence(vhost, set, node string, m PresenceMember, 
 			ps.dropIfEmptyLocked(s)
 			return false
 		}
-		mem = &presenceMember{key: key, info: m.Info, remote: map[string]string{node: m.Info}}
+		mem = &presenceMember{key: key, info: m.Info}
+		s.holdersLocked(key)[node] = m.Info
 		s.members[key] = mem
 		ps.members.Add(1)
 		ps.emitLocked(b, s, presenceJoin, mem)
 		return true
 	}
-	if old, held := mem.remote[node]; held && old == m.Info {
+	holders := s.holdersLocked(key)
+	if old, held := holders[node]; held && old == m.Info {
 		return true // a refresh
 	}
-	if mem.remote == nil {
-		mem.remote = make(map[string]string, 1)
-	}
-	mem.remote[node] = m.Info
+	holders[node] = m.Info
 	if mem.info != m.Info {
 		mem.info = m.Info
 		ps.emitLocked(b, s, presenceJoin, mem)

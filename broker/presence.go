@@ -62,10 +62,6 @@ type presenceMember struct {
 	// leaveAt, while refs is 0, is when the member leaves unless it comes
 	// back first; it is then in presenceSpace.pending.
 	leaveAt time.Time
-	// remote (cluster mode only, else nil) is the info each other node
-	// that holds the member reported (cluster_presence.go): the member is
-	// present while it is held here (refs or a grace period) or there.
-	remote map[string]string
 }
 
 // presenceSet is one topic's members and the subscriptions watching them.
@@ -75,6 +71,12 @@ type presenceSet struct {
 	dest     string // immutable: /presence/<name>, the destination of its events
 	members  map[presenceKey]*presenceMember
 	watchers map[*subscription]struct{}
+	// remote (cluster mode only, else nil) holds, for each member other
+	// nodes hold, the info each of them reported (cluster_presence.go): a
+	// member is present while it is held here (refs or a grace period) or
+	// there. Kept by set rather than by member, so a single node's members
+	// cost nothing more.
+	remote map[presenceKey]map[string]string
 }
 
 // presenceSpace is one virtual host's presence sets.
@@ -204,7 +206,7 @@ func (ps *presenceSpace) leaveLocked(b *Broker, set *presenceSet, m *presenceMem
 	if ps.cluster != nil {
 		m.leaveAt = time.Time{}
 		ps.toClusterLocked(set, m, false)
-		if len(m.remote) > 0 {
+		if len(set.remote[m.key]) > 0 {
 			return false // still present on another node: no event
 		}
 	}
