@@ -116,6 +116,11 @@ var ErrClusterUnavailable = errors.New("broker: cluster unavailable")
 // not applied again.
 var ErrClusterDuplicate = errors.New("broker: duplicate in the cluster")
 
+// ErrJournalHoldsClusterQueues is returned (wrapped) by Broker.Recover in
+// cluster mode when the journal holds messages of /queue/ destinations,
+// which live in the cluster now.
+var ErrJournalHoldsClusterQueues = errors.New("broker: journal holds messages of clustered queues")
+
 // ErrClusterFull is returned (wrapped) when the cluster refused a message
 // for its limits (the queue's stream is full): the producer gets ERROR
 // limit-exceeded, retryable.

@@ -16,7 +16,9 @@ type memCluster struct {
 	queues   map[string]*memQueue // by vhost + queue
 	holdPubs bool                 // PublishQueue waits for confirm
 	held     []heldPub
-	pubErr   error         // PublishQueue's done gets this (nil: stored)
+	pubErr   error // PublishQueue's done gets this (nil: stored)
+	// refuse, when set, decides per message instead of pubErr.
+	refuse   func(m *Message) error
 	topicErr error         // PublishTopic returns this
 	presence []memPresence // PresenceChanged calls not yet pumped (cluster_presence_test.go)
 }
@@ -130,6 +132,9 @@ func (n *memNode) PublishQueue(vhost, queue string, m *Message, done ClusterDone
 		return nil
 	}
 	err := c.pubErr
+	if c.refuse != nil {
+		err = c.refuse(m)
+	}
 	if err == nil {
 		c.storeLocked(key, m)
 	}

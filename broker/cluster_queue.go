@@ -1,5 +1,7 @@
 package broker
 
+import "slices"
+
 // A queue in cluster mode (docs/cluster.md): its messages live in the
 // cluster, and the local queue holds only what the cluster fed it for its
 // local consumers. Each such message carries its Settler, and leaves the
@@ -80,16 +82,19 @@ func settleNow(qm *queuedMessage, op settleOp) {
 // consumers and no feed. It runs on dispatch, not attach: a SUBSCRIBE's
 // RECEIPT is queued between the two, and nothing fed may overtake it.
 func (q *queue) startFeedLocked() {
-	if q.clustered && q.feed == nil && len(q.consumers) > 0 {
-		q.feed = q.b.cfg.Cluster.ConsumeQueue(q.sp.name, q.name, clusterSink{q})
+	if q.clustered && q.feed == nil && q.servableLocked() {
+		q.feedGen++
+		q.feed = q.b.cfg.Cluster.ConsumeQueue(q.sp.name, q.name, clusterSink{q: q, gen: q.feedGen})
 	}
 }
 
-// releaseFedLocked, once a clustered queue has no consumer left, stops its
-// feed and gives back what it was fed and still holds ready, so that
-// consumers on other nodes get it.
+// releaseFedLocked, once a clustered queue has no consumer left that can
+// take messages (none, or only parked sessions'), stops its feed and
+// gives back what it was fed and still holds ready, so that consumers on
+// other nodes get it. A parked session's unacknowledged messages stay
+// with it, for its resume.
 func (q *queue) releaseFedLocked() {
-	if !q.clustered || len(q.consumers) > 0 {
+	if !q.clustered || q.servableLocked() {
 		return
 	}
 	if q.feed != nil {
@@ -103,6 +108,28 @@ func (q *queue) releaseFedLocked() {
 	}
 }
 
+// servableLocked reports whether a consumer of q can take messages: its
+// subscription is open and its session not parked nor closing.
+func (q *queue) servableLocked() bool {
+	for _, c := range q.consumers {
+		c.mu.Lock()
+		ok := !c.closed && !c.session.out.closed.Load()
+		c.mu.Unlock()
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// appendOnce appends q to qs unless it is there.
+func appendOnce(qs []*queue, q *queue) []*queue {
+	if slices.Contains(qs, q) {
+		return qs
+	}
+	return append(qs, q)
+}
+
 // moreLocked tells the feed the queue may take more: called whenever a
 // dispatch left nothing ready.
 func (q *queue) moreLocked() {
@@ -111,33 +138,45 @@ func (q *queue) moreLocked() {
 	}
 }
 
-// clusterSink is a clustered queue as its feed sees it.
-type clusterSink struct{ q *queue }
+// clusterSink is a clustered queue as one feed sees it: gen tells a
+// stopped feed's late offers from the current one's.
+type clusterSink struct {
+	q   *queue
+	gen uint64
+}
 
 // Credit implements QueueSink.
 func (k clusterSink) Credit() int {
 	q := k.q
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.deleted || q.feed == nil {
+	if q.deleted || q.feed == nil || q.feedGen != k.gen {
 		return 0
 	}
 	n := 0
 	for _, c := range q.consumers {
-		n += c.clusterCredit()
+		n += c.clusterCredit(q)
 	}
 	return min(max(n-q.ready.Len(), 0), clusterMaxCredit)
 }
 
-// clusterCredit is how many more messages sub may be fed now.
-func (sub *subscription) clusterCredit() int {
+// clusterCredit is how many more messages sub, a consumer of q, may be
+// fed now: none while its session is parked or closing (it could not take
+// them), and for an auto-ack consumer what its window leaves beside the
+// fed deliveries still in its outbox, none while the outbox has no room
+// for queue messages (the queue is dispatched again, and asks for more,
+// once the writer took the backlog).
+func (sub *subscription) clusterCredit(q *queue) int {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	switch {
-	case sub.closed:
+	case sub.closed || sub.pending || sub.session.out.closed.Load():
 		return 0
 	case sub.ackMode == ackAuto:
-		return clusterAutoWindow
+		if !sub.session.out.hasQueueRoom(1, q) {
+			return 0
+		}
+		return max(clusterAutoWindow-int(sub.fedOut.Load()), 0)
 	case sub.prefetch == 0:
 		return max(clusterUnlimitedWindow-len(sub.unacked), 0)
 	}
@@ -148,7 +187,7 @@ func (sub *subscription) clusterCredit() int {
 func (k clusterSink) Offer(m *Message, deliveries int, settle Settler) {
 	q := k.q
 	q.mu.Lock()
-	if q.deleted || q.feed == nil || len(q.consumers) == 0 {
+	if q.deleted || q.feed == nil || q.feedGen != k.gen || len(q.consumers) == 0 {
 		q.mu.Unlock()
 		settle.Nak()
 		return

@@ -61,12 +61,18 @@ func clusterError(err error) *stompError {
 
 // publishTopicClustered hands a topic message published here to the
 // other nodes, before the local subscribers get it.
+// It runs before anything of the SEND is journaled or delivered here, so
+// a refusal leaves nothing applied; later calls for the same message do
+// nothing.
 func (s *Session) publishTopicClustered(name string, m *Message) *stompError {
-	if c := s.b.cfg.Cluster; c != nil {
-		if err := c.PublishTopic(s.space.name, name, m); err != nil {
-			return clusterError(fmt.Errorf("%w: %w", ErrClusterUnavailable, err))
-		}
+	c := s.b.cfg.Cluster
+	if c == nil || m.toCluster {
+		return nil
 	}
+	if err := c.PublishTopic(s.space.name, name, m); err != nil {
+		return clusterError(fmt.Errorf("%w: %w", ErrClusterUnavailable, err))
+	}
+	m.toCluster = true
 	return nil
 }
 
@@ -95,6 +101,74 @@ func (s *Session) publishQueueWait(queue string, m *Message) *stompError {
 		e.full = NotFull
 	}
 	return e
+}
+
+// commitToCluster hands the cluster a COMMIT's SENDs before anything of
+// the transaction is journaled or applied here: its topic messages, and
+// its queue messages all at once (one connection's publishes keep their
+// order), waiting for every one to be stored under one deadline. JetStream
+// takes no transaction of several messages: a failure may leave the first
+// ones stored (the ERROR is retryable; a retry may duplicate them).
+func (s *Session) commitToCluster(ops []txOp, claims txClaims, now int64) *stompError {
+	c := s.b.cfg.Cluster
+	if c == nil {
+		return nil
+	}
+	var queued []*Message
+	for i, op := range ops {
+		if op.cmd != frames.CmdSend || op.msg == nil || op.msg.expired(now) || claims.dup(i) {
+			continue
+		}
+		switch {
+		case op.route.kind == kindTopic:
+			if err := s.publishTopicClustered(op.route.key, op.msg); err != nil {
+				return err
+			}
+		case s.b.clusterRoute(op.route):
+			queued = append(queued, op.msg)
+		}
+	}
+	if len(queued) == 0 {
+		return nil
+	}
+	outcomes := make(chan error, len(queued))
+	done := ClusterDoneFunc(func(err error) { outcomes <- err })
+	sent := 0
+	var failed error
+	for _, m := range queued {
+		if err := c.PublishQueue(s.space.name, m.Destination, m, done); err != nil {
+			failed = err
+			break
+		}
+		sent++
+	}
+	t := time.NewTimer(clusterPublishWait)
+	defer t.Stop()
+wait:
+	for range sent {
+		select {
+		case err := <-outcomes:
+			if errors.Is(err, ErrClusterDuplicate) {
+				s.b.stats.Duplicates.Add(1)
+			} else if err != nil && failed == nil {
+				failed = err
+			}
+		case <-t.C:
+			if failed == nil {
+				failed = fmt.Errorf("%w: no confirmation within %v", ErrClusterUnavailable, clusterPublishWait)
+			}
+			break wait
+		}
+	}
+	if failed != nil {
+		e := clusterError(failed)
+		e.full = NotFull // part of the transaction may be stored: no wait and retry of the COMMIT
+		return e
+	}
+	for _, m := range queued {
+		m.toCluster = true
+	}
+	return nil
 }
 
 // sendClustered hands a SEND to a queue to the cluster without waiting:

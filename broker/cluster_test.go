@@ -416,3 +416,81 @@ func TestClusterDuplicateIsReceiptedNotApplied(t *testing.T) {
 		t.Fatalf("Duplicates %d, want 1", got)
 	}
 }
+
+// While a SEND waits for room in a full queue, the SENDs after it wait
+// behind it: the cluster stores them in the order sent.
+func TestClusterQueueFullKeepsOrder(t *testing.T) {
+	mc := newMemCluster()
+	clock := newFakeClock()
+	a := mc.node(Config{Now: clock.Now})
+	full := true
+	mc.refuse = func(m *Message) error {
+		if full && string(m.Body) == "1" {
+			return fmt.Errorf("%w: maximum messages per subject", ErrClusterFull)
+		}
+		return nil
+	}
+	pub := newClient(t, a.b)
+	pub.connect()
+	pub.mustSend(frames.CmdSend, "1", "destination:/queue/q", "receipt:s1")
+	if err := pub.s.Poked(); err != nil {
+		t.Fatal(err)
+	}
+	pub.mustSend(frames.CmdSend, "2", "destination:/queue/q", "receipt:s2")
+	if q := mc.queue("/" + "/queue/q"); len(q.ready) != 0 {
+		t.Fatalf("the SEND behind a refused one was stored first (%d stored)", len(q.ready))
+	}
+	mc.mu.Lock()
+	full = false
+	mc.mu.Unlock()
+	for range 3 {
+		clock.advance(pipeRetryInterval)
+		if err := pub.s.Poked(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	for _, f := range pub.poll() {
+		ids = append(ids, hdr(f, "receipt-id"))
+	}
+	q := mc.queue("/" + "/queue/q")
+	if !slices.Equal(ids, []string{"s1", "s2"}) || len(q.ready) != 2 || string(q.ready[0].m.Body) != "1" {
+		t.Fatalf("receipts %v, stored %d (first %q), want s1 s2 and 1 then 2", ids, len(q.ready), q.ready[0].m.Body)
+	}
+}
+
+// A COMMIT whose queue SEND the cluster cannot store fails, retryable,
+// with nothing of the transaction applied here.
+func TestClusterCommitFailsWhenAStoreFails(t *testing.T) {
+	mc := newMemCluster()
+	a := mc.node(Config{})
+	mc.refuse = func(m *Message) error {
+		if string(m.Body) == "2" {
+			return fmt.Errorf("%w: timeout", ErrClusterUnavailable)
+		}
+		return nil
+	}
+	local := newClient(t, a.b)
+	local.connect()
+	local.mustSend(frames.CmdSubscribe, "", "id:t", "destination:/topic/news", "receipt:r")
+	mustFrame(t, local, "RECEIPT")
+	pub := newClient(t, a.b)
+	pub.connect()
+	pub.mustSend(frames.CmdBegin, "", "transaction:t")
+	pub.mustSend(frames.CmdSend, "1", "destination:/queue/q", "transaction:t")
+	pub.mustSend(frames.CmdSend, "2", "destination:/queue/q", "transaction:t")
+	pub.mustSend(frames.CmdSend, "news", "destination:/topic/news", "transaction:t")
+	err := pub.send(frames.CmdCommit, "", "transaction:t", "receipt:c")
+	if !isClosed(err) {
+		t.Fatalf("COMMIT: %v, want the session ended", err)
+	}
+	f := pub.next()
+	if f.Command != frames.CmdError || hdr(f, "error-code") != CodeClusterUnavailable || hdr(f, "retryable") != "true" || hdr(f, "receipt-id") != "c" {
+		t.Fatalf("got %s %v", f.Command, headerLines(f))
+	}
+	// The topic message went to the cluster first (other nodes may have
+	// it: documented), but this node applied nothing of the transaction.
+	if fs := local.poll(); len(fs) != 0 {
+		t.Fatalf("local subscriber got %v", commands(fs))
+	}
+}

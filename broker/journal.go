@@ -180,6 +180,13 @@ func (b *Broker) Recover() error {
 				b.cfg.Logger.Warn("journal: message for an unknown queue skipped", "queue", r.Queue, "message_id", r.MessageID)
 				return nil
 			}
+			if q.clustered {
+				// Its queue lives in the cluster now, which never saw it:
+				// refuse rather than lose or duplicate it.
+				return fmt.Errorf("%w: the journal holds messages of %s, a queue that now lives in the cluster; "+
+					"start this node once without cluster mode and let consumers drain its queues, "+
+					"or move the journal directory aside (docs/cluster.md)", ErrJournalHoldsClusterQueues, q.name)
+			}
 			q.mu.Lock()
 			q.seq++
 			q.ready.PushBack(&queuedMessage{msg: r.Message, seq: q.seq, deliveries: max(r.Deliveries, 0) + 1})

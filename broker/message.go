@@ -27,6 +27,10 @@ type Message struct {
 	DedupeID string
 
 	enc12 []byte // Headers escaped for STOMP 1.2, prepared once for all 1.2 subscribers
+	// toCluster: a topic message published here was handed to the
+	// cluster already (cluster_send.go); set by its session before any
+	// delivery.
+	toCluster bool
 }
 
 // size is what the message counts against queue and outbox limits.

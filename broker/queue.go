@@ -45,6 +45,7 @@ type queue struct {
 	// holds here was fed by feed (cluster_queue.go).
 	clustered bool
 	feed      QueueFeed       // guarded by mu: nil while it has no consumer
+	feedGen   uint64          // guarded by mu: counts the feeds started
 	settles   []pendingSettle // guarded by mu: settlements to make once mu is released
 
 	mu        sync.Mutex
@@ -228,7 +229,8 @@ func (q *queue) unlock() {
 // outbox drained).
 func (q *queue) dispatch() {
 	q.mu.Lock()
-	q.startFeedLocked() // a new consumer's feed starts once its RECEIPT is queued
+	q.releaseFedLocked() // its consumers may all be parked now
+	q.startFeedLocked()  // a new consumer's feed starts once its RECEIPT is queued
 	q.dispatchLocked()
 	q.unlock()
 	q.retireIfIdle()
@@ -349,6 +351,8 @@ func (q *queue) nacked(ds []delivery) {
 func (q *queue) requeueLocked(ds []delivery, dead []*queuedMessage) []*queuedMessage {
 	slices.SortFunc(ds, func(a, b delivery) int { return cmp.Compare(a.qm.seq, b.qm.seq) })
 	limit := q.b.cfg.MaxRedeliveries
+	naked := len(q.settles)
+	defer func() { slices.Reverse(q.settles[naked:]) }() // given back oldest first, as they came
 	for i := len(ds) - 1; i >= 0; i-- {
 		qm := ds[i].qm
 		if q.deleted { // removed (a durable deleted): the message goes with it

@@ -299,6 +299,9 @@ func (s *Session) Abort(reason CloseReason) {
 // once queued for a connection that then died.
 func putBack(unsent []outEntry) {
 	for i := len(unsent) - 1; i >= 0; i-- { // each goes to the front: last first keeps the order
+		if unsent[i].qm.settle != nil {
+			unsent[i].sub.fedOut.Add(-1)
+		}
 		unsent[i].sub.queue.putBack(unsent[i].qm)
 	}
 }

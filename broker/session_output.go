@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/stompbox/stompbox/frames"
@@ -32,6 +33,8 @@ const maxKeptRemovals = 256
 func (s *Session) appendOutput(dst []byte, ends []int, wantEnds bool) ([]byte, []int, bool) {
 	entries, ctrl, starved, closing := s.out.take(s.spareEntries, s.spareCtrl, s.spareStarved)
 	removals := s.spareRemovals
+	var fedBuf [4]*queue
+	fed := fedBuf[:0] // clustered queues whose credit grew: the writer took their deliveries
 	for i := range entries {
 		e := &entries[i]
 		if e.msg == nil {
@@ -43,7 +46,11 @@ func (s *Session) appendOutput(dst []byte, ends []int, wantEnds bool) ([]byte, [
 			s.counts.out[frames.CmdMessage].Add(1)
 			dst = s.appendMessage(dst, e)
 			if e.qm != nil {
-				settleNow(e.qm, settleAck) // fed by the cluster: consumed now
+				if e.qm.settle != nil { // fed by the cluster: consumed now
+					e.sub.fedOut.Add(-1)
+					settleNow(e.qm, settleAck)
+					fed = appendOnce(fed, e.sub.queue)
+				}
 				removals = e.sub.queue.appendRemoval(removals, e.qm)
 			}
 		}
@@ -69,6 +76,10 @@ func (s *Session) appendOutput(dst []byte, ends []int, wantEnds bool) ([]byte, [
 	// The backlog is taken, so queues that skipped this consumer for lack
 	// of room may send again.
 	for _, q := range starved {
+		q.dispatch()
+		fed = slices.DeleteFunc(fed, func(f *queue) bool { return f == q })
+	}
+	for _, q := range fed {
 		q.dispatch()
 	}
 	clear(starved)

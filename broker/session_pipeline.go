@@ -159,7 +159,9 @@ func (s *Session) pipeAdmits(f *frames.Frame) bool {
 	if len(p.held) > 0 && !p.running {
 		return false
 	}
-	return !p.inflight() || s.pipelinable(f)
+	// Behind a SEND waiting to be retried (its queue full) the next ones
+	// wait too: handed over now, they could be stored before it.
+	return !p.inflight() || s.pipelinable(f) && !p.sends[p.head].retry
 }
 
 // arrivePiped takes a frame that arrived while the pipeline is not empty.
@@ -209,6 +211,10 @@ func (s *Session) sendPipelined(f *frames.Frame, r route, m *Message, claim dedu
 		}
 		if len(feeds) == 0 {
 			return false, nil // every durable subscription went away meanwhile
+		}
+		if err := s.publishTopicClustered(r.key, m); err != nil {
+			unreserveEach(feeds, m.size())
+			return true, err
 		}
 		recs = durableRecords(feeds, m, nil)
 	default:
@@ -320,7 +326,7 @@ func (s *Session) pipeDrain() {
 			break
 		}
 		f := p.held[0].frame(&p.scratch)
-		if p.inflight() && !s.pipelinable(f) {
+		if p.inflight() && (!s.pipelinable(f) || p.sends[p.head].retry) {
 			break
 		}
 		p.running, p.kept = true, false

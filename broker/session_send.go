@@ -80,6 +80,11 @@ func (s *Session) handleSend(f *frames.Frame) *stompError {
 // and the pipeline), journaling it first when journal says it may have
 // records.
 func (s *Session) applySend(r route, m *Message, journal bool) *stompError {
+	if r.kind == kindTopic {
+		if err := s.publishTopicClustered(r.key, m); err != nil {
+			return err
+		}
+	}
 	checkLimits := true
 	var recs []JournalRecord
 	if journal {
@@ -276,6 +281,9 @@ func (s *Session) deliverRoute(r route, m *Message, checkLimits bool) *stompErro
 		return nil
 	}
 	if s.b.clusterRoute(r) {
+		if m.toCluster {
+			return nil // stored by its COMMIT already (commitToCluster)
+		}
 		return s.publishQueueWait(r.key, m)
 	}
 	return s.space.enqueueNamed(r.key, m, checkLimits, s.createQueue)

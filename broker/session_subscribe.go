@@ -60,7 +60,7 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 	}
 	s.nextSubNum++
 	sub := &subscription{session: s, id: id, num: s.nextSubNum, dest: dest, pattern: name,
-		ackMode: mode, prefetch: prefetch, header: subscriptionHeader(s.escaping, id)}
+		ackMode: mode, prefetch: prefetch, header: subscriptionHeader(s.escaping, id), pending: true}
 
 	durableName, isDurable := f.Header("durable-subscription-name")
 	receipted := false // by subscribeTopic, for a topic with history
@@ -104,6 +104,9 @@ func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
 	if !receipted {
 		s.receipt(f)
 	}
+	sub.mu.Lock()
+	sub.pending = false
+	sub.mu.Unlock()
 	if sub.queue != nil {
 		sub.queue.dispatch()
 	}

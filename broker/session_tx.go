@@ -218,6 +218,12 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 	// Idempotency keys count at COMMIT: a SEND whose key is held already
 	// (or repeats one earlier in this transaction) is left out.
 	claims := s.claimTxKeys(tx.ops, now)
+	if err := s.commitToCluster(tx.ops, claims, now); err != nil {
+		claims.release(0)
+		delete(s.txs, id)
+		tx.discard(s)
+		return err
+	}
 	// The transaction's persistent messages and the removals of the
 	// persistent messages its ACKs settle reach the journal in one append,
 	// before anything is applied: after the RECEIPT a crash keeps all of

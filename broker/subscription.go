@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/stompbox/stompbox/frames"
+	"sync/atomic"
 )
 
 // ackMode is a SUBSCRIBE's ack header (STOMP 1.2, "SUBSCRIBE ack Header").
@@ -64,13 +65,21 @@ type subscription struct {
 
 	mu      sync.Mutex
 	unacked []delivery // guarded by mu: ascending ackID
-	closed  bool       // guarded by mu
+	// fedOut counts the auto-ack deliveries the cluster fed this
+	// subscription that are still in its session's outbox: the credit
+	// they take until the writer has them (cluster_queue.go).
+	fedOut atomic.Int32
+	closed bool // guarded by mu
+	// pending (guarded by mu) marks a SUBSCRIBE whose RECEIPT is not
+	// queued yet: no queue delivers to it before (the client must know
+	// the subscription is live when its first MESSAGE arrives).
+	pending bool
 }
 
 // creditLocked reports whether a queue may hand this consumer another
 // message, as far as its acknowledgements go. sub.mu is held.
 func (sub *subscription) creditLocked() bool {
-	return !sub.closed && (sub.ackMode == ackAuto || sub.prefetch == 0 || len(sub.unacked) < sub.prefetch)
+	return !sub.closed && !sub.pending && (sub.ackMode == ackAuto || sub.prefetch == 0 || len(sub.unacked) < sub.prefetch)
 }
 
 // canTake reports whether a queue may hand this consumer a delivery of
@@ -99,6 +108,9 @@ func (sub *subscription) offer(qm *queuedMessage) bool {
 		e.qm = qm
 	}
 	ok := s.out.pushMessage(e, deliverySize(qm.msg, sub), true)
+	if ok && e.qm != nil && qm.settle != nil {
+		sub.fedOut.Add(1)
+	}
 	if ok && sub.ackMode != ackAuto {
 		sub.unacked = append(sub.unacked, delivery{ackID: e.ackID, msg: qm.msg, qm: qm})
 	}

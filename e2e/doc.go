@@ -15,7 +15,11 @@
 //     5 minutes without page scripts, and the upload demo
 //     (browser_resume_test.go, browser_presence_test.go,
 //     browser_background_test.go, browser_upload_test.go; the scenario page
-//     is testdata/module, served with web/dist by the test itself).
+//     is testdata/module, served with web/dist by the test itself);
+//   - cluster mode: stompbox processes joined with -cluster-nats to a real
+//     nats-server process (built from the version go.mod pins), used by
+//     stomp.js and go-stomp on different nodes, with a node and then NATS
+//     killed (cluster_test.go, cluster_helpers_test.go).
 //
 // Later: the crash/restart suite.
 //

@@ -71,8 +71,8 @@ func routerConfigFor(cfg Config, nc *nats.Conn, js jetstream.JetStream) routerCo
 
 const (
 	// maxInflight bounds queue publishes awaiting their PubAck; past it
-	// PublishQueue refuses (cluster unavailable: JetStream is not keeping
-	// up) rather than queueing without bound.
+	// PublishQueue refuses as full (the broker slows the producer down)
+	// rather than queueing without bound.
 	maxInflight = 1 << 16
 )
 

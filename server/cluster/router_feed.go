@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,9 +50,6 @@ type queueFeed struct {
 	more                      chan struct{} // cap 1: credit may have grown
 	ctx                       context.Context
 	cancel                    context.CancelFunc
-
-	mu        sync.Mutex
-	unsettled map[*settler]struct{} // offered, not settled; guarded by mu
 }
 
 // ConsumeQueue implements broker.Cluster: it starts the feed's goroutine
@@ -64,7 +60,6 @@ func (r *router) ConsumeQueue(vhost, queue string, sink broker.QueueSink) broker
 		r: r, vhost: vhost, queue: queue, subj: subj,
 		durab: queueConsumerName(r.cfg.Prefix, vhost, subj),
 		sink:  sink, more: make(chan struct{}, 1),
-		unsettled: make(map[*settler]struct{}),
 	}
 	f.ctx, f.cancel = context.WithCancel(r.ctx)
 	q := &r.queues
@@ -90,8 +85,8 @@ func (f *queueFeed) More() {
 }
 
 // Stop implements broker.QueueFeed: the goroutine ends once its fetch in
-// progress has run out (feedFetchWait); messages already offered and not settled are no longer kept alive, so
-// JetStream redelivers them after AckWait unless the queue settles them.
+// progress has run out (feedFetchWait). Messages already offered and not
+// settled stay kept alive until the broker settles them.
 func (f *queueFeed) Stop() { f.cancel() }
 
 // run is the feed's goroutine.
@@ -244,9 +239,10 @@ func (f *queueFeed) offer(jm jetstream.Msg) {
 		return
 	}
 	s := &settler{f: f, jm: jm}
-	f.mu.Lock()
-	f.unsettled[s] = struct{}{}
-	f.mu.Unlock()
+	q := &r.queues
+	q.hmu.Lock()
+	q.held[s] = struct{}{}
+	q.hmu.Unlock()
 	r.met.pendingAcks.Inc()
 	r.met.fed.WithLabelValues("fetched").Inc()
 	f.sink.Offer(m, int(meta.NumDelivered), s)
@@ -258,11 +254,6 @@ func (f *queueFeed) detach() {
 	q.mu.Lock()
 	delete(q.feeds, f)
 	q.mu.Unlock()
-	f.mu.Lock()
-	n := len(f.unsettled)
-	clear(f.unsettled)
-	f.mu.Unlock()
-	f.r.met.pendingAcks.Sub(float64(n))
 }
 
 // keepAlive tells JetStream every AckWait/3 that the messages the live
@@ -271,7 +262,6 @@ func (r *router) keepAlive() {
 	defer r.wg.Done()
 	t := time.NewTicker(max(r.cfg.AckWait/3, 10*time.Millisecond))
 	defer t.Stop()
-	var feeds []*queueFeed
 	var held []*settler
 	for {
 		select {
@@ -279,31 +269,20 @@ func (r *router) keepAlive() {
 			return
 		case <-t.C:
 		}
-		// Snapshots, so that neither the publish path (queueState.mu)
-		// nor settling (queueFeed.mu) waits for the progress messages.
-		r.queues.mu.Lock()
-		for f := range r.queues.feeds {
-			feeds = append(feeds, f)
+		// A snapshot, so that settling (queueState.hmu) does not wait
+		// for the progress messages.
+		r.queues.hmu.Lock()
+		for s := range r.queues.held {
+			held = append(held, s)
 		}
-		r.queues.mu.Unlock()
-		for _, f := range feeds {
-			if f.ctx.Err() != nil {
-				continue // stopped: what it holds goes back after AckWait
-			}
-			f.mu.Lock()
-			for s := range f.unsettled {
-				held = append(held, s)
-			}
-			f.mu.Unlock()
-		}
+		r.queues.hmu.Unlock()
 		for _, s := range held {
 			if !s.done.Load() {
 				_ = s.jm.InProgress()
 			}
 		}
-		clear(feeds)
 		clear(held)
-		feeds, held = feeds[:0], held[:0]
+		held = held[:0]
 	}
 }
 
@@ -331,10 +310,11 @@ func (s *settler) settle(outcome string, send func() error) {
 		return
 	}
 	f := s.f
-	f.mu.Lock()
-	_, held := f.unsettled[s]
-	delete(f.unsettled, s)
-	f.mu.Unlock()
+	q := &f.r.queues
+	q.hmu.Lock()
+	_, held := q.held[s]
+	delete(q.held, s)
+	q.hmu.Unlock()
 	if held {
 		f.r.met.pendingAcks.Dec()
 	}

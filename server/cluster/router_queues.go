@@ -79,12 +79,19 @@ type queueState struct {
 	// pending, or settling.
 	inflight atomic.Int64
 	replicas atomic.Int32 // computed stream replicas; 0 until known
+	// held are the messages fed to the broker and not settled yet, of
+	// every feed, running or stopped: the broker settles each one even
+	// after its feed stopped (a parked session's, an outbox's backlog),
+	// and keepAlive keeps them from JetStream's AckWait until then.
+	hmu  sync.Mutex
+	held map[*settler]struct{} // guarded by hmu
 }
 
 func (q *queueState) init() {
 	q.streams = make(map[string]*vhostStream)
 	q.feeds = make(map[*queueFeed]struct{})
 	q.pending = make(map[*nats.Msg]*pendingPub)
+	q.held = make(map[*settler]struct{})
 }
 
 // streamLocked returns vhost's stream state; q.mu held.
@@ -114,9 +121,11 @@ func (r *router) PublishQueue(vhost, queue string, m *broker.Message, done broke
 		return unavailable("publish queue", nats.ErrDisconnected)
 	}
 	if q.inflight.Add(1) > maxInflight {
+		// JetStream is not keeping up: flow control (the broker holds the
+		// SEND and retries it under full_policy block), not a failure.
 		q.inflight.Add(-1)
 		r.met.publishFailed.WithLabelValues(reasonTooMany).Inc()
-		return unavailable("publish queue", errors.New("too many messages awaiting a PubAck"))
+		return fmt.Errorf("cluster: publish queue: %w: %d messages await a PubAck", broker.ErrClusterFull, maxInflight)
 	}
 	id := m.ID
 	if m.DedupeID != "" {
@@ -291,36 +300,40 @@ func (r *router) ensureAndFlush(vs *vhostStream) {
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.PublishTimeout)
 	err := r.ensureStream(ctx, vs.name, vs.subjects)
 	cancel()
-	q := &r.queues
-	var failed []*pendingPub
-	var sendErrs []error
-	q.mu.Lock()
-	queued := vs.queued
-	vs.queued = nil
-	if err != nil {
-		vs.state = streamUnknown
-		failed = queued
-	} else {
-		vs.state = streamReady
-		// Sent under q.mu so that a publish arriving meanwhile queues
-		// behind these (it sees streamReady only once they are sent).
-		for _, p := range queued {
-			if serr := r.send(p); serr != nil {
-				failed = append(failed, p)
-				sendErrs = append(sendErrs, serr)
-			}
-		}
-	}
-	q.mu.Unlock()
 	if err != nil {
 		r.log.Warn("queue stream unavailable", "stream", vs.name, "err", err)
 		err = fmt.Errorf("%w: %w", jetstream.ErrStreamNotFound, err)
 	}
-	for i, p := range failed {
-		if i < len(sendErrs) {
-			r.finish(p, sendErrs[i])
-		} else {
-			r.finish(p, err)
+	q := &r.queues
+	for {
+		// Batches are sent outside q.mu (a send may write to the socket,
+		// and ConsumeQueue takes q.mu under a broker lock); publishes
+		// arriving meanwhile still see the stream not ready and queue
+		// behind, for the next batch, so their order holds.
+		q.mu.Lock()
+		batch := vs.queued
+		vs.queued = nil
+		switch {
+		case err != nil:
+			vs.state = streamUnknown
+		case len(batch) == 0:
+			vs.state = streamReady
+		}
+		q.mu.Unlock()
+		if len(batch) == 0 {
+			return
+		}
+		for _, p := range batch {
+			if err != nil {
+				r.finish(p, err)
+				continue
+			}
+			if serr := r.send(p); serr != nil {
+				r.finish(p, serr)
+			}
+		}
+		if err != nil {
+			return
 		}
 	}
 }

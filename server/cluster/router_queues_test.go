@@ -174,7 +174,8 @@ func TestQueueStoppedNodeRedelivers(t *testing.T) {
 		}
 	}
 	eventually(t, 5*time.Second, "node a holds 3", func() bool { return sa.count() == 3 })
-	fa.Stop() // node a "dies" holding three unsettled messages
+	fa.Stop()
+	a.cfg.NC.Close() // node a "dies" holding three unsettled messages: nothing is settled, nothing kept alive
 	sb := newFakeSink(10)
 	start := time.Now()
 	consume(t, b, "/queue/dead", sb)
@@ -416,4 +417,36 @@ func TestRouterConfigFor(t *testing.T) {
 		rc.PublishTimeout != time.Second || rc.MaxQueueMessages != 7 || rc.MaxQueueBytes != 8 || rc.Logger == nil {
 		t.Fatalf("%+v", rc)
 	}
+}
+
+// A stopped feed's messages that the broker still holds (a parked
+// session's, an outbox's backlog) stay kept alive until the broker
+// settles them: no other node gets them meanwhile.
+func TestQueueStoppedFeedKeepsWhatTheBrokerHolds(t *testing.T) {
+	noLeaks(t)
+	srv := startNATS(t, -1, t.TempDir())
+	short := func(c *routerConfig) { c.AckWait = time.Second }
+	a := newTestRouter(t, natsURL(srv), "a", short)
+	b := newTestRouter(t, natsURL(srv), "b", short)
+	sa := newFakeSink(10)
+	fa := consume(t, a, "/queue/held", sa)
+	if err := publishWait(t, a, "/queue/held", testMessage("h1", "/queue/held", "x")); err != nil {
+		t.Fatal(err)
+	}
+	o, ok := sa.next(5 * time.Second)
+	if !ok {
+		t.Fatal("node a got nothing")
+	}
+	fa.Stop()
+	sb := newFakeSink(10)
+	consume(t, b, "/queue/held", sb)
+	if got, ok := sb.next(2500 * time.Millisecond); ok {
+		t.Fatalf("node b got %s while node a still holds it (past AckWait)", got.m.ID)
+	}
+	o.settle.Nak()
+	got, ok := sb.next(5 * time.Second)
+	if !ok || got.m.ID != "h1" {
+		t.Fatalf("after the Nak node b got %v, want h1", got)
+	}
+	got.settle.Ack()
 }
