@@ -19,7 +19,8 @@ type memCluster struct {
 	pubErr   error // PublishQueue's done gets this (nil: stored)
 	// refuse, when set, decides per message instead of pubErr.
 	refuse   func(m *Message) error
-	topicErr error // PublishTopic returns this
+	topicErr error         // PublishTopic returns this
+	presence []memPresence // PresenceChanged calls not yet pumped (cluster_presence_test.go)
 }
 
 type heldPub struct {

@@ -71,6 +71,12 @@ type presenceSet struct {
 	dest     string // immutable: /presence/<name>, the destination of its events
 	members  map[presenceKey]*presenceMember
 	watchers map[*subscription]struct{}
+	// remote (cluster mode only, else nil) holds, for each member other
+	// nodes hold, the info each of them reported (cluster_presence.go): a
+	// member is present while it is held here (refs or a grace period) or
+	// there. Kept by set rather than by member, so a single node's members
+	// cost nothing more.
+	remote map[presenceKey]map[string]string
 }
 
 // presenceSpace is one virtual host's presence sets.
@@ -80,6 +86,11 @@ type presenceSpace struct {
 	pending map[*presenceMember]*presenceSet  // guarded by mu: members in their grace period, with their set
 	members atomic.Int64                      // members of all sets, pending ones included (metrics)
 	events  [presenceEventCount]atomic.Uint64 // events by kind (metrics)
+	// cluster (immutable; nil without a cluster, or one without presence)
+	// shares the sets with other nodes, and vhost names this virtual host
+	// to it (cluster_presence.go).
+	cluster ClusterPresence
+	vhost   string
 }
 
 // presenceLink ties a subscription to the set it joins or watches. It is
@@ -147,9 +158,11 @@ func (ps *presenceSpace) joinLocked(b *Broker, set *presenceSet, key presenceKey
 		set.members[key] = m
 		ps.members.Add(1)
 		ps.emitLocked(b, set, presenceJoin, m)
+		ps.toClusterLocked(set, m, true)
 		return nil
 	}
-	if m.refs == 0 { // back within its grace period: it never left
+	held := m.heldLocally()
+	if m.refs == 0 && held { // back within its grace period: it never left
 		delete(ps.pending, m)
 		m.leaveAt = time.Time{}
 	}
@@ -157,7 +170,12 @@ func (ps *presenceSpace) joinLocked(b *Broker, set *presenceSet, key presenceKey
 	if m.info != info {
 		m.info = info
 		ps.emitLocked(b, set, presenceJoin, m)
+	} else if held {
+		return nil
 	}
+	// Held only by other nodes until now, or with new info: the cluster
+	// learns that this node holds it (as it says).
+	ps.toClusterLocked(set, m, true)
 	return nil
 }
 
@@ -181,8 +199,23 @@ func (ps *presenceSpace) releaseLocked(b *Broker, set *presenceSet, key presence
 	ps.pending[m] = set
 }
 
-// leaveLocked removes m from set: a leave event.
-func (ps *presenceSpace) leaveLocked(b *Broker, set *presenceSet, m *presenceMember) {
+// leaveLocked ends this node's hold on m: m leaves set (a leave event)
+// unless another node of the cluster holds it too. It reports whether m
+// left.
+func (ps *presenceSpace) leaveLocked(b *Broker, set *presenceSet, m *presenceMember) bool {
+	if ps.cluster != nil {
+		m.leaveAt = time.Time{}
+		ps.toClusterLocked(set, m, false)
+		if len(set.remote[m.key]) > 0 {
+			return false // still present on another node: no event
+		}
+	}
+	ps.removeLocked(b, set, m)
+	return true
+}
+
+// removeLocked removes m from set: a leave event.
+func (ps *presenceSpace) removeLocked(b *Broker, set *presenceSet, m *presenceMember) {
 	delete(set.members, m.key)
 	ps.members.Add(-1)
 	ps.emitLocked(b, set, presenceLeave, m)
@@ -200,8 +233,9 @@ func (ps *presenceSpace) sweep(b *Broker, now time.Time) int {
 			continue
 		}
 		delete(ps.pending, m)
-		ps.leaveLocked(b, set, m)
-		left++
+		if ps.leaveLocked(b, set, m) {
+			left++
+		}
 	}
 	return left
 }

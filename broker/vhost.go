@@ -48,6 +48,8 @@ func newSpace(b *Broker, name string) *space {
 	}
 	if c := b.cfg.Cluster; c != nil {
 		sp.topics.interest = func(pattern string, on bool) { c.TopicInterest(name, pattern, on) }
+		sp.presence.cluster, _ = c.(ClusterPresence) // cluster_presence.go
+		sp.presence.vhost = name
 	}
 	return sp
 }

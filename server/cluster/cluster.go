@@ -59,6 +59,11 @@ type Config struct {
 	// idempotency-key, else its message-id) to store a repeat once: the
 	// broker's dedupe.window. Default 2m.
 	DedupeWindow time.Duration
+	// PresenceTTL is how long a presence member a node holds stays in the
+	// cluster without being refreshed (the presence bucket's TTL): a dead
+	// node's members leave the other nodes' sets within about this long.
+	// The node refreshes its members every PresenceTTL/3. Default 30s.
+	PresenceTTL time.Duration
 	// Embedded, when set (cluster.embedded_nats), runs a nats-server with
 	// JetStream inside the process.
 	Embedded *EmbeddedConfig

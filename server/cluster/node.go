@@ -18,7 +18,10 @@ type Node struct {
 	router *router
 }
 
-var _ broker.Cluster = (*Node)(nil)
+var (
+	_ broker.Cluster         = (*Node)(nil)
+	_ broker.ClusterPresence = (*Node)(nil)
+)
 
 // New starts the embedded NATS server when configured, connects to NATS
 // and prepares the routes. It does not wait for NATS: a node started
@@ -70,6 +73,11 @@ func (n *Node) PublishQueue(vhost, queue string, m *broker.Message, done broker.
 // ConsumeQueue implements broker.Cluster.
 func (n *Node) ConsumeQueue(vhost, queue string, sink broker.QueueSink) broker.QueueFeed {
 	return n.router.ConsumeQueue(vhost, queue, sink)
+}
+
+// PresenceChanged implements broker.ClusterPresence.
+func (n *Node) PresenceChanged(vhost, set string, m broker.PresenceMember, present bool) {
+	n.router.PresenceChanged(vhost, set, m, present)
 }
 
 // ReplyInterest implements broker.Cluster.

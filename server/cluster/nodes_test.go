@@ -36,8 +36,9 @@ type node struct {
 }
 
 type nodeOpts struct {
-	broker  broker.Config
-	ackWait time.Duration
+	broker      broker.Config
+	ackWait     time.Duration
+	presenceTTL time.Duration // cluster.Config.PresenceTTL (presence_test.go)
 }
 
 // startNode starts a stompbox node named name joined to the NATS servers
@@ -49,7 +50,7 @@ func startNode(t testing.TB, urls []string, name string, o nodeOpts) *node {
 	defer cancel()
 	link, err := cluster.New(ctx, cluster.Config{URLs: urls, Name: "sbtest", NodeName: name,
 		AckWait: o.ackWait, PublishTimeout: 3 * time.Second, Registerer: reg,
-		MaxQueueMessages: 100000})
+		MaxQueueMessages: 100000, PresenceTTL: o.presenceTTL})
 	if err != nil {
 		t.Fatalf("cluster.New: %v", err)
 	}

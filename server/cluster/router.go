@@ -48,6 +48,9 @@ type routerConfig struct {
 	MaxQueueBytes int64
 	// DedupeWindow is the queue streams' Duplicates window (default 2m).
 	DedupeWindow time.Duration
+	// PresenceTTL is how long a presence member lives in the presence
+	// bucket unrefreshed (default 30s; router_presence.go).
+	PresenceTTL time.Duration
 	// Logger receives router events; nil: discard.
 	Logger *slog.Logger
 	// Registerer receives the router's collectors; nil: none.
@@ -61,8 +64,8 @@ func routerConfigFor(cfg Config, nc *nats.Conn, js jetstream.JetStream) routerCo
 		NC: nc, JS: js, Prefix: cfg.Name, Node: cfg.NodeName, Replicas: cfg.Replicas,
 		AckWait: cfg.AckWait, PublishTimeout: cfg.PublishTimeout,
 		MaxQueueMessages: cfg.MaxQueueMessages, MaxQueueBytes: cfg.MaxQueueBytes,
-		DedupeWindow: cfg.DedupeWindow,
-		Logger:       cfg.Logger, Registerer: cfg.Registerer,
+		DedupeWindow: cfg.DedupeWindow, PresenceTTL: cfg.PresenceTTL,
+		Logger: cfg.Logger, Registerer: cfg.Registerer,
 	}
 }
 
@@ -109,7 +112,8 @@ type router struct {
 
 	topics   topicTable
 	queues   queueState
-	payloads sync.Pool // *[]byte: encode buffers of core NATS publishes
+	presence presenceState // router_presence.go
+	payloads sync.Pool     // *[]byte: encode buffers of core NATS publishes
 }
 
 // newRouter builds a router on cfg.NC and starts its goroutines (the topic
@@ -160,9 +164,12 @@ func newRouter(cfg routerConfig) (*router, error) {
 	r.ctx, r.stop = context.WithCancel(context.Background())
 	r.topics.init()
 	r.queues.init()
-	r.wg.Add(2)
+	r.presence.init(cfg.Registerer)
+	r.wg.Add(4)
 	go r.syncTopics()
 	go r.keepAlive()
+	go r.presenceWriter()
+	go r.presenceWatcher()
 	return r, nil
 }
 
