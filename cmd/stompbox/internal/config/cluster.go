@@ -30,6 +30,7 @@ type Cluster struct {
 	Replicas       int          `yaml:"replicas" flag:"cluster-replicas" help:"replicas of the JetStream streams stompbox creates, 1 to 5; 0: 3 when the JetStream cluster has at least 3 servers, else 1"`
 	AckWait        Duration     `yaml:"ack_wait" flag:"cluster-ack-wait" help:"how long JetStream waits for a queue message handed to a node to be settled before redelivering it elsewhere: how soon a dead node's unacknowledged messages come back (a live node keeps extending it)"`
 	PublishTimeout Duration     `yaml:"publish_timeout" flag:"cluster-publish-timeout" help:"longest wait for JetStream to confirm a stored (persistent) message; past it the SEND is refused, retryable"`
+	PresenceTTL    Duration     `yaml:"presence_ttl" flag:"cluster-presence-ttl" help:"how long a member another node announced stays without a refresh: how soon a dead node's presence members leave (the same on every node)"`
 	EmbeddedNATS   EmbeddedNATS `yaml:"embedded_nats"`
 }
 
@@ -99,6 +100,7 @@ func (c *Config) ClusterConfig() (*cluster.Config, bool) {
 		Replicas:       cl.Replicas,
 		AckWait:        time.Duration(cl.AckWait),
 		PublishTimeout: time.Duration(cl.PublishTimeout),
+		PresenceTTL:    time.Duration(cl.PresenceTTL),
 		// A queue holds as much in the cluster as on one node.
 		MaxQueueMessages: c.Limits.MaxQueueMessages,
 		MaxQueueBytes:    int64(c.Limits.MaxQueueBytes),
@@ -130,6 +132,7 @@ func (l *Loaded) validateCluster(check func(key string, ok bool, format string, 
 		"must be between 0 (auto: 3 with at least 3 JetStream servers, else 1) and %d (got %d)", MaxClusterReplicas, cl.Replicas)
 	check("cluster.ack_wait", cl.AckWait > 0, "must be positive (got %s)", cl.AckWait)
 	check("cluster.publish_timeout", cl.PublishTimeout > 0, "must be positive (got %s)", cl.PublishTimeout)
+	check("cluster.presence_ttl", cl.PresenceTTL >= Duration(time.Second), "must be at least 1s (got %s)", cl.PresenceTTL)
 	check("cluster.nats_tls_key", cl.NATSTLSCert == "" || cl.NATSTLSKey != "", "required by cluster.nats_tls_cert: the certificate and its key go together")
 	check("cluster.nats_tls_cert", cl.NATSTLSKey == "" || cl.NATSTLSCert != "", "required by cluster.nats_tls_key: the certificate and its key go together")
 	external := len(cl.ClusterURLs()) > 0

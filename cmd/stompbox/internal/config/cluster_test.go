@@ -71,6 +71,8 @@ cluster:
 		// limits.max_queue_messages from the flag, max_queue_bytes the default.
 		MaxQueueMessages: 500,
 		MaxQueueBytes:    256 << 20,
+		DedupeWindow:     2 * time.Minute, // dedupe.window's default
+		PresenceTTL:      30 * time.Second,
 		Embedded: &cluster.EmbeddedConfig{
 			Listen:        "127.0.0.1:4333",
 			ClusterListen: "0.0.0.0:6333",

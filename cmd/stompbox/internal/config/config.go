@@ -250,6 +250,7 @@ func Default() Config {
 		Topics:                  Topics{HistoryMaxBytes: 256 << 20},
 		ShutdownReconnectWindow: Duration(10 * time.Second),
 		Dedupe:                  Dedupe{Window: Duration(2 * time.Minute), MaxKeysPerUser: 10_000},
-		Cluster:                 Cluster{Name: "stompbox", AckWait: Duration(30 * time.Second), PublishTimeout: Duration(5 * time.Second)},
+		Cluster: Cluster{Name: "stompbox", AckWait: Duration(30 * time.Second), PublishTimeout: Duration(5 * time.Second),
+			PresenceTTL: Duration(30 * time.Second)},
 	}
 }
