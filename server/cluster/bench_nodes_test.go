@@ -314,13 +314,25 @@ func benchQueue(b *testing.B, e *benchEnv, consumerAddrs []string, prods []*stom
 		if err != nil {
 			b.Fatal(err)
 		}
-		wg.Add(1)
+		// One goroutine reads, another acks: an ACK written while the
+		// server is blocked writing MESSAGEs to this client must not stop
+		// the client from reading them (go-stomp's reader waits for the
+		// subscription's channel to be drained), or both sides wait.
+		// toAck holds more than the 1024 unacked the node sends at most.
+		toAck := make(chan *stomp.Message, 4096)
+		wg.Add(2)
 		go func() {
 			defer wg.Done()
+			defer close(toAck)
 			for m := range s.C {
-				if m.Err != nil {
-					continue
+				if m.Err == nil {
+					toAck <- m
 				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for m := range toAck {
 				if err := c.Ack(m); err != nil {
 					b.Error(err)
 					return
