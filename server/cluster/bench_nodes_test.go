@@ -314,11 +314,11 @@ func benchQueue(b *testing.B, e *benchEnv, consumerAddrs []string, prods []*stom
 		if err != nil {
 			b.Fatal(err)
 		}
-		// One goroutine reads, another acks: an ACK written while the
-		// server is blocked writing MESSAGEs to this client must not stop
-		// the client from reading them (go-stomp's reader waits for the
-		// subscription's channel to be drained), or both sides wait.
-		// toAck holds more than the 1024 unacked the node sends at most.
+		// One goroutine reads, another acks: go-stomp's connection
+		// goroutine both fills the subscription's channel and takes the
+		// frames to write, so a goroutine that reads and acks deadlocks
+		// with it once the channel is full. toAck holds more than the
+		// 1024 unacked the node sends at most.
 		toAck := make(chan *stomp.Message, 4096)
 		wg.Add(2)
 		go func() {
