@@ -195,24 +195,7 @@ func TestClusterKilledNodeRedelivers(t *testing.T) {
 	}
 	a.kill9() // no NAK reaches JetStream: only ack_wait brings them back
 
-	cb := dialCluster(t, b.addr)
-	subB, err := cb.Subscribe(queue, stomp.AckClientIndividual)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	var again []string
-	for range n {
-		m := recvCluster(t, subB, 15*time.Second)
-		if m.Header.Get("redelivered") != "true" {
-			t.Errorf("%q from the killed node is not marked redelivered: %v", m.Body, m.Header)
-		}
-		again = append(again, string(m.Body))
-		if err := cb.Ack(m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	took := time.Since(start)
+	again, took, subB := redeliveredOn(t, b.addr, queue, n, 15*time.Second)
 	select {
 	case m := <-subB.C:
 		t.Errorf("an extra message after the %d redelivered ones: %q %v", n, m.Body, m.Err)
@@ -252,27 +235,11 @@ func TestClusterStoppedNodeGivesBack(t *testing.T) {
 	}
 	a.stop()
 
-	cb := dialCluster(t, b.addr)
-	subB, err := cb.Subscribe(queue, stomp.AckClientIndividual)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	var again []string
-	for range n {
-		// Well under ack_wait: only a Nak brings them back this soon.
-		m := recvCluster(t, subB, 5*time.Second)
-		if m.Header.Get("redelivered") != "true" {
-			t.Errorf("%q given back by the stopped node is not marked redelivered: %v", m.Body, m.Header)
-		}
-		again = append(again, string(m.Body))
-		if err := cb.Ack(m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// Well under ack_wait: only a Nak brings them back this soon.
+	again, took, _ := redeliveredOn(t, b.addr, queue, n, 5*time.Second)
 	// JetStream redelivers Nak'ed messages in its own order (docs/cluster.md,
 	// "Queue order"), so the set is what counts.
-	t.Logf("given back on B in %v, in the order %q", time.Since(start).Round(time.Millisecond), again)
+	t.Logf("given back on B in %v, in the order %q", took.Round(time.Millisecond), again)
 	slices.Sort(again)
 	if !slices.Equal(again, want) {
 		t.Fatalf("the consumer on B got %q, want the stopped node's %q", again, want)
@@ -331,4 +298,30 @@ func TestClusterNATSDownAndBack(t *testing.T) {
 		t.Errorf("an extra message: %q %v (the refused SEND must not be stored)", m.Body, m.Err)
 	case <-time.After(300 * time.Millisecond):
 	}
+}
+
+// redeliveredOn subscribes to queue on the node at addr and takes n
+// messages, each within within and marked redelivered, acknowledging
+// them: their bodies in arrival order, how long they took, and the
+// subscription (for a check that nothing more comes).
+func redeliveredOn(t *testing.T, addr, queue string, n int, within time.Duration) ([]string, time.Duration, *stomp.Subscription) {
+	t.Helper()
+	c := dialCluster(t, addr)
+	sub, err := c.Subscribe(queue, stomp.AckClientIndividual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var got []string
+	for range n {
+		m := recvCluster(t, sub, within)
+		if m.Header.Get("redelivered") != "true" {
+			t.Errorf("%q from the node that held it is not marked redelivered: %v", m.Body, m.Header)
+		}
+		got = append(got, string(m.Body))
+		if err := c.Ack(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return got, time.Since(start), sub
 }
