@@ -38,6 +38,11 @@ func durableQueueName(spec DurableSpec) string {
 	return "/durable/" + url.PathEscape(spec.User) + "/" + url.PathEscape(spec.ClientID) + "/" + url.PathEscape(spec.Name)
 }
 
+// DurableQueueName is the queue of durable subscription spec: in cluster
+// mode the cluster stores its backlog under this name (PublishQueue,
+// ConsumeQueue).
+func DurableQueueName(spec DurableSpec) string { return durableQueueName(spec) }
+
 // durable is a topic subscription that keeps collecting while its client is
 // away: a feed subscription on the topic fills a queue, and the client's
 // SUBSCRIBE consumes that queue.

@@ -1,0 +1,454 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/stompbox/stompbox/broker"
+)
+
+// Durable subscriptions across nodes (docs/cluster.md "Durable
+// subscriptions"). The registry is one JetStream KV bucket,
+// <PREFIX>_DURABLES, replicated as the queue streams, with two keys per
+// durable subscription:
+//
+//	s.<vhost>.<user>.<client-id>.<name>   its spec (durableValue)
+//	h.<vhost>.<user>.<client-id>.<name>   its holder, while a node consumes it (holderValue)
+//
+// each part one KV token (presenceToken). A node creates the s key with
+// KV Create (an existing key is the same durable subscription: attach to
+// it) and deletes it to remove the durable subscription, whose backlog,
+// the clustered queue broker.durableQueueName names, it then purges from
+// the vhost's queue stream (with its shared consumer). Every node watches
+// the bucket and hands the s keys to its broker
+// (broker.Broker.ApplyRemoteDurable). The h key says which node consumes
+// it: taken with Create (or Update of a stale one), refreshed every
+// holdTTL/3 while held, deleted (at its own revision) when let go. A
+// holder not refreshed for holdTTL (its node died or lost NATS) may be
+// taken over by another node.
+
+// durableValue is what an s key holds.
+type durableValue struct {
+	VHost    string    `json:"vhost"`
+	User     string    `json:"user"`
+	ClientID string    `json:"client_id"`
+	Name     string    `json:"name"`
+	Topic    string    `json:"topic"`
+	Unowned  bool      `json:"unowned,omitempty"`
+	Owner    string    `json:"owner"` // the node that created it
+	Created  time.Time `json:"created"`
+}
+
+// holderValue is what an h key holds.
+type holderValue struct {
+	durableValue
+	Node  string    `json:"node"`
+	Since time.Time `json:"since"`
+}
+
+func (v durableValue) spec() broker.DurableSpec {
+	return broker.DurableSpec{User: v.User, ClientID: v.ClientID, Name: v.Name, Topic: v.Topic, Unowned: v.Unowned}
+}
+
+// durableHold is this node's hold of one durable subscription.
+type durableHold struct {
+	n     int    // nested holds (HoldDurable calls not released)
+	rev   uint64 // the h key's revision this node last wrote
+	value []byte
+}
+
+// durableState is the router's side of the registry.
+type durableState struct {
+	mu      sync.Mutex                    // leaf: nothing is called under it
+	kv      jetstream.KeyValue            // guarded by mu: the bucket once made
+	holds   map[string]*durableHold       // guarded by mu: by h key
+	release map[string]uint64             // guarded by mu: h keys to delete, at the revision
+	wake    chan struct{}                 // capacity 1: releases wait
+	known   map[string]broker.DurableSpec // written by the watcher only, under mu: s key -> spec applied
+	vhosts  map[string]string             // the watcher's only: s key -> vhost
+	hmu     sync.Mutex                    // serializes HoldDurable's KV round trips
+}
+
+func (d *durableState) init() {
+	d.holds = make(map[string]*durableHold)
+	d.release = make(map[string]uint64)
+	d.wake = make(chan struct{}, 1)
+	d.known = make(map[string]broker.DurableSpec)
+	d.vhosts = make(map[string]string)
+}
+
+// durablesBucketName is <PREFIX>_DURABLES.
+func durablesBucketName(prefix string) string {
+	return sanitizeName(strings.ToUpper(prefix)) + "_DURABLES"
+}
+
+// durableKeyOf is the key (class "s" or "h") of spec in vhost.
+func durableKeyOf(class, vhost string, spec broker.DurableSpec) string {
+	b := make([]byte, 0, 16+2*(len(vhost)+len(spec.User)+len(spec.ClientID)+len(spec.Name)))
+	b = append(b, class...)
+	user := spec.User
+	if spec.Unowned {
+		user = "\x00unowned" // no user's name: an unowned one never meets an owned one
+	}
+	for _, s := range []string{vhost, user, spec.ClientID, spec.Name} {
+		b = append(b, '.')
+		b = presenceToken(b, s)
+	}
+	return string(b)
+}
+
+// holdTTL is how long a holder lives unrefreshed.
+func (r *router) holdTTL() time.Duration { return r.presenceTTL() }
+
+// durablesKV returns the bucket, made if need be.
+func (r *router) durablesKV(ctx context.Context) (jetstream.KeyValue, error) {
+	d := &r.durables
+	d.mu.Lock()
+	kv := d.kv
+	d.mu.Unlock()
+	if kv != nil {
+		return kv, nil
+	}
+	cfg := jetstream.KeyValueConfig{
+		Bucket: durablesBucketName(r.cfg.Prefix), History: 1,
+		Storage: jetstream.FileStorage, Replicas: r.replicas(),
+	}
+	kv, err := r.js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = r.js.KeyValue(ctx, cfg.Bucket)
+	}
+	if err != nil {
+		return nil, unavailable("durables bucket", err)
+	}
+	d.mu.Lock()
+	d.kv = kv
+	d.mu.Unlock()
+	return kv, nil
+}
+
+// CreateDurable implements broker.ClusterDurables.
+func (r *router) CreateDurable(vhost string, spec broker.DurableSpec) (broker.DurableSpec, error) {
+	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.PublishTimeout)
+	defer cancel()
+	kv, err := r.durablesKV(ctx)
+	if err != nil {
+		return spec, err
+	}
+	v, err := json.Marshal(durableValue{VHost: vhost, User: spec.User, ClientID: spec.ClientID, Name: spec.Name,
+		Topic: spec.Topic, Unowned: spec.Unowned, Owner: r.cfg.Node, Created: time.Now()})
+	if err != nil {
+		return spec, fmt.Errorf("cluster: durable: %w", err)
+	}
+	key := durableKeyOf("s", vhost, spec)
+	if _, err = kv.Create(ctx, key, v); errors.Is(err, jetstream.ErrKeyExists) {
+		e, gerr := kv.Get(ctx, key)
+		if gerr != nil {
+			return spec, unavailable("durable lookup", gerr)
+		}
+		var old durableValue
+		if jerr := json.Unmarshal(e.Value(), &old); jerr != nil {
+			return spec, fmt.Errorf("cluster: durable %s: %w", key, jerr)
+		}
+		return old.spec(), fmt.Errorf("cluster: %w", broker.ErrDurableExists)
+	}
+	if err != nil {
+		return spec, unavailable("durable create", err)
+	}
+	// A new one starts empty: copies stored for an earlier one of the same
+	// name by a node that had not yet seen its removal go.
+	return spec, r.purgeDurable(ctx, vhost, spec)
+}
+
+// RemoveDurable implements broker.ClusterDurables: the registry first (no
+// node stores copies for it once it saw that), then its backlog.
+func (r *router) RemoveDurable(vhost string, spec broker.DurableSpec) error {
+	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.PublishTimeout)
+	defer cancel()
+	kv, err := r.durablesKV(ctx)
+	if err != nil {
+		return err
+	}
+	if err := kv.Delete(ctx, durableKeyOf("s", vhost, spec)); err != nil {
+		return unavailable("durable delete", err)
+	}
+	return r.purgeDurable(ctx, vhost, spec)
+}
+
+// purgeDurable drops the backlog of durable subscription spec and its
+// shared consumer.
+func (r *router) purgeDurable(ctx context.Context, vhost string, spec broker.DurableSpec) error {
+	subj := queueSubject(r.cfg.Prefix, vhost, durableQueue(spec))
+	s, err := r.js.Stream(ctx, queueStreamName(r.cfg.Prefix, vhost))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil // nothing stored yet
+	}
+	if err != nil {
+		return unavailable("durable purge", err)
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+		return unavailable("durable purge", err)
+	}
+	err = s.DeleteConsumer(ctx, queueConsumerName(r.cfg.Prefix, vhost, subj))
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return unavailable("durable consumer delete", err)
+	}
+	return nil
+}
+
+// durableQueue is broker's durableQueueName of spec (the queue the broker
+// asks the router to store its copies in).
+func durableQueue(spec broker.DurableSpec) string {
+	return broker.DurableQueueName(spec)
+}
+
+// HoldDurable implements broker.ClusterDurables.
+func (r *router) HoldDurable(vhost string, spec broker.DurableSpec) error {
+	d := &r.durables
+	key := durableKeyOf("h", vhost, spec)
+	d.hmu.Lock()
+	defer d.hmu.Unlock()
+	d.mu.Lock()
+	if h := d.holds[key]; h != nil {
+		h.n++
+		d.mu.Unlock()
+		return nil
+	}
+	d.mu.Unlock()
+	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.PublishTimeout)
+	defer cancel()
+	kv, err := r.durablesKV(ctx)
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(holderValue{durableValue: durableValue{VHost: vhost, User: spec.User, ClientID: spec.ClientID,
+		Name: spec.Name, Topic: spec.Topic, Unowned: spec.Unowned}, Node: r.cfg.Node, Since: time.Now()})
+	if err != nil {
+		return fmt.Errorf("cluster: holder: %w", err)
+	}
+	rev, err := kv.Create(ctx, key, v)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		e, gerr := kv.Get(ctx, key)
+		if gerr != nil {
+			return unavailable("holder lookup", gerr)
+		}
+		var old holderValue
+		_ = json.Unmarshal(e.Value(), &old) // unreadable: taken over once stale
+		if old.Node != r.cfg.Node && time.Since(e.Created()) <= r.holdTTL() {
+			return fmt.Errorf("cluster: node %q: %w", old.Node, broker.ErrDurableHeld)
+		}
+		rev, err = kv.Update(ctx, key, v, e.Revision())
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return fmt.Errorf("cluster: taken meanwhile: %w", broker.ErrDurableHeld)
+		}
+	}
+	if err != nil {
+		return unavailable("holder", err)
+	}
+	d.mu.Lock()
+	d.holds[key] = &durableHold{n: 1, rev: rev, value: v}
+	delete(d.release, key) // its revision moved on: a queued delete would fail anyway
+	d.mu.Unlock()
+	return nil
+}
+
+// ReleaseDurable implements broker.ClusterDurables; the holder key is
+// deleted by durableKeeper.
+func (r *router) ReleaseDurable(vhost string, spec broker.DurableSpec) {
+	d := &r.durables
+	key := durableKeyOf("h", vhost, spec)
+	d.mu.Lock()
+	h := d.holds[key]
+	if h == nil {
+		d.mu.Unlock()
+		return
+	}
+	if h.n--; h.n > 0 {
+		d.mu.Unlock()
+		return
+	}
+	delete(d.holds, key)
+	d.release[key] = h.rev
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// durableKeeper deletes released holder keys and refreshes held ones
+// every holdTTL/3, until the router closes.
+func (r *router) durableKeeper() {
+	defer r.wg.Done()
+	d := &r.durables
+	tick := time.NewTicker(max(r.holdTTL()/3, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		refresh := false
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-d.wake:
+		case <-tick.C:
+			refresh = true
+		}
+		d.mu.Lock()
+		kv, rel := d.kv, d.release
+		d.release = make(map[string]uint64)
+		type put struct {
+			key   string
+			rev   uint64
+			value []byte
+		}
+		var puts []put
+		if refresh {
+			for key, h := range d.holds {
+				puts = append(puts, put{key, h.rev, h.value})
+			}
+		}
+		d.mu.Unlock()
+		if kv == nil {
+			continue
+		}
+		for key, rev := range rel {
+			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.PublishTimeout)
+			// At its revision: a hold taken again meanwhile stays.
+			if err := kv.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
+				r.log.Debug("holder delete failed; it goes stale", "key", key, "error", err)
+			}
+			cancel()
+		}
+		for _, p := range puts {
+			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.PublishTimeout)
+			rev, err := kv.Update(ctx, p.key, p.value, p.rev)
+			cancel()
+			if err != nil {
+				r.log.Warn("durable subscription holder refresh failed", "key", p.key, "error", err)
+				continue
+			}
+			d.mu.Lock()
+			if h := d.holds[p.key]; h != nil && h.rev == p.rev {
+				h.rev = rev
+			}
+			d.mu.Unlock()
+		}
+	}
+}
+
+// durablesWatcher waits for the broker, then watches the registry and
+// hands it to the broker, until the router closes; a watch that ends
+// (NATS lost) is started again.
+func (r *router) durablesWatcher() {
+	defer r.wg.Done()
+	poll := time.NewTicker(20 * time.Millisecond)
+	defer poll.Stop()
+	for r.brk.Load() == nil {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-poll.C:
+		}
+	}
+	for r.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.PublishTimeout)
+		kv, err := r.durablesKV(ctx)
+		cancel()
+		var w jetstream.KeyWatcher
+		if err == nil {
+			w, err = kv.WatchAll(r.ctx)
+		}
+		if err != nil {
+			r.log.Debug("durables bucket not available", "error", err)
+			t := time.NewTimer(time.Second)
+			select {
+			case <-r.ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+			continue
+		}
+		r.followDurables(w)
+		_ = w.Stop()
+	}
+}
+
+// followDurables applies the watch's entries until it ends, the
+// connection was re-established, or the router closes.
+func (r *router) followDurables(w jetstream.KeyWatcher) {
+	reconnects := r.nc.Stats().Reconnects
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-check.C:
+			if r.nc.Stats().Reconnects != reconnects {
+				return // a new watch catches up at once
+			}
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e != nil {
+				r.applyDurable(e)
+			}
+		}
+	}
+}
+
+// applyDurable hands one registry entry to the broker.
+func (r *router) applyDurable(e jetstream.KeyValueEntry) {
+	d := &r.durables
+	b := r.brk.Load()
+	key := e.Key()
+	switch {
+	case strings.HasPrefix(key, "s."):
+		if e.Operation() != jetstream.KeyValuePut {
+			if spec, ok := d.known[key]; ok {
+				vhost := d.vhosts[key]
+				d.mu.Lock()
+				delete(d.known, key)
+				d.mu.Unlock()
+				delete(d.vhosts, key)
+				b.ApplyRemoteDurable(vhost, spec, false)
+			}
+			return
+		}
+		var v durableValue
+		if err := json.Unmarshal(e.Value(), &v); err != nil {
+			r.log.Debug("durables entry ignored", "key", key)
+			return
+		}
+		if old, ok := d.known[key]; ok && old != v.spec() {
+			b.ApplyRemoteDurable(v.VHost, old, false)
+		}
+		d.mu.Lock()
+		d.known[key] = v.spec()
+		d.mu.Unlock()
+		d.vhosts[key] = v.VHost
+		b.ApplyRemoteDurable(v.VHost, v.spec(), true)
+	case strings.HasPrefix(key, "h.") && e.Operation() == jetstream.KeyValuePut:
+		var v holderValue
+		if err := json.Unmarshal(e.Value(), &v); err == nil && v.Node != r.cfg.Node {
+			b.DurableActive(v.VHost, v.spec())
+		}
+	}
+}
+
+var _ broker.ClusterDurables = (*router)(nil)
+
+// knownDurables is how many durable subscriptions of the registry this
+// node has applied.
+func (r *router) knownDurables() int {
+	d := &r.durables
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.known)
+}
