@@ -232,30 +232,54 @@ func (r *router) HoldDurable(vhost string, spec broker.DurableSpec) error {
 	if err != nil {
 		return fmt.Errorf("cluster: holder: %w", err)
 	}
-	rev, err := kv.Create(ctx, key, v)
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		e, gerr := kv.Get(ctx, key)
-		if gerr != nil {
-			return unavailable("holder lookup", gerr)
-		}
-		var old holderValue
-		_ = json.Unmarshal(e.Value(), &old) // unreadable: taken over once stale
-		if old.Node != r.cfg.Node && time.Since(e.Created()) <= r.holdTTL() {
-			return fmt.Errorf("cluster: node %q: %w", old.Node, broker.ErrDurableHeld)
-		}
-		rev, err = kv.Update(ctx, key, v, e.Revision())
-		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return fmt.Errorf("cluster: taken meanwhile: %w", broker.ErrDurableHeld)
-		}
-	}
+	rev, err := r.takeHolder(ctx, kv, key, v)
 	if err != nil {
-		return unavailable("holder", err)
+		return err
 	}
 	d.mu.Lock()
 	d.holds[key] = &durableHold{n: 1, rev: rev, value: v}
 	delete(d.release, key) // its revision moved on: a queued delete would fail anyway
 	d.mu.Unlock()
 	return nil
+}
+
+// takeHolder writes this node's holder value v at key: a new key, or
+// over this node's own (a release not made yet) or a stale one. A key
+// deleted between the attempts is tried again, a bounded number of times.
+func (r *router) takeHolder(ctx context.Context, kv jetstream.KeyValue, key string, v []byte) (uint64, error) {
+	const attempts = 3
+	var err error
+	for range attempts {
+		var rev uint64
+		if rev, err = kv.Create(ctx, key, v); err == nil {
+			return rev, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			break
+		}
+		e, gerr := kv.Get(ctx, key)
+		if errors.Is(gerr, jetstream.ErrKeyNotFound) || errors.Is(gerr, jetstream.ErrKeyDeleted) {
+			continue // let go meanwhile
+		}
+		if gerr != nil {
+			return 0, unavailable("holder lookup", gerr)
+		}
+		var old holderValue
+		_ = json.Unmarshal(e.Value(), &old) // unreadable: taken over once stale
+		if old.Node != r.cfg.Node && time.Since(e.Created()) <= r.holdTTL() {
+			return 0, fmt.Errorf("cluster: node %q: %w", old.Node, broker.ErrDurableHeld)
+		}
+		if rev, err = kv.Update(ctx, key, v, e.Revision()); err == nil {
+			return rev, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			break
+		}
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return 0, fmt.Errorf("cluster: taken meanwhile: %w", broker.ErrDurableHeld)
+	}
+	return 0, unavailable("holder", err)
 }
 
 // ReleaseDurable implements broker.ClusterDurables; the holder key is
