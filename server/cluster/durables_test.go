@@ -131,12 +131,13 @@ func TestClusterDurableHolderDiesNothingLost(t *testing.T) {
 	// (subscription-in-use ends the connection): try again.
 	var cb *stomp.Conn
 	var got []string
-	waitFor(t, 20*time.Second, "the dead node's hold to lapse", func() bool {
+	waitFor(t, 30*time.Second, "the dead node's hold to lapse", func() bool {
 		cb = dialClient(t, b, "cid")
 		sub := subscribeDurable(t, cb, "/topic/orders", "d1")
 		select {
 		case m := <-sub.C:
 			if m.Err != nil {
+				t.Logf("not yet: %v", m.Err)
 				_ = cb.Disconnect()
 				return false
 			}
