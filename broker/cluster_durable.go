@@ -222,8 +222,8 @@ func (b *Broker) ApplyRemoteDurable(vhost string, spec DurableSpec, present bool
 		d.mu.Unlock()
 		sp.removeDurable(d)
 	}
-	if !present {
-		return
+	if !present || spec.Topic == "" || isWildcard(spec.Topic) && !validPattern(spec.Topic) {
+		return // gone, or nothing a SUBSCRIBE could have registered
 	}
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
@@ -366,5 +366,12 @@ func (sp *space) durableCopies(topic string) []*queue {
 	if sp.durIndex == nil {
 		return nil
 	}
-	return sp.durableQueuesFor(topic)
+	// Not durableQueuesFor (the topic table's feeds): those are journaled;
+	// these are stored in the cluster.
+	exact, wild := sp.durIndex.match(topic)
+	qs := exact.appendFeeds(nil)
+	for _, set := range wild {
+		qs = set.appendFeeds(qs)
+	}
+	return qs
 }

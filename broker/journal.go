@@ -129,13 +129,6 @@ func (sp *space) durableQueuesFor(name string) []*queue {
 	for _, set := range wild {
 		qs = set.appendFeeds(qs)
 	}
-	if sp.durIndex != nil {
-		exact, wild = sp.durIndex.match(name)
-		qs = exact.appendFeeds(qs)
-		for _, set := range wild {
-			qs = set.appendFeeds(qs)
-		}
-	}
 	return qs
 }
 
