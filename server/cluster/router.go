@@ -166,7 +166,7 @@ func newRouter(cfg routerConfig) (*router, error) {
 	r.topics.init()
 	r.queues.init()
 	r.presence.init(cfg.Registerer)
-	r.durables.init()
+	r.durables.init(cfg.Registerer)
 	r.wg.Add(6)
 	go r.syncTopics()
 	go r.keepAlive()
@@ -187,6 +187,7 @@ func (r *router) setBroker(b *broker.Broker) { r.brk.Store(b) }
 // open: it is the link's.
 func (r *router) close(ctx context.Context) error {
 	r.once.Do(func() {
+		r.flushReleases(ctx) // before the context its KV calls need ends
 		r.stop()
 		r.queues.closeAll(r)
 	})

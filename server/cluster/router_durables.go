@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stompbox/stompbox/broker"
 )
@@ -74,9 +75,28 @@ type durableState struct {
 	known   map[string]broker.DurableSpec // written by the watcher only, under mu: s key -> spec applied
 	vhosts  map[string]string             // the watcher's only: s key -> vhost
 	hmu     sync.Mutex                    // serializes HoldDurable's KV round trips
+	met     durableMetrics
 }
 
-func (d *durableState) init() {
+// durableMetrics are the registry's collectors.
+type durableMetrics struct {
+	known   prometheus.Gauge
+	refused prometheus.Counter
+	failed  prometheus.Counter
+}
+
+func (d *durableState) init(reg prometheus.Registerer) {
+	d.met = durableMetrics{
+		known: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stompbox_cluster_durables",
+			Help: "Durable subscriptions of the cluster's registry this node's broker knows."}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "stompbox_cluster_durable_holds_refused_total",
+			Help: "Durable subscription attachments refused because another node holds it."}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "stompbox_cluster_durable_holder_write_failures_total",
+			Help: "Holder key writes (refresh or delete) that failed; the holder goes stale after the presence TTL."}),
+	}
+	if reg != nil {
+		reg.MustRegister(d.met.known, d.met.refused, d.met.failed)
+	}
 	d.holds = make(map[string]*durableHold)
 	d.release = make(map[string]uint64)
 	d.wake = make(chan struct{}, 1)
@@ -267,6 +287,7 @@ func (r *router) takeHolder(ctx context.Context, kv jetstream.KeyValue, key stri
 		var old holderValue
 		_ = json.Unmarshal(e.Value(), &old) // unreadable: taken over once stale
 		if old.Node != r.cfg.Node && time.Since(e.Created()) <= r.holdTTL() {
+			r.durables.met.refused.Inc()
 			return 0, fmt.Errorf("cluster: node %q: %w", old.Node, broker.ErrDurableHeld)
 		}
 		if rev, err = kv.Update(ctx, key, v, e.Revision()); err == nil {
@@ -344,6 +365,7 @@ func (r *router) durableKeeper() {
 			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.PublishTimeout)
 			// At its revision: a hold taken again meanwhile stays.
 			if err := kv.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
+				d.met.failed.Inc()
 				r.log.Debug("holder delete failed; it goes stale", "key", key, "error", err)
 			}
 			cancel()
@@ -353,6 +375,7 @@ func (r *router) durableKeeper() {
 			rev, err := kv.Update(ctx, p.key, p.value, p.rev)
 			cancel()
 			if err != nil {
+				d.met.failed.Inc()
 				r.log.Warn("durable subscription holder refresh failed", "key", p.key, "error", err)
 				continue
 			}
@@ -440,6 +463,7 @@ func (r *router) applyDurable(e jetstream.KeyValueEntry) {
 				d.mu.Lock()
 				delete(d.known, key)
 				d.mu.Unlock()
+				d.met.known.Dec()
 				delete(d.vhosts, key)
 				b.ApplyRemoteDurable(vhost, spec, false)
 			}
@@ -454,6 +478,9 @@ func (r *router) applyDurable(e jetstream.KeyValueEntry) {
 			b.ApplyRemoteDurable(v.VHost, old, false)
 		}
 		d.mu.Lock()
+		if _, ok := d.known[key]; !ok {
+			d.met.known.Inc()
+		}
 		d.known[key] = v.spec()
 		d.mu.Unlock()
 		d.vhosts[key] = v.VHost
@@ -475,4 +502,26 @@ func (r *router) knownDurables() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.known)
+}
+
+// flushReleases deletes the holder keys released and not deleted yet, within
+// ctx: a node shutting down lets other nodes attach its durable
+// subscriptions at once rather than after the presence TTL.
+func (r *router) flushReleases(ctx context.Context) {
+	d := &r.durables
+	d.mu.Lock()
+	kv, rel := d.kv, d.release
+	d.release = make(map[string]uint64)
+	d.mu.Unlock()
+	if kv == nil || len(rel) == 0 || !r.nc.IsConnected() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+	defer cancel()
+	for key, rev := range rel {
+		if err := kv.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
+			d.met.failed.Inc()
+			r.log.Debug("holder delete at close failed; it goes stale", "key", key, "error", err)
+		}
+	}
 }
