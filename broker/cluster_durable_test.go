@@ -1,8 +1,11 @@
 package broker
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stompbox/stompbox/frames"
@@ -219,5 +222,18 @@ func TestClusterDurableNodeDiesNothingLost(t *testing.T) {
 	}
 	if hdr(fs[0], "redelivered") != "true" {
 		t.Fatalf("redelivery not marked: %v", fs[0].Headers)
+	}
+}
+
+// A journal holding a durable subscription cannot be recovered into a
+// cluster that keeps durable subscriptions: the cluster never saw it.
+func TestClusterDurableRecoverRefusesJournaledDurable(t *testing.T) {
+	j := &memJournal{}
+	spec := DurableSpec{User: "u", ClientID: "cid", Name: "d1", Topic: "t"}
+	_ = j.Append(context.Background(), JournalRecord{Op: OpDurableCreate, Queue: durableQueueName(spec), Durable: spec})
+	a := newMemCluster().durNode(Config{Journal: j})
+	err := a.b.Recover()
+	if !errors.Is(err, ErrJournalHoldsClusterQueues) || !strings.Contains(err.Error(), "/durable/u/cid/d1") {
+		t.Fatalf("Recover: %v, want ErrJournalHoldsClusterQueues naming /durable/u/cid/d1", err)
 	}
 }
