@@ -74,7 +74,7 @@ type durableState struct {
 	wake    chan struct{}                 // capacity 1: releases wait
 	known   map[string]broker.DurableSpec // written by the watcher only, under mu: s key -> spec applied
 	vhosts  map[string]string             // the watcher's only: s key -> vhost
-	hmu     sync.Mutex                    // serializes HoldDurable's KV round trips
+	hmu     sync.Mutex                    // serializes HoldDurable with the keeper's holder writes; before mu
 	met     durableMetrics
 }
 
@@ -234,9 +234,22 @@ func (r *router) HoldDurable(vhost string, spec broker.DurableSpec) error {
 	key := durableKeyOf("h", vhost, spec)
 	d.hmu.Lock()
 	defer d.hmu.Unlock()
+	v, err := json.Marshal(holderValue{durableValue: durableValue{VHost: vhost, User: spec.User, ClientID: spec.ClientID,
+		Name: spec.Name, Topic: spec.Topic, Unowned: spec.Unowned}, Node: r.cfg.Node, Since: time.Now()})
+	if err != nil {
+		return fmt.Errorf("cluster: holder: %w", err)
+	}
 	d.mu.Lock()
 	if h := d.holds[key]; h != nil {
 		h.n++
+		d.mu.Unlock()
+		return nil
+	}
+	if rev, released := d.release[key]; released {
+		// Let go here and not deleted yet (the keeper deletes under hmu,
+		// which this holds): the key is still this node's; keep it.
+		delete(d.release, key)
+		d.holds[key] = &durableHold{n: 1, rev: rev, value: v}
 		d.mu.Unlock()
 		return nil
 	}
@@ -247,18 +260,12 @@ func (r *router) HoldDurable(vhost string, spec broker.DurableSpec) error {
 	if err != nil {
 		return err
 	}
-	v, err := json.Marshal(holderValue{durableValue: durableValue{VHost: vhost, User: spec.User, ClientID: spec.ClientID,
-		Name: spec.Name, Topic: spec.Topic, Unowned: spec.Unowned}, Node: r.cfg.Node, Since: time.Now()})
-	if err != nil {
-		return fmt.Errorf("cluster: holder: %w", err)
-	}
 	rev, err := r.takeHolder(ctx, kv, key, v)
 	if err != nil {
 		return err
 	}
 	d.mu.Lock()
 	d.holds[key] = &durableHold{n: 1, rev: rev, value: v}
-	delete(d.release, key) // its revision moved on: a queued delete would fail anyway
 	d.mu.Unlock()
 	return nil
 }

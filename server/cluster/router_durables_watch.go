@@ -29,6 +29,9 @@ func (r *router) durableKeeper() {
 		case <-tick.C:
 			refresh = true
 		}
+		// Under hmu: HoldDurable neither adopts a key being deleted nor
+		// races a refresh.
+		d.hmu.Lock()
 		d.mu.Lock()
 		kv, rel := d.kv, d.release
 		d.release = make(map[string]uint64)
@@ -45,6 +48,7 @@ func (r *router) durableKeeper() {
 		}
 		d.mu.Unlock()
 		if kv == nil {
+			d.hmu.Unlock()
 			continue
 		}
 		for key, rev := range rel {
@@ -68,9 +72,12 @@ func (r *router) durableKeeper() {
 			d.mu.Lock()
 			if h := d.holds[p.key]; h != nil && h.rev == p.rev {
 				h.rev = rev
+			} else if old, ok := d.release[p.key]; ok && old == p.rev {
+				d.release[p.key] = rev // released meanwhile: delete what was written
 			}
 			d.mu.Unlock()
 		}
+		d.hmu.Unlock()
 	}
 }
 
@@ -193,6 +200,8 @@ func (r *router) knownDurables() int {
 // subscriptions at once rather than after the presence TTL.
 func (r *router) flushReleases(ctx context.Context) {
 	d := &r.durables
+	d.hmu.Lock()
+	defer d.hmu.Unlock()
 	d.mu.Lock()
 	kv, rel := d.kv, d.release
 	d.release = make(map[string]uint64)
