@@ -21,6 +21,7 @@ type memCluster struct {
 	refuse   func(m *Message) error
 	topicErr error         // PublishTopic returns this
 	presence []memPresence // PresenceChanged calls not yet pumped (cluster_presence_test.go)
+	dur      *memDurables  // the durable subscriptions' registry (cluster_durable_fake_test.go)
 }
 
 type heldPub struct {

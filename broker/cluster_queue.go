@@ -1,6 +1,9 @@
 package broker
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // A queue in cluster mode (docs/cluster.md): its messages live in the
 // cluster, and the local queue holds only what the cluster fed it for its
@@ -50,10 +53,14 @@ func (p pendingSettle) run() {
 }
 
 // clusterQueueName reports whether a queue of this name and kind lives in
-// the cluster: a plain /queue/ (dead-letter queues included), not a
-// temporary queue nor a durable subscription's.
+// the cluster: a plain /queue/ (dead-letter queues included), and a
+// durable subscription's when the cluster keeps those
+// (cluster_durable.go), not a temporary queue.
 func (b *Broker) clusterQueueName(name string, owner *Session, durable bool) bool {
-	return b.cfg.Cluster != nil && owner == nil && !durable && len(name) > len("/queue/") && name[:len("/queue/")] == "/queue/"
+	if durable {
+		return owner == nil && b.clusterDurables() != nil && strings.HasPrefix(name, "/durable/")
+	}
+	return b.cfg.Cluster != nil && owner == nil && len(name) > len("/queue/") && name[:len("/queue/")] == "/queue/"
 }
 
 // settleLocked queues qm's settlement with the cluster, made once mu is

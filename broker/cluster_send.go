@@ -114,7 +114,11 @@ func (s *Session) commitToCluster(ops []txOp, claims txClaims, now int64) *stomp
 	if c == nil {
 		return nil
 	}
-	var queued []*Message
+	type stored struct {
+		queue string
+		m     *Message
+	}
+	var queued []stored
 	for i, op := range ops {
 		if op.cmd != frames.CmdSend || op.msg == nil || op.msg.expired(now) || claims.dup(i) {
 			continue
@@ -124,8 +128,12 @@ func (s *Session) commitToCluster(ops []txOp, claims txClaims, now int64) *stomp
 			if err := s.publishTopicClustered(op.route.key, op.msg); err != nil {
 				return err
 			}
+			// One copy per durable subscription (cluster_durable.go).
+			for _, q := range s.space.durableCopies(op.route.key) {
+				queued = append(queued, stored{q.name, op.msg})
+			}
 		case s.b.clusterRoute(op.route):
-			queued = append(queued, op.msg)
+			queued = append(queued, stored{op.msg.Destination, op.msg})
 		}
 	}
 	if len(queued) == 0 {
@@ -135,8 +143,8 @@ func (s *Session) commitToCluster(ops []txOp, claims txClaims, now int64) *stomp
 	done := ClusterDoneFunc(func(err error) { outcomes <- err })
 	sent := 0
 	var failed error
-	for _, m := range queued {
-		if err := c.PublishQueue(s.space.name, m.Destination, m, done); err != nil {
+	for _, st := range queued {
+		if err := c.PublishQueue(s.space.name, st.queue, st.m, done); err != nil {
 			failed = err
 			break
 		}
@@ -165,8 +173,8 @@ wait:
 		e.full = NotFull // part of the transaction may be stored: no wait and retry of the COMMIT
 		return e
 	}
-	for _, m := range queued {
-		m.toCluster = true
+	for _, st := range queued {
+		st.m.toCluster = true
 	}
 	return nil
 }
@@ -214,6 +222,9 @@ func clusterDedupeID(vhost, user, dest string, key []byte) string {
 
 // submit hands e to where it is made durable: the cluster or the journal.
 func (e *pipedSend) submit() error {
+	if e.cluster && e.copies != nil {
+		return e.submitCopies()
+	}
 	if e.cluster {
 		return e.s.b.cfg.Cluster.PublishQueue(e.s.space.name, e.route.key, e.msg, e)
 	}

@@ -38,6 +38,11 @@ func durableQueueName(spec DurableSpec) string {
 	return "/durable/" + url.PathEscape(spec.User) + "/" + url.PathEscape(spec.ClientID) + "/" + url.PathEscape(spec.Name)
 }
 
+// DurableQueueName is the queue of durable subscription spec: in cluster
+// mode the cluster stores its backlog under this name (PublishQueue,
+// ConsumeQueue).
+func DurableQueueName(spec DurableSpec) string { return durableQueueName(spec) }
+
 // durable is a topic subscription that keeps collecting while its client is
 // away: a feed subscription on the topic fills a queue, and the client's
 // SUBSCRIBE consumes that queue.
@@ -87,6 +92,9 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 		return &stompError{code: CodeSubscriptionInUse, message: "durable subscription in use",
 			detail: "Durable subscription " + strconv.Quote(name) + " of client-id " + strconv.Quote(s.clientID) +
 				" is consumed by another connection.", retryable: true, reason: CloseProtocolError}
+	}
+	if cd := b.clusterDurables(); cd != nil {
+		return s.attachDurableCluster(cd, sub, key, inUse) // cluster_durable.go
 	}
 	sp.mu.RLock()
 	d := sp.durableLocked(key)
@@ -224,6 +232,9 @@ func (d *durable) detach(sub *subscription) {
 	if d.consumer == sub {
 		d.consumer = nil
 		d.idleSince = d.queue.b.cfg.Now()
+		if d.queue.clustered {
+			d.queue.b.clusterDurables().ReleaseDurable(d.queue.sp.name, d.spec) // this node's hold ends
+		}
 	}
 	d.mu.Unlock()
 }
@@ -232,7 +243,12 @@ func (d *durable) detach(sub *subscription) {
 // with its backlog.
 func (sp *space) removeDurable(d *durable) {
 	b := sp.b
-	sp.removeTopicSub(d.feed)
+	q := d.queue
+	if q.clustered {
+		sp.durIndex.remove(d.feed)
+	} else {
+		sp.removeTopicSub(d.feed)
+	}
 	sp.mu.Lock()
 	if sp.durables[d.key] == d {
 		delete(sp.durables, d.key)
@@ -240,14 +256,17 @@ func (sp *space) removeDurable(d *durable) {
 		sp.releaseDurableLocked(d)
 	}
 	sp.mu.Unlock()
-	q := d.queue
 	q.mu.Lock()
 	q.deleted = true
 	for q.ready.Len() > 0 {
 		q.forgetLocked(q.ready.PopFront())
 	}
+	if q.feed != nil {
+		q.feed.Stop()
+		q.feed = nil
+	}
 	q.unlock()
-	if b.cfg.Journal != nil {
+	if b.cfg.Journal != nil && !q.clustered {
 		if err := b.journalAppend(JournalRecord{Op: OpDurableDelete, Queue: q.journalName(), Durable: d.spec}); err != nil {
 			b.cfg.Logger.Error("journal: durable subscription delete not recorded; it comes back after a restart",
 				"user", d.spec.User, "client_id", d.spec.ClientID, "name", d.spec.Name)
@@ -277,7 +296,14 @@ func (b *Broker) SweepIdleDurables(now time.Time) int {
 			if !d.claimIdle(now, ttl) {
 				continue
 			}
-			sp.removeDurable(d)
+			if cd := b.clusterDurables(); cd != nil && d.queue.clustered {
+				// Only if no node consumes it: removed everywhere.
+				if err := b.removeClaimedCluster(sp, cd, d); err != nil {
+					continue
+				}
+			} else {
+				sp.removeDurable(d)
+			}
 			removed++
 			b.cfg.Logger.Info("durable subscription removed after its idle TTL", "virtual_host", sp.name,
 				"user", d.spec.User, "client_id", d.spec.ClientID, "name", d.spec.Name, "ttl", ttl)

@@ -151,6 +151,13 @@ func (b *Broker) Recover() error {
 				b.cfg.Logger.Warn("journal: durable subscription of an unknown virtual host skipped", "queue", r.Queue)
 				return nil
 			}
+			if sp.durIndex != nil {
+				// Durable subscriptions live in the cluster now, which
+				// never saw this one: refuse, as for queues.
+				return fmt.Errorf("%w: the journal holds durable subscription %s, and durable subscriptions now live in the cluster; "+
+					"start this node once without cluster mode and let its clients drain or remove it, "+
+					"or move the journal directory aside (docs/cluster.md)", ErrJournalHoldsClusterQueues, r.Queue)
+			}
 			sp.mu.Lock()
 			if sp.durables[keyOf(r.Durable)] == nil {
 				// A recovered durable counts against its owner again, even

@@ -87,6 +87,9 @@ type pipedSend struct {
 	// cluster: msg is stored in the cluster's queue (cluster_send.go),
 	// not journaled nor enqueued here.
 	cluster bool
+	// copies (cluster mode, a topic SEND): the durable subscriptions'
+	// queues its copies are stored in, not stored yet (cluster_durable.go).
+	copies []string
 }
 
 // JournalDone implements JournalDone. It runs on the journal's goroutine,
@@ -185,6 +188,11 @@ func (s *Session) arrivePiped(f *frames.Frame) error {
 func (s *Session) sendPipelined(f *frames.Frame, r route, m *Message, claim dedupeClaim) (piped bool, _ *stompError) {
 	if s.b.clusterRoute(r) {
 		return true, s.sendClustered(f, r, m, claim)
+	}
+	if r.kind == kindTopic {
+		if qs := s.space.durableCopies(r.key); len(qs) > 0 {
+			return true, s.sendDurableCopies(f, r, m, qs, claim)
+		}
 	}
 	if s.b.pipelined == nil || !s.b.persists(m) {
 		return false, nil

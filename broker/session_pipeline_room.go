@@ -63,6 +63,11 @@ func (s *Session) pipeRetry(e *pipedSend) bool {
 // other subscribers.
 func (s *Session) enterPiped(e *pipedSend) *stompError {
 	switch {
+	case e.cluster && e.route.kind == kindTopic: // its durable copies are stored
+		if err := s.publishTopicClustered(e.route.key, e.msg); err != nil {
+			return err
+		}
+		s.space.publishTopicLive(e.route.key, e.msg)
 	case e.cluster: // stored in the cluster, which feeds its consumers
 	case e.q != nil:
 		e.q.enqueueReserved(e.msg)

@@ -163,7 +163,13 @@ func (s *Session) handleUnsubscribe(f *frames.Frame) *stompError {
 	}
 	s.removeSubscription(sub)
 	if d != nil && d.claim() { // not if another connection attached this instant
-		s.space.removeDurable(d)
+		if cd := s.b.clusterDurables(); cd != nil && d.queue.clustered {
+			if err := s.b.removeClaimedCluster(s.space, cd, d); err != nil {
+				return err
+			}
+		} else {
+			s.space.removeDurable(d)
+		}
 	}
 	s.receipt(f)
 	return nil

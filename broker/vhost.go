@@ -22,8 +22,12 @@ type space struct {
 	durables map[durableKey]*durable // guarded by mu
 	quotas   map[string]*userQuota   // guarded by mu: per user, what MaxQueuesPerUser and MaxDurablesPerUser bound
 	topics   *sublist                // immutable pointer; its own locks, after mu
-	hist     *historyTable           // immutable pointer, nil without history rules (history.go)
-	presence presenceSpace           // its own lock (presence.go)
+	// durIndex (immutable pointer; nil unless the cluster keeps durable
+	// subscriptions, cluster_durable.go) holds the durable subscriptions'
+	// feeds instead of topics: their copies are stored in the cluster.
+	durIndex *sublist
+	hist     *historyTable // immutable pointer, nil without history rules (history.go)
+	presence presenceSpace // its own lock (presence.go)
 
 	dedupe dedupeStore // idempotency keys (dedupe.go); its own leaf lock
 }
@@ -50,6 +54,9 @@ func newSpace(b *Broker, name string) *space {
 		sp.topics.interest = func(pattern string, on bool) { c.TopicInterest(name, pattern, on) }
 		sp.presence.cluster, _ = c.(ClusterPresence) // cluster_presence.go
 		sp.presence.vhost = name
+		if _, ok := c.(ClusterDurables); ok {
+			sp.durIndex = newSublist()
+		}
 	}
 	return sp
 }

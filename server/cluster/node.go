@@ -80,6 +80,26 @@ func (n *Node) PresenceChanged(vhost, set string, m broker.PresenceMember, prese
 	n.router.PresenceChanged(vhost, set, m, present)
 }
 
+// CreateDurable implements broker.ClusterDurables.
+func (n *Node) CreateDurable(vhost string, spec broker.DurableSpec) (broker.DurableSpec, error) {
+	return n.router.CreateDurable(vhost, spec)
+}
+
+// RemoveDurable implements broker.ClusterDurables.
+func (n *Node) RemoveDurable(vhost string, spec broker.DurableSpec) error {
+	return n.router.RemoveDurable(vhost, spec)
+}
+
+// HoldDurable implements broker.ClusterDurables.
+func (n *Node) HoldDurable(vhost string, spec broker.DurableSpec) error {
+	return n.router.HoldDurable(vhost, spec)
+}
+
+// ReleaseDurable implements broker.ClusterDurables.
+func (n *Node) ReleaseDurable(vhost string, spec broker.DurableSpec) {
+	n.router.ReleaseDurable(vhost, spec)
+}
+
 // ReplyInterest implements broker.Cluster.
 func (n *Node) ReplyInterest(vhost, token string, on bool) { n.router.ReplyInterest(vhost, token, on) }
 

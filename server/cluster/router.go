@@ -113,6 +113,7 @@ type router struct {
 	topics   topicTable
 	queues   queueState
 	presence presenceState // router_presence.go
+	durables durableState  // router_durables.go
 	payloads sync.Pool     // *[]byte: encode buffers of core NATS publishes
 }
 
@@ -165,11 +166,14 @@ func newRouter(cfg routerConfig) (*router, error) {
 	r.topics.init()
 	r.queues.init()
 	r.presence.init(cfg.Registerer)
-	r.wg.Add(4)
+	r.durables.init(cfg.Registerer)
+	r.wg.Add(6)
 	go r.syncTopics()
 	go r.keepAlive()
 	go r.presenceWriter()
 	go r.presenceWatcher()
+	go r.durableKeeper()
+	go r.durablesWatcher()
 	return r, nil
 }
 
@@ -183,6 +187,7 @@ func (r *router) setBroker(b *broker.Broker) { r.brk.Store(b) }
 // open: it is the link's.
 func (r *router) close(ctx context.Context) error {
 	r.once.Do(func() {
+		r.flushReleases(ctx) // before the context its KV calls need ends
 		r.stop()
 		r.queues.closeAll(r)
 	})

@@ -131,6 +131,11 @@ func (r *router) PublishQueue(vhost, queue string, m *broker.Message, done broke
 	if m.DedupeID != "" {
 		id = m.DedupeID // a keyed SEND: a repeat on any node is stored once
 	}
+	if !strings.HasPrefix(queue, queuePrefix) {
+		// A topic message's copies for several durable subscriptions share
+		// its id: each is its own message in the stream's dedupe window.
+		id += " " + queue
+	}
 	msg := &nats.Msg{
 		Subject: queueSubject(r.cfg.Prefix, vhost, queue),
 		Data:    encodeMessage(m),
