@@ -65,6 +65,11 @@ func (ps *presenceSpace) toClusterLocked(set *presenceSet, m *presenceMember, pr
 		PresenceMember{User: m.key.user, ID: m.key.id, Info: m.info}, present)
 }
 
+// MaxPresenceHolders bounds the other nodes holding one presence member
+// that a node keeps track of: far more than a cluster has nodes, so only a
+// buggy or hostile writer of the presence bucket reaches it.
+const MaxPresenceHolders = 64
+
 // ApplyRemotePresence applies what node, another node of the cluster, says
 // of member m of the presence set of topic set in vhost: it holds m
 // (present; again with the same info is a refresh and changes nothing) or
@@ -77,8 +82,9 @@ func (ps *presenceSpace) toClusterLocked(set *presenceSet, m *presenceMember, pr
 // member past the local bounds (presence-id, presence-info, destination
 // length) or a set or virtual host at presence.max_members or
 // presence.max_sets; the cluster may offer it again later (at its next
-// refresh). For present false it reports true. Safe from any goroutine;
-// it does not block on anything but the virtual host's presence lock.
+// refresh), or one already held by MaxPresenceHolders other nodes. For
+// present false it reports true. Safe from any goroutine; it does not
+// block on anything but the virtual host's presence lock.
 func (b *Broker) ApplyRemotePresence(vhost, set, node string, m PresenceMember, present bool) bool {
 	sp := b.spaces[vhost]
 	if sp == nil || sp.presence.cluster == nil {
@@ -132,8 +138,12 @@ func (b *Broker) ApplyRemotePresence(vhost, set, node string, m PresenceMember, 
 		return true
 	}
 	holders := s.holdersLocked(key)
-	if old, held := holders[node]; held && old == m.Info {
+	old, held := holders[node]
+	if held && old == m.Info {
 		return true // a refresh
+	}
+	if !held && len(holders) >= MaxPresenceHolders {
+		return false // more nodes than a cluster has: a buggy or hostile writer
 	}
 	holders[node] = m.Info
 	if mem.info != m.Info {

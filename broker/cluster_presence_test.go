@@ -281,3 +281,29 @@ func TestClusterPresenceNeedsPresenceCluster(t *testing.T) {
 		t.Fatal("a single-node broker kept a remote member")
 	}
 }
+
+// One member is held by at most MaxPresenceHolders other nodes: a writer
+// naming endless nodes for it cannot grow a node's memory.
+func TestClusterPresenceHoldersBounded(t *testing.T) {
+	_, n, _ := presenceNodes(t, 1, Config{MaxPresenceMembers: 1, MaxPresenceSets: 1})
+	b := n[0].b
+	m := PresenceMember{User: "u"}
+	for i := range MaxPresenceHolders {
+		if !b.ApplyRemotePresence(DefaultVirtualHost, "room", "node-"+strconv.Itoa(i), m, true) {
+			t.Fatalf("holder %d refused, want %d taken", i, MaxPresenceHolders)
+		}
+	}
+	if b.ApplyRemotePresence(DefaultVirtualHost, "room", "one-too-many", m, true) {
+		t.Fatalf("holder %d taken, want refused", MaxPresenceHolders+1)
+	}
+	if !b.ApplyRemotePresence(DefaultVirtualHost, "room", "node-0", m, true) {
+		t.Fatal("a refresh of a holder already kept was refused")
+	}
+	sp := b.spaces[DefaultVirtualHost]
+	sp.presence.mu.Lock()
+	h := len(sp.presence.sets["room"].remote[presenceKey{user: "u"}])
+	sp.presence.mu.Unlock()
+	if h != MaxPresenceHolders {
+		t.Fatalf("%d holders kept, want %d", h, MaxPresenceHolders)
+	}
+}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -59,6 +60,10 @@ type presenceValue struct {
 	Info  string    `json:"info"`
 	Node  string    `json:"node"`
 	Since time.Time `json:"since"`
+	// Instance names the process that wrote it: two processes with the
+	// same cluster.node (a misconfiguration) or a restarted node can be
+	// told apart from this one.
+	Instance string `json:"instance"`
 }
 
 // remotePresence is a key another node wrote and this node's broker holds.
@@ -85,6 +90,14 @@ type presenceState struct {
 	wake   chan struct{}              // capacity 1: ops are waiting
 	remote map[string]*remotePresence // the watcher goroutine's only: what the broker holds of other nodes, by key
 	met    presenceMetrics
+	// instance (immutable) is this process's random id, and started
+	// (immutable) when its router began: a key of this node's name from
+	// another instance written before started is an earlier run's.
+	instance string
+	started  time.Time
+	// twinWarned (watcher goroutine only) says the error about another
+	// live process with this node's name was logged.
+	twinWarned bool
 }
 
 // presenceMetrics are the presence collectors of the router.
@@ -99,6 +112,9 @@ func (p *presenceState) init(reg prometheus.Registerer) {
 	p.ops = make(map[string][]byte)
 	p.wake = make(chan struct{}, 1)
 	p.remote = make(map[string]*remotePresence)
+	var id [8]byte
+	_, _ = rand.Read(id[:]) // crypto/rand never fails on supported platforms
+	p.instance, p.started = hex.EncodeToString(id[:]), time.Now()
 	p.met = presenceMetrics{
 		remote: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stompbox_cluster_presence_remote_members",
 			Help: "Presence members other nodes hold that this node's broker holds too (one per member and node)."}),
@@ -173,7 +189,8 @@ func (r *router) PresenceChanged(vhost, set string, m broker.PresenceMember, pre
 		if old, ok := p.local[key]; ok {
 			since = old.since
 		}
-		v, err := json.Marshal(presenceValue{VHost: vhost, Set: set, User: m.User, ID: m.ID, Info: m.Info, Node: r.cfg.Node, Since: since})
+		v, err := json.Marshal(presenceValue{VHost: vhost, Set: set, User: m.User, ID: m.ID, Info: m.Info, Node: r.cfg.Node, Since: since,
+			Instance: p.instance})
 		if err != nil {
 			p.mu.Unlock()
 			panic("cluster: encoding a presence value: " + err.Error()) // strings and a time always encode
@@ -302,8 +319,32 @@ func (r *router) presenceWatcher() {
 			continue
 		}
 		r.presenceFollow(w, sweep, ttl)
-		_ = w.Stop()
+		r.stopWatch(w)
 	}
+}
+
+// stopWatch stops a watch and drains what it still delivers: nats.go sends
+// to the watch's channel holding its lock, so an undrained full channel
+// would keep that goroutine (and the watch's close) blocked for ever. The
+// drain is bounded; the router's WaitGroup owns it.
+func (r *router) stopWatch(w jetstream.KeyWatcher) {
+	_ = w.Stop()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		t := time.NewTimer(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case _, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+			case <-t.C:
+				return
+			}
+		}
+	}()
 }
 
 // watchPresence makes the bucket or brings it to this node's TTL (its
@@ -368,8 +409,13 @@ func (r *router) presenceFollow(w jetstream.KeyWatcher, sweep *time.Ticker, ttl 
 		select {
 		case <-r.ctx.Done():
 			return
-		case now := <-sweep.C:
-			r.sweepPresence(now, ttl)
+		case <-sweep.C:
+			// Refreshes already delivered go first: a watcher that
+			// stalled must not expire members whose refresh waits here.
+			if !r.drainPresence(w, &initial, &own, ttl) {
+				return
+			}
+			r.sweepPresence(time.Now(), ttl)
 			if r.nc.Stats().Reconnects != reconnects {
 				// The watch's ordered consumer notices a lost
 				// connection only after missed heartbeats (many
@@ -381,18 +427,45 @@ func (r *router) presenceFollow(w jetstream.KeyWatcher, sweep *time.Ticker, ttl 
 			if !ok {
 				return
 			}
-			if e == nil { // the initial values are in
-				initial = false
-				r.dropStaleOwn(own)
-				own = nil
-				continue
-			}
-			if key, mine := r.applyPresence(e, initial, ttl); mine && initial {
-				own = append(own, key)
-			}
+			r.followEntry(e, &initial, &own, ttl)
 		}
 	}
 }
+
+// followEntry applies one entry of the watch (nil: the initial values are
+// in, and an earlier run's keys of this node can go).
+func (r *router) followEntry(e jetstream.KeyValueEntry, initial *bool, own *[]string, ttl time.Duration) {
+	if e == nil {
+		*initial = false
+		r.dropStaleOwn(*own)
+		*own = nil
+		return
+	}
+	if key, stale := r.applyPresence(e, *initial, ttl); stale && *initial {
+		*own = append(*own, key)
+	}
+}
+
+// drainPresence applies the entries the watch has delivered already,
+// without waiting for more; false when the watch ended.
+func (r *router) drainPresence(w jetstream.KeyWatcher, initial *bool, own *[]string, ttl time.Duration) bool {
+	for range presenceDrainMax {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return false
+			}
+			r.followEntry(e, initial, own, ttl)
+		default:
+			return true
+		}
+	}
+	return true
+}
+
+// presenceDrainMax bounds one drain (the watch's channel holds 256; more
+// may arrive meanwhile): a sweep is not put off for ever.
+const presenceDrainMax = 4096
 
 // dropStaleOwn deletes the keys of this node's name that it does not hold:
 // left by an earlier run of a node with the same name.
@@ -410,9 +483,9 @@ func (r *router) dropStaleOwn(keys []string) {
 	p.signal()
 }
 
-// applyPresence hands one watched entry to the broker; mine says it is a
-// put of this node's own (not applied).
-func (r *router) applyPresence(e jetstream.KeyValueEntry, initial bool, ttl time.Duration) (key string, mine bool) {
+// applyPresence hands one watched entry to the broker; stale says it is a
+// key of this node's name left by an earlier run (not applied).
+func (r *router) applyPresence(e jetstream.KeyValueEntry, initial bool, ttl time.Duration) (key string, stale bool) {
 	p := &r.presence
 	key = e.Key()
 	b := r.brk.Load()
@@ -431,8 +504,25 @@ func (r *router) applyPresence(e jetstream.KeyValueEntry, initial bool, ttl time
 		r.log.Debug("presence entry ignored: not a member", "key", key)
 		return key, false
 	}
+	if presenceKeyOf(v.VHost, v.Set, v.Node, broker.PresenceMember{User: v.User, ID: v.ID}) != key {
+		// A value that does not name its own key (a buggy or hostile
+		// writer): taking it could hold a member no delete ever ends.
+		r.log.Debug("presence entry ignored: its value does not match its key", "key", key)
+		return key, false
+	}
 	if v.Node == r.cfg.Node {
-		return key, true
+		switch {
+		case v.Instance == p.instance:
+			return key, false // this process's own, come back
+		case e.Created().Before(p.started):
+			return key, true // an earlier run's: deleted once the initial values are in
+		}
+		if !p.twinWarned {
+			p.twinWarned = true
+			r.log.Error("another live process uses this cluster.node name: presence keys of the two overwrite each other; "+
+				"give every node its own cluster.node", "node", v.Node)
+		}
+		return key, false
 	}
 	now := time.Now()
 	seen := now
@@ -448,10 +538,19 @@ func (r *router) applyPresence(e jetstream.KeyValueEntry, initial bool, ttl time
 	}
 	m := broker.PresenceMember{User: v.User, ID: v.ID, Info: v.Info}
 	rp := p.remote[key]
+	if rp != nil && b != nil && (rp.vhost != v.VHost || rp.set != v.Set || rp.node != v.Node || rp.m.User != m.User || rp.m.ID != m.ID) {
+		// Cannot happen with matching keys, but a hold must never outlive
+		// its key: let go of the old one first.
+		b.ApplyRemotePresence(rp.vhost, rp.set, rp.node, rp.m, false)
+	}
 	if b == nil || !b.ApplyRemotePresence(v.VHost, v.Set, v.Node, m, true) {
 		// Not held (no broker yet, or past its bounds): offered again
-		// at the node's next refresh.
+		// at the node's next refresh. A hold made by an earlier put of
+		// the key is let go: the router keeps no record of it any more.
 		if rp != nil {
+			if b != nil {
+				b.ApplyRemotePresence(rp.vhost, rp.set, rp.node, rp.m, false)
+			}
 			delete(p.remote, key)
 			p.met.remote.Dec()
 		}
