@@ -221,10 +221,21 @@ func crashConsumer(t *testing.T, addr string, cl *crashLog, killed <-chan struct
 	if err != nil {
 		return
 	}
+	// go-stomp's connection goroutine both fills sub.C (16 deep) and
+	// writes this loop's ACKs: a reader that acks while more MESSAGEs
+	// arrive can deadlock the client under load. A goroutine keeps sub.C
+	// drained into a channel that holds a whole round.
+	msgs := make(chan *stomp.Message, crashMessages+1)
+	go func() {
+		for m := range sub.C {
+			msgs <- m
+		}
+		close(msgs)
+	}()
 	var batch []string
 	for n := range crashMessages {
 		select {
-		case m := <-sub.C:
+		case m := <-msgs:
 			if m == nil || m.Err != nil {
 				return
 			}
