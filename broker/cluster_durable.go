@@ -274,17 +274,7 @@ func (s *Session) sendDurableCopies(f *frames.Frame, r route, m *Message, qs []*
 	for _, q := range qs {
 		e.copies = append(e.copies, q.name)
 	}
-	if v, ok := f.Header("receipt"); ok {
-		e.receipt, e.hasReceipt = append([]byte(nil), v...), true
-	}
-	if s.pipe.signal == nil {
-		s.pipe.signal = make(chan struct{}, 1)
-	}
-	if err := e.submit(); err != nil {
-		return clusterError(err)
-	}
-	s.pipePush(e)
-	return nil
+	return s.pipeToCluster(f, e)
 }
 
 // submitCopies stores e's durable copies not stored yet; e.ClusterDone

@@ -182,7 +182,12 @@ wait:
 // sendClustered hands a SEND to a queue to the cluster without waiting:
 // it joins the pipeline, and its RECEIPT comes once the cluster stored it.
 func (s *Session) sendClustered(f *frames.Frame, r route, m *Message, claim dedupeClaim) *stompError {
-	e := &pipedSend{s: s, msg: m, route: r, cluster: true, size: m.size() + pipedOverhead, claim: claim}
+	return s.pipeToCluster(f, &pipedSend{s: s, msg: m, route: r, cluster: true, size: m.size() + pipedOverhead, claim: claim})
+}
+
+// pipeToCluster hands e, the SEND f, to the cluster without waiting and
+// adds it to the pipeline: its RECEIPT comes once the cluster stored it.
+func (s *Session) pipeToCluster(f *frames.Frame, e *pipedSend) *stompError {
 	if v, ok := f.Header("receipt"); ok {
 		e.receipt, e.hasReceipt = append([]byte(nil), v...), true
 	}
