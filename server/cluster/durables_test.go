@@ -1,11 +1,8 @@
 package cluster_test
 
 import (
-	"bufio"
 	"context"
-	"net"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -215,41 +212,4 @@ func TestClusterDurableInUseAcrossNodes(t *testing.T) {
 		return rawExchangeAs(t, b.addr, "client-id:cid\n",
 			"SUBSCRIBE\nid:1\ndestination:/topic/t\ndurable-subscription-name:d1\nreceipt:r\n\n")[""] == "RECEIPT"
 	})
-}
-
-// rawExchangeAs is rawExchange with more CONNECT headers (each line ending
-// in a newline).
-func rawExchangeAs(t *testing.T, addr, connectHeaders, frame string) map[string]string {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Write([]byte("CONNECT\naccept-version:1.2\nhost:/\n" + connectHeaders + "\n\x00" + frame + "\x00")); err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(c)
-	for range 2 {
-		raw, err := r.ReadString(0)
-		if err != nil {
-			t.Fatalf("reading the answer: %v", err)
-		}
-		head, _, _ := strings.Cut(strings.TrimLeft(raw, "\n"), "\n\n")
-		lines := strings.Split(head, "\n")
-		if lines[0] == "CONNECTED" {
-			continue
-		}
-		hs := map[string]string{"": lines[0]}
-		for _, l := range lines[1:] {
-			k, v, _ := strings.Cut(l, ":")
-			if _, seen := hs[k]; !seen {
-				hs[k] = v
-			}
-		}
-		return hs
-	}
-	t.Fatal("no frame after CONNECTED")
-	return nil
 }

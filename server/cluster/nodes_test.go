@@ -195,13 +195,20 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // (command under the key ""), read within 10s.
 func rawExchange(t testing.TB, addr, frame string) map[string]string {
 	t.Helper()
+	return rawExchangeAs(t, addr, "", frame)
+}
+
+// rawExchangeAs is rawExchange with more CONNECT headers (each line ending
+// in a newline).
+func rawExchangeAs(t testing.TB, addr, connectHeaders, frame string) map[string]string {
+	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Write([]byte("CONNECT\naccept-version:1.2\nhost:/\n\n\x00" + frame + "\x00")); err != nil {
+	if _, err := c.Write([]byte("CONNECT\naccept-version:1.2\nhost:/\n" + connectHeaders + "\n\x00" + frame + "\x00")); err != nil {
 		t.Fatal(err)
 	}
 	r := bufio.NewReader(c)
