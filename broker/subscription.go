@@ -62,6 +62,11 @@ type subscription struct {
 	// presence is the presence set it joins (presence:true) or watches
 	// (/presence/...), if any: read loop only (presence_session.go).
 	presence *presenceLink
+	// skipThrough (guarded by its topic history's lock) is, for a
+	// subscription resuming after an offset its node's mirror of the
+	// cluster's history has not reached yet, that offset's seq: what the
+	// mirror delivers up to it, the client has (cluster_history.go).
+	skipThrough uint64
 
 	mu      sync.Mutex
 	unacked []delivery // guarded by mu: ascending ackID
@@ -138,6 +143,9 @@ func (sub *subscription) deliverTopic(m *Message) { sub.deliverTopicEntry(m, fal
 // deliverTopicEntry is deliverTopic; replayed marks a message replayed
 // from the topic's history (MESSAGE header replayed:true).
 func (sub *subscription) deliverTopicEntry(m *Message, replayed bool) {
+	if m.histSeq != 0 && m.histSeq <= sub.skipThrough {
+		return
+	}
 	if sub.feed != nil {
 		// A journaled persistent message is already promised to this
 		// durable subscription: it is not refused by the limits afterwards.
