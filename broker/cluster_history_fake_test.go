@@ -20,7 +20,7 @@ type memHistNode struct {
 type memHistories struct {
 	mu      sync.Mutex
 	streams map[string]*memStream
-	pubErr  error   // PublishHistory's done gets this (nil: stored)
+	pubErr  error      // PublishHistory's done gets this (nil: stored)
 	pubs    []*Message // every message PublishHistory was handed
 }
 

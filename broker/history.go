@@ -110,8 +110,8 @@ type topicHistory struct {
 	// when none).
 	first uint64
 	next  uint64 // guarded by mu: seq after the newest (on a single node, the seq the next message gets; the first is 1)
-	bytes int64          // guarded by mu: what this topic counts in hb
-	trim  uint64         // guarded by mu: journaled trim point (history_journal.go)
+	bytes int64  // guarded by mu: what this topic counts in hb
+	trim  uint64 // guarded by mu: journaled trim point (history_journal.go)
 	// removed (guarded by mu) is set when the topic's history left its
 	// table (dropIdleLocked, recovery): whoever locks it then looks the
 	// topic up again (lockHistory).
