@@ -150,7 +150,9 @@ func (b *Broker) HandOffSession(ctx context.Context, req SessionRequest) (*Sessi
 func (s *Session) export() (*SessionState, bool) {
 	subs := make([]*subscription, 0, len(s.subs))
 	for _, sub := range s.subs {
-		subs = append(subs, sub)
+		if sub.spec != nil { // always in cluster mode; its deliveries would have nowhere to go
+			subs = append(subs, sub)
+		}
 	}
 	slices.SortFunc(subs, func(a, b *subscription) int { return int(a.num) - int(b.num) })
 	st := &SessionState{ClientID: s.clientID}
