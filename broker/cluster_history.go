@@ -151,7 +151,7 @@ func (x *historyMirror) Deliver(seq uint64, topic string, m *Message, at int64) 
 		h.next = max(h.next, seq+1)
 		h.retain(m, seq, at)
 	}
-	if seq > quiet {
+	if seq > quiet && !m.expired(sp.b.nowMs()) {
 		sp.fanOut(topic, m, true)
 	}
 	x.mu.Lock()

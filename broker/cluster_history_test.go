@@ -300,3 +300,35 @@ func TestClusterHistoryCommitAndKey(t *testing.T) {
 		t.Fatalf("stored %d messages, DedupeIDs %q %q; want 2, the second named by its key", len(h.pubs), h.pubs[0].DedupeID, h.pubs[len(h.pubs)-1].DedupeID)
 	}
 }
+
+// A topic's run is known from its oldest retained message on: a message
+// the stream dropped before the mirror read it would sit between the one
+// evicted here and the next, so resuming after the evicted one is not
+// recovered (a single node, whose offsets are consecutive, knows better).
+func TestClusterHistoryEvictionKnowsOnlyTheRetainedRun(t *testing.T) {
+	_, _, ns := histCluster(t, 1, 2)
+	a := ns[0]
+	pub := newClient(t, a.b)
+	pub.connect()
+	for _, sd := range [][2]string{{"m1", "chat.room"}, {"u", "chat.other"}, {"m2", "chat.room"}, {"m3", "chat.room"}} {
+		pub.mustSend(frames.CmdSend, sd[0], "destination:/topic/"+sd[1])
+	}
+	a.mirror(DefaultVirtualHost, 0) // chat.room keeps m2@3, m3@4
+	for _, tc := range []struct {
+		after, recovered string
+		want             []string
+	}{
+		{"e1-1", "false", []string{"m2@3", "m3@4"}},
+		{"e1-2", "true", []string{"m2@3", "m3@4"}},
+		{"e1-3", "true", []string{"m3@4"}},
+		{"e1-4", "true", nil},
+	} {
+		r := newClient(t, a.b)
+		r.connect()
+		r.mustSend(frames.CmdSubscribe, "", "id:s", "destination:/topic/chat.room", "resume-after:"+tc.after, "receipt:r")
+		fs := r.poll()
+		if hdr(fs[0], "recovered") != tc.recovered || !slices.Equal(bodiesAndOffsets(t, fs), tc.want) {
+			t.Fatalf("resume-after %s: recovered %q %v, want %s %v", tc.after, hdr(fs[0], "recovered"), bodiesAndOffsets(t, fs), tc.recovered, tc.want)
+		}
+	}
+}
