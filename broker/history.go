@@ -341,14 +341,10 @@ func (h *topicHistory) evictOldest() {
 	h.ring[h.head] = historyEntry{}
 	h.head = (h.head + 1) % len(h.ring)
 	h.count--
-	if h.mirror != nil && h.count > 0 {
-		// A cluster's history may have lost a message between two it
-		// delivered here (the stream dropped it before the mirror read
-		// it), so only the oldest retained one is known to start a run.
-		h.first = max(h.first, h.ring[h.head].seq)
-	} else {
-		h.first = max(h.first, e.seq+1)
-	}
+	// In a cluster the next retained seq may be further on: the stream's
+	// other topics took the seqs between (a message of this topic the
+	// mirror never read shows as a gap: historyMirror.gapEnd).
+	h.first = max(h.first, e.seq+1)
 	n := entryBytes(e.m)
 	h.bytes -= n
 	h.hb.bytes.Add(-n)
@@ -371,15 +367,10 @@ func (h *topicHistory) expire(now int64) {
 // not retained: the ring stays the topic's newest messages, or empty.
 // Caller holds mu.
 func (h *topicHistory) retain(m *Message, seq uint64, now int64) {
-	had := h.count
 	h.expire(now)
 	n := entryBytes(m)
 	for h.count > 0 && (h.count >= h.size || h.hb.bytes.Load()+n > h.hb.limit) {
 		h.evictOldest()
-	}
-	if h.mirror != nil && had > 0 && h.count == 0 {
-		// Emptied for m: as in evictOldest, m starts the known run.
-		h.first = max(h.first, seq)
 	}
 	if h.hb.bytes.Load()+n > h.hb.limit {
 		h.first = h.next // nothing retained: a resume from before is not recovered
