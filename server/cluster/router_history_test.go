@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -353,4 +355,85 @@ func TestHistoryReadyWaitsForCatchUp(t *testing.T) {
 	})); !errors.Is(err, broker.ErrClusterUnavailable) {
 		t.Fatalf("publish to an unknown rule: %v", err)
 	}
+}
+
+// TestHistoryNATSDownAndBack: while NATS is down a history publish fails as
+// unavailable within the publish timeout and the node is not ready; once
+// NATS is back with its store, the mirror goes on on the same epoch.
+func TestHistoryNATSDownAndBack(t *testing.T) {
+	noLeaks(t)
+	dir := t.TempDir()
+	srv := startNATS(t, -1, dir)
+	port := srv.Addr().(*net.TCPAddr).Port
+	const timeout = 2 * time.Second
+	n, err := New(context.Background(), Config{URLs: []string{natsURL(srv)}, Name: "sbtest", NodeName: "a", PublishTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Closed while NATS is up (the restarted server's cleanup would stop
+	// it first): the presence watcher's stop waits for NATS otherwise.
+	var closeOnce sync.Once
+	closeNode := func() {
+		closeOnce.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := n.Close(ctx); err != nil {
+				t.Errorf("close: %v", err)
+			}
+		})
+	}
+	t.Cleanup(closeNode)
+	sink := &fakeHistSink{}
+	n.KeepHistory("/", 0, chatRule, sink)
+	for i := range 2 {
+		if err := publishHistoryWait(t, n.router, "chat", histMessage(fmt.Sprint("b", i), "chat", "before")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink.waitDeliveries(t, 2)
+	ready := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return n.Ready(ctx)
+	}
+	eventually(t, 5*time.Second, "ready", func() bool { return ready() == nil })
+
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	eventually(t, 5*time.Second, "disconnected", func() bool { return !n.link.connected() })
+	start := time.Now()
+	if err := publishHistoryWait(t, n.router, "chat", histMessage("lost", "chat", "x")); !errors.Is(err, broker.ErrClusterUnavailable) {
+		t.Fatalf("publish while down: %v", err)
+	}
+	if d := time.Since(start); d > timeout+time.Second {
+		t.Fatalf("publish while down failed after %v", d)
+	}
+	if err := ready(); err == nil {
+		t.Fatal("ready while NATS is down")
+	}
+	eventually(t, 5*time.Second, "the mirror stopped", func() bool { return n.router.historyReady() != nil })
+
+	startNATS(t, port, dir)
+	eventually(t, 20*time.Second, "ready again", func() bool { return ready() == nil })
+	eventually(t, 10*time.Second, "publish after the outage", func() bool {
+		err := publishHistoryWait(t, n.router, "chat", histMessage("after", "chat", "after"))
+		if err != nil && !errors.Is(err, broker.ErrClusterUnavailable) {
+			t.Fatalf("publish after the outage: %v", err)
+		}
+		return err == nil
+	})
+	got := sink.waitDeliveries(t, 3)
+	if want := []uint64{1, 2, 3}; !reflect.DeepEqual(seqs(got), want) || got[2].m.ID != "after" || sink.repeats != 0 {
+		t.Fatalf("deliveries %v (%d repeats), want %v", seqs(got), sink.repeats, want)
+	}
+	st := sink.startCalls()
+	if len(st) < 2 {
+		t.Fatalf("Start calls %+v: the mirror never restarted", st)
+	}
+	for _, s := range st[1:] {
+		if s.epoch != st[0].epoch || s.from < 3 {
+			t.Fatalf("Start calls %+v: want the same epoch, from 3 on", st)
+		}
+	}
+	closeNode()
 }
