@@ -277,19 +277,25 @@ func (s *Session) sendDurableCopies(f *frames.Frame, r route, m *Message, qs []*
 	return s.pipeToCluster(f, e)
 }
 
-// submitCopies stores e's durable copies not stored yet; e.ClusterDone
-// gets the first failure once every one is answered, and e.copies keeps
-// those that failed, for a retry.
+// submitCopies stores what e has not stored yet of a topic SEND in
+// cluster mode: its durable copies and its topic's history
+// (historyTarget, cluster_history_send.go); e.ClusterDone gets the first
+// failure once every one is answered, and e.copies keeps the copies that
+// failed, for a retry (e.historyStored says whether the history has it).
 func (e *pipedSend) submitCopies() error {
-	c := &copiesDone{e: e, names: e.copies, failed: make([]bool, len(e.copies))}
-	c.left.Store(int32(len(e.copies)) + 1) // +1: until every copy is handed over
-	for i, name := range e.copies {
-		err := e.s.b.cfg.Cluster.PublishQueue(e.s.space.name, name, e.msg, copyDone{c, i})
+	targets := e.copies
+	if e.history && !e.historyStored {
+		targets = append([]string{historyTarget}, e.copies...)
+	}
+	c := &copiesDone{e: e, names: targets, failed: make([]bool, len(targets))}
+	c.left.Store(int32(len(targets)) + 1) // +1: until every copy is handed over
+	for i, name := range targets {
+		err := e.storeCopy(name, copyDone{c, i})
 		if err != nil && i == 0 {
 			return err // nothing sent
 		}
 		if err != nil {
-			for j := i; j < len(e.copies); j++ {
+			for j := i; j < len(targets); j++ {
 				copyDone{c, j}.ClusterDone(err)
 			}
 			break
@@ -339,14 +345,20 @@ func (c *copiesDone) finish() {
 	}
 	c.mu.Lock()
 	var retry []string
+	stored := true
 	for i, f := range c.failed {
-		if f {
+		switch {
+		case f && c.names[i] == historyTarget:
+			stored = false
+		case f:
 			retry = append(retry, c.names[i])
 		}
 	}
 	err := c.err
 	c.mu.Unlock()
-	c.e.copies = retry // read by the read loop once ClusterDone marks e done
+	// Read by the read loop once ClusterDone marks e done.
+	c.e.copies = retry
+	c.e.historyStored = c.e.history && stored
 	c.e.ClusterDone(err)
 }
 

@@ -37,6 +37,7 @@ type memNode struct {
 	interest map[string]int // vhost + "\x00" + pattern -> on count
 	events   []string       // "+pattern" / "-pattern", in order
 	feeds    []*memFeed
+	hist     *memHistories // set for a memHistNode (cluster_history_fake_test.go)
 }
 
 type memQueue struct {

@@ -1,5 +1,7 @@
 package broker
 
+import "sync"
+
 // Topic history across the nodes of a cluster (docs/cluster.md "Topic
 // history"), when Config.Cluster implements ClusterHistory. The cluster
 // keeps each history rule of each virtual host in a stream of its own: a
@@ -52,4 +54,183 @@ type HistorySink interface {
 	// topic its topic's name (without /topic/), at its store time in ms
 	// since the Unix epoch. m must not be modified afterwards.
 	Deliver(seq uint64, topic string, m *Message, at int64)
+}
+
+// historyMirror is a HistorySink: this node's copy of one rule's history
+// in one virtual host. Lock order: the history table's mu, then a
+// topic's mu, then the mirror's mu.
+type historyMirror struct {
+	sp   *space // immutable
+	rule int    // immutable
+
+	mu sync.Mutex
+	// epoch (guarded by mu) is the lifetime mirrored; "" until the first
+	// Start: no history is kept before it.
+	epoch string
+	pos   uint64 // guarded by mu: the newest seq delivered
+	// quiet (guarded by mu): the seqs up to it were history already when
+	// the mirror started on the epoch: retained, not delivered as new.
+	quiet uint64
+	// floor (guarded by mu): a topic of the rule without a history here
+	// has no message after floor that this node has not seen: a history
+	// made now knows everything of its topic from floor+1 on. What the
+	// stream held when the mirror started was evicted oldest first per
+	// topic, unseen, so it starts at quiet; a history dropped here, or a
+	// message no history could keep, raises it.
+	floor uint64
+}
+
+// startMirrors hands the cluster sp's histories (newSpace, in cluster mode
+// with rules): one mirror per rule.
+func (sp *space) startMirrors(ch ClusterHistory) {
+	t := sp.hist
+	t.mirrors = make([]*historyMirror, len(t.rules))
+	for i := range t.rules {
+		t.mirrors[i] = &historyMirror{sp: sp, rule: i}
+	}
+	for i, r := range t.rules {
+		ch.KeepHistory(sp.name, i, r, t.mirrors[i])
+	}
+}
+
+// Start implements HistorySink.
+func (x *historyMirror) Start(epoch string, last uint64) uint64 {
+	x.mu.Lock()
+	if epoch == x.epoch {
+		from := x.pos + 1
+		x.mu.Unlock()
+		return from
+	}
+	old := x.epoch
+	x.epoch, x.pos, x.quiet, x.floor = epoch, 0, last, last
+	x.mu.Unlock()
+	if old != "" {
+		x.sp.b.cfg.Logger.Warn("cluster: a topic history starts a new lifetime; what this node kept of the old one is dropped",
+			"vhost", x.sp.name, "pattern", x.sp.hist.rules[x.rule].Pattern, "old_epoch", old, "epoch", epoch)
+		x.dropOtherEpochs(epoch)
+	}
+	return 1
+}
+
+// dropOtherEpochs removes the rule's histories of another lifetime than
+// epoch.
+func (x *historyMirror) dropOtherEpochs(epoch string) {
+	t := x.sp.hist
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, h := range t.topics {
+		if h.mirror == x && h.epoch != epoch {
+			x.sp.removeHistoryLocked(h)
+		}
+	}
+}
+
+// Deliver implements HistorySink: m is retained in its topic's history
+// and, unless it is older than the mirror's start, fanned out to the
+// topic's subscribers here, under the history's lock (as a publish on a
+// single node is), carrying offset:<epoch>-<seq>.
+func (x *historyMirror) Deliver(seq uint64, topic string, m *Message, at int64) {
+	x.mu.Lock()
+	epoch, quiet := x.epoch, x.quiet
+	if epoch == "" || seq <= x.pos {
+		x.mu.Unlock()
+		return
+	}
+	x.mu.Unlock()
+	sp := x.sp
+	if m.Persistent && sp.b.cfg.Journal != nil {
+		// Stored in the cluster, never journaled here (DeliverTopic).
+		local := *m
+		local.Persistent = false
+		m = &local
+	}
+	m = m.withOffset(epoch, seq)
+	m.histSeq = seq
+	h := sp.lockHistoryAt(topic, x, seq)
+	if h != nil {
+		h.next = max(h.next, seq+1)
+		h.retain(m, seq, at)
+	}
+	if seq > quiet {
+		sp.fanOut(topic, m, true)
+	}
+	x.mu.Lock()
+	x.pos = seq
+	if h == nil {
+		x.floor = max(x.floor, seq) // seen, not kept
+	}
+	x.mu.Unlock()
+	if h != nil {
+		h.mu.Unlock()
+	}
+}
+
+// state returns the mirror's epoch, position and quiet mark.
+func (x *historyMirror) state() (epoch string, pos, quiet uint64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.epoch, x.pos, x.quiet
+}
+
+// raiseFloor says a history of the rule left this node knowing its topic
+// up to seq.
+func (x *historyMirror) raiseFloor(seq uint64) {
+	x.mu.Lock()
+	x.floor = max(x.floor, seq)
+	x.mu.Unlock()
+}
+
+// createMirrored makes (or finds) the history of topic name, mirrored by
+// x: seq is the message that makes it (0: a SUBSCRIBE does). Nil before
+// the mirror started, or when the broker-wide bound leaves no room.
+func (sp *space) createMirrored(name string, x *historyMirror, seq uint64) *topicHistory {
+	x.mu.Lock()
+	epoch, first := x.epoch, x.floor+1
+	x.mu.Unlock()
+	if epoch == "" {
+		return nil
+	}
+	if seq != 0 {
+		// While the mirror loads what the stream held, a topic's first
+		// message seen is the oldest of its retained run.
+		first = min(first, seq)
+	}
+	return sp.createHistory(name, x.rule, epoch, first)
+}
+
+// replayMirrored is replayStart for a history the cluster keeps: the
+// index of the first entry to replay (h.count: none), whether everything
+// asked for is here, and the seq up to which the subscription skips what
+// the mirror delivers (an offset this node has not reached yet: everything
+// after it comes live, in order). Caller holds mu.
+func (h *topicHistory) replayMirrored(req historyRequest, asked bool) (start int, recovered bool, skip uint64) {
+	_, pos, quiet := h.mirror.state()
+	switch {
+	case !asked:
+		return h.count, false, 0
+	case req.resume:
+		x := req.seq
+		switch {
+		case req.epoch != h.epoch:
+			return 0, false, 0
+		case x > pos && x >= quiet:
+			return h.count, true, x
+		case pos < quiet:
+			// Still loading what the stream held up to quiet: what of it
+			// is not here yet will not be delivered as new.
+			return h.after(x), false, 0
+		}
+		return h.after(x), x+1 >= h.first, 0
+	}
+	// Offsets of one topic are not consecutive here: everything asked for
+	// is known only when that many are retained.
+	return max(0, h.count-req.last), req.last <= h.count && pos >= quiet, 0
+}
+
+// latestMirrored is the offset a SUBSCRIBE's RECEIPT names for a history
+// the cluster keeps: the mirror's position, after which everything of the
+// topic is still to come. Caller holds mu.
+func (h *topicHistory) latestMirrored() string {
+	_, pos, _ := h.mirror.state()
+	return h.token(max(h.next-1, pos))
 }

@@ -115,8 +115,10 @@ func (s *Session) commitToCluster(ops []txOp, claims txClaims, now int64) *stomp
 		return nil
 	}
 	type stored struct {
-		queue string
+		queue string // historyTarget: the topic's history
 		m     *Message
+		topic string
+		rule  int
 	}
 	var queued []stored
 	for i, op := range ops {
@@ -125,15 +127,17 @@ func (s *Session) commitToCluster(ops []txOp, claims txClaims, now int64) *stomp
 		}
 		switch {
 		case op.route.kind == kindTopic:
-			if err := s.publishTopicClustered(op.route.key, op.msg); err != nil {
+			if rule := s.historyRoute(op.route); rule >= 0 {
+				queued = append(queued, stored{historyTarget, op.msg, op.route.key, rule})
+			} else if err := s.publishTopicClustered(op.route.key, op.msg); err != nil {
 				return err
 			}
 			// One copy per durable subscription (cluster_durable.go).
 			for _, q := range s.space.durableCopies(op.route.key) {
-				queued = append(queued, stored{q.name, op.msg})
+				queued = append(queued, stored{queue: q.name, m: op.msg})
 			}
 		case s.b.clusterRoute(op.route):
-			queued = append(queued, stored{op.msg.Destination, op.msg})
+			queued = append(queued, stored{queue: op.msg.Destination, m: op.msg})
 		}
 	}
 	if len(queued) == 0 {
@@ -144,7 +148,13 @@ func (s *Session) commitToCluster(ops []txOp, claims txClaims, now int64) *stomp
 	sent := 0
 	var failed error
 	for _, st := range queued {
-		if err := c.PublishQueue(s.space.name, st.queue, st.m, done); err != nil {
+		var err error
+		if st.queue == historyTarget {
+			err = c.(ClusterHistory).PublishHistory(s.space.name, st.topic, st.rule, st.m, done)
+		} else {
+			err = c.PublishQueue(s.space.name, st.queue, st.m, done)
+		}
+		if err != nil {
 			failed = err
 			break
 		}
@@ -175,6 +185,7 @@ wait:
 	}
 	for _, st := range queued {
 		st.m.toCluster = true
+		st.m.inHistory = st.m.inHistory || st.queue == historyTarget // delivered by the history's mirror
 	}
 	return nil
 }
@@ -227,7 +238,7 @@ func clusterDedupeID(vhost, user, dest string, key []byte) string {
 
 // submit hands e to where it is made durable: the cluster or the journal.
 func (e *pipedSend) submit() error {
-	if e.cluster && e.copies != nil {
+	if e.cluster && (e.copies != nil || e.history) {
 		return e.submitCopies()
 	}
 	if e.cluster {

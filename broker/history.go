@@ -86,8 +86,9 @@ func ValidateHistory(rules []HistoryRule) error {
 
 // historyEntry is one retained message.
 type historyEntry struct {
-	m  *Message // carries its offset header
-	at int64    // publish time, ms since the epoch (max_age)
+	m   *Message // carries its offset header
+	at  int64    // publish time, ms since the epoch (max_age)
+	seq uint64   // its offset's seq: consecutive on a single node, increasing in a cluster
 }
 
 // topicHistory is the history of one exact topic name.
@@ -104,10 +105,13 @@ type topicHistory struct {
 	ring  []historyEntry // guarded by mu: circular, cap grows to size
 	head  int            // guarded by mu: index of the oldest entry
 	count int            // guarded by mu
-	first uint64         // guarded by mu: seq of the oldest retained message (== next when none)
-	next  uint64         // guarded by mu: seq the next message gets (the first is 1)
-	bytes int64          // guarded by mu: what this topic counts in hb
-	trim  uint64         // guarded by mu: journaled trim point (history_journal.go)
+	// first (guarded by mu): every message of the topic from seq first
+	// on is retained (on a single node the oldest retained one; == next
+	// when none).
+	first uint64
+	next  uint64 // guarded by mu: seq after the newest (on a single node, the seq the next message gets; the first is 1)
+	bytes int64  // guarded by mu: what this topic counts in hb
+	trim  uint64 // guarded by mu: journaled trim point (history_journal.go)
 	// removed (guarded by mu) is set when the topic's history left its
 	// table (dropIdleLocked, recovery): whoever locks it then looks the
 	// topic up again (lockHistory).
@@ -116,6 +120,10 @@ type topicHistory struct {
 	// replayed seal that no history record of the topic followed; 0:
 	// none (history_seal.go).
 	sealNext uint64
+	// mirror (immutable) is the cluster's mirror of the rule when the
+	// cluster keeps the history (cluster_history.go); nil on a single
+	// node.
+	mirror *historyMirror
 	// dirty is set when a message of this history may be missing from
 	// the journal (an append refused, or failed after it was queued): a
 	// clean shutdown then does not seal it (history_seal.go). Set from
@@ -135,6 +143,9 @@ type historyBytes struct {
 // historyTable is one virtual host's histories, by exact topic name.
 type historyTable struct {
 	rules []HistoryRule // immutable: the valid rules, in order
+	// mirrors (immutable once the space is made; one per rule) are set
+	// when the cluster keeps the histories (cluster_history.go).
+	mirrors []*historyMirror
 
 	mu      sync.RWMutex
 	topics  map[string]*topicHistory // guarded by mu
@@ -178,7 +189,13 @@ func newEpoch() string {
 // (nil: the topic keeps none). A topic that would take the broker-wide
 // account past its limit gets none either (its messages then carry no
 // offset) until room frees.
-func (sp *space) history(name string) *topicHistory {
+func (sp *space) history(name string) *topicHistory { return sp.historyAt(name, nil, 0) }
+
+// historyAt is history; in cluster mode (cluster_history.go) a history is
+// made from its rule's mirror, and the mirror x delivering seq of the
+// topic passes itself (nil otherwise): a topic its rule does not match
+// here (another node's rules differ) gets no history.
+func (sp *space) historyAt(name string, x *historyMirror, seq uint64) *topicHistory {
 	t := sp.hist
 	if t == nil {
 		return nil
@@ -190,10 +207,17 @@ func (sp *space) history(name string) *topicHistory {
 		return h
 	}
 	rule := t.ruleFor(name)
-	if rule < 0 {
+	switch {
+	case rule < 0:
 		return nil
+	case t.mirrors == nil:
+		return sp.createHistory(name, rule, newEpoch(), 1)
+	case x == nil:
+		return sp.createMirrored(name, t.mirrors[rule], 0)
+	case x.rule == rule:
+		return sp.createMirrored(name, x, seq)
 	}
-	return sp.createHistory(name, rule, newEpoch(), 1)
+	return nil
 }
 
 // createHistory makes (or finds) the history of name under rule, starting
@@ -218,6 +242,9 @@ func (sp *space) createHistory(name string, rule int, epoch string, next uint64)
 	r := t.rules[rule]
 	h := &topicHistory{name: name, key: sp.historyKey(name), rule: rule, size: r.Size, maxAge: r.MaxAge.Milliseconds(), epoch: epoch, hb: hb,
 		first: next, next: next, trim: next - 1, bytes: historyTopicOverhead}
+	if t.mirrors != nil {
+		h.mirror = t.mirrors[rule]
+	}
 	hb.bytes.Add(historyTopicOverhead)
 	hb.topics.Add(1)
 	t.topics[name] = h
@@ -236,6 +263,9 @@ func (sp *space) dropIdleLocked(now int64) {
 		h.mu.Lock()
 		h.expire(now)
 		if h.count == 0 && !sp.topics.hasExact(name) {
+			if h.mirror != nil {
+				h.mirror.raiseFloor(h.first - 1) // what it knew of its topic goes
+			}
 			h.removed = true
 			sp.journalHistoryDrop(h)
 			delete(t.topics, name)
@@ -247,12 +277,16 @@ func (sp *space) dropIdleLocked(now int64) {
 }
 
 // lockHistory returns the history of topic name locked, or nil when it
-// keeps none. A history removed between the lookup and the lock is looked
-// up again (a bounded number of times: each removal needs a sweep, at
-// most one a second).
-func (sp *space) lockHistory(name string) *topicHistory {
+// keeps none.
+func (sp *space) lockHistory(name string) *topicHistory { return sp.lockHistoryAt(name, nil, 0) }
+
+// lockHistoryAt is lockHistory with historyAt's arguments. A history
+// removed between the lookup and the lock is looked up again (a bounded
+// number of times: each removal needs a sweep, at most one a second, or a
+// new lifetime of the cluster's history).
+func (sp *space) lockHistoryAt(name string, x *historyMirror, seq uint64) *topicHistory {
 	for range 8 {
-		h := sp.history(name)
+		h := sp.historyAt(name, x, seq)
 		if h == nil {
 			return nil
 		}
@@ -274,9 +308,31 @@ func entryBytes(m *Message) int64 {
 	return int64(m.size() + historyEntryOverhead + historyHeaderOverhead*len(m.Headers))
 }
 
-// at returns the entry of seq, which must be retained. Caller holds mu.
+// at returns the entry of seq, which must be retained, on a single node
+// (consecutive seqs). Caller holds mu.
 func (h *topicHistory) at(seq uint64) historyEntry {
 	return h.ring[(h.head+int(seq-h.first))%len(h.ring)]
+}
+
+// entry returns the i-th oldest retained entry (0 <= i < count). Caller
+// holds mu.
+func (h *topicHistory) entry(i int) historyEntry {
+	return h.ring[(h.head+i)%len(h.ring)]
+}
+
+// after returns the index of the oldest retained entry whose seq is
+// greater than seq (count: none). Caller holds mu.
+func (h *topicHistory) after(seq uint64) int {
+	lo, hi := 0, h.count
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if h.entry(mid).seq <= seq {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
 }
 
 // evictOldest drops the oldest entry. Caller holds mu.
@@ -285,7 +341,7 @@ func (h *topicHistory) evictOldest() {
 	h.ring[h.head] = historyEntry{}
 	h.head = (h.head + 1) % len(h.ring)
 	h.count--
-	h.first++
+	h.first = max(h.first, e.seq+1)
 	n := entryBytes(e.m)
 	h.bytes -= n
 	h.hb.bytes.Add(-n)
@@ -302,11 +358,12 @@ func (h *topicHistory) expire(now int64) {
 	}
 }
 
-// retain appends m (seq h.next-1) to the ring, evicting the oldest past
-// the rule's size, its max_age or the broker-wide bound. A message that
-// does not fit the bound even alone is not retained: the ring stays a
-// contiguous run of seqs ending at the newest, or empty. Caller holds mu.
-func (h *topicHistory) retain(m *Message, now int64) {
+// retain appends m (seq h.next-1, newer than every retained one) to the
+// ring, evicting the oldest past the rule's size, its max_age or the
+// broker-wide bound. A message that does not fit the bound even alone is
+// not retained: the ring stays the topic's newest messages, or empty.
+// Caller holds mu.
+func (h *topicHistory) retain(m *Message, seq uint64, now int64) {
 	h.expire(now)
 	n := entryBytes(m)
 	for h.count > 0 && (h.count >= h.size || h.hb.bytes.Load()+n > h.hb.limit) {
@@ -319,7 +376,7 @@ func (h *topicHistory) retain(m *Message, now int64) {
 	if h.count == len(h.ring) {
 		h.grow()
 	}
-	h.ring[(h.head+h.count)%len(h.ring)] = historyEntry{m: m, at: now}
+	h.ring[(h.head+h.count)%len(h.ring)] = historyEntry{m: m, at: now, seq: seq}
 	h.count++
 	h.bytes += n
 	h.hb.bytes.Add(n)
@@ -345,7 +402,7 @@ func (sp *space) publishHistory(h *topicHistory, m *Message, feeds bool) {
 	seq := h.next
 	h.next++
 	m = m.withOffset(h.epoch, seq)
-	h.retain(m, now)
+	h.retain(m, seq, now)
 	sp.journalHistory(h, m, seq, now)
 	sp.fanOut(h.name, m, feeds)
 	h.mu.Unlock()

@@ -43,7 +43,7 @@ func (sp *space) historyKey(name string) string { return sp.journalPrefix + "/to
 // holds h.mu, so the records of one topic are queued in offset order.
 func (sp *space) journalHistory(h *topicHistory, m *Message, seq uint64, now int64) {
 	j := sp.b.pipelined
-	if j == nil {
+	if j == nil || h.mirror != nil {
 		return
 	}
 	if h.count > 0 && seq == h.next-1 && seq >= h.first {
@@ -67,7 +67,7 @@ func (sp *space) journalHistory(h *topicHistory, m *Message, seq uint64, now int
 // are many. Caller holds h.mu.
 func (sp *space) journalHistoryTrim(h *topicHistory) {
 	j := sp.b.pipelined
-	if j == nil {
+	if j == nil || h.mirror != nil {
 		return
 	}
 	if evicted := h.first - 1; evicted >= h.trim+historyTrimEvery(h.size) {
@@ -83,7 +83,7 @@ func (sp *space) journalHistoryTrim(h *topicHistory) {
 // of another epoch (or a later drop). Caller holds h.mu.
 func (sp *space) journalHistoryDrop(h *topicHistory) {
 	j := sp.b.pipelined
-	if j == nil {
+	if j == nil || h.mirror != nil {
 		return
 	}
 	if err := j.AppendAsync(historyDone{}, JournalRecord{Op: OpHistoryDrop, Queue: h.key, Epoch: h.epoch}); err != nil {
@@ -99,6 +99,9 @@ func (b *Broker) recoverHistory(r JournalRecord) bool {
 	name, ok := strings.CutPrefix(dest, "/topic/")
 	if sp == nil || sp.hist == nil || !ok || (r.Op == OpHistoryAppend && r.Message == nil) {
 		return false
+	}
+	if sp.hist.mirrors != nil {
+		return false // the cluster keeps the histories now (cluster_history.go)
 	}
 	if r.Op == OpHistoryDrop {
 		sp.removeHistory(name)
@@ -131,7 +134,7 @@ func (b *Broker) recoverHistory(r JournalRecord) bool {
 			h.first, h.next = r.HistorySeq, r.HistorySeq
 		}
 		h.next++
-		h.retain(r.Message, r.PublishedAt)
+		h.retain(r.Message, h.next-1, r.PublishedAt)
 	case OpHistoryTrim:
 		for h.count > 0 && h.first <= r.HistorySeq {
 			h.evictOldest()

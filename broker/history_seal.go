@@ -48,8 +48,8 @@ func (b *Broker) SealHistories(ctx context.Context) error {
 	}
 	var sealed []topicRef
 	for _, sp := range b.spaces {
-		if sp.hist == nil {
-			continue
+		if sp.hist == nil || sp.hist.mirrors != nil {
+			continue // none, or the cluster keeps them
 		}
 		sp.hist.mu.RLock()
 		hs := make([]*topicHistory, 0, len(sp.hist.topics))
@@ -120,8 +120,8 @@ func (sp *space) sealRecords(recs []JournalRecord, h *topicHistory) []JournalRec
 func (b *Broker) finishHistoryRecovery() (kept, restarted int) {
 	for _, sp := range b.spaces {
 		t := sp.hist
-		if t == nil {
-			continue
+		if t == nil || t.mirrors != nil {
+			continue // none, or the cluster keeps them
 		}
 		t.mu.Lock()
 		for _, h := range t.topics {

@@ -95,34 +95,44 @@ func (s *Session) subscribeTopic(sub *subscription, f *frames.Frame, join func()
 	}
 	h.expire(now)
 	s.space.journalHistoryTrim(h) // evictions by max_age of a topic read but not published to
-	start, recovered := h.replayStart(req, asked)
+	var start int
+	var recovered bool
+	var latest string
+	if h.mirror != nil {
+		start, recovered, sub.skipThrough = h.replayMirrored(req, asked)
+		latest = h.latestMirrored()
+	} else {
+		start, recovered = h.replayStart(req, asked)
+		latest = h.token(h.next - 1)
+	}
 	start, fits := s.replayFits(h, sub, start)
 	recovered = recovered && fits
-	s.historyReceipt(f, asked, recovered, h.token(h.next-1))
-	for seq := start; seq < h.next; seq++ {
-		if m := h.at(seq).m; !m.expired(now) {
+	s.historyReceipt(f, asked, recovered, latest)
+	for i := start; i < h.count; i++ {
+		if m := h.entry(i).m; !m.expired(now) {
 			sub.deliverTopicEntry(m, true)
 		}
 	}
 	return true, nil
 }
 
-// replayStart is the first seq a request replays (h.next: none) and
-// whether everything it asks for is retained. Caller holds mu.
-func (h *topicHistory) replayStart(req historyRequest, asked bool) (uint64, bool) {
+// replayStart is the index of the first retained entry a request replays
+// (h.count: none) and whether everything it asks for is retained, on a
+// single node. Caller holds mu.
+func (h *topicHistory) replayStart(req historyRequest, asked bool) (int, bool) {
 	switch {
 	case !asked:
-		return h.next, false
+		return h.count, false
 	case req.resume:
 		if req.epoch != h.epoch || req.seq >= h.next {
 			// Another lifetime, or an offset this one never assigned (its
 			// tail was lost in a crash): deliver all that is retained.
-			return h.first, false
+			return 0, false
 		}
 		if req.seq+1 < h.first {
-			return h.first, false // evicted since
+			return 0, false // evicted since
 		}
-		return req.seq + 1, true
+		return h.after(req.seq), true
 	}
 	n := uint64(req.last)
 	if published := h.next - 1; n > published {
@@ -130,18 +140,18 @@ func (h *topicHistory) replayStart(req historyRequest, asked bool) (uint64, bool
 	}
 	start := h.next - n
 	if start < h.first {
-		return h.first, false
+		return 0, false
 	}
-	return start, true
+	return h.after(start - 1), true
 }
 
-// replayFits moves start forward until the replay fits what the
-// subscription may take at once: what is free of its outbox and of its
-// byte budget, less half of each, which stays for live messages (as
-// queues may fill only half the outbox), and for client-ack subscriptions
-// the unacknowledged bound. fits is false when it had to. Caller holds
-// h.mu.
-func (s *Session) replayFits(h *topicHistory, sub *subscription, start uint64) (uint64, bool) {
+// replayFits moves start (an index of h's entries) forward until the
+// replay fits what the subscription may take at once: what is free of its
+// outbox and of its byte budget, less half of each, which stays for live
+// messages (as queues may fill only half the outbox), and for client-ack
+// subscriptions the unacknowledged bound. fits is false when it had to.
+// Caller holds h.mu.
+func (s *Session) replayFits(h *topicHistory, sub *subscription, start int) (int, bool) {
 	outFree := int64(s.out.limit-s.out.used()) - int64(s.out.limit/2)
 	budgetFree := s.budget.limit - s.budget.held() - s.budget.limit/2
 	room := max(0, min(outFree, budgetFree))
@@ -153,19 +163,19 @@ func (s *Session) replayFits(h *topicHistory, sub *subscription, start uint64) (
 		}
 	}
 	var used int64
-	seq := h.next
-	for seq > start {
-		m := h.at(seq - 1).m
+	i := h.count
+	for i > start {
+		m := h.entry(i - 1).m
 		size := int64(deliverySize(m, sub) + len(replayedLine))
 		if sub.ackMode != ackAuto {
 			size += int64(m.size()) // charged to the budget until acknowledged
 		}
 		if used+size > room || count == 0 {
-			return seq, false
+			return i, false
 		}
 		used += size
 		count--
-		seq--
+		i--
 	}
 	return start, true
 }

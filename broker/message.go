@@ -31,6 +31,14 @@ type Message struct {
 	// cluster already (cluster_send.go); set by its session before any
 	// delivery.
 	toCluster bool
+	// inHistory: a topic message published here was stored in the
+	// cluster's history, whose mirror delivers it here too
+	// (cluster_history.go): the SEND delivers it nowhere itself.
+	inHistory bool
+	// histSeq is the offset's seq of a message the cluster's history
+	// delivers (0 otherwise): a subscription resuming after an offset
+	// this node has not reached skips up to it (subscription.skipThrough).
+	histSeq uint64
 }
 
 // size is what the message counts against queue and outbox limits.

@@ -69,12 +69,13 @@ const (
 	parkedFull            // not parked at all: MaxParkedSessions were parked already
 	parkedReplaced        // its client connected afresh with the same client-id
 	parkedPerIP           // its address parked more than MaxParkedPerIP: the oldest goes
+	parkedMoved           // handed over to another node of the cluster, where it resumed
 	parkedReleaseCount
 )
 
 var parkedReleaseNames = [parkedReleaseCount]string{
 	parkedGrace: "grace", parkedOverflow: "overflow", parkedShutdown: "shutdown", parkedRefused: "refused",
-	parkedFull: "full", parkedReplaced: "replaced", parkedPerIP: "per-ip",
+	parkedFull: "full", parkedReplaced: "replaced", parkedPerIP: "per-ip", parkedMoved: "moved",
 }
 
 // resumeTable maps the tokens of connected and parked sessions to their

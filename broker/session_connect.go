@@ -80,12 +80,25 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 	// (a connected one taken over), and this session gets a token of its own.
 	resumeToken, askedResume := f.Header("resume-token")
 	var old *Session
+	var handed *SessionState // a session another node handed over (cluster_session.go)
+	cs := s.b.clusterSessions()
 	if askedResume && s.b.resume.enabled() {
-		old = s.claimParked(ctx, resumeToken, p.Name, sp.name, version)
+		local, node := splitResumeToken(resumeToken)
+		switch {
+		case cs != nil && node != "" && node != cs.SessionNode():
+			handed = s.fetchSession(ctx, cs, resumeToken, node, p.Name, sp.name, version)
+		case cs != nil && node != "":
+			old = s.claimParked(ctx, local, p.Name, sp.name, version)
+		default:
+			old = s.claimParked(ctx, resumeToken, p.Name, sp.name, version)
+		}
 	}
 	var token string
 	if s.b.resume.enabled() {
 		token = s.b.resume.issue(s)
+		if cs != nil {
+			token += "." + cs.SessionNode()
+		}
 	}
 	connected := func(resumed bool) func([]byte) []byte {
 		return func(dst []byte) []byte {
@@ -109,7 +122,17 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 		s.b.resume.notAllowed(old)
 		old = nil
 	}
-	if old != nil && s.adopt(old, connected(true)) {
+	if handed != nil && !s.mayAdoptState(handed) {
+		s.b.resume.results[resumeRefused].Add(1)
+		handed = nil
+	}
+	if handed != nil {
+		s.control(connected(true))
+		if err := s.adoptState(handed); err != nil {
+			return err
+		}
+		s.b.cfg.Logger.Debug("session resumed from another node", "session", s.id, "remote", s.remote)
+	} else if old != nil && s.adopt(old, connected(true)) {
 		s.finishAdopt(old)
 		s.b.cfg.Logger.Debug("session resumed", "session", s.id, "parked", old.id, "remote", s.remote)
 	} else {

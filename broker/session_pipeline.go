@@ -90,6 +90,12 @@ type pipedSend struct {
 	// copies (cluster mode, a topic SEND): the durable subscriptions'
 	// queues its copies are stored in, not stored yet (cluster_durable.go).
 	copies []string
+	// history (cluster mode, a topic SEND): the cluster keeps the topic's
+	// history, rule historyRule, which delivers it to every node
+	// (cluster_history_send.go); historyStored once it has it.
+	history       bool
+	historyStored bool
+	historyRule   int
 }
 
 // JournalDone implements JournalDone. It runs on the journal's goroutine,
@@ -135,7 +141,7 @@ func (p *pipeline) wakeAt() time.Time {
 // pipelinable reports whether f is a SEND that may join the pipeline: a
 // persistent one outside a transaction, or one the cluster stores.
 func (s *Session) pipelinable(f *frames.Frame) bool {
-	if s.b.clusterSendFrame(f) {
+	if s.b.clusterSendFrame(f) || s.historySendFrame(f) {
 		return true
 	}
 	if f.Command != frames.CmdSend {
@@ -188,6 +194,9 @@ func (s *Session) arrivePiped(f *frames.Frame) error {
 func (s *Session) sendPipelined(f *frames.Frame, r route, m *Message, claim dedupeClaim) (piped bool, _ *stompError) {
 	if s.b.clusterRoute(r) {
 		return true, s.sendClustered(f, r, m, claim)
+	}
+	if rule := s.historyRoute(r); rule >= 0 {
+		return true, s.sendHistory(f, r, m, rule, claim)
 	}
 	if r.kind == kindTopic {
 		if qs := s.space.durableCopies(r.key); len(qs) > 0 {

@@ -63,6 +63,7 @@ func (s *Session) pipeRetry(e *pipedSend) bool {
 // other subscribers.
 func (s *Session) enterPiped(e *pipedSend) *stompError {
 	switch {
+	case e.history: // stored in the cluster's history, whose mirror delivers it here too
 	case e.cluster && e.route.kind == kindTopic: // its durable copies are stored
 		if err := s.publishTopicClustered(e.route.key, e.msg); err != nil {
 			return err

@@ -27,7 +27,7 @@ func (s *Session) handleSend(f *frames.Frame) *stompError {
 	if err != nil {
 		return err
 	}
-	if m != nil && key != nil && s.b.clusterRoute(r) && s.b.cfg.DedupeWindow > 0 {
+	if m != nil && key != nil && (s.b.clusterRoute(r) || s.historyRoute(r) >= 0) && s.b.cfg.DedupeWindow > 0 {
 		// The cluster recognizes a repeat on any node, within the window.
 		m.DedupeID = clusterDedupeID(s.space.name, s.principal.Name, m.Destination, key)
 	}
@@ -249,6 +249,9 @@ func (s *Session) routeQueue(r route) *queue {
 func (s *Session) deliverRoute(r route, m *Message, checkLimits bool) *stompError {
 	switch r.kind {
 	case kindTopic:
+		if m.inHistory {
+			return nil // the cluster's history delivers it (cluster_history_send.go)
+		}
 		if err := s.publishTopicClustered(r.key, m); err != nil {
 			return err
 		}

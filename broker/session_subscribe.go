@@ -9,7 +9,17 @@ import (
 // handleSubscribe creates a subscription (STOMP 1.2, "SUBSCRIBE") to a topic
 // (exact or wildcard), a queue, this session's temporary queue, or a durable
 // subscription (client-id on CONNECT plus durable-subscription-name).
-func (s *Session) handleSubscribe(f *frames.Frame) *stompError {
+func (s *Session) handleSubscribe(f *frames.Frame) (err *stompError) {
+	if s.b.clusterSessions() != nil {
+		defer func() {
+			// What another node needs to make it again (cluster_session.go).
+			if id, ok := f.Header("id"); err == nil && ok {
+				if sub := s.subs[string(id)]; sub != nil && sub.spec == nil {
+					sub.spec = subscribeSpec(f)
+				}
+			}
+		}()
+	}
 	destination, err := requireHeader(f, "destination")
 	if err != nil {
 		return err

@@ -62,6 +62,15 @@ type subscription struct {
 	// presence is the presence set it joins (presence:true) or watches
 	// (/presence/...), if any: read loop only (presence_session.go).
 	presence *presenceLink
+	// spec (read loop only; cluster mode) is what of its SUBSCRIBE
+	// another node needs to make it again when the session resumes there
+	// (cluster_session.go).
+	spec []frames.Header
+	// skipThrough (guarded by its topic history's lock) is, for a
+	// subscription resuming after an offset its node's mirror of the
+	// cluster's history has not reached yet, that offset's seq: what the
+	// mirror delivers up to it, the client has (cluster_history.go).
+	skipThrough uint64
 
 	mu      sync.Mutex
 	unacked []delivery // guarded by mu: ascending ackID
@@ -138,6 +147,16 @@ func (sub *subscription) deliverTopic(m *Message) { sub.deliverTopicEntry(m, fal
 // deliverTopicEntry is deliverTopic; replayed marks a message replayed
 // from the topic's history (MESSAGE header replayed:true).
 func (sub *subscription) deliverTopicEntry(m *Message, replayed bool) {
+	sub.deliverTopicCount(m, replayed, 1)
+}
+
+// deliverTopicCount is deliverTopicEntry for the deliveries-th delivery
+// of m (more than 1: marked redelivered; a session handed over by another
+// node, cluster_session.go).
+func (sub *subscription) deliverTopicCount(m *Message, replayed bool, deliveries int) {
+	if m.histSeq != 0 && m.histSeq <= sub.skipThrough {
+		return
+	}
 	if sub.feed != nil {
 		// A journaled persistent message is already promised to this
 		// durable subscription: it is not refused by the limits afterwards.
@@ -152,7 +171,7 @@ func (sub *subscription) deliverTopicEntry(m *Message, replayed bool) {
 		sub.mu.Unlock()
 		return
 	}
-	e := outEntry{msg: m, sub: sub, deliveries: 1, replayed: replayed}
+	e := outEntry{msg: m, sub: sub, deliveries: deliveries, replayed: replayed}
 	if sub.ackMode != ackAuto {
 		limit := sub.prefetch
 		if limit == 0 {

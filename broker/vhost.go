@@ -57,6 +57,9 @@ func newSpace(b *Broker, name string) *space {
 		if _, ok := c.(ClusterDurables); ok {
 			sp.durIndex = newSublist()
 		}
+		if ch, ok := c.(ClusterHistory); ok && sp.hist != nil {
+			sp.startMirrors(ch) // last: the mirrors deliver into sp at once
+		}
 	}
 	return sp
 }
