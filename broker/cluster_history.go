@@ -32,7 +32,10 @@ type ClusterHistory interface {
 	// nil once stored (every node then gets m through its HistorySink),
 	// ErrClusterDuplicate for a repeat of m.DedupeID, or an error
 	// wrapping ErrClusterUnavailable. When it returns an error nothing was
-	// sent and done is never called.
+	// sent and done is never called; an error wrapping ErrClusterFull
+	// says the cluster cannot take more now (this node's mirror of the
+	// rule is too far behind): the producer is slowed down and the SEND
+	// tried again.
 	PublishHistory(vhost, topic string, rule int, m *Message, done ClusterDone) error
 }
 

@@ -51,7 +51,7 @@ func clusterError(err error) *stompError {
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrClusterFull):
-		return fullErr(FullCluster, "the queue holds its limit in the cluster ("+err.Error()+")")
+		return fullErr(FullCluster, "the cluster cannot take more now ("+err.Error()+")")
 	}
 	return &stompError{code: CodeClusterUnavailable, message: "cluster unavailable",
 		detail: "The broker could not store this in its cluster (NATS JetStream), so it was not accepted: " +

@@ -2,7 +2,9 @@ package cluster_test
 
 import (
 	"bufio"
+	"io"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"github.com/go-stomp/stomp/v3"
 
 	"github.com/stompbox/stompbox/broker"
+	"github.com/stompbox/stompbox/server/cluster/clustertest"
 )
 
 // rawFrames opens a plain TCP connection to addr, sends CONNECT and then
@@ -124,4 +127,74 @@ func TestClusterHistoryResumeOnAnyNode(t *testing.T) {
 		t.Fatalf("history:2 on the late node: %v", fs)
 	}
 	none(t, exact, 0)
+}
+
+// metricSum is the sum of the samples of the series whose line starts
+// with prefix on the node's /metrics.
+func metricSum(t testing.TB, n *node, prefix string) float64 {
+	t.Helper()
+	resp, err := http.Get(n.admin.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, prefix) {
+			f := strings.Fields(l)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", l, err)
+			}
+			sum += v
+		}
+	}
+	return sum
+}
+
+// A burst to one topic of far more than its rule's size: the stream keeps
+// only size messages per topic, so the publisher is slowed down until the
+// mirrors have read what it stored, and every subscriber on every node gets
+// every message, in order; nothing is dropped before a mirror read it.
+func TestClusterHistoryBurstSlowsProducerDown(t *testing.T) {
+	small := broker.Config{TopicHistory: []broker.HistoryRule{{Pattern: "/topic/burst.#", Size: 20}}}
+	nats := clustertest.StartNATS(t, 1)
+	a := startNode(t, nats.URLs(), "node-a", nodeOpts{broker: small})
+	b := startNode(t, nats.URLs(), "node-b", nodeOpts{broker: small})
+	waitFor(t, 15*time.Second, "nodes ready", func() bool { return a.ready() && b.ready() })
+	const topic, count = "/topic/burst.t", 600
+	var subs []*stomp.Subscription
+	for _, n := range []*node{a, b} {
+		s, err := n.dial(t).Subscribe(topic, stomp.AckAuto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, s)
+	}
+	pub := a.dial(t)
+	probeTopic(t, pub, topic, subs...)
+	for i := range count {
+		if err := pub.Send(topic, "text/plain", []byte(itoa(i))); err != nil { // no receipts: one burst
+			t.Fatal(err)
+		}
+	}
+	for j, s := range subs {
+		for i := range count {
+			if m := recv(t, s, 10*time.Second); string(m.Body) != itoa(i) {
+				t.Fatalf("subscriber %d: message %d is %q", j, i, m.Body)
+			}
+		}
+	}
+	if held := metricSum(t, a, `stompbox_cluster_publish_failures_total{reason="mirror_behind"}`); held == 0 {
+		t.Fatal("the publisher was never held back: the burst did not reach the mirror's bound")
+	}
+	for _, n := range []*node{a, b} {
+		if missed := metricSum(t, n, "stompbox_cluster_history_missed_total"); missed != 0 {
+			t.Fatalf("a mirror missed %v messages", missed)
+		}
+	}
 }

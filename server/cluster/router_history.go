@@ -88,6 +88,7 @@ type historyState struct {
 type historyMetrics struct {
 	mirrored     prometheus.Counter
 	decodeErrors prometheus.Counter
+	missed       prometheus.Counter
 }
 
 // init makes the state's maps and collectors; lag is the lag gauge's
@@ -99,9 +100,11 @@ func (h *historyState) init(reg prometheus.Registerer, lag func() float64) {
 			Help: "Topic history messages mirrored from the cluster into this node's histories."}),
 		decodeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "stompbox_cluster_history_decode_errors_total",
 			Help: "Messages of topic history streams that did not decode and were skipped."}),
+		missed: prometheus.NewCounter(prometheus.CounterOpts{Name: "stompbox_cluster_history_missed_total",
+			Help: "Messages stored in a topic history stream after this node's mirror had caught up that the stream dropped before the mirror read them (this node's subscribers did not get them live)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(h.met.mirrored, h.met.decodeErrors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		reg.MustRegister(h.met.mirrored, h.met.decodeErrors, h.met.missed, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "stompbox_cluster_history_lag",
 			Help: "Messages of the topic history streams not mirrored into this node yet (last known stream sequence minus last mirrored, summed over every history)."},
 			lag))
@@ -125,6 +128,39 @@ type historyMirror struct {
 	last     atomic.Uint64 // last of the latest Start
 	done     atomic.Uint64 // the last sequence read (delivered or skipped)
 	known    atomic.Uint64 // the last stream sequence known to exist
+	// inflight counts this node's publishes to the stream awaiting their
+	// outcome (historyDone).
+	inflight atomic.Int64
+}
+
+// backlogLimit is how far this node's publishes may run ahead of its
+// mirror (stored or in flight, not read yet): half the rule's per-topic
+// size. The stream keeps size messages per topic, so a mirror more than
+// that behind would find a burst to one topic dropped before it read it;
+// the other half is left for the other nodes' publishers.
+func (m *historyMirror) backlogLimit() int64 { return max(1, int64(m.spec.Size)/2) }
+
+// backlog is how many messages this node's mirror has yet to read that it
+// knows of: stored ones, and this node's publishes in flight.
+func (m *historyMirror) backlog() int64 {
+	n := m.inflight.Load()
+	if k, d := m.known.Load(), m.done.Load(); k > d {
+		n += int64(k - d)
+	}
+	return n
+}
+
+// historyDone counts a publish's outcome out of its mirror's in-flight
+// publishes before the broker hears it.
+type historyDone struct {
+	m    *historyMirror
+	done broker.ClusterDone
+}
+
+// ClusterDone implements broker.ClusterDone.
+func (d historyDone) ClusterDone(err error) {
+	d.m.inflight.Add(-1)
+	d.done.ClusterDone(err)
 }
 
 // KeepHistory implements broker.ClusterHistory: it starts the mirror's
@@ -177,6 +213,13 @@ func (r *router) PublishHistory(vhost, topic string, rule int, m *broker.Message
 		r.met.publishFailed.WithLabelValues(reasonDisconnected).Inc()
 		return unavailable("publish history", nats.ErrDisconnected)
 	}
+	if b := hm.backlog(); b >= hm.backlogLimit() {
+		// Flow control: the broker holds the SEND and retries it, so the
+		// mirrors are not overrun (backlogLimit).
+		r.met.publishFailed.WithLabelValues(reasonMirrorBehind).Inc()
+		return fmt.Errorf("cluster: publish history: %w: this node's mirror of %s has %d messages to read (limit %d)",
+			broker.ErrClusterFull, hm.spec.Pattern, b, hm.backlogLimit())
+	}
 	if q.inflight.Add(1) > maxInflight {
 		q.inflight.Add(-1)
 		r.met.publishFailed.WithLabelValues(reasonTooMany).Inc()
@@ -191,8 +234,13 @@ func (r *router) PublishHistory(vhost, topic string, rule int, m *broker.Message
 		Data:    encodeMessage(m),
 		Header:  nats.Header{jetstream.MsgIDHeader: []string{id}},
 	}
-	p := &pendingPub{msg: msg, done: done, start: time.Now(), dedupe: m.DedupeID != ""}
-	return r.dispatch(p, "publish history", func() *vhostStream { return hm.vs })
+	hm.inflight.Add(1)
+	p := &pendingPub{msg: msg, done: historyDone{hm, done}, start: time.Now(), dedupe: m.DedupeID != "", hist: hm}
+	err := r.dispatch(p, "publish history", func() *vhostStream { return hm.vs })
+	if err != nil {
+		hm.inflight.Add(-1) // done is never called
+	}
+	return err
 }
 
 // historyPubErr is the error a history publish reports for werr: always

@@ -186,6 +186,14 @@ func (m *historyMirror) consume(cons jetstream.Consumer) (progressed bool, err e
 func (m *historyMirror) handle(jm jetstream.Msg, md *jetstream.MsgMetadata) {
 	r := m.r
 	seq := md.Sequence.Stream
+	if d := m.done.Load(); m.caughtUp.Load() && seq > d+1 {
+		// Stored after the mirror had caught up, dropped before it read
+		// them: a burst to one topic of more than the rule's size that
+		// this node's mirror could not keep up with.
+		r.history.met.missed.Add(float64(seq - d - 1))
+		r.log.Warn("history mirror: the stream dropped messages before this node read them", "stream", m.vs.name,
+			"from", d+1, "to", seq-1)
+	}
 	if seq > m.done.Load() {
 		msg, err := decodeMessage(jm.Data())
 		topic, ok := topicOfSubject(m.base, jm.Subject())

@@ -4,12 +4,13 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Publish failure reasons: the bounded values of the reason label.
 const (
-	reasonFull         = "full"         // the stream refused it for its limits
-	reasonTimeout      = "timeout"      // no PubAck within PublishTimeout
-	reasonDisconnected = "disconnected" // the connection to NATS was down or dropped
-	reasonNoStream     = "no_stream"    // nothing answered on the subject (stream missing or JetStream down)
-	reasonTooMany      = "too_many"     // too many publishes awaiting their PubAck
-	reasonError        = "error"        // anything else
+	reasonFull         = "full"          // the stream refused it for its limits
+	reasonTimeout      = "timeout"       // no PubAck within PublishTimeout
+	reasonDisconnected = "disconnected"  // the connection to NATS was down or dropped
+	reasonNoStream     = "no_stream"     // nothing answered on the subject (stream missing or JetStream down)
+	reasonTooMany      = "too_many"      // too many publishes awaiting their PubAck
+	reasonMirrorBehind = "mirror_behind" // a history publish held back: this node's mirror is too far behind
+	reasonError        = "error"         // anything else
 )
 
 // routerMetrics are the router's collectors. They always exist (the code

@@ -67,6 +67,10 @@ type pendingPub struct {
 	settled atomic.Bool // done was called (or PublishQueue returned its error)
 	// dedupe: the message id is an idempotency key's (Message.DedupeID).
 	dedupe bool
+	// hist is the mirror of the history stream a history publish goes
+	// to (nil for a queue's): its PubAck tells the mirror how far the
+	// stream is.
+	hist *historyMirror
 }
 
 // claim makes the caller the one that reports p's outcome.
@@ -251,6 +255,10 @@ func (r *router) finish(p *pendingPub, err error) {
 // onPubAck is the async publisher's PubAck handler.
 func (r *router) onPubAck(_ jetstream.JetStream, msg *nats.Msg, ack *jetstream.PubAck) {
 	if p := r.take(msg); p != nil {
+		if p.hist != nil && ack != nil {
+			for k := p.hist.known.Load(); ack.Sequence > k && !p.hist.known.CompareAndSwap(k, ack.Sequence); k = p.hist.known.Load() {
+			}
+		}
 		if ack != nil && ack.Duplicate && p.keyed() {
 			r.finishDuplicate(p)
 			return
