@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"sync"
@@ -102,12 +103,21 @@ func seqs(ds []histDelivery) []uint64 {
 var epochPattern = regexp.MustCompile(`^[0-9a-f]{1,16}$`)
 
 // publishHistoryWait publishes m to topic under rule 0 of "/" and returns
-// done's error (or PublishHistory's).
+// done's error (or PublishHistory's). A refusal for the mirror's backlog
+// (ErrClusterFull) is retried for up to 10s, as the broker does.
 func publishHistoryWait(t *testing.T, r *router, topic string, m *broker.Message) error {
 	t.Helper()
 	ch := make(chan error, 1)
-	if err := r.PublishHistory("/", topic, 0, m, broker.ClusterDoneFunc(func(err error) { ch <- err })); err != nil {
-		return err
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := r.PublishHistory("/", topic, 0, m, broker.ClusterDoneFunc(func(err error) { ch <- err }))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, broker.ErrClusterFull) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	select {
 	case err := <-ch:
