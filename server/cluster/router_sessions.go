@@ -50,6 +50,12 @@ const (
 	// handoffTimeout bounds one handover on the issuing node: the broker's
 	// claim may wait for a connected session to be taken over.
 	handoffTimeout = 4 * time.Second
+	// sessionWaitHeader, on a request, is how long the requester waits
+	// for the answer, in milliseconds: the issuing node claims the
+	// session only within the first part of it, so that the answer can
+	// still arrive in time (a session claimed and handed to a requester
+	// that gave up is lost).
+	sessionWaitHeader = "Stompbox-Wait"
 	// maxSessionNodeName bounds the readable part of SessionNode.
 	maxSessionNodeName = 40
 	// maxErrorText bounds the text of an error answer.
@@ -202,14 +208,22 @@ func (r *router) serveHandoff(msg *nats.Msg) string {
 		r.answerError(msg.Reply, "node not serving yet")
 		return resultError
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, handoffTimeout)
+	total, claim := handoffBudget(msg.Header.Get(sessionWaitHeader))
+	if claim <= 0 {
+		r.answerError(msg.Reply, "no time left to hand the session over")
+		return resultError
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, total)
 	defer cancel()
-	st, err := b.HandOffSession(ctx, req)
+	claimCtx, cancelClaim := context.WithTimeout(ctx, claim)
+	defer cancelClaim()
+	st, err := b.HandOffSession(claimCtx, req)
 	if errors.Is(err, broker.ErrSessionUnknown) {
-		r.answer(msg.Reply, kindUnknown, "", nil)
+		_ = r.answer(msg.Reply, kindUnknown, "", nil) // lost: the requester times out, same outcome
 		return resultUnknown
 	}
 	if err != nil {
+		r.log.Warn("session not handed over", "error", err)
 		r.answerError(msg.Reply, err.Error())
 		return resultError
 	}
@@ -238,6 +252,18 @@ func (r *router) serveHandoff(msg *nats.Msg) string {
 	r.log.Debug("session handed over", "subscriptions", len(st.Subscriptions), "deliveries", len(st.Deliveries),
 		"bytes", len(payload), "chunks", n)
 	return resultResumed
+}
+
+// handoffBudget is how long a handover may take in all (total) and how
+// long of it the broker may spend claiming the session (claim), for a
+// requester that waits wait milliseconds (empty: not said, the default).
+// The rest is left for the answer to travel.
+func handoffBudget(wait string) (total, claim time.Duration) {
+	total = handoffTimeout
+	if ms, err := strconv.ParseInt(wait, 10, 64); err == nil {
+		total = min(total, time.Duration(max(ms, 0))*time.Millisecond)
+	}
+	return total, total - total/4
 }
 
 // answer publishes one answer message to reply.
@@ -296,7 +322,11 @@ func (r *router) fetchSession(ctx context.Context, node string, req broker.Sessi
 	if err := sub.SetPendingLimits(-1, maxSessionBytes+maxSessionChunks*chunkHeadroom); err != nil {
 		return nil, fmt.Errorf("cluster: session inbox: %w", err)
 	}
-	if err := r.nc.PublishRequest(sessionSubject(r.cfg.Prefix, node), inbox, encodeSessionRequest(req)); err != nil {
+	request := &nats.Msg{Subject: sessionSubject(r.cfg.Prefix, node), Reply: inbox, Data: encodeSessionRequest(req)}
+	if deadline, ok := ctx.Deadline(); ok {
+		request.Header = nats.Header{sessionWaitHeader: []string{strconv.FormatInt(time.Until(deadline).Milliseconds(), 10)}}
+	}
+	if err := r.nc.PublishMsg(request); err != nil {
 		return nil, unavailable("session request", err)
 	}
 	var payload []byte

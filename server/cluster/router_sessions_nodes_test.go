@@ -340,3 +340,25 @@ func TestClusterSessionOfGoneNode(t *testing.T) {
 		t.Fatalf("B counts %v unknown handovers in, want 1", v)
 	}
 }
+
+// A token presented on B while its session is still connected on A takes
+// the session over: A's connection ends with an ERROR, B resumes it.
+func TestClusterSessionTakenOverFromAnotherNode(t *testing.T) {
+	_, n := threeNodes(t, nodeOpts{})
+	const topic = "/topic/sess.live"
+	a, connected := dialRaw(t, n[0].addr, "client-id:live\n")
+	a.send("SUBSCRIBE\nid:s1\ndestination:" + topic + "\nreceipt:r1\n")
+	a.expect("RECEIPT")
+	b, resumed := dialRaw(t, n[1].addr, "client-id:live\nresume-token:"+connected.headers["resume-token"]+"\n")
+	if resumed.headers["resumed"] != "true" {
+		t.Fatalf("CONNECTED on B: %v, want resumed:true", resumed.headers)
+	}
+	if f := a.expect("ERROR"); !strings.Contains(f.headers["message"]+f.headers["error-code"], "taken") {
+		t.Fatalf("A's connection ended with %v %q", f.headers, f.body)
+	}
+	pub := n[2].dial(t)
+	probeRaw(t, pub, topic, b)
+	if p := n[0].srv.Broker().ParkedSessions(); p != 0 {
+		t.Fatalf("A still parks %d sessions", p)
+	}
+}

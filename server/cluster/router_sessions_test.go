@@ -123,3 +123,18 @@ func TestFetchSessionAnswers(t *testing.T) {
 		}
 	}
 }
+
+func TestHandoffBudget(t *testing.T) {
+	for wait, want := range map[string][2]time.Duration{
+		"":      {handoffTimeout, handoffTimeout * 3 / 4},
+		"junk":  {handoffTimeout, handoffTimeout * 3 / 4},
+		"60000": {handoffTimeout, handoffTimeout * 3 / 4},
+		"2000":  {2 * time.Second, 1500 * time.Millisecond},
+		"0":     {0, 0},
+		"-5":    {0, 0},
+	} {
+		if total, claim := handoffBudget(wait); total != want[0] || claim != want[1] {
+			t.Errorf("handoffBudget(%q) = %v, %v; want %v, %v", wait, total, claim, want[0], want[1])
+		}
+	}
+}
