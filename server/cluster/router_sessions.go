@@ -242,6 +242,11 @@ func (r *router) serveHandoff(msg *nats.Msg) string {
 		chunk = chunkHeadroom
 	}
 	n := (len(payload) + chunk - 1) / chunk
+	if n > maxSessionChunks { // only with a NATS max payload of a few KiB
+		r.log.Warn("session needs too many chunks to hand over; it is lost", "bytes", len(payload), "chunks", n)
+		r.answerError(msg.Reply, "session too large for NATS's max payload")
+		return resultError
+	}
 	for i := range n {
 		part := payload[i*chunk : min((i+1)*chunk, len(payload))]
 		if err := r.answer(msg.Reply, kindState, strconv.Itoa(i+1)+"/"+strconv.Itoa(n), part); err != nil {

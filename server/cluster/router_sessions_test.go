@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/stompbox/stompbox/broker"
@@ -136,5 +137,68 @@ func TestHandoffBudget(t *testing.T) {
 		if total, claim := handoffBudget(wait); total != want[0] || claim != want[1] {
 			t.Errorf("handoffBudget(%q) = %v, %v; want %v, %v", wait, total, claim, want[0], want[1])
 		}
+	}
+}
+
+// The requester takes a state only as whole, in-order chunks of a valid
+// encoding; anything else another process answers is an error, never a
+// session.
+func TestFetchSessionChunks(t *testing.T) {
+	noLeaks(t)
+	srv := startNATS(t, -1, t.TempDir())
+	r := newTestRouter(t, natsURL(srv), "a", nil)
+	full := encodeSessionState(testSessionState())
+	half := len(full) / 2
+	type part struct {
+		kind, chunk string
+		data        []byte
+	}
+	for _, tc := range []struct {
+		name  string
+		parts []part
+		ok    bool
+	}{
+		{"two chunks", []part{{kindState, "1/2", full[:half]}, {kindState, "2/2", full[half:]}}, true},
+		{"one chunk", []part{{kindState, "1/1", full}}, true},
+		{"second first", []part{{kindState, "2/2", full[half:]}, {kindState, "1/2", full[:half]}}, false},
+		{"repeated", []part{{kindState, "1/2", full[:half]}, {kindState, "1/2", full[:half]}}, false},
+		{"total changes", []part{{kindState, "1/3", full[:half]}, {kindState, "2/2", full[half:]}}, false},
+		{"no chunk header", []part{{kindState, "", full}}, false},
+		{"truncated", []part{{kindState, "1/1", full[:half]}}, false},
+		{"unknown kind", []part{{"maybe", "1/1", full}}, false},
+		{"error", []part{{kindError, "", []byte("broken")}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nc := connect(t, natsURL(srv))
+			sub, err := nc.Subscribe(sessionSubject("sbtest", "fake"), func(m *nats.Msg) {
+				for _, p := range tc.parts {
+					h := nats.Header{sessionKindHeader: []string{p.kind}}
+					if p.chunk != "" {
+						h[sessionChunkHeader] = []string{p.chunk}
+					}
+					_ = nc.PublishMsg(&nats.Msg{Subject: m.Reply, Header: h, Data: p.data})
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = sub.Unsubscribe() }()
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			st, err := r.FetchSession(ctx, "fake", broker.SessionRequest{Token: "t.fake", VHost: "/", Version: "1.2"})
+			if tc.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				sameState(t, st, testSessionState())
+				return
+			}
+			if err == nil || errors.Is(err, broker.ErrSessionUnknown) {
+				t.Fatalf("got %+v, %v; want an error", st, err)
+			}
+		})
 	}
 }
