@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -58,6 +59,8 @@ const (
 	sessionWaitHeader = "Stompbox-Wait"
 	// maxSessionNodeName bounds the readable part of SessionNode.
 	maxSessionNodeName = 40
+	// handoffWindow is how many bytes of a state are in flight at most.
+	handoffWindow = 16 << 20
 	// maxErrorText bounds the text of an error answer.
 	maxErrorText = 512
 )
@@ -82,11 +85,16 @@ type sessionsState struct {
 	closed bool
 	sem    chan struct{} // a slot per handover being served
 	met    *prometheus.CounterVec
+	// window is how many bytes of a state are sent before the responder
+	// waits for the requester to have read them (handoffWindow; tests
+	// make it smaller).
+	window atomic.Int64
 }
 
 func (s *sessionsState) init(reg prometheus.Registerer, nodeName, instance string) {
 	s.node = sessionNodeName(nodeName, instance)
 	s.sem = make(chan struct{}, maxHandoffs)
+	s.window.Store(handoffWindow)
 	s.met = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stompbox_cluster_session_handoffs_total",
 		Help: "Session handovers between nodes, by direction (in: resumed here from another node, out: handed to another node) and result (resumed, unknown, error)."},
 		[]string{"direction", "result"})
@@ -219,7 +227,7 @@ func (r *router) serveHandoff(msg *nats.Msg) string {
 	defer cancelClaim()
 	st, err := b.HandOffSession(claimCtx, req)
 	if errors.Is(err, broker.ErrSessionUnknown) {
-		_ = r.answer(msg.Reply, kindUnknown, "", nil) // lost: the requester times out, same outcome
+		_ = r.answer(msg.Reply, kindUnknown, nil) // lost: the requester times out, same outcome
 		return resultUnknown
 	}
 	if err != nil {
@@ -247,12 +255,9 @@ func (r *router) serveHandoff(msg *nats.Msg) string {
 		r.answerError(msg.Reply, "session too large for NATS's max payload")
 		return resultError
 	}
-	for i := range n {
-		part := payload[i*chunk : min((i+1)*chunk, len(payload))]
-		if err := r.answer(msg.Reply, kindState, strconv.Itoa(i+1)+"/"+strconv.Itoa(n), part); err != nil {
-			r.log.Warn("session handover not delivered; it is lost", "error", err)
-			return resultError
-		}
+	if err := r.sendChunks(ctx, msg.Reply, payload, chunk, n); err != nil {
+		r.log.Warn("session handover not delivered; it is lost", "error", err)
+		return resultError
 	}
 	r.log.Debug("session handed over", "subscriptions", len(st.Subscriptions), "deliveries", len(st.Deliveries),
 		"bytes", len(payload), "chunks", n)
@@ -271,12 +276,44 @@ func handoffBudget(wait string) (total, claim time.Duration) {
 	return total, total - total/4
 }
 
-// answer publishes one answer message to reply.
-func (r *router) answer(reply, kind, chunk string, data []byte) error {
-	h := nats.Header{sessionKindHeader: []string{kind}}
-	if chunk != "" {
-		h[sessionChunkHeader] = []string{chunk}
+// sendChunks sends payload to reply in n chunks of chunk bytes. Past a
+// window of bytes in flight it waits for the requester to have read them
+// (the window's last chunk carries a reply subject the requester answers
+// on): NATS disconnects a client that falls too far behind (its
+// max_pending, 64 MiB by default), and a slow requester must not cost
+// its node the connection.
+func (r *router) sendChunks(ctx context.Context, reply string, payload []byte, chunk, n int) error {
+	perWindow := max(int(r.sessions.window.Load())/chunk, 1)
+	var flow *nats.Subscription
+	if n > perWindow {
+		var err error
+		if flow, err = r.nc.SubscribeSync(r.nc.NewInbox()); err != nil {
+			return fmt.Errorf("cluster: session flow inbox: %w", err)
+		}
+		defer func() { _ = flow.Unsubscribe() }()
 	}
+	for i := range n {
+		m := &nats.Msg{Subject: reply, Data: payload[i*chunk : min((i+1)*chunk, len(payload))], Header: nats.Header{
+			sessionKindHeader: []string{kindState}, sessionChunkHeader: []string{strconv.Itoa(i+1) + "/" + strconv.Itoa(n)}}}
+		wait := flow != nil && (i+1)%perWindow == 0 && i+1 < n
+		if wait {
+			m.Reply = flow.Subject
+		}
+		if err := r.nc.PublishMsg(m); err != nil {
+			return fmt.Errorf("cluster: session chunk %d of %d: %w", i+1, n, err)
+		}
+		if wait {
+			if _, err := flow.NextMsgWithContext(ctx); err != nil {
+				return fmt.Errorf("cluster: session chunk %d of %d not read: %w", i+1, n, err)
+			}
+		}
+	}
+	return nil
+}
+
+// answer publishes one answer message (not a state) to reply.
+func (r *router) answer(reply, kind string, data []byte) error {
+	h := nats.Header{sessionKindHeader: []string{kind}}
 	if err := r.nc.PublishMsg(&nats.Msg{Subject: reply, Header: h, Data: data}); err != nil {
 		return fmt.Errorf("cluster: session answer: %w", err)
 	}
@@ -288,7 +325,7 @@ func (r *router) answerError(reply, why string) {
 	if len(why) > maxErrorText {
 		why = why[:maxErrorText]
 	}
-	if err := r.answer(reply, kindError, "", []byte(why)); err != nil {
+	if err := r.answer(reply, kindError, []byte(why)); err != nil {
 		r.log.Debug("session error answer not sent", "error", err)
 	}
 }
@@ -366,6 +403,11 @@ func (r *router) fetchSession(ctx context.Context, node string, req broker.Sessi
 			payload = append(payload, msg.Data...)
 		}
 		if i < n {
+			if msg.Reply != "" { // the responder waits for this window to be read
+				if err := r.nc.Publish(msg.Reply, nil); err != nil {
+					return nil, fmt.Errorf("cluster: session from node %s: %w", node, err)
+				}
+			}
 			continue
 		}
 		st, err := decodeSessionState(payload)

@@ -259,9 +259,11 @@ func TestClusterSessionResumesOnAnotherNode(t *testing.T) {
 }
 
 // A parked session whose outbox holds more than NATS's max payload (1 MiB)
-// resumes whole: the state crosses in chunks.
+// resumes whole: the state crosses in chunks, A waiting for B to have
+// read each one (a window of one chunk) before it sends the next.
 func TestClusterSessionBigOutboxResumes(t *testing.T) {
 	_, n := threeNodes(t, nodeOpts{})
+	n[0].link.SetHandoffWindow(1 << 20)
 	const topic = "/topic/sess.big"
 	a, connected := dialRaw(t, n[0].addr, "")
 	a.send("SUBSCRIBE\nid:s1\ndestination:" + topic + "\nreceipt:r1\n")
