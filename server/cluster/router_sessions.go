@@ -27,8 +27,11 @@ import (
 // NATS's max payload (a parked session's outbox may hold megabytes).
 // Every answer message carries sessionKindHeader; a state's chunks carry
 // sessionChunkHeader, "i/n", in order (core NATS keeps one publisher's
-// order to one subscriber). A node that is gone has no subscription on its
-// subject: NATS answers "no responders" at once and the resume fails fast.
+// order to one subscriber), and the last chunk of each window of
+// handoffWindow bytes a reply subject: the responder sends on once the
+// requester has answered there. A node that is gone has no subscription on
+// its subject: NATS answers "no responders" at once and the resume fails
+// fast.
 
 const (
 	sessionClass       = "s"
@@ -360,7 +363,8 @@ func (r *router) fetchSession(ctx context.Context, node string, req broker.Sessi
 		return nil, unavailable("session inbox", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	// The whole answer may be waiting here before it is read.
+	// A window of the answer may be waiting here before it is read (the
+	// whole answer, were the responder's window larger).
 	if err := sub.SetPendingLimits(-1, maxSessionBytes+maxSessionChunks*chunkHeadroom); err != nil {
 		return nil, fmt.Errorf("cluster: session inbox: %w", err)
 	}
