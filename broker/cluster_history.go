@@ -78,6 +78,10 @@ type historyMirror struct {
 	// topic, unseen, so it starts at quiet; a history dropped here, or a
 	// message no history could keep, raises it.
 	floor uint64
+	// gapEnd (guarded by mu) is the newest seq the mirror delivered right
+	// after a gap: the stream dropped what lay between before the mirror
+	// read it, so no topic's known run may reach back across it.
+	gapEnd uint64
 }
 
 // startMirrors hands the cluster sp's histories (newSpace, in cluster mode
@@ -102,7 +106,7 @@ func (x *historyMirror) Start(epoch string, last uint64) uint64 {
 		return from
 	}
 	old := x.epoch
-	x.epoch, x.pos, x.quiet, x.floor = epoch, 0, last, last
+	x.epoch, x.pos, x.quiet, x.floor, x.gapEnd = epoch, 0, last, last, 0
 	x.mu.Unlock()
 	if old != "" {
 		x.sp.b.cfg.Logger.Warn("cluster: a topic history starts a new lifetime; what this node kept of the old one is dropped",
@@ -136,6 +140,9 @@ func (x *historyMirror) Deliver(seq uint64, topic string, m *Message, at int64) 
 		x.mu.Unlock()
 		return
 	}
+	if seq > x.pos+1 {
+		x.gapEnd = seq
+	}
 	x.mu.Unlock()
 	sp := x.sp
 	if m.Persistent && sp.b.cfg.Journal != nil {
@@ -151,7 +158,7 @@ func (x *historyMirror) Deliver(seq uint64, topic string, m *Message, at int64) 
 		h.next = max(h.next, seq+1)
 		h.retain(m, seq, at)
 	}
-	if seq > quiet {
+	if seq > quiet && !m.expired(sp.b.nowMs()) {
 		sp.fanOut(topic, m, true)
 	}
 	x.mu.Lock()
@@ -165,11 +172,11 @@ func (x *historyMirror) Deliver(seq uint64, topic string, m *Message, at int64) 
 	}
 }
 
-// state returns the mirror's epoch, position and quiet mark.
-func (x *historyMirror) state() (epoch string, pos, quiet uint64) {
+// state returns the mirror's position, quiet mark and newest gap end.
+func (x *historyMirror) state() (pos, quiet, gapEnd uint64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return x.epoch, x.pos, x.quiet
+	return x.pos, x.quiet, x.gapEnd
 }
 
 // raiseFloor says a history of the rule left this node knowing its topic
@@ -204,7 +211,7 @@ func (sp *space) createMirrored(name string, x *historyMirror, seq uint64) *topi
 // the mirror delivers (an offset this node has not reached yet: everything
 // after it comes live, in order). Caller holds mu.
 func (h *topicHistory) replayMirrored(req historyRequest, asked bool) (start int, recovered bool, skip uint64) {
-	_, pos, quiet := h.mirror.state()
+	pos, quiet, gapEnd := h.mirror.state()
 	switch {
 	case !asked:
 		return h.count, false, 0
@@ -220,7 +227,7 @@ func (h *topicHistory) replayMirrored(req historyRequest, asked bool) (start int
 			// is not here yet will not be delivered as new.
 			return h.after(x), false, 0
 		}
-		return h.after(x), x+1 >= h.first, 0
+		return h.after(x), x+1 >= max(h.first, gapEnd), 0
 	}
 	// Offsets of one topic are not consecutive here: everything asked for
 	// is known only when that many are retained.
@@ -231,6 +238,6 @@ func (h *topicHistory) replayMirrored(req historyRequest, asked bool) (start int
 // the cluster keeps: the mirror's position, after which everything of the
 // topic is still to come. Caller holds mu.
 func (h *topicHistory) latestMirrored() string {
-	_, pos, _ := h.mirror.state()
+	pos, _, _ := h.mirror.state()
 	return h.token(max(h.next-1, pos))
 }

@@ -341,6 +341,9 @@ func (h *topicHistory) evictOldest() {
 	h.ring[h.head] = historyEntry{}
 	h.head = (h.head + 1) % len(h.ring)
 	h.count--
+	// In a cluster the next retained seq may be further on: the stream's
+	// other topics took the seqs between (a message of this topic the
+	// mirror never read shows as a gap: historyMirror.gapEnd).
 	h.first = max(h.first, e.seq+1)
 	n := entryBytes(e.m)
 	h.bytes -= n

@@ -59,6 +59,11 @@ type Config struct {
 	// idempotency-key, else its message-id) to store a repeat once: the
 	// broker's dedupe.window. Default 2m.
 	DedupeWindow time.Duration
+	// MaxHistoryBytes bounds each topic history stream (one per history
+	// rule and virtual host; its oldest messages go first): the broker's
+	// topics.history_max_bytes, which bounds what one node's histories
+	// retain together. 0: unlimited.
+	MaxHistoryBytes int64
 	// PresenceTTL is how long a presence member a node holds stays in the
 	// cluster without being refreshed (the presence bucket's TTL): a dead
 	// node's members leave the other nodes' sets within about this long.

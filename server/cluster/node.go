@@ -21,6 +21,7 @@ type Node struct {
 var (
 	_ broker.Cluster         = (*Node)(nil)
 	_ broker.ClusterPresence = (*Node)(nil)
+	_ broker.ClusterHistory  = (*Node)(nil)
 	_ broker.ClusterSessions = (*Node)(nil)
 )
 
@@ -46,9 +47,15 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 // delivered to; call it before serving (server.New does).
 func (n *Node) Attach(b *broker.Broker) { n.router.setBroker(b) }
 
-// Ready reports why the node cannot serve now, or nil: NATS connected and
-// JetStream answering.
-func (n *Node) Ready(ctx context.Context) error { return n.link.ready(ctx) }
+// Ready reports why the node cannot serve now, or nil: NATS connected,
+// JetStream answering, and every topic history mirrored up to where its
+// stream was when its mirror (re)started.
+func (n *Node) Ready(ctx context.Context) error {
+	if err := n.link.ready(ctx); err != nil {
+		return err
+	}
+	return n.router.historyReady()
+}
 
 // Close stops the routes, drains the NATS connection (so acknowledgements
 // already made reach NATS) and stops the embedded server, within ctx.
@@ -99,6 +106,16 @@ func (n *Node) HoldDurable(vhost string, spec broker.DurableSpec) error {
 // ReleaseDurable implements broker.ClusterDurables.
 func (n *Node) ReleaseDurable(vhost string, spec broker.DurableSpec) {
 	n.router.ReleaseDurable(vhost, spec)
+}
+
+// KeepHistory implements broker.ClusterHistory.
+func (n *Node) KeepHistory(vhost string, rule int, r broker.HistoryRule, sink broker.HistorySink) {
+	n.router.KeepHistory(vhost, rule, r, sink)
+}
+
+// PublishHistory implements broker.ClusterHistory.
+func (n *Node) PublishHistory(vhost, topic string, rule int, m *broker.Message, done broker.ClusterDone) error {
+	return n.router.PublishHistory(vhost, topic, rule, m, done)
 }
 
 // ReplyInterest implements broker.Cluster.

@@ -48,6 +48,9 @@ type routerConfig struct {
 	MaxQueueBytes int64
 	// DedupeWindow is the queue streams' Duplicates window (default 2m).
 	DedupeWindow time.Duration
+	// MaxHistoryBytes bounds each topic history stream (the oldest
+	// messages go first); 0: unlimited.
+	MaxHistoryBytes int64
 	// PresenceTTL is how long a presence member lives in the presence
 	// bucket unrefreshed (default 30s; router_presence.go).
 	PresenceTTL time.Duration
@@ -65,7 +68,8 @@ func routerConfigFor(cfg Config, nc *nats.Conn, js jetstream.JetStream) routerCo
 		AckWait: cfg.AckWait, PublishTimeout: cfg.PublishTimeout,
 		MaxQueueMessages: cfg.MaxQueueMessages, MaxQueueBytes: cfg.MaxQueueBytes,
 		DedupeWindow: cfg.DedupeWindow, PresenceTTL: cfg.PresenceTTL,
-		Logger: cfg.Logger, Registerer: cfg.Registerer,
+		MaxHistoryBytes: cfg.MaxHistoryBytes,
+		Logger:          cfg.Logger, Registerer: cfg.Registerer,
 	}
 }
 
@@ -114,6 +118,7 @@ type router struct {
 	queues   queueState
 	presence presenceState // router_presence.go
 	durables durableState  // router_durables.go
+	history  historyState  // router_history.go
 	sessions sessionsState // router_sessions.go
 	payloads sync.Pool     // *[]byte: encode buffers of core NATS publishes
 }
@@ -168,6 +173,7 @@ func newRouter(cfg routerConfig) (*router, error) {
 	r.queues.init()
 	r.presence.init(cfg.Registerer)
 	r.durables.init(cfg.Registerer)
+	r.history.init(cfg.Registerer, r.historyLag)
 	r.sessions.init(cfg.Registerer, cfg.Node, r.presence.instance)
 	if err := r.startSessions(); err != nil {
 		return nil, err
@@ -234,4 +240,7 @@ func unavailable(what string, err error) error {
 	return fmt.Errorf("cluster: %s: %w: %w", what, broker.ErrClusterUnavailable, err)
 }
 
-var _ broker.Cluster = (*router)(nil)
+var (
+	_ broker.Cluster        = (*router)(nil)
+	_ broker.ClusterHistory = (*router)(nil)
+)

@@ -26,12 +26,12 @@ func newRouterMetrics(reg prometheus.Registerer) *routerMetrics {
 	m := &routerMetrics{
 		publishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "stompbox_cluster_publish_seconds",
-			Help:    "Time from handing a queue message to JetStream to its PubAck.",
+			Help:    "Time from handing a queue or topic history message to JetStream to its PubAck.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
 		publishFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stompbox_cluster_publish_failures_total",
-			Help: "Queue messages JetStream did not store, by reason (full, timeout, disconnected, no_stream, too_many, error).",
+			Help: "Queue and topic history messages JetStream did not store, by reason (full, timeout, disconnected, no_stream, too_many, error).",
 		}, []string{"reason"}),
 		topicDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "stompbox_cluster_topic_dropped_total",

@@ -46,11 +46,16 @@ const (
 	streamReady           // exists (as far as we know): publish directly
 )
 
-// vhostStream is one virtual host's queue stream; guarded by queueState.mu.
+// vhostStream is one virtual host's queue stream, or one history rule's
+// stream (router_history.go); guarded by queueState.mu.
 type vhostStream struct {
 	vhost, name, subjects string
 	state                 int
 	queued                []*pendingPub
+	// ensure makes a history stream (immutable); nil: the vhost's queue
+	// stream (ensureStream). Set, the stream is a history's, whose
+	// publishes fail only as unavailable (historyPubErr).
+	ensure func(ctx context.Context) error
 }
 
 // pendingPub is one PublishQueue awaiting its outcome.
@@ -72,6 +77,7 @@ type queueState struct {
 	mu      sync.Mutex
 	closing bool                      // guarded by mu: no more goroutines
 	streams map[string]*vhostStream   // by vhost; guarded by mu
+	hist    map[string]*vhostStream   // history streams, by stream name; guarded by mu
 	feeds   map[*queueFeed]struct{}   // running feeds; guarded by mu
 	pmu     sync.Mutex                // guards pending (taken on every publish and PubAck)
 	pending map[*nats.Msg]*pendingPub // sent, awaiting a PubAck
@@ -89,6 +95,7 @@ type queueState struct {
 
 func (q *queueState) init() {
 	q.streams = make(map[string]*vhostStream)
+	q.hist = make(map[string]*vhostStream)
 	q.feeds = make(map[*queueFeed]struct{})
 	q.pending = make(map[*nats.Msg]*pendingPub)
 	q.held = make(map[*settler]struct{})
@@ -142,13 +149,21 @@ func (r *router) PublishQueue(vhost, queue string, m *broker.Message, done broke
 		Header:  nats.Header{jetstream.MsgIDHeader: []string{id}},
 	}
 	p := &pendingPub{msg: msg, done: done, start: time.Now(), dedupe: m.DedupeID != ""}
+	return r.dispatch(p, "publish queue", func() *vhostStream { return r.streamLocked(vhost) })
+}
+
+// dispatch sends p (counted in inflight already) to the stream streamOf
+// returns (called under q.mu), or queues it behind the making of that
+// stream; what names the operation in errors.
+func (r *router) dispatch(p *pendingPub, what string, streamOf func() *vhostStream) error {
+	q := &r.queues
 	q.mu.Lock()
 	if q.closing {
 		q.mu.Unlock()
 		q.inflight.Add(-1)
-		return unavailable("publish queue", errRouterClosed)
+		return unavailable(what, errRouterClosed)
 	}
-	vs := r.streamLocked(vhost)
+	vs := streamOf()
 	p.vs = vs
 	if vs.state != streamReady {
 		vs.queued = append(vs.queued, p)
@@ -167,10 +182,20 @@ func (r *router) PublishQueue(vhost, queue string, m *broker.Message, done broke
 			q.inflight.Add(-1)
 			reason, werr := classifyPubErr(err)
 			r.met.publishFailed.WithLabelValues(reason).Inc()
-			return werr
+			return p.outcome(werr)
 		}
 	}
 	return nil
+}
+
+// outcome is the error p's producer is told for werr (classifyPubErr's):
+// a history publish fails only as unavailable (broker.ClusterHistory), as
+// its stream, discarding old messages, is never full.
+func (p *pendingPub) outcome(werr error) error {
+	if p.vs != nil && p.vs.ensure != nil {
+		return historyPubErr(werr)
+	}
+	return werr
 }
 
 // send hands p to the async publisher, registered for its outcome first.
@@ -220,7 +245,7 @@ func (r *router) finish(p *pendingPub, err error) {
 	if reason == reasonNoStream {
 		r.streamGone(p.vs)
 	}
-	p.done.ClusterDone(werr)
+	p.done.ClusterDone(p.outcome(werr))
 }
 
 // onPubAck is the async publisher's PubAck handler.
@@ -303,7 +328,12 @@ func (r *router) streamGone(vs *vhostStream) {
 func (r *router) ensureAndFlush(vs *vhostStream) {
 	defer r.wg.Done()
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.PublishTimeout)
-	err := r.ensureStream(ctx, vs.name, vs.subjects)
+	var err error
+	if vs.ensure != nil {
+		err = vs.ensure(ctx)
+	} else {
+		err = r.ensureStream(ctx, vs.name, vs.subjects)
+	}
 	cancel()
 	if err != nil {
 		r.log.Warn("queue stream unavailable", "stream", vs.name, "err", err)
@@ -410,6 +440,10 @@ func (q *queueState) closeAll(r *router) {
 	q.closing = true
 	var failed []*pendingPub
 	for _, vs := range q.streams {
+		failed = append(failed, vs.queued...)
+		vs.queued = nil
+	}
+	for _, vs := range q.hist {
 		failed = append(failed, vs.queued...)
 		vs.queued = nil
 	}

@@ -14,6 +14,7 @@ import (
 //
 //	<prefix>.t.<vhost>.<segment>...   topic (name without /topic/)
 //	<prefix>.q.<vhost>.<segment>...   queue (name without /queue/)
+//	<prefix>.h.<vhost>.<rule>.<segment>...   topic history (router_history.go)
 //
 // A segment made only of [A-Za-z0-9_-] (and not empty) is its own token;
 // any other segment becomes "~" followed by the lowercase hex of its bytes.
@@ -32,6 +33,7 @@ const (
 	escapeMark     = '~'
 	topicClass     = "t"
 	queueClass     = "q"
+	historyClass   = "h"
 	queuePrefix    = "/queue/"
 	nonQueueMarker = "~-" // queue destinations outside /queue/: never produced by escapeSegment ("-" is not hex)
 )
@@ -252,4 +254,40 @@ func patternSubjects(prefix, vhost, pattern string) []string {
 		return []string{string(b), all}
 	}
 	return []string{all}
+}
+
+// historyRuleID names a topic history rule by its pattern: every node with
+// the rule finds the same stream, and two rules never share one. 12 hex
+// digits of SHA-256 make a collision between the few rules of a
+// deployment negligible.
+func historyRuleID(pattern string) string {
+	sum := sha256.Sum256([]byte(pattern))
+	return hex.EncodeToString(sum[:6])
+}
+
+// historyBase is "<prefix>.h.<vhost token>.<rule id>." — what every
+// subject of the rule's history stream starts with.
+func historyBase(prefix, vhost, ruleID string) string {
+	b := classBase(prefix, historyClass, vhost)
+	b = append(b, '.')
+	b = append(b, ruleID...)
+	return string(append(b, '.'))
+}
+
+// historySubject is the subject topic (a name without /topic/) is stored
+// on in its rule's history stream; topicOfSubject(historyBase(...), s)
+// inverts it.
+func historySubject(prefix, vhost, ruleID, topic string) string {
+	return string(appendName([]byte(historyBase(prefix, vhost, ruleID)), topic))
+}
+
+// historyStreamSubjects is the subject filter of a rule's history stream.
+func historyStreamSubjects(prefix, vhost, ruleID string) string {
+	return historyBase(prefix, vhost, ruleID) + ">"
+}
+
+// historyStreamName is the JetStream stream holding one rule's history in
+// vhost: <PREFIX>_H_<vhost token>_<rule id>, sanitized as queue streams.
+func historyStreamName(prefix, vhost, ruleID string) string {
+	return sanitizeName(strings.ToUpper(prefix)) + "_H_" + sanitizeName(vhostToken(vhost)) + "_" + ruleID
 }

@@ -106,6 +106,8 @@ func (c *Config) ClusterConfig() (*cluster.Config, bool) {
 		MaxQueueBytes:    int64(c.Limits.MaxQueueBytes),
 		// Idempotency keys are remembered as long in the cluster as on one node.
 		DedupeWindow: time.Duration(c.Dedupe.Window),
+		// A history stream holds at most what one node's histories retain.
+		MaxHistoryBytes: int64(c.Topics.HistoryMaxBytes),
 	}
 	if e := &cl.EmbeddedNATS; e.enabled() {
 		cc.Embedded = &cluster.EmbeddedConfig{

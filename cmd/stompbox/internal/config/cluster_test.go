@@ -73,6 +73,7 @@ cluster:
 		MaxQueueBytes:    256 << 20,
 		DedupeWindow:     2 * time.Minute, // dedupe.window's default
 		PresenceTTL:      30 * time.Second,
+		MaxHistoryBytes:  256 << 20, // topics.history_max_bytes's default
 		Embedded: &cluster.EmbeddedConfig{
 			Listen:        "127.0.0.1:4333",
 			ClusterListen: "0.0.0.0:6333",
