@@ -22,6 +22,7 @@ var (
 	_ broker.Cluster         = (*Node)(nil)
 	_ broker.ClusterPresence = (*Node)(nil)
 	_ broker.ClusterHistory  = (*Node)(nil)
+	_ broker.ClusterSessions = (*Node)(nil)
 )
 
 // New starts the embedded NATS server when configured, connects to NATS
@@ -123,4 +124,13 @@ func (n *Node) ReplyInterest(vhost, token string, on bool) { n.router.ReplyInter
 // PublishReply implements broker.Cluster.
 func (n *Node) PublishReply(vhost, key string, m *broker.Message) error {
 	return n.router.PublishReply(vhost, key, m)
+}
+
+// SessionNode implements broker.ClusterSessions: the node's name in the
+// resume-tokens it issues, new for every process.
+func (n *Node) SessionNode() string { return n.router.SessionNode() }
+
+// FetchSession implements broker.ClusterSessions.
+func (n *Node) FetchSession(ctx context.Context, node string, req broker.SessionRequest) (*broker.SessionState, error) {
+	return n.router.FetchSession(ctx, node, req)
 }

@@ -119,6 +119,7 @@ type router struct {
 	presence presenceState // router_presence.go
 	durables durableState  // router_durables.go
 	history  historyState  // router_history.go
+	sessions sessionsState // router_sessions.go
 	payloads sync.Pool     // *[]byte: encode buffers of core NATS publishes
 }
 
@@ -173,6 +174,10 @@ func newRouter(cfg routerConfig) (*router, error) {
 	r.presence.init(cfg.Registerer)
 	r.durables.init(cfg.Registerer)
 	r.history.init(cfg.Registerer, r.historyLag)
+	r.sessions.init(cfg.Registerer, cfg.Node, r.presence.instance)
+	if err := r.startSessions(); err != nil {
+		return nil, err
+	}
 	r.wg.Add(6)
 	go r.syncTopics()
 	go r.keepAlive()
@@ -193,6 +198,7 @@ func (r *router) setBroker(b *broker.Broker) { r.brk.Store(b) }
 // open: it is the link's.
 func (r *router) close(ctx context.Context) error {
 	r.once.Do(func() {
+		r.stopSessions()     // no handover starts now; those running are waited for below
 		r.flushReleases(ctx) // before the context its KV calls need ends
 		r.stop()
 		r.queues.closeAll(r)
