@@ -113,7 +113,7 @@ func newResumeCollector(b *Broker) *resumeCollector {
 		resumes: prometheus.NewDesc("stompbox_session_resumes_total",
 			"CONNECT frames that presented a resume-token, by result (resumed, unknown: no such token or expired or used, refused: another user, virtual host or version, busy: being taken over, overflow: overflowed while parked).", []string{"result"}, nil),
 		released: prometheus.NewDesc("stompbox_sessions_parked_released_total",
-			"Parked sessions released without a resume, by reason (grace: the grace passed, overflow: outbox or budget overflowed, shutdown, refused: resumed with another STOMP version, full: not parked because session.max_parked were).", []string{"reason"}, nil),
+			"Parked sessions released without a resume, by reason (grace: the grace passed, overflow: outbox or budget overflowed, shutdown, refused: resumed with another STOMP version, full: not parked because session.max_parked were, replaced, per-ip, moved: handed over to another node of the cluster).", []string{"reason"}, nil),
 	}
 }
 
