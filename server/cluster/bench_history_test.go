@@ -24,7 +24,7 @@ func startHistoryNodes(b *testing.B, e *benchEnv, k int) []string {
 	e.nats = clustertest.StartNATS(b, 1)
 	var addrs []string
 	for i := range k {
-		n := startNode(b, e.nats.URLs(), "node-"+string(rune('a'+i)), nodeOpts{broker: benchHistory})
+		n := startNode(b, e.nats.URLs(), "node-"+string(rune('a'+i)), nodeOpts{broker: benchHistory, unlimitedConns: true})
 		waitFor(b, 15*time.Second, "node ready", n.ready)
 		e.stops = append(e.stops, n.stop)
 		addrs = append(addrs, n.addr)

@@ -39,6 +39,9 @@ type nodeOpts struct {
 	broker      broker.Config
 	ackWait     time.Duration
 	presenceTTL time.Duration // cluster.Config.PresenceTTL (presence_test.go)
+	// unlimitedConns lifts the per-address connection limits (benchmarks
+	// that connect thousands of times from 127.0.0.1).
+	unlimitedConns bool
 }
 
 // startNode starts a stompbox node named name joined to the NATS servers
@@ -54,7 +57,11 @@ func startNode(t testing.TB, urls []string, name string, o nodeOpts) *node {
 	if err != nil {
 		t.Fatalf("cluster.New: %v", err)
 	}
-	srv := server.New(server.Config{Broker: o.broker, Cluster: link, Registry: reg})
+	sc := server.Config{Broker: o.broker, Cluster: link, Registry: reg}
+	if o.unlimitedConns {
+		sc.MaxConnectionsPerIP, sc.ConnectionRatePerIP = -1, -1
+	}
+	srv := server.New(sc)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
