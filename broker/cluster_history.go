@@ -148,6 +148,14 @@ func (x *historyMirror) Deliver(seq uint64, topic string, m *Message, at int64) 
 	}
 	x.mu.Unlock()
 	sp := x.sp
+	t := sp.hist
+	if t.ruleFor(topic) != x.rule {
+		// Another rule keeps this topic here (a second rule of the same
+		// pattern shares the first one's stream; or the nodes' rules
+		// differ): its own mirror delivers it, or nothing should.
+		x.advance(seq, false)
+		return
+	}
 	if m.Persistent && sp.b.cfg.Journal != nil {
 		// Stored in the cluster, never journaled here (DeliverTopic).
 		local := *m
@@ -155,31 +163,68 @@ func (x *historyMirror) Deliver(seq uint64, topic string, m *Message, at int64) 
 		m = &local
 	}
 	m = m.withOffset(epoch, seq)
-	m.histSeq = seq
-	h := sp.lockHistoryAt(topic, x, seq)
-	if h != nil {
-		h.next = max(h.next, seq+1)
-		h.retain(m, seq, at)
+	m.histSeq, m.histEpoch = seq, epoch
+	live := seq > quiet && !m.expired(sp.b.nowMs())
+	for range 4 {
+		h := sp.lockHistoryAt(topic, x, seq)
+		if h != nil && h.epoch != epoch {
+			// Made of the lifetime Start just left (a race with its
+			// clean-up): it goes, and the topic starts over.
+			h.mu.Unlock()
+			t.mu.Lock()
+			if t.topics[topic] == h {
+				sp.removeHistoryLocked(h)
+			}
+			t.mu.Unlock()
+			continue
+		}
+		if h != nil {
+			h.next = max(h.next, seq+1)
+			h.retain(m, seq, at)
+			if live {
+				sp.fanOut(topic, m, true)
+			}
+			x.advance(seq, false)
+			h.mu.Unlock()
+			return
+		}
+		// No history could be made (the broker-wide bound): the message
+		// is seen, not kept. Under the table's lock, so that a history
+		// made meanwhile by a SUBSCRIBE is not passed by.
+		t.mu.RLock()
+		if t.topics[topic] != nil {
+			t.mu.RUnlock()
+			continue
+		}
+		x.advance(seq, true)
+		if live {
+			sp.fanOut(topic, m, true)
+		}
+		t.mu.RUnlock()
+		return
 	}
-	if seq > quiet && !m.expired(sp.b.nowMs()) {
+	x.advance(seq, true)
+	if live {
 		sp.fanOut(topic, m, true)
-	}
-	x.mu.Lock()
-	x.pos = seq
-	if h == nil {
-		x.floor = max(x.floor, seq) // seen, not kept
-	}
-	x.mu.Unlock()
-	if h != nil {
-		h.mu.Unlock()
 	}
 }
 
-// state returns the mirror's position, quiet mark and newest gap end.
-func (x *historyMirror) state() (pos, quiet, gapEnd uint64) {
+// advance records seq as delivered; unkept says no history kept it.
+func (x *historyMirror) advance(seq uint64, unkept bool) {
+	x.mu.Lock()
+	x.pos = max(x.pos, seq)
+	if unkept {
+		x.floor = max(x.floor, seq)
+	}
+	x.mu.Unlock()
+}
+
+// state returns the mirror's epoch, position, quiet mark and newest gap
+// end.
+func (x *historyMirror) state() (epoch string, pos, quiet, gapEnd uint64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return x.pos, x.quiet, x.gapEnd
+	return x.epoch, x.pos, x.quiet, x.gapEnd
 }
 
 // raiseFloor says a history of the rule left this node knowing its topic
@@ -214,10 +259,12 @@ func (sp *space) createMirrored(name string, x *historyMirror, seq uint64) *topi
 // the mirror delivers (an offset this node has not reached yet: everything
 // after it comes live, in order). Caller holds mu.
 func (h *topicHistory) replayMirrored(req historyRequest, asked bool) (start int, recovered bool, skip uint64) {
-	pos, quiet, gapEnd := h.mirror.state()
+	epoch, pos, quiet, gapEnd := h.mirror.state()
 	switch {
 	case !asked:
 		return h.count, false, 0
+	case epoch != h.epoch:
+		return 0, false, 0 // a lifetime being dropped (Start)
 	case req.resume:
 		x := req.seq
 		switch {
@@ -234,13 +281,16 @@ func (h *topicHistory) replayMirrored(req historyRequest, asked bool) (start int
 	}
 	// Offsets of one topic are not consecutive here: everything asked for
 	// is known only when that many are retained.
-	return max(0, h.count-req.last), req.last <= h.count && pos >= quiet, 0
+	start = max(0, h.count-req.last)
+	recovered = req.last <= h.count && pos >= quiet && (start == h.count || gapEnd <= h.entry(start).seq)
+	return start, recovered, 0
 }
 
 // latestMirrored is the offset a SUBSCRIBE's RECEIPT names for a history
-// the cluster keeps: the mirror's position, after which everything of the
+// the cluster keeps: the mirror's position (or the offset a resume skips
+// to, when the mirror has not reached it), after which everything of the
 // topic is still to come. Caller holds mu.
-func (h *topicHistory) latestMirrored() string {
-	pos, _, _ := h.mirror.state()
-	return h.token(max(h.next-1, pos))
+func (h *topicHistory) latestMirrored(skip uint64) string {
+	_, pos, _, _ := h.mirror.state()
+	return h.token(max(h.next-1, pos, skip))
 }

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 )
@@ -21,6 +22,7 @@ type memHistories struct {
 	mu      sync.Mutex
 	streams map[string]*memStream
 	pubErr  error      // PublishHistory's done gets this (nil: stored)
+	full    int        // PublishHistory refuses this many more with ErrClusterFull (nothing sent)
 	pubs    []*Message // every message PublishHistory was handed
 }
 
@@ -70,6 +72,11 @@ func (n *memHistNode) KeepHistory(vhost string, rule int, r HistoryRule, sink Hi
 func (n *memHistNode) PublishHistory(vhost, topic string, rule int, m *Message, done ClusterDone) error {
 	h := n.hist
 	h.mu.Lock()
+	if h.full > 0 {
+		h.full--
+		h.mu.Unlock()
+		return fmt.Errorf("mirror behind: %w", ErrClusterFull)
+	}
 	h.pubs = append(h.pubs, m)
 	err := h.pubErr
 	if err == nil {

@@ -336,3 +336,52 @@ func TestClusterHistoryGapsBoundWhatIsKnown(t *testing.T) {
 	resume("e1-4", "false", "m5@6", "m6@7")
 	resume("e1-5", "true", "m5@6", "m6@7")
 }
+
+// A COMMIT whose history messages the cluster holds back (its mirrors are
+// behind) waits for room instead of failing part-stored.
+func TestClusterHistoryCommitWaitsForRoom(t *testing.T) {
+	_, h, ns := histCluster(t, 1, 5)
+	a := ns[0]
+	h.full = 3
+	pub := newClient(t, a.b)
+	pub.connect()
+	pub.mustSend(frames.CmdBegin, "", "transaction:t")
+	pub.mustSend(frames.CmdSend, "x1", "destination:/topic/chat.room", "transaction:t")
+	pub.mustSend(frames.CmdSend, "x2", "destination:/topic/chat.room", "transaction:t")
+	pub.mustSend(frames.CmdCommit, "", "transaction:t", "receipt:c")
+	if f := pub.next(); f.Command != frames.CmdReceipt || hdr(f, "receipt-id") != "c" {
+		t.Fatalf("COMMIT: %s %v, want its RECEIPT", f.Command, headerLines(f))
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.pubs) != 2 || h.full != 0 {
+		t.Fatalf("stored %d, %d refusals left; want 2 stored after 3 refusals", len(h.pubs), h.full)
+	}
+}
+
+// Two rules of one pattern share a stream: the second rule's mirror
+// delivers nothing, so nobody gets a message twice.
+func TestClusterHistoryDuplicateRuleDeliversOnce(t *testing.T) {
+	mc, h := newMemCluster(), &memHistories{}
+	rules := []HistoryRule{{Pattern: "/topic/chat.#", Size: 5}, {Pattern: "/topic/chat.#", Size: 5}}
+	n := mc.histNode(h, Config{TopicHistory: rules})
+	n.start(DefaultVirtualHost, 0)
+	n.start(DefaultVirtualHost, 1)
+	sub := newClient(t, n.b)
+	sub.connect()
+	sub.mustSend(frames.CmdSubscribe, "", "id:s", "destination:/topic/chat.room")
+	pub := newClient(t, n.b)
+	pub.connect()
+	pub.mustSend(frames.CmdSend, "once", "destination:/topic/chat.room")
+	_ = pub.s.Poked()
+	// The second rule's stream gets the same messages (one stream in a
+	// real cluster).
+	h.mu.Lock()
+	h.streams[streamKey(DefaultVirtualHost, 1)].msgs = h.streams[streamKey(DefaultVirtualHost, 0)].msgs
+	h.mu.Unlock()
+	n.mirror(DefaultVirtualHost, 0)
+	n.mirror(DefaultVirtualHost, 1)
+	if got := bodiesAndOffsets(t, sub.poll()); !slices.Equal(got, []string{"once@1"}) {
+		t.Fatalf("delivered %v, want once@1 once", got)
+	}
+}

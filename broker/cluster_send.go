@@ -150,7 +150,7 @@ func (s *Session) commitToCluster(ops []txOp, claims txClaims, now int64) *stomp
 	for _, st := range queued {
 		var err error
 		if st.queue == historyTarget {
-			err = c.(ClusterHistory).PublishHistory(s.space.name, st.topic, st.rule, st.m, done)
+			err = s.publishHistoryWaiting(st.topic, st.rule, st.m, done)
 		} else {
 			err = c.PublishQueue(s.space.name, st.queue, st.m, done)
 		}
@@ -259,4 +259,24 @@ func (e *pipedSend) pipeError() *stompError {
 // room (retried under full_policy block).
 func refusedForRoom(err error) bool {
 	return errors.Is(err, ErrJournalFull) || errors.Is(err, ErrClusterFull)
+}
+
+// historyRetryEvery is how often a COMMIT asks again to store a history
+// message the cluster held back.
+const historyRetryEvery = 2 * time.Millisecond
+
+// publishHistoryWaiting is PublishHistory for a COMMIT: a refusal for
+// room (the mirrors are behind, ErrClusterFull) is asked again, for up to
+// clusterPublishWait, rather than failing a transaction part of which may
+// be stored already; the earlier messages in flight make the room.
+func (s *Session) publishHistoryWaiting(topic string, rule int, m *Message, done ClusterDone) error {
+	ch := s.b.cfg.Cluster.(ClusterHistory)
+	for range int(clusterPublishWait / historyRetryEvery) {
+		err := ch.PublishHistory(s.space.name, topic, rule, m, done)
+		if !errors.Is(err, ErrClusterFull) {
+			return err
+		}
+		time.Sleep(historyRetryEvery)
+	}
+	return ch.PublishHistory(s.space.name, topic, rule, m, done)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/stompbox/stompbox/frames"
@@ -157,9 +158,6 @@ func (s *Session) export() (*SessionState, bool) {
 	slices.SortFunc(subs, func(a, b *subscription) int { return int(a.num) - int(b.num) })
 	st := &SessionState{ClientID: s.clientID}
 	for _, sub := range subs {
-		st.Subscriptions = append(st.Subscriptions, sub.spec)
-	}
-	for _, sub := range subs {
 		sub.mu.Lock()
 	}
 	defer func() {
@@ -173,13 +171,29 @@ func (s *Session) export() (*SessionState, bool) {
 	if !o.parking {
 		return nil, false
 	}
+	for _, sub := range subs {
+		spec := sub.spec
+		if m := sub.lastHist; m != nil && sub.queue == nil && !isWildcard(sub.pattern) {
+			// The new node goes on after the newest offset this one
+			// delivered: its mirror replays what followed, or skips what
+			// it has not reached yet, so nothing is lost or doubled.
+			off := m.histEpoch + "-" + strconv.FormatUint(m.histSeq, 10)
+			spec = append(slices.Clip(spec), frames.Header{Key: []byte("resume-after"), Value: []byte(off)})
+		}
+		st.Subscriptions = append(st.Subscriptions, spec)
+	}
+	// A presence watcher's events are not handed over: the new node sends
+	// a fresh snapshot.
+	handed := func(sub *subscription) bool { return sub.presence == nil || !sub.presence.watch }
 	for _, e := range s.lostDeliveries(subs, o.kept) {
-		if e.qm == nil { // a queue's goes back to the cluster when s is released
+		if e.qm == nil && handed(e.sub) { // a queue's goes back to the cluster when s is released
 			st.Deliveries = append(st.Deliveries, HandedDelivery{Subscription: e.sub.id, Message: e.msg, Count: e.deliveries})
 		}
 	}
 	for _, e := range o.kept {
-		st.Deliveries = append(st.Deliveries, HandedDelivery{Subscription: e.sub.id, Message: e.msg, Count: max(e.deliveries, 1)})
+		if handed(e.sub) {
+			st.Deliveries = append(st.Deliveries, HandedDelivery{Subscription: e.sub.id, Message: e.msg, Count: max(e.deliveries, 1)})
+		}
 	}
 	st.NextAck = s.nextAck.Load()
 	return st, true
@@ -227,33 +241,56 @@ func (s *Session) mayAdoptState(st *SessionState) bool {
 
 // adoptState makes s, which has just queued its CONNECTED (resumed:true),
 // the session st describes: its subscriptions made again (a temporary
-// queue starts empty: its messages stayed on the other node), then what
-// was handed over delivered. A subscription that cannot be made again
-// ends the session with its ERROR. Read loop only.
+// queue starts empty: its messages stayed on the other node), each topic
+// subscription holding what it gets meanwhile (a history topic's replay
+// after its last offset included) until what was handed over for it is
+// queued first. A subscription that cannot be made again ends the
+// session with its ERROR. Read loop only.
 func (s *Session) adoptState(st *SessionState) *stompError {
 	if s.clientID == "" {
 		s.clientID = st.ClientID
 	}
 	s.nextAck.Store(max(s.nextAck.Load(), st.NextAck))
 	s.resume.ackMark = st.NextAck
+	var made []*subscription
+	s.resume.adopting = true
 	for _, spec := range st.Subscriptions {
-		if err := s.handleSubscribe(&frames.Frame{Command: frames.CmdSubscribe, Headers: spec}); err != nil {
+		f := &frames.Frame{Command: frames.CmdSubscribe, Headers: spec}
+		err := s.handleSubscribe(f)
+		if err != nil {
+			s.resume.adopting = false
+			for _, sub := range made {
+				sub.releaseHeld()
+			}
 			return err
 		}
+		id, ok := f.Header("id")
+		if !ok || len(id) == 0 {
+			id, _ = f.Header("destination")
+		}
+		if sub := s.subs[string(id)]; sub != nil {
+			made = append(made, sub)
+		}
 	}
+	s.resume.adopting = false
 	s.resume.resumed = true
 	s.resume.subMark = s.nextSubNum
 	s.b.resume.results[resumeResumed].Add(1)
+	// What was handed over goes first, in its order (the lost ones, then
+	// what arrived while the client was away), then what each
+	// subscription held meanwhile.
 	for _, d := range st.Deliveries {
 		sub := s.subs[d.Subscription]
 		if sub == nil || sub.queue != nil {
-			s.b.stats.Dropped.Add(1) // not a topic subscription here: cannot be
+			s.b.stats.Dropped.Add(1) // not a topic subscription here: cannot be delivered
 			continue
 		}
-		sub.deliverTopicCount(d.Message, false, max(d.Count, 1))
-		if d.Count > 1 {
+		if sub.pushHanded(d) && d.Count > 1 {
 			s.b.stats.Redelivered.Add(1)
 		}
+	}
+	for _, sub := range made {
+		sub.releaseHeld()
 	}
 	s.t.Wake()
 	return nil

@@ -99,8 +99,14 @@ func (s *Session) subscribeTopic(sub *subscription, f *frames.Frame, join func()
 	var recovered bool
 	var latest string
 	if h.mirror != nil {
-		start, recovered, sub.skipThrough = h.replayMirrored(req, asked)
-		latest = h.latestMirrored()
+		var skip uint64
+		start, recovered, skip = h.replayMirrored(req, asked)
+		if skip != 0 {
+			sub.mu.Lock()
+			sub.skipEpoch, sub.skipThrough = h.epoch, skip
+			sub.mu.Unlock()
+		}
+		latest = h.latestMirrored(skip)
 	} else {
 		start, recovered = h.replayStart(req, asked)
 		latest = h.token(h.next - 1)

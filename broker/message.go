@@ -38,7 +38,8 @@ type Message struct {
 	// histSeq is the offset's seq of a message the cluster's history
 	// delivers (0 otherwise): a subscription resuming after an offset
 	// this node has not reached skips up to it (subscription.skipThrough).
-	histSeq uint64
+	histSeq   uint64
+	histEpoch string // the epoch of histSeq's history
 }
 
 // size is what the message counts against queue and outbox limits.

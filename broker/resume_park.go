@@ -27,6 +27,11 @@ type sessionResume struct {
 	resumed bool
 	ackMark uint64
 	subMark uint32
+	// adopting (read loop only) is set while a session handed over by
+	// another node is made again: its topic subscriptions hold their
+	// deliveries until what was handed over is queued first
+	// (cluster_session.go).
+	adopting bool
 }
 
 // closeOut closes the outbox for a connection that failed (peer gone,

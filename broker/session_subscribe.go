@@ -13,10 +13,12 @@ func (s *Session) handleSubscribe(f *frames.Frame) (err *stompError) {
 	if s.b.clusterSessions() != nil {
 		defer func() {
 			// What another node needs to make it again (cluster_session.go).
-			if id, ok := f.Header("id"); err == nil && ok {
-				if sub := s.subs[string(id)]; sub != nil && sub.spec == nil {
-					sub.spec = subscribeSpec(f)
-				}
+			id, ok := f.Header("id")
+			if !ok || len(id) == 0 {
+				id, _ = f.Header("destination") // a STOMP 1.0 subscription's id
+			}
+			if sub := s.subs[string(id)]; err == nil && sub != nil && sub.spec == nil {
+				sub.spec = subscribeSpec(f)
 			}
 		}()
 	}
@@ -70,7 +72,8 @@ func (s *Session) handleSubscribe(f *frames.Frame) (err *stompError) {
 	}
 	s.nextSubNum++
 	sub := &subscription{session: s, id: id, num: s.nextSubNum, dest: dest, pattern: name,
-		ackMode: mode, prefetch: prefetch, header: subscriptionHeader(s.escaping, id), pending: true}
+		ackMode: mode, prefetch: prefetch, header: subscriptionHeader(s.escaping, id), pending: true,
+		holding: s.resume.adopting}
 
 	durableName, isDurable := f.Header("durable-subscription-name")
 	receipted := false // by subscribeTopic, for a topic with history

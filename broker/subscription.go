@@ -3,7 +3,6 @@ package broker
 import (
 	"cmp"
 	"slices"
-	"strconv"
 	"sync"
 
 	"github.com/stompbox/stompbox/frames"
@@ -66,11 +65,6 @@ type subscription struct {
 	// another node needs to make it again when the session resumes there
 	// (cluster_session.go).
 	spec []frames.Header
-	// skipThrough (guarded by its topic history's lock) is, for a
-	// subscription resuming after an offset its node's mirror of the
-	// cluster's history has not reached yet, that offset's seq: what the
-	// mirror delivers up to it, the client has (cluster_history.go).
-	skipThrough uint64
 
 	mu      sync.Mutex
 	unacked []delivery // guarded by mu: ascending ackID
@@ -83,6 +77,19 @@ type subscription struct {
 	// queued yet: no queue delivers to it before (the client must know
 	// the subscription is live when its first MESSAGE arrives).
 	pending bool
+	// Cluster mode (subscription_topic.go), all guarded by mu: skipEpoch
+	// and skipThrough name an offset a resume asked to go on after that
+	// this node's history mirror has not reached yet; lastHist is the
+	// newest message of a cluster's history delivered; holding keeps
+	// topic deliveries in held (heldBytes) while a session handed over by
+	// another node is made again.
+	skipEpoch   string
+	skipThrough uint64
+	lastHist    *Message
+	holding     bool
+	held        []heldDelivery
+	heldBytes   int
+	heldOver    bool
 }
 
 // creditLocked reports whether a queue may hand this consumer another
@@ -143,75 +150,6 @@ func (sub *subscription) offer(qm *queuedMessage) bool {
 // deliverTopic hands a published message to a topic subscriber. It never
 // blocks: a subscriber that cannot take it is closed as a slow consumer.
 func (sub *subscription) deliverTopic(m *Message) { sub.deliverTopicEntry(m, false) }
-
-// deliverTopicEntry is deliverTopic; replayed marks a message replayed
-// from the topic's history (MESSAGE header replayed:true).
-func (sub *subscription) deliverTopicEntry(m *Message, replayed bool) {
-	sub.deliverTopicCount(m, replayed, 1)
-}
-
-// deliverTopicCount is deliverTopicEntry for the deliveries-th delivery
-// of m (more than 1: marked redelivered; a session handed over by another
-// node, cluster_session.go).
-func (sub *subscription) deliverTopicCount(m *Message, replayed bool, deliveries int) {
-	if m.histSeq != 0 && m.histSeq <= sub.skipThrough {
-		return
-	}
-	if sub.feed != nil {
-		// A journaled persistent message is already promised to this
-		// durable subscription: it is not refused by the limits afterwards.
-		if err := sub.feed.enqueue(m, !sub.feed.b.persists(m)); err != nil {
-			sub.feed.b.stats.Dropped.Add(1) // a durable backlog at its limit loses the newest
-		}
-		return
-	}
-	sub.mu.Lock()
-	s := sub.session
-	if sub.closed {
-		sub.mu.Unlock()
-		return
-	}
-	e := outEntry{msg: m, sub: sub, deliveries: deliveries, replayed: replayed}
-	if sub.ackMode != ackAuto {
-		limit := sub.prefetch
-		if limit == 0 {
-			limit = s.b.cfg.MaxTopicUnacked
-		}
-		if len(sub.unacked) >= limit {
-			sub.mu.Unlock()
-			s.slowConsumer("more than " + strconv.Itoa(limit) + " unacknowledged messages on subscription " + sub.id)
-			return
-		}
-		// Held until acknowledged: the message is charged to the
-		// connection's budget until its ACK or NACK (take) or the end of
-		// the subscription (close) gives it back.
-		if !s.budget.charge(m.size()) {
-			sub.mu.Unlock()
-			s.slowConsumer("its unacknowledged messages exceed its budget of " + strconv.FormatInt(s.budget.limit, 10) + " bytes")
-			return
-		}
-		e.ackID = s.nextAck.Add(1)
-	}
-	size := deliverySize(m, sub)
-	if replayed {
-		size += len(replayedLine)
-	}
-	ok := s.out.pushMessage(e, size, false)
-	if sub.ackMode != ackAuto {
-		if ok {
-			sub.unacked = append(sub.unacked, delivery{ackID: e.ackID, msg: m})
-		} else {
-			s.budget.release(m.size())
-		}
-	}
-	sub.mu.Unlock()
-	if !ok {
-		s.slowConsumer("the outbound buffer of " + strconv.Itoa(s.out.limit) + " bytes is full")
-		return
-	}
-	s.b.stats.Delivered.Add(1)
-	s.t.Wake()
-}
 
 // take removes and returns (appended to into) the deliveries an ACK or NACK
 // of ackID covers: all up to it when cumulative, else just it.
