@@ -191,13 +191,7 @@ func TestClusterHistoryLateNodeLoadsQuietly(t *testing.T) {
 		{"e1-1", "true", []string{"m2@2", "m3@3"}}, // seq 1 evicted: nothing of the topic between
 		{"e1-0", "false", []string{"m2@2", "m3@3"}},
 	} {
-		r := newClient(t, c.b)
-		r.connect()
-		r.mustSend(frames.CmdSubscribe, "", "id:s", "destination:/topic/chat.room", "resume-after:"+tc.after, "receipt:r")
-		fs := r.poll()
-		if hdr(fs[0], "recovered") != tc.recovered || !slices.Equal(bodiesAndOffsets(t, fs), tc.want) {
-			t.Fatalf("resume-after %s: recovered %q %v, want %s %v", tc.after, hdr(fs[0], "recovered"), bodiesAndOffsets(t, fs), tc.recovered, tc.want)
-		}
+		expectResume(t, c.b, tc.after, tc.recovered, tc.want...)
 	}
 	// history:n is recovered only when that many are retained.
 	r := newClient(t, c.b)
@@ -312,13 +306,7 @@ func TestClusterHistoryGapsBoundWhatIsKnown(t *testing.T) {
 	send := func(body, topic string) { pub.mustSend(frames.CmdSend, body, "destination:/topic/"+topic) }
 	resume := func(after, recovered string, want ...string) {
 		t.Helper()
-		r := newClient(t, a.b)
-		r.connect()
-		r.mustSend(frames.CmdSubscribe, "", "id:s", "destination:/topic/chat.room", "resume-after:"+after, "receipt:r")
-		fs := r.poll()
-		if hdr(fs[0], "recovered") != recovered || !slices.Equal(bodiesAndOffsets(t, fs), want) {
-			t.Fatalf("resume-after %s: recovered %q %v, want %s %v", after, hdr(fs[0], "recovered"), bodiesAndOffsets(t, fs), recovered, want)
-		}
+		expectResume(t, a.b, after, recovered, want...)
 	}
 	// The mirror keeps up: m1 is evicted here, not lost.
 	for _, sd := range [][2]string{{"m1", "chat.room"}, {"u", "chat.other"}, {"m2", "chat.room"}, {"m3", "chat.room"}} {
@@ -383,5 +371,19 @@ func TestClusterHistoryDuplicateRuleDeliversOnce(t *testing.T) {
 	n.mirror(DefaultVirtualHost, 1)
 	if got := bodiesAndOffsets(t, sub.poll()); !slices.Equal(got, []string{"once@1"}) {
 		t.Fatalf("delivered %v, want once@1 once", got)
+	}
+}
+
+// expectResume subscribes a new client of b to /topic/chat.room resuming
+// after the offset after, and requires the RECEIPT's recovered and the
+// replay ("body@seq") to be as given.
+func expectResume(t *testing.T, b *Broker, after, recovered string, want ...string) {
+	t.Helper()
+	r := newClient(t, b)
+	r.connect()
+	r.mustSend(frames.CmdSubscribe, "", "id:s", "destination:/topic/chat.room", "resume-after:"+after, "receipt:r")
+	fs := r.poll()
+	if hdr(fs[0], "recovered") != recovered || !slices.Equal(bodiesAndOffsets(t, fs), want) {
+		t.Fatalf("resume-after %s: recovered %q %v, want %s %v", after, hdr(fs[0], "recovered"), bodiesAndOffsets(t, fs), recovered, want)
 	}
 }

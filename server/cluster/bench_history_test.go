@@ -5,7 +5,6 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,27 +40,7 @@ func BenchmarkClusterHistoryFanout(b *testing.B) {
 	addrs := startHistoryNodes(b, e, 3)
 	const topic = "/topic/bench.hist.fanout"
 	pub := e.dial(addrs[0])
-	var subs []*stomp.Subscription
-	counts := make([]atomic.Int64, subscribers)
-	for i := range subscribers {
-		s, err := e.dial(addrs[i%len(addrs)]).Subscribe(topic, stomp.AckAuto)
-		if err != nil {
-			b.Fatal(err)
-		}
-		subs = append(subs, s)
-	}
-	probeTopic(b, pub, topic, subs...)
-	for i, s := range subs {
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			for m := range s.C {
-				if m.Err == nil {
-					counts[i].Add(1)
-				}
-			}
-		}()
-	}
+	counts := e.fanoutSubscribers(pub, addrs, topic, subscribers)
 	b.Run("nodes=3", func(b *testing.B) { benchFanout(b, pub, topic, counts) })
 	e.close()
 }

@@ -164,30 +164,40 @@ func BenchmarkClusterFanout(b *testing.B) {
 		}
 		const topic = "/topic/bench.fanout"
 		pub := e.dial(addrs[0])
-		var subs []*stomp.Subscription
-		counts := make([]atomic.Int64, subscribers)
-		for i := range subscribers {
-			s, err := e.dial(addrs[i%len(addrs)]).Subscribe(topic, stomp.AckAuto)
-			if err != nil {
-				b.Fatal(err)
-			}
-			subs = append(subs, s)
-		}
-		probeTopic(b, pub, topic, subs...)
-		for i, s := range subs {
-			e.wg.Add(1)
-			go func() {
-				defer e.wg.Done()
-				for m := range s.C {
-					if m.Err == nil {
-						counts[i].Add(1)
-					}
-				}
-			}()
-		}
+		counts := e.fanoutSubscribers(pub, addrs, topic, subscribers)
 		b.Run(tc.name, func(b *testing.B) { benchFanout(b, pub, topic, counts) })
 		e.close()
 	}
+}
+
+// fanoutSubscribers subscribes n connections to topic, spread evenly over
+// the nodes at addrs, waits until probes from pub reach them all, and
+// counts what each gets from then on (a goroutine per subscription, owned
+// by e).
+func (e *benchEnv) fanoutSubscribers(pub *stomp.Conn, addrs []string, topic string, n int) []atomic.Int64 {
+	b := e.b
+	var subs []*stomp.Subscription
+	counts := make([]atomic.Int64, n)
+	for i := range n {
+		s, err := e.dial(addrs[i%len(addrs)]).Subscribe(topic, stomp.AckAuto)
+		if err != nil {
+			b.Fatal(err)
+		}
+		subs = append(subs, s)
+	}
+	probeTopic(b, pub, topic, subs...)
+	for i, s := range subs {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			for m := range s.C {
+				if m.Err == nil {
+					counts[i].Add(1)
+				}
+			}
+		}()
+	}
+	return counts
 }
 
 // fanoutWindow is how many messages the publisher may be ahead of the

@@ -282,15 +282,7 @@ func (r *router) ensureHistoryStream(ctx context.Context, name, subjects string,
 	if r.cfg.MaxHistoryBytes > 0 {
 		cfg.MaxBytes = r.cfg.MaxHistoryBytes
 	}
-	_, err := r.js.CreateStream(ctx, cfg)
-	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		var s jetstream.Stream
-		if s, err = r.js.Stream(ctx, name); err == nil {
-			cfg.Replicas = s.CachedInfo().Config.Replicas
-			_, err = r.js.UpdateStream(ctx, cfg)
-		}
-	}
-	if err != nil {
+	if err := r.createOrUpdateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("cluster: history stream %s: %w", name, err)
 	}
 	return nil

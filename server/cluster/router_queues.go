@@ -405,15 +405,7 @@ func (r *router) ensureStream(ctx context.Context, name, subjects string) error 
 	if r.cfg.MaxQueueBytes > 0 {
 		cfg.MaxBytes = r.cfg.MaxQueueBytes
 	}
-	_, err := r.js.CreateStream(ctx, cfg)
-	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		var s jetstream.Stream
-		if s, err = r.js.Stream(ctx, name); err == nil {
-			cfg.Replicas = s.CachedInfo().Config.Replicas
-			_, err = r.js.UpdateStream(ctx, cfg)
-		}
-	}
-	if err != nil {
+	if err := r.createOrUpdateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("cluster: stream %s: %w", name, err)
 	}
 	return nil
@@ -466,4 +458,19 @@ func (q *queueState) closeAll(r *router) {
 	for _, p := range failed {
 		r.finish(p, errRouterClosed)
 	}
+}
+
+// createOrUpdateStream creates the stream cfg describes or brings an
+// existing one to it, keeping the replica count it has (changing it is an
+// operator's decision, not a node's).
+func (r *router) createOrUpdateStream(ctx context.Context, cfg jetstream.StreamConfig) error {
+	_, err := r.js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		var s jetstream.Stream
+		if s, err = r.js.Stream(ctx, cfg.Name); err == nil {
+			cfg.Replicas = s.CachedInfo().Config.Replicas
+			_, err = r.js.UpdateStream(ctx, cfg)
+		}
+	}
+	return err
 }
