@@ -59,11 +59,11 @@ type conn struct {
 	onEnd     func(err error) // the reader's end: nil once we asked for it
 	pending   bool            // reader only: a callback appended to out; flush after the chunk
 
-	connected chan *frames.Frame // gets the CONNECTED frame (owned copy)
-	bye        chan struct{}     // closed on the DISCONNECT's RECEIPT
-	subscribed chan struct{}     // closed on the SUBSCRIBE's RECEIPT
-	done      chan struct{}      // closed when the reader ends
-	err       error              // the reader's end, read after done
+	connected  chan *frames.Frame // gets the CONNECTED frame (owned copy)
+	bye        chan struct{}      // closed on the DISCONNECT's RECEIPT
+	subscribed chan struct{}      // closed on the SUBSCRIBE's RECEIPT
+	done       chan struct{}      // closed when the reader ends
+	err        error              // the reader's end, read after done
 
 	mu      sync.Mutex
 	closing bool // guarded by mu: we sent DISCONNECT or closed it ourselves
@@ -81,12 +81,12 @@ type dialOptions struct {
 // dial connects and starts the reader; it does not send CONNECT.
 func dial(ctx context.Context, o dialOptions) (*conn, error) {
 	c := &conn{
-		readBuf:   make([]byte, o.readSize),
-		parser:    frames.NewParser(frames.Limits{MaxBody: 64 << 20, MaxHeaderBytes: 1 << 20}),
-		connected: make(chan *frames.Frame, 1),
-		bye:       make(chan struct{}),
+		readBuf:    make([]byte, o.readSize),
+		parser:     frames.NewParser(frames.Limits{MaxBody: 64 << 20, MaxHeaderBytes: 1 << 20}),
+		connected:  make(chan *frames.Frame, 1),
+		bye:        make(chan struct{}),
 		subscribed: make(chan struct{}),
-		done:      make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	switch o.cfg.transport {
 	case "ws":

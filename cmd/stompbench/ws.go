@@ -61,8 +61,8 @@ var errWSClosed = errors.New("websocket closed")
 type wsReader struct {
 	br   *bufio.Reader
 	c    *conn
-	left uint64   // payload bytes of the current data frame not yet read
-	hdr  [8]byte  // scratch for header bytes (a field: no allocation per frame)
+	left uint64    // payload bytes of the current data frame not yet read
+	hdr  [8]byte   // scratch for header bytes (a field: no allocation per frame)
 	ctl  [125]byte // a control frame's payload
 }
 
