@@ -240,7 +240,7 @@ func (r *runner) runLatency() error {
 			due := start + seq*int64(interval)
 			now := r.now()
 			if wait := due - now; wait > 0 {
-				time.Sleep(time.Duration(wait))
+				preciseSleep(time.Duration(wait))
 				now = r.now()
 			}
 			if due >= k.warmupNs {
