@@ -140,6 +140,9 @@ func (o *order) check(s stamp) error {
 	case s.seq > want:
 		return fmt.Errorf("%w (or reordered): %s got producer %d seq %d after seq %d, seq %d missing",
 			errLost, o.name, s.producer, s.seq, want-1, want)
+	case o.gapless:
+		// Everything before want arrived exactly once, in order.
+		return fmt.Errorf("%w: %s got producer %d seq %d again (after seq %d)", errDuplicate, o.name, s.producer, s.seq, want-1)
 	}
 	return fmt.Errorf("%w: %s got producer %d seq %d after seq %d", errReordered, o.name, s.producer, s.seq, want-1)
 }
