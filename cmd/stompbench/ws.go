@@ -66,28 +66,62 @@ type wsReader struct {
 	ctl  [125]byte // a control frame's payload
 }
 
+// maxServerHeader is the longest header of an unmasked frame.
+const maxServerHeader = 10
+
 // Read returns payload bytes of data frames (text, binary, continuation).
+// It goes on through the frames already buffered, so one Read carries
+// many small messages (the broker sends one per STOMP frame) and the
+// consumer acknowledges them in one write; it blocks only with nothing
+// in hand.
 func (r *wsReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if r.left == 0 {
+			if n > 0 && r.br.Buffered() < maxServerHeader {
+				break
+			}
+			if err := r.nextDataFrame(); err != nil {
+				return n, err
+			}
+			continue
+		}
+		if n > 0 && r.br.Buffered() == 0 {
+			break
+		}
+		m, err := r.br.Read(p[n : n+int(min(uint64(len(p)-n), r.left))])
+		n += m
+		r.left -= uint64(m)
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// nextDataFrame reads frame headers, answering control frames, until a
+// data frame's payload is next.
+func (r *wsReader) nextDataFrame() error {
 	for r.left == 0 {
 		op, n, err := r.header()
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if !op.IsControl() {
 			r.left = n
 			continue
 		}
 		if n > uint64(len(r.ctl)) {
-			return 0, fmt.Errorf("websocket: control frame of %d bytes", n)
+			return fmt.Errorf("websocket: control frame of %d bytes", n)
 		}
 		body := r.ctl[:n]
 		if _, err := io.ReadFull(r.br, body); err != nil {
-			return 0, fmt.Errorf("websocket: %w", err)
+			return fmt.Errorf("websocket: %w", err)
 		}
 		switch op {
 		case ws.OpPing:
 			if err := r.c.writeControl(ws.OpPong, body); err != nil {
-				return 0, fmt.Errorf("websocket pong: %w", err)
+				return fmt.Errorf("websocket pong: %w", err)
 			}
 		case ws.OpClose:
 			code := 1005
@@ -95,15 +129,10 @@ func (r *wsReader) Read(p []byte) (int, error) {
 				code = int(binary.BigEndian.Uint16(body))
 			}
 			_ = r.c.writeControl(ws.OpClose, body[:min(n, 2)])
-			return 0, fmt.Errorf("%w: code %d %q", errWSClosed, code, body[min(n, 2):])
+			return fmt.Errorf("%w: code %d %q", errWSClosed, code, body[min(n, 2):])
 		}
 	}
-	if uint64(len(p)) > r.left {
-		p = p[:r.left]
-	}
-	n, err := r.br.Read(p)
-	r.left -= uint64(n)
-	return n, err
+	return nil
 }
 
 // header reads one frame header; server frames are not masked.
