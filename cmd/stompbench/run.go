@@ -24,7 +24,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer cancel()
 	ctx, fail := context.WithCancelCause(ctx)
 	r := &runner{cfg: &cfg, base: time.Now(), ctx: ctx, cancel: fail}
-	r.res = &Result{Scenario: cfg.Scenario, Transport: cfg.transport, Parameters: cfg}
+	r.res = &Result{Scenario: cfg.Scenario, Transport: cfg.transport, Parameters: cfg, Errors: []string{}}
 	// Whatever ends the run early (a failure, the timeout) closes every
 	// connection, which unblocks every read and write.
 	stopAbort := context.AfterFunc(ctx, r.abortAll)
