@@ -23,29 +23,29 @@ const (
 
 // Config is one run of the load generator, as the flags describe it.
 type Config struct {
-	Scenario    string        `json:"scenario"`
-	URL         string        `json:"url"`
-	Producers   int           `json:"producers"`
-	Consumers   int           `json:"consumers"`
-	Subscribers int           `json:"subscribers"`
-	Prefetch    int           `json:"prefetch"`
-	Messages    int           `json:"messages"`
-	BodySize    int           `json:"body_size"`
-	Rate        int           `json:"rate"`
-	Duration    time.Duration `json:"duration_ns"`
-	Window      int           `json:"window"`
-	Connections int           `json:"connections"`
-	HeartBeat   string        `json:"heartbeat"`
-	BrokerPID   int           `json:"broker_pid"`
-	Login       string        `json:"login"`
-	Passcode    string        `json:"-"` // never printed
-	Host        string        `json:"host"`
-	Destination string        `json:"destination"`
-	Timeout     time.Duration `json:"timeout_ns"`
-	Warmup      time.Duration `json:"warmup_ns"`
-	JSON        bool          `json:"-"`
+	Scenario    string        `json:"scenario"`    // queue, topic, latency, persistent or idle
+	URL         string        `json:"url"`         // stomp://host:port or ws://host:port/path
+	Producers   int           `json:"producers"`   // queue, persistent
+	Consumers   int           `json:"consumers"`   // queue, persistent
+	Subscribers int           `json:"subscribers"` // topic
+	Prefetch    int           `json:"prefetch"`    // prefetch-count of each queue consumer
+	Messages    int           `json:"messages"`    // per producer (queue, topic, persistent)
+	BodySize    int           `json:"body_size"`   // bytes per message body
+	Rate        int           `json:"rate"`        // msgs/s (latency)
+	Duration    time.Duration `json:"duration_ns"` // sending (latency) or holding (idle)
+	Window      int           `json:"window"`      // SENDs awaiting a RECEIPT per producer (persistent)
+	Connections int           `json:"connections"` // idle
+	HeartBeat   string        `json:"heartbeat"`   // offered by idle connections: "send,receive"
+	BrokerPID   int           `json:"broker_pid"`  // idle: whose RSS and CPU to read (0: none)
+	Login       string        `json:"login"`       // CONNECT login
+	Passcode    string        `json:"-"`           // CONNECT passcode, never printed
+	Host        string        `json:"host"`        // CONNECT host: the virtual host
+	Destination string        `json:"destination"` // default by scenario
+	Timeout     time.Duration `json:"timeout_ns"`  // bound on the whole run
+	Warmup      time.Duration `json:"warmup_ns"`   // not measured (every message still checked)
+	JSON        bool          `json:"-"`           // print JSON instead of a table
 
-	// Derived by ParseFlags/Validate, not flags.
+	// Derived by Validate, not flags.
 	transport string // "tcp" or "ws"
 	address   string // host:port for TCP
 	heartBeat frames.HeartBeat
@@ -54,8 +54,8 @@ type Config struct {
 // Transport is "tcp" or "ws", from the URL's scheme (after Validate).
 func (c *Config) Transport() string { return c.transport }
 
-// DefaultConfig returns the flags' defaults for scenario (destination
-// chosen by scenario: a topic for topic and idle, else a queue).
+// DefaultConfig returns the flags' defaults; Validate picks the default
+// destination, which depends on the scenario.
 func DefaultConfig() Config {
 	return Config{
 		Scenario:    ScenarioQueue,
@@ -71,6 +71,7 @@ func DefaultConfig() Config {
 		Window:      64,
 		Connections: 1000,
 		HeartBeat:   "10s,10s",
+		Host:        "/",
 		Timeout:     5 * time.Minute,
 	}
 }
@@ -97,7 +98,7 @@ func ParseFlags(args []string, usage io.Writer) (Config, error) {
 	fs.IntVar(&c.BrokerPID, "broker-pid", 0, "broker process id, for its RSS and CPU from /proc (idle)")
 	fs.StringVar(&c.Login, "login", "", "CONNECT login")
 	fs.StringVar(&c.Passcode, "passcode", "", "CONNECT passcode")
-	fs.StringVar(&c.Host, "host", "", "CONNECT host header, the virtual host (default: the URL's host name)")
+	fs.StringVar(&c.Host, "host", c.Host, "CONNECT host header: the virtual host (stompbox and RabbitMQ both default to /)")
 	fs.StringVar(&c.Destination, "destination", "", "destination (default /queue/stompbench, or /topic/stompbench for topic and idle)")
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "bound on the whole run")
 	fs.DurationVar(&c.Warmup, "warmup", 0, "time from the first send not measured (rates, latencies); every message is still checked")
@@ -176,9 +177,6 @@ func (c *Config) parseURL() error {
 		return fmt.Errorf("-url %q: scheme %q not supported (stomp or ws)", c.URL, u.Scheme)
 	}
 	c.address = u.Host
-	if c.Host == "" {
-		c.Host = u.Hostname()
-	}
 	return nil
 }
 

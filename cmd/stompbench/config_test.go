@@ -49,9 +49,9 @@ func TestParseFlagsDefaults(t *testing.T) {
 		dest      string
 		host      string
 	}{
-		{nil, "tcp", "/queue/stompbench", "127.0.0.1"},
-		{[]string{"-scenario", "topic", "-url", "ws://localhost:15674/ws"}, "ws", "/topic/stompbench", "localhost"},
-		{[]string{"-scenario", "idle", "-host", "/", "-destination", "/queue/x"}, "tcp", "/queue/x", "/"},
+		{nil, "tcp", "/queue/stompbench", "/"},
+		{[]string{"-scenario", "topic", "-url", "ws://localhost:15674/ws"}, "ws", "/topic/stompbench", "/"},
+		{[]string{"-scenario", "idle", "-host", "vh1", "-destination", "/queue/x"}, "tcp", "/queue/x", "vh1"},
 	} {
 		cfg, err := ParseFlags(tc.args, &bytes.Buffer{})
 		if err != nil {

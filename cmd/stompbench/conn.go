@@ -90,7 +90,8 @@ func dial(ctx context.Context, o dialOptions) (*conn, error) {
 	}
 	switch o.cfg.transport {
 	case "ws":
-		d := ws.Dialer{Protocols: []string{"v12.stomp"}, ReadBufferSize: o.readSize, WriteBufferSize: 1024}
+		// The handshake's buffers must hold the HTTP response's headers.
+		d := ws.Dialer{Protocols: []string{"v12.stomp"}, ReadBufferSize: 4096, WriteBufferSize: 1024}
 		nc, br, hs, err := d.Dial(ctx, o.cfg.URL)
 		if err != nil {
 			return nil, fmt.Errorf("websocket dial %s: %w", o.cfg.URL, err)

@@ -10,9 +10,9 @@ import (
 
 // Result is what a run measured; -json prints it as one object.
 type Result struct {
-	Scenario   string `json:"scenario"`
-	Transport  string `json:"transport"`
-	Parameters Config `json:"parameters"`
+	Scenario   string `json:"scenario"`   // as -scenario
+	Transport  string `json:"transport"`  // tcp or ws
+	Parameters Config `json:"parameters"` // the flags, defaults filled in
 	// Messages is what the measured span delivered (for a topic: every
 	// subscriber's copy); Duration its seconds and Rate their quotient.
 	Messages int64   `json:"messages"`
@@ -33,26 +33,28 @@ type Result struct {
 	RSSPerConn  *float64 `json:"rss_per_conn,omitempty"`
 	CPUPct      *float64 `json:"cpu_pct,omitempty"`
 	Counts      Counts   `json:"counts"`
-	OK          bool     `json:"ok"`
-	Errors      []string `json:"errors"`
+	// OK is false when the run failed; Errors say why (at most 10, the
+	// cause first).
+	OK     bool     `json:"ok"`
+	Errors []string `json:"errors"`
 }
 
 // Counts are the messages of a run, for checking it by hand.
 type Counts struct {
-	Sent     int64 `json:"sent"`
-	Received int64 `json:"received"`
-	Expected int64 `json:"expected"`
-	Lost     int64 `json:"lost"`
+	Sent     int64 `json:"sent"`     // SENDs written
+	Received int64 `json:"received"` // deliveries checked (a topic's: every subscriber's)
+	Expected int64 `json:"expected"` // deliveries the scenario promises
+	Lost     int64 `json:"lost"`     // missing when the run ended
 }
 
 // Latencies are percentiles of a sample, in microseconds.
 type Latencies struct {
-	Samples int     `json:"samples"`
-	P50     float64 `json:"p50_us"`
-	P90     float64 `json:"p90_us"`
-	P99     float64 `json:"p99_us"`
-	P999    float64 `json:"p99_9_us"`
-	Max     float64 `json:"max_us"`
+	Samples int     `json:"samples"`  // measured messages (the warm-up left out)
+	P50     float64 `json:"p50_us"`   // median
+	P90     float64 `json:"p90_us"`   // 90th percentile
+	P99     float64 `json:"p99_us"`   // 99th percentile
+	P999    float64 `json:"p99_9_us"` // 99.9th percentile
+	Max     float64 `json:"max_us"`   // the slowest
 }
 
 // summarize sorts samples (ns) in place and returns their percentiles
