@@ -10,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -67,6 +68,10 @@ type conn struct {
 
 	mu      sync.Mutex
 	closing bool // guarded by mu: we sent DISCONNECT or closed it ourselves
+
+	// beatEvery is how often we must send heart-beats (ns), negotiated in
+	// CONNECTED; 0: never.
+	beatEvery atomic.Int64
 }
 
 // dialOptions are what every connection of a run shares.

@@ -128,6 +128,7 @@ func (r *runner) open(readSize int, hb frames.HeartBeat, setup func(c *conn)) (*
 	if err != nil {
 		return nil, 0, err
 	}
+	c.beatEvery.Store(int64(send))
 	return c, send, nil
 }
 
@@ -165,15 +166,21 @@ func (r *runner) disconnectAll() {
 	wg.Wait()
 }
 
-// heartbeats sends an EOL on every connection each interval/2 until the
-// run ends; interval 0 means none were negotiated.
-func (r *runner) heartbeats(interval time.Duration) {
-	if interval <= 0 {
+// heartbeats keeps every connection's heart-beats going until the run
+// ends: each tick (a tenth of the interval we offered) it sends an EOL on
+// the connections whose negotiated interval is nine tenths gone since
+// their last one. Connections opened at different times so beat at
+// different times, instead of all at once, and none more often than
+// needed. offered 0 means none.
+func (r *runner) heartbeats(offered time.Duration) {
+	if offered <= 0 {
 		return
 	}
+	tick := min(max(offered/10, 10*time.Millisecond), time.Second)
 	r.hb.Go(func() {
-		t := time.NewTicker(interval / 2)
+		t := time.NewTicker(tick)
 		defer t.Stop()
+		due := make(map[*conn]time.Time) // when each connection beats next
 		for {
 			select {
 			case <-r.ctx.Done():
@@ -183,7 +190,12 @@ func (r *runner) heartbeats(interval time.Duration) {
 			r.mu.Lock()
 			conns := r.conns
 			r.mu.Unlock()
+			now := time.Now()
 			for _, c := range conns {
+				every := time.Duration(c.beatEvery.Load())
+				if every <= 0 || now.Before(due[c]) {
+					continue // not negotiated (yet), or not due
+				}
 				if r.failed() {
 					return
 				}
@@ -191,6 +203,7 @@ func (r *runner) heartbeats(interval time.Duration) {
 					r.fail(fmt.Errorf("send heart-beat: %w", err))
 					return
 				}
+				due[c] = now.Add(every * 9 / 10)
 			}
 		}
 	})
