@@ -55,6 +55,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	fail(nil)
 	r.hb.Wait()
+	// Every connection is closed by now, or about to be (abortAll runs on
+	// its own goroutine): wait for their readers, without holding mu,
+	// which a reader's end takes to record its error.
+	r.mu.Lock()
+	conns := r.conns
+	r.mu.Unlock()
+	for _, c := range conns {
+		<-c.done
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, e := range r.errs {
