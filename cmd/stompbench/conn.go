@@ -162,9 +162,9 @@ func (c *conn) connect(ctx context.Context, cfg *Config, hb frames.HeartBeat) (t
 		send, _ := frames.NegotiateHeartBeat(hb, remote)
 		return send, nil
 	case <-c.done:
-		return 0, fmt.Errorf("waiting for CONNECTED: %w", c.err)
+		return 0, fmt.Errorf("waiting for CONNECTED: %w", c.endErr())
 	case <-ctx.Done():
-		return 0, fmt.Errorf("waiting for CONNECTED: %w", ctx.Err())
+		return 0, fmt.Errorf("waiting for CONNECTED: %w", context.Cause(ctx))
 	}
 }
 
@@ -192,9 +192,9 @@ func (c *conn) subscribe(ctx context.Context, destination, ack string, prefetch 
 	case <-c.subscribed:
 		return nil
 	case <-c.done:
-		return fmt.Errorf("waiting for the SUBSCRIBE receipt: %w", c.err)
+		return fmt.Errorf("waiting for the SUBSCRIBE receipt: %w", c.endErr())
 	case <-ctx.Done():
-		return fmt.Errorf("waiting for the SUBSCRIBE receipt: %w", ctx.Err())
+		return fmt.Errorf("waiting for the SUBSCRIBE receipt: %w", context.Cause(ctx))
 	}
 }
 
@@ -370,12 +370,21 @@ func (c *conn) disconnect(ctx context.Context) error {
 		case <-c.bye:
 		case <-c.done:
 		case <-ctx.Done():
-			err = fmt.Errorf("waiting for the DISCONNECT receipt: %w", ctx.Err())
+			err = fmt.Errorf("waiting for the DISCONNECT receipt: %w", context.Cause(ctx))
 		}
 	}
 	_ = c.nc.Close()
 	<-c.done
 	return err
+}
+
+// endErr is why the reader ended (after done): its error, or that we
+// closed the connection.
+func (c *conn) endErr() error {
+	if c.err != nil {
+		return c.err
+	}
+	return net.ErrClosed
 }
 
 // isClosing reports whether we are closing the connection.
