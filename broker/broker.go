@@ -40,8 +40,8 @@ type Broker struct {
 
 // Stats are the broker's counters, read with Broker.Stats.
 type Stats struct {
-	Published    atomic.Uint64 // messages accepted from SEND
-	Delivered    atomic.Uint64 // MESSAGE frames queued to subscribers
+	Published    StripedCounter // messages accepted from SEND
+	Delivered    StripedCounter // MESSAGE frames queued to subscribers
 	Redelivered  atomic.Uint64 // of which redeliveries
 	Expired      atomic.Uint64 // dropped because expires passed
 	DeadLettered atomic.Uint64 // moved to a DLQ
