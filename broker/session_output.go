@@ -228,7 +228,7 @@ func (s *Session) deleteTempQueue(key string, q *queue) {
 	sp := q.sp
 	sp.mu.Lock()
 	if sp.queues[key] == q {
-		delete(sp.queues, key)
+		sp.dropQueueLocked(key)
 		sp.releaseQueueLocked(q)
 	}
 	sp.mu.Unlock()

@@ -317,7 +317,7 @@ func (s *Session) tempQueue(key string) (*queue, *stompError) {
 	}
 	q := newQueue(sp, key, s, false)
 	q.creator = creator
-	sp.queues[key] = q
+	sp.setQueueLocked(key, q)
 	if s.tempQueues == nil {
 		s.tempQueues = make(map[string]*queue)
 	}
