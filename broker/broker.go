@@ -40,12 +40,12 @@ type Broker struct {
 
 // Stats are the broker's counters, read with Broker.Stats.
 type Stats struct {
-	Published    atomic.Uint64 // messages accepted from SEND
-	Delivered    atomic.Uint64 // MESSAGE frames queued to subscribers
-	Redelivered  atomic.Uint64 // of which redeliveries
-	Expired      atomic.Uint64 // dropped because expires passed
-	DeadLettered atomic.Uint64 // moved to a DLQ
-	Dropped      atomic.Uint64 // dead-letter candidates with nowhere to go
+	Published    StripedCounter // messages accepted from SEND
+	Delivered    StripedCounter // MESSAGE frames queued to subscribers
+	Redelivered  atomic.Uint64  // of which redeliveries
+	Expired      atomic.Uint64  // dropped because expires passed
+	DeadLettered atomic.Uint64  // moved to a DLQ
+	Dropped      atomic.Uint64  // dead-letter candidates with nowhere to go
 	// DeadLetterFailures counts dead-letter moves the journal refused: the
 	// message stayed in its queue, to be redelivered and tried again.
 	DeadLetterFailures atomic.Uint64

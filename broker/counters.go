@@ -74,3 +74,26 @@ func (st *frameCounters) countControl(first byte) {
 		st.out[frames.CmdError].Add(1)
 	}
 }
+
+// StripedCounter is a counter that sessions on every core add to at once
+// (messages published, delivered): each session adds to the stripe its
+// number picks, on a cache line of its own, so adding does not bounce one
+// line between cores; Load sums the stripes.
+type StripedCounter struct {
+	stripes [counterStripes]struct {
+		n atomic.Uint64
+		_ [56]byte
+	}
+}
+
+// Add adds n to stripe's share.
+func (c *StripedCounter) Add(stripe uint32, n uint64) { c.stripes[stripe%counterStripes].n.Add(n) }
+
+// Load returns the total.
+func (c *StripedCounter) Load() uint64 {
+	var sum uint64
+	for i := range c.stripes {
+		sum += c.stripes[i].n.Load()
+	}
+	return sum
+}

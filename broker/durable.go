@@ -221,7 +221,7 @@ func (sp *space) newDurableLocked(spec DurableSpec, quota *userQuota) *durable {
 	q.dlq = "/queue/DLQ." + strings.NewReplacer("*", "_", "#", "_").Replace(spec.Topic)
 	d := &durable{key: keyOf(spec), spec: spec, topic: spec.Topic, queue: q, quota: quota, idleSince: sp.b.cfg.Now()}
 	d.feed = &subscription{id: qname, dest: "/topic/" + spec.Topic, pattern: spec.Topic, feed: q}
-	sp.queues[qname] = q
+	sp.setQueueLocked(qname, q)
 	sp.durables[d.key] = d
 	return d
 }
@@ -252,7 +252,7 @@ func (sp *space) removeDurable(d *durable) {
 	sp.mu.Lock()
 	if sp.durables[d.key] == d {
 		delete(sp.durables, d.key)
-		delete(sp.queues, d.queue.name)
+		sp.dropQueueLocked(d.queue.name)
 		sp.releaseDurableLocked(d)
 	}
 	sp.mu.Unlock()

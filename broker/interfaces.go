@@ -198,6 +198,8 @@ type DurableSpec struct {
 // RecoveredMessage rebuilds a journaled message for Replay. The slices
 // become the message's own: the caller must not reuse them.
 func RecoveredMessage(id, destination string, headers []frames.Header, body []byte, persistent bool, expiresAt int64) *Message {
-	return &Message{ID: id, Destination: destination, Headers: headers, Body: body, Persistent: persistent,
+	m := &Message{ID: id, Destination: destination, Headers: headers, Body: body, Persistent: persistent,
 		ExpiresAt: expiresAt, enc12: appendHeaders12(nil, headers)}
+	m.markText()
+	return m
 }

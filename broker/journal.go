@@ -234,6 +234,6 @@ func (b *Broker) recoveredQueue(journalName string) *queue {
 		return nil
 	}
 	q := newQueue(sp, name, nil, false)
-	sp.queues[name] = q
+	sp.setQueueLocked(name, q)
 	return q
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"github.com/stompbox/stompbox/frames"
+	"unicode/utf8"
 )
 
 // Message is one published message. It is immutable once built: every
@@ -40,6 +41,11 @@ type Message struct {
 	// this node has not reached skips up to it (subscription.skipThrough).
 	histSeq   uint64
 	histEpoch string // the epoch of histSeq's history
+	// textState (0 not known, 1 valid UTF-8, 2 not) says whether the
+	// message's own bytes (id, headers, body) are valid UTF-8: found once
+	// when the message is built (markText), before anyone else sees it,
+	// and read by every subscriber's writer (isText).
+	textState uint8
 }
 
 // size is what the message counts against queue and outbox limits.
@@ -101,6 +107,7 @@ func newMessage(f *frames.Frame, id, destination, replyTo string, persistent boo
 	}
 	m.Body = own(f.Body)
 	m.enc12 = appendHeaders12(make([]byte, 0, size+8*count), m.Headers)
+	m.markText()
 	return m
 }
 
@@ -116,6 +123,7 @@ func (m *Message) withHeaders(id, destination string, extra ...frames.Header) *M
 		}
 	}
 	c.enc12 = appendHeaders12(nil, c.Headers)
+	c.markText()
 	return c
 }
 
@@ -125,4 +133,39 @@ func appendHeaders12(dst []byte, headers []frames.Header) []byte {
 		dst = frames.AppendHeader(dst, frames.Escape12, h.Key, h.Value)
 	}
 	return dst
+}
+
+// isText reports whether m's id, headers and body are valid UTF-8, so a
+// MESSAGE of it can go out as a WebSocket text message (the other parts a
+// delivery adds are ASCII, or the subscription's header, checked apart).
+// A message built by newMessage or RecoveredMessage knows (markText); any
+// other is scanned.
+func (m *Message) isText() bool {
+	switch m.textState {
+	case 1:
+		return true
+	case 2:
+		return false
+	}
+	return m.scanText()
+}
+
+// markText finds once whether m is valid UTF-8 (isText). Its builder
+// calls it before m is shared.
+func (m *Message) markText() {
+	m.textState = 2
+	if m.scanText() {
+		m.textState = 1
+	}
+}
+
+func (m *Message) scanText() bool {
+	ok := utf8.ValidString(m.ID) && utf8.Valid(m.Body)
+	if m.enc12 != nil {
+		return ok && utf8.Valid(m.enc12) // escaping adds ASCII only: valid iff the headers are
+	}
+	for _, h := range m.Headers {
+		ok = ok && utf8.Valid(h.Key) && utf8.Valid(h.Value)
+	}
+	return ok
 }

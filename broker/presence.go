@@ -336,6 +336,7 @@ func presenceMessage(b *Broker, dest string, ev presenceEvent, body []byte) *Mes
 		{Key: headerPresenceEvent, Value: presenceEventValues[ev]},
 	}}
 	m.enc12 = appendHeaders12(nil, m.Headers)
+	m.markText()
 	return m
 }
 

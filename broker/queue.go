@@ -476,7 +476,7 @@ func (q *queue) retireIfIdle() {
 	q.mu.Lock()
 	if q.count == 0 && q.reservedCount == 0 && len(q.consumers) == 0 && !q.deleted && sp.queues[q.name] == q {
 		q.deleted = true
-		delete(sp.queues, q.name)
+		sp.dropQueueLocked(q.name)
 		sp.releaseQueueLocked(q)
 	}
 	q.mu.Unlock()
@@ -492,9 +492,7 @@ func (b *Broker) tooManyQueues() *stompError {
 // a missing queue is created, once create (called under the table lock)
 // allows it: that is where a session counts the destinations it creates.
 func (sp *space) queue(name string, create queueCreator) (*queue, *stompError) {
-	sp.mu.RLock()
-	q := sp.queues[name]
-	sp.mu.RUnlock()
+	q := sp.index.get(name) // not sp.mu: every SEND comes here (queue_index.go)
 	if q != nil || create == nil {
 		return q, nil
 	}
@@ -512,7 +510,7 @@ func (sp *space) queue(name string, create queueCreator) (*queue, *stompError) {
 	}
 	q = newQueue(sp, name, nil, false)
 	q.creator = creator
-	sp.queues[name] = q
+	sp.setQueueLocked(name, q)
 	return q, nil
 }
 

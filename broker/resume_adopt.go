@@ -79,7 +79,7 @@ func (s *Session) adopt(old *Session, connected func([]byte) []byte) bool {
 		sub.session = s
 	}
 	if n := len(again); n > 0 {
-		s.b.stats.Delivered.Add(uint64(n))
+		s.b.stats.Delivered.Add(s.stripe, uint64(n))
 		s.b.stats.Redelivered.Add(uint64(n))
 	}
 	return true

@@ -70,6 +70,7 @@ type Session struct {
 	auth          sessionAuth    // token expiry and re-authorization (session_auth.go)
 	resume        sessionResume  // session recovery (resume_park.go)
 	counts        *frameCounters // immutable: this session's stripe of the broker's frame counters
+	stripe        uint32         // immutable: its stripe of the broker's StripedCounters
 
 	// reconnectAfter (ms + 1; 0: none) is the reconnect-after the
 	// server-shutdown ERROR carries (ShutdownReconnectAfter).
@@ -95,6 +96,7 @@ func (b *Broker) NewSession(t Transport, remote string) *Session {
 		b: b, t: t, remote: remote,
 		id:     id,
 		counts: &b.frameStripes[num%counterStripes],
+		stripe: uint32(num % counterStripes),
 		opened: b.cfg.Now(),
 		parser: frames.NewParser(b.cfg.Frame),
 		subs:   make(map[string]*subscription),

@@ -3,6 +3,7 @@ package broker
 import (
 	"slices"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/stompbox/stompbox/frames"
 )
@@ -15,22 +16,25 @@ import (
 // SEND, so a delivery costs a few appends and one copy of the body into the
 // socket buffer. It must not be called concurrently with itself.
 func (s *Session) AppendOutput(dst []byte) (out []byte, closing bool) {
-	out, _, closing = s.appendOutput(dst, nil, false)
+	out, _, _, closing = s.appendOutput(dst, nil, nil, false)
 	return out, closing
 }
 
 // AppendOutputFrames is AppendOutput that also appends to ends the offset
-// in out where each frame ends, for transports that frame messages
-// themselves (WebSocket: one STOMP frame per message).
-func (s *Session) AppendOutputFrames(dst []byte, ends []int) (out []byte, frameEnds []int, closing bool) {
-	return s.appendOutput(dst, ends, true)
+// in out where each frame ends, and to text whether that frame is valid
+// UTF-8, for transports that frame messages themselves (WebSocket: one
+// STOMP frame per message, a text message when it is valid UTF-8). A
+// MESSAGE's answer is its Message's, found once for all its subscribers,
+// and its subscription header's: the body is not scanned per delivery.
+func (s *Session) AppendOutputFrames(dst []byte, ends []int, text []bool) (out []byte, frameEnds []int, frameText []bool, closing bool) {
+	return s.appendOutput(dst, ends, text, true)
 }
 
 // maxKeptRemovals bounds the removal records a session keeps room for
 // between writes.
 const maxKeptRemovals = 256
 
-func (s *Session) appendOutput(dst []byte, ends []int, wantEnds bool) ([]byte, []int, bool) {
+func (s *Session) appendOutput(dst []byte, ends []int, text []bool, wantEnds bool) ([]byte, []int, []bool, bool) {
 	entries, ctrl, starved, closing := s.out.take(s.spareEntries, s.spareCtrl, s.spareStarved)
 	removals := s.spareRemovals
 	var fedBuf [4]*queue
@@ -42,9 +46,15 @@ func (s *Session) appendOutput(dst []byte, ends []int, wantEnds bool) ([]byte, [
 				s.counts.countControl(ctrl[e.ctrlStart])
 			}
 			dst = append(dst, ctrl[e.ctrlStart:e.ctrlEnd]...)
+			if wantEnds {
+				text = append(text, utf8.Valid(ctrl[e.ctrlStart:e.ctrlEnd])) // small: RECEIPT, ERROR, CONNECTED
+			}
 		} else {
 			s.counts.out[frames.CmdMessage].Add(1)
 			dst = s.appendMessage(dst, e)
+			if wantEnds {
+				text = append(text, e.msg.isText() && utf8.Valid(e.sub.header))
+			}
 			if e.qm != nil {
 				if e.qm.settle != nil { // fed by the cluster: consumed now
 					e.sub.fedOut.Add(-1)
@@ -84,7 +94,7 @@ func (s *Session) appendOutput(dst []byte, ends []int, wantEnds bool) ([]byte, [
 	}
 	clear(starved)
 	s.spareStarved = starved[:0]
-	return dst, ends, closing
+	return dst, ends, text, closing
 }
 
 // appendMessage encodes one MESSAGE: per-delivery headers first, then the
@@ -218,7 +228,7 @@ func (s *Session) deleteTempQueue(key string, q *queue) {
 	sp := q.sp
 	sp.mu.Lock()
 	if sp.queues[key] == q {
-		delete(sp.queues, key)
+		sp.dropQueueLocked(key)
 		sp.releaseQueueLocked(q)
 	}
 	sp.mu.Unlock()

@@ -421,7 +421,7 @@ func (s *Session) applyPiped(e *pipedSend) bool {
 			s.state = stateClosed
 			return false
 		}
-		s.b.stats.Published.Add(1)
+		s.b.stats.Published.Add(s.stripe, 1)
 	}
 	e.claim.settle()
 	if e.hasReceipt {
@@ -504,7 +504,7 @@ func (s *Session) pipeRelease() {
 		case e.msg == nil:
 		default:
 			if s.enterPiped(e) == nil {
-				s.b.stats.Published.Add(1)
+				s.b.stats.Published.Add(s.stripe, 1)
 				e.claim.settle()
 			} else {
 				e.claim.release()

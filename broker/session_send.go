@@ -104,7 +104,7 @@ func (s *Session) applySend(r route, m *Message, journal bool) *stompError {
 	if err := s.deliverRoute(r, m, checkLimits); err != nil {
 		return err
 	}
-	s.b.stats.Published.Add(1)
+	s.b.stats.Published.Add(s.stripe, 1)
 	return nil
 }
 
@@ -317,7 +317,7 @@ func (s *Session) tempQueue(key string) (*queue, *stompError) {
 	}
 	q := newQueue(sp, key, s, false)
 	q.creator = creator
-	sp.queues[key] = q
+	sp.setQueueLocked(key, q)
 	if s.tempQueues == nil {
 		s.tempQueues = make(map[string]*queue)
 	}

@@ -275,7 +275,7 @@ func (s *Session) handleCommit(f *frames.Frame) *stompError {
 				tx.discard(s) // what was not applied gives its reservations back
 				return err
 			}
-			s.b.stats.Published.Add(1)
+			s.b.stats.Published.Add(s.stripe, 1)
 			if claims != nil {
 				claims[i].claim.settle()
 			}

@@ -138,7 +138,7 @@ func (sub *subscription) offer(qm *queuedMessage) bool {
 	}
 	sub.mu.Unlock()
 	if ok {
-		s.b.stats.Delivered.Add(1)
+		s.b.stats.Delivered.Add(s.stripe, 1)
 		if qm.deliveries > 1 {
 			s.b.stats.Redelivered.Add(1)
 		}

@@ -121,7 +121,7 @@ func (p *pushed) finish() {
 		p.s.slowConsumer(p.slow)
 	}
 	if p.delivered > 0 {
-		p.s.b.stats.Delivered.Add(uint64(p.delivered))
+		p.s.b.stats.Delivered.Add(p.s.stripe, uint64(p.delivered))
 		p.s.t.Wake()
 	}
 }

@@ -19,6 +19,7 @@ type space struct {
 
 	mu       sync.RWMutex
 	queues   map[string]*queue       // guarded by mu
+	index    *queueIndex             // immutable pointer: queues, sharded for lookups (queue_index.go)
 	durables map[durableKey]*durable // guarded by mu
 	quotas   map[string]*userQuota   // guarded by mu: per user, what MaxQueuesPerUser and MaxDurablesPerUser bound
 	topics   *sublist                // immutable pointer; its own locks, after mu
@@ -43,6 +44,7 @@ func newSpace(b *Broker, name string) *space {
 	sp := &space{
 		b: b, name: name,
 		queues:   make(map[string]*queue),
+		index:    newQueueIndex(),
 		topics:   newSublist(),
 		durables: make(map[durableKey]*durable),
 		hist:     newHistoryTable(b.historyRules),

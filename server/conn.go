@@ -175,6 +175,7 @@ func (c *conn) writeLoop() {
 	defer close(c.written)
 	var out []byte
 	var ends []int
+	var text []bool
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	lastWrite := time.Now()
@@ -213,15 +214,16 @@ func (c *conn) writeLoop() {
 			}
 		}
 		var closing bool
-		out, ends, closing = c.session.AppendOutputFrames(out[:0], ends[:0])
+		out, ends, text, closing = c.session.AppendOutputFrames(out[:0], ends[:0], text[:0])
 		if len(out) == 0 && beat {
 			out = append(out, '\n') // STOMP 1.2: a heart-beat is an EOL
 			ends = append(ends, len(out))
+			text = append(text, true)
 			c.srv.metrics.heartbeatsSent.Add(1)
 		}
 		if len(out) > 0 {
 			_ = c.nc.SetWriteDeadline(c.writeDeadline())
-			if err := c.stream.WriteFrames(out, ends); err != nil {
+			if err := c.stream.WriteFrames(out, ends, text); err != nil {
 				c.session.Abort(broker.ClosePeer)
 				_ = c.nc.Close() // unblocks the read loop
 				return
@@ -232,7 +234,7 @@ func (c *conn) writeLoop() {
 		if cap(out) > 64<<10 && len(out) < cap(out)/8 {
 			// Traffic has dropped well below the buffer's size: do not pin a
 			// burst's buffers on a quiet connection (a busy one keeps them).
-			out, ends = nil, nil
+			out, ends = nil, nil // text, a byte a frame, stays
 		}
 		if closing {
 			reason, _ := c.session.CloseReason()

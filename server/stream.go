@@ -12,8 +12,9 @@ import (
 type stream interface {
 	// Read returns STOMP bytes.
 	Read(p []byte) (int, error)
-	// WriteFrames writes encoded frames; out[ends[i-1]:ends[i]] is frame i.
-	WriteFrames(out []byte, ends []int) error
+	// WriteFrames writes encoded frames; out[ends[i-1]:ends[i]] is frame
+	// i, valid UTF-8 when text[i].
+	WriteFrames(out []byte, ends []int, text []bool) error
 	// Goodbye ends the transport's own protocol after the last frame (the
 	// WebSocket close frame); the driver then closes the socket.
 	Goodbye(reason broker.CloseReason)
@@ -22,7 +23,7 @@ type stream interface {
 // tcpStream is native STOMP: the socket is the byte stream.
 type tcpStream struct{ net.Conn }
 
-func (t tcpStream) WriteFrames(out []byte, _ []int) error {
+func (t tcpStream) WriteFrames(out []byte, _ []int, _ []bool) error {
 	_, err := t.Conn.Write(out)
 	return err
 }
@@ -31,6 +32,12 @@ func (tcpStream) Goodbye(broker.CloseReason) {}
 
 // wsStream is STOMP over WebSocket.
 type wsStream struct{ *wsadapter.Conn }
+
+// WriteFrames sends each frame as a text message when it is valid UTF-8
+// (the session knows without scanning it), binary otherwise.
+func (w wsStream) WriteFrames(out []byte, ends []int, text []bool) error {
+	return w.Conn.WriteFramesText(out, ends, text)
+}
 
 func (w wsStream) Goodbye(reason broker.CloseReason) {
 	_ = w.Close(closeCode(reason), reason.String())

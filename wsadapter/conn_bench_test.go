@@ -66,3 +66,39 @@ func BenchmarkConnWriteFrames(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkConnWriteFramesBody writes batches of 16 MESSAGE frames with
+// 16 KiB bodies: scanned for UTF-8 per frame (WriteFrames) against the
+// caller's answer (WriteFramesText, as the server's writer does: the
+// session knows it once per message).
+func BenchmarkConnWriteFramesBody(b *testing.B) {
+	frame := append([]byte("MESSAGE\ndestination:/topic/t\nsubscription:0\nmessage-id:1-1\n\n"),
+		append(bytes.Repeat([]byte("x"), 16<<10), 0)...)
+	out, ends := batch(frame, 16)
+	text := make([]bool, len(ends))
+	for i := range text {
+		text[i] = true
+	}
+	for _, tc := range []struct {
+		name string
+		text []bool
+	}{{"scan", nil}, {"flags", text}} {
+		b.Run(tc.name, func(b *testing.B) {
+			c, cli := tcpPair(b, 1<<20)
+			_ = c.NetConn().SetDeadline(time.Time{})
+			_ = cli.SetDeadline(time.Time{})
+			done := drain(cli)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(out)))
+			b.ResetTimer()
+			for range b.N {
+				if err := c.WriteFramesText(out, ends, tc.text); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			_ = c.NetConn().Close()
+			<-done
+		})
+	}
+}

@@ -427,3 +427,27 @@ func TestConnNoPongAfterClose(t *testing.T) {
 		t.Fatalf("after the close frame: %v %v, want io.EOF", f.Header.OpCode, err)
 	}
 }
+
+// TestWriteFramesTextTakesTheCallersWord: with text flags the opcode is
+// the caller's answer, not a scan's (the session knows each frame's
+// answer without scanning it).
+func TestWriteFramesTextTakesTheCallersWord(t *testing.T) {
+	c, cli := tcpPair(t, 1<<20)
+	frames := [][]byte{[]byte("RECEIPT\n\n\x00"), []byte("MESSAGE\n\nplain\x00"), []byte("MESSAGE\n\n\xff\x00")}
+	text := []bool{true, false, false}
+	var out []byte
+	var ends []int
+	for _, f := range frames {
+		out = append(out, f...)
+		ends = append(ends, len(out))
+	}
+	if err := c.WriteFramesText(out, ends, text); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(cli)
+	for i, want := range []ws.OpCode{ws.OpText, ws.OpBinary, ws.OpBinary} {
+		if f := serverFrame(t, br); f.Header.OpCode != want || !bytes.Equal(f.Payload, frames[i]) {
+			t.Fatalf("message %d: %v %q, want %v %q", i, f.Header.OpCode, f.Payload, want, frames[i])
+		}
+	}
+}
