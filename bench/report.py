@@ -5,7 +5,8 @@ RAW holds one stompbench -json result per file, named
 <scenario>.<broker>.<repetition>.json. It writes OUT/compare.md and
 OUT/<chart>.svg (and .png when a headless Chromium is at hand), and puts
 the tables between the "compare" markers of DOC (docs/benchmarks.md),
-appending the section when the markers are missing.
+appending the section when the markers are missing; DOC "-" leaves the
+docs alone.
 """
 import glob
 import json
@@ -146,6 +147,8 @@ def main():
     text = "\n".join(section) + "\n"
     with open(os.path.join(out, "compare.md"), "w") as f:
         f.write(text)
+    if doc == "-":
+        return
     with open(doc) as f:
         body = f.read()
     if BEGIN in body and END in body:

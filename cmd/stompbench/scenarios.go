@@ -156,7 +156,15 @@ func (r *runner) runQueue() error {
 		return waitErr
 	}
 	if persistent {
-		// Every RECEIPT precedes the DISCONNECT's: gather them after it.
+		// A broker may send a SEND's RECEIPT after the message was
+		// delivered, and after a later DISCONNECT's (RabbitMQ receipts a
+		// persistent SEND once it is confirmed): every window empties
+		// first, within the run's timeout.
+		for _, p := range ps {
+			for len(p.tokens) > 0 && r.ctx.Err() == nil && !r.failed() {
+				time.Sleep(time.Millisecond)
+			}
+		}
 		r.disconnectAll()
 		var all []int64
 		for i, p := range ps {
