@@ -113,6 +113,25 @@ def svg(chart):
     return "\n".join(out)
 
 
+def profiles(out, top=6):
+    """The heaviest functions of each stompbox CPU profile (flat time),
+    from OUT/profiles/<scenario>.top.txt (go tool pprof -top)."""
+    lines = []
+    for path in sorted(glob.glob(os.path.join(out, "profiles", "*.top.txt"))):
+        scenario = os.path.basename(path)[: -len(".top.txt")]
+        with open(path) as f:
+            rows = [l.split() for l in f]
+        # The table's rows: flat flat% sum% cum cum% name.
+        rows = [r for r in rows if len(r) >= 6 and r[1].endswith("%") and r[2].endswith("%") and r[4].endswith("%")]
+        named = ["`%s` %s" % (" ".join(r[5:]), r[1]) for r in rows][:top]
+        if named:
+            lines.append("- %s: %s" % (scenario, ", ".join(named)))
+    if not lines:
+        return []
+    return ["Where stompbox spends its CPU in each scenario (a 5 s profile taken during the first repetition, "
+            "the heaviest functions by their own time):", ""] + lines + [""]
+
+
 def to_png(svg_path, png_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if not browser:
@@ -141,8 +160,13 @@ def main():
                "(a loss or duplicate fails it)." % (reps, "" if reps == 1 else "s"), ""] + rows + [""]
     if failures:
         section += ["Runs that failed (not in the medians):", ""] + ["- " + f for f in failures] + [""]
-    if png:
-        section += ["![stompbox and RabbitMQ](../%s)" % os.path.relpath(os.path.join(out, "compare.png")), ""]
+    if png and doc != "-":
+        # The chart goes next to the docs, which link it.
+        img = os.path.join(os.path.dirname(doc), "img", "compare.png")
+        os.makedirs(os.path.dirname(img), exist_ok=True)
+        shutil.copyfile(os.path.join(out, "compare.png"), img)
+        section += ["![stompbox and RabbitMQ, each pair scaled to its larger value](img/compare.png)", ""]
+    section += profiles(out)
     section.append(END)
     text = "\n".join(section) + "\n"
     with open(os.path.join(out, "compare.md"), "w") as f:
