@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -57,7 +58,23 @@ func journaledHistory(t *testing.T, dir string, ws bool, cfg Config, pcfg persis
 // directory: what a crash would leave on disk of what was written so far.
 func copyJournal(t *testing.T, src string) string {
 	t.Helper()
-	dst := t.TempDir()
+	// The journal may compact while it is copied: a segment listed and
+	// then removed (its records moved on) makes the copy start again, a
+	// bounded number of times.
+	for range 10 {
+		dst := t.TempDir()
+		if copyDir(t, src, dst) {
+			return dst
+		}
+	}
+	t.Fatalf("the journal in %s kept changing while it was copied", src)
+	return ""
+}
+
+// copyDir copies src's regular files into dst; false when one vanished
+// between the listing and its read.
+func copyDir(t *testing.T, src, dst string) bool {
+	t.Helper()
 	entries, err := os.ReadDir(src)
 	if err != nil {
 		t.Fatal(err)
@@ -67,6 +84,9 @@ func copyJournal(t *testing.T, src string) string {
 			continue
 		}
 		data, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if errors.Is(err, os.ErrNotExist) {
+			return false
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,7 +94,7 @@ func copyJournal(t *testing.T, src string) string {
 			t.Fatal(err)
 		}
 	}
-	return dst
+	return true
 }
 
 // journalBarrier waits until everything the server handed to the journal
