@@ -223,3 +223,35 @@ func TestClusterSessionHistoryAcrossNodes(t *testing.T) {
 		}
 	}
 }
+
+// What a subscription holds while its session is made again is bounded by
+// the outbox: past it the session is a slow consumer when the hold ends,
+// never a growing buffer.
+func TestClusterSessionHoldIsBounded(t *testing.T) {
+	b := New(Config{MaxOutboxBytes: 4096})
+	c := newClient(t, b)
+	c.connect()
+	c.mustSend(frames.CmdSubscribe, "", "id:s", "destination:/topic/t", "receipt:r")
+	mustFrame(t, c, "RECEIPT")
+	sub := c.s.subs["s"]
+	sub.mu.Lock()
+	sub.holding = true
+	sub.mu.Unlock()
+	pub := newClient(t, b)
+	pub.connect()
+	body := strings.Repeat("x", 512)
+	for range 20 { // about 12 KiB: three times the outbox
+		pub.mustSend(frames.CmdSend, body, "destination:/topic/t")
+	}
+	sub.mu.Lock()
+	held, over := sub.heldBytes, sub.heldOver
+	sub.mu.Unlock()
+	if held > 4096 || !over {
+		t.Fatalf("held %d bytes, over %v; want at most the outbox (4096) and over", held, over)
+	}
+	sub.releaseHeld()
+	fs := c.poll()
+	if last := fs[len(fs)-1]; last.Command != frames.CmdError || hdr(last, "error-code") != CodeSlowConsumer {
+		t.Fatalf("after the hold: %v, want an ERROR slow-consumer last", commands(fs))
+	}
+}

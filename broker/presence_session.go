@@ -108,7 +108,8 @@ func (s *Session) watchPresence(f *frames.Frame, id, topic string, mode ackMode)
 	}
 	s.nextSubNum++
 	sub := &subscription{session: s, id: id, num: s.nextSubNum, dest: dest, ackMode: ackAuto,
-		header: subscriptionHeader(s.escaping, id), presence: &presenceLink{topic: topic, watch: true}}
+		presence: &presenceLink{topic: topic, watch: true}}
+	sub.headerFor(s.escaping, id)
 	ps := &s.space.presence
 	ps.mu.Lock()
 	defer ps.mu.Unlock()

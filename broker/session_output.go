@@ -53,7 +53,7 @@ func (s *Session) appendOutput(dst []byte, ends []int, text []bool, wantEnds boo
 			s.counts.out[frames.CmdMessage].Add(1)
 			dst = s.appendMessage(dst, e)
 			if wantEnds {
-				text = append(text, e.msg.isText() && utf8.Valid(e.sub.header))
+				text = append(text, e.msg.isText() && e.sub.headerText)
 			}
 			if e.qm != nil {
 				if e.qm.settle != nil { // fed by the cluster: consumed now

@@ -72,8 +72,9 @@ func (s *Session) handleSubscribe(f *frames.Frame) (err *stompError) {
 	}
 	s.nextSubNum++
 	sub := &subscription{session: s, id: id, num: s.nextSubNum, dest: dest, pattern: name,
-		ackMode: mode, prefetch: prefetch, header: subscriptionHeader(s.escaping, id), pending: true,
+		ackMode: mode, prefetch: prefetch, pending: true,
 		holding: s.resume.adopting}
+	sub.headerFor(s.escaping, id)
 
 	durableName, isDurable := f.Header("durable-subscription-name")
 	receipted := false // by subscribeTopic, for a topic with history

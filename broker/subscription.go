@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/stompbox/stompbox/frames"
 	"sync/atomic"
@@ -48,16 +49,18 @@ type subscription struct {
 	// with every one of them locked (resume_adopt.go). Publishers read it
 	// only under mu; the owning session's read loop may read it freely.
 	session  *Session
-	id       string   // immutable: the client's id header
-	num      uint32   // immutable: session-local number, first part of ack ids
-	dest     string   // immutable: as subscribed
-	pattern  string   // immutable: topic name or wildcard pattern
-	ackMode  ackMode  // immutable
-	prefetch int      // immutable: max unacked; 0 = unlimited
-	header   []byte   // immutable: "subscription:<id>\n" escaped for the session
-	queue    *queue   // immutable: the queue consumed (queue, temp, durable)
-	feed     *queue   // immutable: for a durable feed, the queue it fills
-	durable  *durable // immutable: the durable subscription consumed, if any
+	id       string  // immutable: the client's id header
+	num      uint32  // immutable: session-local number, first part of ack ids
+	dest     string  // immutable: as subscribed
+	pattern  string  // immutable: topic name or wildcard pattern
+	ackMode  ackMode // immutable
+	prefetch int     // immutable: max unacked; 0 = unlimited
+	header   []byte  // immutable: "subscription:<id>\n" escaped for the session
+	// headerText (immutable) says header is valid UTF-8.
+	headerText bool
+	queue      *queue   // immutable: the queue consumed (queue, temp, durable)
+	feed       *queue   // immutable: for a durable feed, the queue it fills
+	durable    *durable // immutable: the durable subscription consumed, if any
 	// presence is the presence set it joins (presence:true) or watches
 	// (/presence/...), if any: read loop only (presence_session.go).
 	presence *presenceLink
@@ -243,6 +246,13 @@ func (sub *subscription) releaseTopic(ds []delivery) {
 // subscriptionHeader is the "subscription:<id>" line of every MESSAGE to sub.
 func subscriptionHeader(esc frames.Escaping, id string) []byte {
 	return frames.AppendHeaderString(nil, esc, "subscription", id)
+}
+
+// headerFor sets sub's subscription header for id and whether it is valid
+// UTF-8 (known once, not per delivery: AppendOutputFrames).
+func (sub *subscription) headerFor(esc frames.Escaping, id string) {
+	sub.header = subscriptionHeader(esc, id)
+	sub.headerText = utf8.Valid(sub.header)
 }
 
 func byAckID(d delivery, id uint64) int { return cmp.Compare(d.ackID, id) }
