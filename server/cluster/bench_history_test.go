@@ -3,12 +3,9 @@ package cluster_test
 import (
 	"bufio"
 	"net"
-	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/go-stomp/stomp/v3"
 
 	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/server/cluster/clustertest"
@@ -51,19 +48,7 @@ func BenchmarkClusterHistoryFanout(b *testing.B) {
 func BenchmarkClusterHistoryLatency(b *testing.B) {
 	e := &benchEnv{b: b}
 	addrs := startHistoryNodes(b, e, 2)
-	pub := e.dial(addrs[0])
-	for _, tc := range []struct {
-		name string
-		sub  string
-	}{{"local", addrs[0]}, {"across", addrs[1]}} {
-		topic := "/topic/bench.hist.hop." + tc.name
-		sub, err := e.dial(tc.sub).Subscribe(topic, stomp.AckAuto)
-		if err != nil {
-			b.Fatal(err)
-		}
-		probeTopic(b, pub, topic, sub)
-		b.Run(tc.name, func(b *testing.B) { benchHop(b, pub, topic, sub) })
-	}
+	e.hopCases(e.dial(addrs[0]), "/topic/bench.hist.hop.", []hopCase{{"local", addrs[0]}, {"across", addrs[1]}})
 	e.close()
 }
 
@@ -146,12 +131,7 @@ func BenchmarkClusterResume(b *testing.B) {
 				_ = nc.c.Close()
 			}
 			b.StopTimer()
-			slices.Sort(lat)
-			pct := func(p float64) float64 {
-				return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Nanoseconds()) / 1e3
-			}
-			b.ReportMetric(pct(0.50), "p50-µs")
-			b.ReportMetric(pct(0.99), "p99-µs")
+			reportPercentiles(b, lat)
 		})
 	}
 	e.close()

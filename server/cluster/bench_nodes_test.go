@@ -396,12 +396,20 @@ func BenchmarkClusterHopLatency(b *testing.B) {
 	e := &benchEnv{b: b}
 	e.nats = clustertest.StartNATS(b, 3)
 	addrs := startBenchNodes(b, e, 3, func(i int) []string { return []string{e.nats.URL(i % 2)} })
-	pub := e.dial(addrs[0])
-	for _, tc := range []struct {
-		name string
-		sub  string
-	}{{"local", addrs[0]}, {"across", addrs[2]}, {"across-route", addrs[1]}} {
-		topic := "/topic/bench.hop." + tc.name
+	e.hopCases(e.dial(addrs[0]), "/topic/bench.hop.", []hopCase{{"local", addrs[0]}, {"across", addrs[2]}, {"across-route", addrs[1]}})
+	e.close()
+}
+
+// hopCase is one sub-benchmark of a hop latency benchmark: a subscriber
+// on the node at sub.
+type hopCase struct{ name, sub string }
+
+// hopCases runs benchHop from pub to a subscriber of topic prefix+name
+// for each case.
+func (e *benchEnv) hopCases(pub *stomp.Conn, prefix string, cases []hopCase) {
+	b := e.b
+	for _, tc := range cases {
+		topic := prefix + tc.name
 		sub, err := e.dial(tc.sub).Subscribe(topic, stomp.AckAuto)
 		if err != nil {
 			b.Fatal(err)
@@ -409,7 +417,16 @@ func BenchmarkClusterHopLatency(b *testing.B) {
 		probeTopic(b, pub, topic, sub)
 		b.Run(tc.name, func(b *testing.B) { benchHop(b, pub, topic, sub) })
 	}
-	e.close()
+}
+
+// reportPercentiles sorts lat and reports its p50 and p99 in µs.
+func reportPercentiles(b *testing.B, lat []time.Duration) {
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Nanoseconds()) / 1e3
+	}
+	b.ReportMetric(pct(0.50), "p50-µs")
+	b.ReportMetric(pct(0.99), "p99-µs")
 }
 
 // benchHop is one timed run of BenchmarkClusterHopLatency.
@@ -438,10 +455,5 @@ func benchHop(b *testing.B, pub *stomp.Conn, topic string, sub *stomp.Subscripti
 		}
 	}
 	b.StopTimer()
-	slices.Sort(lat)
-	pct := func(p float64) float64 {
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Nanoseconds()) / 1e3
-	}
-	b.ReportMetric(pct(0.50), "p50-µs")
-	b.ReportMetric(pct(0.99), "p99-µs")
+	reportPercentiles(b, lat)
 }
