@@ -40,6 +40,18 @@ func startServer(t testing.TB, cfg Config) *testServer {
 			t.Errorf("Serve returned %v, want ErrServerClosed", err)
 		}
 	})
+	// Serving has begun once the listener is registered: what a test
+	// asks next (/readyz, Shutdown) then sees a serving server. Bounded:
+	// a Serve that fails at once is the test's to report.
+	for range 2000 {
+		srv.mu.Lock()
+		serving := len(srv.listeners) > 0
+		srv.mu.Unlock()
+		if serving {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	return &testServer{Server: srv, addr: ln.Addr().String()}
 }
 
