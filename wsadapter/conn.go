@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -50,23 +49,31 @@ func protocolError(code CloseCode, reason string) error {
 // ErrClosed is returned by writes after the close handshake has begun.
 var ErrClosed = errors.New("wsadapter: connection closed")
 
-// Conn is one WebSocket connection carrying STOMP. Read is for one reader
-// goroutine; WriteFrames and Close may be called from another (writes are
-// serialised, since the reader answers pings itself).
+// Conn is one WebSocket connection carrying STOMP. Read (or, after
+// Detach, Feed) is for one reader at a time; WriteFrames and Close may be
+// called from another goroutine (writes are serialised, since the reader
+// answers pings itself).
 type Conn struct {
 	nc         net.Conn      // immutable
-	br         *bufio.Reader // reader only; may hold bytes read during the upgrade
+	br         *bufio.Reader // Read only; may hold bytes read during the upgrade; nil after Detach
 	maxMessage int64         // immutable: largest message payload accepted
 
-	// Reader only: the data frame being read.
-	remaining int64   // payload bytes of the current frame still to read
-	mask      [4]byte // of the current frame
-	offset    int     // mask offset within the current frame
-	inMessage bool    // a fragmented message is open
-	text      bool    // the open message is text
-	size      int64   // payload bytes of the open message so far
-	utf8      utf8Stream
-	control   [125]byte // payload of a control frame
+	// Decoder state (Feed or Read only): all a frame cut across socket
+	// reads needs between chunks, so nothing else is held while idle.
+	hdr       [14]byte   // the frame header read so far (the longest is 14 bytes)
+	hdrN      uint8      // bytes of hdr filled
+	op        ws.OpCode  // of the frame whose payload is being read
+	offset    uint8      // mask offset (mod 4) within the current data frame
+	ctlN      uint8      // payload bytes of the current control frame in control
+	inMessage bool       // a fragmented message is open
+	text      bool       // the open message is text
+	mask      [4]byte    // of the current frame
+	remaining int64      // payload bytes of the current frame still to come
+	size      int64      // payload bytes of the open message so far
+	frames    uint32     // frames ended, so Read can tell a frame without payload
+	err       error      // the decoder's first error, returned for good
+	utf8      utf8Stream // across chunks and fragments of a text message
+	control   [125]byte  // payload of a control frame
 
 	wmu     sync.Mutex
 	headers []byte      // guarded by wmu: WS headers of the batch being written
@@ -96,143 +103,6 @@ func newConn(nc net.Conn, br *bufio.Reader, maxMessage int) *Conn {
 
 // NetConn returns the underlying connection (for deadlines and addresses).
 func (c *Conn) NetConn() net.Conn { return c.nc }
-
-// Read fills p with STOMP bytes from the payloads of data messages,
-// unmasking them in place; message boundaries are not preserved (a STOMP
-// frame may span messages and a message may hold several frames). Pings
-// are answered; a close frame is answered and ends the stream with io.EOF;
-// a violation returns a *ProtocolError naming the close code to send.
-// A frame that carries no STOMP byte (a ping, a pong, an empty message)
-// makes Read return 0 and a nil error: the peer is alive even though no
-// STOMP byte came, and a driver counts that as liveness (a browser answers
-// pings without running page scripts).
-func (c *Conn) Read(p []byte) (int, error) {
-	if c.remaining == 0 {
-		if err := c.nextFrame(); err != nil {
-			return 0, err
-		}
-		if c.remaining == 0 {
-			return 0, nil
-		}
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	n, err := c.br.Read(p[:min(int64(len(p)), c.remaining)])
-	if n > 0 {
-		ws.Cipher(p[:n], c.mask, c.offset)
-		c.offset += n
-		c.remaining -= int64(n)
-		if c.text && !c.utf8.feed(p[:n]) {
-			return 0, protocolError(CloseInvalidData, "invalid UTF-8 in a text message")
-		}
-		if c.remaining == 0 && !c.inMessage && c.text && !c.utf8.end() {
-			return 0, protocolError(CloseInvalidData, "text message ends inside a UTF-8 sequence")
-		}
-	}
-	if err == io.EOF && c.remaining > 0 {
-		err = io.ErrUnexpectedEOF
-	}
-	return n, err
-}
-
-// nextFrame reads frame headers until a data frame with payload is open,
-// handling control frames and checking the rules of RFC 6455 on the way.
-func (c *Conn) nextFrame() error {
-	h, err := readHeader(c.br)
-	if err != nil {
-		var pe *ProtocolError
-		if errors.As(err, &pe) {
-			return err
-		}
-		if err == io.EOF && c.inMessage {
-			err = io.ErrUnexpectedEOF
-		}
-		return err
-	}
-	switch {
-	case h.rsv != 0:
-		return protocolError(CloseProtocolError, "reserved bits set without a negotiated extension")
-	case !h.masked:
-		return protocolError(CloseProtocolError, "client frame not masked")
-	}
-	if h.op.IsControl() {
-		return c.handleControl(h)
-	}
-	switch h.op {
-	case ws.OpContinuation:
-		if !c.inMessage {
-			return protocolError(CloseProtocolError, "continuation frame without a message")
-		}
-	case ws.OpText, ws.OpBinary:
-		if c.inMessage {
-			return protocolError(CloseProtocolError, "new message inside a fragmented one")
-		}
-		c.text, c.size = h.op == ws.OpText, 0
-	default:
-		return protocolError(CloseProtocolError, fmt.Sprintf("reserved opcode %d", h.op))
-	}
-	// The limit applies before any payload byte is read.
-	if c.size+h.length > c.maxMessage {
-		return protocolError(CloseTooBig, fmt.Sprintf("message over %d bytes", c.maxMessage))
-	}
-	c.size += h.length
-	c.inMessage = !h.fin
-	c.remaining, c.mask, c.offset = h.length, h.mask, 0
-	if h.fin && h.length == 0 && c.text && !c.utf8.end() {
-		return protocolError(CloseInvalidData, "text message ends inside a UTF-8 sequence")
-	}
-	return nil
-}
-
-// handleControl reads a control frame (RFC 6455: at most 125 bytes, never
-// fragmented): ping gets a pong, close gets a close, pong is ignored.
-func (c *Conn) handleControl(h frameHeader) error {
-	if !h.fin || h.length > 125 {
-		return protocolError(CloseProtocolError, "fragmented or oversized control frame")
-	}
-	// Peek, then Discard: a read deadline (the driver interrupts reads on
-	// purpose) leaves the control frame unread rather than half read.
-	// readHeader peeks the same way, so a timed-out Read can be retried.
-	peeked, err := c.br.Peek(int(h.length))
-	if err != nil {
-		return err
-	}
-	payload := c.control[:h.length]
-	copy(payload, peeked)
-	_, _ = c.br.Discard(len(peeked))
-	ws.Cipher(payload, h.mask, 0)
-	switch h.op {
-	case ws.OpPing:
-		if err := c.writeControl(ws.OpPong, payload); err != nil { // a pong echoes the ping's payload
-			// The peer is not reading; this is not a read timeout.
-			return fmt.Errorf("wsadapter: answering a ping: %w", ErrClosed)
-		}
-		return nil
-	case ws.OpClose:
-		code, reason := CloseNormal, ""
-		switch {
-		case len(payload) == 1:
-			return protocolError(CloseProtocolError, "close frame with a one-byte payload")
-		case len(payload) >= 2:
-			code = CloseCode(binary.BigEndian.Uint16(payload))
-			if !(code >= 1000 && code <= 1003 || code >= 1007 && code <= 1014 || code >= 3000 && code <= 4999) {
-				return protocolError(CloseProtocolError, "invalid close code")
-			}
-			if !utf8.Valid(payload[2:]) {
-				return protocolError(CloseProtocolError, "close reason is not UTF-8")
-			}
-		}
-		_ = c.sendClose(code, reason, true) // echo the peer's code, completing the handshake
-		return io.EOF
-	case ws.OpPong:
-		if c.Ponged != nil {
-			c.Ponged()
-		}
-		return nil
-	}
-	return protocolError(CloseProtocolError, fmt.Sprintf("reserved opcode %d", h.op))
-}
 
 func (c *Conn) writeControl(op ws.OpCode, payload []byte) error {
 	c.wmu.Lock()

@@ -1,7 +1,6 @@
 package wsadapter
 
 import (
-	"bufio"
 	"encoding/binary"
 
 	"github.com/gobwas/ws"
@@ -17,32 +16,32 @@ type frameHeader struct {
 	length int64
 }
 
-// readHeader parses one frame header from br without allocating (gobwas's
-// ws.ReadHeader allocates a buffer per call).
-func readHeader(br *bufio.Reader) (frameHeader, error) {
-	var h frameHeader
-	b, err := br.Peek(2)
-	if err != nil {
-		return h, err
-	}
-	h.fin = b[0]&0x80 != 0
-	h.rsv = (b[0] >> 4) & 0x7
-	h.op = ws.OpCode(b[0] & 0x0f)
-	h.masked = b[1]&0x80 != 0
+// headerLen is the size of the frame header that starts with b0, b1:
+// 2 bytes, then a 16- or 64-bit length, then the mask if there is one.
+func headerLen(b0, b1 byte) int {
+	_ = b0 // the size is all in the second byte
 	size := 2
-	length := int64(b[1] & 0x7f)
-	switch length {
+	switch b1 & 0x7f {
 	case 126:
 		size += 2
 	case 127:
 		size += 8
 	}
-	if h.masked {
+	if b1&0x80 != 0 {
 		size += 4
 	}
-	if b, err = br.Peek(size); err != nil {
-		return h, err
-	}
+	return size
+}
+
+// parseHeader parses one whole frame header (headerLen bytes) without
+// allocating (gobwas's ws.ReadHeader allocates a buffer per call).
+func parseHeader(b []byte) (frameHeader, error) {
+	var h frameHeader
+	h.fin = b[0]&0x80 != 0
+	h.rsv = (b[0] >> 4) & 0x7
+	h.op = ws.OpCode(b[0] & 0x0f)
+	h.masked = b[1]&0x80 != 0
+	length := int64(b[1] & 0x7f)
 	at := 2
 	switch length {
 	case 126:
@@ -60,7 +59,6 @@ func readHeader(br *bufio.Reader) (frameHeader, error) {
 	if h.masked {
 		copy(h.mask[:], b[at:at+4])
 	}
-	_, _ = br.Discard(size)
 	return h, nil
 }
 

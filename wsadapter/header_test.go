@@ -1,7 +1,6 @@
 package wsadapter
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -71,24 +70,35 @@ func TestReadHeader(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			const trailer = "next"
-			br := bufio.NewReader(bytes.NewReader(append(append([]byte(nil), tt.wire...), trailer...)))
-			got, err := readHeader(br)
+			got, size, err := headerOf(append(append([]byte(nil), tt.wire...), trailer...))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got != tt.want {
-				t.Fatalf("readHeader = %+v, want %+v", got, tt.want)
+				t.Fatalf("parseHeader = %+v, want %+v", got, tt.want)
 			}
-			// Exactly the header was consumed.
-			rest, _ := io.ReadAll(br)
-			if string(rest) != trailer {
-				t.Fatalf("after the header %q is left, want %q", rest, trailer)
+			// Exactly the header is taken.
+			if size != len(tt.wire) {
+				t.Fatalf("header of %d bytes, want %d", size, len(tt.wire))
 			}
 		})
 	}
 }
 
-// readHeader agrees with gobwas/ws's own encoder for every length class.
+// headerOf parses the header at the start of b as the decoder does (the
+// size from the first two bytes, then the whole header) and says how many
+// bytes it took.
+func headerOf(b []byte) (frameHeader, int, error) {
+	var c Conn
+	k, whole := c.takeHeader(b)
+	if !whole {
+		return frameHeader{}, k, io.ErrUnexpectedEOF
+	}
+	h, err := parseHeader(c.hdr[:c.hdrN])
+	return h, k, err
+}
+
+// parseHeader agrees with gobwas/ws's own encoder for every length class.
 func TestReadHeaderMatchesGobwasWriter(t *testing.T) {
 	for _, length := range []int64{0, 1, 125, 126, 127, 1000, 65535, 65536, 1 << 32, 1 << 62} {
 		for _, masked := range []bool{false, true} {
@@ -101,7 +111,7 @@ func TestReadHeaderMatchesGobwasWriter(t *testing.T) {
 				t.Fatal(err)
 			}
 			size := buf.Len()
-			got, err := readHeader(bufio.NewReader(&buf))
+			got, _, err := headerOf(buf.Bytes())
 			if err != nil {
 				t.Fatalf("length %d masked %v: %v", length, masked, err)
 			}
@@ -116,20 +126,32 @@ func TestReadHeaderMatchesGobwasWriter(t *testing.T) {
 // A 64-bit length with the most significant bit set is a protocol error.
 func TestReadHeaderLengthMSB(t *testing.T) {
 	wire := []byte{0x82, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}
-	_, err := readHeader(bufio.NewReader(bytes.NewReader(wire)))
+	_, _, err := headerOf(wire)
 	var pe *ProtocolError
 	if !errors.As(err, &pe) || pe.Code != CloseProtocolError {
 		t.Fatalf("err = %v, want a ProtocolError with close code 1002", err)
 	}
 }
 
-// A header cut short by the end of the stream is an error, not a frame.
+// A header cut anywhere is not a frame yet: the decoder keeps its bytes
+// and takes the rest from the next chunk, then parses what one piece gives.
 func TestReadHeaderTruncated(t *testing.T) {
 	full := []byte{0x82, 0x80 | 126, 0x01, 0x00, 1, 2, 3, 4}
+	want, _, err := headerOf(full)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for n := range len(full) {
-		_, err := readHeader(bufio.NewReader(bytes.NewReader(full[:n])))
-		if err == nil {
-			t.Errorf("%d of %d header bytes: no error", n, len(full))
+		var c Conn
+		if k, whole := c.takeHeader(full[:n]); whole || k != n {
+			t.Fatalf("%d of %d header bytes: took %d, whole %v; want all taken, not whole", n, len(full), k, whole)
+		}
+		// The next chunk carries the rest and a payload byte after it.
+		if k, whole := c.takeHeader(append(full[n:len(full):len(full)], 'x')); !whole || k != len(full)-n {
+			t.Fatalf("cut at %d: second chunk took %d, whole %v; want %d, whole", n, k, whole, len(full)-n)
+		}
+		if got, err := parseHeader(c.hdr[:c.hdrN]); err != nil || got != want {
+			t.Fatalf("cut at %d: %+v, %v; want %+v", n, got, err, want)
 		}
 	}
 }
