@@ -17,6 +17,19 @@
 //	err = c.WriteFrames(out, ends)    // out[ends[i-1]:ends[i]] is one STOMP frame
 //	_ = c.Close(wsadapter.CloseNormal, "")
 //
+// A readiness-driven caller (epoll: no goroutine and no buffer per idle
+// connection) does not Read: it calls Detach once, Feeds the bytes the
+// upgrade had read ahead, then Feeds whatever each non-blocking read of
+// the socket returns, cut anywhere:
+//
+//	ahead := c.Detach()           // drops the upgrade's bufio.Reader
+//	err = c.Feed(ahead, stomp)    // stomp(payload) gets unmasked STOMP bytes
+//	n, _ := syscall.Read(fd, buf) // later, when the socket is readable
+//	err = c.Feed(buf[:n], stomp)
+//
+// Read and Feed run the same decoder; its state between chunks is a few
+// dozen bytes in the Conn (and 125 for a control frame cut in two).
+//
 // A caller with checks of its own to make before the connection is
 // hijacked (rate limits, a token) splits Upgrade in two: Negotiate checks
 // origin and subprotocols, Handshake.Upgrade answers 101. Refusals are
