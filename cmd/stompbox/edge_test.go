@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/stompbox/stompbox/cmd/stompbox/internal/config"
 )
 
@@ -31,7 +29,7 @@ func TestEdgeConfigMapping(t *testing.T) {
 			c.ShutdownReconnectWindow = config.Duration(tt.window)
 			c.Dedupe.Window = config.Duration(tt.dedupe)
 			c.Dedupe.MaxKeysPerUser = tt.maxKeys
-			sc := serverConfig(c, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), nil, nil)
+			sc := serverConfig(c, slog.New(slog.DiscardHandler), nil)
 			if sc.WebSocketPingInterval != tt.wantPing || sc.ShutdownReconnectWindow != tt.wantWindow ||
 				sc.Broker.DedupeWindow != tt.wantDedupe || sc.Broker.DedupeMaxKeysPerUser != tt.maxKeys {
 				t.Fatalf("got ping %v, window %v, dedupe %v, keys %d; want %v, %v, %v, %d",

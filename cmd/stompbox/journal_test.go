@@ -17,6 +17,7 @@ import (
 
 	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/cmd/stompbox/internal/config"
+	"github.com/stompbox/stompbox/server"
 )
 
 // breakingJournal works until broken, then fails as persistence.File does
@@ -56,7 +57,7 @@ func TestServeExitsWhenJournalFails(t *testing.T) {
 	var logs syncWriter
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	j := &breakingJournal{}
-	open := func(config.Config, *slog.Logger, prometheus.Registerer) (journal, error) { return j, nil }
+	open := func(prometheus.Registerer) (server.Journal, error) { return j, nil }
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel() // only if the test fails: serve must stop without it
 	done := make(chan error, 1)
@@ -77,7 +78,7 @@ func TestServeExitsWhenJournalFails(t *testing.T) {
 		if !errors.Is(err, broker.ErrJournalFailed) || !errors.Is(err, syscall.EIO) {
 			t.Fatalf("serve returned %v, want the journal's failure", err)
 		}
-	case <-time.After(5*journalCheckInterval + 10*time.Second):
+	case <-time.After(5*server.JournalCheckInterval + 10*time.Second):
 		t.Fatal("serve did not return after the journal failed")
 	}
 	j.mu.Lock()

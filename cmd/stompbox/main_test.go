@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/cmd/stompbox/internal/config"
 )
@@ -81,7 +79,7 @@ func TestServerConfigMapping(t *testing.T) {
 	c.Conn.WriteTimeout = config.Duration(4 * time.Second)
 	c.Conn.Linger = config.Duration(5 * time.Second)
 	c.Conn.ReadBufferSize = 8192
-	sc := serverConfig(c, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), nil, nil)
+	sc := serverConfig(c, slog.New(slog.DiscardHandler), nil)
 	b := sc.Broker
 	got := []any{b.Frame.MaxBody, b.Frame.MaxHeaders, b.Frame.MaxHeaderBytes, b.Frame.MaxHeaderLine,
 		b.MaxSubscriptions, b.MaxOutboxBytes, b.MaxQueueMessages, b.MaxQueueBytes, b.MaxQueues,

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/stompbox/stompbox/cmd/stompbox/internal/config"
 )
 
@@ -20,7 +18,7 @@ func TestPresenceConfigMapping(t *testing.T) {
 	}{{0, -1}, {config.Duration(3 * time.Second), 3 * time.Second}} {
 		c := config.Default()
 		c.Presence = config.Presence{Grace: tc.grace, MaxMembers: 5, MaxSets: 6}
-		b := serverConfig(c, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), nil, nil).Broker
+		b := serverConfig(c, slog.New(slog.DiscardHandler), nil).Broker
 		if b.PresenceGrace != tc.want || b.MaxPresenceMembers != 5 || b.MaxPresenceSets != 6 {
 			t.Errorf("presence.grace %v: broker got grace %v, members %d, sets %d; want %v, 5, 6",
 				tc.grace, b.PresenceGrace, b.MaxPresenceMembers, b.MaxPresenceSets, tc.want)

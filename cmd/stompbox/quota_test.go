@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/stompbox/stompbox/cmd/stompbox/internal/config"
 )
 
@@ -18,7 +16,7 @@ func TestQuotaConfigMapping(t *testing.T) {
 	c.Limits.MaxQueuesPerUser = 7
 	c.Limits.MaxDurablesPerUser = 0
 	c.Limits.DurableIdleTTL = config.Duration(90 * time.Second)
-	b := serverConfig(c, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), nil, nil).Broker
+	b := serverConfig(c, slog.New(slog.DiscardHandler), nil).Broker
 	if b.MaxQueuesPerUser != 7 || b.MaxDurablesPerUser != -1 || b.DurableIdleTTL != 90*time.Second {
 		t.Fatalf("broker got queues/user %d, durables/user %d, idle TTL %v; want 7, -1, 1m30s",
 			b.MaxQueuesPerUser, b.MaxDurablesPerUser, b.DurableIdleTTL)

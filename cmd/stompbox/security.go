@@ -9,20 +9,16 @@ import (
 
 	"github.com/stompbox/stompbox/broker"
 	"github.com/stompbox/stompbox/cmd/stompbox/internal/config"
+	"github.com/stompbox/stompbox/server"
 	"github.com/stompbox/stompbox/server/auth"
 )
 
 // security is what the auth options build: the authenticator chain, the
-// authorizer, and the files SIGHUP rereads.
+// authorizer, and the files SIGHUP rereads (server.Options.Reloaders).
 type security struct {
 	authenticator broker.Authenticator
 	authorizer    broker.Authorizer
-	reloaders     []reloader
-}
-
-type reloader interface {
-	Reload() error
-	String() string
+	reloaders     []server.Reloader
 }
 
 // buildSecurity turns the auth options into the broker's Authenticator and
@@ -87,18 +83,6 @@ func buildSecurity(a config.Auth, logger *slog.Logger) (*security, error) {
 		sec.authorizer = auth.TokenGrants{}
 	}
 	return sec, nil
-}
-
-// reload rereads the users, keys and rules files (SIGHUP); a file that
-// fails keeps its previous contents.
-func (sec *security) reload(logger *slog.Logger) {
-	for _, r := range sec.reloaders {
-		if err := r.Reload(); err != nil {
-			logger.Error("reload failed; the previous contents stay in use", "file", r.String(), "err", err)
-			continue
-		}
-		logger.Info("reloaded", "file", r.String())
-	}
 }
 
 // jwtLeeway maps the option (0: none) onto auth.JWTConfig (0: default,
