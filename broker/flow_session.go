@@ -63,9 +63,6 @@ type sessionFlow struct {
 	// positive again; throttledSince is when the throttle began.
 	throttledUntil time.Time
 	throttledSince time.Time
-	// resumedAt is when the last block or throttle ended: heart-beat
-	// timeouts count from there, not from bytes read before it.
-	resumedAt time.Time
 }
 
 // heldFrame is an owned copy of a held frame in one allocation: each
@@ -118,8 +115,8 @@ func (h *heldFrame) frame(dst *frames.Frame) *frames.Frame {
 // throttle, the pipeline's safety net). Read loop only; one branch when the
 // session is not blocked.
 func (s *Session) FlowWait() (paused bool, wakeAt time.Time) {
-	fl := &s.flow
-	if !fl.active {
+	fl := s.flow
+	if fl == nil || !fl.active {
 		return s.pipe.stopRead(), s.pipe.wakeAt()
 	}
 	if fl.reason != NotFull {
@@ -139,6 +136,9 @@ func (s *Session) FlowWait() (paused bool, wakeAt time.Time) {
 // Blocked reports why the session is blocked (NotFull when it is not),
 // and whether it is throttled by its rate limits. Read loop only.
 func (s *Session) Blocked() (reason FullReason, throttled bool) {
+	if s.flow == nil {
+		return NotFull, false
+	}
 	return s.flow.reason, !s.flow.throttledUntil.IsZero()
 }
 
@@ -150,7 +150,27 @@ func earliest(a, b time.Time) time.Time {
 }
 
 // flowHolding reports whether frames must go through arriveBlocked.
-func (s *Session) flowHolding() bool { return s.flow.active && s.flow.reason != NotFull }
+func (s *Session) flowHolding() bool {
+	return s.flow != nil && s.flow.active && s.flow.reason != NotFull
+}
+
+// flowState returns the flow-control state, made on first use: most
+// sessions never block, and an idle one should not carry it.
+func (s *Session) flowState() *sessionFlow {
+	if s.flow == nil {
+		s.flow = &sessionFlow{}
+	}
+	return s.flow
+}
+
+// flowDone drops the flow-control state once nothing in it is set: the
+// session is neither blocked nor throttled and holds no frame.
+func (s *Session) flowDone() {
+	if fl := s.flow; fl != nil && !fl.active && !fl.replaying && len(fl.held) == 0 &&
+		fl.waitQueue == nil && !fl.waitTotal && !fl.disconnect {
+		s.flow = nil
+	}
+}
 
 // refused handles a handler's refusal because a bound is full: under
 // FullBlock the frame is held (or, re-run, stays held) and the session
@@ -159,7 +179,7 @@ func (s *Session) refused(f *frames.Frame, err *stompError) bool {
 	if s.b.cfg.FullPolicy != FullBlock || s.state != stateConnected {
 		return false
 	}
-	if s.flow.replaying {
+	if s.flow != nil && s.flow.replaying {
 		s.flow.refull = err
 		return true
 	}
@@ -171,7 +191,7 @@ func (s *Session) refused(f *frames.Frame, err *stompError) bool {
 // arriveBlocked takes a frame that arrived while the session is blocked:
 // applied at once if it frees resources or produces nothing, else held.
 func (s *Session) arriveBlocked(f *frames.Frame) error {
-	fl := &s.flow
+	fl := s.flow // not nil: flowHolding sent f here
 	switch {
 	case fl.disconnect:
 		return nil // STOMP: nothing may follow DISCONNECT; nothing is read after it either
@@ -196,6 +216,9 @@ func (s *Session) arriveBlocked(f *frames.Frame) error {
 // holdsTransaction reports whether a held frame begins or belongs to a
 // transaction.
 func (s *Session) holdsTransaction() bool {
+	if s.flow == nil {
+		return false
+	}
 	for i := range s.flow.held {
 		h := &s.flow.held[i]
 		if h.cmd == frames.CmdBegin {
@@ -228,7 +251,7 @@ func appliesAtOnce(f *frames.Frame) bool {
 func (s *Session) hold(f *frames.Frame) {
 	h := newHeldFrame(f)
 	size := h.size()
-	fl := &s.flow
+	fl := s.flowState()
 	if !s.budget.holdInput(size) && len(fl.held) > 0 {
 		fl.paused = true
 	}
@@ -239,7 +262,7 @@ func (s *Session) hold(f *frames.Frame) {
 // the metrics, the registration with whatever will poke the session when
 // room frees (at most one, never twice), and the retry timer.
 func (s *Session) blockOn(err *stompError, now time.Time) {
-	fl := &s.flow
+	fl := s.flowState()
 	r := err.full
 	switch {
 	case fl.reason == NotFull:
@@ -274,17 +297,18 @@ func (s *Session) blockOn(err *stompError, now time.Time) {
 // flowPoked is Poked's flow-control work: end a throttle that is over,
 // fail a block past BlockTimeout, else re-run the held frames.
 func (s *Session) flowPoked() {
-	fl := &s.flow
-	if !fl.active {
+	fl := s.flow
+	if fl == nil || !fl.active {
 		return
 	}
 	now := s.b.cfg.Now()
 	if !fl.throttledUntil.IsZero() && !now.Before(fl.throttledUntil) {
 		s.b.flow.leave(FullRate, fl.throttledSince, now)
-		fl.throttledUntil, fl.resumedAt = time.Time{}, now
+		fl.throttledUntil, s.resumedAt = time.Time{}, now
 		fl.active = fl.reason != NotFull
 	}
 	if fl.reason == NotFull {
+		s.flowDone()
 		return
 	}
 	if t := s.b.cfg.BlockTimeout; t > 0 && now.Sub(fl.since) >= t {
@@ -301,7 +325,7 @@ func (s *Session) flowPoked() {
 // resumeHeld re-runs the held frames in order; one refused again stays
 // first and the session blocks again.
 func (s *Session) resumeHeld(now time.Time) {
-	fl := &s.flow
+	fl := s.flow // not nil: flowPoked checked
 	fl.replaying = true
 	for len(fl.held) > 0 && s.state == stateConnected && !s.out.closed.Load() {
 		h := &fl.held[0]
@@ -329,22 +353,26 @@ func (s *Session) resumeHeld(now time.Time) {
 	if s.state == stateConnected && !s.out.closed.Load() {
 		s.unblock(now)
 	}
+	s.flowDone()
 }
 
 // unblock ends a block: every held frame has run.
 func (s *Session) unblock(now time.Time) {
-	fl := &s.flow
+	fl := s.flow
 	s.b.flow.leave(fl.reason, fl.reasonSince, now)
 	s.unregister()
 	fl.reason, fl.paused, fl.retryAt, fl.backoff = NotFull, false, time.Time{}, 0
-	fl.held, fl.resumedAt = nil, now
+	fl.held, s.resumedAt = nil, now
 	fl.scratch = frames.Frame{} // pins the last held frame's bytes otherwise
 	fl.active = !fl.throttledUntil.IsZero()
 }
 
 // unregister removes the session from what it waited on.
 func (s *Session) unregister() {
-	fl := &s.flow
+	fl := s.flow
+	if fl == nil {
+		return
+	}
 	if fl.waitQueue != nil {
 		fl.waitQueue.unwait(s)
 		fl.waitQueue = nil
@@ -358,13 +386,14 @@ func (s *Session) unregister() {
 // throttle, after a chunk under FullBlock left a rate bucket negative,
 // has the driver stop reading until both are positive again.
 func (s *Session) throttle() {
-	wait := max(s.byteRate.deficit(), s.frameRate.deficit())
-	fl := &s.flow
+	rt := s.rate // not nil: a bucket went negative
+	wait := max(rt.bytes.deficit(), rt.frames.deficit())
+	fl := s.flowState()
 	if fl.throttledUntil.IsZero() {
-		fl.throttledSince = s.fedAt
-		s.b.flow.enter(FullRate, s.fedAt)
+		fl.throttledSince = rt.fedAt
+		s.b.flow.enter(FullRate, rt.fedAt)
 	}
-	fl.throttledUntil, fl.active = s.fedAt.Add(wait), true
+	fl.throttledUntil, fl.active = rt.fedAt.Add(wait), true
 }
 
 // deficit is how long the bucket needs to be positive again.
@@ -379,8 +408,12 @@ func (rb *rateBucket) deficit() time.Duration {
 // the held frames (never acknowledged: the client got no RECEIPT for
 // them), the registrations and the metrics.
 func (s *Session) flowRelease() {
-	fl := &s.flow
+	fl := s.flow
+	if fl == nil {
+		return
+	}
 	if !fl.active {
+		s.flow = nil
 		return
 	}
 	now := s.b.cfg.Now()
@@ -394,8 +427,13 @@ func (s *Session) flowRelease() {
 	for i := range fl.held {
 		s.budget.releaseInput(fl.held[i].size())
 	}
-	*fl = sessionFlow{}
+	s.flow = nil
 }
 
 // heldCount is how many frames are held (tests).
-func (s *Session) heldCount() int { return len(s.flow.held) }
+func (s *Session) heldCount() int {
+	if s.flow == nil {
+		return 0
+	}
+	return len(s.flow.held)
+}

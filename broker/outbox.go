@@ -171,9 +171,25 @@ func (o *outbox) close(reason CloseReason, discard bool, final func(dst []byte) 
 	return true, unsent
 }
 
+// Spares larger than these are dropped by take rather than kept: a burst
+// (a CONNECTED with its limits, a fan-out backlog) must not stay with an
+// idle connection for its life, while the small buffers of a steady flow
+// of RECEIPTs and MESSAGEs are kept and reused.
+const (
+	maxSpareCtrl    = 128 // bytes: a RECEIPT with a long receipt-id fits
+	maxSpareEntries = 64  // entries: 4 KiB
+)
+
 // take swaps the queued entries and control bytes for the writer's spare
-// ones, so neither side allocates in steady state.
+// ones, so neither side allocates in steady state. Spares past
+// maxSpareCtrl or maxSpareEntries are let go instead.
 func (o *outbox) take(spareEntries []outEntry, spareCtrl []byte, spareStarved []*queue) (entries []outEntry, ctrl []byte, starved []*queue, closing bool) {
+	if cap(spareCtrl) > maxSpareCtrl {
+		spareCtrl = nil
+	}
+	if cap(spareEntries) > maxSpareEntries {
+		spareEntries = nil
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	entries, o.entries = o.entries, spareEntries[:0]

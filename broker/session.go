@@ -35,11 +35,9 @@ type Session struct {
 	space *space // the virtual host joined at CONNECT
 	// principal is who CONNECT authenticated, for the Authorizer and logs.
 	principal  *Principal
-	created    int        // destinations this connection created
-	frameRate  rateBucket // MaxFramesPerSecond
-	byteRate   rateBucket // MaxBytesPerSecond
-	fedAt      time.Time  // when the chunk being parsed arrived
-	preauth    *Principal // set by Preauthenticate, before the read loop starts
+	created    int          // destinations this connection created
+	rate       *sessionRate // nil unless MaxFramesPerSecond or MaxBytesPerSecond (session_rare.go)
+	preauth    *Principal   // set by Preauthenticate, before the read loop starts
 	clientID   string
 	subs       map[string]*subscription // by the client's subscription id
 	subsByNum  map[uint32]*subscription // by the number inside ack ids
@@ -49,7 +47,12 @@ type Session struct {
 	replyToken string            // 128 random bits in hex, drawn on first use of a temporary queue
 	acked      []delivery        // scratch for ACK/NACK
 	expect     time.Duration     // negotiated client->server heart-beat interval
-	flow       sessionFlow       // blocked and throttled producers (flow_session.go)
+	// flow (nil: neither blocked nor throttled) is flow control's state,
+	// made when the session first blocks and dropped when it ends
+	// (flow_session.go); resumedAt, when the last block or throttle ended,
+	// outlives it for ReadDeadline.
+	flow      *sessionFlow
+	resumedAt time.Time
 	pipe       pipeline          // persistent SENDs in flight (session_pipeline.go); read loop only but its atomics
 
 	// Written by the read loop before CONNECTED is queued, read by the writer
@@ -103,8 +106,12 @@ func (b *Broker) NewSession(t Transport, remote string) *Session {
 	}
 	s.out.limit, s.out.budget = b.cfg.MaxOutboxBytes, &s.budget
 	s.budget.limit, s.budget.out = int64(b.cfg.MaxConnectionBytes), &s.out
-	s.frameRate = newRateBucket(b.cfg.MaxFramesPerSecond, 2*b.cfg.MaxFramesPerSecond)
-	s.byteRate = newRateBucket(b.cfg.MaxBytesPerSecond, 2*b.cfg.MaxBytesPerSecond)
+	if b.cfg.MaxFramesPerSecond > 0 || b.cfg.MaxBytesPerSecond > 0 {
+		s.rate = &sessionRate{
+			frames: newRateBucket(b.cfg.MaxFramesPerSecond, 2*b.cfg.MaxFramesPerSecond),
+			bytes:  newRateBucket(b.cfg.MaxBytesPerSecond, 2*b.cfg.MaxBytesPerSecond),
+		}
+	}
 	b.sessionCount.Add(1)
 	return s
 }
@@ -141,9 +148,9 @@ func (s *Session) Feed(chunk []byte) error {
 		s.state = max(s.state, stateClosed)
 		return ErrSessionClosed
 	}
-	if s.byteRate.rate > 0 || s.frameRate.rate > 0 {
-		s.fedAt = s.b.cfg.Now()
-		if !s.byteRate.take(s.fedAt, float64(len(chunk))) && s.b.cfg.FullPolicy == FullError {
+	if rt := s.rate; rt != nil {
+		rt.fedAt = s.b.cfg.Now()
+		if !rt.bytes.take(rt.fedAt, float64(len(chunk))) && s.b.cfg.FullPolicy == FullError {
 			s.fail(rateErr("bytes", s.b.cfg.MaxBytesPerSecond), nil)
 			s.state = stateClosed
 			return ErrSessionClosed
@@ -151,7 +158,7 @@ func (s *Session) Feed(chunk []byte) error {
 	}
 	err := s.parser.Parse(chunk, s)
 	if err == nil {
-		if s.byteRate.tokens < 0 || s.frameRate.tokens < 0 {
+		if rt := s.rate; rt != nil && (rt.bytes.tokens < 0 || rt.frames.tokens < 0) {
 			s.throttle() // FullBlock: under FullError a negative bucket failed above
 		}
 		return nil
@@ -204,11 +211,11 @@ func (s *Session) ReadDeadline(lastRead time.Time) time.Time {
 	if s.state == stateAwaitingConnect {
 		return s.opened.Add(s.b.cfg.ConnectTimeout)
 	}
-	if s.expect == 0 || s.flow.active && (s.flow.reason != NotFull || !s.flow.throttledUntil.IsZero()) {
+	if fl := s.flow; s.expect == 0 || fl != nil && fl.active && (fl.reason != NotFull || !fl.throttledUntil.IsZero()) {
 		return time.Time{} // not timed out while blocked: the driver may not be reading
 	}
-	if s.flow.resumedAt.After(lastRead) {
-		lastRead = s.flow.resumedAt // counted again from the unblock
+	if s.resumedAt.After(lastRead) {
+		lastRead = s.resumedAt // counted again from the unblock
 	}
 	return lastRead.Add(s.ReadTimeout())
 }
@@ -385,7 +392,7 @@ func (s *Session) HandleHeartbeat() error {
 // the session is blocked, arriveBlocked decides between now and later.
 func (s *Session) HandleFrame(f *frames.Frame) error {
 	s.counts.in[f.Command].Add(1)
-	if s.frameRate.rate > 0 && !s.frameRate.take(s.fedAt, 1) && s.b.cfg.FullPolicy == FullError {
+	if rt := s.rate; rt != nil && rt.frames.rate > 0 && !rt.frames.take(rt.fedAt, 1) && s.b.cfg.FullPolicy == FullError {
 		s.fail(rateErr("frames", s.b.cfg.MaxFramesPerSecond), f)
 		s.state = stateClosed
 		return errStop

@@ -381,7 +381,7 @@ func (s *Session) pipeSettle() {
 	}
 	if p.paused && s.budget.held() <= s.budget.limit {
 		p.paused = false
-		s.flow.resumedAt = s.b.cfg.Now() // heart-beat timeouts count from here
+		s.resumedAt = s.b.cfg.Now() // heart-beat timeouts count from here
 	}
 	if p.inflight() {
 		p.safetyAt = s.b.cfg.Now().Add(flowSafetyRetry)
@@ -443,7 +443,7 @@ func (e *pipedSend) receiptFrame() *frames.Frame {
 // just blocked on into its held list, behind that frame: they keep their
 // order and their charge.
 func (s *Session) pipeToFlow() {
-	p, fl := &s.pipe, &s.flow
+	p, fl := &s.pipe, s.flowState()
 	for i := range p.held {
 		p.bytes -= p.held[i].size()
 	}
@@ -458,7 +458,7 @@ func (s *Session) pipeToFlow() {
 // flight or frames are held there): they keep their order and their
 // charge; the caller ends the block.
 func (s *Session) flowToPipe() {
-	p, fl := &s.pipe, &s.flow
+	p, fl := &s.pipe, s.flowState()
 	for i := range fl.held {
 		p.bytes += fl.held[i].size()
 	}
