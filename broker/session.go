@@ -53,7 +53,7 @@ type Session struct {
 	// outlives it for ReadDeadline.
 	flow      *sessionFlow
 	resumedAt time.Time
-	pipe       pipeline          // persistent SENDs in flight (session_pipeline.go); read loop only but its atomics
+	pipe      pipeline // persistent SENDs in flight (session_pipeline.go); read loop only but its atomics
 
 	// Written by the read loop before CONNECTED is queued, read by the writer
 	// after taking it from the outbox: the outbox mutex orders the two.
