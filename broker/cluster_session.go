@@ -149,7 +149,7 @@ func (b *Broker) HandOffSession(ctx context.Context, req SessionRequest) (*Sessi
 // deliveries and its unacknowledged topic deliveries not among them. It
 // reports false when s overflowed meanwhile.
 func (s *Session) export() (*SessionState, bool) {
-	subs := make([]*subscription, 0, len(s.subs))
+	subs := make([]*subscription, 0, s.subTab.size())
 	for _, sub := range s.subs {
 		if sub.spec != nil { // always in cluster mode; its deliveries would have nowhere to go
 			subs = append(subs, sub)
@@ -268,7 +268,7 @@ func (s *Session) adoptState(st *SessionState) *stompError {
 		if !ok || len(id) == 0 {
 			id, _ = f.Header("destination")
 		}
-		if sub := s.subs[string(id)]; sub != nil {
+		if sub := s.subTab.get(id); sub != nil {
 			made = append(made, sub)
 		}
 	}
@@ -280,7 +280,7 @@ func (s *Session) adoptState(st *SessionState) *stompError {
 	// what arrived while the client was away), then what each
 	// subscription held meanwhile.
 	for _, d := range st.Deliveries {
-		sub := s.subs[d.Subscription]
+		sub := s.subTab.getString(d.Subscription)
 		if sub == nil || sub.queue != nil {
 			s.b.stats.Dropped.Add(1) // not a topic subscription here: cannot be delivered
 			continue

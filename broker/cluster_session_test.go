@@ -233,7 +233,7 @@ func TestClusterSessionHoldIsBounded(t *testing.T) {
 	c.connect()
 	c.mustSend(frames.CmdSubscribe, "", "id:s", "destination:/topic/t", "receipt:r")
 	mustFrame(t, c, "RECEIPT")
-	sub := c.s.subs["s"]
+	sub := c.s.subTab.getString("s")
 	sub.mu.Lock()
 	sub.holding = true
 	sub.mu.Unlock()

@@ -227,7 +227,7 @@ func TestPipelineOrdersOtherFrames(t *testing.T) {
 		t.Fatalf("%d appends submitted, want 1 (c waits behind b)", n)
 	}
 	ackID, _ := strconv.ParseUint(strings.TrimPrefix(hdr(msg[0], "ack"), strings.SplitN(hdr(msg[0], "ack"), ".", 2)[0]+"."), 10, 64)
-	if p.s.subs["own"].has(ackID) {
+	if p.s.subTab.getString("own").has(ackID) {
 		t.Fatal("the ACK must apply at once, ahead of the held frames")
 	}
 	p.mustSend(frames.CmdDisconnect, "", "receipt:bye")

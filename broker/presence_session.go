@@ -118,11 +118,7 @@ func (s *Session) watchPresence(f *frames.Frame, id, topic string, mode ackMode)
 		return err
 	}
 	set.watchers[sub] = struct{}{}
-	s.subs[id] = sub
-	if s.subsByNum == nil {
-		s.subsByNum = make(map[uint32]*subscription)
-	}
-	s.subsByNum[sub.num] = sub
+	s.subTab.add(sub)
 	s.receipt(f) // a push into this session's outbox: outbox.mu comes after presenceSpace.mu
 	sub.deliverTopic(ps.snapshotLocked(s.b, set))
 	return nil

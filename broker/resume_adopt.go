@@ -21,7 +21,7 @@ import (
 // reports false, changing nothing, when old overflowed meanwhile or s's
 // own connection ended.
 func (s *Session) adopt(old *Session, connected func([]byte) []byte) bool {
-	subs := make([]*subscription, 0, len(old.subs))
+	subs := make([]*subscription, 0, old.subTab.size())
 	for _, sub := range old.subs {
 		subs = append(subs, sub)
 	}
@@ -123,8 +123,7 @@ func (s *Session) lostDeliveries(subs []*subscription, kept []outEntry) []outEnt
 // token, client-id and creation count. Queues held back while old was
 // parked are dispatched again. Read loop only.
 func (s *Session) finishAdopt(old *Session) {
-	s.subs, old.subs = old.subs, make(map[string]*subscription)
-	s.subsByNum, old.subsByNum = old.subsByNum, nil
+	s.subTab, old.subTab = old.subTab, subTable{}
 	s.nextSubNum = old.nextSubNum
 	s.tempQueues, old.tempQueues = old.tempQueues, nil
 	s.replyToken = old.replyToken

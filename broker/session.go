@@ -39,8 +39,7 @@ type Session struct {
 	rate       *sessionRate // nil unless MaxFramesPerSecond or MaxBytesPerSecond (session_rare.go)
 	preauth    *Principal   // set by Preauthenticate, before the read loop starts
 	clientID   string
-	subs       map[string]*subscription // by the client's subscription id
-	subsByNum  map[uint32]*subscription // by the number inside ack ids
+	subTab     subTable // the subscriptions (session_subs.go); range over s.subs
 	nextSubNum uint32
 	txs        map[string]*transaction
 	tempQueues map[string]*queue // by the name after /temp-queue/
@@ -102,7 +101,6 @@ func (b *Broker) NewSession(t Transport, remote string) *Session {
 		stripe: uint32(num % counterStripes),
 		opened: b.cfg.Now(),
 		parser: frames.NewParser(b.cfg.Frame),
-		subs:   make(map[string]*subscription),
 	}
 	s.out.limit, s.out.budget = b.cfg.MaxOutboxBytes, &s.budget
 	s.budget.limit, s.budget.out = int64(b.cfg.MaxConnectionBytes), &s.out

@@ -58,7 +58,7 @@ func (s *Session) resolveAck(f *frames.Frame) (ackTarget, *stompError) {
 		if !ok {
 			return unknown("id " + strconv.Quote(truncateString(string(id), 64)))
 		}
-		sub := s.subsByNum[num]
+		sub := s.subTab.byNum(num)
 		if sub == nil || !sub.has(ackID) {
 			return unknown("id " + string(id))
 		}
@@ -72,7 +72,7 @@ func (s *Session) resolveAck(f *frames.Frame) (ackTarget, *stompError) {
 		return ackTarget{}, protocolErr(CodeMissingHeader, "missing message-id header", f.Command.String()+" requires a message-id header.")
 	}
 	if subID, ok := f.Header("subscription"); ok {
-		sub := s.subs[string(subID)]
+		sub := s.subTab.get(subID)
 		if sub == nil {
 			return unknown("subscription " + strconv.Quote(truncateString(string(subID), 64)))
 		}

@@ -17,7 +17,7 @@ func (s *Session) handleSubscribe(f *frames.Frame) (err *stompError) {
 			if !ok || len(id) == 0 {
 				id, _ = f.Header("destination") // a STOMP 1.0 subscription's id
 			}
-			if sub := s.subs[string(id)]; err == nil && sub != nil && sub.spec == nil {
+			if sub := s.subTab.get(id); err == nil && sub != nil && sub.spec == nil {
 				sub.spec = subscribeSpec(f)
 			}
 		}()
@@ -33,14 +33,14 @@ func (s *Session) handleSubscribe(f *frames.Frame) (err *stompError) {
 	} else if s.version > frames.V10 {
 		return protocolErr(CodeMissingHeader, "missing id header", "SUBSCRIBE requires an id header.")
 	}
-	if sub, dup := s.subs[id]; dup {
+	if sub := s.subTab.getString(id); sub != nil {
 		if s.resubscribed(sub, dest, f) {
 			return nil
 		}
 		return protocolErr(CodeDuplicateSubscription, "duplicate subscription id",
 			"Subscription id "+strconv.Quote(truncateString(id, 64))+" is already in use on this connection.")
 	}
-	if len(s.subs) >= s.b.cfg.MaxSubscriptions {
+	if s.subTab.size() >= s.b.cfg.MaxSubscriptions {
 		return connLimitErr("this connection holds its limit of " + strconv.Itoa(s.b.cfg.MaxSubscriptions) + " subscriptions")
 	}
 	ackValue, present := f.Header("ack")
@@ -107,11 +107,7 @@ func (s *Session) handleSubscribe(f *frames.Frame) (err *stompError) {
 		return &stompError{code: CodeForbidden, message: "forbidden",
 			detail: "Reply queues can be sent to but not subscribed to; subscribe to your own /temp-queue/.", reason: ClosePolicy}
 	}
-	s.subs[id] = sub
-	if s.subsByNum == nil {
-		s.subsByNum = make(map[uint32]*subscription)
-	}
-	s.subsByNum[sub.num] = sub
+	s.subTab.add(sub)
 	// The consumer is attached but not yet served: the RECEIPT goes before
 	// any message the subscription yields, so the client knows the
 	// subscription is live when it arrives.
@@ -154,7 +150,7 @@ func (s *Session) handleUnsubscribe(f *frames.Frame) *stompError {
 	if !ok {
 		return protocolErr(CodeMissingHeader, "missing id header", "UNSUBSCRIBE requires the id of the subscription.")
 	}
-	sub := s.subs[string(id)]
+	sub := s.subTab.get(id)
 	if sub == nil && s.resume.resumed {
 		// A resumed client cannot know which of its frames the dropped
 		// connection delivered: an UNSUBSCRIBE of an id it replaced on a
@@ -192,8 +188,7 @@ func (s *Session) handleUnsubscribe(f *frames.Frame) *stompError {
 // removeSubscription detaches sub from its destination; what it left
 // unacknowledged is requeued (queues) or dropped (topics).
 func (s *Session) removeSubscription(sub *subscription) {
-	delete(s.subs, sub.id)
-	delete(s.subsByNum, sub.num)
+	s.subTab.remove(sub)
 	unacked := sub.close()
 	s.releasePresence(sub) // a member's grace period starts, a watcher stops
 	switch {
