@@ -202,9 +202,7 @@ func (s *Session) pipeToCluster(f *frames.Frame, e *pipedSend) *stompError {
 	if v, ok := f.Header("receipt"); ok {
 		e.receipt, e.hasReceipt = append([]byte(nil), v...), true
 	}
-	if s.pipe.signal == nil {
-		s.pipe.signal = make(chan struct{}, 1)
-	}
+	s.pipeState() // before the submission: its completion uses it
 	if err := e.submit(); err != nil {
 		return clusterError(err)
 	}

@@ -52,7 +52,13 @@ type Session struct {
 	// outlives it for ReadDeadline.
 	flow      *sessionFlow
 	resumedAt time.Time
-	pipe      pipeline // persistent SENDs in flight (session_pipeline.go); read loop only but its atomics
+	// pipe (nil until the first pipelined SEND, then kept: a producer of
+	// persistent messages must not allocate it per SEND) is the persistent
+	// SENDs in flight (session_pipeline.go); read loop only but its
+	// atomics. pipeBusy says SENDs are in flight, for Shutdown (any
+	// goroutine: it cannot read pipe).
+	pipe     *pipeline
+	pipeBusy atomic.Bool
 
 	// Written by the read loop before CONNECTED is queued, read by the writer
 	// after taking it from the outbox: the outbox mutex orders the two.
@@ -276,7 +282,7 @@ func (s *Session) Poked() error {
 // touches atomics and the outbox.
 func (s *Session) Shutdown() {
 	s.shutdownAsked.Store(true)
-	if s.inFrame.Load() || s.pipe.busy.Load() {
+	if s.inFrame.Load() || s.pipeBusy.Load() {
 		return // the read loop shuts down once the frame or the pipeline is done
 	}
 	s.shutdownNow()
@@ -398,7 +404,7 @@ func (s *Session) HandleFrame(f *frames.Frame) error {
 	if s.flowHolding() {
 		return s.arriveBlocked(f)
 	}
-	if s.pipe.pending() || s.pipe.stopping {
+	if p := s.pipe; p != nil && (p.pending() || p.stopping) {
 		return s.arrivePiped(f)
 	}
 	return s.run(f)

@@ -36,7 +36,8 @@ import (
 const pipedOverhead = 160
 
 // pipeline is a session's persistent SENDs in flight and the frames held
-// behind them. Read loop only, except notified, busy and signal.
+// behind them. Read loop only, except notified and signal (and the
+// session's pipeBusy).
 type pipeline struct {
 	sends []*pipedSend // handed to the journal, not applied yet; sends[head] is the oldest
 	head  int
@@ -56,11 +57,19 @@ type pipeline struct {
 	// notified is set by the first completion since the read loop last
 	// looked, so a group commit's worth of completions costs one Poke.
 	notified atomic.Bool
-	// busy says SENDs are in flight, for Shutdown (any goroutine).
-	busy atomic.Bool
-	// signal (capacity 1, made with the first pipelined SEND) is also
-	// told of completions, for Release, which waits for them.
+	// signal (capacity 1, made with the pipeline) is also told of
+	// completions, for Release, which waits for them.
 	signal chan struct{}
+}
+
+// pipeState returns the session's pipeline, made on first use (with its
+// signal) and kept. It must be made before a SEND is handed over: the
+// completion reaches it through the session.
+func (s *Session) pipeState() *pipeline {
+	if s.pipe == nil {
+		s.pipe = &pipeline{signal: make(chan struct{}, 1)}
+	}
+	return s.pipe
 }
 
 // pipedSend is one persistent SEND handed to the journal and not applied.
@@ -103,7 +112,7 @@ type pipedSend struct {
 func (e *pipedSend) JournalDone(err error) {
 	e.err = err
 	e.done.Store(true)
-	p := &e.s.pipe
+	p := e.s.pipe // made before the SEND was handed over
 	select {
 	case p.signal <- struct{}{}:
 	default:
@@ -114,25 +123,25 @@ func (e *pipedSend) JournalDone(err error) {
 }
 
 // inflight reports whether SENDs are in the pipeline.
-func (p *pipeline) inflight() bool { return p.head < len(p.sends) }
+func (p *pipeline) inflight() bool { return p != nil && p.head < len(p.sends) }
 
 // pending reports whether SENDs are in flight or frames held behind them.
-func (p *pipeline) pending() bool { return p.head < len(p.sends) || len(p.held) > 0 }
+func (p *pipeline) pending() bool { return p != nil && (p.head < len(p.sends) || len(p.held) > 0) }
 
 // waiting reports whether a frame being handled must wait behind the
 // pipeline: SENDs are in flight, or it is not the held frame being run
 // and frames are held.
 func (p *pipeline) waiting() bool {
-	return p.head < len(p.sends) || len(p.held) > 0 && !p.running
+	return p != nil && (p.head < len(p.sends) || len(p.held) > 0 && !p.running)
 }
 
 // stopRead says the driver must not read the connection for now.
-func (p *pipeline) stopRead() bool { return p.paused || p.disconnect || p.stopping }
+func (p *pipeline) stopRead() bool { return p != nil && (p.paused || p.disconnect || p.stopping) }
 
 // wakeAt is when the driver must call Poked even without a poke (zero:
 // never).
 func (p *pipeline) wakeAt() time.Time {
-	if p.head < len(p.sends) {
+	if p != nil && p.head < len(p.sends) {
 		return p.safetyAt
 	}
 	return time.Time{}
@@ -159,7 +168,7 @@ func (s *Session) pipelinable(f *frames.Frame) bool {
 // UNSUBSCRIBE without a receipt always; a pipelinable SEND while no frame
 // is held; anything while only the frame being run is ahead of it.
 func (s *Session) pipeAdmits(f *frames.Frame) bool {
-	p := &s.pipe
+	p := s.pipe // not nil: the caller saw it pending
 	if appliesAtOnce(f) {
 		if _, r := f.Header("receipt"); !r {
 			return true
@@ -175,7 +184,7 @@ func (s *Session) pipeAdmits(f *frames.Frame) bool {
 
 // arrivePiped takes a frame that arrived while the pipeline is not empty.
 func (s *Session) arrivePiped(f *frames.Frame) error {
-	p := &s.pipe
+	p := s.pipe // not nil: HandleFrame saw it pending or stopping
 	switch {
 	case p.disconnect || p.stopping:
 		return nil // nothing follows DISCONNECT; a shutdown runs nothing more
@@ -241,9 +250,7 @@ func (s *Session) sendPipelined(f *frames.Frame, r route, m *Message, claim dedu
 	if v, ok := f.Header("receipt"); ok {
 		e.receipt, e.hasReceipt = append([]byte(nil), v...), true
 	}
-	if s.pipe.signal == nil {
-		s.pipe.signal = make(chan struct{}, 1)
-	}
+	s.pipeState() // before the journal has it: its completion uses it
 	if err := s.b.pipelined.AppendAsync(e, recs...); err != nil {
 		if q != nil {
 			q.unreserve(m.size())
@@ -274,14 +281,14 @@ func (s *Session) pipeReceipt(f *frames.Frame) {
 // entry whatever the budget says, the next ones until it is used, after
 // which the driver stops reading.
 func (s *Session) pipePush(e *pipedSend) {
-	p := &s.pipe
+	p := s.pipeState()
 	if !s.budget.holdInput(e.size) && p.pending() {
 		p.paused = true
 	}
 	p.bytes += e.size
 	p.sends = append(p.sends, e)
-	if !p.busy.Load() {
-		p.busy.Store(true)
+	if !s.pipeBusy.Load() {
+		s.pipeBusy.Store(true)
 		p.safetyAt = s.b.cfg.Now().Add(flowSafetyRetry)
 	}
 }
@@ -289,7 +296,7 @@ func (s *Session) pipePush(e *pipedSend) {
 // pipeHold keeps an owned copy of f behind the pipeline, charged to the
 // budget; the held frame being run stays where it is instead.
 func (s *Session) pipeHold(f *frames.Frame) {
-	p := &s.pipe
+	p := s.pipe // not nil: arrivePiped's
 	if p.running {
 		p.kept = true
 		return
@@ -310,7 +317,10 @@ func (s *Session) pipeHold(f *frames.Frame) {
 // in flight (a held persistent SEND may join the pipeline behind it) and
 // while flow control holds the session. Read loop only (Poked).
 func (s *Session) pipeDrain() {
-	p := &s.pipe
+	p := s.pipe
+	if p == nil {
+		return // never pipelined
+	}
 	// Reset before looking, whether or not anything is pending: a
 	// completion sets notified after marking its SEND done, so it may set
 	// it after a drain has already applied that SEND, and a flag left set
@@ -372,7 +382,7 @@ func (s *Session) pipeDrain() {
 // are reused once empty, reading resumes once the budget has room, and a
 // Shutdown that waited for the SENDs in flight is carried out.
 func (s *Session) pipeSettle() {
-	p := &s.pipe
+	p := s.pipe // not nil: pipeDrain's
 	if !p.inflight() {
 		p.sends, p.head = p.sends[:0], 0
 	}
@@ -392,7 +402,7 @@ func (s *Session) pipeSettle() {
 	if p.inflight() || s.state != stateConnected {
 		return
 	}
-	p.busy.Store(false)
+	s.pipeBusy.Store(false)
 	// Shutdown stores shutdownAsked, then loads busy: one of the two sees
 	// the other.
 	if s.shutdownAsked.Load() {
@@ -443,7 +453,7 @@ func (e *pipedSend) receiptFrame() *frames.Frame {
 // just blocked on into its held list, behind that frame: they keep their
 // order and their charge.
 func (s *Session) pipeToFlow() {
-	p, fl := &s.pipe, s.flowState()
+	p, fl := s.pipeState(), s.flowState()
 	for i := range p.held {
 		p.bytes -= p.held[i].size()
 	}
@@ -458,7 +468,7 @@ func (s *Session) pipeToFlow() {
 // flight or frames are held there): they keep their order and their
 // charge; the caller ends the block.
 func (s *Session) flowToPipe() {
-	p, fl := &s.pipe, s.flowState()
+	p, fl := s.pipeState(), s.flowState()
 	for i := range fl.held {
 		p.bytes += fl.held[i].size()
 	}
@@ -475,7 +485,7 @@ func (s *Session) flowToPipe() {
 // client may send them again, at least once). Held frames are dropped
 // (never acknowledged), and the budget charge is given back.
 func (s *Session) pipeRelease() {
-	p := &s.pipe
+	p := s.pipe
 	if !p.pending() {
 		return
 	}
@@ -514,11 +524,14 @@ func (s *Session) pipeRelease() {
 	s.budget.releaseInput(p.bytes)
 	p.sends, p.head, p.held, p.bytes, p.scratch = nil, 0, nil, 0, frames.Frame{}
 	p.paused, p.disconnect, p.stopping = false, false, false
-	p.busy.Store(false)
+	s.pipeBusy.Store(false)
 }
 
 // pipedCount is how many SENDs are in the pipeline and how many frames
 // are held behind them (tests).
 func (s *Session) pipedCount() (sends, held int) {
+	if s.pipe == nil {
+		return 0, 0
+	}
 	return len(s.pipe.sends) - s.pipe.head, len(s.pipe.held)
 }
