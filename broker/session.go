@@ -396,6 +396,12 @@ func (s *Session) HandleHeartbeat() error {
 // the session is blocked, arriveBlocked decides between now and later.
 func (s *Session) HandleFrame(f *frames.Frame) error {
 	s.counts.in[f.Command].Add(1)
+	switch f.Command {
+	case frames.CmdConnect, frames.CmdStomp, frames.CmdSubscribe, frames.CmdUnsubscribe:
+		// Rare frames, often a connection's last before it idles: the
+		// parser's buffers need not wait for a next frame.
+		s.parser.Shrink()
+	}
 	if rt := s.rate; rt != nil && rt.frames.rate > 0 && !rt.frames.take(rt.fedAt, 1) && s.b.cfg.FullPolicy == FullError {
 		s.fail(rateErr("frames", s.b.cfg.MaxFramesPerSecond), f)
 		s.state = stateClosed

@@ -23,6 +23,10 @@ type Handler interface {
 // connection that once carried a big frame does not pin it while idle.
 const retainPendingCap = 16 << 10
 
+// retainHeaders is the most headers a Parser keeps room for after a frame;
+// a frame with more does not leave its slices (80 B a header) pinned.
+const retainHeaders = 16
+
 // Parser parses a stream of STOMP frames pushed to it in chunks of any size.
 // It is not safe for concurrent use; one Parser serves one connection.
 //
@@ -40,6 +44,8 @@ type Parser struct {
 	spans   []headerSpan
 	frame   Frame // handed to the Handler; Headers reuses its backing array
 	err     error
+	// shrink (Shrink) lets the buffers go at the end of the current frame.
+	shrink bool
 }
 
 // NewParser returns a Parser enforcing limits (zero fields take defaults).
@@ -53,6 +59,15 @@ func NewParser(limits Limits) *Parser {
 // while handling CONNECT, so frames pipelined behind the CONNECT are read
 // with the negotiated version.
 func (p *Parser) SetVersion(v Version) { p.version = v }
+
+// Shrink makes the parser let go of its buffers (header slices, spill
+// buffer) once the frame being handled is done with, instead of keeping
+// them for the next frame. A Handler calls it for a frame that is rare on
+// a connection (CONNECT, SUBSCRIBE): a connection that then goes idle
+// holds nothing for frames that may never come, while a steady flow of
+// SENDs keeps reusing them. Called between frames, it applies after the
+// next one.
+func (p *Parser) Shrink() { p.shrink = true }
 
 // Limits returns the limits the parser enforces, defaults filled in.
 func (p *Parser) Limits() Limits { return p.limits }
@@ -153,15 +168,21 @@ func (p *Parser) spillAmount(available int) int {
 }
 
 func (p *Parser) resetFrame() {
-	if cap(p.pending) > retainPendingCap {
+	if p.shrink || cap(p.pending) > retainPendingCap {
 		p.pending = nil
 	} else {
 		p.pending = p.pending[:0]
 	}
 	p.scan = scanState{}
-	p.spans = p.spans[:0]
-	clear(p.frame.Headers)
-	p.frame = Frame{Headers: p.frame.Headers[:0]}
+	if p.shrink || cap(p.spans) > retainHeaders {
+		p.spans = nil
+		p.frame = Frame{}
+	} else {
+		p.spans = p.spans[:0]
+		clear(p.frame.Headers)
+		p.frame = Frame{Headers: p.frame.Headers[:0]}
+	}
+	p.shrink = false
 }
 
 // buildFrame turns the recorded spans over data into p.frame. Three-index
