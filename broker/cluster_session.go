@@ -168,7 +168,7 @@ func (s *Session) export() (*SessionState, bool) {
 	o := &s.out
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if !o.parking {
+	if o.park == nil {
 		return nil, false
 	}
 	for _, sub := range subs {
@@ -185,12 +185,12 @@ func (s *Session) export() (*SessionState, bool) {
 	// A presence watcher's events are not handed over: the new node sends
 	// a fresh snapshot.
 	handed := func(sub *subscription) bool { return sub.presence == nil || !sub.presence.watch }
-	for _, e := range s.lostDeliveries(subs, o.kept) {
+	for _, e := range s.lostDeliveries(subs, o.park.kept) {
 		if e.qm == nil && handed(e.sub) { // a queue's goes back to the cluster when s is released
 			st.Deliveries = append(st.Deliveries, HandedDelivery{Subscription: e.sub.id, Message: e.msg, Count: e.deliveries})
 		}
 	}
-	for _, e := range o.kept {
+	for _, e := range o.park.kept {
 		if handed(e.sub) {
 			st.Deliveries = append(st.Deliveries, HandedDelivery{Subscription: e.sub.id, Message: e.msg, Count: max(e.deliveries, 1)})
 		}

@@ -25,28 +25,32 @@ type outEntry struct {
 // closes the session as a slow consumer, a queue keeps the message).
 type outbox struct {
 	mu      sync.Mutex
+	closing bool        // guarded by mu: accepts nothing more; the writer closes after flushing
+	reason  CloseReason // guarded by mu
+	closed  atomic.Bool // mirrors closing for the read loop's lock-free check
 	entries []outEntry  // guarded by mu
 	ctrl    []byte      // guarded by mu: encoded control frames
 	bytes   int         // guarded by mu: estimated encoded size of entries
 	limit   int         // immutable
-	closing bool        // guarded by mu: accepts nothing more; the writer closes after flushing
-	reason  CloseReason // guarded by mu
 	starved []*queue    // guarded by mu: queues that skipped this session for lack of room
-	closed  atomic.Bool // mirrors closing for the read loop's lock-free check
-	// parking (guarded by mu) says the connection dropped but the session
-	// may be resumed (resume_park.go): closing for the writer, control
-	// frames and queues, while topic deliveries go on into kept (guarded
-	// by mu, counted in bytes) for the connection that resumes it.
-	parking bool
-	kept    []outEntry
-	// resend (guarded by mu, counted in bytes while parking) reserves
-	// room for the unacknowledged deliveries a resume sends again
-	// (resume_adopt.go), so a parked session overflows while parked, not
-	// right after its resume.
-	resend int
+	// park (guarded by mu; nil: not parking) says the connection dropped
+	// but the session may be resumed (resume_park.go): closing for the
+	// writer, control frames and queues, while topic deliveries go on
+	// into its kept for the connection that resumes it. Behind a pointer:
+	// few sessions ever park, and every idle one would carry it.
+	park *outPark
 	// budget (immutable) is the session's: bytes counts in it (see budget)
 	// while the entries wait, until the writer takes them.
 	budget *budget
+}
+
+// outPark is what a parking outbox keeps, guarded by the outbox's mu.
+type outPark struct {
+	kept []outEntry // counted in bytes
+	// resend (counted in bytes) reserves room for the unacknowledged
+	// deliveries a resume sends again (resume_adopt.go), so a parked
+	// session overflows while parked, not right after its resume.
+	resend int
 }
 
 // deliveryHeadersMax bounds the per-delivery lines of a MESSAGE besides
@@ -73,12 +77,12 @@ func deliverySize(m *Message, sub *subscription) int {
 func (o *outbox) pushMessage(e outEntry, size int, force bool) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.closing && (!o.parking || force) || o.bytes+size > o.limit || (!force && !o.budget.roomLocked(o.bytes, size)) {
+	if o.closing && (o.park == nil || force) || o.bytes+size > o.limit || (!force && !o.budget.roomLocked(o.bytes, size)) {
 		return false
 	}
 	o.bytes += size
 	if o.closing { // parking: kept for the connection that resumes the session
-		o.kept = append(o.kept, e)
+		o.park.kept = append(o.park.kept, e)
 		return true
 	}
 	o.entries = append(o.entries, e)
@@ -195,7 +199,7 @@ func (o *outbox) take(spareEntries []outEntry, spareCtrl []byte, spareStarved []
 	entries, o.entries = o.entries, spareEntries[:0]
 	ctrl, o.ctrl = o.ctrl, spareCtrl[:0]
 	starved, o.starved = o.starved, spareStarved[:0]
-	if o.parking {
+	if o.park != nil {
 		o.bytes -= len(ctrl) // entries hold only control frames; the kept deliveries stay
 	} else {
 		o.bytes = 0

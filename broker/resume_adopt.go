@@ -36,7 +36,7 @@ func (s *Session) adopt(old *Session, connected func([]byte) []byte) bool {
 	}()
 	old.out.mu.Lock()
 	defer old.out.mu.Unlock()
-	if !old.out.parking {
+	if old.out.park == nil {
 		return false
 	}
 	out := &s.out
@@ -45,7 +45,7 @@ func (s *Session) adopt(old *Session, connected func([]byte) []byte) bool {
 	if out.closing {
 		return false // s's own connection ended meanwhile: nothing to hand the backlog to
 	}
-	kept, keptBytes := old.out.kept, 0
+	kept, keptBytes := old.out.park.kept, 0
 	for _, e := range kept {
 		keptBytes += deliverySize(e.msg, e.sub)
 	}
@@ -53,8 +53,8 @@ func (s *Session) adopt(old *Session, connected func([]byte) []byte) bool {
 	// Stored before parking ends, under the same lock: a publisher that
 	// then finds the outbox not parking (stopParking) finds adoptedBy.
 	old.resume.adoptedBy.Store(s)
-	old.out.bytes -= keptBytes + old.out.resend // the resend reservation becomes again's bytes below
-	old.out.kept, old.out.parking, old.out.resend = nil, false, 0
+	old.out.bytes -= keptBytes + old.out.park.resend // the resend reservation becomes again's bytes below
+	old.out.park = nil
 
 	start := len(out.ctrl)
 	out.ctrl = connected(out.ctrl)

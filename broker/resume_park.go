@@ -161,11 +161,11 @@ func (s *Session) reserveResend() bool {
 	o := &s.out
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if !o.parking {
+	if o.park == nil {
 		return false
 	}
-	kept := make(map[uint64]bool, len(o.kept))
-	for _, e := range o.kept {
+	kept := make(map[uint64]bool, len(o.park.kept))
+	for _, e := range o.park.kept {
 		if e.ackID != 0 {
 			kept[e.ackID] = true
 		}
@@ -177,15 +177,13 @@ func (s *Session) reserveResend() bool {
 		}
 	}
 	if o.bytes+n > o.limit || !o.budget.roomLocked(o.bytes, n) {
-		o.parking = false
-		for _, e := range o.kept {
+		for _, e := range o.park.kept {
 			o.bytes -= deliverySize(e.msg, e.sub)
 		}
-		clear(o.kept)
-		o.kept = nil
+		o.park = nil
 		return false
 	}
-	o.resend = n
+	o.park.resend = n
 	o.bytes += n
 	return true
 }
@@ -228,14 +226,14 @@ func (o *outbox) closeKeep(reason CloseReason, final func(dst []byte) []byte) (o
 	if o.closing {
 		return false, nil
 	}
-	kept := 0
+	kept, park := 0, &outPark{}
 	for _, e := range o.entries {
 		switch {
 		case e.msg == nil:
 		case e.qm != nil:
 			unsent = append(unsent, e)
 		default:
-			o.kept = append(o.kept, e)
+			park.kept = append(park.kept, e)
 			kept += deliverySize(e.msg, e.sub)
 		}
 	}
@@ -246,7 +244,7 @@ func (o *outbox) closeKeep(reason CloseReason, final func(dst []byte) []byte) (o
 		o.bytes += len(o.ctrl)
 		o.entries = append(o.entries, outEntry{ctrlStart: 0, ctrlEnd: len(o.ctrl)})
 	}
-	o.closing, o.parking, o.reason = true, true, reason
+	o.closing, o.park, o.reason = true, park, reason
 	o.closed.Store(true)
 	return true, unsent
 }
@@ -255,7 +253,7 @@ func (o *outbox) closeKeep(reason CloseReason, final func(dst []byte) []byte) (o
 func (o *outbox) isParking() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.parking
+	return o.park != nil
 }
 
 // stopParking drops the kept deliveries and stops keeping new ones; it
@@ -263,16 +261,13 @@ func (o *outbox) isParking() bool {
 func (o *outbox) stopParking() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if !o.parking {
+	if o.park == nil {
 		return false
 	}
-	o.parking = false
-	for _, e := range o.kept {
+	for _, e := range o.park.kept {
 		o.bytes -= deliverySize(e.msg, e.sub)
 	}
-	o.bytes -= o.resend
-	o.resend = 0
-	clear(o.kept)
-	o.kept = nil
+	o.bytes -= o.park.resend
+	o.park = nil
 	return true
 }
