@@ -24,9 +24,9 @@ type sessionResume struct {
 	// adopted: an ACK or NACK of a settled id up to ackMark is a no-op
 	// (the client cannot know which of them reached it), and SUBSCRIBE
 	// repeating an adopted subscription's id and destination is one too.
-	resumed bool
 	ackMark uint64
 	subMark uint32
+	resumed bool
 	// adopting (read loop only) is set while a session handed over by
 	// another node is made again: its topic subscriptions hold their
 	// deliveries until what was handed over is queued first

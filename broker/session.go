@@ -30,8 +30,28 @@ type Session struct {
 
 	parser *frames.Parser // read loop only
 
+	// The small fields are grouped so that the struct has no padding:
+	// every idle connection carries it (issue 15).
+
 	// Read loop only.
 	state sessionState
+	// Written by the read loop before CONNECTED is queued, read by the writer
+	// after taking it from the outbox: the outbox mutex orders the two.
+	version  frames.Version
+	escaping frames.Escaping
+	// pipeBusy says persistent SENDs are in flight (pipe), for Shutdown
+	// (any goroutine: it cannot read pipe).
+	pipeBusy atomic.Bool
+	// inFrame (set by the read loop, with a journal only) says a frame is
+	// being handled, possibly waiting for the journal; shutdownAsked says
+	// Shutdown ran meanwhile. Whichever side sees both set closes the
+	// session, so a frame in flight gets its RECEIPT before the ERROR.
+	inFrame       atomic.Bool
+	shutdownAsked atomic.Bool
+	nextSubNum    uint32 // read loop only
+	stripe        uint32 // immutable: its stripe of the broker's StripedCounters
+
+	// Read loop only.
 	space *space // the virtual host joined at CONNECT
 	// principal is who CONNECT authenticated, for the Authorizer and logs.
 	principal  *Principal
@@ -40,45 +60,30 @@ type Session struct {
 	preauth    *Principal   // set by Preauthenticate, before the read loop starts
 	clientID   string
 	subTab     subTable // the subscriptions (session_subs.go); range over s.subs
-	nextSubNum uint32
 	txs        map[string]*transaction
 	tempQueues map[string]*queue // by the name after /temp-queue/
 	replyToken string            // 128 random bits in hex, drawn on first use of a temporary queue
-	acked      []delivery        // scratch for ACK/NACK
+	acked      *[]delivery       // scratch for ACK/NACK, made by the first one
 	expect     time.Duration     // negotiated client->server heart-beat interval
 	// flow (nil: neither blocked nor throttled) is flow control's state,
 	// made when the session first blocks and dropped when it ends
-	// (flow_session.go); resumedAt, when the last block or throttle ended,
-	// outlives it for ReadDeadline.
-	flow      *sessionFlow
-	resumedAt time.Time
+	// (flow_session.go); resumedAfter, when the last block or throttle
+	// ended (counted from opened; 0: never), outlives it for ReadDeadline.
+	flow         *sessionFlow
+	resumedAfter time.Duration
 	// pipe (nil until the first pipelined SEND, then kept: a producer of
 	// persistent messages must not allocate it per SEND) is the persistent
 	// SENDs in flight (session_pipeline.go); read loop only but its
-	// atomics. pipeBusy says SENDs are in flight, for Shutdown (any
-	// goroutine: it cannot read pipe).
-	pipe     *pipeline
-	pipeBusy atomic.Bool
-
-	// Written by the read loop before CONNECTED is queued, read by the writer
-	// after taking it from the outbox: the outbox mutex orders the two.
-	version  frames.Version
-	escaping frames.Escaping
+	// atomics.
+	pipe *pipeline
 
 	sendInterval atomic.Int64 // server->client heart-beat interval (ns); 0 = none
-	// inFrame (set by the read loop, with a journal only) says a frame is
-	// being handled, possibly waiting for the journal; shutdownAsked says
-	// Shutdown ran meanwhile. Whichever side sees both set closes the
-	// session, so a frame in flight gets its RECEIPT before the ERROR.
-	inFrame       atomic.Bool
-	shutdownAsked atomic.Bool
-	nextAck       atomic.Uint64
-	out           outbox
-	budget        budget         // everything held because of this connection
-	auth          sessionAuth    // token expiry and re-authorization (session_auth.go)
-	resume        sessionResume  // session recovery (resume_park.go)
-	counts        *frameCounters // immutable: this session's stripe of the broker's frame counters
-	stripe        uint32         // immutable: its stripe of the broker's StripedCounters
+	nextAck      atomic.Uint64
+	out          outbox
+	budget       budget         // everything held because of this connection
+	auth         sessionAuth    // token expiry and re-authorization (session_auth.go)
+	resume       sessionResume  // session recovery (resume_park.go)
+	counts       *frameCounters // immutable: this session's stripe of the broker's frame counters
 
 	// reconnectAfter (ms + 1; 0: none) is the reconnect-after the
 	// server-shutdown ERROR carries (ShutdownReconnectAfter).
@@ -218,8 +223,8 @@ func (s *Session) ReadDeadline(lastRead time.Time) time.Time {
 	if fl := s.flow; s.expect == 0 || fl != nil && fl.active && (fl.reason != NotFull || !fl.throttledUntil.IsZero()) {
 		return time.Time{} // not timed out while blocked: the driver may not be reading
 	}
-	if s.resumedAt.After(lastRead) {
-		lastRead = s.resumedAt // counted again from the unblock
+	if resumed := s.opened.Add(s.resumedAfter); s.resumedAfter > 0 && resumed.After(lastRead) {
+		lastRead = resumed // counted again from the unblock
 	}
 	return lastRead.Add(s.ReadTimeout())
 }

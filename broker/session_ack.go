@@ -98,23 +98,28 @@ func (s *Session) resolveAck(f *frames.Frame) (ackTarget, *stompError) {
 func (s *Session) applyAck(cmd frames.Command, t ackTarget, journaled bool) *stompError {
 	cumulative := t.sub.ackMode == ackClient
 	var found bool
-	s.acked, found = t.sub.take(t.ackID, cumulative, s.acked[:0])
+	if s.acked == nil {
+		s.acked = new([]delivery)
+	}
+	acked := *s.acked
+	acked, found = t.sub.take(t.ackID, cumulative, acked[:0])
+	*s.acked = acked[:0] // kept, grown, for the next ACK
 	if !found {
 		return protocolErr(CodeUnknownMessage, "unknown message",
 			cmd.String()+" names a message that was already acknowledged.")
 	}
 	if cmd == frames.CmdAck {
-		s.b.stats.Acked.Add(uint64(len(s.acked)))
+		s.b.stats.Acked.Add(uint64(len(acked)))
 	} else {
-		s.b.stats.Nacked.Add(uint64(len(s.acked)))
+		s.b.stats.Nacked.Add(uint64(len(acked)))
 	}
 	if q := t.sub.queue; q != nil {
 		if cmd == frames.CmdAck {
-			q.acked(s.acked, journaled)
+			q.acked(acked, journaled)
 		} else {
-			q.nacked(s.acked)
+			q.nacked(acked)
 		}
 	}
-	clear(s.acked)
+	clear(acked)
 	return nil
 }
