@@ -32,7 +32,10 @@ type outbox struct {
 	ctrl    []byte      // guarded by mu: encoded control frames
 	bytes   int         // guarded by mu: estimated encoded size of entries
 	limit   int         // immutable
-	starved []*queue    // guarded by mu: queues that skipped this session for lack of room
+	// starved (guarded by mu; nil until a queue first skips this session
+	// for lack of room) is the queues that did, to dispatch again once
+	// the writer took the backlog.
+	starved *[]*queue
 	// park (guarded by mu; nil: not parking) says the connection dropped
 	// but the session may be resumed (resume_park.go): closing for the
 	// writer, control frames and queues, while topic deliveries go on
@@ -107,12 +110,15 @@ func (o *outbox) hasQueueRoom(size int, q *queue) bool {
 	if o.bytes == 0 || (o.bytes+size <= o.limit/2 && o.budget.roomLocked(o.bytes, size)) {
 		return true
 	}
-	for _, s := range o.starved {
+	if o.starved == nil {
+		o.starved = new([]*queue)
+	}
+	for _, s := range *o.starved {
 		if s == q {
 			return false
 		}
 	}
-	o.starved = append(o.starved, q)
+	*o.starved = append(*o.starved, q)
 	return false
 }
 
@@ -198,7 +204,10 @@ func (o *outbox) take(spareEntries []outEntry, spareCtrl []byte, spareStarved []
 	defer o.mu.Unlock()
 	entries, o.entries = o.entries, spareEntries[:0]
 	ctrl, o.ctrl = o.ctrl, spareCtrl[:0]
-	starved, o.starved = o.starved, spareStarved[:0]
+	starved = spareStarved[:0]
+	if o.starved != nil {
+		starved, *o.starved = *o.starved, starved
+	}
 	if o.park != nil {
 		o.bytes -= len(ctrl) // entries hold only control frames; the kept deliveries stay
 	} else {

@@ -50,12 +50,15 @@ type Session struct {
 	shutdownAsked atomic.Bool
 	nextSubNum    uint32 // read loop only
 	stripe        uint32 // immutable: its stripe of the broker's StripedCounters
+	created       int32  // read loop only: destinations this connection created
+	// reconnectAfter (ms + 1; 0: none) is the reconnect-after the
+	// server-shutdown ERROR carries (ShutdownReconnectAfter).
+	reconnectAfter atomic.Int32
 
 	// Read loop only.
 	space *space // the virtual host joined at CONNECT
 	// principal is who CONNECT authenticated, for the Authorizer and logs.
 	principal  *Principal
-	created    int          // destinations this connection created
 	rate       *sessionRate // nil unless MaxFramesPerSecond or MaxBytesPerSecond (session_rare.go)
 	preauth    *Principal   // set by Preauthenticate, before the read loop starts
 	clientID   string
@@ -85,9 +88,6 @@ type Session struct {
 	resume       sessionResume  // session recovery (resume_park.go)
 	counts       *frameCounters // immutable: this session's stripe of the broker's frame counters
 
-	// reconnectAfter (ms + 1; 0: none) is the reconnect-after the
-	// server-shutdown ERROR carries (ShutdownReconnectAfter).
-	reconnectAfter atomic.Int64
 	// liveness (ns; 0: none) is the negotiated heart-beat timeout, set at
 	// CONNECT, for LivenessTimeout.
 	liveness atomic.Int64
@@ -297,7 +297,7 @@ func (s *Session) shutdownNow() {
 	e := &stompError{code: CodeServerShutdown, message: "server shutting down",
 		detail: "The server is shutting down; reconnect later.", retryable: true, reason: CloseShutdown}
 	if ms := s.reconnectAfter.Load(); ms > 0 {
-		e.reconnectAfter = strconv.FormatInt(ms-1, 10)
+		e.reconnectAfter = strconv.FormatInt(int64(ms-1), 10)
 	}
 	if ok, _ := s.out.close(CloseShutdown, false, errorFrame(e, nil, frames.EscapeNone)); ok {
 		s.b.errors.add(e.code)

@@ -19,15 +19,22 @@ type sessionAuth struct {
 	// expiry (read loop only) is armed at CONNECT when the principal
 	// expires and stopped by Release; it only sets expired and pokes.
 	expiry *time.Timer
-	// expired is set by the expiry timer, reauthorize by
+	// flags: authExpired is set by the expiry timer, authReauthorize by
 	// RequestReauthorize (any goroutine); the read loop clears them in
-	// Poked.
-	expired, reauthorize atomic.Bool
-	// connected is set once CONNECT succeeded: only then is there anything
-	// to re-authorize, and only then may RequestReauthorize interrupt the
-	// driver's read (a TLS handshake in progress must not be).
-	connected atomic.Bool
+	// Poked. authConnected is set once CONNECT succeeded: only then is
+	// there anything to re-authorize, and only then may
+	// RequestReauthorize interrupt the driver's read (a TLS handshake in
+	// progress must not be). One word rather than three: every
+	// connection carries it.
+	flags atomic.Uint32
 }
+
+// The bits of sessionAuth.flags.
+const (
+	authExpired uint32 = 1 << iota
+	authReauthorize
+	authConnected
+)
 
 // RequestReauthorize asks the session to check its rights again, because
 // the Authenticator's or the Authorizer's configuration was reloaded: its
@@ -37,10 +44,10 @@ type sessionAuth struct {
 // longer allowed ends the session with ERROR forbidden. Safe from any
 // goroutine; it returns at once.
 func (s *Session) RequestReauthorize() {
-	if !s.auth.connected.Load() {
+	if s.auth.flags.Load()&authConnected == 0 {
 		return // CONNECT checks everything with the current configuration
 	}
-	s.auth.reauthorize.Store(true)
+	s.auth.flags.Or(authReauthorize)
 	s.t.Poke()
 }
 
@@ -54,7 +61,7 @@ func (s *Session) armExpiry() {
 	d := s.principal.Expires.Sub(s.b.cfg.Now())
 	if s.auth.expiry == nil {
 		s.auth.expiry = time.AfterFunc(d, func() {
-			s.auth.expired.Store(true)
+			s.auth.flags.Or(authExpired)
 			s.t.Poke()
 		})
 		return
@@ -74,8 +81,8 @@ func (s *Session) stopExpiry() {
 // credentials have expired or, after RequestReauthorize, when its rights
 // are gone. It returns ErrSessionClosed when it ended the session.
 func (s *Session) checkRights() error {
-	expired := s.auth.expired.Swap(false)
-	reauthorize := s.auth.reauthorize.Swap(false)
+	old := s.auth.flags.And(^(authExpired | authReauthorize))
+	expired, reauthorize := old&authExpired != 0, old&authReauthorize != 0
 	if s.state != stateConnected {
 		return nil // CONNECT checks everything with the current configuration
 	}

@@ -73,7 +73,7 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 	s.sendInterval.Store(int64(send))
 	s.state = stateConnected
 	s.liveness.Store(int64(s.ReadTimeout())) // for the writer's WebSocket pings (liveness.go)
-	s.auth.connected.Store(true)
+	s.auth.flags.Or(authConnected)
 	s.b.stats.Connects.Add(1)
 
 	// Session recovery: a parked session the token names is claimed now

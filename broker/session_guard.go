@@ -69,7 +69,7 @@ func (s *Session) countCreation() *stompError {
 	if limit == 0 {
 		return nil
 	}
-	if s.created >= limit {
+	if int(s.created) >= limit {
 		return connLimitErr("this connection has created its limit of " + strconv.Itoa(limit) + " destinations")
 	}
 	s.created++

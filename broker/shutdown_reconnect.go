@@ -1,6 +1,9 @@
 package broker
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // HeaderReconnectAfter is the ERROR server-shutdown header that tells a
 // client how many milliseconds to wait before it reconnects
@@ -14,7 +17,7 @@ const HeaderReconnectAfter = "reconnect-after"
 // sends no hint. Safe from any goroutine.
 func (s *Session) ShutdownReconnectAfter(d time.Duration) {
 	if d >= 0 {
-		s.reconnectAfter.Store(d.Milliseconds() + 1)
+		s.reconnectAfter.Store(int32(min(d.Milliseconds(), math.MaxInt32-1) + 1))
 	}
 	s.Shutdown()
 }
