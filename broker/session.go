@@ -57,10 +57,10 @@ type Session struct {
 
 	// Read loop only.
 	space *space // the virtual host joined at CONNECT
-	// principal is who CONNECT authenticated, for the Authorizer and logs.
+	// principal is who CONNECT authenticated, for the Authorizer and logs;
+	// before CONNECT, who Preauthenticate said the transport authenticated.
 	principal  *Principal
 	rate       *sessionRate // nil unless MaxFramesPerSecond or MaxBytesPerSecond (session_rare.go)
-	preauth    *Principal   // set by Preauthenticate, before the read loop starts
 	clientID   string
 	subTab     subTable // the subscriptions (session_subs.go); range over s.subs
 	txs        map[string]*transaction
@@ -129,7 +129,7 @@ func (b *Broker) NewSession(t Transport, remote string) *Session {
 // authenticated (a token in the WebSocket upgrade request): a CONNECT
 // without login and passcode then connects as p. Call it before the first
 // Feed.
-func (s *Session) Preauthenticate(p *Principal) { s.preauth = p }
+func (s *Session) Preauthenticate(p *Principal) { s.principal = p }
 
 // AcceptedAt moves the moment the connection counts as accepted back to
 // t, for a driver that spent time on it before the session existed (a

@@ -33,7 +33,7 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 	host, _ := f.Header("host")
 	ctx, cancel := context.WithTimeout(context.Background(), s.b.cfg.ConnectTimeout)
 	defer cancel()
-	p, err := s.preauth, error(nil)
+	p, err := s.principal, error(nil) // the preauthenticated one, if any
 	if p == nil || len(login) > 0 || len(passcode) > 0 {
 		// Credentials in CONNECT win over the upgrade's token.
 		p, err = s.b.cfg.Authenticator.Authenticate(ctx, Credentials{
