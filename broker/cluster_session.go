@@ -156,7 +156,7 @@ func (s *Session) export() (*SessionState, bool) {
 		}
 	}
 	slices.SortFunc(subs, func(a, b *subscription) int { return int(a.num) - int(b.num) })
-	st := &SessionState{ClientID: s.clientID}
+	st := &SessionState{ClientID: s.clientID()}
 	for _, sub := range subs {
 		sub.mu.Lock()
 	}
@@ -247,18 +247,18 @@ func (s *Session) mayAdoptState(st *SessionState) bool {
 // queued first. A subscription that cannot be made again ends the
 // session with its ERROR. Read loop only.
 func (s *Session) adoptState(st *SessionState) *stompError {
-	if s.clientID == "" {
-		s.clientID = st.ClientID
+	if s.clientID() == "" && st.ClientID != "" {
+		s.extra().clientID = st.ClientID
 	}
 	s.nextAck.Store(max(s.nextAck.Load(), st.NextAck))
-	s.resume.ackMark = st.NextAck
+	s.extra().ackMark = st.NextAck
 	var made []*subscription
-	s.resume.adopting = true
+	s.extra().adopting = true
 	for _, spec := range st.Subscriptions {
 		f := &frames.Frame{Command: frames.CmdSubscribe, Headers: spec}
 		err := s.handleSubscribe(f)
 		if err != nil {
-			s.resume.adopting = false
+			s.x.adopting = false
 			for _, sub := range made {
 				sub.releaseHeld()
 			}
@@ -272,9 +272,9 @@ func (s *Session) adoptState(st *SessionState) *stompError {
 			made = append(made, sub)
 		}
 	}
-	s.resume.adopting = false
-	s.resume.resumed = true
-	s.resume.subMark = s.nextSubNum
+	s.x.adopting = false
+	s.x.resumed = true
+	s.x.subMark = s.nextSubNum
 	s.b.resume.results[resumeResumed].Add(1)
 	// What was handed over goes first, in its order (the lost ones, then
 	// what arrived while the client was away), then what each

@@ -75,7 +75,7 @@ func durableOwner(p *Principal) string {
 // connection's user and makes sub its consumer. A durable re-subscribed
 // with another destination starts afresh.
 func (s *Session) attachDurable(sub *subscription, name string) *stompError {
-	if s.clientID == "" {
+	if s.clientID() == "" {
 		return protocolErr(CodeMissingHeader, "missing client-id",
 			"A durable subscription needs a client-id header on CONNECT to be found again.")
 	}
@@ -87,10 +87,10 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 			"In topic patterns * and # must each be a whole dot-separated segment.")
 	}
 	sp, b := s.space, s.b
-	key := durableKey{user: durableOwner(s.principal), clientID: s.clientID, name: name}
+	key := durableKey{user: durableOwner(s.principal), clientID: s.clientID(), name: name}
 	inUse := func() *stompError {
 		return &stompError{code: CodeSubscriptionInUse, message: "durable subscription in use",
-			detail: "Durable subscription " + strconv.Quote(name) + " of client-id " + strconv.Quote(s.clientID) +
+			detail: "Durable subscription " + strconv.Quote(name) + " of client-id " + strconv.Quote(s.clientID()) +
 				" is consumed by another connection.", retryable: true, reason: CloseProtocolError}
 	}
 	if cd := b.clusterDurables(); cd != nil {
@@ -128,7 +128,7 @@ func (s *Session) attachDurable(sub *subscription, name string) *stompError {
 			sp.mu.Unlock()
 			return err
 		}
-		d = sp.newDurableLocked(DurableSpec{User: key.user, ClientID: s.clientID, Name: name, Topic: sub.pattern}, quota)
+		d = sp.newDurableLocked(DurableSpec{User: key.user, ClientID: s.clientID(), Name: name, Topic: sub.pattern}, quota)
 		// Held by sub from the start: until its create record is on disk
 		// no other connection may attach to it, nor the idle sweep claim
 		// it (a delete journaled before the create would resurrect it).

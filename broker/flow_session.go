@@ -386,7 +386,7 @@ func (s *Session) unregister() {
 // throttle, after a chunk under FullBlock left a rate bucket negative,
 // has the driver stop reading until both are positive again.
 func (s *Session) throttle() {
-	rt := s.rate // not nil: a bucket went negative
+	rt := s.rateLimits() // not nil: a bucket went negative
 	wait := max(rt.bytes.deficit(), rt.frames.deficit())
 	fl := s.flowState()
 	if fl.throttledUntil.IsZero() {

@@ -389,8 +389,8 @@ func (t *resumeTable) indexLocked(e *resumeEntry, s *Session) {
 	}
 	e.ip = remoteHost(s.remote)
 	t.byIP[e.ip] = append(t.byIP[e.ip], e)
-	if s.clientID != "" {
-		e.client = clientKey(e.vhost, e.user, s.clientID)
+	if s.clientID() != "" {
+		e.client = clientKey(e.vhost, e.user, s.clientID())
 		t.byClient[e.client] = append(t.byClient[e.client], e)
 	}
 	if t.maxPerIP <= 0 {

@@ -74,7 +74,7 @@ func (s *Session) adopt(old *Session, connected func([]byte) []byte) bool {
 	s.nextAck.Store(old.nextAck.Load())
 	// Read under the locks: an ack id drawn after this is the resumed
 	// session's own.
-	s.resume.ackMark = s.nextAck.Load()
+	s.extra().ackMark = s.nextAck.Load()
 	for _, sub := range subs {
 		sub.session = s
 	}
@@ -128,12 +128,12 @@ func (s *Session) finishAdopt(old *Session) {
 	s.tempQueues, old.tempQueues = old.tempQueues, nil
 	s.replyToken = old.replyToken
 	s.created = old.created
-	if s.clientID == "" {
-		s.clientID = old.clientID
+	if s.clientID() == "" && old.clientID() != "" {
+		s.extra().clientID = old.clientID()
 	}
-	s.resume.resumed = true
+	s.extra().resumed = true
 	s.b.resume.results[resumeResumed].Add(1)
-	s.resume.subMark = s.nextSubNum
+	s.x.subMark = s.nextSubNum
 	s.backToPresence()
 	for _, sub := range s.subs {
 		if sub.queue != nil {
@@ -148,7 +148,7 @@ func (s *Session) finishAdopt(old *Session) {
 // same destination) is a no-op, answered with its RECEIPT if asked
 // (stomp.js subscribes again in onConnect). It reports whether it was.
 func (s *Session) resubscribed(sub *subscription, dest string, f *frames.Frame) bool {
-	if !s.resume.resumed || sub.num > s.resume.subMark || sub.dest != dest {
+	if !s.resumed() || sub.num > s.x.subMark || sub.dest != dest {
 		return false
 	}
 	s.receipt(f)
@@ -162,11 +162,11 @@ func (s *Session) resubscribed(sub *subscription, dest string, f *frames.Frame) 
 // RECEIPT if asked. The client cannot know which of the MESSAGEs sent
 // again after a resume it had received before its connection dropped.
 func (s *Session) settledBeforeResume(f *frames.Frame) bool {
-	if !s.resume.resumed {
+	if !s.resumed() {
 		return false
 	}
 	if id, ok := f.Header("id"); ok && s.version == frames.V12 {
-		if _, ackID, ok := splitAckID(id); !ok || ackID > s.resume.ackMark {
+		if _, ackID, ok := splitAckID(id); !ok || ackID > s.x.ackMark {
 			return false
 		}
 	}

@@ -19,19 +19,8 @@ type sessionResume struct {
 	// one just before the adoption closes that one as a slow consumer
 	// instead (parkedOverflow), so no message is lost without an ERROR.
 	adoptedBy atomic.Pointer[Session]
-	// Read loop only. resumed says this session adopted a parked one;
-	// ackMark and subMark are the last ack id and subscription number it
-	// adopted: an ACK or NACK of a settled id up to ackMark is a no-op
-	// (the client cannot know which of them reached it), and SUBSCRIBE
-	// repeating an adopted subscription's id and destination is one too.
-	ackMark uint64
-	subMark uint32
-	resumed bool
-	// adopting (read loop only) is set while a session handed over by
-	// another node is made again: its topic subscriptions hold their
-	// deliveries until what was handed over is queued first
-	// (cluster_session.go).
-	adopting bool
+	// The read-loop side (resumed, ackMark, subMark, adopting) is in
+	// sessionExtra: few sessions are ever resumed.
 }
 
 // closeOut closes the outbox for a connection that failed (peer gone,

@@ -59,14 +59,13 @@ type Session struct {
 	space *space // the virtual host joined at CONNECT
 	// principal is who CONNECT authenticated, for the Authorizer and logs;
 	// before CONNECT, who Preauthenticate said the transport authenticated.
-	principal  *Principal
-	rate       *sessionRate // nil unless MaxFramesPerSecond or MaxBytesPerSecond (session_rare.go)
-	clientID   string
+	principal *Principal
+	// x (nil until needed) is what few sessions use (session_rare.go).
+	x          *sessionExtra
 	subTab     subTable // the subscriptions (session_subs.go); range over s.subs
 	txs        map[string]*transaction
 	tempQueues map[string]*queue // by the name after /temp-queue/
 	replyToken string            // 128 random bits in hex, drawn on first use of a temporary queue
-	acked      *[]delivery       // scratch for ACK/NACK, made by the first one
 	expect     time.Duration     // negotiated client->server heart-beat interval
 	// flow (nil: neither blocked nor throttled) is flow control's state,
 	// made when the session first blocks and dropped when it ends
@@ -116,7 +115,9 @@ func (b *Broker) NewSession(t Transport, remote string) *Session {
 	s.out.limit, s.out.budget = b.cfg.MaxOutboxBytes, &s.budget
 	s.budget.limit, s.budget.out = int64(b.cfg.MaxConnectionBytes), &s.out
 	if b.cfg.MaxFramesPerSecond > 0 || b.cfg.MaxBytesPerSecond > 0 {
-		s.rate = &sessionRate{
+		x := s.extra()
+		x.rate = sessionRate{
+			on:     true,
 			frames: newRateBucket(b.cfg.MaxFramesPerSecond, 2*b.cfg.MaxFramesPerSecond),
 			bytes:  newRateBucket(b.cfg.MaxBytesPerSecond, 2*b.cfg.MaxBytesPerSecond),
 		}
@@ -157,7 +158,7 @@ func (s *Session) Feed(chunk []byte) error {
 		s.state = max(s.state, stateClosed)
 		return ErrSessionClosed
 	}
-	if rt := s.rate; rt != nil {
+	if rt := s.rateLimits(); rt != nil {
 		rt.fedAt = s.b.cfg.Now()
 		if !rt.bytes.take(rt.fedAt, float64(len(chunk))) && s.b.cfg.FullPolicy == FullError {
 			s.fail(rateErr("bytes", s.b.cfg.MaxBytesPerSecond), nil)
@@ -167,7 +168,7 @@ func (s *Session) Feed(chunk []byte) error {
 	}
 	err := s.parser.Parse(chunk, s)
 	if err == nil {
-		if rt := s.rate; rt != nil && (rt.bytes.tokens < 0 || rt.frames.tokens < 0) {
+		if rt := s.rateLimits(); rt != nil && (rt.bytes.tokens < 0 || rt.frames.tokens < 0) {
 			s.throttle() // FullBlock: under FullError a negative bucket failed above
 		}
 		return nil
@@ -407,7 +408,7 @@ func (s *Session) HandleFrame(f *frames.Frame) error {
 		// parser's buffers need not wait for a next frame.
 		s.parser.Shrink()
 	}
-	if rt := s.rate; rt != nil && rt.frames.rate > 0 && !rt.frames.take(rt.fedAt, 1) && s.b.cfg.FullPolicy == FullError {
+	if rt := s.rateLimits(); rt != nil && rt.frames.rate > 0 && !rt.frames.take(rt.fedAt, 1) && s.b.cfg.FullPolicy == FullError {
 		s.fail(rateErr("frames", s.b.cfg.MaxFramesPerSecond), f)
 		s.state = stateClosed
 		return errStop

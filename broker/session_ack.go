@@ -97,13 +97,9 @@ func (s *Session) resolveAck(f *frames.Frame) (ackTarget, *stompError) {
 // queue must not journal them again.
 func (s *Session) applyAck(cmd frames.Command, t ackTarget, journaled bool) *stompError {
 	cumulative := t.sub.ackMode == ackClient
-	var found bool
-	if s.acked == nil {
-		s.acked = new([]delivery)
-	}
-	acked := *s.acked
-	acked, found = t.sub.take(t.ackID, cumulative, acked[:0])
-	*s.acked = acked[:0] // kept, grown, for the next ACK
+	x := s.extra()
+	acked, found := t.sub.take(t.ackID, cumulative, x.acked[:0])
+	x.acked = acked[:0] // kept, grown, for the next ACK
 	if !found {
 		return protocolErr(CodeUnknownMessage, "unknown message",
 			cmd.String()+" names a message that was already acknowledged.")

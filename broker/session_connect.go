@@ -62,7 +62,7 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 	s.principal = p
 	s.armExpiry()
 	if id, ok := f.Header("client-id"); ok {
-		s.clientID = string(id)
+		s.extra().clientID = string(id)
 	}
 	s.version = version
 	s.escaping = frames.EscapingFor(version, frames.CmdMessage)
@@ -139,7 +139,7 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 		if old != nil { // it overflowed between the claim and now
 			s.b.resume.notAdopted(old)
 		}
-		s.b.resume.releaseClient(sp.name, p.Name, s.clientID)
+		s.b.resume.releaseClient(sp.name, p.Name, s.clientID())
 		s.control(connected(false))
 	}
 	s.receipt(f)

@@ -73,7 +73,7 @@ func (s *Session) handleSubscribe(f *frames.Frame) (err *stompError) {
 	s.nextSubNum++
 	sub := &subscription{session: s, id: id, num: s.nextSubNum, dest: dest, pattern: name,
 		ackMode: mode, prefetch: prefetch, pending: true,
-		holding: s.resume.adopting}
+		holding: s.x != nil && s.x.adopting}
 	sub.headerFor(s.escaping, id)
 
 	durableName, isDurable := f.Header("durable-subscription-name")
@@ -151,7 +151,7 @@ func (s *Session) handleUnsubscribe(f *frames.Frame) *stompError {
 		return protocolErr(CodeMissingHeader, "missing id header", "UNSUBSCRIBE requires the id of the subscription.")
 	}
 	sub := s.subTab.get(id)
-	if sub == nil && s.resume.resumed {
+	if sub == nil && s.resumed() {
 		// A resumed client cannot know which of its frames the dropped
 		// connection delivered: an UNSUBSCRIBE of an id it replaced on a
 		// connection that then dropped, or one unsubscribed already, ends

@@ -65,7 +65,7 @@ func (s *Session) openTransaction(id []byte) (*transaction, *stompError) {
 	if tx == nil {
 		e := protocolErr(CodeUnknownTransaction, "unknown transaction",
 			"No open transaction "+strconv.Quote(truncateString(string(id), 64))+" on this connection.")
-		if s.resume.resumed {
+		if s.resumed() {
 			// Its BEGIN may have been on the connection that dropped: the
 			// drop aborted it (STOMP: a disconnect discards transactions),
 			// and doing it again can succeed.
@@ -326,7 +326,7 @@ func ackRemovals(ops []txOp, recs []JournalRecord) []JournalRecord {
 
 func (s *Session) handleAbort(f *frames.Frame) *stompError {
 	id, tx, err := s.txFor(f)
-	if err != nil && err.code == CodeUnknownTransaction && s.resume.resumed {
+	if err != nil && err.code == CodeUnknownTransaction && s.resumed() {
 		s.receipt(f) // aborted by the drop already
 		return nil
 	}
