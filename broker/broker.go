@@ -6,12 +6,16 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // Broker holds the destinations and routes messages between sessions. Build
 // one with New; it is safe for concurrent use by any number of sessions.
 type Broker struct {
 	cfg Config // immutable
+	// epoch (immutable) is when New ran: sessions keep the moment they
+	// were accepted as a duration from it, 8 bytes rather than 24.
+	epoch time.Time
 
 	// spaces (immutable after New) are the virtual hosts, by name: the
 	// default one, plus Config.VirtualHosts.
@@ -68,6 +72,7 @@ func New(cfg Config) *Broker {
 		spaces:   make(map[string]*space),
 		idPrefix: hex.EncodeToString(prefix[:]),
 	}
+	b.epoch = b.cfg.Now()
 	b.pipelined, _ = b.cfg.Journal.(PipelinedJournal)
 	b.initHistory()
 	b.resume.grace, b.resume.maxParked = b.cfg.ResumeGrace, int64(b.cfg.MaxParkedSessions)

@@ -304,7 +304,7 @@ func (s *Session) flowPoked() {
 	now := s.b.cfg.Now()
 	if !fl.throttledUntil.IsZero() && !now.Before(fl.throttledUntil) {
 		s.b.flow.leave(FullRate, fl.throttledSince, now)
-		fl.throttledUntil, s.resumedAfter = time.Time{}, now.Sub(s.opened)
+		fl.throttledUntil, s.resumedAfter = time.Time{}, now.Sub(s.opened())
 		fl.active = fl.reason != NotFull
 	}
 	if fl.reason == NotFull {
@@ -362,7 +362,7 @@ func (s *Session) unblock(now time.Time) {
 	s.b.flow.leave(fl.reason, fl.reasonSince, now)
 	s.unregister()
 	fl.reason, fl.paused, fl.retryAt, fl.backoff = NotFull, false, time.Time{}, 0
-	fl.held, s.resumedAfter = nil, now.Sub(s.opened)
+	fl.held, s.resumedAfter = nil, now.Sub(s.opened())
 	fl.scratch = frames.Frame{} // pins the last held frame's bytes otherwise
 	fl.active = !fl.throttledUntil.IsZero()
 }

@@ -26,7 +26,9 @@ type Session struct {
 	t      Transport // immutable
 	id     string    // immutable
 	remote string    // immutable
-	opened time.Time // immutable: when the connection was accepted
+	// openedAt (immutable but for AcceptedAt) is when the connection was
+	// accepted, from the broker's epoch (opened).
+	openedAt time.Duration
 
 	parser *frames.Parser // read loop only
 
@@ -106,11 +108,11 @@ func (b *Broker) NewSession(t Transport, remote string) *Session {
 	id, num := b.newSessionID()
 	s := &Session{
 		b: b, t: t, remote: remote,
-		id:     id,
-		counts: &b.frameStripes[num%counterStripes],
-		stripe: uint32(num % counterStripes),
-		opened: b.cfg.Now(),
-		parser: frames.NewParser(b.cfg.Frame),
+		id:       id,
+		counts:   &b.frameStripes[num%counterStripes],
+		stripe:   uint32(num % counterStripes),
+		openedAt: b.cfg.Now().Sub(b.epoch),
+		parser:   frames.NewParser(b.cfg.Frame),
 	}
 	s.out.limit, s.out.budget = b.cfg.MaxOutboxBytes, &s.budget
 	s.budget.limit, s.budget.out = int64(b.cfg.MaxConnectionBytes), &s.out
@@ -138,10 +140,13 @@ func (s *Session) Preauthenticate(p *Principal) { s.principal = p }
 // after the session's own start is ignored. Call it before the first
 // Feed.
 func (s *Session) AcceptedAt(t time.Time) {
-	if !t.IsZero() && t.Before(s.opened) {
-		s.opened = t
+	if !t.IsZero() && t.Before(s.opened()) {
+		s.openedAt = t.Sub(s.b.epoch)
 	}
 }
+
+// opened is when the connection was accepted.
+func (s *Session) opened() time.Time { return s.b.epoch.Add(s.openedAt) }
 
 // ID is the session id sent in CONNECTED.
 func (s *Session) ID() string { return s.id }
@@ -203,7 +208,7 @@ func frameError(err error) *stompError {
 // deadline.
 func (s *Session) ReadTimeout() time.Duration {
 	if s.state == stateAwaitingConnect {
-		return max(time.Millisecond, s.b.cfg.ConnectTimeout-s.b.cfg.Now().Sub(s.opened))
+		return max(time.Millisecond, s.b.cfg.ConnectTimeout-s.b.cfg.Now().Sub(s.opened()))
 	}
 	if s.expect == 0 {
 		return 0
@@ -219,12 +224,12 @@ func (s *Session) ReadTimeout() time.Duration {
 // does not extend a silent client's time either. Zero means none.
 func (s *Session) ReadDeadline(lastRead time.Time) time.Time {
 	if s.state == stateAwaitingConnect {
-		return s.opened.Add(s.b.cfg.ConnectTimeout)
+		return s.opened().Add(s.b.cfg.ConnectTimeout)
 	}
 	if fl := s.flow; s.expect == 0 || fl != nil && fl.active && (fl.reason != NotFull || !fl.throttledUntil.IsZero()) {
 		return time.Time{} // not timed out while blocked: the driver may not be reading
 	}
-	if resumed := s.opened.Add(s.resumedAfter); s.resumedAfter > 0 && resumed.After(lastRead) {
+	if resumed := s.opened().Add(s.resumedAfter); s.resumedAfter > 0 && resumed.After(lastRead) {
 		lastRead = resumed // counted again from the unblock
 	}
 	return lastRead.Add(s.ReadTimeout())

@@ -391,7 +391,7 @@ func (s *Session) pipeSettle() {
 	}
 	if p.paused && s.budget.held() <= s.budget.limit {
 		p.paused = false
-		s.resumedAfter = s.b.cfg.Now().Sub(s.opened) // heart-beat timeouts count from here
+		s.resumedAfter = s.b.cfg.Now().Sub(s.opened()) // heart-beat timeouts count from here
 	}
 	if p.inflight() {
 		p.safetyAt = s.b.cfg.Now().Add(flowSafetyRetry)
