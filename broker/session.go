@@ -41,18 +41,17 @@ type Session struct {
 	// after taking it from the outbox: the outbox mutex orders the two.
 	version  frames.Version
 	escaping frames.Escaping
-	// pipeBusy says persistent SENDs are in flight (pipe), for Shutdown
-	// (any goroutine: it cannot read pipe).
-	pipeBusy atomic.Bool
-	// inFrame (set by the read loop, with a journal only) says a frame is
-	// being handled, possibly waiting for the journal; shutdownAsked says
-	// Shutdown ran meanwhile. Whichever side sees both set closes the
-	// session, so a frame in flight gets its RECEIPT before the ERROR.
-	inFrame       atomic.Bool
-	shutdownAsked atomic.Bool
-	nextSubNum    uint32 // read loop only
-	stripe        uint32 // immutable: its stripe of the broker's StripedCounters
-	created       int32  // read loop only: destinations this connection created
+	// flags: flagInFrame (set by the read loop, with a journal only) says
+	// a frame is being handled, possibly waiting for the journal;
+	// flagPipeBusy says persistent SENDs are in flight (pipe);
+	// flagShutdownAsked says Shutdown ran meanwhile. Whichever side sees
+	// both set closes the session, so a frame in flight gets its RECEIPT
+	// before the ERROR. One word, changed by read-modify-writes, so the
+	// two sides cannot both miss the other.
+	flags      atomic.Uint32
+	nextSubNum uint32 // read loop only
+	stripe     uint32 // immutable: its stripe of the broker's StripedCounters
+	created    int32  // read loop only: destinations this connection created
 	// reconnectAfter (ms + 1; 0: none) is the reconnect-after the
 	// server-shutdown ERROR carries (ShutdownReconnectAfter).
 	reconnectAfter atomic.Int32
@@ -144,6 +143,16 @@ func (s *Session) AcceptedAt(t time.Time) {
 		s.openedAt = t.Sub(s.b.epoch)
 	}
 }
+
+// The bits of Session.flags.
+const (
+	flagInFrame uint32 = 1 << iota
+	flagShutdownAsked
+	flagPipeBusy
+)
+
+// flag reports whether bit f of the session's flags is set.
+func (s *Session) flag(f uint32) bool { return s.flags.Load()&f != 0 }
 
 // opened is when the connection was accepted.
 func (s *Session) opened() time.Time { return s.b.epoch.Add(s.openedAt) }
@@ -292,8 +301,7 @@ func (s *Session) Poked() error {
 // persistent SENDs in flight (pipelined). Safe from any goroutine: it only
 // touches atomics and the outbox.
 func (s *Session) Shutdown() {
-	s.shutdownAsked.Store(true)
-	if s.inFrame.Load() || s.pipeBusy.Load() {
+	if old := s.flags.Or(flagShutdownAsked); old&(flagInFrame|flagPipeBusy) != 0 {
 		return // the read loop shuts down once the frame or the pipeline is done
 	}
 	s.shutdownNow()
@@ -433,13 +441,12 @@ func (s *Session) run(f *frames.Frame) error {
 	if s.b.cfg.Journal == nil {
 		return s.handleFrame(f)
 	}
-	s.inFrame.Store(true)
+	s.flags.Or(flagInFrame)
 	err := errStop
-	if !s.shutdownAsked.Load() {
+	if !s.flag(flagShutdownAsked) {
 		err = s.handleFrame(f)
 	}
-	s.inFrame.Store(false)
-	if s.shutdownAsked.Load() {
+	if s.flags.And(^flagInFrame)&flagShutdownAsked != 0 {
 		if s.pipe.inflight() {
 			// The SENDs in flight are receipted first; pipeSettle shuts
 			// down once they are.

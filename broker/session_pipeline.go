@@ -287,8 +287,8 @@ func (s *Session) pipePush(e *pipedSend) {
 	}
 	p.bytes += e.size
 	p.sends = append(p.sends, e)
-	if !s.pipeBusy.Load() {
-		s.pipeBusy.Store(true)
+	if !s.flag(flagPipeBusy) {
+		s.flags.Or(flagPipeBusy)
 		p.safetyAt = s.b.cfg.Now().Add(flowSafetyRetry)
 	}
 }
@@ -349,7 +349,7 @@ func (s *Session) pipeDrain() {
 			}
 			continue
 		}
-		if len(p.held) == 0 || p.stopping || s.shutdownAsked.Load() || s.flowHolding() {
+		if len(p.held) == 0 || p.stopping || s.flag(flagShutdownAsked) || s.flowHolding() {
 			break
 		}
 		f := p.held[0].frame(&p.scratch)
@@ -402,10 +402,9 @@ func (s *Session) pipeSettle() {
 	if p.inflight() || s.state != stateConnected {
 		return
 	}
-	s.pipeBusy.Store(false)
-	// Shutdown stores shutdownAsked, then loads busy: one of the two sees
-	// the other.
-	if s.shutdownAsked.Load() {
+	// Shutdown sets flagShutdownAsked in the same word: whichever of the
+	// two changes it second sees the other's bit.
+	if s.flags.And(^flagPipeBusy)&flagShutdownAsked != 0 {
 		p.stopping = false
 		s.shutdownNow()
 		s.state = stateClosed
@@ -524,7 +523,7 @@ func (s *Session) pipeRelease() {
 	s.budget.releaseInput(p.bytes)
 	p.sends, p.head, p.held, p.bytes, p.scratch = nil, 0, nil, 0, frames.Frame{}
 	p.paused, p.disconnect, p.stopping = false, false, false
-	s.pipeBusy.Store(false)
+	s.flags.And(^flagPipeBusy)
 }
 
 // pipedCount is how many SENDs are in the pipeline and how many frames

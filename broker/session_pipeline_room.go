@@ -18,7 +18,7 @@ func (s *Session) pipeRefused(e *pipedSend) bool {
 	if !e.retry && (!e.done.Load() || !refusedForRoom(e.err)) {
 		return false
 	}
-	if s.b.cfg.FullPolicy != FullBlock || s.pipe != nil && s.pipe.stopping || s.shutdownAsked.Load() {
+	if s.b.cfg.FullPolicy != FullBlock || s.pipe != nil && s.pipe.stopping || s.flag(flagShutdownAsked) {
 		// No retry (any more): the refusal is the producer's ERROR, so
 		// that a shutdown does not wait for a disk that stays full. A
 		// SEND waiting for its retry holds its last refusal.
