@@ -3,12 +3,14 @@ package broker
 import "unsafe"
 
 // MinBorrowedBody is the smallest body a batch refers to rather than
-// copies (Session.Output). Below it, one more entry in a vectored write
-// costs more than copying the body next to its headers: the kernel walks
-// one iovec per piece, and a frame split in three pieces gives the
-// WebSocket writer three entries instead of one. Measured on loopback with
-// 100 subscribers per SEND (BenchmarkOutputBatchCopyVsBorrow in package
-// server): copying still wins at 512 B and borrowing wins from 2 KiB on.
+// copies (Session.Output). Below it, more entries in a vectored write cost
+// more than copying the body next to its headers: the kernel walks one
+// iovec per piece, and a MESSAGE becomes three pieces instead of part of
+// one. BenchmarkWritevBreakEven (package server: 16 frames a write to a
+// loopback socket, the body hot in cache) has copying faster by 27% at
+// 256 B and 34% at 1 KiB, and the two even (within noise) from 2 KiB up;
+// with fan-out the copies go to as many cold buffers, so borrowing wins
+// from there on (BenchmarkFanoutBody, BenchmarkTopicFanoutBody).
 const MinBorrowedBody = 2 << 10
 
 // OutputBatch is one write's worth of frames, filled by Session.Output and
@@ -142,29 +144,18 @@ func (b *OutputBatch) Flat() (out []byte, ends []int, text []bool) {
 }
 
 // Done ends a write: the batch lets go of the bodies it borrowed (a quiet
-// connection must not keep a message alive) and empties itself. A buffer
-// over 64 KiB that this write used less than an eighth of is dropped, as
-// are the per-frame and per-piece slices on the same rule: a quiet
-// connection does not keep a burst's buffers, a busy one keeps them. The
-// driver calls it after every write, and when Output gave nothing.
+// connection must not keep a message alive) and empties itself. When its
+// buffers take over 64 KiB and this write used less than an eighth of
+// them, they are dropped: a quiet connection does not keep a burst's
+// buffers, a busy one keeps them. The driver calls it after every write,
+// and when Output gave nothing.
 func (b *OutputBatch) Done() {
-	used, size, pieces, frames := len(b.buf), b.Len(), len(b.pieces), len(b.ends)
-	b.reset()
-	if cap(b.buf) > shrinkAbove && used < cap(b.buf)/8 {
-		b.buf = nil
-	}
-	if cap(b.flatBuf) > shrinkAbove && size < cap(b.flatBuf)/8 {
-		b.flatBuf = nil
-	}
 	const pieceSize, sliceSize, intSize = int(unsafe.Sizeof(outPiece{})), int(unsafe.Sizeof([]byte(nil))), int(unsafe.Sizeof(0))
-	if cap(b.pieces)*pieceSize > shrinkAbove && pieces < cap(b.pieces)/8 {
-		b.pieces = nil
-	}
-	if cap(b.iov)*sliceSize > shrinkAbove && pieces < cap(b.iov)/8 {
-		b.iov = nil
-	}
-	if cap(b.ends)*intSize > shrinkAbove && frames < cap(b.ends)/8 {
-		b.ends, b.lastOf = nil, nil // text, a byte a frame, stays
+	held := cap(b.buf) + cap(b.flatBuf) + cap(b.pieces)*pieceSize + cap(b.iov)*sliceSize + (cap(b.ends)+cap(b.lastOf))*intSize
+	used := len(b.buf) + len(b.flatBuf) + len(b.pieces)*pieceSize + len(b.iov)*sliceSize + 2*len(b.ends)*intSize
+	b.reset()
+	if held > shrinkAbove && used < held/8 {
+		b.buf, b.flatBuf, b.pieces, b.iov, b.ends, b.lastOf = nil, nil, nil, nil, nil, nil // text, a byte a frame, stays
 	}
 }
 
@@ -172,7 +163,7 @@ func (b *OutputBatch) Done() {
 func (b *OutputBatch) reset() {
 	clear(b.pieces)
 	clear(b.iov)
-	b.buf, b.pieces, b.iov, b.writev = b.buf[:0], b.pieces[:0], b.iov[:0], nil
+	b.buf, b.flatBuf, b.pieces, b.iov, b.writev = b.buf[:0], b.flatBuf[:0], b.pieces[:0], b.iov[:0], nil
 	b.ends, b.lastOf, b.text = b.ends[:0], b.lastOf[:0], b.text[:0]
 	b.run, b.borrowed = 0, 0
 }
