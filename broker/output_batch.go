@@ -29,35 +29,39 @@ const MinBorrowedBody = 2 << 10
 // A batch is not safe for concurrent use: it belongs to the connection's
 // writer, like Session.Output itself.
 type OutputBatch struct {
-	buf []byte // owned bytes, in write order
-	// pieces are the batch in write order: runs of buf and borrowed bodies.
-	// A frame never shares a piece with the next, so a WebSocket writer
-	// can put a header between them.
-	pieces   []outPiece
-	ends     []int  // per frame: its end offset in the batch's byte stream
-	lastOf   []int  // per frame: pieces[lastOf[i-1]:lastOf[i]] are its pieces
-	text     []bool // per frame: valid UTF-8 (a WebSocket text message)
-	run      int    // where in buf the bytes not yet in pieces start
-	borrowed int    // bytes referred to in pieces, not in buf
-	// flat (AppendOutput, AppendOutputFrames) copies every body and keeps
-	// no pieces; withFrames then still records ends and text.
+	// buf holds the batch's own bytes in write order; each borrowed body
+	// goes between buf[:at] and buf[at:] for its borrow's at.
+	buf      []byte
+	frames   []outFrame // per frame, in order
+	borrows  []borrow   // the bodies referred to, in order
+	borrowed int        // their total length
+	// flat (AppendOutput, AppendOutputFrames) copies every body and
+	// records no frames; withFrames then appends each frame's end offset
+	// in buf to ends and whether it is UTF-8 to text.
 	flat, withFrames bool
+	ends             []int  // flat mode's, or Flat's scratch
+	text             []bool // flat mode's, or Flat's scratch
 
 	iov     [][]byte // Buffers' slices, reused
 	writev  [][]byte // what Buffers hands out: consumed by a vectored write
 	flatBuf []byte   // Flat's contiguous copy when bodies are borrowed
 }
 
-// outPiece is a run buf[start:end] of the batch's own bytes, or a borrowed
-// body (non-nil).
-type outPiece struct {
-	body       []byte
-	start, end int
+// outFrame is where a frame ends: in buf, and in borrows.
+type outFrame struct {
+	bufEnd     int
+	borrowsEnd int32
+	text       bool // valid UTF-8 (a WebSocket text message)
 }
 
-// shrinkAbove is the capacity, in bytes, above which a buffer that a write
-// used less than an eighth of is dropped (Done): a quiet connection does
-// not keep a burst's buffers, a busy one keeps them.
+// borrow is a body referred to, not copied: it goes at buf offset at.
+type borrow struct {
+	at   int
+	body []byte
+}
+
+// shrinkAbove is the size above which a buffer that a write used less
+// than an eighth of is dropped (Done).
 const shrinkAbove = 64 << 10
 
 // Len is the batch's size in bytes: what is written, borrowed bodies
@@ -65,7 +69,7 @@ const shrinkAbove = 64 << 10
 func (b *OutputBatch) Len() int { return len(b.buf) + b.borrowed }
 
 // Frames is the number of frames in the batch (a heart-beat counts as one).
-func (b *OutputBatch) Frames() int { return len(b.ends) }
+func (b *OutputBatch) Frames() int { return len(b.frames) }
 
 // AppendHeartbeat adds a heart-beat (a lone EOL, a text message over
 // WebSocket): the driver's, when the connection has been quiet for the
@@ -75,132 +79,142 @@ func (b *OutputBatch) AppendHeartbeat() {
 	b.endFrame(true)
 }
 
+// Contiguous returns the batch's bytes when it borrowed no body: then
+// they are all in its own buffer, for one plain write. ok is false
+// otherwise. Valid until the batch is next filled or Done.
+func (b *OutputBatch) Contiguous() (out []byte, ok bool) {
+	return b.buf, len(b.borrows) == 0
+}
+
 // Buffers returns the batch as slices in write order, for one vectored
-// write (net.Buffers(*p).WriteTo, through a pointer conversion). Adjacent
-// runs of owned bytes are one slice, so n frames with borrowed bodies make
-// n+1 slices of owned bytes between the n bodies. The slice pointed to
-// belongs to the batch, so the write does not make it escape: a
+// write (net.Buffers(*p).WriteTo, through a pointer conversion): the
+// batch's own bytes between borrowed bodies, so n borrowed bodies make at
+// most 2n+1 slices, and a batch without any one slice. The slice pointed
+// to belongs to the batch, so the write does not make it escape: a
 // net.Buffers write consumes it, and the next call builds it again. Valid
 // until the batch is next filled or Done.
 func (b *OutputBatch) Buffers() *[][]byte {
-	iov := b.iov[:0]
-	from, to := 0, -1 // the owned run iov ends with, buf[from:to]; to < 0: none
-	for _, p := range b.pieces {
-		switch {
-		case p.body != nil:
-			iov = append(iov, p.body)
-			to = -1
-		case p.start == to: // continues the last slice (the next frame's first run)
-			to = p.end
-			iov[len(iov)-1] = b.buf[from:to]
-		default:
-			from, to = p.start, p.end
-			iov = append(iov, b.buf[from:to])
-		}
-	}
-	b.iov = iov
-	b.writev = iov
+	b.iov = b.appendPieces(b.iov[:0], 0, len(b.buf), b.borrows)
+	b.writev = b.iov
 	return &b.writev
+}
+
+// appendPieces appends buf[from:to] with the bodies in borrows (all
+// within it) in their places.
+func (b *OutputBatch) appendPieces(iov [][]byte, from, to int, borrows []borrow) [][]byte {
+	for _, br := range borrows {
+		if br.at > from {
+			iov = append(iov, b.buf[from:br.at])
+		}
+		iov = append(iov, br.body)
+		from = br.at
+	}
+	if to > from {
+		iov = append(iov, b.buf[from:to])
+	}
+	return iov
 }
 
 // AppendFrame appends frame i's pieces to iov and returns it, with the
 // frame's length and whether it is valid UTF-8: what a WebSocket writer
 // needs to put one message header in front of each frame.
 func (b *OutputBatch) AppendFrame(iov [][]byte, i int) (out [][]byte, size int, text bool) {
-	first, start := 0, 0
+	from, first := 0, 0
 	if i > 0 {
-		first, start = b.lastOf[i-1], b.ends[i-1]
+		from, first = b.frames[i-1].bufEnd, int(b.frames[i-1].borrowsEnd)
 	}
-	for _, p := range b.pieces[first:b.lastOf[i]] {
-		if p.body != nil {
-			iov = append(iov, p.body)
-		} else {
-			iov = append(iov, b.buf[p.start:p.end])
-		}
+	f := b.frames[i]
+	borrows := b.borrows[first:f.borrowsEnd]
+	size = f.bufEnd - from
+	for _, br := range borrows {
+		size += len(br.body)
 	}
-	return iov, b.ends[i] - start, b.text[i]
+	return b.appendPieces(iov, from, f.bufEnd, borrows), size, f.text
 }
 
 // Flat returns the batch as one contiguous byte slice, with the end offset
 // of each frame in it and whether each is valid UTF-8: for a transport
 // that cannot write vectors (TLS encrypts a copy anyway). Without borrowed
-// bodies that is the batch's own buffer; otherwise the pieces are copied
-// into a second buffer, kept for the next time. Valid until the batch is
-// next filled or Done.
+// bodies the bytes are the batch's own buffer; otherwise they are copied
+// into a second one, kept for the next time. Valid until the batch is next
+// filled or Done.
 func (b *OutputBatch) Flat() (out []byte, ends []int, text []bool) {
-	if b.borrowed == 0 {
-		return b.buf, b.ends, b.text
+	ends, text = b.ends[:0], b.text[:0]
+	borrowed, n := 0, 0
+	for _, f := range b.frames {
+		// A frame ends later by the bodies borrowed up to its end.
+		for ; n < int(f.borrowsEnd); n++ {
+			borrowed += len(b.borrows[n].body)
+		}
+		ends = append(ends, f.bufEnd+borrowed)
+		text = append(text, f.text)
+	}
+	b.ends, b.text = ends, text
+	if len(b.borrows) == 0 {
+		return b.buf, ends, text
 	}
 	flat := b.flatBuf[:0]
-	for _, p := range b.pieces {
-		if p.body != nil {
-			flat = append(flat, p.body...)
-		} else {
-			flat = append(flat, b.buf[p.start:p.end]...)
-		}
+	from := 0
+	for _, br := range b.borrows {
+		flat = append(append(flat, b.buf[from:br.at]...), br.body...)
+		from = br.at
 	}
-	b.flatBuf = flat
-	return flat, b.ends, b.text
+	b.flatBuf = append(flat, b.buf[from:]...)
+	return b.flatBuf, ends, text
 }
 
 // Done ends a write: the batch lets go of the bodies it borrowed (a quiet
-// connection must not keep a message alive) and empties itself. When its
-// buffers take over 64 KiB and this write used less than an eighth of
-// them, they are dropped: a quiet connection does not keep a burst's
-// buffers, a busy one keeps them. The driver calls it after every write,
-// and when Output gave nothing.
+// connection must not keep a message alive) and empties itself. A buffer
+// over 64 KiB that this write used less than an eighth of is dropped,
+// with the per-frame slices, as the writer always did: a quiet connection
+// does not keep a burst's buffers, a busy one keeps them. The frames and
+// borrows of a burst of large bodies (few bytes of its own, many frames)
+// are judged the same way. The driver calls it after every write, and
+// when Output gave nothing.
 func (b *OutputBatch) Done() {
-	const pieceSize, sliceSize, intSize = int(unsafe.Sizeof(outPiece{})), int(unsafe.Sizeof([]byte(nil))), int(unsafe.Sizeof(0))
-	held := cap(b.buf) + cap(b.flatBuf) + cap(b.pieces)*pieceSize + cap(b.iov)*sliceSize + (cap(b.ends)+cap(b.lastOf))*intSize
-	used := len(b.buf) + len(b.flatBuf) + len(b.pieces)*pieceSize + len(b.iov)*sliceSize + 2*len(b.ends)*intSize
+	const frameSize, borrowSize = int(unsafe.Sizeof(outFrame{})), int(unsafe.Sizeof(borrow{}))
+	quiet := func(used, held int) bool { return held > shrinkAbove && used < held/8 }
+	drop := quiet(len(b.buf), cap(b.buf)) || quiet(len(b.frames)*frameSize, cap(b.frames)*frameSize) ||
+		quiet(len(b.borrows)*borrowSize, cap(b.borrows)*borrowSize)
+	dropFlat := quiet(len(b.flatBuf), cap(b.flatBuf))
 	b.reset()
-	if held > shrinkAbove && used < held/8 {
-		b.buf, b.flatBuf, b.pieces, b.iov, b.ends, b.lastOf = nil, nil, nil, nil, nil, nil // text, a byte a frame, stays
+	if drop {
+		b.buf, b.frames, b.borrows, b.iov, b.ends = nil, nil, nil, nil, nil // text, a byte a frame, stays
+	}
+	if dropFlat {
+		b.flatBuf = nil
 	}
 }
 
 // reset empties the batch, keeping its buffers but no borrowed body.
 func (b *OutputBatch) reset() {
-	clear(b.pieces)
+	clear(b.borrows)
 	clear(b.iov)
-	b.buf, b.flatBuf, b.pieces, b.iov, b.writev = b.buf[:0], b.flatBuf[:0], b.pieces[:0], b.iov[:0], nil
-	b.ends, b.lastOf, b.text = b.ends[:0], b.lastOf[:0], b.text[:0]
-	b.run, b.borrowed = 0, 0
+	b.buf, b.frames, b.borrows, b.borrowed = b.buf[:0], b.frames[:0], b.borrows[:0], 0
+	b.iov, b.writev, b.flatBuf = b.iov[:0], nil, b.flatBuf[:0]
+	b.ends, b.text = b.ends[:0], b.text[:0]
 }
 
 // appendBody adds a MESSAGE's body: copied when the batch is flat or the
-// body small, otherwise borrowed as a piece of its own.
+// body small, otherwise borrowed.
 func (b *OutputBatch) appendBody(body []byte) {
 	if b.flat || len(body) < MinBorrowedBody {
 		b.buf = append(b.buf, body...)
 		return
 	}
-	b.closeRun()
-	b.pieces = append(b.pieces, outPiece{body: body})
+	b.borrows = append(b.borrows, borrow{at: len(b.buf), body: body})
 	b.borrowed += len(body)
-}
-
-// closeRun makes the owned bytes added since the last piece a piece.
-func (b *OutputBatch) closeRun() {
-	if len(b.buf) > b.run {
-		b.pieces = append(b.pieces, outPiece{start: b.run, end: len(b.buf)})
-		b.run = len(b.buf)
-	}
 }
 
 // endFrame records the end of a frame and whether it is valid UTF-8.
 func (b *OutputBatch) endFrame(text bool) {
-	if b.flat {
-		if b.withFrames {
-			b.ends = append(b.ends, len(b.buf))
-			b.text = append(b.text, text)
-		}
-		return
+	switch {
+	case !b.flat:
+		b.frames = append(b.frames, outFrame{bufEnd: len(b.buf), borrowsEnd: int32(len(b.borrows)), text: text})
+	case b.withFrames:
+		b.ends = append(b.ends, len(b.buf))
+		b.text = append(b.text, text)
 	}
-	b.closeRun()
-	b.ends = append(b.ends, b.Len())
-	b.lastOf = append(b.lastOf, len(b.pieces))
-	b.text = append(b.text, text)
 }
 
 // framed reports whether the batch records frames (ends and text).

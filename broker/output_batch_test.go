@@ -101,15 +101,11 @@ func TestOutputBatchMatchesAppendOutputFrames(t *testing.T) {
 			// The large bodies are the Message's, in both batches; the
 			// others are copies.
 			var borrowed, otherBorrowed [][]byte
-			for _, p := range batch.pieces {
-				if p.body != nil {
-					borrowed = append(borrowed, p.body)
-				}
+			for _, br := range batch.borrows {
+				borrowed = append(borrowed, br.body)
 			}
-			for _, p := range otherBatch.pieces {
-				if p.body != nil {
-					otherBorrowed = append(otherBorrowed, p.body)
-				}
+			for _, br := range otherBatch.borrows {
+				otherBorrowed = append(otherBorrowed, br.body)
 			}
 			if len(borrowed) != big || len(otherBorrowed) != big {
 				t.Fatalf("%d and %d borrowed bodies, want %d", len(borrowed), len(otherBorrowed), big)
@@ -138,9 +134,9 @@ func TestOutputBatchMatchesAppendOutputFrames(t *testing.T) {
 			if batch.Len() != 0 || batch.Frames() != 0 {
 				t.Fatalf("after Done: %d bytes, %d frames", batch.Len(), batch.Frames())
 			}
-			for _, p := range batch.pieces[:cap(batch.pieces)] {
-				if p.body != nil {
-					t.Fatal("Done kept a borrowed body in pieces")
+			for _, br := range batch.borrows[:cap(batch.borrows)] {
+				if br.body != nil {
+					t.Fatal("Done kept a borrowed body")
 				}
 			}
 			for _, s := range batch.iov[:cap(batch.iov)] {
@@ -187,7 +183,7 @@ func TestOutputBatchDropsABurstsBuffersWhenQuiet(t *testing.T) {
 		t.Fatalf("burst of %d bytes, want > 256 KiB", batch.Len())
 	}
 	batch.Done()
-	if batch.buf == nil || batch.pieces == nil || batch.ends == nil {
+	if batch.buf == nil || batch.frames == nil {
 		t.Fatal("a busy write's buffers were dropped")
 	}
 	burst(1)
@@ -196,8 +192,8 @@ func TestOutputBatchDropsABurstsBuffersWhenQuiet(t *testing.T) {
 		t.Fatalf("%d frames, want 1", batch.Frames())
 	}
 	batch.Done()
-	if batch.buf != nil || batch.pieces != nil || batch.ends != nil || batch.lastOf != nil || batch.iov != nil {
-		t.Fatalf("a quiet write kept the burst's buffers: buf %d, pieces %d, ends %d", cap(batch.buf), cap(batch.pieces), cap(batch.ends))
+	if batch.buf != nil || batch.frames != nil || batch.iov != nil {
+		t.Fatalf("a quiet write kept the burst's buffers: buf %d, frames %d, iov %d", cap(batch.buf), cap(batch.frames), cap(batch.iov))
 	}
 	burst(1) // and the batch works again from nothing
 	sub.s.Output(&batch)

@@ -23,16 +23,20 @@ type stream interface {
 // tcpStream is native STOMP: the socket is the byte stream.
 type tcpStream struct{ net.Conn }
 
-// WriteBatch writes the batch in one vectored write (writev) on a plain TCP
-// socket: headers from the batch's buffer, bodies from the messages. TLS
-// encrypts a copy anyway, and writes each slice of a vector as a record of
-// its own: it gets the batch flattened, in one write.
+// WriteBatch writes the batch in one write: a plain one when the batch
+// borrowed no body, else one vectored write (writev) on a plain TCP
+// socket, with headers from the batch's buffer and bodies from the
+// messages. TLS encrypts a copy anyway, and would write each slice of a
+// vector as a record of its own: it gets the batch flattened.
 func (t tcpStream) WriteBatch(b *broker.OutputBatch) error {
-	if tc := vectorConn(t.Conn); tc != nil {
+	out, ok := b.Contiguous()
+	if tc := vectorConn(t.Conn); tc != nil && !ok {
 		_, err := (*net.Buffers)(b.Buffers()).WriteTo(tc)
 		return err
 	}
-	out, _, _ := b.Flat()
+	if !ok {
+		out, _, _ = b.Flat()
+	}
 	_, err := t.Conn.Write(out)
 	return err
 }
