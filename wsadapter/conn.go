@@ -129,8 +129,10 @@ func (c *Conn) writeControl(op ws.OpCode, payload []byte) error {
 
 // writeBuilt writes b, a control frame built in c.headers (with wmu held),
 // and keeps what c.headers grew to: built there, a control frame costs a
-// Conn no field of its own and allocates nothing once the scratch is 127
-// bytes or more (WriteFrames makes it 10 per frame of a batch).
+// Conn no field of its own, and allocates nothing once the scratch holds
+// it (WriteFrames makes it 10 bytes per frame of a batch: an empty ping
+// or a close with its code needs 4; only a long ping's pong or a long
+// close reason grows it, once, to 127 at most).
 func (c *Conn) writeBuilt(b []byte) error {
 	c.headers = b[:0]
 	if c.WriteDeadline != nil {

@@ -18,7 +18,8 @@ var ErrDetached = errors.New("wsadapter: Read after Detach (the caller reads the
 // Feed decodes raw bytes read from the socket: client-to-server WebSocket
 // frames cut anywhere (a chunk may end inside a frame header, a payload, a
 // control frame or a UTF-8 sequence; what is needed of it is kept in the
-// Conn, a few dozen bytes). The payload bytes of data messages are
+// Conn, a few dozen bytes, and a control frame's cut payload in a buffer
+// from Config.Buffers). The payload bytes of data messages are
 // unmasked in place in raw and handed to stomp, possibly in several calls
 // per chunk and never as an empty slice; the slice is valid only during
 // the call. Control frames are handled as Read handles them: a ping is
@@ -28,7 +29,8 @@ var ErrDetached = errors.New("wsadapter: Read after Detach (the caller reads the
 // rest of raw is dropped. After an error every later Feed returns it again.
 //
 // Feed is for one goroutine at a time (the driver's reader of the moment)
-// and allocates nothing in steady state. Use it after Detach, never
+// and allocates nothing in steady state (with Config.Buffers set: without
+// it, one 128-byte buffer per control frame whose payload is cut). Use it after Detach, never
 // together with Read.
 func (c *Conn) Feed(raw []byte, stomp func(payload []byte) error) error {
 	_, err := c.decode(raw, stomp)
