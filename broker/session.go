@@ -416,9 +416,11 @@ func (s *Session) HandleHeartbeat() error {
 func (s *Session) HandleFrame(f *frames.Frame) error {
 	s.counts.in[f.Command].Add(1)
 	switch f.Command {
-	case frames.CmdConnect, frames.CmdStomp, frames.CmdSubscribe, frames.CmdUnsubscribe:
+	case frames.CmdConnect, frames.CmdStomp, frames.CmdSubscribe:
 		// Rare frames, often a connection's last before it idles: the
-		// parser's buffers need not wait for a next frame.
+		// parser's buffers need not wait for a next frame. (Not
+		// UNSUBSCRIBE: a frame of one or two headers, often followed by
+		// a SUBSCRIBE.)
 		s.parser.Shrink()
 	}
 	if rt := s.rateLimits(); rt != nil && rt.frames.rate > 0 && !rt.frames.take(rt.fedAt, 1) && s.b.cfg.FullPolicy == FullError {

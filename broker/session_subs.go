@@ -77,8 +77,8 @@ func (t *subTable) add(sub *subscription) {
 }
 
 // remove removes sub if it is there. Back to subTableLinear or fewer, the
-// maps go; an empty table lets its slice go too, so a session that
-// unsubscribed everything holds nothing for it.
+// maps go; the slice stays (small: it is a pointer per subscription), so
+// subscribing again does not allocate it again.
 func (t *subTable) remove(sub *subscription) {
 	for i, s := range t.list {
 		if s == sub {
@@ -98,9 +98,6 @@ func (t *subTable) remove(sub *subscription) {
 		if len(t.list) <= subTableLinear {
 			t.idx = nil
 		}
-	}
-	if len(t.list) == 0 {
-		t.list = nil
 	}
 }
 

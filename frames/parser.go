@@ -190,6 +190,11 @@ func (p *Parser) resetFrame() {
 func (p *Parser) buildFrame(data []byte) *Frame {
 	f := &p.frame
 	f.Command = p.scan.command
+	if cap(f.Headers) < len(p.spans) {
+		// One allocation of the right size rather than appends that grow
+		// it step by step: after a Shrink the slices are made again.
+		f.Headers = make([]Header, 0, len(p.spans))
+	}
 	for _, s := range p.spans {
 		f.Headers = append(f.Headers, Header{
 			Key:   data[s.keyStart:s.keyEnd:s.keyEnd],
@@ -301,6 +306,9 @@ func (p *Parser) addHeader(line []byte, offset int) error {
 	span := headerSpan{
 		keyStart: offset, keyEnd: offset + keyLen,
 		valueStart: offset + colon + 1, valueEnd: offset + colon + 1 + valueLen,
+	}
+	if p.spans == nil {
+		p.spans = make([]headerSpan, 0, 4) // most frames have at most 4 headers
 	}
 	p.spans = append(p.spans, span)
 	if s.contentLength < 0 && string(line[:keyLen]) == HeaderContentLength {
