@@ -44,23 +44,22 @@ type delivery struct {
 // subscription is one SUBSCRIBE of one session, or (session nil, feed set)
 // the topic side of a durable subscription, which enqueues into its queue.
 type subscription struct {
+	// The fields are ordered so that the struct has no padding: an idle
+	// connection carries one per subscription (issue 15).
+
 	// session (nil for a durable feed) is guarded by mu: a resumed
 	// session adopts its parked one's subscriptions by re-pointing it
 	// with every one of them locked (resume_adopt.go). Publishers read it
 	// only under mu; the owning session's read loop may read it freely.
 	session  *Session
-	id       string  // immutable: the client's id header
-	num      uint32  // immutable: session-local number, first part of ack ids
-	dest     string  // immutable: as subscribed
-	pattern  string  // immutable: topic name or wildcard pattern
-	ackMode  ackMode // immutable
-	prefetch int     // immutable: max unacked; 0 = unlimited
-	header   []byte  // immutable: "subscription:<id>\n" escaped for the session
-	// headerText (immutable) says header is valid UTF-8.
-	headerText bool
-	queue      *queue   // immutable: the queue consumed (queue, temp, durable)
-	feed       *queue   // immutable: for a durable feed, the queue it fills
-	durable    *durable // immutable: the durable subscription consumed, if any
+	id       string   // immutable: the client's id header
+	dest     string   // immutable: as subscribed
+	pattern  string   // immutable: topic name or wildcard pattern
+	prefetch int      // immutable: max unacked; 0 = unlimited
+	header   []byte   // immutable: "subscription:<id>\n" escaped for the session
+	queue    *queue   // immutable: the queue consumed (queue, temp, durable)
+	feed     *queue   // immutable: for a durable feed, the queue it fills
+	durable  *durable // immutable: the durable subscription consumed, if any
 	// presence is the presence set it joins (presence:true) or watches
 	// (/presence/...), if any: read loop only (presence_session.go).
 	presence *presenceLink
@@ -68,31 +67,36 @@ type subscription struct {
 	// another node needs to make it again when the session resumes there
 	// (cluster_session.go).
 	spec []frames.Header
-
-	mu      sync.Mutex
-	unacked []delivery // guarded by mu: ascending ackID
+	num  uint32 // immutable: session-local number, first part of ack ids
 	// fedOut counts the auto-ack deliveries the cluster fed this
 	// subscription that are still in its session's outbox: the credit
 	// they take until the writer has them (cluster_queue.go).
 	fedOut atomic.Int32
-	closed bool // guarded by mu
-	// pending (guarded by mu) marks a SUBSCRIBE whose RECEIPT is not
-	// queued yet: no queue delivers to it before (the client must know
-	// the subscription is live when its first MESSAGE arrives).
-	pending bool
+
+	mu      sync.Mutex
+	unacked []delivery // guarded by mu: ascending ackID
 	// Cluster mode (subscription_topic.go), all guarded by mu: skipEpoch
 	// and skipThrough name an offset a resume asked to go on after that
 	// this node's history mirror has not reached yet; lastHist is the
-	// newest message of a cluster's history delivered; holding keeps
-	// topic deliveries in held (heldBytes) while a session handed over by
-	// another node is made again.
+	// newest message of a cluster's history delivered; holding (below)
+	// keeps topic deliveries in held (heldBytes; heldOver) while a session
+	// handed over by another node is made again.
 	skipEpoch   string
 	skipThrough uint64
 	lastHist    *Message
-	holding     bool
 	held        []heldDelivery
 	heldBytes   int
-	heldOver    bool
+
+	ackMode ackMode // immutable
+	// headerText (immutable) says header is valid UTF-8.
+	headerText bool
+	closed     bool // guarded by mu
+	// pending (guarded by mu) marks a SUBSCRIBE whose RECEIPT is not
+	// queued yet: no queue delivers to it before (the client must know
+	// the subscription is live when its first MESSAGE arrives).
+	pending  bool
+	holding  bool // guarded by mu
+	heldOver bool // guarded by mu
 }
 
 // creditLocked reports whether a queue may hand this consumer another
