@@ -173,10 +173,11 @@ func (s *Session) export() (*SessionState, bool) {
 	}
 	for _, sub := range subs {
 		spec := sub.spec
-		if m := sub.lastHist; m != nil && sub.queue == nil && !isWildcard(sub.pattern) {
+		if hs := sub.hist; hs != nil && hs.lastHist != nil && sub.queue == nil && !isWildcard(sub.pattern) {
 			// The new node goes on after the newest offset this one
 			// delivered: its mirror replays what followed, or skips what
 			// it has not reached yet, so nothing is lost or doubled.
+			m := hs.lastHist
 			off := m.histEpoch + "-" + strconv.FormatUint(m.histSeq, 10)
 			spec = append(slices.Clip(spec), frames.Header{Key: []byte("resume-after"), Value: []byte(off)})
 		}

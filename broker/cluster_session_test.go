@@ -244,7 +244,7 @@ func TestClusterSessionHoldIsBounded(t *testing.T) {
 		pub.mustSend(frames.CmdSend, body, "destination:/topic/t")
 	}
 	sub.mu.Lock()
-	held, over := sub.heldBytes, sub.heldOver
+	held, over := sub.histLocked().heldBytes, sub.histLocked().heldOver
 	sub.mu.Unlock()
 	if held > 4096 || !over {
 		t.Fatalf("held %d bytes, over %v; want at most the outbox (4096) and over", held, over)

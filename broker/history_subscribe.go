@@ -103,7 +103,8 @@ func (s *Session) subscribeTopic(sub *subscription, f *frames.Frame, join func()
 		start, recovered, skip = h.replayMirrored(req, asked)
 		if skip != 0 {
 			sub.mu.Lock()
-			sub.skipEpoch, sub.skipThrough = h.epoch, skip
+			hs := sub.histLocked()
+			hs.skipEpoch, hs.skipThrough = h.epoch, skip
 			sub.mu.Unlock()
 		}
 		latest = h.latestMirrored(skip)

@@ -75,17 +75,10 @@ type subscription struct {
 
 	mu      sync.Mutex
 	unacked []delivery // guarded by mu: ascending ackID
-	// Cluster mode (subscription_topic.go), all guarded by mu: skipEpoch
-	// and skipThrough name an offset a resume asked to go on after that
-	// this node's history mirror has not reached yet; lastHist is the
-	// newest message of a cluster's history delivered; holding (below)
-	// keeps topic deliveries in held (heldBytes; heldOver) while a session
-	// handed over by another node is made again.
-	skipEpoch   string
-	skipThrough uint64
-	lastHist    *Message
-	held        []heldDelivery
-	heldBytes   int
+	// hist (guarded by mu; nil until needed) is the cluster-mode state of
+	// a topic subscription (subscription_topic.go): few subscriptions use
+	// it, every idle one would carry it.
+	hist *subHistory
 
 	ackMode ackMode // immutable
 	// headerText (immutable) says header is valid UTF-8.
@@ -94,9 +87,32 @@ type subscription struct {
 	// pending (guarded by mu) marks a SUBSCRIBE whose RECEIPT is not
 	// queued yet: no queue delivers to it before (the client must know
 	// the subscription is live when its first MESSAGE arrives).
-	pending  bool
-	holding  bool // guarded by mu
-	heldOver bool // guarded by mu
+	pending bool
+	// holding (guarded by mu) keeps topic deliveries in hist.held while a
+	// session handed over by another node is made again.
+	holding bool
+}
+
+// subHistory is a subscription's cluster-mode state, guarded by its mu:
+// skipEpoch and skipThrough name an offset a resume asked to go on after
+// that this node's history mirror has not reached yet; lastHist is the
+// newest message of a cluster's history delivered; held (heldBytes;
+// heldOver past the outbox's limit) is what holding kept back.
+type subHistory struct {
+	skipEpoch   string
+	skipThrough uint64
+	lastHist    *Message
+	held        []heldDelivery
+	heldBytes   int
+	heldOver    bool
+}
+
+// histLocked returns sub.hist, made on first use. Caller holds mu.
+func (sub *subscription) histLocked() *subHistory {
+	if sub.hist == nil {
+		sub.hist = &subHistory{}
+	}
+	return sub.hist
 }
 
 // creditLocked reports whether a queue may hand this consumer another

@@ -36,12 +36,12 @@ func (sub *subscription) deliverTopicCount(m *Message, replayed bool, deliveries
 		return
 	}
 	sub.mu.Lock()
-	if m.histSeq != 0 && sub.skipThrough != 0 && m.histEpoch == sub.skipEpoch {
-		if m.histSeq <= sub.skipThrough {
+	if hs := sub.hist; m.histSeq != 0 && hs != nil && hs.skipThrough != 0 && m.histEpoch == hs.skipEpoch {
+		if m.histSeq <= hs.skipThrough {
 			sub.mu.Unlock()
 			return // the client has it (a resume after an offset the mirror had not reached)
 		}
-		sub.skipThrough = 0
+		hs.skipThrough = 0
 	}
 	if sub.holding {
 		sub.holdLocked(m, replayed, deliveries)
@@ -57,13 +57,13 @@ func (sub *subscription) deliverTopicCount(m *Message, replayed bool, deliveries
 // holdLocked keeps a delivery back while sub is being made again; past
 // the outbox's limit the session will be a slow consumer. Caller holds mu.
 func (sub *subscription) holdLocked(m *Message, replayed bool, deliveries int) {
-	size := deliverySize(m, sub)
-	if sub.heldOver || sub.heldBytes+size > sub.session.out.limit {
-		sub.heldOver = true
+	size, hs := deliverySize(m, sub), sub.histLocked()
+	if hs.heldOver || hs.heldBytes+size > sub.session.out.limit {
+		hs.heldOver = true
 		return
 	}
-	sub.held = append(sub.held, heldDelivery{m, replayed, deliveries})
-	sub.heldBytes += size
+	hs.held = append(hs.held, heldDelivery{m, replayed, deliveries})
+	hs.heldBytes += size
 }
 
 // pushLocked queues one delivery of m to sub's session, recording in p
@@ -110,7 +110,7 @@ func (sub *subscription) pushLocked(m *Message, replayed bool, deliveries int, p
 		return
 	}
 	if m.histSeq != 0 {
-		sub.lastHist = m
+		sub.histLocked().lastHist = m
 	}
 	p.delivered++
 }
@@ -143,14 +143,17 @@ func (sub *subscription) releaseHeld() {
 	var p pushed
 	sub.mu.Lock()
 	p.s = sub.session
-	for _, h := range sub.held {
-		sub.pushLocked(h.m, h.replayed, h.deliveries, &p)
+	if hs := sub.hist; hs != nil {
+		for _, h := range hs.held {
+			sub.pushLocked(h.m, h.replayed, h.deliveries, &p)
+		}
+		if hs.heldOver && p.slow == "" {
+			p.slow = "the deliveries held while its session was handed over from another node exceed the outbound buffer of " +
+				strconv.Itoa(sub.session.out.limit) + " bytes"
+		}
+		hs.held, hs.heldBytes, hs.heldOver = nil, 0, false
 	}
-	if sub.heldOver && p.slow == "" {
-		p.slow = "the deliveries held while its session was handed over from another node exceed the outbound buffer of " +
-			strconv.Itoa(sub.session.out.limit) + " bytes"
-	}
-	sub.held, sub.heldBytes, sub.heldOver, sub.holding = nil, 0, false, false
+	sub.holding = false
 	sub.mu.Unlock()
 	p.finish()
 }
