@@ -30,7 +30,9 @@ type Session struct {
 	// accepted, from the broker's epoch (opened).
 	openedAt time.Duration
 
-	parser *frames.Parser // read loop only
+	// parser (read loop only) is nil while the connection is quiet after
+	// a rare frame (Feed): an idle connection need not keep one.
+	parser *frames.Parser
 
 	// The small fields are grouped so that the struct has no padding:
 	// every idle connection carries it (issue 15).
@@ -180,7 +182,14 @@ func (s *Session) Feed(chunk []byte) error {
 			return ErrSessionClosed
 		}
 	}
+	if s.parser == nil {
+		s.parser = frames.NewParser(s.b.cfg.Frame)
+		s.parser.SetVersion(s.version)
+	}
 	err := s.parser.Parse(chunk, s)
+	if err == nil && s.state == stateConnected && s.parser.Idle() {
+		s.parser = nil // made again by the next Feed: an idle connection holds none
+	}
 	if err == nil {
 		if rt := s.rateLimits(); rt != nil && (rt.bytes.tokens < 0 || rt.frames.tokens < 0) {
 			s.throttle() // FullBlock: under FullError a negative bucket failed above

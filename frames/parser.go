@@ -69,6 +69,15 @@ func (p *Parser) SetVersion(v Version) { p.version = v }
 // next one.
 func (p *Parser) Shrink() { p.shrink = true }
 
+// Idle reports whether the parser is between frames and holds no buffer
+// and no error: nothing would be lost if its owner dropped it and made a
+// new one (NewParser, then SetVersion) for the next bytes. After a Shrink
+// it usually is; a connection that goes quiet then need not keep it.
+func (p *Parser) Idle() bool {
+	return p.err == nil && p.pending == nil && p.spans == nil && p.frame.Headers == nil &&
+		p.scan.phase == phaseCommand && p.scan.searchFrom == 0
+}
+
 // Limits returns the limits the parser enforces, defaults filled in.
 func (p *Parser) Limits() Limits { return p.limits }
 

@@ -62,3 +62,35 @@ func TestParserShrink(t *testing.T) {
 		t.Fatalf("frames seen %v, want 1,2,3,4", seen)
 	}
 }
+
+// TestParserIdle: a parser is Idle only between frames with no buffer and
+// no error: after a Shrink-ed frame, not in the middle of one, not after a
+// plain frame (its slices are kept), not after an error.
+func TestParserIdle(t *testing.T) {
+	p := NewParser(Limits{})
+	if !p.Idle() {
+		t.Fatal("a new parser is not idle")
+	}
+	r := &recorder{onFrame: func(*Frame) error { p.Shrink(); return nil }}
+	if err := p.Parse([]byte("SUBSCRIBE\nid:1\ndestination:/topic/a\n\n\x00\n"), r); err != nil {
+		t.Fatal(err)
+	}
+	if !p.Idle() {
+		t.Fatal("not idle after a Shrink-ed frame and a heart-beat")
+	}
+	if err := p.Parse([]byte("SEND\ndestination:/q"), r); err != nil {
+		t.Fatal(err)
+	}
+	if p.Idle() {
+		t.Fatal("idle in the middle of a frame")
+	}
+	if err := p.Parse([]byte("\n\n\x00"), &recorder{}); err != nil {
+		t.Fatal(err)
+	}
+	if p.Idle() {
+		t.Fatal("idle after a plain frame: its header slices are kept")
+	}
+	if err := p.Parse([]byte("NOPE\n\n\x00"), &recorder{}); err == nil || p.Idle() {
+		t.Fatalf("bad command: error %v, idle %v; want an error and not idle", err, p.Idle())
+	}
+}
