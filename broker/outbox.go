@@ -181,27 +181,32 @@ func (o *outbox) close(reason CloseReason, discard bool, final func(dst []byte) 
 	return true, unsent
 }
 
-// Spares larger than these are dropped by take rather than kept: a burst
-// (a CONNECTED with its limits, a fan-out backlog) must not stay with an
-// idle connection for its life, while the small buffers of a steady flow
-// of RECEIPTs and MESSAGEs are kept and reused.
+// Spares up to these sizes are always kept by take; larger ones only
+// while the batches taken are at least a quarter of their size. A burst
+// (a CONNECTED with its limits, a fan-out backlog) then does not stay with
+// a connection that went quiet, while a steady flow, small or large
+// batches, reuses its buffers without allocating.
 const (
 	maxSpareCtrl    = 128 // bytes: a RECEIPT with a long receipt-id fits
 	maxSpareEntries = 64  // entries: 4 KiB
 )
 
+// keepSpare reports whether a spare of capacity spare is kept when the
+// batch taken holds used: up to small always, else up to 4 times used.
+func keepSpare(spare, used, small int) bool { return spare <= max(small, 4*used) }
+
 // take swaps the queued entries and control bytes for the writer's spare
-// ones, so neither side allocates in steady state. Spares past
-// maxSpareCtrl or maxSpareEntries are let go instead.
+// ones, so neither side allocates in steady state. A spare much larger
+// than the batch taken is let go instead (keepSpare).
 func (o *outbox) take(spareEntries []outEntry, spareCtrl []byte, spareStarved []*queue) (entries []outEntry, ctrl []byte, starved []*queue, closing bool) {
-	if cap(spareCtrl) > maxSpareCtrl {
-		spareCtrl = nil
-	}
-	if cap(spareEntries) > maxSpareEntries {
-		spareEntries = nil
-	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if !keepSpare(cap(spareCtrl), len(o.ctrl), maxSpareCtrl) {
+		spareCtrl = nil
+	}
+	if !keepSpare(cap(spareEntries), len(o.entries), maxSpareEntries) {
+		spareEntries = nil
+	}
 	entries, o.entries = o.entries, spareEntries[:0]
 	ctrl, o.ctrl = o.ctrl, spareCtrl[:0]
 	starved = spareStarved[:0]

@@ -6,8 +6,9 @@ import (
 )
 
 // TestOutboxSpares: the writer's cycle (push, take, hand the spares back)
-// allocates nothing for small control frames, while a large one (a
-// CONNECTED with its limits) and a burst of entries do not stay with the
+// allocates nothing for small control frames nor for a steady flow of
+// large batches, while a large frame (a CONNECTED with its limits) or a
+// burst of entries followed by small batches does not stay with the
 // connection: take lets such spares go.
 func TestOutboxSpares(t *testing.T) {
 	o := testOutbox(1 << 20)
@@ -43,5 +44,13 @@ func TestOutboxSpares(t *testing.T) {
 	cycle(receipt, 1)
 	if cap(o.entries) > maxSpareEntries || cap(spareEntries) > maxSpareEntries {
 		t.Fatalf("after a burst: entries cap %d, spare cap %d; want <= %d", cap(o.entries), cap(spareEntries), maxSpareEntries)
+	}
+	// A steady flow of large batches (pipelined SENDs' RECEIPTs) keeps its
+	// large buffers.
+	const batch = 4 * maxSpareEntries
+	cycle(receipt, batch)
+	cycle(receipt, batch)
+	if allocs := testing.AllocsPerRun(100, func() { cycle(receipt, batch) }); allocs != 0 {
+		t.Fatalf("steady batches of %d RECEIPTs: %v allocs per cycle, want 0", batch, allocs)
 	}
 }

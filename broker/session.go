@@ -430,7 +430,9 @@ func (s *Session) HandleFrame(f *frames.Frame) error {
 		// parser's buffers need not wait for a next frame. (Not
 		// UNSUBSCRIBE: a frame of one or two headers, often followed by
 		// a SUBSCRIBE.)
-		s.parser.Shrink()
+		if s.parser != nil { // always, from Parse; but HandleFrame is exported
+			s.parser.Shrink()
+		}
 	}
 	if rt := s.rateLimits(); rt != nil && rt.frames.rate > 0 && !rt.frames.take(rt.fedAt, 1) && s.b.cfg.FullPolicy == FullError {
 		s.fail(rateErr("frames", s.b.cfg.MaxFramesPerSecond), f)
