@@ -12,22 +12,35 @@ import (
 	"github.com/stompbox/stompbox/wsadapter"
 )
 
-// conn drives one connection: serve runs the read loop on the accepting
-// goroutine's child and owns a writer goroutine, which it joins before
-// returning.
-type conn struct {
+// wire is what both connection drivers (the goroutine pair here, the
+// epoll driver of pollconn_linux.go) keep of one connection.
+type wire struct {
 	srv     *Server         // immutable
 	nc      net.Conn        // immutable: the socket, for deadlines and closing
 	stream  stream          // immutable: STOMP bytes over nc (TCP or WebSocket)
-	session *broker.Session // immutable after newConn
+	session *broker.Session // immutable after the driver made it
 	// counters (immutable after startConn) are this connection's transport's.
 	counters *transportCounters
-	wake     chan struct{} // capacity 1: "output pending"
-	written  chan struct{} // closed when the writer has exited
 	// drainBy (unix ns, 0 = unset) caps write deadlines once shutdown has
 	// begun, so a peer that does not read cannot hold shutdown up for a
 	// whole WriteTimeout.
 	drainBy atomic.Int64
+	// pinger (immutable after startConn) writes the WebSocket pings: set
+	// on a WebSocket connection when Config.WebSocketPingInterval is.
+	pinger interface{ WritePing() error }
+}
+
+func (w *wire) sess() *broker.Session { return w.session }
+func (w *wire) base() *wire           { return w }
+
+// conn drives one connection with two goroutines: serve runs the read
+// loop on the accepting goroutine's child and owns a writer goroutine,
+// which it joins before returning. It serves what the epoll driver cannot
+// (TLS, other systems) and everything when Config.ConnectionDriver says so.
+type conn struct {
+	wire
+	wake    chan struct{} // capacity 1: "output pending"
+	written chan struct{} // closed when the writer has exited
 	// endReadBy (unix ns, 0 = unset) is set by the writer once the session's
 	// last frame is out: the read loop must not wait past it.
 	endReadBy atomic.Int64
@@ -40,14 +53,14 @@ type conn struct {
 	// lastRead (read loop only) is when bytes last arrived; read deadlines
 	// count from it.
 	lastRead time.Time
-
-	// pinger (immutable after startConn) writes the WebSocket pings: set
-	// on a WebSocket connection when Config.WebSocketPingInterval is.
-	pinger interface{ WritePing() error }
 }
 
+// closeNow closes the socket at once (Shutdown past its deadline); the
+// loops see it fail and end.
+func (c *conn) closeNow() { _ = c.nc.Close() }
+
 func newConn(s *Server, nc net.Conn, st stream) *conn {
-	c := &conn{srv: s, nc: nc, stream: st, wake: make(chan struct{}, 1), pokes: make(chan struct{}, 1), written: make(chan struct{})}
+	c := &conn{wire: wire{srv: s, nc: nc, stream: st}, wake: make(chan struct{}, 1), pokes: make(chan struct{}, 1), written: make(chan struct{})}
 	c.session = s.broker.NewSession(c, nc.RemoteAddr().String())
 	return c
 }
@@ -314,6 +327,11 @@ func (c *conn) linger() {
 	if set := c.endReadBy.Load(); set != 0 {
 		by = time.Unix(0, set) // the writer started the linger when it finished
 	}
+	c.discardUntil(by)
+}
+
+// discardUntil reads and drops what the peer sends until by or the end.
+func (c *wire) discardUntil(by time.Time) {
 	_ = c.nc.SetReadDeadline(by)
 	buf := make([]byte, 512)
 	for {
@@ -325,7 +343,7 @@ func (c *conn) linger() {
 
 // writeDeadline is the deadline for the next write: WriteTimeout from now,
 // or sooner once shutdown has begun.
-func (c *conn) writeDeadline() time.Time {
+func (c *wire) writeDeadline() time.Time {
 	deadline := time.Now().Add(c.srv.cfg.WriteTimeout)
 	if by := c.drainBy.Load(); by != 0 && by < deadline.UnixNano() {
 		return time.Unix(0, by)

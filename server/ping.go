@@ -14,20 +14,20 @@ const DefaultWebSocketPingInterval = 25 * time.Second
 // per heart-beat timeout once CONNECT negotiated one, so that a client
 // whose page cannot run its heart-beat timers (a throttled background tab)
 // stays alive on pongs alone.
-func (c *conn) pingInterval() time.Duration {
+func (c *wire) pingInterval() time.Duration {
 	if c.pinger == nil {
 		return 0
 	}
 	every := c.srv.cfg.WebSocketPingInterval
-	if t := c.session.LivenessTimeout(); t > 0 && t/2 < every {
-		return max(t/2, time.Millisecond)
+	if t := c.session.LivenessTimeout(); t > 0 && t*3/5 < every {
+		return max(t*3/5, time.Millisecond)
 	}
 	return every
 }
 
 // ping writes a WebSocket ping (no payload, no allocation; its write
 // deadline comes from the stream's WriteDeadline hook) and counts it.
-func (c *conn) ping() error {
+func (c *wire) ping() error {
 	if err := c.pinger.WritePing(); err != nil {
 		return err
 	}
