@@ -251,11 +251,11 @@ type Server struct {
 	https     map[*http.Server]bool     // guarded by mu: true for STOMP over WebSocket, false for admin
 	registry  *prometheus.Registry      // immutable
 	metrics   metrics
-	recovered atomic.Bool        // Recover has returned nil (or there is no journal)
+	recovered atomic.Bool             // Recover has returned nil (or there is no journal)
 	conns     map[connection]struct{} // guarded by mu
-	closed    bool               // guarded by mu
-	sweepStop chan struct{}      // guarded by mu: closed to stop the idle-durable sweeper; nil until it starts
-	wg        sync.WaitGroup     // one per Serve loop and per connection
+	closed    bool                    // guarded by mu
+	sweepStop chan struct{}           // guarded by mu: closed to stop the idle-durable sweeper; nil until it starts
+	wg        sync.WaitGroup          // one per Serve loop and per connection
 
 	// proxied (guarded by mu) are connections still sending their PROXY
 	// header, for Shutdown to close.
