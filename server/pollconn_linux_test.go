@@ -1,9 +1,13 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"runtime"
 	"strings"
 	"testing"
@@ -100,4 +104,46 @@ func ExampleConfig_connectionDriver() {
 	cfg := Config{ConnectionDriver: DriverEpoll} // the default on Linux
 	fmt.Println(cfg.ConnectionDriver)
 	// Output: epoll
+}
+
+// A client may send its CONNECT in the same packet as the upgrade request:
+// net/http has then read it ahead, and the driver must feed those bytes
+// before it waits for the socket (which has nothing more to say).
+func TestWebSocketConnectInTheUpgradePacket(t *testing.T) {
+	for _, driver := range []string{DriverEpoll, DriverGoroutines} {
+		t.Run(driver, func(t *testing.T) {
+			srv, url := startWebServer(t, Config{ConnectionDriver: driver})
+			nc, err := net.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(url, "ws://"), "/ws"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			var req bytes.Buffer
+			req.WriteString("GET /ws HTTP/1.1\r\nHost: " + nc.RemoteAddr().String() + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v12.stomp\r\n\r\n")
+			connect := ws.MaskFrameInPlace(ws.NewTextFrame([]byte(frame("CONNECT", "", "accept-version:1.2", "host:test"))))
+			if err := ws.WriteFrame(&req, connect); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := nc.Write(req.Bytes()); err != nil { // one write: one packet on loopback
+				t.Fatal(err)
+			}
+			_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			br := bufio.NewReader(nc)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("upgrade: %v %v", resp, err)
+			}
+			msg, err := wsutil.ReadServerText(struct {
+				io.Reader
+				io.Writer
+			}{br, nc})
+			if err != nil || !strings.HasPrefix(string(msg), "CONNECTED\n") {
+				t.Fatalf("after CONNECT in the upgrade's packet: %q, %v", msg, err)
+			}
+			if got := srv.metrics.transports[transportWS].accepted.Load(); got != 1 {
+				t.Errorf("WebSocket connections accepted: %d, want 1", got)
+			}
+		})
+	}
 }
