@@ -53,6 +53,8 @@ type conn struct {
 	// lastRead (read loop only) is when bytes last arrived; read deadlines
 	// count from it.
 	lastRead time.Time
+	// heard (unix ns) is lastRead for the writer: pings count from it.
+	heard atomic.Int64
 }
 
 // closeNow closes the socket at once (Shutdown past its deadline); the
@@ -123,6 +125,7 @@ func (c *conn) serve() {
 func (c *conn) readLoop() (serverClosed bool) {
 	var buf []byte
 	c.lastRead = time.Now()
+	c.heard.Store(c.lastRead.UnixNano())
 	for {
 		paused, wakeAt := c.session.FlowWait()
 		if paused {
@@ -150,6 +153,7 @@ func (c *conn) readLoop() (serverClosed bool) {
 		n, err := c.stream.Read(buf)
 		if n > 0 || err == nil {
 			c.lastRead = time.Now() // n == 0 without error: a WebSocket control frame (a pong), alive too
+			c.heard.Store(c.lastRead.UnixNano())
 		}
 		if n > 0 {
 			c.counters.bytesIn.Add(uint64(n))
@@ -202,7 +206,7 @@ func (c *conn) writeLoop() {
 			wait = max(0, interval-time.Since(lastWrite))
 		}
 		if pingEvery > 0 {
-			if w := max(0, pingEvery-time.Since(lastPing)); wait < 0 || w < wait {
+			if w := max(0, pingEvery-time.Since(c.pingFrom(lastPing))); wait < 0 || w < wait {
 				wait = w
 			}
 		}
@@ -217,7 +221,7 @@ func (c *conn) writeLoop() {
 		case <-tick:
 			now := time.Now()
 			beat = interval > 0 && !now.Before(lastWrite.Add(interval))
-			if pingEvery > 0 && !now.Before(lastPing.Add(pingEvery)) {
+			if pingEvery > 0 && !now.Before(c.pingFrom(lastPing).Add(pingEvery)) {
 				lastPing = now
 				if err := c.ping(); err != nil && !errors.Is(err, wsadapter.ErrClosed) {
 					c.session.Abort(broker.ClosePeer)
@@ -262,6 +266,16 @@ func (c *conn) writeLoop() {
 			return
 		}
 	}
+}
+
+// pingFrom is when the ping interval counts from: the last ping or the
+// last bytes heard, whichever is later (a client heard from recently need
+// not be asked whether it is there).
+func (c *conn) pingFrom(lastPing time.Time) time.Time {
+	if heard := time.Unix(0, c.heard.Load()); heard.After(lastPing) {
+		return heard
+	}
+	return lastPing
 }
 
 // waitPaused waits, without reading, while flow control has the session

@@ -9,11 +9,14 @@ import (
 // DefaultWebSocketPingInterval is Config.WebSocketPingInterval's default.
 const DefaultWebSocketPingInterval = 25 * time.Second
 
-// pingInterval is how often the writer pings this connection now (0:
-// never): Config.WebSocketPingInterval on WebSocket, but at least twice
-// per heart-beat timeout once CONNECT negotiated one, so that a client
-// whose page cannot run its heart-beat timers (a throttled background tab)
-// stays alive on pongs alone.
+// pingInterval is how long a WebSocket connection may stay silent before
+// the writer pings it (0: never): Config.WebSocketPingInterval, but at
+// most 3/5 of the heart-beat timeout once CONNECT negotiated one, so that
+// a client whose page cannot run its heart-beat timers (a throttled
+// background tab) stays alive on pongs alone, while a client that
+// heart-beats on time (every half timeout with the default tolerance of
+// 2) is never pinged. Both drivers count it from the later of the last
+// ping and the last byte heard.
 func (c *wire) pingInterval() time.Duration {
 	if c.pinger == nil {
 		return 0
