@@ -264,7 +264,9 @@ func TestDeliverySizeBoundsTheEncoding(t *testing.T) {
 				c.connect("accept-version:" + v)
 				sub := &subscription{session: c.s, id: id, num: math.MaxUint32, header: subscriptionHeader(c.s.escaping, id)}
 				e.msg, e.sub = m, sub
-				if got, bound := len(c.s.appendMessage(nil, &e)), deliverySize(m, sub); got > bound {
+				enc := OutputBatch{flat: true}
+				c.s.appendMessage(&enc, &e)
+				if got, bound := enc.Len(), deliverySize(m, sub); got > bound {
 					t.Errorf("STOMP %s, id of %d bytes, deliveries %d: encoded %d > bound %d", v, len(id), e.deliveries, got, bound)
 				}
 			}

@@ -8,16 +8,28 @@ import (
 	"github.com/stompbox/stompbox/frames"
 )
 
-// AppendOutput is the writer's side: it takes everything queued for this
-// connection, appends it encoded to dst and returns the result, plus
-// whether the session is closing (then, once out is written, the driver
-// closes the connection). MESSAGE frames are encoded here, outside every
-// lock, from the shared Message: its 1.2 headers were escaped once at
-// SEND, so a delivery costs a few appends and one copy of the body into the
-// socket buffer. It must not be called concurrently with itself.
+// Output is the writer's side: it takes everything queued for this
+// connection into b (emptied first) and reports whether the session is
+// closing (then, once b is written, the driver closes the connection).
+// MESSAGE frames are encoded here, outside every lock, from the shared
+// Message: its 1.2 headers were escaped once at SEND, so a delivery costs a
+// few appends, and a body of MinBorrowedBody bytes or more is not copied
+// at all: b refers to it (OutputBatch). The driver writes b, then calls
+// b.Done. It must not be called concurrently with itself or with
+// AppendOutput.
+func (s *Session) Output(b *OutputBatch) (closing bool) {
+	b.reset()
+	b.flat, b.withFrames = false, false
+	return s.output(b)
+}
+
+// AppendOutput is Output into one contiguous buffer: it appends everything
+// queued for this connection, encoded, to dst and returns the result, plus
+// whether the session is closing. Every body is copied into out.
 func (s *Session) AppendOutput(dst []byte) (out []byte, closing bool) {
-	out, _, _, closing = s.appendOutput(dst, nil, nil, false)
-	return out, closing
+	b := OutputBatch{buf: dst, flat: true}
+	closing = s.output(&b)
+	return b.buf, closing
 }
 
 // AppendOutputFrames is AppendOutput that also appends to ends the offset
@@ -27,34 +39,34 @@ func (s *Session) AppendOutput(dst []byte) (out []byte, closing bool) {
 // MESSAGE's answer is its Message's, found once for all its subscribers,
 // and its subscription header's: the body is not scanned per delivery.
 func (s *Session) AppendOutputFrames(dst []byte, ends []int, text []bool) (out []byte, frameEnds []int, frameText []bool, closing bool) {
-	return s.appendOutput(dst, ends, text, true)
+	b := OutputBatch{buf: dst, ends: ends, text: text, flat: true, withFrames: true}
+	closing = s.output(&b)
+	return b.buf, b.ends, b.text, closing
 }
 
 // maxKeptRemovals bounds the removal records a session keeps room for
 // between writes.
 const maxKeptRemovals = 256
 
-func (s *Session) appendOutput(dst []byte, ends []int, text []bool, wantEnds bool) ([]byte, []int, []bool, bool) {
+func (s *Session) output(b *OutputBatch) (closing bool) {
 	entries, ctrl, starved, closing := s.out.take(s.spareEntries, s.spareCtrl, s.spareStarved)
 	removals := s.spareRemovals
 	var fedBuf [4]*queue
 	fed := fedBuf[:0] // clustered queues whose credit grew: the writer took their deliveries
+	framed := b.framed()
 	for i := range entries {
 		e := &entries[i]
+		text := false
 		if e.msg == nil {
 			if e.ctrlEnd > e.ctrlStart {
 				s.counts.countControl(ctrl[e.ctrlStart])
 			}
-			dst = append(dst, ctrl[e.ctrlStart:e.ctrlEnd]...)
-			if wantEnds {
-				text = append(text, utf8.Valid(ctrl[e.ctrlStart:e.ctrlEnd])) // small: RECEIPT, ERROR, CONNECTED
-			}
+			b.buf = append(b.buf, ctrl[e.ctrlStart:e.ctrlEnd]...)
+			text = framed && utf8.Valid(ctrl[e.ctrlStart:e.ctrlEnd]) // small: RECEIPT, ERROR, CONNECTED
 		} else {
 			s.counts.out[frames.CmdMessage].Add(1)
-			dst = s.appendMessage(dst, e)
-			if wantEnds {
-				text = append(text, e.msg.isText() && e.sub.headerText)
-			}
+			s.appendMessage(b, e)
+			text = framed && e.msg.isText() && e.sub.headerText
 			if e.qm != nil {
 				if e.qm.settle != nil { // fed by the cluster: consumed now
 					e.sub.fedOut.Add(-1)
@@ -64,9 +76,7 @@ func (s *Session) appendOutput(dst []byte, ends []int, text []bool, wantEnds boo
 				removals = e.sub.queue.appendRemoval(removals, e.qm)
 			}
 		}
-		if wantEnds {
-			ends = append(ends, len(dst))
-		}
+		b.endFrame(text)
 	}
 	clear(entries)
 	s.spareEntries, s.spareCtrl = entries[:0], ctrl[:0]
@@ -94,14 +104,14 @@ func (s *Session) appendOutput(dst []byte, ends []int, text []bool, wantEnds boo
 	}
 	clear(starved)
 	s.spareStarved = starved[:0]
-	return dst, ends, text, closing
+	return closing
 }
 
-// appendMessage encodes one MESSAGE: per-delivery headers first, then the
-// message's own, then the body.
-func (s *Session) appendMessage(dst []byte, e *outEntry) []byte {
+// appendMessage encodes one MESSAGE into b: per-delivery headers first,
+// then the message's own, then the body (borrowed when b may).
+func (s *Session) appendMessage(b *OutputBatch, e *outEntry) {
 	m, sub := e.msg, e.sub
-	dst = frames.AppendCommand(dst, frames.CmdMessage)
+	dst := frames.AppendCommand(b.buf, frames.CmdMessage)
 	dst = append(dst, sub.header...)
 	dst = append(dst, "message-id:"...)
 	dst = append(dst, m.ID...)
@@ -128,7 +138,16 @@ func (s *Session) appendMessage(dst []byte, e *outEntry) []byte {
 			dst = frames.AppendHeader(dst, s.escaping, h.Key, h.Value)
 		}
 	}
-	return frames.AppendBody(dst, m.Body)
+	if b.flat || len(m.Body) < MinBorrowedBody {
+		b.buf = frames.AppendBody(dst, m.Body)
+		return
+	}
+	// frames.AppendBody, with the body a piece of its own.
+	dst = append(dst, frames.HeaderContentLength+":"...)
+	dst = strconv.AppendInt(dst, int64(len(m.Body)), 10)
+	b.buf = append(dst, '\n', '\n')
+	b.appendBody(m.Body)
+	b.buf = append(b.buf, 0)
 }
 
 // Refuse ends the session for a violation the driver's transport found

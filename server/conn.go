@@ -190,9 +190,7 @@ func (c *conn) readLoop() (serverClosed bool) {
 // after the last frame.
 func (c *conn) writeLoop() {
 	defer close(c.written)
-	var out []byte
-	var ends []int
-	var text []bool
+	var batch broker.OutputBatch
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	lastWrite := time.Now()
@@ -230,29 +228,24 @@ func (c *conn) writeLoop() {
 				}
 			}
 		}
-		var closing bool
-		out, ends, text, closing = c.session.AppendOutputFrames(out[:0], ends[:0], text[:0])
-		if len(out) == 0 && beat {
-			out = append(out, '\n') // STOMP 1.2: a heart-beat is an EOL
-			ends = append(ends, len(out))
-			text = append(text, true)
+		closing := c.session.Output(&batch)
+		if batch.Len() == 0 && beat {
+			batch.AppendHeartbeat() // STOMP 1.2: a heart-beat is an EOL
 			c.srv.metrics.heartbeatsSent.Add(1)
 		}
-		if len(out) > 0 {
+		if n := batch.Len(); n > 0 {
 			_ = c.nc.SetWriteDeadline(c.writeDeadline())
-			if err := c.stream.WriteFrames(out, ends, text); err != nil {
+			if err := c.stream.WriteBatch(&batch); err != nil {
 				c.session.Abort(broker.ClosePeer)
 				_ = c.nc.Close() // unblocks the read loop
 				return
 			}
-			c.counters.bytesOut.Add(uint64(len(out)))
+			c.counters.bytesOut.Add(uint64(n))
 			lastWrite = time.Now()
 		}
-		if cap(out) > 64<<10 && len(out) < cap(out)/8 {
-			// Traffic has dropped well below the buffer's size: do not pin a
-			// burst's buffers on a quiet connection (a busy one keeps them).
-			out, ends = nil, nil // text, a byte a frame, stays
-		}
+		// Borrowed bodies are let go of; a quiet connection does not pin a
+		// burst's buffers (a busy one keeps them).
+		batch.Done()
 		if closing {
 			reason, _ := c.session.CloseReason()
 			c.stream.Goodbye(reason)

@@ -12,9 +12,9 @@ import (
 type stream interface {
 	// Read returns STOMP bytes.
 	Read(p []byte) (int, error)
-	// WriteFrames writes encoded frames; out[ends[i-1]:ends[i]] is frame
-	// i, valid UTF-8 when text[i].
-	WriteFrames(out []byte, ends []int, text []bool) error
+	// WriteBatch writes a batch of encoded frames (broker.OutputBatch):
+	// the frames' own bytes and the message bodies it refers to.
+	WriteBatch(b *broker.OutputBatch) error
 	// Goodbye ends the transport's own protocol after the last frame (the
 	// WebSocket close frame); the driver then closes the socket.
 	Goodbye(reason broker.CloseReason)
@@ -23,19 +23,50 @@ type stream interface {
 // tcpStream is native STOMP: the socket is the byte stream.
 type tcpStream struct{ net.Conn }
 
-func (t tcpStream) WriteFrames(out []byte, _ []int, _ []bool) error {
+// WriteBatch writes the batch in one write: a plain one when the batch
+// borrowed no body, else one vectored write (writev) on a plain TCP
+// socket, with headers from the batch's buffer and bodies from the
+// messages. TLS encrypts a copy anyway, and would write each slice of a
+// vector as a record of its own: it gets the batch flattened.
+func (t tcpStream) WriteBatch(b *broker.OutputBatch) error {
+	out, ok := b.Contiguous()
+	if tc := vectorConn(t.Conn); tc != nil && !ok {
+		_, err := (*net.Buffers)(b.Buffers()).WriteTo(tc)
+		return err
+	}
+	if !ok {
+		out, _, _ = b.Flat()
+	}
 	_, err := t.Conn.Write(out)
 	return err
 }
 
 func (tcpStream) Goodbye(broker.CloseReason) {}
 
+// vectorConn returns the socket under nc if writing net.Buffers to it is
+// one writev, or nil. Writing to the socket rather than to admittedConn
+// (which only reads differently) keeps the vector: a net.Buffers write to
+// a wrapper is one write per slice.
+func vectorConn(nc net.Conn) *net.TCPConn {
+	if ac, ok := nc.(*admittedConn); ok {
+		nc = ac.Conn
+	}
+	tc, _ := nc.(*net.TCPConn)
+	return tc
+}
+
 // wsStream is STOMP over WebSocket.
 type wsStream struct{ *wsadapter.Conn }
 
-// WriteFrames sends each frame as a text message when it is valid UTF-8
-// (the session knows without scanning it), binary otherwise.
-func (w wsStream) WriteFrames(out []byte, ends []int, text []bool) error {
+// WriteBatch sends each frame as a text message when it is valid UTF-8
+// (the session knows without scanning it), binary otherwise: one writev of
+// message headers, the frames' own bytes and the bodies they refer to. Over
+// TLS the batch is flattened first, as tcpStream does.
+func (w wsStream) WriteBatch(b *broker.OutputBatch) error {
+	if vectorConn(w.NetConn()) != nil {
+		return w.Conn.WriteBatch(b)
+	}
+	out, ends, text := b.Flat()
 	return w.Conn.WriteFramesText(out, ends, text)
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -64,6 +65,7 @@ type benchCounter struct {
 	messages int
 	other    frames.Command // first frame that was not a MESSAGE
 	badBody  bool
+	bodySize int // expected body size; 0: benchBodySize
 }
 
 func (h *benchCounter) HandleFrame(f *frames.Frame) error {
@@ -72,7 +74,7 @@ func (h *benchCounter) HandleFrame(f *frames.Frame) error {
 		if h.other == 0 {
 			h.other = f.Command
 		}
-	case len(f.Body) != benchBodySize:
+	case len(f.Body) != cmp.Or(h.bodySize, benchBodySize):
 		h.badBody = true
 	default:
 		h.messages++
