@@ -476,7 +476,7 @@ func (c *pollConn) partDone() {
 
 // runWriter is the writer goroutine: it flushes until nothing is posted.
 func (c *pollConn) runWriter() {
-	b := c.shard.p.writeBufs.Get().(*writeBatch)
+	b := c.shard.p.writeBufs.Get().(*broker.OutputBatch)
 	for {
 		events := c.writer.take()
 		if events == 0 {
@@ -486,16 +486,14 @@ func (c *pollConn) runWriter() {
 			c.flush(b, events&wTimer != 0)
 		}
 	}
-	if b.keep() {
-		c.shard.p.writeBufs.Put(b)
-	}
+	c.shard.p.writeBufs.Put(b) // Done let go of its bodies and of a burst's buffers
 }
 
 // flush writes the session's output; on a timer, also the heart-beat or
 // the ping that is due.
-func (c *pollConn) flush(b *writeBatch, timer bool) {
-	var closing bool
-	b.out, b.ends, b.text, closing = c.session.AppendOutputFrames(b.out[:0], b.ends[:0], b.text[:0])
+func (c *pollConn) flush(b *broker.OutputBatch, timer bool) {
+	closing := c.session.Output(b)
+	defer b.Done()
 	if timer {
 		now := time.Now().UnixNano()
 		if every := c.pingInterval(); every > 0 && now >= c.pingFrom()+int64(every) {
@@ -505,18 +503,18 @@ func (c *pollConn) flush(b *writeBatch, timer bool) {
 				return
 			}
 		}
-		if every := c.session.HeartbeatInterval(); every > 0 && len(b.out) == 0 && now >= c.lastWrite.Load()+int64(every) {
-			b.heartbeat()
+		if every := c.session.HeartbeatInterval(); every > 0 && b.Len() == 0 && now >= c.lastWrite.Load()+int64(every) {
+			b.AppendHeartbeat() // STOMP 1.2: a heart-beat is an EOL
 			c.srv.metrics.heartbeatsSent.Add(1)
 		}
 	}
-	if len(b.out) > 0 {
+	if n := b.Len(); n > 0 {
 		_ = c.nc.SetWriteDeadline(c.writeDeadline())
-		if err := c.stream.WriteFrames(b.out, b.ends, b.text); err != nil {
+		if err := c.stream.WriteBatch(b); err != nil {
 			c.writeFailed()
 			return
 		}
-		c.counters.bytesOut.Add(uint64(len(b.out)))
+		c.counters.bytesOut.Add(uint64(n))
 		c.lastWrite.Store(time.Now().UnixNano())
 	}
 	if closing {

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stompbox/stompbox/broker"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,7 +26,8 @@ type poller struct {
 	// readBufs holds the read buffers (Config.ReadBufferSize): a
 	// connection takes one only while it reads.
 	readBufs sync.Pool
-	// writeBufs holds the writers' batches (*writeBatch) between flushes.
+	// writeBufs holds the writers' batches (*broker.OutputBatch) between
+	// flushes: a connection has one only while it writes.
 	writeBufs sync.Pool
 	logger    *slog.Logger
 	done      sync.WaitGroup // one per shard goroutine
@@ -56,7 +58,7 @@ func newPoller(readBufferSize int, logger *slog.Logger) (*poller, error) {
 		b := make([]byte, readBufferSize)
 		return &b
 	}
-	p.writeBufs.New = func() any { return new(writeBatch) }
+	p.writeBufs.New = func() any { return new(broker.OutputBatch) }
 	n := max(1, runtime.GOMAXPROCS(0))
 	for range n {
 		sh, err := newPollShard(p)
