@@ -149,7 +149,7 @@ func (s *Session) Feed(chunk []byte) error {
 			return ErrSessionClosed
 		}
 	}
-	err := s.parser.Parse(chunk, s)
+	err := s.parser.Parse(chunk, (*frameHandler)(s))
 	if err == nil {
 		if s.byteRate.tokens < 0 || s.frameRate.tokens < 0 {
 			s.throttle() // FullBlock: under FullError a negative bucket failed above
@@ -372,18 +372,26 @@ func (s *Session) receiptID(r []byte) {
 	})
 }
 
+// frameHandler is the Session as the parser's frames.Handler: unexported,
+// so that a driver can only Feed bytes, never hand frames in past the
+// rate limits and flow control Feed applies.
+type frameHandler Session
+
 // HandleHeartbeat implements frames.Handler. Liveness is the driver's read
 // deadline, reset by any byte, so there is nothing to do here.
-func (s *Session) HandleHeartbeat() error {
-	s.counts.heartbeats.Add(1)
+func (h *frameHandler) HandleHeartbeat() error {
+	h.counts.heartbeats.Add(1)
 	return nil
 }
 
 // HandleFrame implements frames.Handler: it dispatches one borrowed frame.
-// Past the frame rate, FullError fails the session; FullBlock lets the
-// bucket go negative and Feed throttles the driver after the chunk. While
-// the session is blocked, arriveBlocked decides between now and later.
-func (s *Session) HandleFrame(f *frames.Frame) error {
+func (h *frameHandler) HandleFrame(f *frames.Frame) error { return (*Session)(h).handleIncoming(f) }
+
+// handleIncoming dispatches one borrowed frame. Past the frame rate,
+// FullError fails the session; FullBlock lets the bucket go negative and
+// Feed throttles the driver after the chunk. While the session is
+// blocked, arriveBlocked decides between now and later.
+func (s *Session) handleIncoming(f *frames.Frame) error {
 	s.counts.in[f.Command].Add(1)
 	if s.frameRate.rate > 0 && !s.frameRate.take(s.fedAt, 1) && s.b.cfg.FullPolicy == FullError {
 		s.fail(rateErr("frames", s.b.cfg.MaxFramesPerSecond), f)

@@ -127,25 +127,23 @@ func (c *conn) readLoop() (serverClosed bool) {
 	c.lastRead = time.Now()
 	c.heard.Store(c.lastRead.UnixNano())
 	for {
-		paused, wakeAt := c.session.FlowWait()
-		if paused {
+		if c.session.Tick(time.Now(), c.lastRead, c.poked.Swap(false)) != nil {
+			return true
+		}
+		read, at := c.session.NextDeadline(c.lastRead)
+		if !read {
 			if reason, _ := c.session.Blocked(); reason != broker.NotFull {
 				buf = nil // blocked for a while, maybe: do not pin the buffer meanwhile
 			}
-			if !c.waitPaused(wakeAt) {
+			if !c.waitPaused(at) {
 				return true
 			}
-			if c.session.Poked() != nil {
-				return true
-			}
+			c.poked.Store(true) // woken by a poke or at: Tick runs the session's work
 			continue
 		}
-		c.setReadDeadline(wakeAt)
-		if c.poked.Swap(false) || !wakeAt.IsZero() && !time.Now().Before(wakeAt) {
-			if c.session.Poked() != nil {
-				return true
-			}
-			continue
+		c.setReadDeadline(at)
+		if c.poked.Load() || !at.IsZero() && !time.Now().Before(at) {
+			continue // Tick's turn
 		}
 		if buf == nil {
 			buf = make([]byte, c.srv.cfg.ReadBufferSize)
@@ -174,11 +172,11 @@ func (c *conn) readLoop() (serverClosed bool) {
 			return true // the writer set a deadline to end this read
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			if (c.poked.Load() || !c.readTimedOut()) && !c.handshakeBroken() {
-				continue // a poke's interruption, not the client's silence
+			if c.handshakeBroken() {
+				c.session.Expire() // crypto/tls keeps the error: a retry would spin
+				return true
 			}
-			c.session.Expire()
-			return true
+			continue // a poke's interruption or the read deadline: Tick tells which
 		}
 		c.session.Abort(broker.ClosePeer)
 		return false
@@ -295,18 +293,13 @@ func (c *conn) waitPaused(wakeAt time.Time) bool {
 	return true
 }
 
-// setReadDeadline applies the session's read timeout (or its flow-control
-// timer, wakeAt, when sooner), never extending a deadline the writer set
-// to end reading. The writer stores endReadBy before setting its deadline,
-// so checking after ours means whichever ran last leaves the earlier
-// deadline in force.
-func (c *conn) setReadDeadline(wakeAt time.Time) {
-	deadline := c.session.ReadDeadline(c.lastRead)
-	if !wakeAt.IsZero() && (deadline.IsZero() || wakeAt.Before(deadline)) {
-		deadline = wakeAt
-	}
-	_ = c.nc.SetReadDeadline(deadline)
-	if by := c.endReadBy.Load(); by != 0 && (deadline.IsZero() || by < deadline.UnixNano()) {
+// setReadDeadline applies the session's next deadline (at; zero: none),
+// never extending a deadline the writer set to end reading. The writer
+// stores endReadBy before setting its deadline, so checking after ours
+// means whichever ran last leaves the earlier deadline in force.
+func (c *conn) setReadDeadline(at time.Time) {
+	_ = c.nc.SetReadDeadline(at)
+	if by := c.endReadBy.Load(); by != 0 && (at.IsZero() || by < at.UnixNano()) {
 		_ = c.nc.SetReadDeadline(time.Unix(0, by))
 	}
 }
@@ -317,13 +310,6 @@ func (c *conn) setReadDeadline(wakeAt time.Time) {
 func (c *conn) handshakeBroken() bool {
 	tc, ok := c.nc.(*tls.Conn)
 	return ok && !tc.ConnectionState().HandshakeComplete
-}
-
-// readTimedOut reports whether the session's read deadline has really
-// passed (a deadline error may come from a poke).
-func (c *conn) readTimedOut() bool {
-	deadline := c.session.ReadDeadline(c.lastRead)
-	return !deadline.IsZero() && !time.Now().Before(deadline)
 }
 
 // linger discards what the peer still sends for a moment, so closing with

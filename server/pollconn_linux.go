@@ -251,29 +251,20 @@ func (c *pollConn) runReader() {
 func (c *pollConn) step() {
 	s := c.session
 	for range maxReadSteps {
-		paused, wakeAt := s.FlowWait()
-		now := time.Now()
-		if c.poked || !wakeAt.IsZero() && !now.Before(wakeAt) {
-			c.poked = false
-			if s.Poked() != nil {
-				c.endRead(true)
-				return
-			}
-			continue
-		}
-		if paused {
-			c.setReadDue(wakeAt) // not reading: a poke or wakeAt resumes
-			return
-		}
-		deadline := s.ReadDeadline(time.Unix(0, c.lastRead.Load()))
-		if !deadline.IsZero() && !now.Before(deadline) {
-			s.Expire()
+		poked := c.poked
+		c.poked = false
+		lastRead := time.Unix(0, c.lastRead.Load())
+		if s.Tick(time.Now(), lastRead, poked) != nil {
 			c.endRead(true)
 			return
 		}
-		if !c.readable && len(c.pending) == 0 {
-			c.setReadDue(earliest(deadline, wakeAt)) // epoll reports the next bytes
+		read, at := s.NextDeadline(lastRead)
+		if !read || !c.readable && len(c.pending) == 0 {
+			c.setReadDue(at) // a poke, at, or (when reading) epoll's next edge resumes
 			return
+		}
+		if !at.IsZero() && !time.Now().Before(at) {
+			continue // Tick's turn
 		}
 		if !c.readOnce() {
 			return
