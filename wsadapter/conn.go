@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sync"
 	"time"
@@ -54,32 +55,14 @@ var ErrClosed = errors.New("wsadapter: connection closed")
 // called from another goroutine (writes are serialised, since the reader
 // answers pings itself).
 type Conn struct {
-	nc         net.Conn      // immutable
-	br         *bufio.Reader // Read only; may hold bytes read during the upgrade; nil after Detach
-	maxMessage int64         // immutable: largest message payload accepted
+	// Fields are ordered by alignment so that the struct packs: an idle
+	// connection costs its Conn, so nothing is kept here that only a
+	// frame cut across reads needs (TestConnSize holds the bound).
 
-	// Decoder state (Feed or Read only): all a frame cut across socket
-	// reads needs between chunks, so nothing else is held while idle.
-	hdr       [14]byte   // the frame header read so far (the longest is 14 bytes)
-	hdrN      uint8      // bytes of hdr filled
-	op        ws.OpCode  // of the frame whose payload is being read
-	offset    uint8      // mask offset (mod 4) within the current data frame
-	ctlN      uint8      // payload bytes of the current control frame in control
-	inMessage bool       // a fragmented message is open
-	text      bool       // the open message is text
-	mask      [4]byte    // of the current frame
-	remaining int64      // payload bytes of the current frame still to come
-	size      int64      // payload bytes of the open message so far
-	frames    uint32     // frames ended, so Read can tell a frame without payload
-	err       error      // the decoder's first error, returned for good
-	utf8      utf8Stream // across chunks and fragments of a text message
-	control   [125]byte  // payload of a control frame
-
-	wmu     sync.Mutex
-	headers []byte      // guarded by wmu: WS headers of the batch being written
-	iov     [][]byte    // guarded by wmu: the batch as header/payload slices (writev)
-	closed  bool        // guarded by wmu: a close frame was sent
-	bufs    net.Buffers // guarded by wmu: a field, so the batch's header escapes nothing per call
+	nc     net.Conn      // immutable
+	br     *bufio.Reader // Read only; may hold bytes read during the upgrade; nil after Detach
+	shared *Buffers      // immutable; nil: allocate what a cut control frame needs
+	err    error         // the decoder's first error, returned for good
 
 	// WriteDeadline, when set, gives the deadline for the reader's own
 	// writes (pongs, the close echo). Set before the first Read.
@@ -92,25 +75,66 @@ type Conn struct {
 	// goroutine). Set before the first Read.
 	Ponged func()
 
-	// ctl (guarded by wmu) is where control frames (ping, pong, close)
-	// are built: kept here, writing one allocates nothing.
-	ctl [2 + 125]byte
+	// headers (guarded by wmu) is also where control frames (ping, pong,
+	// close) are built: no buffer of their own in every Conn, and none
+	// allocated per frame once it has grown.
+	headers []byte      // guarded by wmu: WS headers of the batch being written
+	iov     [][]byte    // guarded by wmu: the batch as header/payload slices (writev)
+	bufs    net.Buffers // guarded by wmu: a field, so the batch's header escapes nothing per call
+
+	// control gathers the payload of a control frame cut across reads
+	// (Feed or Read only); nil otherwise: a control frame whole in one
+	// chunk is unmasked and handled where it lies.
+	control *controlBuf
+
+	wmu sync.Mutex
+
+	// Decoder state (Feed or Read only): all a frame cut across socket
+	// reads needs between chunks. A message is at most maxMessage bytes,
+	// so its counts fit in 32 bits.
+	maxMessage uint32     // immutable: largest message payload accepted
+	remaining  uint32     // payload bytes of the current frame still to come
+	size       uint32     // payload bytes of the open message so far
+	mask       [4]byte    // of the current frame
+	hdr        [14]byte   // the frame header read so far (the longest is 14 bytes)
+	utf8       utf8Stream // across chunks and fragments of a text message
+	hdrN       uint8      // bytes of hdr filled
+	op         ws.OpCode  // of the frame whose payload is being read
+	offset     uint8      // mask offset (mod 4) within the current data frame
+	inMessage  bool       // a fragmented message is open
+	text       bool       // the open message is text
+
+	closed bool // guarded by wmu: a close frame was sent
 }
 
-func newConn(nc net.Conn, br *bufio.Reader, maxMessage int) *Conn {
-	return &Conn{nc: nc, br: br, maxMessage: int64(maxMessage)}
+// newConn makes the Conn of an upgraded connection. A maxMessage over
+// 4 GiB - 1 is taken as that: the decoder counts a message in 32 bits.
+func newConn(nc net.Conn, br *bufio.Reader, maxMessage int, shared *Buffers) *Conn {
+	return &Conn{nc: nc, br: br, shared: shared, maxMessage: uint32(min(uint64(max(maxMessage, 0)), math.MaxUint32))}
 }
 
 // NetConn returns the underlying connection (for deadlines and addresses).
 func (c *Conn) NetConn() net.Conn { return c.nc }
 
+// writeControl writes a control frame with payload (at most 125 bytes,
+// copied: the caller may reuse it at once).
 func (c *Conn) writeControl(op ws.OpCode, payload []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.closed {
 		return ErrClosed
 	}
-	b := append(appendHeader(c.ctl[:0], op, len(payload)), payload...)
+	return c.writeBuilt(append(appendHeader(c.headers[:0], op, len(payload)), payload...))
+}
+
+// writeBuilt writes b, a control frame built in c.headers (with wmu held),
+// and keeps what c.headers grew to: built there, a control frame costs a
+// Conn no field of its own, and allocates nothing once the scratch holds
+// it (WriteFrames makes it 10 bytes per frame of a batch: an empty ping
+// or a close with its code needs 4; only a long ping's pong or a long
+// close reason grows it, once, to 127 at most).
+func (c *Conn) writeBuilt(b []byte) error {
+	c.headers = b[:0]
 	if c.WriteDeadline != nil {
 		_ = c.nc.SetWriteDeadline(c.WriteDeadline())
 	}
@@ -185,13 +209,8 @@ func (c *Conn) sendClose(code CloseCode, reason string, byPeer bool) error {
 	if c.Closed != nil {
 		c.Closed(code, byPeer)
 	}
-	var buf [2 + 125]byte
-	payload := binary.BigEndian.AppendUint16(buf[2:2], uint16(code))
-	payload = append(payload, reason[:min(len(reason), 123)]...)
-	b := append(appendHeader(buf[:0:2], ws.OpClose, len(payload)), payload...)
-	if c.WriteDeadline != nil {
-		_ = c.nc.SetWriteDeadline(c.WriteDeadline())
-	}
-	_, err := c.nc.Write(b)
-	return err
+	reason = reason[:min(len(reason), 123)]
+	b := appendHeader(c.headers[:0], ws.OpClose, 2+len(reason))
+	b = binary.BigEndian.AppendUint16(b, uint16(code))
+	return c.writeBuilt(append(b, reason...))
 }

@@ -40,7 +40,7 @@ func tcpPair(t testing.TB, maxMessage int) (*Conn, net.Conn) {
 	deadline := time.Now().Add(5 * time.Second) // no test here may hang
 	_ = srv.SetDeadline(deadline)
 	_ = cli.SetDeadline(deadline)
-	return newConn(srv, bufio.NewReader(srv), maxMessage), cli
+	return newConn(srv, bufio.NewReader(srv), maxMessage, nil), cli
 }
 
 // clientFrame builds a masked client frame; rsv sets RSV bits.

@@ -18,7 +18,8 @@ var ErrDetached = errors.New("wsadapter: Read after Detach (the caller reads the
 // Feed decodes raw bytes read from the socket: client-to-server WebSocket
 // frames cut anywhere (a chunk may end inside a frame header, a payload, a
 // control frame or a UTF-8 sequence; what is needed of it is kept in the
-// Conn, a few dozen bytes). The payload bytes of data messages are
+// Conn, a few dozen bytes, and a control frame's cut payload in a buffer
+// from Config.Buffers). The payload bytes of data messages are
 // unmasked in place in raw and handed to stomp, possibly in several calls
 // per chunk and never as an empty slice; the slice is valid only during
 // the call. Control frames are handled as Read handles them: a ping is
@@ -28,7 +29,8 @@ var ErrDetached = errors.New("wsadapter: Read after Detach (the caller reads the
 // rest of raw is dropped. After an error every later Feed returns it again.
 //
 // Feed is for one goroutine at a time (the driver's reader of the moment)
-// and allocates nothing in steady state. Use it after Detach, never
+// and allocates nothing in steady state (with Config.Buffers set: without
+// it, one 128-byte buffer per control frame whose payload is cut). Use it after Detach, never
 // together with Read.
 func (c *Conn) Feed(raw []byte, stomp func(payload []byte) error) error {
 	_, err := c.decode(raw, stomp)
@@ -77,7 +79,6 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	frames := c.frames
 	for {
 		m, rerr := c.br.Read(p[:min(len(p), c.need())])
 		n, err := c.decode(p[:m], nil)
@@ -90,7 +91,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 			}
 			return n, rerr
 		}
-		if n > 0 || c.frames != frames {
+		// m never goes past the end of the current header or payload, so
+		// the decoder is between frames only when this read ended one.
+		if n > 0 || m > 0 && c.remaining == 0 && c.hdrN == 0 {
 			return n, nil
 		}
 		// Only part of a frame header came: read on, as a Read blocked on
@@ -98,7 +101,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 }
 
-// need is how many raw bytes finish the current frame header or payload.
+// need is how many raw bytes finish the current frame header or payload;
+// for a control frame, header and payload at once, so that it is most
+// often decoded whole, in place (its length, at most 125, is in hdr[1]).
 func (c *Conn) need() int {
 	switch {
 	case c.remaining > 0:
@@ -106,7 +111,11 @@ func (c *Conn) need() int {
 	case c.hdrN < 2:
 		return 2 - int(c.hdrN)
 	}
-	return headerLen(c.hdr[0], c.hdr[1]) - int(c.hdrN)
+	n := headerLen(c.hdr[0], c.hdr[1]) - int(c.hdrN)
+	if ws.OpCode(c.hdr[0]&0x0f).IsControl() && c.hdr[1]&0x7f <= 125 {
+		n += int(c.hdr[1] & 0x7f)
+	}
+	return n
 }
 
 // midFrame reports whether the stream has stopped inside a frame or a
@@ -143,16 +152,13 @@ func (c *Conn) decodeChunk(raw []byte, stomp func([]byte) error) (w int, err err
 			}
 			continue
 		}
-		k := int(min(int64(len(raw)-r), c.remaining))
+		k := min(len(raw)-r, int(c.remaining))
 		piece := raw[r : r+k]
 		r += k
-		c.remaining -= int64(k)
+		c.remaining -= uint32(k)
 		if c.op.IsControl() {
-			c.ctlN += uint8(copy(c.control[c.ctlN:], piece))
-			if c.remaining == 0 {
-				if err := c.endControl(); err != nil {
-					return w, err
-				}
+			if err := c.controlPiece(piece); err != nil {
+				return w, err
 			}
 			continue
 		}
@@ -186,6 +192,29 @@ func (c *Conn) decodeChunk(raw []byte, stomp func([]byte) error) (w int, err err
 		}
 	}
 	return w, nil
+}
+
+// controlPiece takes the next piece of a control frame's payload. A
+// payload whole in one piece is handled where it lies (raw may be
+// modified, and its bytes up to the piece are decoded: nothing but the
+// decoder reads them again); one cut across reads is gathered in a
+// buffer from c.shared, given back once the frame is handled.
+func (c *Conn) controlPiece(piece []byte) error {
+	if c.control == nil {
+		if c.remaining == 0 {
+			return c.endControl(piece)
+		}
+		c.control = c.shared.getControl()
+	}
+	cb := c.control
+	cb.n += uint8(copy(cb.b[cb.n:], piece))
+	if c.remaining > 0 {
+		return nil
+	}
+	c.control = nil
+	err := c.endControl(cb.b[:cb.n])
+	c.shared.putControl(cb) // endControl keeps nothing of the payload
+	return err
 }
 
 // validPrefix is how many bytes of b u accepts before it fails.
@@ -228,7 +257,7 @@ func (c *Conn) startFrame() error {
 	case !h.masked:
 		return protocolError(CloseProtocolError, "client frame not masked")
 	}
-	c.op, c.mask, c.offset, c.remaining = h.op, h.mask, 0, h.length
+	c.op, c.mask, c.offset = h.op, h.mask, 0
 	if h.op.IsControl() {
 		// RFC 6455: at most 125 bytes, never fragmented. A reserved
 		// opcode is refused before its payload is read.
@@ -238,10 +267,10 @@ func (c *Conn) startFrame() error {
 		case h.op != ws.OpPing && h.op != ws.OpPong && h.op != ws.OpClose:
 			return protocolError(CloseProtocolError, fmt.Sprintf("reserved opcode %d", h.op))
 		}
-		c.ctlN = 0
 		if h.length == 0 {
-			return c.endControl()
+			return c.endControl(nil)
 		}
+		c.remaining = uint32(h.length)
 		return nil
 	}
 	switch h.op {
@@ -258,10 +287,12 @@ func (c *Conn) startFrame() error {
 		return protocolError(CloseProtocolError, fmt.Sprintf("reserved opcode %d", h.op))
 	}
 	// The limit applies before any payload byte is read.
-	if c.size+h.length > c.maxMessage {
+	if int64(c.size)+h.length > int64(c.maxMessage) {
 		return protocolError(CloseTooBig, fmt.Sprintf("message over %d bytes", c.maxMessage))
 	}
-	c.size += h.length
+	// Both fit in 32 bits: the message so far is at most maxMessage.
+	c.size += uint32(h.length)
+	c.remaining = uint32(h.length)
 	c.inMessage = !h.fin
 	if h.length == 0 {
 		return c.endData()
@@ -271,19 +302,16 @@ func (c *Conn) startFrame() error {
 
 // endData closes a data frame whose payload has all been decoded.
 func (c *Conn) endData() error {
-	c.frames++
 	if !c.inMessage && c.text && !c.utf8.end() {
 		return protocolError(CloseInvalidData, "text message ends inside a UTF-8 sequence")
 	}
 	return nil
 }
 
-// endControl acts on a control frame whose payload is all in c.control:
-// ping gets a pong, close gets a close, pong calls Ponged.
-func (c *Conn) endControl() error {
-	c.frames++
-	payload := c.control[:c.ctlN]
-	c.ctlN = 0
+// endControl acts on a control frame whose payload (still masked) is
+// all in payload, unmasking it in place: ping gets a pong, close gets a
+// close, pong calls Ponged. Nothing of payload is kept.
+func (c *Conn) endControl(payload []byte) error {
 	ws.Cipher(payload, c.mask, 0)
 	switch c.op {
 	case ws.OpPing:

@@ -41,7 +41,7 @@ func TestReadAnyChunking(t *testing.T) {
 				start = end
 			}
 		}()
-		c := newConn(srv, bufio.NewReader(srv), 1<<20)
+		c := newConn(srv, bufio.NewReader(srv), 1<<20, nil)
 		var got []byte
 		var err error
 		buf := make([]byte, 64)
@@ -78,7 +78,7 @@ func TestReadResumesAfterDeadline(t *testing.T) {
 			b, _ := io.ReadAll(cli)
 			wrote <- b
 		}()
-		c := newConn(srv, bufio.NewReader(srv), 1<<20)
+		c := newConn(srv, bufio.NewReader(srv), 1<<20, nil)
 		buf := make([]byte, 64)
 		var got []byte
 		readAll := func(chunk []byte) error {
@@ -128,7 +128,7 @@ func TestDetachReturnsReadAhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newConn(nil, br, 1<<20)
+	c := newConn(nil, br, 1<<20, nil)
 	ahead := c.Detach()
 	if !bytes.Equal(ahead[:len(wire)], wire) {
 		t.Fatalf("Detach returned %q, want the %d bytes read ahead first", ahead, len(wire))

@@ -28,7 +28,9 @@
 //	err = c.Feed(buf[:n], stomp)
 //
 // Read and Feed run the same decoder; its state between chunks is a few
-// dozen bytes in the Conn (and 125 for a control frame cut in two).
+// dozen bytes in the Conn. A control frame whole in a chunk is handled in
+// place; one cut in two is gathered in a 125-byte buffer borrowed from
+// Config.Buffers (shared by a server's Conns) until it is whole.
 //
 // A caller with checks of its own to make before the connection is
 // hijacked (rate limits, a token) splits Upgrade in two: Negotiate checks

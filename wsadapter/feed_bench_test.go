@@ -63,7 +63,7 @@ func BenchmarkFeed(b *testing.B) {
 		step int
 	}{{"16x128B", len(wire)}, {"16x128B-bytewise", 1}} {
 		b.Run(tc.name, func(b *testing.B) {
-			c := newConn(nil, nil, 1<<20)
+			c := newConn(nil, nil, 1<<20, nil)
 			buf := make([]byte, len(wire))
 			stomp := func([]byte) error { return nil }
 			b.ReportAllocs()

@@ -36,7 +36,7 @@ func runFeed(t testing.TB, wire []byte, cuts []int, maxMessage int) feedRun {
 		wrote <- b
 	}()
 	var r feedRun
-	c := newConn(srv, nil, maxMessage)
+	c := newConn(srv, nil, maxMessage, nil)
 	c.Ponged = func() { r.pongs++ }
 	stomp := func(p []byte) error {
 		if len(p) == 0 {
@@ -298,7 +298,7 @@ func sameRun(a, b feedRun) bool {
 // the header of an oversized message fails, though no payload byte came.
 func TestFeedRefusesTooBigFromTheHeader(t *testing.T) {
 	header := []byte{0x82, 0x80 | 126, 0x04, 0x01, 1, 2, 3, 4} // 1025 bytes announced
-	c := newConn(nil, nil, 1024)
+	c := newConn(nil, nil, 1024, nil)
 	stomp := func([]byte) error { t.Error("stomp called"); return nil }
 	for i := range header {
 		err := c.Feed(header[i:i+1], stomp)
@@ -321,7 +321,7 @@ func TestFeedStompErrorStops(t *testing.T) {
 		clientFrame(ws.OpPing, true, []byte("unanswered")),
 		clientFrame(ws.OpText, true, []byte("more")),
 	}, nil)
-	c := newConn(nil, nil, 1<<20) // no socket: answering the ping would panic
+	c := newConn(nil, nil, 1<<20, nil) // no socket: answering the ping would panic
 	calls := 0
 	stomp := func(p []byte) error {
 		calls++

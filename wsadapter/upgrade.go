@@ -43,6 +43,10 @@ type Config struct {
 	AllowedHosts []string
 	// HandshakeTimeout bounds writing the upgrade response. Default 5s.
 	HandshakeTimeout time.Duration
+	// Buffers, when set, lends the server's Conns the buffers they need
+	// only for a moment (see Buffers): share one between all of them.
+	// Nil: each Conn allocates its own when it needs one.
+	Buffers *Buffers
 }
 
 func (c Config) withDefaults() Config {
@@ -180,7 +184,7 @@ func (h Handshake) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error
 		}
 		return nil, &RejectError{Reason: RejectHandshake, Err: err}
 	}
-	return newConn(nc, rw.Reader, h.cfg.MaxMessage), nil
+	return newConn(nc, rw.Reader, h.cfg.MaxMessage, h.cfg.Buffers), nil
 }
 
 func offeredProtocols(r *http.Request) []string {

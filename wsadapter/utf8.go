@@ -7,7 +7,7 @@ import "unicode/utf8"
 // are carried to the next piece.
 type utf8Stream struct {
 	carry [utf8.UTFMax]byte
-	n     int
+	n     uint8 // bytes carried
 }
 
 // feed checks b, which continues the stream; false means invalid UTF-8.
@@ -42,7 +42,7 @@ func (u *utf8Stream) feed(b []byte) bool {
 	if !utf8.Valid(b[:tail]) {
 		return false
 	}
-	u.n = copy(u.carry[:], b[tail:])
+	u.n = uint8(copy(u.carry[:], b[tail:]))
 	return true
 }
 
