@@ -222,6 +222,9 @@ func (c Config) withDefaults() Config {
 	if c.ConnectionBurstPerIP <= 0 {
 		c.ConnectionBurstPerIP = max(1, int(math.Ceil(2*c.ConnectionRatePerIP)))
 	}
+	if c.WebSocket.Buffers == nil {
+		c.WebSocket.Buffers = new(wsadapter.Buffers) // shared by this server's connections
+	}
 	if c.WebSocket.MaxMessage <= 0 {
 		limits := c.Broker.Frame.WithDefaults()
 		c.WebSocket.MaxMessage = limits.MaxCommandLine + limits.MaxHeaderBytes + limits.MaxBody + 2*limits.MaxHeaders + 16
