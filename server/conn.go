@@ -53,7 +53,8 @@ type conn struct {
 	// lastRead (read loop only) is when bytes last arrived; read deadlines
 	// count from it.
 	lastRead time.Time
-	// heard (unix ns) is lastRead for the writer: pings count from it.
+	// heard (a reading of srv.clock) is lastRead for the writer: pings
+	// count from it.
 	heard atomic.Int64
 }
 
@@ -125,7 +126,7 @@ func (c *conn) serve() {
 func (c *conn) readLoop() (serverClosed bool) {
 	var buf []byte
 	c.lastRead = time.Now()
-	c.heard.Store(c.lastRead.UnixNano())
+	c.heard.Store(c.srv.clock.reading(c.lastRead))
 	for {
 		if c.session.Tick(time.Now(), c.lastRead, c.poked.Swap(false)) != nil {
 			return true
@@ -151,7 +152,7 @@ func (c *conn) readLoop() (serverClosed bool) {
 		n, err := c.stream.Read(buf)
 		if n > 0 || err == nil {
 			c.lastRead = time.Now() // n == 0 without error: a WebSocket control frame (a pong), alive too
-			c.heard.Store(c.lastRead.UnixNano())
+			c.heard.Store(c.srv.clock.reading(c.lastRead))
 		}
 		if n > 0 {
 			c.counters.bytesIn.Add(uint64(n))
@@ -263,7 +264,7 @@ func (c *conn) writeLoop() {
 // last bytes heard, whichever is later (a client heard from recently need
 // not be asked whether it is there).
 func (c *conn) pingFrom(lastPing time.Time) time.Time {
-	if heard := time.Unix(0, c.heard.Load()); heard.After(lastPing) {
+	if heard := c.srv.clock.at(c.heard.Load()); heard.After(lastPing) {
 		return heard
 	}
 	return lastPing

@@ -39,3 +39,21 @@ func earliest(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+// clock reads a monotonic clock as nanoseconds since the server was made,
+// a number atomics can hold: deadlines kept this way move with neither a
+// step of the wall clock (NTP, a resumed VM) nor time zones.
+type clock struct{ epoch time.Time }
+
+// newClock starts a clock; its epoch is a second back so that no reading
+// is 0, the "none" of the fields that hold them.
+func newClock() clock { return clock{epoch: time.Now().Add(-time.Second)} }
+
+// now is the current reading.
+func (k clock) now() int64 { return int64(time.Since(k.epoch)) }
+
+// at is reading r as a time with a monotonic reading.
+func (k clock) at(r int64) time.Time { return k.epoch.Add(time.Duration(r)) }
+
+// reading is t as a reading (t from time.Now or derived from one).
+func (k clock) reading(t time.Time) int64 { return int64(t.Sub(k.epoch)) }

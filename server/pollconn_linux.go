@@ -36,6 +36,7 @@ type pollConn struct {
 	// The reader's, touched by the reader goroutine only.
 	pending      []byte // read before polling began (PROXY header rest, upgrade read-ahead): fed first
 	readable     bool   // the socket may have bytes (an edge not yet read to a short read)
+	hangup       bool   // epoll saw the peer's end: read to it even after a short read
 	poked        bool   // Session.Poked is due
 	readEnded    bool
 	serverClosed bool   // read by finish after both sides ended
@@ -46,16 +47,17 @@ type pollConn struct {
 	// writerEnded is touched by the writer goroutine only.
 	writerEnded bool
 
-	lastRead  atomic.Int64 // unix ns: when bytes last arrived; stored by the reader
-	lastWrite atomic.Int64 // unix ns: stored by the writer, read by the shard
-	lastPing  atomic.Int64 // unix ns: stored by the writer, read by the shard
-	readDue   atomic.Int64 // unix ns, 0 = none: when the reader must look (timeouts, flow control)
-	lingerBy  atomic.Int64 // unix ns: set by the writer after the last frame
+	// Readings of srv.clock (0: none).
+	lastRead  atomic.Int64 // when bytes last arrived; stored by the reader
+	lastWrite atomic.Int64 // stored by the writer, read by the shard
+	lastPing  atomic.Int64 // stored by the writer, read by the shard
+	readDue   atomic.Int64 // when the reader must look (timeouts, flow control)
+	lingerBy  atomic.Int64 // set by the writer after the last frame
 	parts     atomic.Int32 // reader and writer not yet ended: the last one finishes
 
 	// Guarded by shard.mu.
 	heapAt    int32 // index in the shard's deadline heap, -1 when not in it
-	due       int64 // unix ns: when the shard looks next
+	due       int64 // a clock reading: when the shard looks next
 	unwatched bool  // removed from the shard: nothing schedules it again
 }
 
@@ -66,6 +68,7 @@ const (
 	evPoke                          // Transport.Poke
 	evTimer                         // a read deadline or flow-control timer is due
 	evWriterDone                    // the writer sent the last frame or failed
+	evHangup                        // epoll: the peer ended (RDHUP, HUP, ERR)
 )
 
 // The writer's events (evRunning is bit 0 of both).
@@ -127,7 +130,7 @@ func (s *Server) newPollConn(nc net.Conn, st stream) *pollConn {
 		return nil
 	}
 	if s.poll == nil {
-		p, err := newPoller(s.cfg.ReadBufferSize, s.cfg.Logger)
+		p, err := newPoller(s.cfg.ReadBufferSize, s.cfg.Logger, s.clock)
 		if err != nil {
 			s.cfg.Logger.Warn("epoll driver unavailable; serving with goroutines", "err", err)
 			s.cfg.ConnectionDriver = DriverGoroutines
@@ -143,7 +146,11 @@ func (s *Server) newPollConn(nc net.Conn, st stream) *pollConn {
 	if err := raw.Control(func(f uintptr) { fd = int(f) }); err != nil || fd < 0 {
 		return nil
 	}
-	c := &pollConn{wire: wire{srv: s, nc: nc, stream: st}, shard: s.poll.shardFor(fd), raw: raw, fd: int32(fd), ws: ws, heapAt: -1}
+	shard := s.poll.shardFor(fd)
+	if shard == nil {
+		return nil
+	}
+	c := &pollConn{wire: wire{srv: s, nc: nc, stream: st}, shard: shard, raw: raw, fd: int32(fd), ws: ws, heapAt: -1}
 	if ac != nil {
 		c.pending, ac.pending = ac.pending, nil
 	}
@@ -153,6 +160,13 @@ func (s *Server) newPollConn(nc net.Conn, st stream) *pollConn {
 	c.session = s.broker.NewSession(c, nc.RemoteAddr().String())
 	c.feedStomp = c.feedPayload
 	c.readFn = c.readFromFD
+	// Ready before anyone can see it: Shutdown may close it before start.
+	c.parts.Store(2)
+	now := s.clock.now()
+	c.lastRead.Store(now)
+	c.lastWrite.Store(now)
+	c.lastPing.Store(now)
+	_ = nc.SetReadDeadline(time.Time{}) // net/http's, on an upgraded connection
 	return c
 }
 
@@ -174,12 +188,6 @@ func pollableSocket(nc net.Conn) (syscall.Conn, *admittedConn) {
 
 // start watches the socket and runs the first step (the connect timeout).
 func (c *pollConn) start() {
-	c.parts.Store(2)
-	now := time.Now().UnixNano()
-	c.lastRead.Store(now)
-	c.lastWrite.Store(now)
-	c.lastPing.Store(now)
-	_ = c.nc.SetReadDeadline(time.Time{}) // net/http's, on an upgraded connection
 	if err := c.shard.add(c); err != nil {
 		c.srv.cfg.Logger.Error("epoll driver cannot watch a connection", "session", c.session.ID(), "err", err)
 		c.closeNow()
@@ -229,20 +237,23 @@ func (c *pollConn) runReader() {
 		if events == 0 {
 			return
 		}
-		if c.readEnded {
-			continue
-		}
 		if events&evReadable != 0 {
 			c.readable = true
+		}
+		if events&evHangup != 0 {
+			c.hangup = true
 		}
 		if events&evPoke != 0 {
 			c.poked = true
 		}
 		if events&evWriterDone != 0 {
 			c.endRead(true) // the session's last frame is out
-			continue
+		} else {
+			c.step()
 		}
-		c.step()
+		if c.readEnded {
+			return // still "running": later events start no goroutine
+		}
 	}
 }
 
@@ -253,7 +264,7 @@ func (c *pollConn) step() {
 	for range maxReadSteps {
 		poked := c.poked
 		c.poked = false
-		lastRead := time.Unix(0, c.lastRead.Load())
+		lastRead := c.srv.clock.at(c.lastRead.Load())
 		if s.Tick(time.Now(), lastRead, poked) != nil {
 			c.endRead(true)
 			return
@@ -268,6 +279,9 @@ func (c *pollConn) step() {
 		}
 		if !c.readOnce() {
 			return
+		}
+		if c.reader.Load()&^evRunning != 0 {
+			break // a poke or the writer's end: runReader takes it first
 		}
 	}
 	c.reader.post(evReadable) // more to do: this goroutine goes on after a look at its mailbox
@@ -301,10 +315,10 @@ func (c *pollConn) readOnce() bool {
 		}
 		// A short read drained the socket: bytes arriving after it are a new
 		// edge. A full buffer may have left some.
-		c.readable = n == len(buf)
+		c.readable = n == len(buf) || c.hangup
 	}
 	if n > 0 {
-		c.lastRead.Store(time.Now().UnixNano())
+		c.lastRead.Store(c.srv.clock.now())
 		var ferr error
 		if c.ws != nil {
 			ferr = c.ws.Feed(buf[:n], c.feedStomp)
@@ -375,7 +389,7 @@ func (c *pollConn) peerGone() {
 func (c *pollConn) setReadDue(t time.Time) {
 	var due int64
 	if !t.IsZero() {
-		due = t.UnixNano()
+		due = c.srv.clock.reading(t)
 	}
 	c.readDue.Store(due)
 	c.reschedule()
@@ -455,7 +469,7 @@ func (c *pollConn) partDone() {
 	if c.serverClosed {
 		by := time.Now().Add(c.srv.cfg.Linger)
 		if set := c.lingerBy.Load(); set != 0 {
-			by = time.Unix(0, set)
+			by = c.srv.clock.at(set)
 		}
 		c.discardUntil(by)
 	}
@@ -473,8 +487,9 @@ func (c *pollConn) runWriter() {
 		if events == 0 {
 			break
 		}
-		if !c.writerEnded {
-			c.flush(b, events&wTimer != 0)
+		c.flush(b, events&wTimer != 0)
+		if c.writerEnded {
+			break // and stays "running": later wakes start no goroutine
 		}
 	}
 	c.shard.p.writeBufs.Put(b) // Done let go of its bodies and of a burst's buffers
@@ -484,12 +499,12 @@ func (c *pollConn) runWriter() {
 // the ping that is due.
 func (c *pollConn) flush(b *broker.OutputBatch, timer bool) {
 	closing := c.session.Output(b)
-	defer b.Done()
 	if timer {
-		now := time.Now().UnixNano()
+		now := c.srv.clock.now()
 		if every := c.pingInterval(); every > 0 && now >= c.pingFrom()+int64(every) {
 			c.lastPing.Store(now)
 			if err := c.ping(); err != nil && !errors.Is(err, wsadapter.ErrClosed) {
+				b.Done()
 				c.writeFailed()
 				return
 			}
@@ -502,19 +517,21 @@ func (c *pollConn) flush(b *broker.OutputBatch, timer bool) {
 	if n := b.Len(); n > 0 {
 		_ = c.nc.SetWriteDeadline(c.writeDeadline())
 		if err := c.stream.WriteBatch(b); err != nil {
+			b.Done()
 			c.writeFailed()
 			return
 		}
 		c.counters.bytesOut.Add(uint64(n))
-		c.lastWrite.Store(time.Now().UnixNano())
+		c.lastWrite.Store(c.srv.clock.now())
 	}
+	b.Done() // its bodies are let go of before any linger
 	if closing {
 		reason, _ := c.session.CloseReason()
 		c.stream.Goodbye(reason)
 		if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
 			_ = tc.CloseWrite()
 		}
-		c.lingerBy.Store(time.Now().Add(c.srv.cfg.Linger).UnixNano())
+		c.lingerBy.Store(c.srv.clock.now() + int64(c.srv.cfg.Linger))
 		c.endWrite()
 		return
 	}

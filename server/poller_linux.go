@@ -30,6 +30,7 @@ type poller struct {
 	// flushes: a connection has one only while it writes.
 	writeBufs sync.Pool
 	logger    *slog.Logger
+	clock     clock          // the server's: deadlines are its readings
 	done      sync.WaitGroup // one per shard goroutine
 }
 
@@ -43,7 +44,7 @@ type pollShard struct {
 	conns   map[int32]*pollConn // guarded by mu: by socket descriptor
 	due     deadlineHeap        // guarded by mu
 	closing bool                // guarded by mu
-	// sleepUntil (unix ns) is when the shard's wait ends by itself
+	// sleepUntil (a clock reading) is when the shard's wait ends by itself
 	// (math.MaxInt64: no deadline); an earlier deadline wakes it.
 	sleepUntil atomic.Int64
 }
@@ -52,8 +53,8 @@ type pollShard struct {
 const pollEvents = 256
 
 // newPoller starts the shards.
-func newPoller(readBufferSize int, logger *slog.Logger) (*poller, error) {
-	p := &poller{logger: logger}
+func newPoller(readBufferSize int, logger *slog.Logger, k clock) (*poller, error) {
+	p := &poller{logger: logger, clock: k}
 	p.readBufs.New = func() any {
 		b := make([]byte, readBufferSize)
 		return &b
@@ -96,8 +97,18 @@ func newPollShard(p *poller) (*pollShard, error) {
 	return sh, nil
 }
 
-// shardFor spreads connections over the shards by descriptor.
-func (p *poller) shardFor(fd int) *pollShard { return p.shards[fd%len(p.shards)] }
+// shardFor spreads connections over the shards by descriptor; nil when
+// that shard has stopped (its epoll failed): the goroutine driver serves
+// the connection then.
+func (p *poller) shardFor(fd int) *pollShard {
+	sh := p.shards[fd%len(p.shards)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.closing {
+		return nil
+	}
+	return sh
+}
 
 // stop ends the shard goroutines; every connection must be gone (Shutdown
 // waits for them first).
@@ -120,19 +131,26 @@ func (p *poller) stop() {
 // drained then), so it never has to re-arm.
 func (sh *pollShard) add(c *pollConn) error {
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	if sh.closing {
-		sh.mu.Unlock()
 		return errors.New("server: epoll shard stopped")
 	}
-	sh.conns[c.fd] = c
-	sh.mu.Unlock()
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: c.fd}
-	if err := unix.EpollCtl(sh.epfd, unix.EPOLL_CTL_ADD, int(c.fd), &ev); err != nil {
-		sh.mu.Lock()
-		delete(sh.conns, c.fd)
-		sh.mu.Unlock()
+	if c.unwatched {
+		return nil // ended before it was watched (Shutdown): nothing to watch
+	}
+	var addErr error
+	// Under the socket's lock: a socket closed meanwhile is not added
+	// under a number that may be another's by now.
+	if err := c.raw.Control(func(uintptr) {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: c.fd}
+		addErr = unix.EpollCtl(sh.epfd, unix.EPOLL_CTL_ADD, int(c.fd), &ev)
+	}); err != nil {
 		return fmt.Errorf("server: epoll_ctl add: %w", err)
 	}
+	if addErr != nil {
+		return fmt.Errorf("server: epoll_ctl add: %w", addErr)
+	}
+	sh.conns[c.fd] = c
 	return nil
 }
 
@@ -154,8 +172,8 @@ func (sh *pollShard) forget(c *pollConn) {
 	sh.mu.Unlock()
 }
 
-// schedule makes sure the shard looks at c at the latest at due (unix
-// ns): an earlier entry stays, since every look checks what is really due
+// schedule makes sure the shard looks at c at the latest at due (a clock
+// reading): an earlier entry stays, since every look checks what is really due
 // and schedules the rest again.
 func (sh *pollShard) schedule(c *pollConn, due int64) {
 	sh.mu.Lock()
@@ -210,7 +228,11 @@ func (sh *pollShard) run() {
 			c := sh.conns[fd]
 			sh.mu.Unlock()
 			if c != nil {
-				c.post(evReadable)
+				ev := evReadable
+				if events[i].Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+					ev |= evHangup // the end may sit behind the last bytes: read to it
+				}
+				c.post(ev)
 			}
 		}
 		sh.mu.Lock()
@@ -218,7 +240,7 @@ func (sh *pollShard) run() {
 			sh.mu.Unlock()
 			return
 		}
-		now := time.Now().UnixNano()
+		now := sh.p.clock.now()
 		due = sh.due.popDue(now, due[:0])
 		sh.mu.Unlock()
 		for i, c := range due {
@@ -245,7 +267,7 @@ func (sh *pollShard) timeout() int {
 	if !ok {
 		return -1
 	}
-	wait := next - time.Now().UnixNano()
+	wait := next - sh.p.clock.now()
 	if wait <= 0 {
 		return 0
 	}

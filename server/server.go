@@ -263,6 +263,7 @@ type Server struct {
 	// proxied (guarded by mu) are connections still sending their PROXY
 	// header, for Shutdown to close.
 	proxied map[net.Conn]struct{}
+	clock   clock // immutable: what the drivers keep their deadlines in
 	// poll (guarded by mu) is the epoll driver, started with the first
 	// connection it serves and stopped by Shutdown; nil until then.
 	poll *poller
@@ -291,6 +292,7 @@ func New(cfg Config) *Server {
 		registry:  reg,
 		admission: newAdmission(cfg, maxTrackedIPs, time.Now),
 		refusing:  make(chan struct{}, refusalWorkers),
+		clock:     newClock(),
 	}
 	reg.MustRegister(newCollector(&s.metrics, cfg.Version))
 	reg.MustRegister(newPingCollector(&s.metrics))
