@@ -50,7 +50,7 @@ func newPingCollector(m *metrics) *pingCollector {
 	return &pingCollector{
 		m: m,
 		pings: prometheus.NewDesc("stompbox_websocket_pings_sent_total",
-			"WebSocket pings sent (every websocket.ping_interval, or twice per heart-beat timeout when that is shorter).", nil, nil),
+			"WebSocket pings sent (after websocket.ping_interval without a byte from the client, or 3/5 of its heart-beat timeout when that is shorter).", nil, nil),
 		pongs: prometheus.NewDesc("stompbox_websocket_pongs_received_total",
 			"WebSocket pongs received; each counts as the client's liveness for the heart-beat timeout.", nil, nil),
 	}

@@ -68,7 +68,7 @@ type TLS struct {
 type WebSocket struct {
 	Path           string   `yaml:"path" flag:"ws-path" help:"HTTP path that upgrades to STOMP over WebSocket"`
 	AllowedOrigins []string `yaml:"allowed_origins" flag:"allowed-origins" help:"Origin values browsers may connect from (flag and env: comma-separated); * allows any; empty allows only pages from the same host"`
-	PingInterval   Duration `yaml:"ping_interval" flag:"ws-ping-interval" help:"the server pings every WebSocket connection this often (and at least twice per negotiated heart-beat timeout); browsers answer without running page scripts and any inbound byte, pong included, counts as liveness, so a throttled background tab stays connected; 0: no pings"`
+	PingInterval   Duration `yaml:"ping_interval" flag:"ws-ping-interval" help:"the server pings a WebSocket connection silent for this long (or for 3/5 of its negotiated heart-beat timeout, when shorter); browsers answer without running page scripts and any inbound byte, pong included, counts as liveness, so a throttled background tab stays connected; 0: no pings"`
 }
 
 // HTTP bounds the HTTP listeners (listen.http, listen.https, listen.admin).
