@@ -43,8 +43,11 @@ lint: deps
 	$(STATICCHECK) ./...
 	$(STATICCHECK) -tags e2e ./e2e/...
 
+# unit runs every package, then the server package once more with the
+# goroutine connection driver (the default is epoll on Linux).
 unit: deps
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	STOMPBOX_TEST_DRIVER=goroutines $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./server/
 
 # e2e runs the cross-process suites in ./e2e (build tag e2e, so `unit` skips
 # them): a real stompbox binary as a child process, driven by other clients.

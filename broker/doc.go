@@ -4,14 +4,19 @@
 // transactions, receipts and heart-beat negotiation.
 //
 // It does no network or file I/O and starts no goroutines. A driver (package
-// server) owns each connection: it feeds the bytes it reads to
-// Session.Feed, and when the session's Transport is woken it collects encoded
-// output with Session.AppendOutput and writes it:
+// server) owns each connection and talks to its Session through a narrow
+// contract: it feeds the bytes it reads to Session.Feed; it asks
+// Session.NextDeadline whether to read and until when, and calls
+// Session.Tick when that time comes or the session Pokes its Transport;
+// when the Transport is woken it takes the encoded output with
+// Session.Output and writes it. That is all a driver needs, whether it
+// parks goroutines on the socket or waits on epoll:
 //
 //	b := broker.New(broker.Config{})
 //	s := b.NewSession(transport, remoteAddr)
-//	// read loop:  err := s.Feed(buf[:n])     (a non-nil error ends reading)
-//	// write loop: out, closing := s.AppendOutput(out[:0]) then write out
+//	// reader:  err := s.Tick(now, lastRead, poked); read, at := s.NextDeadline(lastRead)
+//	//          then, when read, err = s.Feed(buf[:n])   (a non-nil error ends reading)
+//	// writer:  closing := s.Output(&batch); write the batch; batch.Done()
 //	// at the end: s.Release()
 //
 // Lock order (see docs/locking.md): broker.mu -> destination mutex ->

@@ -119,3 +119,54 @@ func TestParserDroppedWhileQuiet(t *testing.T) {
 		t.Fatalf("got %s x-note %q body %q; want MESSAGE with x-note a\\cb (1.0: not unescaped) and hi", f.Command, hdr(f, "x-note"), f.Body)
 	}
 }
+
+func TestOnlyHeartbeats(t *testing.T) {
+	for _, tc := range []struct {
+		chunk string
+		beats uint64
+		ok    bool
+	}{
+		{"\n", 1, true},
+		{"\r\n", 1, true},
+		{"\n\r\n\n", 3, true},
+		{"", 0, false},
+		{"\r", 0, false},     // the LF may come in the next chunk: the parser's job
+		{"\n\r", 0, false},   // likewise
+		{"\r\r\n", 0, false}, // a lone CR is no heart-beat
+		{"\nSEND", 0, false},
+		{"x", 0, false},
+	} {
+		beats, ok := onlyHeartbeats([]byte(tc.chunk))
+		if beats != tc.beats || ok != tc.ok {
+			t.Errorf("onlyHeartbeats(%q) = %d, %v; want %d, %v", tc.chunk, beats, ok, tc.beats, tc.ok)
+		}
+	}
+}
+
+// An idle connected session takes its client's heart-beats without making
+// a parser: nothing is allocated per heart-beat, and each is counted.
+func TestIdleHeartbeatsAllocateNothing(t *testing.T) {
+	b := New(Config{})
+	tr := &fakeTransport{}
+	s := b.NewSession(tr, "127.0.0.1:1")
+	defer s.Release()
+	if err := s.Feed([]byte("CONNECT\naccept-version:1.2\nhost:test\nheart-beat:10000,10000\n\n\x00")); err != nil {
+		t.Fatal(err)
+	}
+	var batch OutputBatch
+	s.Output(&batch)
+	batch.Done()
+	before := s.counts.heartbeats.Load()
+	beat := []byte("\n")
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := s.Feed(beat); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per heart-beat on an idle session, want 0", allocs)
+	}
+	if got := s.counts.heartbeats.Load() - before; got != 101 {
+		t.Errorf("heart-beats counted: %d, want 101", got)
+	}
+}

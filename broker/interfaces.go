@@ -12,19 +12,19 @@ import (
 // and wakes the transport.
 type Transport interface {
 	// Wake says the session has output pending. It must not block; the
-	// driver then calls Session.AppendOutput from its writer.
+	// driver then calls Session.Output from its writer.
 	Wake()
 	// Close says the session has ended for reason: the driver flushes what
-	// AppendOutput still returns (the last frame, if any) and closes the
+	// Output still returns (the last frame, if any) and closes the
 	// connection. For a peer that is not reading (slow consumer) or when
 	// the server is going away, the driver should not wait long for that
 	// flush. It must not block and may be called more than once.
 	Close(reason CloseReason)
-	// Poke asks the driver to call Session.Poked from the read loop soon:
+	// Poke asks the driver to call Session.Tick (poked) from its reader soon:
 	// the session has read-loop work that did not arrive on the socket
 	// (room freed for a blocked producer, a token expiring, rights
 	// reloaded). It must not block, may be called from any goroutine and
-	// any number of times; several pokes may be answered by one Poked.
+	// any number of times; several pokes may be answered by one Tick.
 	Poke()
 }
 

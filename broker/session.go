@@ -183,10 +183,14 @@ func (s *Session) Feed(chunk []byte) error {
 		}
 	}
 	if s.parser == nil {
+		if beats, ok := onlyHeartbeats(chunk); ok {
+			s.counts.heartbeats.Add(beats) // what the parser would do, without making one
+			return nil
+		}
 		s.parser = frames.NewParser(s.b.cfg.Frame)
 		s.parser.SetVersion(s.version)
 	}
-	err := s.parser.Parse(chunk, s)
+	err := s.parser.Parse(chunk, (*frameHandler)(s))
 	if err == nil && s.state == stateConnected && s.parser.Idle() {
 		s.parser = nil // made again by the next Feed: an idle connection holds none
 	}
@@ -201,6 +205,25 @@ func (s *Session) Feed(chunk []byte) error {
 	}
 	s.state = stateClosed
 	return ErrSessionClosed
+}
+
+// onlyHeartbeats reports whether chunk is nothing but whole heart-beats
+// (EOLs: LF or CR LF) and how many: an idle client's traffic, which a
+// session between frames takes without making a parser.
+func onlyHeartbeats(chunk []byte) (uint64, bool) {
+	var beats uint64
+	for i := 0; i < len(chunk); i++ {
+		switch {
+		case chunk[i] == '\n':
+			beats++
+		case chunk[i] == '\r' && i+1 < len(chunk) && chunk[i+1] == '\n':
+			beats++
+			i++
+		default:
+			return 0, false
+		}
+	}
+	return beats, len(chunk) > 0
 }
 
 // frameError turns a parse error into the ERROR the client gets.
@@ -411,18 +434,26 @@ func (s *Session) receiptID(r []byte) {
 	})
 }
 
+// frameHandler is the Session as the parser's frames.Handler: unexported,
+// so that a driver can only Feed bytes, never hand frames in past the
+// rate limits and flow control Feed applies.
+type frameHandler Session
+
 // HandleHeartbeat implements frames.Handler. Liveness is the driver's read
 // deadline, reset by any byte, so there is nothing to do here.
-func (s *Session) HandleHeartbeat() error {
-	s.counts.heartbeats.Add(1)
+func (h *frameHandler) HandleHeartbeat() error {
+	h.counts.heartbeats.Add(1)
 	return nil
 }
 
 // HandleFrame implements frames.Handler: it dispatches one borrowed frame.
-// Past the frame rate, FullError fails the session; FullBlock lets the
-// bucket go negative and Feed throttles the driver after the chunk. While
-// the session is blocked, arriveBlocked decides between now and later.
-func (s *Session) HandleFrame(f *frames.Frame) error {
+func (h *frameHandler) HandleFrame(f *frames.Frame) error { return (*Session)(h).handleIncoming(f) }
+
+// handleIncoming dispatches one borrowed frame. Past the frame rate,
+// FullError fails the session; FullBlock lets the bucket go negative and
+// Feed throttles the driver after the chunk. While the session is
+// blocked, arriveBlocked decides between now and later.
+func (s *Session) handleIncoming(f *frames.Frame) error {
 	s.counts.in[f.Command].Add(1)
 	switch f.Command {
 	case frames.CmdConnect, frames.CmdStomp, frames.CmdSubscribe:

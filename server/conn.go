@@ -12,22 +12,35 @@ import (
 	"github.com/stompbox/stompbox/wsadapter"
 )
 
-// conn drives one connection: serve runs the read loop on the accepting
-// goroutine's child and owns a writer goroutine, which it joins before
-// returning.
-type conn struct {
+// wire is what both connection drivers (the goroutine pair here, the
+// epoll driver of pollconn_linux.go) keep of one connection.
+type wire struct {
 	srv     *Server         // immutable
 	nc      net.Conn        // immutable: the socket, for deadlines and closing
 	stream  stream          // immutable: STOMP bytes over nc (TCP or WebSocket)
-	session *broker.Session // immutable after newConn
+	session *broker.Session // immutable after the driver made it
 	// counters (immutable after startConn) are this connection's transport's.
 	counters *transportCounters
-	wake     chan struct{} // capacity 1: "output pending"
-	written  chan struct{} // closed when the writer has exited
 	// drainBy (unix ns, 0 = unset) caps write deadlines once shutdown has
 	// begun, so a peer that does not read cannot hold shutdown up for a
 	// whole WriteTimeout.
 	drainBy atomic.Int64
+	// pinger (immutable after startConn) writes the WebSocket pings: set
+	// on a WebSocket connection when Config.WebSocketPingInterval is.
+	pinger interface{ WritePing() error }
+}
+
+func (w *wire) sess() *broker.Session { return w.session }
+func (w *wire) base() *wire           { return w }
+
+// conn drives one connection with two goroutines: serve runs the read
+// loop on the accepting goroutine's child and owns a writer goroutine,
+// which it joins before returning. It serves what the epoll driver cannot
+// (TLS, other systems) and everything when Config.ConnectionDriver says so.
+type conn struct {
+	wire
+	wake    chan struct{} // capacity 1: "output pending"
+	written chan struct{} // closed when the writer has exited
 	// endReadBy (unix ns, 0 = unset) is set by the writer once the session's
 	// last frame is out: the read loop must not wait past it.
 	endReadBy atomic.Int64
@@ -40,14 +53,17 @@ type conn struct {
 	// lastRead (read loop only) is when bytes last arrived; read deadlines
 	// count from it.
 	lastRead time.Time
-
-	// pinger (immutable after startConn) writes the WebSocket pings: set
-	// on a WebSocket connection when Config.WebSocketPingInterval is.
-	pinger interface{ WritePing() error }
+	// heard (a reading of srv.clock) is lastRead for the writer: pings
+	// count from it.
+	heard atomic.Int64
 }
 
+// closeNow closes the socket at once (Shutdown past its deadline); the
+// loops see it fail and end.
+func (c *conn) closeNow() { _ = c.nc.Close() }
+
 func newConn(s *Server, nc net.Conn, st stream) *conn {
-	c := &conn{srv: s, nc: nc, stream: st, wake: make(chan struct{}, 1), pokes: make(chan struct{}, 1), written: make(chan struct{})}
+	c := &conn{wire: wire{srv: s, nc: nc, stream: st}, wake: make(chan struct{}, 1), pokes: make(chan struct{}, 1), written: make(chan struct{})}
 	c.session = s.broker.NewSession(c, nc.RemoteAddr().String())
 	return c
 }
@@ -110,26 +126,25 @@ func (c *conn) serve() {
 func (c *conn) readLoop() (serverClosed bool) {
 	var buf []byte
 	c.lastRead = time.Now()
+	c.heard.Store(c.srv.clock.reading(c.lastRead))
 	for {
-		paused, wakeAt := c.session.FlowWait()
-		if paused {
+		if c.session.Tick(time.Now(), c.lastRead, c.poked.Swap(false)) != nil {
+			return true
+		}
+		read, at := c.session.NextDeadline(c.lastRead)
+		if !read {
 			if reason, _ := c.session.Blocked(); reason != broker.NotFull {
 				buf = nil // blocked for a while, maybe: do not pin the buffer meanwhile
 			}
-			if !c.waitPaused(wakeAt) {
+			if !c.waitPaused(at) {
 				return true
 			}
-			if c.session.Poked() != nil {
-				return true
-			}
+			c.poked.Store(true) // woken by a poke or at: Tick runs the session's work
 			continue
 		}
-		c.setReadDeadline(wakeAt)
-		if c.poked.Swap(false) || !wakeAt.IsZero() && !time.Now().Before(wakeAt) {
-			if c.session.Poked() != nil {
-				return true
-			}
-			continue
+		c.setReadDeadline(at)
+		if c.poked.Load() || !at.IsZero() && !time.Now().Before(at) {
+			continue // Tick's turn
 		}
 		if buf == nil {
 			buf = make([]byte, c.srv.cfg.ReadBufferSize)
@@ -137,6 +152,7 @@ func (c *conn) readLoop() (serverClosed bool) {
 		n, err := c.stream.Read(buf)
 		if n > 0 || err == nil {
 			c.lastRead = time.Now() // n == 0 without error: a WebSocket control frame (a pong), alive too
+			c.heard.Store(c.srv.clock.reading(c.lastRead))
 		}
 		if n > 0 {
 			c.counters.bytesIn.Add(uint64(n))
@@ -157,11 +173,11 @@ func (c *conn) readLoop() (serverClosed bool) {
 			return true // the writer set a deadline to end this read
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			if (c.poked.Load() || !c.readTimedOut()) && !c.handshakeBroken() {
-				continue // a poke's interruption, not the client's silence
+			if c.handshakeBroken() {
+				c.session.Expire() // crypto/tls keeps the error: a retry would spin
+				return true
 			}
-			c.session.Expire()
-			return true
+			continue // a poke's interruption or the read deadline: Tick tells which
 		}
 		c.session.Abort(broker.ClosePeer)
 		return false
@@ -187,7 +203,7 @@ func (c *conn) writeLoop() {
 			wait = max(0, interval-time.Since(lastWrite))
 		}
 		if pingEvery > 0 {
-			if w := max(0, pingEvery-time.Since(lastPing)); wait < 0 || w < wait {
+			if w := max(0, pingEvery-time.Since(c.pingFrom(lastPing))); wait < 0 || w < wait {
 				wait = w
 			}
 		}
@@ -202,7 +218,7 @@ func (c *conn) writeLoop() {
 		case <-tick:
 			now := time.Now()
 			beat = interval > 0 && !now.Before(lastWrite.Add(interval))
-			if pingEvery > 0 && !now.Before(lastPing.Add(pingEvery)) {
+			if pingEvery > 0 && !now.Before(c.pingFrom(lastPing).Add(pingEvery)) {
 				lastPing = now
 				if err := c.ping(); err != nil && !errors.Is(err, wsadapter.ErrClosed) {
 					c.session.Abort(broker.ClosePeer)
@@ -244,6 +260,16 @@ func (c *conn) writeLoop() {
 	}
 }
 
+// pingFrom is when the ping interval counts from: the last ping or the
+// last bytes heard, whichever is later (a client heard from recently need
+// not be asked whether it is there).
+func (c *conn) pingFrom(lastPing time.Time) time.Time {
+	if heard := c.srv.clock.at(c.heard.Load()); heard.After(lastPing) {
+		return heard
+	}
+	return lastPing
+}
+
 // waitPaused waits, without reading, while flow control has the session
 // blocked: for a poke (room freed, or the connection closing), the
 // session's next timer (wakeAt; zero: none) or the writer's exit. It
@@ -268,18 +294,13 @@ func (c *conn) waitPaused(wakeAt time.Time) bool {
 	return true
 }
 
-// setReadDeadline applies the session's read timeout (or its flow-control
-// timer, wakeAt, when sooner), never extending a deadline the writer set
-// to end reading. The writer stores endReadBy before setting its deadline,
-// so checking after ours means whichever ran last leaves the earlier
-// deadline in force.
-func (c *conn) setReadDeadline(wakeAt time.Time) {
-	deadline := c.session.ReadDeadline(c.lastRead)
-	if !wakeAt.IsZero() && (deadline.IsZero() || wakeAt.Before(deadline)) {
-		deadline = wakeAt
-	}
-	_ = c.nc.SetReadDeadline(deadline)
-	if by := c.endReadBy.Load(); by != 0 && (deadline.IsZero() || by < deadline.UnixNano()) {
+// setReadDeadline applies the session's next deadline (at; zero: none),
+// never extending a deadline the writer set to end reading. The writer
+// stores endReadBy before setting its deadline, so checking after ours
+// means whichever ran last leaves the earlier deadline in force.
+func (c *conn) setReadDeadline(at time.Time) {
+	_ = c.nc.SetReadDeadline(at)
+	if by := c.endReadBy.Load(); by != 0 && (at.IsZero() || by < at.UnixNano()) {
 		_ = c.nc.SetReadDeadline(time.Unix(0, by))
 	}
 }
@@ -292,13 +313,6 @@ func (c *conn) handshakeBroken() bool {
 	return ok && !tc.ConnectionState().HandshakeComplete
 }
 
-// readTimedOut reports whether the session's read deadline has really
-// passed (a deadline error may come from a poke).
-func (c *conn) readTimedOut() bool {
-	deadline := c.session.ReadDeadline(c.lastRead)
-	return !deadline.IsZero() && !time.Now().Before(deadline)
-}
-
 // linger discards what the peer still sends for a moment, so closing with
 // unread data does not reset the connection before it has read our last
 // frame.
@@ -307,6 +321,11 @@ func (c *conn) linger() {
 	if set := c.endReadBy.Load(); set != 0 {
 		by = time.Unix(0, set) // the writer started the linger when it finished
 	}
+	c.discardUntil(by)
+}
+
+// discardUntil reads and drops what the peer sends until by or the end.
+func (c *wire) discardUntil(by time.Time) {
 	_ = c.nc.SetReadDeadline(by)
 	buf := make([]byte, 512)
 	for {
@@ -318,7 +337,7 @@ func (c *conn) linger() {
 
 // writeDeadline is the deadline for the next write: WriteTimeout from now,
 // or sooner once shutdown has begun.
-func (c *conn) writeDeadline() time.Time {
+func (c *wire) writeDeadline() time.Time {
 	deadline := time.Now().Add(c.srv.cfg.WriteTimeout)
 	if by := c.drainBy.Load(); by != 0 && by < deadline.UnixNano() {
 		return time.Unix(0, by)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,10 @@ func startServer(t testing.TB, cfg Config) *testServer {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.ConnectionDriver == "" {
+		// make test runs this package once more with the goroutine driver.
+		cfg.ConnectionDriver = os.Getenv("STOMPBOX_TEST_DRIVER")
 	}
 	srv := New(cfg)
 	served := make(chan error, 1)

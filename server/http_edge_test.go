@@ -235,7 +235,7 @@ func TestHTTPUpgradeHoldsOneSlot(t *testing.T) {
 	// stays one writev (net.Buffers needs the *net.TCPConn).
 	srv.mu.Lock()
 	for sc := range srv.conns {
-		if nc := sc.stream.(wsStream).NetConn(); reflect.TypeOf(nc) != reflect.TypeFor[*net.TCPConn]() {
+		if nc := sc.base().stream.(wsStream).NetConn(); reflect.TypeOf(nc) != reflect.TypeFor[*net.TCPConn]() {
 			t.Errorf("the WebSocket writes to a %T, want the *net.TCPConn", nc)
 		}
 	}

@@ -9,25 +9,28 @@ import (
 // DefaultWebSocketPingInterval is Config.WebSocketPingInterval's default.
 const DefaultWebSocketPingInterval = 25 * time.Second
 
-// pingInterval is how often the writer pings this connection now (0:
-// never): Config.WebSocketPingInterval on WebSocket, but at least twice
-// per heart-beat timeout once CONNECT negotiated one, so that a client
-// whose page cannot run its heart-beat timers (a throttled background tab)
-// stays alive on pongs alone.
-func (c *conn) pingInterval() time.Duration {
+// pingInterval is how long a WebSocket connection may stay silent before
+// the writer pings it (0: never): Config.WebSocketPingInterval, but at
+// most 3/5 of the heart-beat timeout once CONNECT negotiated one, so that
+// a client whose page cannot run its heart-beat timers (a throttled
+// background tab) stays alive on pongs alone, while a client that
+// heart-beats on time (every half timeout with the default tolerance of
+// 2) is never pinged. Both drivers count it from the later of the last
+// ping and the last byte heard.
+func (c *wire) pingInterval() time.Duration {
 	if c.pinger == nil {
 		return 0
 	}
 	every := c.srv.cfg.WebSocketPingInterval
-	if t := c.session.LivenessTimeout(); t > 0 && t/2 < every {
-		return max(t/2, time.Millisecond)
+	if t := c.session.LivenessTimeout(); t > 0 && t*3/5 < every {
+		return max(t*3/5, time.Millisecond)
 	}
 	return every
 }
 
 // ping writes a WebSocket ping (no payload, no allocation; its write
 // deadline comes from the stream's WriteDeadline hook) and counts it.
-func (c *conn) ping() error {
+func (c *wire) ping() error {
 	if err := c.pinger.WritePing(); err != nil {
 		return err
 	}
@@ -47,7 +50,7 @@ func newPingCollector(m *metrics) *pingCollector {
 	return &pingCollector{
 		m: m,
 		pings: prometheus.NewDesc("stompbox_websocket_pings_sent_total",
-			"WebSocket pings sent (every websocket.ping_interval, or twice per heart-beat timeout when that is shorter).", nil, nil),
+			"WebSocket pings sent (after websocket.ping_interval without a byte from the client, or 3/5 of its heart-beat timeout when that is shorter).", nil, nil),
 		pongs: prometheus.NewDesc("stompbox_websocket_pongs_received_total",
 			"WebSocket pongs received; each counts as the client's liveness for the heart-beat timeout.", nil, nil),
 	}

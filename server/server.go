@@ -145,6 +145,13 @@ type Config struct {
 	// heart-beat timeout, so a throttled background tab stays connected.
 	// Default 25s (DefaultWebSocketPingInterval); negative: no pings.
 	WebSocketPingInterval time.Duration
+
+	// ConnectionDriver chooses how connections are read and written:
+	// DriverEpoll (the default on Linux: an idle connection holds no
+	// goroutine and no buffer) or DriverGoroutines (a read loop and a
+	// writer per connection; the default elsewhere, and what TLS
+	// connections always use).
+	ConnectionDriver string
 }
 
 // UpgradeToken configures authenticating the WebSocket upgrade request: a
@@ -194,6 +201,9 @@ func (c Config) withDefaults() Config {
 	if c.WebSocketPath == "" {
 		c.WebSocketPath = "/ws"
 	}
+	if c.ConnectionDriver == "" {
+		c.ConnectionDriver = DriverEpoll
+	}
 	if c.ShutdownReconnectWindow == 0 {
 		c.ShutdownReconnectWindow = DefaultShutdownReconnectWindow
 	}
@@ -211,6 +221,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ConnectionBurstPerIP <= 0 {
 		c.ConnectionBurstPerIP = max(1, int(math.Ceil(2*c.ConnectionRatePerIP)))
+	}
+	if c.WebSocket.Buffers == nil {
+		c.WebSocket.Buffers = new(wsadapter.Buffers) // shared by this server's connections
 	}
 	if c.WebSocket.MaxMessage <= 0 {
 		limits := c.Broker.Frame.WithDefaults()
@@ -241,15 +254,19 @@ type Server struct {
 	https     map[*http.Server]bool     // guarded by mu: true for STOMP over WebSocket, false for admin
 	registry  *prometheus.Registry      // immutable
 	metrics   metrics
-	recovered atomic.Bool        // Recover has returned nil (or there is no journal)
-	conns     map[*conn]struct{} // guarded by mu
-	closed    bool               // guarded by mu
-	sweepStop chan struct{}      // guarded by mu: closed to stop the idle-durable sweeper; nil until it starts
-	wg        sync.WaitGroup     // one per Serve loop and per connection
+	recovered atomic.Bool             // Recover has returned nil (or there is no journal)
+	conns     map[connection]struct{} // guarded by mu
+	closed    bool                    // guarded by mu
+	sweepStop chan struct{}           // guarded by mu: closed to stop the idle-durable sweeper; nil until it starts
+	wg        sync.WaitGroup          // one per Serve loop and per connection
 
 	// proxied (guarded by mu) are connections still sending their PROXY
 	// header, for Shutdown to close.
 	proxied map[net.Conn]struct{}
+	clock   clock // immutable: what the drivers keep their deadlines in
+	// poll (guarded by mu) is the epoll driver, started with the first
+	// connection it serves and stopped by Shutdown; nil until then.
+	poll *poller
 }
 
 // New builds a Server and its Broker.
@@ -269,12 +286,13 @@ func New(cfg Config) *Server {
 		broker:    broker.New(cfg.Broker),
 		listeners: make(map[net.Listener]struct{}),
 		https:     make(map[*http.Server]bool),
-		conns:     make(map[*conn]struct{}),
+		conns:     make(map[connection]struct{}),
 		proxied:   make(map[net.Conn]struct{}),
 		trusted:   trustedProxies(cfg.TrustedProxies),
 		registry:  reg,
 		admission: newAdmission(cfg, maxTrackedIPs, time.Now),
 		refusing:  make(chan struct{}, refusalWorkers),
+		clock:     newClock(),
 	}
 	reg.MustRegister(newCollector(&s.metrics, cfg.Version))
 	reg.MustRegister(newPingCollector(&s.metrics))
@@ -433,40 +451,56 @@ func (s *Server) startConn(nc net.Conn, st stream, principal *broker.Principal, 
 	}
 	// The session is created only once the connection will be served, so
 	// every session is released.
-	c := newConn(s, nc, st)
-	if principal != nil {
-		c.session.Preauthenticate(principal) // before the read loop's first Feed
+	var cn connection
+	pc := s.newPollConn(nc, st)
+	if pc != nil {
+		cn = pc
+	} else {
+		cn = newConn(s, nc, st)
 	}
-	c.session.AcceptedAt(accepted)
+	w := cn.base()
+	if principal != nil {
+		w.session.Preauthenticate(principal) // before the driver's first Feed
+	}
+	w.session.AcceptedAt(accepted)
 	secure := secureConn(nc)
 	kind := transportTCP
-	if w, ok := st.(wsStream); ok {
-		w.WriteDeadline = c.writeDeadline
-		w.Closed = s.metrics.countWSClose
-		w.Ponged = s.metrics.countPong
+	if ws, ok := st.(wsStream); ok {
+		ws.WriteDeadline = w.writeDeadline
+		ws.Closed = s.metrics.countWSClose
+		ws.Ponged = s.metrics.countPong
 		if s.cfg.WebSocketPingInterval > 0 {
-			c.pinger = w
+			w.pinger = ws
 		}
 		kind = transportWS
 	}
 	if secure {
 		kind++ // tls after tcp, wss after ws
 	}
-	c.counters = &s.metrics.transports[kind]
-	c.counters.accepted.Add(1)
-	c.counters.open.Add(1)
-	s.cfg.Logger.Debug("connection opened", "session", c.session.ID(), "remote", nc.RemoteAddr().String(), "transport", kind.String())
-	s.conns[c] = struct{}{}
+	w.counters = &s.metrics.transports[kind]
+	w.counters.accepted.Add(1)
+	w.counters.open.Add(1)
+	s.cfg.Logger.Debug("connection opened", "session", w.session.ID(), "remote", nc.RemoteAddr().String(), "transport", kind.String(), "driver", driverName(pc != nil))
+	s.conns[cn] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	if pc != nil {
+		pc.start() // ends with endConn
+		return
+	}
 	go func() {
-		defer s.wg.Done()
-		c.serve() // closes nc, which gives the slot back
-		c.counters.open.Add(-1)
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
+		cn.(*conn).serve() // closes nc, which gives the slot back
+		s.endConn(cn)
 	}()
+}
+
+// endConn forgets a connection whose driver is done with it.
+func (s *Server) endConn(cn connection) {
+	cn.base().counters.open.Add(-1)
+	s.mu.Lock()
+	delete(s.conns, cn)
+	s.mu.Unlock()
+	s.wg.Done()
 }
 
 // Reauthorize asks every open session to check its rights again, after
@@ -480,7 +514,7 @@ func (s *Server) Reauthorize() int {
 	conns := slices.Collect(maps.Keys(s.conns)) // worked on without mu
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.session.RequestReauthorize()
+		c.base().session.RequestReauthorize()
 	}
 	return len(conns)
 }
@@ -516,15 +550,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		s.stopPoller()
 		s.sealHistories(ctx)
 		return nil
 	case <-ctx.Done():
 		s.mu.Lock()
 		for c := range s.conns {
-			_ = c.nc.Close()
+			c.closeNow()
 		}
 		s.mu.Unlock()
 		<-done // every loop exits once its socket is closed
+		s.stopPoller()
 		s.sealHistories(ctx)
 		return ctx.Err()
 	}

@@ -13,17 +13,17 @@ const DefaultShutdownReconnectWindow = 10 * time.Second
 // tellShutdown asks every session in conns to end with ERROR
 // server-shutdown, each with its own reconnect-after hint within
 // Config.ShutdownReconnectWindow (none when it is negative).
-func (s *Server) tellShutdown(conns []*conn) {
+func (s *Server) tellShutdown(conns []connection) {
 	window := s.cfg.ShutdownReconnectWindow
 	if window < 0 {
 		for _, c := range conns {
-			c.session.Shutdown()
+			c.base().session.Shutdown()
 		}
 		return
 	}
 	delays := reconnectDelays(len(conns), window, rand.Float64)
 	for i, c := range conns {
-		c.session.ShutdownReconnectAfter(delays[i])
+		c.base().session.ShutdownReconnectAfter(delays[i])
 	}
 }
 

@@ -247,3 +247,39 @@ func hasLabel[P interface {
 	}
 	return false
 }
+
+// A client that heart-beats on time is not pinged: the ping interval
+// counts from the last byte heard, and is 3/5 of the heart-beat timeout
+// (here 60ms of 100ms) while the client beats every 15ms
+// (TestWebSocketPingInterval: a silent one is pinged).
+func TestWebSocketPunctualClientNotPinged(t *testing.T) {
+	_, url := pingServer(t, 25*time.Second)
+	timingAttempts(t, 3, func(t *testing.T) string {
+		c := dialWSClient(t, url, nil, "v12.stomp")
+		c.connect("heart-beat:50,0") // a 100ms heart-beat timeout: pinged after 60ms of silence
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			tick := time.NewTicker(15 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					f := ws.MaskFrameInPlace(ws.NewTextFrame([]byte("\n")))
+					if ws.WriteFrame(c.conn, f) != nil {
+						return
+					}
+				}
+			}
+		}()
+		pings, _ := c.pingsWithin(600 * time.Millisecond)
+		close(stop)
+		<-done
+		if pings > 1 {
+			return "a client heart-beating every 15ms got " + itoa(pings) + " pings in 600ms, want none"
+		}
+		return ""
+	})
+}

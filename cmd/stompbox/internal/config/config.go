@@ -68,7 +68,7 @@ type TLS struct {
 type WebSocket struct {
 	Path           string   `yaml:"path" flag:"ws-path" help:"HTTP path that upgrades to STOMP over WebSocket"`
 	AllowedOrigins []string `yaml:"allowed_origins" flag:"allowed-origins" help:"Origin values browsers may connect from (flag and env: comma-separated); * allows any; empty allows only pages from the same host"`
-	PingInterval   Duration `yaml:"ping_interval" flag:"ws-ping-interval" help:"the server pings every WebSocket connection this often (and at least twice per negotiated heart-beat timeout); browsers answer without running page scripts and any inbound byte, pong included, counts as liveness, so a throttled background tab stays connected; 0: no pings"`
+	PingInterval   Duration `yaml:"ping_interval" flag:"ws-ping-interval" help:"the server pings a WebSocket connection silent for this long (or for 3/5 of its negotiated heart-beat timeout, when shorter); browsers answer without running page scripts and any inbound byte, pong included, counts as liveness, so a throttled background tab stays connected; 0: no pings"`
 }
 
 // HTTP bounds the HTTP listeners (listen.http, listen.https, listen.admin).
@@ -180,7 +180,8 @@ type Session struct {
 type Conn struct {
 	WriteTimeout   Duration `yaml:"write_timeout" flag:"write-timeout" help:"one socket write; a peer that reads nothing for this long is dropped"`
 	Linger         Duration `yaml:"linger" flag:"linger" help:"after the server closes a connection it reads and discards for this long, so the last frame is not lost to a TCP reset"`
-	ReadBufferSize ByteSize `yaml:"read_buffer_size" flag:"read-buffer-size" help:"per-connection read buffer"`
+	ReadBufferSize ByteSize `yaml:"read_buffer_size" flag:"read-buffer-size" help:"a connection's read buffer, taken from a pool only while bytes arrive (epoll driver) or held for the connection's life (goroutines driver)"`
+	Driver         string   `yaml:"driver" flag:"connection-driver" help:"epoll (Linux: an idle connection holds no goroutine and no buffer; TLS connections use goroutines) or goroutines (a read loop and a writer per connection)"`
 }
 
 // Presence configures presence sets: SUBSCRIBE with presence:true, and the
@@ -243,6 +244,7 @@ func Default() Config {
 			WriteTimeout:   Duration(10 * time.Second),
 			Linger:         Duration(time.Second),
 			ReadBufferSize: 4 << 10,
+			Driver:         "epoll",
 		},
 		Presence:                Presence{Grace: Duration(10 * time.Second), MaxMembers: 1000, MaxSets: 10_000},
 		ShutdownTimeout:         Duration(10 * time.Second),

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stompbox/stompbox/broker"
+	"github.com/stompbox/stompbox/server"
 	"github.com/stompbox/stompbox/wsadapter"
 )
 
@@ -139,6 +140,8 @@ func (l *Loaded) validate() error {
 	positiveDuration("shutdown_timeout", c.ShutdownTimeout)
 	check("shutdown_timeout", time.Duration(c.ShutdownTimeout) <= time.Hour, "must be at most 1h (got %s)", c.ShutdownTimeout)
 	check("shutdown_reconnect_window", c.ShutdownReconnectWindow >= 0, "must not be negative (0: off; got %s)", c.ShutdownReconnectWindow)
+	check("connection.driver", c.Conn.Driver == server.DriverEpoll || c.Conn.Driver == server.DriverGoroutines,
+		"must be %s or %s (got %q)", server.DriverEpoll, server.DriverGoroutines, c.Conn.Driver)
 	check("websocket.ping_interval", c.WebSocket.PingInterval >= 0, "must not be negative (0: off; got %s)", c.WebSocket.PingInterval)
 	check("dedupe.window", c.Dedupe.Window >= 0, "must not be negative (0: off; got %s)", c.Dedupe.Window)
 	check("dedupe.max_keys_per_user", c.Dedupe.MaxKeysPerUser > 0, "must be positive (got %d)", c.Dedupe.MaxKeysPerUser)
