@@ -23,12 +23,10 @@ import (
 // reader and one writer and no event is lost.
 type pollConn struct {
 	wire
-	shard     *pollShard         // immutable
-	raw       syscall.RawConn    // immutable: the socket, under its own locks
-	fd        int32              // immutable: the socket's descriptor, the epoll key
-	ws        *wsadapter.Conn    // immutable: nil on native STOMP
-	feedStomp func([]byte) error // immutable: feedPayload, bound once
-	readFn    func(uintptr) bool // immutable: readFromFD, bound once
+	shard *pollShard      // immutable
+	raw   syscall.RawConn // immutable: the socket, under its own locks
+	fd    int32           // immutable: the socket's descriptor, the epoll key
+	ws    *wsadapter.Conn // immutable: nil on native STOMP
 
 	reader mailbox // evRunning, evReadable, evPoke, evTimer, evWriterDone
 	writer mailbox // wRunning, wWake, wTimer
@@ -39,10 +37,7 @@ type pollConn struct {
 	hangup       bool   // epoll saw the peer's end: read to it even after a short read
 	poked        bool   // Session.Poked is due
 	readEnded    bool
-	serverClosed bool   // read by finish after both sides ended
-	rbuf         []byte // readFromFD's buffer, result and error
-	rn           int
-	rerr         error
+	serverClosed bool // read by finish after both sides ended
 
 	// writerEnded is touched by the writer goroutine only.
 	writerEnded bool
@@ -158,8 +153,6 @@ func (s *Server) newPollConn(nc net.Conn, st stream) *pollConn {
 		c.pending = append(c.pending, ws.Detach()...)
 	}
 	c.session = s.broker.NewSession(c, nc.RemoteAddr().String())
-	c.feedStomp = c.feedPayload
-	c.readFn = c.readFromFD
 	// Ready before anyone can see it: Shutdown may close it before start.
 	c.parts.Store(2)
 	now := s.clock.now()
@@ -287,12 +280,57 @@ func (c *pollConn) step() {
 	c.reader.post(evReadable) // more to do: this goroutine goes on after a look at its mailbox
 }
 
+// readBuffer is a read in progress: the pooled buffer, the read's result,
+// and the functions RawConn.Read and wsadapter.Conn.Feed call, bound once
+// per buffer rather than once per connection (an idle connection holds
+// none of it).
+type readBuffer struct {
+	buf  []byte
+	n    int
+	err  error
+	conn *pollConn // the connection reading, for feed
+	read func(fd uintptr) bool
+	feed func(payload []byte) error
+}
+
+func newReadBuffer(size int) *readBuffer {
+	rb := &readBuffer{buf: make([]byte, size)}
+	rb.read, rb.feed = rb.readFromFD, rb.feedPayload
+	return rb
+}
+
+// readFromFD is the read of readOnce, on the descriptor under the
+// socket's read lock (so a concurrent Close cannot hand the number to
+// another connection meanwhile); it never waits.
+func (rb *readBuffer) readFromFD(fd uintptr) bool {
+	for {
+		n, err := unix.Read(int(fd), rb.buf)
+		if err == unix.EINTR {
+			continue
+		}
+		rb.n, rb.err = max(n, 0), err
+		return true
+	}
+}
+
+// feedPayload feeds STOMP bytes to the session, counting them (the
+// transport's bytes in are STOMP bytes, as the goroutine driver counts).
+func (rb *readBuffer) feedPayload(p []byte) error {
+	c := rb.conn
+	c.counters.bytesIn.Add(uint64(len(p)))
+	return c.session.Feed(p)
+}
+
 // readOnce reads what there is (the bytes kept from before polling first)
 // into a pooled buffer and feeds it; false means the read side ended.
 func (c *pollConn) readOnce() bool {
-	bp := c.shard.p.readBufs.Get().(*[]byte)
-	defer c.shard.p.readBufs.Put(bp)
-	buf := *bp
+	rb := c.shard.p.readBufs.Get().(*readBuffer)
+	rb.conn = c
+	defer func() {
+		rb.conn, rb.err = nil, nil
+		c.shard.p.readBufs.Put(rb)
+	}()
+	buf := rb.buf
 	var n int
 	var err error
 	if len(c.pending) > 0 {
@@ -301,11 +339,9 @@ func (c *pollConn) readOnce() bool {
 			c.pending = nil
 		}
 	} else {
-		c.rbuf = buf
-		if err = c.raw.Read(c.readFn); err == nil {
-			n, err = c.rn, c.rerr
+		if err = c.raw.Read(rb.read); err == nil {
+			n, err = rb.n, rb.err
 		}
-		c.rbuf, c.rerr = nil, nil
 		switch {
 		case errors.Is(err, unix.EAGAIN):
 			c.readable = false
@@ -321,9 +357,9 @@ func (c *pollConn) readOnce() bool {
 		c.lastRead.Store(c.srv.clock.now())
 		var ferr error
 		if c.ws != nil {
-			ferr = c.ws.Feed(buf[:n], c.feedStomp)
+			ferr = c.ws.Feed(buf[:n], rb.feed)
 		} else {
-			ferr = c.feedPayload(buf[:n])
+			ferr = rb.feedPayload(buf[:n])
 		}
 		if ferr != nil {
 			c.fed(ferr)
@@ -335,27 +371,6 @@ func (c *pollConn) readOnce() bool {
 		return false
 	}
 	return true
-}
-
-// feedPayload feeds STOMP bytes to the session, counting them (the
-// transport's bytes in are STOMP bytes, as the goroutine driver counts).
-func (c *pollConn) feedPayload(p []byte) error {
-	c.counters.bytesIn.Add(uint64(len(p)))
-	return c.session.Feed(p)
-}
-
-// readFromFD is the read of readOnce, on the descriptor under the
-// socket's read lock (so a concurrent Close cannot hand the number to
-// another connection meanwhile); it never waits.
-func (c *pollConn) readFromFD(fd uintptr) bool {
-	for {
-		n, err := unix.Read(int(fd), c.rbuf)
-		if err == unix.EINTR {
-			continue
-		}
-		c.rn, c.rerr = max(n, 0), err
-		return true
-	}
 }
 
 // fed handles an error from feeding: a WebSocket violation, the peer's

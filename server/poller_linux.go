@@ -23,8 +23,8 @@ import (
 // the others.
 type poller struct {
 	shards []*pollShard // immutable
-	// readBufs holds the read buffers (Config.ReadBufferSize): a
-	// connection takes one only while it reads.
+	// readBufs holds the read buffers (*readBuffer of
+	// Config.ReadBufferSize): a connection takes one only while it reads.
 	readBufs sync.Pool
 	// writeBufs holds the writers' batches (*broker.OutputBatch) between
 	// flushes: a connection has one only while it writes.
@@ -55,10 +55,7 @@ const pollEvents = 256
 // newPoller starts the shards.
 func newPoller(readBufferSize int, logger *slog.Logger, k clock) (*poller, error) {
 	p := &poller{logger: logger, clock: k}
-	p.readBufs.New = func() any {
-		b := make([]byte, readBufferSize)
-		return &b
-	}
+	p.readBufs.New = func() any { return newReadBuffer(readBufferSize) }
 	p.writeBufs.New = func() any { return new(broker.OutputBatch) }
 	n := max(1, runtime.GOMAXPROCS(0))
 	for range n {
