@@ -146,3 +146,25 @@ func TestParkedSessionWakesStartNoGoroutine(t *testing.T) {
 		t.Errorf("a parked subscriber's wakes started %d goroutines (%d without it)", created[true], created[false])
 	}
 }
+
+// A read deadline only bounds the epoll driver's waits on the runtime's
+// poller; one left behind (a poke's that came after its wait, or a wait's
+// that passed meanwhile) must not stop the reads that never wait.
+func TestStaleReadDeadlineDoesNotStopReading(t *testing.T) {
+	srv := startServer(t, Config{ConnectionDriver: DriverEpoll})
+	c := dialRaw(t, srv.addr)
+	c.connect()
+	srv.mu.Lock()
+	var pc *pollConn
+	for cn := range srv.conns {
+		pc, _ = cn.(*pollConn)
+	}
+	srv.mu.Unlock()
+	if pc == nil {
+		t.Fatal("no connection under the epoll driver")
+	}
+	time.Sleep(2 * activeGrace) // quiet: back on epoll, no reader running
+	_ = pc.nc.SetReadDeadline(time.Unix(1, 0))
+	c.send(frame("SEND", "x", "destination:/queue/stale", "receipt:r1"))
+	c.expectReceipt("r1")
+}

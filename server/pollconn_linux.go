@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -38,6 +39,14 @@ type pollConn struct {
 	poked        bool   // Session.Poked is due
 	readEnded    bool
 	serverClosed bool // read by finish after both sides ended
+
+	// While bytes keep coming (active), the reader waits for more on the
+	// runtime's own poller, epoll muted for the socket, until activeUntil
+	// (a clock reading): a busy connection then costs what it does under
+	// the goroutine driver, and returns to epoll once it goes quiet.
+	active      bool // reader only
+	activeUntil int64
+	waiting     atomic.Bool // the reader waits on the runtime's poller: post interrupts it
 
 	// writerEnded is touched by the writer goroutine only.
 	writerEnded bool
@@ -75,6 +84,12 @@ const (
 // maxReadSteps bounds one run of the reader's loop before it looks at its
 // mailbox again.
 const maxReadSteps = 64
+
+// activeGrace is how long a connection whose bytes came less than this
+// apart keeps its reader waiting for more, rather than going back to
+// epoll: a burst or a steady stream is read as the goroutine driver reads
+// it, a heart-beat every few seconds is not.
+const activeGrace = 50 * time.Millisecond
 
 // mailbox is an actor's event set plus its "running" bit.
 type mailbox struct{ atomic.Uint32 }
@@ -214,6 +229,12 @@ func (c *pollConn) closeNow() {
 func (c *pollConn) post(events uint32) {
 	if c.reader.post(events) {
 		go c.runReader()
+		return
+	}
+	if events&(evPoke|evTimer|evWriterDone) != 0 && c.waiting.Load() {
+		// The reader set its deadline before it said it waits, so this
+		// one, later, interrupts the wait (awaitReadable).
+		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
 	}
 }
 
@@ -264,6 +285,12 @@ func (c *pollConn) step() {
 		}
 		read, at := s.NextDeadline(lastRead)
 		if !read || !c.readable && len(c.pending) == 0 {
+			if read && c.active && c.srv.clock.now() < c.activeUntil {
+				until := c.srv.clock.at(c.activeUntil)
+				c.readable = c.awaitReadable(earliest(until, at))
+				continue
+			}
+			c.quiet()
 			c.setReadDue(at) // a poke, at, or (when reading) epoll's next edge resumes
 			return
 		}
@@ -346,6 +373,12 @@ func (c *pollConn) readOnce() bool {
 		case errors.Is(err, unix.EAGAIN):
 			c.readable = false
 			return true
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// A deadline is only for awaitReadable's wait: one that outlived
+			// it (it passed meanwhile, or a poke's came late) must not stop
+			// this read, which never waits.
+			_ = c.nc.SetReadDeadline(time.Time{})
+			return true
 		case err == nil && n == 0:
 			err = io.EOF
 		}
@@ -354,7 +387,10 @@ func (c *pollConn) readOnce() bool {
 		c.readable = n == len(buf) || c.hangup
 	}
 	if n > 0 {
-		c.lastRead.Store(c.srv.clock.now())
+		now := c.srv.clock.now()
+		if now-c.lastRead.Swap(now) < int64(activeGrace) {
+			c.activate(now)
+		}
 		var ferr error
 		if c.ws != nil {
 			ferr = c.ws.Feed(buf[:n], rb.feed)
@@ -371,6 +407,58 @@ func (c *pollConn) readOnce() bool {
 		return false
 	}
 	return true
+}
+
+// activate keeps the reader on the runtime's poller for activeGrace more,
+// muting epoll for the socket when it was not active yet.
+func (c *pollConn) activate(now int64) {
+	c.activeUntil = now + int64(activeGrace)
+	if c.active {
+		return
+	}
+	c.active = true
+	_ = c.raw.Control(func(uintptr) { c.shard.mute(c) })
+}
+
+// quiet hands the socket back to epoll after an active spell: epoll
+// reports bytes that came meanwhile at once.
+func (c *pollConn) quiet() {
+	if !c.active {
+		return
+	}
+	c.active = false
+	_ = c.nc.SetReadDeadline(time.Time{})
+	_ = c.raw.Control(func(uintptr) { c.shard.unmute(c) })
+}
+
+// awaitReadable waits on the runtime's poller until the socket has bytes
+// (or its end), until, or a post that needs the reader: it reports
+// whether to read. The deadline is set before waiting is, and post looks
+// at waiting after it posted, so either the reader sees the event before
+// it waits or post's past deadline ends the wait.
+func (c *pollConn) awaitReadable(until time.Time) bool {
+	_ = c.nc.SetReadDeadline(until)
+	c.waiting.Store(true)
+	defer c.waiting.Store(false)
+	if c.reader.Load()&^evRunning != 0 {
+		return false // an event first
+	}
+	err := c.raw.Read(peekReadable)
+	// Bytes, or a socket that failed or closed: the read tells which.
+	return err == nil || !errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// peekReadable is RawConn.Read's function for awaitReadable: true when
+// the socket has a byte (or its end, or an error) to read, without
+// taking it; false makes the runtime wait for readiness.
+func peekReadable(fd uintptr) bool {
+	var b [1]byte
+	for {
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		if err != unix.EINTR {
+			return err != unix.EAGAIN
+		}
+	}
 }
 
 // fed handles an error from feeding: a WebSocket violation, the peer's

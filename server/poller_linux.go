@@ -151,6 +151,20 @@ func (sh *pollShard) add(c *pollConn) error {
 	return nil
 }
 
+// mute stops epoll reporting c's bytes while its reader waits for them
+// on the runtime's poller (the caller holds the socket's lock).
+func (sh *pollShard) mute(c *pollConn) {
+	ev := unix.EpollEvent{Events: unix.EPOLLET, Fd: c.fd}
+	_ = unix.EpollCtl(sh.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &ev)
+}
+
+// unmute has epoll report c's bytes again; bytes already there are
+// reported at once (the caller holds the socket's lock).
+func (sh *pollShard) unmute(c *pollConn) {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: c.fd}
+	_ = unix.EpollCtl(sh.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &ev)
+}
+
 // unwatch takes c's socket out of the epoll set; the caller holds the
 // socket's lock (RawConn.Control), so the descriptor is still c's.
 func (sh *pollShard) unwatch(c *pollConn) {
