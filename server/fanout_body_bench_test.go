@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stompbox/stompbox/frames"
 )
@@ -52,50 +51,11 @@ func benchFanoutBody(b *testing.B, tr benchTransport, consumers, size int) {
 	send := producer.wire(frame("SEND", strings.Repeat("x", size),
 		"destination:/topic/bench", "content-type:text/plain", "content-length:"+strconv.Itoa(size)))
 
-	progress := make(chan int, consumers*(window/step+2))
-	done := make(chan error, consumers)
-	reached := make([]int, b.N/step+2) // consumers at each level
-	stall := time.NewTimer(time.Hour)
-	defer stall.Stop()
-
-	b.ReportAllocs()
-	b.SetBytes(int64(size))
-	b.ResetTimer()
-	start := time.Now()
-	for _, s := range subs {
-		go func() { done <- s.consumeBy(b.N, step, progress) }()
-	}
-	low := 0 // the level every consumer has reached
-	for i := range b.N {
-		for i-low*step >= window {
-			stall.Reset(10 * time.Second)
-			select {
-			case k := <-progress:
-				reached[k]++
-				for low+1 < len(reached) && reached[low+1] == consumers {
-					low++
-				}
-			case err := <-done:
-				b.Fatalf("a consumer stopped: %v", err)
-			case <-stall.C:
-				b.Fatal("no progress for 10s")
-			}
-		}
-		if err := producer.write(send); err != nil {
-			b.Fatal(err)
-		}
-	}
-	for range consumers {
-		if err := <-done; err != nil {
-			b.Fatal(err)
-		}
-	}
-	elapsed := time.Since(start)
-	b.StopTimer()
-	b.ReportMetric(float64(b.N*consumers)/elapsed.Seconds(), "msgs/s")
+	runDelivery(b, producer, send, subs, size, step, window)
 }
 
-// consumeBy is consume with progress reported every step messages.
+// consumeBy reads n messages, reporting on progress every level it
+// reaches (k*step messages).
 func (c *benchClient) consumeBy(n, step int, progress chan<- int) error {
 	level := 0
 	for c.count.messages < n {

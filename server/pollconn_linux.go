@@ -27,7 +27,10 @@ type pollConn struct {
 	shard *pollShard      // immutable
 	raw   syscall.RawConn // immutable: the socket, under its own locks
 	fd    int32           // immutable: the socket's descriptor, the epoll key
-	ws    *wsadapter.Conn // immutable: nil on native STOMP
+	// waiting says the reader waits on the runtime's poller: post
+	// interrupts it (next to fd: no padding of its own).
+	waiting atomic.Bool
+	ws      *wsadapter.Conn // immutable: nil on native STOMP
 
 	reader mailbox // evRunning, evReadable, evPoke, evTimer, evWriterDone
 	writer mailbox // wRunning, wWake, wTimer
@@ -41,12 +44,10 @@ type pollConn struct {
 	serverClosed bool // read by finish after both sides ended
 
 	// While bytes keep coming (active), the reader waits for more on the
-	// runtime's own poller, epoll muted for the socket, until activeUntil
-	// (a clock reading): a busy connection then costs what it does under
-	// the goroutine driver, and returns to epoll once it goes quiet.
-	active      bool // reader only
-	activeUntil int64
-	waiting     atomic.Bool // the reader waits on the runtime's poller: post interrupts it
+	// runtime's own poller, epoll muted for the socket, until activeGrace
+	// after the last bytes: a busy connection then costs what it does
+	// under the goroutine driver, and returns to epoll once it goes quiet.
+	active bool // reader only
 
 	// writerEnded is touched by the writer goroutine only.
 	writerEnded bool
@@ -171,7 +172,9 @@ func (s *Server) newPollConn(nc net.Conn, st stream) *pollConn {
 	// Ready before anyone can see it: Shutdown may close it before start.
 	c.parts.Store(2)
 	now := s.clock.now()
-	c.lastRead.Store(now)
+	// A connection's first bytes do not make it active: a client that
+	// sends CONNECT and SUBSCRIBE and then idles is the common case.
+	c.lastRead.Store(now - int64(activeGrace))
 	c.lastWrite.Store(now)
 	c.lastPing.Store(now)
 	_ = nc.SetReadDeadline(time.Time{}) // net/http's, on an upgraded connection
@@ -285,9 +288,11 @@ func (c *pollConn) step() {
 		}
 		read, at := s.NextDeadline(lastRead)
 		if !read || !c.readable && len(c.pending) == 0 {
-			if read && c.active && c.srv.clock.now() < c.activeUntil {
-				until := c.srv.clock.at(c.activeUntil)
-				c.readable = c.awaitReadable(earliest(until, at))
+			if activeUntil := c.lastRead.Load() + int64(activeGrace); read && c.active && c.srv.clock.now() < activeUntil {
+				c.readable = c.awaitReadable(earliest(c.srv.clock.at(activeUntil), at))
+				if c.reader.Load()&^evRunning != 0 {
+					return // an event ended the wait: runReader takes it, then steps again
+				}
 				continue
 			}
 			c.quiet()
@@ -389,7 +394,7 @@ func (c *pollConn) readOnce() bool {
 	if n > 0 {
 		now := c.srv.clock.now()
 		if now-c.lastRead.Swap(now) < int64(activeGrace) {
-			c.activate(now)
+			c.activate()
 		}
 		var ferr error
 		if c.ws != nil {
@@ -409,14 +414,14 @@ func (c *pollConn) readOnce() bool {
 	return true
 }
 
-// activate keeps the reader on the runtime's poller for activeGrace more,
-// muting epoll for the socket when it was not active yet.
-func (c *pollConn) activate(now int64) {
-	c.activeUntil = now + int64(activeGrace)
+// activate keeps the reader on the runtime's poller (until activeGrace
+// after the last bytes), muting epoll for the socket.
+func (c *pollConn) activate() {
 	if c.active {
 		return
 	}
 	c.active = true
+	c.readDue.Store(0) // the reader keeps its own deadlines while active (step)
 	_ = c.raw.Control(func(uintptr) { c.shard.mute(c) })
 }
 

@@ -207,25 +207,6 @@ func (c *benchClient) nextFrame(b *testing.B) frames.Command {
 	return cmd
 }
 
-// consume reads until n messages have arrived, sending on progress the
-// level k each time it has k*benchStep messages; it returns nil when done,
-// or why it stopped.
-func (c *benchClient) consume(n int, progress chan<- int) error {
-	level := 0
-	for c.count.messages < n {
-		if err := c.readSome(); err != nil {
-			return err
-		}
-		if c.count.other != 0 || c.count.badBody {
-			return errors.New("bench: unexpected frame " + c.count.other.String())
-		}
-		for ; (level+1)*benchStep <= c.count.messages; level++ {
-			progress <- level + 1
-		}
-	}
-	return nil
-}
-
 // benchDelivery runs one producer and consumers subscribers of dest over
 // tr: b.N SENDs, each delivered to every subscriber (topic) or to the one
 // consumer (queue). msgs/s counts deliveries per second of wall time, from
@@ -254,25 +235,32 @@ func benchDeliveryAfter(b *testing.B, tr benchTransport, dest string, consumers 
 	send := producer.wire(frame("SEND", strings.Repeat("x", benchBodySize),
 		"destination:"+dest, "content-type:text/plain", "content-length:128"))
 
-	// Each consumer reports every level it reaches (k*benchStep messages)
-	// on progress; the producer may run benchWindow ahead of the lowest
-	// level every consumer has reached.
-	progress := make(chan int, consumers*(benchWindow/benchStep+2))
+	runDelivery(b, producer, send, subs, benchBodySize, benchStep, benchWindow)
+}
+
+// runDelivery is the timed part of the delivery benchmarks: producer
+// writes send b.N times while every one of subs reads b.N messages of
+// size bytes. Each consumer reports every level it reaches (k*step
+// messages) on progress; the producer may run window messages ahead of
+// the lowest level every consumer has reached.
+func runDelivery(b *testing.B, producer *benchClient, send []byte, subs []*benchClient, size, step, window int) {
+	consumers := len(subs)
+	progress := make(chan int, consumers*(window/step+2))
 	done := make(chan error, consumers)
-	reached := make([]int, b.N/benchStep+2) // consumers at each level
+	reached := make([]int, b.N/step+2) // consumers at each level
 	stall := time.NewTimer(time.Hour)
 	defer stall.Stop()
 
 	b.ReportAllocs()
-	b.SetBytes(benchBodySize)
+	b.SetBytes(int64(size))
 	b.ResetTimer()
 	start := time.Now()
 	for _, s := range subs {
-		go func() { done <- s.consume(b.N, progress) }()
+		go func() { done <- s.consumeBy(b.N, step, progress) }()
 	}
 	low := 0 // the level every consumer has reached
 	for i := range b.N {
-		for i-low*benchStep >= benchWindow {
+		for i-low*step >= window {
 			stall.Reset(10 * time.Second)
 			select {
 			case k := <-progress:

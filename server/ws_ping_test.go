@@ -22,6 +22,31 @@ func pingServer(t *testing.T, ping time.Duration) (*testServer, string) {
 	})
 }
 
+// every runs f every d until the returned stop is called (which waits for
+// it) or f fails.
+func every(d time.Duration, f func() error) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(d)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+				if f() != nil {
+					return
+				}
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
+}
+
 // pingsWithin reads every frame the server sends during window (it must
 // not close) and returns how many were pings and how many data messages.
 func (c *wsClient) pingsWithin(window time.Duration) (pings, data int) {
@@ -63,34 +88,20 @@ func TestWebSocketPingInterval(t *testing.T) {
 			timingAttempts(t, 3, func(t *testing.T) string {
 				c := dialWSClient(t, url, nil, "v12.stomp")
 				c.connect("heart-beat:0,0")
-				stop := make(chan struct{})
-				done := make(chan struct{})
+				stop := func() {}
 				if traffic {
 					c.text(frame("SUBSCRIBE", "", "id:0", "destination:/topic/ping"))
 					pub := dialRaw(t, srv.addr)
 					pub.connect()
-					go func() { // a message every 5ms, so the writer never idles for a ping's length
-						defer close(done)
-						tick := time.NewTicker(5 * time.Millisecond)
-						defer tick.Stop()
-						for {
-							select {
-							case <-stop:
-								return
-							case <-tick.C:
-								if _, err := pub.conn.Write([]byte(frame("SEND", "x", "destination:/topic/ping"))); err != nil {
-									return
-								}
-							}
-						}
-					}()
-				} else {
-					close(done)
+					// A message every 5ms, so the writer never idles for a ping's length.
+					stop = every(5*time.Millisecond, func() error {
+						_, err := pub.conn.Write([]byte(frame("SEND", "x", "destination:/topic/ping")))
+						return err
+					})
 				}
 				before := srv.metrics.pingsSent.Load()
 				pings, data := c.pingsWithin(window)
-				close(stop)
-				<-done
+				stop()
 				if traffic && data < 50 {
 					t.Fatalf("only %d messages during the window, want a steady flow", data)
 				}
@@ -257,26 +268,11 @@ func TestWebSocketPunctualClientNotPinged(t *testing.T) {
 	timingAttempts(t, 3, func(t *testing.T) string {
 		c := dialWSClient(t, url, nil, "v12.stomp")
 		c.connect("heart-beat:50,0") // a 100ms heart-beat timeout: pinged after 60ms of silence
-		stop, done := make(chan struct{}), make(chan struct{})
-		go func() {
-			defer close(done)
-			tick := time.NewTicker(15 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-					f := ws.MaskFrameInPlace(ws.NewTextFrame([]byte("\n")))
-					if ws.WriteFrame(c.conn, f) != nil {
-						return
-					}
-				}
-			}
-		}()
+		stop := every(15*time.Millisecond, func() error {
+			return ws.WriteFrame(c.conn, ws.MaskFrameInPlace(ws.NewTextFrame([]byte("\n"))))
+		})
 		pings, _ := c.pingsWithin(600 * time.Millisecond)
-		close(stop)
-		<-done
+		stop()
 		if pings > 1 {
 			return "a client heart-beating every 15ms got " + itoa(pings) + " pings in 600ms, want none"
 		}
