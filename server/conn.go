@@ -30,8 +30,7 @@ type wire struct {
 	pinger interface{ WritePing() error }
 }
 
-func (w *wire) sess() *broker.Session { return w.session }
-func (w *wire) base() *wire           { return w }
+func (w *wire) base() *wire { return w }
 
 // conn drives one connection with two goroutines: serve runs the read
 // loop on the accepting goroutine's child and owns a writer goroutine,
