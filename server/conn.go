@@ -127,10 +127,10 @@ func (c *conn) readLoop() (serverClosed bool) {
 	c.lastRead = time.Now()
 	c.heard.Store(c.srv.clock.reading(c.lastRead))
 	for {
-		if c.session.Tick(time.Now(), c.lastRead, c.poked.Swap(false)) != nil {
+		read, at, err := c.session.Tick(time.Now(), c.lastRead, c.poked.Swap(false))
+		if err != nil {
 			return true
 		}
-		read, at := c.session.NextDeadline(c.lastRead)
 		if !read {
 			if reason, _ := c.session.Blocked(); reason != broker.NotFull {
 				buf = nil // blocked for a while, maybe: do not pin the buffer meanwhile

@@ -9,12 +9,6 @@ import (
 	"time"
 )
 
-func openConnCount(s *Server) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
-}
-
 // A client that sends its last frame and closes at once puts the bytes and
 // its FIN behind one readiness edge: the short read of the bytes is not
 // the end, and the driver must read on to it.
@@ -41,7 +35,7 @@ func TestClientClosingRightAfterItsLastFrameIsSeen(t *testing.T) {
 			}
 			open := n
 			for range 300 {
-				if open = openConnCount(srv.Server); open == 0 {
+				if open = srv.openConns(); open == 0 {
 					break
 				}
 				time.Sleep(10 * time.Millisecond)
@@ -95,7 +89,7 @@ func TestShutdownBeforeTheEpollDriverStarts(t *testing.T) {
 		pc.closeNow()
 		<-ended
 	}
-	if got := openConnCount(srv); got != 0 {
+	if got := (&testServer{Server: srv}).openConns(); got != 0 {
 		t.Errorf("%d connections still listed", got)
 	}
 	srv.stopPoller()

@@ -185,10 +185,7 @@ func (s *Server) newPollConn(nc net.Conn, st stream) *pollConn {
 // (crypto/tls reads ahead and keeps state the driver cannot see).
 func pollableSocket(nc net.Conn) (syscall.Conn, *admittedConn) {
 	ac, _ := nc.(*admittedConn)
-	if ac != nil {
-		nc = ac.Conn
-	}
-	switch sc := nc.(type) {
+	switch sc := socketOf(nc).(type) {
 	case *net.TCPConn:
 		return sc, ac
 	case *net.UnixConn:
@@ -282,11 +279,11 @@ func (c *pollConn) step() {
 		poked := c.poked
 		c.poked = false
 		lastRead := c.srv.clock.at(c.lastRead.Load())
-		if s.Tick(time.Now(), lastRead, poked) != nil {
+		read, at, err := s.Tick(time.Now(), lastRead, poked)
+		if err != nil {
 			c.endRead(true)
 			return
 		}
-		read, at := s.NextDeadline(lastRead)
 		if !read || !c.readable && len(c.pending) == 0 {
 			if activeUntil := c.lastRead.Load() + int64(activeGrace); read && c.active && c.srv.clock.now() < activeUntil {
 				c.readable = c.awaitReadable(earliest(c.srv.clock.at(activeUntil), at))

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -109,12 +108,6 @@ func TestIdleConnectionFootprint(t *testing.T) {
 			}
 		})
 	}
-}
-
-func ExampleConfig_connectionDriver() {
-	cfg := Config{ConnectionDriver: DriverEpoll} // the default on Linux
-	fmt.Println(cfg.ConnectionDriver)
-	// Output: epoll
 }
 
 // A client may send its CONNECT in the same packet as the upgrade request:

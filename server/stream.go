@@ -48,11 +48,17 @@ func (tcpStream) Goodbye(broker.CloseReason) {}
 // (which only reads differently) keeps the vector: a net.Buffers write to
 // a wrapper is one write per slice.
 func vectorConn(nc net.Conn) *net.TCPConn {
-	if ac, ok := nc.(*admittedConn); ok {
-		nc = ac.Conn
-	}
-	tc, _ := nc.(*net.TCPConn)
+	tc, _ := socketOf(nc).(*net.TCPConn)
 	return tc
+}
+
+// socketOf is the connection under an admission slot's wrapper (nc itself
+// when it has none): the socket for writev and epoll, unless TLS.
+func socketOf(nc net.Conn) net.Conn {
+	if ac, ok := nc.(*admittedConn); ok {
+		return ac.Conn
+	}
+	return nc
 }
 
 // wsStream is STOMP over WebSocket.
