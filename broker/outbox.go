@@ -221,6 +221,15 @@ func (o *outbox) take(spareEntries []outEntry, spareCtrl []byte, spareStarved []
 	return entries, ctrl, starved, o.closing
 }
 
+// releaseIfEmpty lets go of the queue's buffers when nothing is queued.
+func (o *outbox) releaseIfEmpty() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.entries) == 0 && len(o.ctrl) == 0 {
+		o.entries, o.ctrl = nil, nil
+	}
+}
+
 func (o *outbox) closeReason() (CloseReason, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -53,7 +53,8 @@ type Authenticator interface {
 	// Authenticate returns the client's principal, or an error whose text
 	// is safe to show the client: it must never contain the credentials.
 	// An error wrapping ErrAuthUnavailable means the check itself could
-	// not run (a key file unreadable): the client may retry.
+	// not run (a key file unreadable): the client may retry. The broker
+	// never modifies the principal, so one may be given to many clients.
 	Authenticate(ctx context.Context, c Credentials) (*Principal, error)
 }
 

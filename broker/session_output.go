@@ -23,6 +23,16 @@ func (s *Session) Output(b *OutputBatch) (closing bool) {
 	return s.output(b)
 }
 
+// WriterIdle lets go of the buffers the writer keeps for a busy
+// connection: the queues it swaps with the outbox and the removal records.
+// A driver calls it, after Output, when it has had nothing to write for a
+// heart-beat interval, so that an idle connection holds none; the next
+// output makes them again. Writer side, like Output.
+func (s *Session) WriterIdle() {
+	s.spareEntries, s.spareCtrl, s.spareStarved, s.spareRemovals = nil, nil, nil, nil
+	s.out.releaseIfEmpty()
+}
+
 // AppendOutput is Output into one contiguous buffer: it appends everything
 // queued for this connection, encoded, to dst and returns the result, plus
 // whether the session is closing. Every body is copied into out.

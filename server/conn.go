@@ -228,6 +228,7 @@ func (c *conn) writeLoop() {
 		}
 		closing := c.session.Output(&batch)
 		if batch.Len() == 0 && beat {
+			c.session.WriterIdle()  // silent for an interval: keep no buffers
 			batch.AppendHeartbeat() // STOMP 1.2: a heart-beat is an EOL
 			c.srv.metrics.heartbeatsSent.Add(1)
 		}

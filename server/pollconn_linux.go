@@ -615,7 +615,8 @@ func (c *pollConn) flush(b *broker.OutputBatch, timer bool) {
 			}
 		}
 		if every := c.session.HeartbeatInterval(); every > 0 && b.Len() == 0 && now >= c.lastWrite.Load()+int64(every) {
-			b.AppendHeartbeat() // STOMP 1.2: a heart-beat is an EOL
+			c.session.WriterIdle() // silent for an interval: keep no buffers
+			b.AppendHeartbeat()    // STOMP 1.2: a heart-beat is an EOL
 			c.srv.metrics.heartbeatsSent.Add(1)
 		}
 	}

@@ -68,6 +68,14 @@ type Options struct {
 	// package server/auth), in order.
 	Reloaders []Reloader
 
+	// MemoryReleaseInterval, when positive, is how often Run checks
+	// whether the broker has gone quiet after a burst of work (connections
+	// opened, a backlog drained) and, if so, collects the garbage it left
+	// and returns the memory to the system (runtime/debug.FreeOSMemory).
+	// An idle broker allocates nothing, so without this the garbage
+	// stays until the next allocation: up to GOGC percent of the live heap.
+	MemoryReleaseInterval time.Duration
+
 	// OnListening, when set, is called from Run once per listener bound,
 	// in binding order, with its name (the names of Listen's fields:
 	// "admin", "stomp", "stomp_tls", "http", "https") and the address
@@ -263,8 +271,19 @@ func (r *running) serve(ctx context.Context, opts Options) error {
 		defer t.Stop()
 		journalCheck = t.C
 	}
+	var memoryCheck <-chan time.Time
+	var releaser *memoryReleaser
+	if opts.MemoryReleaseInterval > 0 {
+		t := time.NewTicker(opts.MemoryReleaseInterval)
+		defer t.Stop()
+		memoryCheck, releaser = t.C, newMemoryReleaser()
+	}
 	for {
 		select {
+		case <-memoryCheck:
+			if releaser.check() {
+				r.logger.Debug("quiet after a burst: heap garbage collected and returned to the system")
+			}
 		case <-journalCheck:
 			if err := r.journal.Failed(); err != nil {
 				r.logger.Error("journal failed: persistent work is refused (ERROR journal-failed) and /readyz fails; "+

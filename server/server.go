@@ -267,6 +267,11 @@ type Server struct {
 	// poll (guarded by mu) is the epoll driver, started with the first
 	// connection it serves and stopped by Shutdown; nil until then.
 	poll *poller
+	// wsClosed and wsPonged are the WebSocket connections' metrics hooks,
+	// made once (immutable): a method value per connection is a heap
+	// object per connection.
+	wsClosed func(wsadapter.CloseCode, bool)
+	wsPonged func()
 }
 
 // New builds a Server and its Broker.
@@ -294,6 +299,7 @@ func New(cfg Config) *Server {
 		refusing:  make(chan struct{}, refusalWorkers),
 		clock:     newClock(),
 	}
+	s.wsClosed, s.wsPonged = s.metrics.countWSClose, s.metrics.countPong
 	reg.MustRegister(newCollector(&s.metrics, cfg.Version))
 	reg.MustRegister(newPingCollector(&s.metrics))
 	if cfg.Certificate != nil {
@@ -467,8 +473,8 @@ func (s *Server) startConn(nc net.Conn, st stream, principal *broker.Principal, 
 	kind := transportTCP
 	if ws, ok := st.(wsStream); ok {
 		ws.WriteDeadline = w.writeDeadline
-		ws.Closed = s.metrics.countWSClose
-		ws.Ponged = s.metrics.countPong
+		ws.Closed = s.wsClosed
+		ws.Ponged = s.wsPonged
 		if s.cfg.WebSocketPingInterval > 0 {
 			w.pinger = ws
 		}

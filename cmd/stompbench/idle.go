@@ -22,7 +22,8 @@ const fdSlack = 64
 const clockTicks = 100
 
 // runIdle opens N connections with heart-beats and one subscription each,
-// holds them and measures the broker's memory and CPU meanwhile.
+// holds them, and measures the broker's CPU meanwhile and its memory at
+// the end.
 func (r *runner) runIdle() error {
 	cfg := r.cfg
 	if err := raiseNoFile(uint64(cfg.Connections) + fdSlack); err != nil {
@@ -69,14 +70,6 @@ func (r *runner) runIdle() error {
 	r.res.Connections = len(r.conns)
 	r.mu.Unlock()
 	r.res.ConnectRate = float64(r.res.Connections) / elapsed.Seconds()
-	if pid > 0 {
-		after, err := settledRSS(pid)
-		if err != nil {
-			return err
-		}
-		perConn := float64(after-before) / float64(r.res.Connections)
-		r.res.RSSBefore, r.res.RSSAfter, r.res.RSSPerConn = before, after, &perConn
-	}
 	var cpu0 int64
 	if pid > 0 {
 		var err error
@@ -99,6 +92,14 @@ func (r *runner) runIdle() error {
 		}
 		pct := float64(cpu1-cpu0) / clockTicks / time.Since(held).Seconds() * 100
 		r.res.CPUPct = &pct
+		// Read at the end of the hold: what an idle connection costs once
+		// the broker has settled, not the garbage of opening them.
+		after, err := settledRSS(pid)
+		if err != nil {
+			return err
+		}
+		perConn := float64(after-before) / float64(r.res.Connections)
+		r.res.RSSBefore, r.res.RSSAfter, r.res.RSSPerConn = before, after, &perConn
 	}
 	return nil
 }

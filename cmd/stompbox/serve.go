@@ -67,13 +67,14 @@ func runOptions(l *config.Loaded, logger *slog.Logger, hup <-chan os.Signal) (se
 		Config: sc,
 		Listen: server.Listen{STOMP: c.Listen.STOMP, STOMPTLS: c.Listen.STOMPTLS, HTTP: c.Listen.HTTP,
 			HTTPS: c.Listen.HTTPS, Admin: c.Listen.Admin},
-		JournalDir:      c.Journal.Dir,
-		Journal:         jc,
-		Cluster:         cc,
-		ShutdownTimeout: time.Duration(c.ShutdownTimeout),
-		Reload:          hup,
-		Reloaders:       sec.reloaders,
-		LogAttrs:        []any{"config", l.File},
+		JournalDir:            c.Journal.Dir,
+		Journal:               jc,
+		Cluster:               cc,
+		ShutdownTimeout:       time.Duration(c.ShutdownTimeout),
+		MemoryReleaseInterval: time.Duration(c.Memory.ReleaseInterval),
+		Reload:                hup,
+		Reloaders:             sec.reloaders,
+		LogAttrs:              []any{"config", l.File},
 	}, nil
 }
 

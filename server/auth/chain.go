@@ -26,6 +26,10 @@ type chain struct {
 	jwt       broker.Authenticator   // nil if none
 	logins    []broker.Authenticator // Users and any other, in the order given
 	anonymous broker.Authenticator   // nil if none
+	// anonymousPrincipal is the one every anonymous client gets: the
+	// broker never modifies a principal, and a site of anonymous readers
+	// holds many of them (docs/operations.md, "Sizing").
+	anonymousPrincipal *broker.Principal
 }
 
 // Chain combines authenticators; each client is sent to exactly one kind,
@@ -65,6 +69,7 @@ func Chain(authenticators ...broker.Authenticator) broker.Authenticator {
 			}
 		case Anonymous, *Anonymous:
 			c.anonymous = Anonymous{}
+			c.anonymousPrincipal, _ = Anonymous{}.Authenticate(context.Background(), broker.Credentials{})
 		default:
 			c.logins = append(c.logins, v)
 		}
@@ -96,7 +101,7 @@ func (c *chain) Authenticate(ctx context.Context, cr broker.Credentials) (*broke
 		return nil, ErrInvalidCredentials
 	case cr.Passcode == "":
 		if c.anonymous != nil {
-			return c.anonymous.Authenticate(ctx, cr)
+			return c.anonymousPrincipal, nil
 		}
 		return nil, ErrAuthRequired
 	}

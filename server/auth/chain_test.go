@@ -197,3 +197,17 @@ func TestUsersCheckPrincipalAfterReload(t *testing.T) {
 		t.Errorf("bob after reload: %+v, %v; want roles [ops] on a new principal", got, err)
 	}
 }
+
+// Anonymous clients share one principal: a site of anonymous readers
+// would otherwise hold one per connection.
+func TestChainAnonymousPrincipalShared(t *testing.T) {
+	c := Chain(Anonymous{})
+	p1, err1 := c.Authenticate(context.Background(), broker.Credentials{})
+	p2, err2 := c.Authenticate(context.Background(), broker.Credentials{})
+	if err1 != nil || err2 != nil {
+		t.Fatalf("anonymous refused: %v, %v", err1, err2)
+	}
+	if p1 != p2 || p1.Name != "anonymous" || !p1.Anonymous {
+		t.Fatalf("principals %p %+v and %p %+v: want one shared anonymous principal", p1, p1, p2, p2)
+	}
+}

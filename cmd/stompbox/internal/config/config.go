@@ -29,6 +29,7 @@ type Config struct {
 	Presence  Presence  `yaml:"presence"`
 	Dedupe    Dedupe    `yaml:"dedupe"`
 	Cluster   Cluster   `yaml:"cluster"`
+	Memory    Memory    `yaml:"memory"`
 	// VirtualHosts are isolated namespaces of destinations besides "/".
 	VirtualHosts []string `yaml:"virtual_hosts" flag:"virtual-hosts" help:"virtual hosts besides \"/\", each an isolated namespace chosen by the CONNECT host header; with any set, a CONNECT naming another host is refused (flag and env: comma-separated)"`
 	// TrustedProxies are the load balancers whose word on the client's address is taken.
@@ -184,6 +185,11 @@ type Conn struct {
 	Driver         string   `yaml:"driver" flag:"connection-driver" help:"epoll (Linux: an idle connection holds no goroutine and no buffer; TLS connections use goroutines) or goroutines (a read loop and a writer per connection)"`
 }
 
+// Memory configures how the process gives memory back to the system.
+type Memory struct {
+	ReleaseInterval Duration `yaml:"release_interval" flag:"memory-release-interval" help:"how often the broker checks whether it has gone quiet after a burst (connections opened, a backlog drained) and, if so, collects the garbage the burst left and returns it to the system; an idle broker allocates nothing, so otherwise that memory (up to GOGC percent of the live heap) stays; 0: never"`
+}
+
 // Presence configures presence sets: SUBSCRIBE with presence:true, and the
 // /presence/<topic> streams (docs/compliance.md, "Presence").
 type Presence struct {
@@ -247,6 +253,7 @@ func Default() Config {
 			Driver:         "epoll",
 		},
 		Presence:                Presence{Grace: Duration(10 * time.Second), MaxMembers: 1000, MaxSets: 10_000},
+		Memory:                  Memory{ReleaseInterval: Duration(10 * time.Second)},
 		ShutdownTimeout:         Duration(10 * time.Second),
 		Session:                 Session{ResumeGrace: Duration(2 * time.Minute), MaxParked: 10_000, MaxParkedPerIP: 100},
 		Topics:                  Topics{HistoryMaxBytes: 256 << 20},

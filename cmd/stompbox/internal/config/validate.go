@@ -144,6 +144,8 @@ func (l *Loaded) validate() error {
 		"must be %s or %s (got %q)", server.DriverEpoll, server.DriverGoroutines, c.Conn.Driver)
 	check("websocket.ping_interval", c.WebSocket.PingInterval >= 0, "must not be negative (0: off; got %s)", c.WebSocket.PingInterval)
 	check("dedupe.window", c.Dedupe.Window >= 0, "must not be negative (0: off; got %s)", c.Dedupe.Window)
+	check("memory.release_interval", c.Memory.ReleaseInterval == 0 || time.Duration(c.Memory.ReleaseInterval) >= time.Second,
+		"must be 0 (never) or at least 1s: each release is a full collection (got %s)", c.Memory.ReleaseInterval)
 	check("dedupe.max_keys_per_user", c.Dedupe.MaxKeysPerUser > 0, "must be positive (got %d)", c.Dedupe.MaxKeysPerUser)
 	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return errors.Join(errs...)
