@@ -125,7 +125,7 @@ scenarios=(
 	"topic-1-100-ws|ws|-scenario topic -subscribers 100 -messages $(n 20000)"
 	"latency-10k-tcp|tcp|-scenario latency -rate 10000 -duration $(d 10s)"
 	"persistent-tcp|tcp|-scenario persistent -producers 1 -consumers 1 -window 64 -messages $(n 20000)"
-	"idle-ws|ws|-scenario idle -connections $(n 5000) -duration $(d 10s) -heartbeat 10000,10000"
+	"idle-ws|ws|-scenario idle -connections $(n 5000) -duration $(d 25s) -heartbeat 10000,10000"
 )
 
 raw="$OUT/raw"
