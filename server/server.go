@@ -484,6 +484,10 @@ func (s *Server) startConn(nc net.Conn, st stream, principal *broker.Principal, 
 		kind++ // tls after tcp, wss after ws
 	}
 	w.counters = &s.metrics.transports[kind]
+	w.kind, w.accepted = kind, accepted
+	if accepted.IsZero() {
+		w.accepted = time.Now()
+	}
 	w.counters.accepted.Add(1)
 	w.counters.open.Add(1)
 	s.cfg.Logger.Debug("connection opened", "session", w.session.ID(), "remote", nc.RemoteAddr().String(), "transport", kind.String(), "driver", driverName(pc != nil))
