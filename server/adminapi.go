@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -45,9 +46,13 @@ type adminAPI struct {
 	// destination (404) and one that is not a plain queue (409).
 	notFound, notQueue error
 	// now is the clock of rates and ages (immutable).
-	now   func() time.Time
-	auth  adminAuth
-	rates rateKeeper
+	now func() time.Time
+	// started is when the server was made; node is this node's name (the
+	// cluster's, or the host's). Immutable.
+	started time.Time
+	node    string
+	auth    adminAuth
+	rates   rateKeeper
 	// streams holds a token per open /api/events stream.
 	streams chan struct{}
 	// done is closed by stop (Shutdown): event streams end.
@@ -61,15 +66,20 @@ const maxEventStreams = 32
 func newAdminAPI(s *Server) *adminAPI {
 	a := &adminAPI{
 		srv:       s,
-		broker:    s.broker,
 		log:       s.cfg.Logger,
-		sessionOf: func(w *wire) adminSession { return w.session },
+		sessionOf: func(w *wire) adminSession { as, _ := any(w.session).(adminSession); return as },
 		notFound:  broker.ErrNoSuchDestination,
 		notQueue:  broker.ErrNotAQueue,
 		now:       time.Now,
 		streams:   make(chan struct{}, maxEventStreams),
 		done:      make(chan struct{}),
 	}
+	a.started = a.now()
+	a.node, _ = os.Hostname()
+	if ci, ok := s.cfg.Cluster.(clusterInfo); ok {
+		a.node = ci.Info().Node
+	}
+	a.broker, _ = any(s.broker).(adminBroker)
 	a.auth = newAdminAuth(s.cfg, s.broker.DelayAuthFailure)
 	return a
 }
