@@ -67,7 +67,8 @@ func newAdminAPI(s *Server) *adminAPI {
 	a := &adminAPI{
 		srv:       s,
 		log:       s.cfg.Logger,
-		sessionOf: func(w *wire) adminSession { as, _ := any(w.session).(adminSession); return as },
+		broker:    s.broker,
+		sessionOf: func(w *wire) adminSession { return w.session },
 		notFound:  broker.ErrNoSuchDestination,
 		notQueue:  broker.ErrNotAQueue,
 		now:       time.Now,
@@ -79,7 +80,6 @@ func newAdminAPI(s *Server) *adminAPI {
 	if ci, ok := s.cfg.Cluster.(clusterInfo); ok {
 		a.node = ci.Info().Node
 	}
-	a.broker, _ = any(s.broker).(adminBroker)
 	a.auth = newAdminAuth(s.cfg, s.broker.DelayAuthFailure)
 	return a
 }
@@ -131,7 +131,7 @@ func (a *adminAPI) brokerStatus(err error) int {
 		return http.StatusNotFound
 	case a.notQueue != nil && errors.Is(err, a.notQueue):
 		return http.StatusConflict
-	case errors.Is(err, broker.ErrJournalFull), errors.Is(err, broker.ErrJournalFailed):
+	case errors.Is(err, broker.ErrJournalFull), errors.Is(err, broker.ErrJournalFailed), errors.Is(err, broker.ErrQueueFull):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
