@@ -2,13 +2,17 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-stomp/stomp/v3"
+
+	"github.com/stompbox/stompbox/broker"
 )
 
 // apiClient calls the admin API at base with one credential (set by
@@ -59,7 +63,7 @@ func (c apiClient) do(method, path string, body any) (int, []byte) {
 	if err != nil {
 		c.t.Fatalf("%s %s: reading: %v", method, path, err)
 	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" && resp.StatusCode != http.StatusMethodNotAllowed {
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		c.t.Errorf("%s %s: Content-Type %q", method, path, ct)
 	}
 	return resp.StatusCode, out
@@ -138,3 +142,14 @@ type (
 		Items                []durableItem
 	}
 )
+
+// countingAuth counts the checks an Authenticator runs.
+type countingAuth struct {
+	inner broker.Authenticator
+	calls atomic.Int64
+}
+
+func (c *countingAuth) Authenticate(ctx context.Context, cr broker.Credentials) (*broker.Principal, error) {
+	c.calls.Add(1)
+	return c.inner.Authenticate(ctx, cr)
+}
