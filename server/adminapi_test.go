@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-stomp/stomp/v3"
+	"github.com/gobwas/ws/wsutil"
 
 	"github.com/stompbox/stompbox/broker"
 )
@@ -206,5 +207,30 @@ func TestAdminAPIJournalAndClusterAbsent(t *testing.T) {
 	code, body := api2.do(http.MethodGet, "/api/journal", nil)
 	if code != http.StatusOK || strings.TrimSpace(string(body)) != `{"enabled":true}` {
 		t.Errorf("opaque journal: %d %s", code, body)
+	}
+}
+
+// TestAdminAPIWebSocketConnection lists a STOMP-over-WebSocket client as
+// transport ws, with its bytes, and an operator close reaches it as an
+// ERROR frame.
+func TestAdminAPIWebSocketConnection(t *testing.T) {
+	srv, wsURL := startWebServer(t, Config{AdminToken: "0123456789abcdef"})
+	api := apiClient{t: t, base: startAdmin(t, srv.Server), auth: bearer("0123456789abcdef")}
+	conn, _ := dialWS(t, wsURL, "v12.stomp")
+	if err := wsutil.WriteClientText(conn, []byte("CONNECT\naccept-version:1.2\nhost:x\nlogin:wendy\npasscode:x\n\n\x00")); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := readWS(t, conn); !strings.HasPrefix(string(data), "CONNECTED\n") {
+		t.Fatalf("got %q", data)
+	}
+	var p connPage
+	api.getJSON("/api/connections?transport=ws", &p)
+	if p.Total != 1 || p.Items[0].User != "wendy" || p.Items[0].Transport != "ws" || p.Items[0].BytesIn == 0 || p.Items[0].BytesOut == 0 {
+		t.Fatalf("ws connections: %+v", p)
+	}
+	api.postJSON("/api/connections/"+p.Items[0].ID+"/close", map[string]string{"reason": "bye"}, http.StatusOK, nil)
+	data, _ := readWS(t, conn)
+	if !strings.HasPrefix(string(data), "ERROR\n") || !strings.Contains(string(data), "error-code:closed-by-operator") || !strings.Contains(string(data), `message:closed by an operator\c bye`) {
+		t.Errorf("after the close: %q", data)
 	}
 }
