@@ -159,7 +159,12 @@ func ctlUsage(w io.Writer) {
 // query.
 func (c *ctl) endpoint(path string, query url.Values) string {
 	u := *c.base
-	u.Path = c.base.Path + path
+	// RawPath keeps an escaped "/" inside an ID as %2F; Path is its
+	// decoded form, which url.URL wants to agree with RawPath.
+	u.RawPath = c.base.EscapedPath() + path
+	if p, err := url.PathUnescape(u.RawPath); err == nil {
+		u.Path = p
+	}
 	if len(query) > 0 {
 		u.RawQuery = query.Encode()
 	}
