@@ -47,6 +47,7 @@ type clusterInfo struct {
 	Name    string           `json:"name"`
 	Node    string           `json:"node"`
 	Ready   bool             `json:"ready"`
+	Error   string           `json:"error"`
 	Nodes   []map[string]any `json:"nodes"`
 }
 
@@ -58,7 +59,11 @@ func (ci *clusterInfo) summary() string {
 	if ci.Ready {
 		ready = "ready"
 	}
-	return fmt.Sprintf("%s, node %s, %s, %d nodes", ci.Name, ci.Node, ready, len(ci.Nodes))
+	s := fmt.Sprintf("%s, node %s, %s, %d nodes", ci.Name, ci.Node, ready, len(ci.Nodes))
+	if ci.Error != "" {
+		s += ": " + ci.Error
+	}
+	return s
 }
 
 func (c *ctl) overview(args []string) error {

@@ -62,7 +62,7 @@ const (
 		`"queue":"/queue/durable.bob.d1","messages":3,"bytes":30,"active":false,"last_active":"2026-12-04T10:00:00.000Z"}]}`
 	cannedJournal = `{"enabled":true,"dir":"/var/lib/j","state":"failed","error":"disk full","size_bytes":1073741824,` +
 		`"segments":16,"sync":"batch","fsync_seconds":{"count":5,"p50":0.001,"p99":0.25,"max":1.5}}`
-	cannedCluster = `{"enabled":true,"name":"prod","node":"n2","ready":true,"nodes":[{"name":"n1","self":false,"zone":"b"},` +
+	cannedCluster = `{"enabled":true,"name":"prod","node":"n2","ready":false,"error":"no quorum","nodes":[{"name":"n1","self":false,"zone":"b"},` +
 		`{"name":"n2","self":true}]}`
 	cannedPeek = `{"items":[{"id":"m1","headers":[["content-type","text/plain"]],"body_size":5,"body":"hello",` +
 		`"body_encoding":"text","persistent":true,"enqueued":"2026-12-05T11:58:00.000Z","deliveries":1,"unacked":true},` +
@@ -173,7 +173,7 @@ func TestCtlCommands(t *testing.T) {
 			[]string{"state:", "failed", "error:", "disk full", "size:", "1.0 GiB", "segments:", "16", "5 (p50 1ms, p99 250ms, max 1.5s)"}, ""},
 		{"cluster", []string{"cluster"},
 			ctlRequest{"GET", "/api/cluster", "", "", "Bearer envtok"}, 0,
-			[]string{"cluster: prod, node n2, ready, 2 nodes", "NODE", "n1", "no", "zone=b", "n2", "yes"}, ""},
+			[]string{"cluster: prod, node n2, not ready, 2 nodes: no quorum", "NODE", "n1", "no", "zone=b", "n2", "yes"}, ""},
 		{"purge vhost escaped", []string{"purge", "-vhost", "prod", "/queue/a b\"c"},
 			ctlRequest{"POST", "/api/queues/purge", "", `{"vhost":"prod","destination":"/queue/a b\"c"}`, "Bearer envtok"}, 0,
 			[]string{`purged 12 messages from /queue/a b"c (vhost prod)`}, ""},
