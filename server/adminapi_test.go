@@ -36,7 +36,12 @@ func TestAdminAPIConnections(t *testing.T) {
 	}
 
 	var all connPage
-	api.getJSON("/api/connections?sort=user", &all)
+	// Written bytes are counted once the write has returned, which may be
+	// after the client has read them.
+	poll(t, "alice's MESSAGE counted", func() bool {
+		api.getJSON("/api/connections?sort=user", &all)
+		return all.Total == 2 && all.Items[0].BytesOut > uint64(len("CONNECTED\n\n\x00hello"))
+	})
 	if all.Total != 2 || len(all.Items) != 2 || all.Limit != 100 || all.Items[0].User != "alice" || all.Items[1].User != "bob" {
 		t.Fatalf("connections: %+v", all)
 	}
@@ -224,8 +229,13 @@ func TestAdminAPIWebSocketConnection(t *testing.T) {
 		t.Fatalf("got %q", data)
 	}
 	var p connPage
-	api.getJSON("/api/connections?transport=ws", &p)
-	if p.Total != 1 || p.Items[0].User != "wendy" || p.Items[0].Transport != "ws" || p.Items[0].BytesIn == 0 || p.Items[0].BytesOut == 0 {
+	// The writer counts its bytes once the write has returned, which may
+	// be after the client has read them.
+	poll(t, "the CONNECTED counted", func() bool {
+		api.getJSON("/api/connections?transport=ws", &p)
+		return p.Total == 1 && p.Items[0].BytesOut > 0
+	})
+	if p.Items[0].User != "wendy" || p.Items[0].Transport != "ws" || p.Items[0].BytesIn == 0 {
 		t.Fatalf("ws connections: %+v", p)
 	}
 	api.postJSON("/api/connections/"+p.Items[0].ID+"/close", map[string]string{"reason": "bye"}, http.StatusOK, nil)
