@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -12,6 +14,8 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/stompbox/stompbox/broker"
+	"github.com/stompbox/stompbox/persistence"
+	"github.com/stompbox/stompbox/server/cluster"
 )
 
 // TestAdminAPIConnections lists a go-stomp client's connection, with its
@@ -242,5 +246,51 @@ func TestAdminAPIWebSocketConnection(t *testing.T) {
 	data, _ := readWS(t, conn)
 	if !strings.HasPrefix(string(data), "ERROR\n") || !strings.Contains(string(data), "error-code:closed-by-operator") || !strings.Contains(string(data), `message:closed by an operator\c bye`) {
 		t.Errorf("after the close: %q", data)
+	}
+}
+
+// infoJournal is a journal describing itself as failed.
+type infoJournal struct {
+	nopJournal
+	info persistence.Info
+}
+
+func (j infoJournal) Info() persistence.Info { return j.info }
+
+// fakeCluster is a cluster node that answers readiness and describes
+// itself; no STOMP traffic reaches its broker.Cluster methods here.
+type fakeCluster struct {
+	broker.Cluster
+	ready error
+}
+
+func (fakeCluster) Attach(*broker.Broker)         {}
+func (f fakeCluster) Ready(context.Context) error { return f.ready }
+func (fakeCluster) Info() cluster.Info {
+	return cluster.Info{Name: "east", Node: "node-a", SessionNode: "node-a.1", Servers: []string{"nats://127.0.0.1:4222"}}
+}
+
+// TestAdminAPIJournalFailedAndCluster: a failed journal's state and
+// error; a cluster node's name, readiness and why it is not ready.
+func TestAdminAPIJournalFailedAndCluster(t *testing.T) {
+	j := infoJournal{info: persistence.Info{Dir: "/j", Sync: "interval", Size: 10, Segments: 1,
+		Failed: errors.New("fsync: input/output error"), Fsync: persistence.FsyncSummary{Count: 3, P50: time.Millisecond, P99: 2 * time.Millisecond, Max: 3 * time.Millisecond}}}
+	srv := startServer(t, Config{Broker: broker.Config{Journal: j}, Cluster: fakeCluster{ready: errors.New("not connected to NATS")}})
+	api := apiClient{t: t, base: startAdmin(t, srv.Server)}
+	var got journalJSON
+	api.getJSON("/api/journal", &got)
+	if got.State != "failed" || got.Error != "fsync: input/output error" || got.Sync != "interval" || got.Fsync == nil || got.Fsync.P99 != 0.002 || got.Fsync.Count != 3 {
+		t.Errorf("journal: %+v %+v", got, got.Fsync)
+	}
+	var c clusterJSON
+	api.getJSON("/api/cluster", &c)
+	if !c.Enabled || c.Name != "east" || c.Node != "node-a" || c.Ready == nil || *c.Ready || c.Error != "not connected to NATS" ||
+		len(c.Nodes) != 1 || !c.Nodes[0].Self || c.Nodes[0].Name != "node-a" {
+		t.Errorf("cluster: %+v", c)
+	}
+	var o overview
+	api.getJSON("/api/overview", &o)
+	if o.Node != "node-a" || o.Cluster == nil || o.Journal == nil || o.Journal.State != "failed" {
+		t.Errorf("overview: node %q, cluster %+v, journal %+v", o.Node, o.Cluster, o.Journal)
 	}
 }
