@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-stomp/stomp/v3"
+	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/stompbox/stompbox/broker"
@@ -246,6 +247,12 @@ func TestAdminAPIWebSocketConnection(t *testing.T) {
 	data, _ := readWS(t, conn)
 	if !strings.HasPrefix(string(data), "ERROR\n") || !strings.Contains(string(data), "error-code:closed-by-operator") || !strings.Contains(string(data), `message:closed by an operator\c bye`) {
 		t.Errorf("after the close: %q", data)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err := wsutil.ReadServerData(conn)
+	var closed wsutil.ClosedError
+	if !errors.As(err, &closed) || closed.Code != ws.StatusPolicyViolation {
+		t.Errorf("after the ERROR: %v, want close 1008", err)
 	}
 }
 
