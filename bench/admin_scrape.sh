@@ -31,10 +31,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
 log "building stompbox and stompbench"
 go build -o "$work/stompbox" ./cmd/stompbox
 go build -o "$work/stompbench" ./cmd/stompbench
@@ -48,21 +44,34 @@ if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need" ]; then
 fi
 ulimit -Sn "$need"
 
-tcp=$(free_port) http=$(free_port) admin=$(free_port)
+# Every listener on 127.0.0.1:0; the addresses come from the broker's
+# "stompbox listening" line.
 "$work/stompbox" -auth-anonymous -journal-dir "$work/journal" \
-	-listen "127.0.0.1:$tcp" -http-listen "127.0.0.1:$http" -admin-listen "127.0.0.1:$admin" \
+	-listen 127.0.0.1:0 -http-listen 127.0.0.1:0 -admin-listen 127.0.0.1:0 \
 	-max-connections -1 -max-connections-per-ip -1 -connection-rate-per-ip -1 \
 	-max-frames-per-second 0 -max-bytes-per-second 0 >"$work/stompbox.log" 2>&1 &
 sb_pid=$!
 pids+=("$sb_pid")
-api="http://127.0.0.1:$admin/api"
+addr() { sed -n "s/.*msg=\"stompbox listening\".* $1=\([^ ]*\).*/\1/p" "$work/stompbox.log" | head -1; }
 for _ in $(seq 1 100); do
-	curl -sf "$api/overview" >/dev/null 2>&1 && break
+	[ -n "$(addr admin)" ] && break
+	if ! kill -0 "$sb_pid" 2>/dev/null; then
+		log "stompbox exited:"
+		cat "$work/stompbox.log" >&2
+		exit 1
+	fi
 	sleep 0.1
 done
+tcp=$(addr stomp) http=$(addr http) admin=$(addr admin)
+if [ -z "$admin" ] || [ -z "$http" ] || [ -z "$tcp" ]; then
+	log "no listening line from stompbox:"
+	cat "$work/stompbox.log" >&2
+	exit 1
+fi
+api="http://$admin/api"
 
 log "opening $CONNS idle WebSocket connections"
-"$work/stompbench" -url "ws://127.0.0.1:$http/ws" -scenario idle -connections "$CONNS" \
+"$work/stompbench" -url "ws://$http/ws" -scenario idle -connections "$CONNS" \
 	-duration 2h -timeout 3h -heartbeat 10000,10000 >"$work/idle.log" 2>&1 &
 pids+=("$!")
 open=0
@@ -88,7 +97,7 @@ for rep in $(seq 1 "$REPS"); do
 		extra=()
 		if [ "$mode" = scraped ]; then extra=(-scrape "$scrape" -scrape-every 1s); fi
 		log "rep $rep: latency at $RATE msgs/s for $DUR, $mode"
-		"$work/stompbench" -json -url "stomp://127.0.0.1:$tcp" -scenario latency -rate "$RATE" \
+		"$work/stompbench" -json -url "stomp://$tcp" -scenario latency -rate "$RATE" \
 			-duration "$DUR" -destination "/queue/scrape-$mode-$rep" -broker-pid "$sb_pid" \
 			"${extra[@]}" >"$raw/$mode.$rep.json"
 	done
