@@ -203,7 +203,8 @@ func (k clusterSink) Offer(m *Message, deliveries int, settle Settler) {
 	q.b.queuedBytes.Add(int64(size))
 	q.seq++
 	// dispatch counts the delivery it makes: the cluster's count includes it.
-	q.ready.PushBack(&queuedMessage{msg: m, seq: q.seq, deliveries: max(deliveries-1, 0), settle: settle})
+	q.ready.PushBack(&queuedMessage{msg: m, seq: q.seq, deliveries: max(deliveries-1, 0), settle: settle, at: q.b.nowMs()})
+	q.enqueued++
 	q.count++
 	q.bytes += size
 	q.dispatchLocked()

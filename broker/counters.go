@@ -31,7 +31,7 @@ var errorCodes = [...]string{
 	CodeUnknownSubscription, CodeSubscriptionInUse, CodeUnknownMessage, CodeUnknownTransaction,
 	CodeAuthFailed, CodeForbidden, CodeUnsupportedVersion, CodeConnectTimeout,
 	CodeHeartbeatTimeout, CodeSlowConsumer, CodeLimitExceeded, CodeServerShutdown, CodeInternal,
-	CodeUnknownHost, CodeSessionTakenOver,
+	CodeUnknownHost, CodeSessionTakenOver, CodeClosedByOperator,
 }
 
 // errorCounters counts ERROR frames by error-code, in errorCodes order;

@@ -37,6 +37,10 @@ func (d *deque[T]) PushFront(v T) {
 
 func (d *deque[T]) Front() T { return d.buf[d.head] }
 
+// At is the i-th element from the front (0 <= i < Len), for reading
+// without taking anything out (PeekQueue).
+func (d *deque[T]) At(i int) T { return d.buf[(d.head+i)%len(d.buf)] }
+
 func (d *deque[T]) PopFront() T {
 	var zero T
 	v := d.buf[d.head]

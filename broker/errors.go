@@ -29,6 +29,7 @@ const (
 	CloseInternal                            // the server failed (e.g. the journal could not write)
 	CloseTokenExpired                        // ERROR token-expired: the credentials' validity ended
 	CloseTakenOver                           // ERROR session-taken-over: another connection resumed this session
+	CloseOperator                            // ERROR closed-by-operator: an operator closed it (Session.CloseByOperator)
 	closeReasonCount
 )
 
@@ -47,6 +48,7 @@ var closeReasonNames = [closeReasonCount]string{
 	CloseInternal:         "internal",
 	CloseTokenExpired:     "token-expired",
 	CloseTakenOver:        "session-taken-over",
+	CloseOperator:         "operator",
 }
 
 // String returns a short, stable label such as "slow-consumer".
@@ -85,6 +87,7 @@ const (
 	CodeJournalFailed         = "journal-failed"
 	CodeSessionTakenOver      = "session-taken-over"
 	CodeClusterUnavailable    = "cluster-unavailable"
+	CodeClosedByOperator      = "closed-by-operator"
 )
 
 // stompError is a failure the client is told about in an ERROR frame before

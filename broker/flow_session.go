@@ -274,6 +274,7 @@ func (s *Session) blockOn(err *stompError, now time.Time) {
 		fl.reasonSince = now
 	}
 	fl.reason, fl.active = r, true
+	s.setBlocked(r)
 	notified := false
 	switch {
 	case r == FullQueue && err.fullQueue != nil:
@@ -362,6 +363,7 @@ func (s *Session) unblock(now time.Time) {
 	s.b.flow.leave(fl.reason, fl.reasonSince, now)
 	s.unregister()
 	fl.reason, fl.paused, fl.retryAt, fl.backoff = NotFull, false, time.Time{}, 0
+	s.setBlocked(NotFull)
 	fl.held, s.resumedAfter = nil, now.Sub(s.opened())
 	fl.scratch = frames.Frame{} // pins the last held frame's bytes otherwise
 	fl.active = !fl.throttledUntil.IsZero()

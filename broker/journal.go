@@ -196,7 +196,7 @@ func (b *Broker) Recover() error {
 			}
 			q.mu.Lock()
 			q.seq++
-			q.ready.PushBack(&queuedMessage{msg: r.Message, seq: q.seq, deliveries: max(r.Deliveries, 0) + 1})
+			q.ready.PushBack(&queuedMessage{msg: r.Message, seq: q.seq, deliveries: max(r.Deliveries, 0) + 1, at: b.nowMs()})
 			q.count++
 			q.bytes += r.Message.size()
 			q.b.queuedBytes.Add(int64(r.Message.size()))

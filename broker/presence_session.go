@@ -118,7 +118,9 @@ func (s *Session) watchPresence(f *frames.Frame, id, topic string, mode ackMode)
 		return err
 	}
 	set.watchers[sub] = struct{}{}
+	c := s.lockSubs()
 	s.subTab.add(sub)
+	unlockSubs(c)
 	s.receipt(f) // a push into this session's outbox: outbox.mu comes after presenceSpace.mu
 	sub.deliverTopic(ps.snapshotLocked(s.b, set))
 	return nil

@@ -123,7 +123,10 @@ func (s *Session) lostDeliveries(subs []*subscription, kept []outEntry) []outEnt
 // token, client-id and creation count. Queues held back while old was
 // parked are dispatched again. Read loop only.
 func (s *Session) finishAdopt(old *Session) {
+	oc, sc := old.lockSubs(), s.lockSubs() // Info may read either table
 	s.subTab, old.subTab = old.subTab, subTable{}
+	unlockSubs(sc)
+	unlockSubs(oc)
 	s.nextSubNum = old.nextSubNum
 	s.tempQueues, old.tempQueues = old.tempQueues, nil
 	s.replyToken = old.replyToken

@@ -93,6 +93,8 @@ type Session struct {
 	// liveness (ns; 0: none) is the negotiated heart-beat timeout, set at
 	// CONNECT, for LivenessTimeout.
 	liveness atomic.Int64
+	// card (nil before CONNECT) is what Info reads (admin_session.go).
+	card atomic.Pointer[sessionCard]
 
 	// Writer only: spares swapped with the outbox.
 	spareEntries []outEntry
@@ -455,6 +457,7 @@ func (h *frameHandler) HandleFrame(f *frames.Frame) error { return (*Session)(h)
 // blocked, arriveBlocked decides between now and later.
 func (s *Session) handleIncoming(f *frames.Frame) error {
 	s.counts.in[f.Command].Add(1)
+	s.countIn()
 	switch f.Command {
 	case frames.CmdConnect, frames.CmdStomp, frames.CmdSubscribe:
 		// Rare frames, often a connection's last before it idles: the

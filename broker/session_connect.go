@@ -72,6 +72,7 @@ func (s *Session) handleConnect(f *frames.Frame) *stompError {
 	s.expect = expect
 	s.sendInterval.Store(int64(send))
 	s.state = stateConnected
+	s.publishCard()
 	s.liveness.Store(int64(s.ReadTimeout())) // for the writer's WebSocket pings (liveness.go)
 	s.auth.flags.Or(authConnected)
 	s.b.stats.Connects.Add(1)

@@ -107,7 +107,9 @@ func (s *Session) handleSubscribe(f *frames.Frame) (err *stompError) {
 		return &stompError{code: CodeForbidden, message: "forbidden",
 			detail: "Reply queues can be sent to but not subscribed to; subscribe to your own /temp-queue/.", reason: ClosePolicy}
 	}
+	c := s.lockSubs()
 	s.subTab.add(sub)
+	unlockSubs(c)
 	// The consumer is attached but not yet served: the RECEIPT goes before
 	// any message the subscription yields, so the client knows the
 	// subscription is live when it arrives.
@@ -188,7 +190,9 @@ func (s *Session) handleUnsubscribe(f *frames.Frame) *stompError {
 // removeSubscription detaches sub from its destination; what it left
 // unacknowledged is requeued (queues) or dropped (topics).
 func (s *Session) removeSubscription(sub *subscription) {
+	c := s.lockSubs()
 	s.subTab.remove(sub)
+	unlockSubs(c)
 	unacked := sub.close()
 	s.releasePresence(sub) // a member's grace period starts, a watcher stops
 	switch {

@@ -74,6 +74,7 @@ type File struct {
 		corruptRecords, corruptSegments    atomic.Uint64
 		segmentsDeleted, segmentsRewritten atomic.Uint64
 		dropped                            atomic.Uint64 // removals still waiting for room at Close
+		fsyncMax                           atomic.Int64  // nanoseconds: the slowest fsync (Info)
 	}
 
 	// Disk space (space.go).
@@ -434,7 +435,9 @@ func (f *File) syncFile(fh segmentFile) error {
 	f.stats.fsyncs.Add(1)
 	start := time.Now()
 	err := fh.Datasync()
-	f.metrics.fsyncSeconds.Observe(since(start))
+	took := time.Since(start)
+	f.metrics.fsyncSeconds.Observe(took.Seconds())
+	f.noteFsync(took)
 	if err != nil {
 		return fmt.Errorf("persistence: fsync %s: %w", fh.Name(), err)
 	}

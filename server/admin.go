@@ -25,8 +25,8 @@ func (s *Server) Recover() error {
 }
 
 // AdminHandler serves /metrics (the server's registry), /healthz (the
-// process is alive) and /readyz (recovered, serving, not shutting down,
-// journal not failed).
+// process is alive), /readyz (recovered, serving, not shutting down,
+// journal not failed) and the admin API under /api/ (adminapi.go).
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
@@ -57,6 +57,7 @@ func (s *Server) AdminHandler() http.Handler {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
+	s.admin.mount(mux)
 	return mux
 }
 

@@ -21,6 +21,13 @@ type wire struct {
 	session *broker.Session // immutable after the driver made it
 	// counters (immutable after startConn) are this connection's transport's.
 	counters *transportCounters
+	// kind and accepted (immutable after startConn) are the transport and
+	// when the connection was accepted, for the admin API.
+	kind     transport
+	accepted time.Time
+	// bytesIn and bytesOut count this connection's STOMP bytes (the admin
+	// API), where counters count its transport's.
+	bytesIn, bytesOut atomic.Uint64
 	// drainBy (unix ns, 0 = unset) caps write deadlines once shutdown has
 	// begun, so a peer that does not read cannot hold shutdown up for a
 	// whole WriteTimeout.
@@ -155,6 +162,7 @@ func (c *conn) readLoop() (serverClosed bool) {
 		}
 		if n > 0 {
 			c.counters.bytesIn.Add(uint64(n))
+			c.bytesIn.Add(uint64(n))
 			if c.session.Feed(buf[:n]) != nil {
 				return true
 			}
@@ -240,6 +248,7 @@ func (c *conn) writeLoop() {
 				return
 			}
 			c.counters.bytesOut.Add(uint64(n))
+			c.bytesOut.Add(uint64(n))
 			lastWrite = time.Now()
 		}
 		// Borrowed bodies are let go of; a quiet connection does not pin a

@@ -347,6 +347,7 @@ func (rb *readBuffer) readFromFD(fd uintptr) bool {
 func (rb *readBuffer) feedPayload(p []byte) error {
 	c := rb.conn
 	c.counters.bytesIn.Add(uint64(len(p)))
+	c.bytesIn.Add(uint64(len(p)))
 	return c.session.Feed(p)
 }
 
@@ -628,6 +629,7 @@ func (c *pollConn) flush(b *broker.OutputBatch, timer bool) {
 			return
 		}
 		c.counters.bytesOut.Add(uint64(n))
+		c.bytesOut.Add(uint64(n))
 		c.lastWrite.Store(c.srv.clock.now())
 	}
 	b.Done() // its bodies are let go of before any linger

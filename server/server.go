@@ -62,6 +62,18 @@ type Config struct {
 	// EnablePprof mounts net/http/pprof under /debug/pprof/ on the admin
 	// listener.
 	EnablePprof bool
+	// AdminToken is the bearer token of the admin API's role admin
+	// (admin.token): the read endpoints and the actions. "": none.
+	AdminToken string
+	// AdminReadToken is the bearer token of the admin API's role read
+	// (admin.read_token). "": none.
+	AdminReadToken string
+	// AdminUsers checks the admin API's HTTP Basic credentials (the users
+	// file's auth.Users, behind auth.Backoff): a principal with role
+	// "admin" gets role admin, one with role "monitor" role read. nil: no
+	// Basic. With none of the three set, the admin API answers loopback
+	// clients only, read-only.
+	AdminUsers broker.Authenticator
 	// Cluster, when set, is this node's link to the other stompbox nodes
 	// (package server/cluster): the broker shares its topics and queues
 	// through it, and /readyz fails while it cannot reach NATS. Whoever
@@ -272,6 +284,8 @@ type Server struct {
 	// object per connection.
 	wsClosed func(wsadapter.CloseCode, bool)
 	wsPonged func()
+	// admin (immutable) serves the admin API, /api/ of the admin listener.
+	admin *adminAPI
 }
 
 // New builds a Server and its Broker.
@@ -300,6 +314,7 @@ func New(cfg Config) *Server {
 		clock:     newClock(),
 	}
 	s.wsClosed, s.wsPonged = s.metrics.countWSClose, s.metrics.countPong
+	s.admin = newAdminAPI(s)
 	reg.MustRegister(newCollector(&s.metrics, cfg.Version))
 	reg.MustRegister(newPingCollector(&s.metrics))
 	if cfg.Certificate != nil {
@@ -484,6 +499,10 @@ func (s *Server) startConn(nc net.Conn, st stream, principal *broker.Principal, 
 		kind++ // tls after tcp, wss after ws
 	}
 	w.counters = &s.metrics.transports[kind]
+	w.kind, w.accepted = kind, accepted
+	if accepted.IsZero() {
+		w.accepted = time.Now()
+	}
 	w.counters.accepted.Add(1)
 	w.counters.open.Add(1)
 	s.cfg.Logger.Debug("connection opened", "session", w.session.ID(), "remote", nc.RemoteAddr().String(), "transport", kind.String(), "driver", driverName(pc != nil))
@@ -530,6 +549,7 @@ func (s *Server) Reauthorize() int {
 // and waits for all connections to end. When ctx expires first, the remaining connections are
 // closed at once and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.admin.stop() // event streams end: they would hold the admin listener's shutdown
 	s.mu.Lock()
 	s.closed = true
 	if s.sweepStop != nil {

@@ -1,0 +1,150 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/stompbox/stompbox/broker"
+)
+
+// The admin API (docs/operations.md, "Admin API"): JSON over the admin
+// listener, read by `stompbox ctl` and the console. Its handlers read the
+// broker through the small interfaces below, so that they are tested
+// against fakes as well as the real broker.
+
+// adminBroker is what the admin API reads and changes of the broker
+// (*broker.Broker).
+type adminBroker interface {
+	Destinations(dst []broker.DestinationInfo) []broker.DestinationInfo
+	Durables(dst []broker.DurableInfo) []broker.DurableInfo
+	PeekQueue(vhost, name string, limit, preview int) ([]broker.PeekedMessage, error)
+	PurgeQueue(vhost, name string) (purged int, err error)
+	DeleteQueue(vhost, name string) (dropped int, err error)
+	MoveDeadLetters(vhost, dlq string, max int) (moved int, err error)
+}
+
+// adminSession is what the admin API reads and does of one session
+// (*broker.Session).
+type adminSession interface {
+	Info() broker.SessionInfo
+	CloseByOperator(reason string)
+}
+
+// adminAPI serves /api/ of the admin listener.
+type adminAPI struct {
+	srv    *Server      // immutable
+	broker adminBroker  // immutable
+	log    *slog.Logger // immutable
+	// sessionOf reads a connection's session (immutable); tests replace it.
+	sessionOf func(*wire) adminSession
+	// notFound and notQueue are the broker's errors for a missing
+	// destination (404) and one that is not a plain queue (409).
+	notFound, notQueue error
+	// now is the clock of rates and ages (immutable).
+	now func() time.Time
+	// started is when the server was made; node is this node's name (the
+	// cluster's, or the host's). Immutable.
+	started time.Time
+	node    string
+	auth    adminAuth
+	rates   rateKeeper
+	// streams holds a token per open /api/events stream.
+	streams chan struct{}
+	// done is closed by stop (Shutdown): event streams end.
+	done     chan struct{}
+	stopOnce sync.Once
+}
+
+// maxEventStreams bounds the /api/events streams open at once.
+const maxEventStreams = 32
+
+func newAdminAPI(s *Server) *adminAPI {
+	a := &adminAPI{
+		srv:       s,
+		log:       s.cfg.Logger,
+		sessionOf: func(w *wire) adminSession { as, _ := any(w.session).(adminSession); return as },
+		notFound:  broker.ErrNoSuchDestination,
+		notQueue:  broker.ErrNotAQueue,
+		now:       time.Now,
+		streams:   make(chan struct{}, maxEventStreams),
+		done:      make(chan struct{}),
+	}
+	a.started = a.now()
+	a.node, _ = os.Hostname()
+	if ci, ok := s.cfg.Cluster.(clusterInfo); ok {
+		a.node = ci.Info().Node
+	}
+	a.broker, _ = any(s.broker).(adminBroker)
+	a.auth = newAdminAuth(s.cfg, s.broker.DelayAuthFailure)
+	return a
+}
+
+// stop ends the event streams; safe to call more than once.
+func (a *adminAPI) stop() { a.stopOnce.Do(func() { close(a.done) }) }
+
+// mount adds the API's routes to mux.
+func (a *adminAPI) mount(mux *http.ServeMux) {
+	read := func(h http.HandlerFunc) http.Handler { return a.guard(roleRead, h) }
+	act := func(h http.HandlerFunc) http.Handler { return a.guard(roleAdmin, h) }
+	mux.Handle("GET /api/overview", read(a.overview))
+	mux.Handle("GET /api/connections", read(a.connections))
+	mux.Handle("GET /api/connections/{id}", read(a.connection))
+	mux.Handle("GET /api/destinations", read(a.destinations))
+	mux.Handle("GET /api/durables", read(a.durables))
+	mux.Handle("GET /api/journal", read(a.journal))
+	mux.Handle("GET /api/cluster", read(a.cluster))
+	mux.Handle("GET /api/queues/peek", read(a.peek))
+	mux.Handle("GET /api/events", read(a.events))
+	mux.Handle("POST /api/connections/{id}/close", act(a.closeConnection))
+	mux.Handle("POST /api/queues/purge", act(a.purge))
+	mux.Handle("POST /api/queues/delete", act(a.deleteQueue))
+	mux.Handle("POST /api/queues/move-dlq", act(a.moveDLQ))
+	// Everything else under /api/: a JSON 404 (or 405, which the mux
+	// answers for a known path with another method, in plain text).
+	mux.Handle("/api/", read(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint")
+	}))
+}
+
+// writeJSON answers v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers {"error": text} with status.
+func writeError(w http.ResponseWriter, status int, text string) {
+	writeJSON(w, status, map[string]string{"error": text})
+}
+
+// brokerStatus maps a broker error to its HTTP status.
+func (a *adminAPI) brokerStatus(err error) int {
+	switch {
+	case a.notFound != nil && errors.Is(err, a.notFound):
+		return http.StatusNotFound
+	case a.notQueue != nil && errors.Is(err, a.notQueue):
+		return http.StatusConflict
+	case errors.Is(err, broker.ErrJournalFull), errors.Is(err, broker.ErrJournalFailed):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// apiTime formats t as the API's times: RFC 3339, milliseconds, UTC.
+func apiTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
+
+// apiTimeOrNull is apiTime, or nil (JSON null) for the zero time.
+func apiTimeOrNull(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	s := apiTime(t)
+	return &s
+}
