@@ -47,7 +47,7 @@ func (s *Server) AdminHandler() http.Handler {
 			}
 		}
 	})
-	mux.Handle(web.ConsolePrefix, web.ConsoleHandler()) // the operator's console (issue 16)
+	mux.Handle(web.ConsolePrefix, s.admin.guard(roleRead, web.ConsoleHandler().ServeHTTP)) // the operator's console (issue 16), as /api/ is guarded
 	if s.cfg.EnablePprof {
 		// Mounted explicitly: importing net/http/pprof also registers on
 		// http.DefaultServeMux, which nothing here serves.
