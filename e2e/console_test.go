@@ -1,0 +1,348 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	"github.com/go-stomp/stomp/v3"
+)
+
+const (
+	// consoleToken is the admin bearer token of the broker under test; the
+	// browser sends it on every request (page, fetches, event stream).
+	consoleToken = "console-e2e-admin-token"
+	// consoleWait bounds each wait for the console to show something: the
+	// tables refresh every 2 s, the overview every second.
+	consoleWait = 10 * time.Second
+	// screenshotEnv, set to 1, makes TestConsole write the overview to
+	// docs/img/console.png (off in CI, so the committed file stays).
+	screenshotEnv = "STOMPBOX_E2E_SCREENSHOT"
+)
+
+// TestConsole drives the admin console in Chromium against a real broker
+// with a journal and limits.max_redeliveries 1: a go-stomp client's
+// connection, user and subscription; a queue's depth rising and falling;
+// a purge and a DLQ move taking effect; an operator closing a connection,
+// whose client gets the reason in its ERROR.
+func TestConsole(t *testing.T) {
+	t.Setenv("STOMPBOX_ADMIN_TOKEN", consoleToken)
+	b := startBroker(t, "-journal-dir", t.TempDir(), "-max-redeliveries", "1")
+	defer b.stop()
+	m := adminAddr.FindStringSubmatch(b.log.String())
+	if m == nil {
+		t.Fatalf("no admin address in the log:\n%s", b.log.String())
+	}
+	admin := m[1]
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	br := startBrowser(t, ctx, chromedp.WindowSize(1400, 1000))
+	defer br.close()
+	page := br.openTab(t, "console", "about:blank")
+	page.run(t, network.Enable(),
+		network.SetExtraHTTPHeaders(network.Headers{"Authorization": "Bearer " + consoleToken}),
+		chromedp.Navigate("http://"+admin+"/console/"))
+	cp := consolePage{tab: page}
+	cp.waitFor(t, "the event stream", `document.querySelector('[data-testid=stream]').dataset.state === 'live' &&
+		document.querySelector('[data-testid=node]').textContent !== ''`)
+
+	t.Run("connection with user and subscription", func(t *testing.T) {
+		c := dialConsoleClient(t, b)
+		defer func() { _ = c.Disconnect() }()
+		if _, err := c.Subscribe("/queue/console.watched", stomp.AckClientIndividual); err != nil {
+			t.Fatal(err)
+		}
+		cp.tab.run(t, chromedp.Click(`[data-testid=tab-connections]`, chromedp.ByQuery))
+		got := cp.waitFor(t, "the client's row", `(() => {
+			for (const r of document.querySelectorAll('[data-testid=connection-row]')) {
+				const subs = Array.from(r.querySelectorAll('[data-testid=subscription]'), s => s.textContent);
+				if (subs.some(s => s.includes('/queue/console.watched'))) {
+					return {user: r.querySelector('[data-col=user]').textContent,
+						transport: r.querySelector('[data-col=transport]').textContent, subs};
+				}
+			}
+			return null;
+		})()`)
+		for _, want := range []string{`"user":"anonymous"`, `"transport":"tcp"`, `/queue/console.watched (client-individual)`} {
+			if !strings.Contains(got, want) {
+				t.Errorf("connection row %s lacks %s", got, want)
+			}
+		}
+	})
+
+	cp.tab.run(t, chromedp.Click(`[data-testid=tab-destinations]`, chromedp.ByQuery))
+
+	t.Run("queue depth rises and falls", func(t *testing.T) {
+		const queue = "/queue/console.depth"
+		c := dialConsoleClient(t, b)
+		defer func() { _ = c.Disconnect() }()
+		sendN(t, c, queue, 5)
+		cp.waitMessages(t, queue, 5)
+		sub, err := c.Subscribe(queue, stomp.AckAuto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readN(t, sub, 5)
+		cp.waitMessages(t, queue, 0)
+	})
+
+	t.Run("purge", func(t *testing.T) {
+		const queue = "/queue/console.purge"
+		c := dialConsoleClient(t, b)
+		defer func() { _ = c.Disconnect() }()
+		sendN(t, c, queue, 3)
+		cp.waitMessages(t, queue, 3)
+		cp.rowAction(t, queue, "purge", "")
+		cp.waitResult(t, `"purged":3`)
+		cp.waitMessages(t, queue, 0)
+	})
+
+	t.Run("move a DLQ back", func(t *testing.T) {
+		const queue, dlq = "/queue/console.retry", "/queue/DLQ.console.retry"
+		c := dialConsoleClient(t, b)
+		sendN(t, c, queue, 1)
+		sub, err := c.Subscribe(queue, stomp.AckClientIndividual)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Delivered, redelivered once (max_redeliveries 1), then dead.
+		for range 2 {
+			msgs := readN(t, sub, 1)
+			if err := c.Nack(msgs[0]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The consumer goes, so the moved message stays where we can see it.
+		if err := c.Disconnect(); err != nil {
+			t.Fatal(err)
+		}
+		cp.waitMessages(t, dlq, 1)
+		cp.rowAction(t, dlq, "move-dlq", "")
+		cp.waitResult(t, `"moved":1`)
+		cp.waitMessages(t, queue, 1)
+		cp.waitMessages(t, dlq, 0)
+	})
+
+	t.Run("peek", func(t *testing.T) {
+		const queue = "/queue/console.retry" // holds the message moved back
+		cp.rowAction(t, queue, "peek", "")
+		got := cp.waitFor(t, "the peeked message", `(() => {
+			const m = document.querySelector('[data-testid=peek-message]');
+			return m && {body: m.querySelector('[data-testid=peek-body]').textContent,
+				headers: m.querySelector('table.headers').textContent};
+		})()`)
+		for _, want := range []string{`"body":"message 0"`, "destination" + queue} {
+			if !strings.Contains(got, want) {
+				t.Errorf("peek view %s lacks %s", got, want)
+			}
+		}
+		cp.tab.run(t, chromedp.Click(`[data-testid=peek-close]`, chromedp.ByQuery))
+	})
+
+	t.Run("operator closes a connection", func(t *testing.T) {
+		const reason = "maintenance window <b>now</b>"
+		c := dialConsoleClient(t, b)
+		sub, err := c.Subscribe("/queue/console.closing", stomp.AckAuto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp.tab.run(t, chromedp.Click(`[data-testid=tab-connections]`, chromedp.ByQuery))
+		cp.waitFor(t, "the client's row", consoleRowJS("connection", "/queue/console.closing"))
+		cp.rowActionIn(t, "connection", "/queue/console.closing", "close-connection", reason)
+		cp.waitResult(t, `"closed":true`)
+
+		var msg *stomp.Message
+		select {
+		case msg = <-sub.C:
+		case <-time.After(consoleWait):
+			t.Fatal("no ERROR within the wait after the operator closed the connection")
+		}
+		var serr *stomp.Error
+		if msg == nil || !errors.As(msg.Err, &serr) {
+			t.Fatalf("got %+v, want an ERROR", msg)
+		}
+		if got := serr.Frame.Header.Get("error-code"); got != "closed-by-operator" {
+			t.Errorf("error-code = %q, want closed-by-operator", got)
+		}
+		if want := "closed by an operator: " + reason; serr.Message != want {
+			t.Errorf("ERROR message = %q, want %q", serr.Message, want)
+		}
+		cp.waitFor(t, "the row to go", `!`+consoleRowJS("connection", "/queue/console.closing"))
+	})
+
+	if os.Getenv(screenshotEnv) == "1" {
+		screenshot(t, cp)
+	}
+}
+
+// consolePage is the console in a tab.
+type consolePage struct{ tab *tab }
+
+// waitFor polls the JavaScript expression cond in the page until it is
+// truthy (bounded by consoleWait) and returns its value as JSON.
+func (p consolePage) waitFor(t *testing.T, what, cond string) string {
+	t.Helper()
+	script := fmt.Sprintf(`(async () => {
+		const deadline = Date.now() + %d;
+		for (;;) {
+			const v = %s;
+			if (v) return JSON.stringify(v);
+			if (Date.now() > deadline) throw new Error('timed out waiting for ' + %s);
+			await new Promise(r => setTimeout(r, 100));
+		}
+	})()`, consoleWait.Milliseconds(), cond, quote(what))
+	var out string
+	p.tab.evalWithin(t, consoleWait+5*time.Second, script, &out)
+	return out
+}
+
+// consoleRowJS is an expression finding the row of kind ("connection" or
+// "destination") that names key (a destination, or a subscription's).
+func consoleRowJS(kind, key string) string {
+	if kind == "destination" {
+		return fmt.Sprintf(`Array.from(document.querySelectorAll('[data-testid=destination-row]')).find(r => r.dataset.name === %s)`, quote(key))
+	}
+	return fmt.Sprintf(`Array.from(document.querySelectorAll('[data-testid=connection-row]')).find(r =>
+		Array.from(r.querySelectorAll('[data-testid=subscription]')).some(s => s.textContent.startsWith(%s + ' (')))`, quote(key))
+}
+
+// waitMessages filters the destinations table to queue and waits for its
+// messages column to read n (a queue that went away reads 0).
+func (p consolePage) waitMessages(t *testing.T, queue string, n int) {
+	t.Helper()
+	p.filter(t, "destinations", queue)
+	p.waitFor(t, fmt.Sprintf("%s to hold %d messages", queue, n), fmt.Sprintf(`(() => {
+		const r = %s;
+		const v = r ? Number(r.querySelector('[data-col=messages]').dataset.value) : 0;
+		return v === %d ? {messages: v} : null;
+	})()`, consoleRowJS("destination", queue), n))
+}
+
+// filter sets a table's filter box as a user typing would.
+func (p consolePage) filter(t *testing.T, table, q string) {
+	t.Helper()
+	var ok bool
+	p.tab.evalWithin(t, consoleWait, fmt.Sprintf(`(() => {
+		const f = document.querySelector('[data-testid=%s-filter]');
+		if (f.value === %s) return true;
+		f.value = %s;
+		f.dispatchEvent(new Event('input'));
+		return true;
+	})()`, table, quote(q), quote(q)), &ok)
+}
+
+// rowAction clicks button testid in the destination row of queue and
+// confirms the dialog.
+func (p consolePage) rowAction(t *testing.T, queue, testid, reason string) {
+	t.Helper()
+	p.filter(t, "destinations", queue)
+	p.rowActionIn(t, "destination", queue, testid, reason)
+}
+
+// rowActionIn clicks button testid in the row of kind naming key, then
+// confirms the dialog if one opens (typing reason when it asks for one).
+func (p consolePage) rowActionIn(t *testing.T, kind, key, testid, reason string) {
+	t.Helper()
+	p.waitFor(t, testid+" on "+key, fmt.Sprintf(`(() => {
+		const r = %s;
+		const b = r && r.querySelector('[data-testid=%s]');
+		if (b) b.click();
+		return !!b;
+	})()`, consoleRowJS(kind, key), testid))
+	if testid == "peek" {
+		return
+	}
+	p.waitFor(t, "the confirmation dialog", `document.querySelector('[data-testid=confirm-dialog]').open`)
+	if reason != "" {
+		p.tab.run(t, chromedp.SetValue(`[data-testid=confirm-reason]`, reason, chromedp.ByQuery))
+	}
+	p.tab.run(t, chromedp.Click(`[data-testid=confirm-ok]`, chromedp.ByQuery))
+}
+
+// waitResult waits for the action's answer to show, containing want.
+func (p consolePage) waitResult(t *testing.T, want string) {
+	t.Helper()
+	p.waitFor(t, "the result "+want, fmt.Sprintf(`(() => {
+		const r = document.querySelector('[data-testid=result]');
+		if (r.dataset.state === 'error') throw new Error('action failed: ' + r.textContent);
+		return r.textContent.includes(%s) && r.textContent;
+	})()`, quote(want)))
+}
+
+// screenshot writes the overview, its charts filled with the test's
+// traffic, to docs/img/console.png.
+func screenshot(t *testing.T, p consolePage) {
+	t.Helper()
+	var uptime string
+	p.tab.run(t, chromedp.Click(`[data-testid=tab-overview]`, chromedp.ByQuery),
+		chromedp.TextContent(`#uptime`, &uptime, chromedp.ByQuery))
+	// Two more events: every chart has drawn again at the overview's size.
+	for i := range 2 {
+		p.waitFor(t, fmt.Sprintf("overview event %d", i), fmt.Sprintf(`document.querySelector('#uptime').textContent !== %s`, quote(uptime)))
+		p.tab.run(t, chromedp.TextContent(`#uptime`, &uptime, chromedp.ByQuery))
+	}
+	var png []byte
+	p.tab.run(t, chromedp.FullScreenshot(&png, 100)) // quality 100 gives a PNG (less, a JPEG)
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(root, "docs", "img", "console.png")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", path, len(png))
+}
+
+// dialConsoleClient connects a go-stomp client to b over TCP (anonymous);
+// it is disconnected at cleanup if the test did not.
+func dialConsoleClient(t *testing.T, b *brokerProc) *stomp.Conn {
+	t.Helper()
+	c, err := stomp.Dial("tcp", b.addr, stomp.ConnOpt.HeartBeat(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect() })
+	return c
+}
+
+// sendN sends n messages "message 0".. to dest, each with a receipt.
+func sendN(t *testing.T, c *stomp.Conn, dest string, n int) {
+	t.Helper()
+	for i := range n {
+		if err := c.Send(dest, "text/plain", []byte(fmt.Sprintf("message %d", i)), stomp.SendOpt.Receipt); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// readN reads n messages from sub, each within consoleWait.
+func readN(t *testing.T, sub *stomp.Subscription, n int) []*stomp.Message {
+	t.Helper()
+	out := make([]*stomp.Message, 0, n)
+	for range n {
+		select {
+		case m := <-sub.C:
+			if m.Err != nil {
+				t.Fatal(m.Err)
+			}
+			out = append(out, m)
+		case <-time.After(consoleWait):
+			t.Fatalf("got %d of %d messages within the wait", len(out), n)
+		}
+	}
+	return out
+}
