@@ -392,7 +392,7 @@
     return el("tr", { "data-testid": "destination-row", "data-name": d.name, "data-vhost": d.vhost, "data-kind": d.kind },
       cell("name", d.name, "mono"), cell("vhost", d.vhost), cell("kind", d.kind),
       numCell("messages", d.messages), numCell("bytes", d.bytes, fmtBytes), numCell("unacked", d.unacked),
-      numCell("consumers", d.consumers), numCell("oldest_age_seconds", d.oldest_age_seconds, fmtDuration),
+      numCell("consumers", d.consumers), numCell("oldest_age_seconds", d.oldest_age_seconds, (v) => (d.messages > 0 ? fmtDuration(v) : "–")),
       numCell("in_rate", d.in_rate, fmtRate), numCell("out_rate", d.out_rate, fmtRate), actions);
   }
 
