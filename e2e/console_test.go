@@ -32,8 +32,9 @@ const (
 // TestConsole drives the admin console in Chromium against a real broker
 // with a journal and limits.max_redeliveries 1: a go-stomp client's
 // connection, user and subscription; a queue's depth rising and falling;
-// a purge and a DLQ move taking effect; an operator closing a connection,
-// whose client gets the reason in its ERROR.
+// a purge and a DLQ move taking effect; paging, sorting and filtering that
+// a refresh keeps; a peek; an operator closing a connection, whose client
+// gets the reason in its ERROR.
 func TestConsole(t *testing.T) {
 	t.Setenv("STOMPBOX_ADMIN_TOKEN", consoleToken)
 	b := startBroker(t, "-journal-dir", t.TempDir(), "-max-redeliveries", "1")
@@ -131,6 +132,45 @@ func TestConsole(t *testing.T) {
 		cp.waitResult(t, `"moved":1`)
 		cp.waitMessages(t, queue, 1)
 		cp.waitMessages(t, dlq, 0)
+	})
+
+	t.Run("paging, sorting and filtering survive the refresh", func(t *testing.T) {
+		c := dialConsoleClient(t, b)
+		defer func() { _ = c.Disconnect() }()
+		// 60 queues, /queue/console.page.N holding N%7+1 messages: more
+		// than a page (50) of them, with an order by messages to check.
+		for i := range 60 {
+			sendN(t, c, fmt.Sprintf("/queue/console.page.%02d", i), i%7+1)
+		}
+		p := cp
+		p.filter(t, "destinations", "console.page")
+		p.waitFor(t, "the first page", `document.querySelector('[data-testid=destinations-range]').textContent === '1–50 of 60'`)
+		p.tab.run(t, chromedp.Click(`th[data-sort=messages]`, chromedp.ByQuery))
+		p.waitFor(t, "ascending by messages", `document.querySelector('th[data-sort=messages]').getAttribute('aria-sort') === 'ascending'`)
+		p.tab.run(t, chromedp.Click(`th[data-sort=messages]`, chromedp.ByQuery))
+		p.waitFor(t, "descending by messages", `document.querySelector('th[data-sort=messages]').getAttribute('aria-sort') === 'descending'`)
+		p.tab.run(t, chromedp.Click(`[data-testid=destinations-next]`, chromedp.ByQuery))
+		p.waitFor(t, "the second page", `document.querySelector('[data-testid=destinations-range]').textContent === '51–60 of 60'`)
+		// Two refreshes later the user is still on the second page, sorted
+		// and filtered as they chose: the last 10 of the descending order
+		// are the 1-message queues (i%7 == 0: 9 of them) and one of 2.
+		uptime := func() string {
+			var s string
+			p.tab.run(t, chromedp.TextContent(`#uptime`, &s, chromedp.ByQuery))
+			return s
+		}
+		for range 3 { // at least 2 s: one table refresh
+			u := uptime()
+			p.waitFor(t, "a second to pass", fmt.Sprintf(`document.querySelector('#uptime').textContent !== %s`, quote(u)))
+		}
+		got := p.waitFor(t, "the sorted second page", `(() => {
+			const range = document.querySelector('[data-testid=destinations-range]').textContent;
+			const msgs = Array.from(document.querySelectorAll('[data-testid=destination-row] [data-col=messages]'), c => Number(c.dataset.value));
+			return msgs.length === 10 && {range, msgs};
+		})()`)
+		if want := `{"range":"51–60 of 60","msgs":[2,1,1,1,1,1,1,1,1,1]}`; got != want {
+			t.Errorf("second page = %s, want %s", got, want)
+		}
 	})
 
 	t.Run("peek", func(t *testing.T) {
