@@ -67,7 +67,8 @@ func newAdminAPI(s *Server) *adminAPI {
 	a := &adminAPI{
 		srv:       s,
 		log:       s.cfg.Logger,
-		sessionOf: func(w *wire) adminSession { as, _ := any(w.session).(adminSession); return as },
+		broker:    s.broker,
+		sessionOf: func(w *wire) adminSession { return w.session },
 		notFound:  broker.ErrNoSuchDestination,
 		notQueue:  broker.ErrNotAQueue,
 		now:       time.Now,
@@ -79,7 +80,6 @@ func newAdminAPI(s *Server) *adminAPI {
 	if ci, ok := s.cfg.Cluster.(clusterInfo); ok {
 		a.node = ci.Info().Node
 	}
-	a.broker, _ = any(s.broker).(adminBroker)
 	a.auth = newAdminAuth(s.cfg, s.broker.DelayAuthFailure)
 	return a
 }
@@ -89,24 +89,29 @@ func (a *adminAPI) stop() { a.stopOnce.Do(func() { close(a.done) }) }
 
 // mount adds the API's routes to mux.
 func (a *adminAPI) mount(mux *http.ServeMux) {
-	read := func(h http.HandlerFunc) http.Handler { return a.guard(roleRead, h) }
-	act := func(h http.HandlerFunc) http.Handler { return a.guard(roleAdmin, h) }
-	mux.Handle("GET /api/overview", read(a.overview))
-	mux.Handle("GET /api/connections", read(a.connections))
-	mux.Handle("GET /api/connections/{id}", read(a.connection))
-	mux.Handle("GET /api/destinations", read(a.destinations))
-	mux.Handle("GET /api/durables", read(a.durables))
-	mux.Handle("GET /api/journal", read(a.journal))
-	mux.Handle("GET /api/cluster", read(a.cluster))
-	mux.Handle("GET /api/queues/peek", read(a.peek))
-	mux.Handle("GET /api/events", read(a.events))
-	mux.Handle("POST /api/connections/{id}/close", act(a.closeConnection))
-	mux.Handle("POST /api/queues/purge", act(a.purge))
-	mux.Handle("POST /api/queues/delete", act(a.deleteQueue))
-	mux.Handle("POST /api/queues/move-dlq", act(a.moveDLQ))
-	// Everything else under /api/: a JSON 404 (or 405, which the mux
-	// answers for a known path with another method, in plain text).
-	mux.Handle("/api/", read(func(w http.ResponseWriter, _ *http.Request) {
+	route := func(method, path string, need adminRole, h http.HandlerFunc) {
+		mux.Handle(method+" "+path, a.guard(need, h))
+		// Any other method: a JSON 405 (the mux's own is plain text).
+		mux.Handle(path, a.guard(roleRead, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Allow", method)
+			writeError(w, http.StatusMethodNotAllowed, "method not allowed: use "+method)
+		}))
+	}
+	route("GET", "/api/overview", roleRead, a.overview)
+	route("GET", "/api/connections", roleRead, a.connections)
+	route("GET", "/api/connections/{id}", roleRead, a.connection)
+	route("GET", "/api/destinations", roleRead, a.destinations)
+	route("GET", "/api/durables", roleRead, a.durables)
+	route("GET", "/api/journal", roleRead, a.journal)
+	route("GET", "/api/cluster", roleRead, a.cluster)
+	route("GET", "/api/queues/peek", roleRead, a.peek)
+	route("GET", "/api/events", roleRead, a.events)
+	route("POST", "/api/connections/{id}/close", roleAdmin, a.closeConnection)
+	route("POST", "/api/queues/purge", roleAdmin, a.purge)
+	route("POST", "/api/queues/delete", roleAdmin, a.deleteQueue)
+	route("POST", "/api/queues/move-dlq", roleAdmin, a.moveDLQ)
+	// Everything else under /api/: a JSON 404.
+	mux.Handle("/api/", a.guard(roleRead, func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint")
 	}))
 }
@@ -131,7 +136,7 @@ func (a *adminAPI) brokerStatus(err error) int {
 		return http.StatusNotFound
 	case a.notQueue != nil && errors.Is(err, a.notQueue):
 		return http.StatusConflict
-	case errors.Is(err, broker.ErrJournalFull), errors.Is(err, broker.ErrJournalFailed):
+	case errors.Is(err, broker.ErrJournalFull), errors.Is(err, broker.ErrJournalFailed), errors.Is(err, broker.ErrQueueFull):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError

@@ -75,14 +75,15 @@ func (a *adminAPI) queueAction(w http.ResponseWriter, r *http.Request, name, key
 	if !ok {
 		return
 	}
-	var n int
-	err := a.notFound
-	if a.broker != nil {
-		n, err = do(a.broker, q)
-	}
+	n, err := do(a.broker, q)
 	if err != nil {
 		status := a.brokerStatus(err)
-		a.log.Info("admin action", "who", whoOf(r), "action", name, "vhost", q.VHost, "destination", q.Destination, "result", "refused", "status", status, "error", err)
+		a.log.Info("admin action", "who", whoOf(r), "action", name, "vhost", q.VHost, "destination", q.Destination, "result", "refused", "status", status, "error", err, key, n)
+		if n > 0 {
+			// A move that stopped part-way: what was moved stays moved.
+			writeJSON(w, status, map[string]any{"error": err.Error(), key: n})
+			return
+		}
 		writeError(w, status, err.Error())
 		return
 	}

@@ -57,10 +57,7 @@ func (k *rateKeeper) snapshot(now time.Time, b adminBroker, stats *broker.Stats)
 func (k *rateKeeper) take(now time.Time, b adminBroker, stats *broker.Stats) {
 	dt := now.Sub(k.at).Seconds()
 	first := k.at.IsZero()
-	var dests []broker.DestinationInfo
-	if b != nil {
-		dests = b.Destinations(make([]broker.DestinationInfo, 0, len(k.dests)))
-	}
+	dests := b.Destinations(make([]broker.DestinationInfo, 0, len(k.dests)))
 	rates := make(map[destKey]destRate, len(dests))
 	prev := make(map[destKey][2]uint64, len(dests))
 	for i := range dests {

@@ -298,10 +298,7 @@ func (a *adminAPI) durables(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	var ds []broker.DurableInfo
-	if a.broker != nil {
-		ds = a.broker.Durables(nil)
-	}
+	ds := a.broker.Durables(nil)
 	items := make([]durableItem, 0, len(ds))
 	for _, d := range ds {
 		items = append(items, durableItem{
@@ -352,10 +349,6 @@ func (a *adminAPI) peek(w http.ResponseWriter, r *http.Request) {
 	preview, err := boundedInt(v.Get("preview"), defaultPeekPreview, maxPeekPreview)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "preview: "+err.Error())
-		return
-	}
-	if a.broker == nil {
-		writeError(w, http.StatusNotFound, "no such destination")
 		return
 	}
 	msgs, err := a.broker.PeekQueue(vhost, dest, limit, preview)

@@ -19,6 +19,9 @@ type security struct {
 	authenticator broker.Authenticator
 	authorizer    broker.Authorizer
 	reloaders     []server.Reloader
+	// adminUsers checks the admin API's HTTP Basic logins against the
+	// users file (roles admin and monitor); nil without one.
+	adminUsers broker.Authenticator
 }
 
 // buildSecurity turns the auth options into the broker's Authenticator and
@@ -35,6 +38,9 @@ func buildSecurity(a config.Auth, logger *slog.Logger) (*security, error) {
 		}
 		chain = append(chain, users)
 		sec.reloaders = append(sec.reloaders, users)
+		// Its own backoff: an address guessing admin passwords is slowed
+		// down on the admin listener as a STOMP client is on its own.
+		sec.adminUsers = users
 	}
 	if a.JWTSecretFile != "" || a.JWTKeysFile != "" {
 		cfg := auth.JWTConfig{KeysFile: a.JWTKeysFile, Audience: a.JWTAudience, Issuer: a.JWTIssuer,
@@ -68,6 +74,9 @@ func buildSecurity(a config.Auth, logger *slog.Logger) (*security, error) {
 	}
 	sec.authenticator = auth.NewBackoff(auth.Chain(chain...),
 		auth.BackoffConfig{After: backoffAfter, Max: time.Duration(a.FailureBackoffMax)})
+	if sec.adminUsers != nil {
+		sec.adminUsers = auth.NewBackoff(sec.adminUsers, auth.BackoffConfig{After: backoffAfter, Max: time.Duration(a.FailureBackoffMax)})
+	}
 	switch {
 	case a.ACLFile != "":
 		acl, err := auth.LoadACL(a.ACLFile)

@@ -61,6 +61,7 @@ func runOptions(l *config.Loaded, logger *slog.Logger, hup <-chan os.Signal) (se
 	}
 	sc := serverConfig(c, logger, cert)
 	sc.Broker.Authenticator, sc.Broker.Authorizer = sec.authenticator, sec.authorizer
+	sc.AdminUsers = sec.adminUsers
 	cc, _ := c.ClusterConfig() // nil: cluster mode is off
 	warnings(c, logger)
 	return server.Options{
@@ -109,6 +110,8 @@ func serverConfig(c config.Config, logger *slog.Logger, cert *server.Certificate
 		Logger:           logger,
 		Version:          version,
 		EnablePprof:      c.Admin.Pprof,
+		AdminToken:       c.Admin.Token,
+		AdminReadToken:   c.Admin.ReadToken,
 		Certificate:      cert,
 		TLSMinVersion:    minTLS,
 		WriteTimeout:     time.Duration(c.Conn.WriteTimeout),

@@ -29,6 +29,7 @@ func TestRunOptionsMapping(t *testing.T) {
 		MaxBytes: 1 << 30, SegmentSize: 1 << 20, MinFree: 0}
 	c.ShutdownTimeout = config.Duration(7 * time.Second)
 	c.Auth.UsersFile = users
+	c.Admin.Token, c.Admin.ReadToken = "admin-token-0123456789", "read-token-0123456789"
 	hup := make(chan os.Signal, 1)
 	opts, err := runOptions(&config.Loaded{Config: c, File: "/etc/stompbox.yaml"}, slog.New(slog.DiscardHandler), hup)
 	if err != nil {
@@ -55,6 +56,10 @@ func TestRunOptionsMapping(t *testing.T) {
 	if opts.Config.Broker.Authenticator == nil || opts.Config.Broker.Authorizer == nil || opts.Config.Version != version {
 		t.Errorf("server config: authenticator %v, authorizer %v, version %q", opts.Config.Broker.Authenticator,
 			opts.Config.Broker.Authorizer, opts.Config.Version)
+	}
+	if opts.Config.AdminToken != c.Admin.Token || opts.Config.AdminReadToken != c.Admin.ReadToken || opts.Config.AdminUsers == nil {
+		t.Errorf("admin API: tokens %v %v, users %v; want both tokens and the users file",
+			opts.Config.AdminToken == c.Admin.Token, opts.Config.AdminReadToken == c.Admin.ReadToken, opts.Config.AdminUsers)
 	}
 	if len(opts.LogAttrs) != 2 || opts.LogAttrs[0] != "config" || opts.LogAttrs[1] != "/etc/stompbox.yaml" {
 		t.Errorf("LogAttrs %v, want config /etc/stompbox.yaml", opts.LogAttrs)

@@ -168,6 +168,10 @@ type Log struct {
 type Admin struct {
 	Pprof              bool `yaml:"pprof" flag:"pprof" help:"serve net/http/pprof at /debug/pprof/ on the admin listener"`
 	DestinationMetrics int  `yaml:"destination_metrics" flag:"metrics-destinations" help:"how many destinations, deepest first, get their own stompbox_destination_* series (names are unbounded, so 0: none); at most 1000"`
+	// The admin API's bearer tokens (docs/operations.md, "Admin API"):
+	// secrets, never printed.
+	Token     string `yaml:"token" flag:"admin-token" secret:"true" help:"bearer token of the admin API's role admin (the read endpoints and the actions); at least 16 characters; prefer the environment or the file to the flag, which process lists show"`
+	ReadToken string `yaml:"read_token" flag:"admin-read-token" secret:"true" help:"bearer token of the admin API's role read (the read endpoints); at least 16 characters"`
 }
 
 // Session configures session recovery.

@@ -140,6 +140,10 @@ func TestRejections(t *testing.T) {
 		{"bad origin", nil, nil, "websocket:\n  allowed_origins: [example.com]\n", []string{`stompbox.yaml:2: websocket.allowed_origins: "example.com" is not an origin`}},
 		{"destination metrics cap", []string{"-metrics-destinations", "5000"}, nil, "", []string{"flag -metrics-destinations: admin.destination_metrics: must be between 0 and 1000 (got 5000)"}},
 		{"pprof without admin", []string{"-pprof", "-admin-listen", ""}, nil, "", []string{"flag -pprof: admin.pprof: needs listen.admin"}},
+		{"short admin token", nil, []string{"STOMPBOX_ADMIN_TOKEN=short"}, "", []string{"env STOMPBOX_ADMIN_TOKEN: admin.token: must be at least 16 characters (got 5)"}},
+		{"admin token with a space", []string{"-admin-read-token", "0123456789 abcdef"}, nil, "", []string{"flag -admin-read-token: admin.read_token: must be printable ASCII without spaces"}},
+		{"same admin tokens", nil, []string{"STOMPBOX_ADMIN_TOKEN=0123456789abcdef", "STOMPBOX_ADMIN_READ_TOKEN=0123456789abcdef"}, "", []string{"env STOMPBOX_ADMIN_READ_TOKEN: admin.read_token: must differ from admin.token"}},
+		{"admin token without admin", []string{"-admin-token", "0123456789abcdef", "-admin-listen", ""}, nil, "", []string{"flag -admin-token: admin.token: needs listen.admin"}},
 		{"zero shutdown timeout", nil, nil, "shutdown_timeout: 0s\n", []string{"stompbox.yaml:1: shutdown_timeout: must be positive"}},
 		{"small segment", nil, nil, "journal:\n  segment_size: 1KiB\n", []string{"stompbox.yaml:2: journal.segment_size: must be at least 4KiB"}},
 		{"several at once", nil, nil, "log:\n  level: loud\n  format: xml\n", []string{"stompbox.yaml:2: log.level", "stompbox.yaml:3: log.format"}},
@@ -374,5 +378,31 @@ func TestDeployConfigLoads(t *testing.T) {
 	if l.Config.Auth.UsersFile != users || l.Config.Auth.ACLFile != acl || l.Config.Auth.Anonymous {
 		t.Errorf("with flags: users file %q, ACL %q, anonymous %v; want the flags' and false",
 			l.Config.Auth.UsersFile, l.Config.Auth.ACLFile, l.Config.Auth.Anonymous)
+	}
+}
+
+// TestPrintConfigHidesSecrets: the admin tokens, set, are printed empty,
+// and their value appears nowhere in the output.
+func TestPrintConfigHidesSecrets(t *testing.T) {
+	l, err := load(t, []string{"-admin-read-token", "read-token-0123456789"},
+		[]string{"STOMPBOX_ADMIN_TOKEN=admin-token-0123456789"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Config.Admin.Token != "admin-token-0123456789" || l.Config.Admin.ReadToken != "read-token-0123456789" {
+		t.Fatalf("tokens not loaded: %+v", l.Config.Admin)
+	}
+	var out bytes.Buffer
+	if err := l.Print(&out); err != nil {
+		t.Fatal(err)
+	}
+	printed := out.String()
+	if strings.Contains(printed, "0123456789") {
+		t.Errorf("a token was printed:\n%s", printed)
+	}
+	for _, line := range []string{`  token: ""`, `# env STOMPBOX_ADMIN_TOKEN (a secret: set, not printed)`, `  read_token: ""`, `# flag -admin-read-token (a secret: set, not printed)`} {
+		if !strings.Contains(printed, line) {
+			t.Errorf("-print-config output lacks %q", line)
+		}
 	}
 }

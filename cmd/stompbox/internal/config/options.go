@@ -7,11 +7,13 @@ import (
 
 // option is one setting: a leaf field of Config.
 type option struct {
-	Key   string // YAML path, e.g. "journal.sync_interval"
-	Flag  string // command-line name without the dash
-	Env   string // environment variable
-	Help  string
-	index []int // field path in Config
+	Key  string // YAML path, e.g. "journal.sync_interval"
+	Flag string // command-line name without the dash
+	Env  string // environment variable
+	Help string
+	// Secret options (tokens) are never printed (Print).
+	Secret bool
+	index  []int // field path in Config
 }
 
 // EnvPrefix starts every environment variable of stompbox.
@@ -40,7 +42,8 @@ func walk(t reflect.Type, prefix string, index []int, opts *[]option) {
 			continue
 		}
 		flag := f.Tag.Get("flag")
-		*opts = append(*opts, option{Key: key, Flag: flag, Env: envName(flag), Help: f.Tag.Get("help"), index: idx})
+		*opts = append(*opts, option{Key: key, Flag: flag, Env: envName(flag), Help: f.Tag.Get("help"),
+			Secret: f.Tag.Get("secret") == "true", index: idx})
 	}
 }
 

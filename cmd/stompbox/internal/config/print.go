@@ -8,8 +8,9 @@ import (
 )
 
 // Print writes the effective configuration as a YAML file that Load reads
-// back to the same values; a comment on each line says where the value
-// came from.
+// back to the same values, secrets (admin.token, admin.read_token) aside:
+// a secret that is set is printed empty, its comment saying so. A comment
+// on each line says where the value came from.
 func (l *Loaded) Print(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "# stompbox effective configuration")
@@ -27,7 +28,11 @@ func (l *Loaded) Print(w io.Writer) error {
 			fmt.Fprintf(tw, "%s%s:\n", strings.Repeat("  ", i), sections[i])
 		}
 		open = sections
-		fmt.Fprintf(tw, "%s%s: %s\t# %s\n", strings.Repeat("  ", len(sections)), leaf, formatYAML(o.field(&l.Config)), l.Sources[o.Key])
+		value, source := formatYAML(o.field(&l.Config)), l.Sources[o.Key].String()
+		if o.Secret && !o.field(&l.Config).IsZero() {
+			value, source = `""`, source+" (a secret: set, not printed)"
+		}
+		fmt.Fprintf(tw, "%s%s: %s\t# %s\n", strings.Repeat("  ", len(sections)), leaf, value, source)
 	}
 	return tw.Flush()
 }

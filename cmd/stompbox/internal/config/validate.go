@@ -14,6 +14,10 @@ import (
 	"github.com/stompbox/stompbox/wsadapter"
 )
 
+// MinAdminTokenLen is the shortest admin.token and admin.read_token
+// accepted: a bearer token is a password nobody has to type.
+const MinAdminTokenLen = 16
+
 // MaxDestinationMetrics caps admin.destination_metrics: each named
 // destination is two series.
 const MaxDestinationMetrics = 1000
@@ -112,6 +116,14 @@ func (l *Loaded) validate() error {
 	check("admin.destination_metrics", c.Admin.DestinationMetrics >= 0 && c.Admin.DestinationMetrics <= MaxDestinationMetrics,
 		"must be between 0 and %d (got %d)", MaxDestinationMetrics, c.Admin.DestinationMetrics)
 	check("admin.pprof", !c.Admin.Pprof || c.Listen.Admin != "", "needs listen.admin")
+	// The messages never quote a token.
+	for _, kv := range [...][2]string{{"admin.token", c.Admin.Token}, {"admin.read_token", c.Admin.ReadToken}} {
+		key, tok := kv[0], kv[1]
+		check(key, tok == "" || len(tok) >= MinAdminTokenLen, "must be at least %d characters (got %d)", MinAdminTokenLen, len(tok))
+		check(key, !strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r >= 0x7f }), "must be printable ASCII without spaces")
+		check(key, tok == "" || c.Listen.Admin != "", "needs listen.admin")
+	}
+	check("admin.read_token", c.Admin.ReadToken == "" || c.Admin.ReadToken != c.Admin.Token, "must differ from admin.token")
 	for key, n := range map[string]int64{
 		"limits.max_frames_per_second": int64(lim.MaxFramesPerSecond), "limits.max_bytes_per_second": int64(lim.MaxBytesPerSecond),
 		"limits.max_destinations_per_connection": int64(lim.MaxDestinations),
