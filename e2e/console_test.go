@@ -9,9 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/go-stomp/stomp/v3"
@@ -225,6 +228,78 @@ func TestConsole(t *testing.T) {
 	}
 }
 
+// TestConsoleBasicAuth opens the console as a users-file user with role
+// monitor over HTTP Basic, answering the browser's own credentials prompt
+// (through DevTools, as a user would type them): the page, its fetches and
+// its event stream are authenticated, and an action is refused with the
+// API's 403.
+func TestConsoleBasicAuth(t *testing.T) {
+	users := filepath.Join(t.TempDir(), "users")
+	writeUsers(t, users, "watcher", "monitor", "watch-pass")
+	b := startBroker(t, "-auth-users-file", users)
+	defer b.stop()
+	m := adminAddr.FindStringSubmatch(b.log.String())
+	if m == nil {
+		t.Fatalf("no admin address in the log:\n%s", b.log.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	br := startBrowser(t, ctx)
+	defer br.close()
+	tb := br.openTab(t, "console", "about:blank")
+	prompts := answerBasicPrompts(tb, "watcher", "watch-pass")
+	tb.run(t, fetch.Enable().WithHandleAuthRequests(true), chromedp.Navigate("http://"+m[1]+"/console/"))
+	cp := consolePage{tab: tb}
+	cp.waitFor(t, "the event stream", `document.querySelector('[data-testid=stream]').dataset.state === 'live'`)
+
+	// Anonymous clients may connect but not subscribe here (a users file
+	// and no ACL): the client's row is the anonymous one.
+	c := dialConsoleClient(t, b)
+	defer func() { _ = c.Disconnect() }()
+	cp.tab.run(t, chromedp.Click(`[data-testid=tab-connections]`, chromedp.ByQuery))
+	cp.rowActionIn(t, "anonymous", "", "close-connection", "")
+	got := cp.waitFor(t, "the refusal", `(() => {
+		const r = document.querySelector('[data-testid=result]');
+		return r.dataset.state === 'error' && r.textContent;
+	})()`)
+	if !strings.Contains(got, "failed: 403: ") || !strings.Contains(got, "needs role admin") {
+		t.Errorf("result = %s, want the API's 403", got)
+	}
+	// Refused, so the client is still there.
+	cp.waitFor(t, "the client's row", consoleRowJS("anonymous", ""))
+	if n := prompts.Load(); n < 1 {
+		t.Errorf("the browser was never asked for credentials (%d prompts)", n)
+	}
+}
+
+// answerBasicPrompts makes tb's requests go on unchanged and answers every
+// credentials prompt (a 401 with a Basic challenge) with user and password;
+// it counts the prompts. It takes effect with fetch.Enable. Each answer is
+// sent from a goroutine (a listener must not block the tab's event loop)
+// that ends when its command returns or the tab closes.
+func answerBasicPrompts(tb *tab, user, password string) *atomic.Int64 {
+	var prompts atomic.Int64
+	do := func(a interface{ Do(context.Context) error }) {
+		go func() {
+			c := chromedp.FromContext(tb.ctx)
+			_ = a.Do(cdp.WithExecutor(tb.ctx, c.Target))
+		}()
+	}
+	chromedp.ListenTarget(tb.ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *fetch.EventRequestPaused:
+			do(fetch.ContinueRequest(ev.RequestID))
+		case *fetch.EventAuthRequired:
+			prompts.Add(1)
+			do(fetch.ContinueWithAuth(ev.RequestID, &fetch.AuthChallengeResponse{
+				Response: fetch.AuthChallengeResponseResponseProvideCredentials,
+				Username: user, Password: password,
+			}))
+		}
+	})
+	return &prompts
+}
+
 // consolePage is the console in a tab.
 type consolePage struct{ tab *tab }
 
@@ -246,10 +321,14 @@ func (p consolePage) waitFor(t *testing.T, what, cond string) string {
 	return out
 }
 
-// consoleRowJS is an expression finding the row of kind ("connection" or
-// "destination") that names key (a destination, or a subscription's).
+// consoleRowJS is an expression finding the row of kind that names key:
+// "destination" (key: its name), "connection" (key: a subscription's
+// destination) or "anonymous" (the first connection of user anonymous).
 func consoleRowJS(kind, key string) string {
-	if kind == "destination" {
+	switch kind {
+	case "anonymous":
+		return `document.querySelector('[data-testid=connection-row][data-user=anonymous]')`
+	case "destination":
 		return fmt.Sprintf(`Array.from(document.querySelectorAll('[data-testid=destination-row]')).find(r => r.dataset.name === %s)`, quote(key))
 	}
 	return fmt.Sprintf(`Array.from(document.querySelectorAll('[data-testid=connection-row]')).find(r =>
