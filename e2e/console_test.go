@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -173,6 +174,23 @@ func TestConsole(t *testing.T) {
 		})()`)
 		if want := `{"range":"51–60 of 60","msgs":[2,1,1,1,1,1,1,1,1,1]}`; got != want {
 			t.Errorf("second page = %s, want %s", got, want)
+		}
+	})
+
+	t.Run("names are text, never markup", func(t *testing.T) {
+		const queue = `/queue/console.<img src=x onerror="window.pwned=1">`
+		c := dialConsoleClient(t, b)
+		defer func() { _ = c.Disconnect() }()
+		sendN(t, c, queue, 1)
+		cp.waitMessages(t, queue, 1)
+		got := cp.waitFor(t, "the row's name", fmt.Sprintf(`(() => {
+			const r = %s;
+			return r && {name: r.querySelector('[data-col=name]').textContent,
+				imgs: document.querySelectorAll('[data-testid=destinations-table] img').length,
+				pwned: window.pwned === 1};
+		})()`, consoleRowJS("destination", queue)))
+		if want := fmt.Sprintf(`{"name":%s,"imgs":0,"pwned":false}`, jsonString(queue)); got != want {
+			t.Errorf("row = %s, want %s", got, want)
 		}
 	})
 
@@ -424,6 +442,17 @@ func screenshot(t *testing.T, p consolePage) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s (%d bytes)", path, len(png))
+}
+
+// jsonString is s as JSON.stringify writes it.
+func jsonString(s string) string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err) // a string always marshals
+	}
+	// JSON.stringify does not escape <, > and & as encoding/json does.
+	r := strings.NewReplacer(`\u003c`, "<", `\u003e`, ">", `\u0026`, "&")
+	return r.Replace(string(b))
 }
 
 // dialConsoleClient connects a go-stomp client to b over TCP (anonymous);
