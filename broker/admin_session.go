@@ -20,7 +20,7 @@ type sessionCard struct {
 	connected   time.Time
 
 	// framesIn and framesOut count the session's frames from its CONNECT
-	// on (heart-beats not included); blocked is its FullReason while flow
+	// on, CONNECT and CONNECTED included (heart-beats not); blocked is its FullReason while flow
 	// control holds it.
 	framesIn, framesOut atomic.Uint64
 	blocked             atomic.Uint32
@@ -41,6 +41,7 @@ func (s *Session) publishCard() {
 	if s.space != nil {
 		c.vhost = s.space.name
 	}
+	c.framesIn.Store(1) // the CONNECT being handled, counted before the card existed
 	s.card.Store(c)
 }
 

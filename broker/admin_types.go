@@ -25,7 +25,8 @@ type DestinationInfo struct {
 	Name  string          // the destination, as clients name it
 	Kind  DestinationKind // what it is
 	// Messages are ready plus delivered and not yet acknowledged (queues);
-	// Bytes are their bodies' bytes.
+	// Bytes are what they count against the queue's byte limit
+	// (limits.max_queue_bytes): each message as its encoded MESSAGE frame.
 	Messages, Bytes int
 	Unacked         int // delivered, not yet acknowledged (queues)
 	Consumers       int // queue consumers, or topic subscribers

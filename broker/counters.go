@@ -20,6 +20,11 @@ type frameCounters struct {
 	_          [64 - (2*frames.NumCommands*8+8)%64]byte
 }
 
+// counts is the session's stripe of the broker's frame counters,
+// computed rather than kept as a pointer: the admin card took that word of
+// the Session (issue 15 bounds its size).
+func (s *Session) counts() *frameCounters { return &s.b.frameStripes[s.stripe%counterStripes] }
+
 // closeCounters counts, per close reason, sessions that ended.
 type closeCounters [closeReasonCount]atomic.Uint64
 

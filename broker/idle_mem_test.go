@@ -182,7 +182,7 @@ func TestIdleHeartbeatsAllocateNothing(t *testing.T) {
 	var batch OutputBatch
 	s.Output(&batch)
 	batch.Done()
-	before := s.counts.heartbeats.Load()
+	before := s.counts().heartbeats.Load()
 	beat := []byte("\n")
 	allocs := testing.AllocsPerRun(100, func() {
 		if err := s.Feed(beat); err != nil {
@@ -192,7 +192,7 @@ func TestIdleHeartbeatsAllocateNothing(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("%.1f allocations per heart-beat on an idle session, want 0", allocs)
 	}
-	if got := s.counts.heartbeats.Load() - before; got != 101 {
+	if got := s.counts().heartbeats.Load() - before; got != 101 {
 		t.Errorf("heart-beats counted: %d, want 101", got)
 	}
 }

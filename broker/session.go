@@ -85,10 +85,9 @@ type Session struct {
 	sendInterval atomic.Int64 // server->client heart-beat interval (ns); 0 = none
 	nextAck      atomic.Uint64
 	out          outbox
-	budget       budget         // everything held because of this connection
-	auth         sessionAuth    // token expiry and re-authorization (session_auth.go)
-	resume       sessionResume  // session recovery (resume_park.go)
-	counts       *frameCounters // immutable: this session's stripe of the broker's frame counters
+	budget       budget        // everything held because of this connection
+	auth         sessionAuth   // token expiry and re-authorization (session_auth.go)
+	resume       sessionResume // session recovery (resume_park.go)
 
 	// liveness (ns; 0: none) is the negotiated heart-beat timeout, set at
 	// CONNECT, for LivenessTimeout.
@@ -112,7 +111,6 @@ func (b *Broker) NewSession(t Transport, remote string) *Session {
 	s := &Session{
 		b: b, t: t, remote: remote,
 		id:       id,
-		counts:   &b.frameStripes[num%counterStripes],
 		stripe:   uint32(num % counterStripes),
 		openedAt: b.cfg.Now().Sub(b.epoch),
 		parser:   frames.NewParser(b.cfg.Frame),
@@ -186,7 +184,7 @@ func (s *Session) Feed(chunk []byte) error {
 	}
 	if s.parser == nil {
 		if beats, ok := onlyHeartbeats(chunk); ok {
-			s.counts.heartbeats.Add(beats) // what the parser would do, without making one
+			s.counts().heartbeats.Add(beats) // what the parser would do, without making one
 			return nil
 		}
 		s.parser = frames.NewParser(s.b.cfg.Frame)
@@ -444,7 +442,7 @@ type frameHandler Session
 // HandleHeartbeat implements frames.Handler. Liveness is the driver's read
 // deadline, reset by any byte, so there is nothing to do here.
 func (h *frameHandler) HandleHeartbeat() error {
-	h.counts.heartbeats.Add(1)
+	(*Session)(h).counts().heartbeats.Add(1)
 	return nil
 }
 
@@ -456,7 +454,7 @@ func (h *frameHandler) HandleFrame(f *frames.Frame) error { return (*Session)(h)
 // Feed throttles the driver after the chunk. While the session is
 // blocked, arriveBlocked decides between now and later.
 func (s *Session) handleIncoming(f *frames.Frame) error {
-	s.counts.in[f.Command].Add(1)
+	s.counts().in[f.Command].Add(1)
 	s.countIn()
 	switch f.Command {
 	case frames.CmdConnect, frames.CmdStomp, frames.CmdSubscribe:

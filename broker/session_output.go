@@ -69,13 +69,13 @@ func (s *Session) output(b *OutputBatch) (closing bool) {
 		text := false
 		if e.msg == nil {
 			if e.ctrlEnd > e.ctrlStart {
-				s.counts.countControl(ctrl[e.ctrlStart])
+				s.counts().countControl(ctrl[e.ctrlStart])
 				s.countOut()
 			}
 			b.buf = append(b.buf, ctrl[e.ctrlStart:e.ctrlEnd]...)
 			text = framed && utf8.Valid(ctrl[e.ctrlStart:e.ctrlEnd]) // small: RECEIPT, ERROR, CONNECTED
 		} else {
-			s.counts.out[frames.CmdMessage].Add(1)
+			s.counts().out[frames.CmdMessage].Add(1)
 			s.countOut()
 			s.appendMessage(b, e)
 			text = framed && e.msg.isText() && e.sub.headerText

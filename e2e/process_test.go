@@ -144,12 +144,14 @@ func (b *syncBuffer) String() string {
 var (
 	listeningLine = regexp.MustCompile(`msg="stompbox listening".* stomp=(\S+)`)
 	httpAttr      = regexp.MustCompile(` http=(\S+)`)
+	adminAttr     = regexp.MustCompile(` admin=(\S+)`)
 )
 
 // listenAddrs are the addresses a broker announced.
 type listenAddrs struct {
 	stomp string // native STOMP over TCP
 	http  string // WebSocket at /ws and the demo page; "" when disabled
+	admin string // metrics, probes, the admin API and the console; "" when disabled
 }
 
 // lineScanner hands each complete line written to match, until match
@@ -200,6 +202,9 @@ func newBrokerLog() *brokerLog {
 		if h := httpAttr.FindSubmatch(line); h != nil {
 			a.http = string(h[1])
 		}
+		if h := adminAttr.FindSubmatch(line); h != nil {
+			a.admin = string(h[1])
+		}
 		l.addr <- a
 		return true
 	}
@@ -221,8 +226,11 @@ type brokerProc struct {
 	// httpAddr serves STOMP over WebSocket at /ws and the demo page at /;
 	// "" when a test disabled it with -http-listen "".
 	httpAddr string
-	done     chan struct{} // closed once Wait returned
-	waitErr  error         // valid after done
+	// adminAddr serves /metrics, the admin API and the console; "" when
+	// a test disabled it.
+	adminAddr string
+	done      chan struct{} // closed once Wait returned
+	waitErr   error         // valid after done
 }
 
 // startBroker runs the stompbox binary with native STOMP and HTTP (WebSocket
@@ -236,7 +244,7 @@ func startBroker(t *testing.T, flags ...string) *brokerProc {
 	b := launchBroker(t, log, log, append(os.Environ(), "GORACE=halt_on_error=0 exitcode=66"), flags...)
 	select {
 	case a := <-log.addr:
-		b.addr, b.httpAddr = a.stomp, a.http
+		b.addr, b.httpAddr, b.adminAddr = a.stomp, a.http, a.admin
 	case <-b.done:
 		t.Fatalf("stompbox exited before listening: %v\n%s", b.waitErr, log.String())
 	case <-time.After(listenTimeout):

@@ -14,8 +14,8 @@ import (
 
 // The admin API (docs/operations.md, "Admin API"): JSON over the admin
 // listener, read by `stompbox ctl` and the console. Its handlers read the
-// broker through the small interfaces below, so that they are tested
-// against fakes as well as the real broker.
+// broker through the small interface below, so that error paths the real
+// broker rarely takes (a failed journal) are tested with a fake.
 
 // adminBroker is what the admin API reads and changes of the broker
 // (*broker.Broker).
@@ -28,23 +28,11 @@ type adminBroker interface {
 	MoveDeadLetters(vhost, dlq string, max int) (moved int, err error)
 }
 
-// adminSession is what the admin API reads and does of one session
-// (*broker.Session).
-type adminSession interface {
-	Info() broker.SessionInfo
-	CloseByOperator(reason string)
-}
-
 // adminAPI serves /api/ of the admin listener.
 type adminAPI struct {
 	srv    *Server      // immutable
-	broker adminBroker  // immutable
+	broker adminBroker  // immutable (a test swaps in a fake before its requests)
 	log    *slog.Logger // immutable
-	// sessionOf reads a connection's session (immutable); tests replace it.
-	sessionOf func(*wire) adminSession
-	// notFound and notQueue are the broker's errors for a missing
-	// destination (404) and one that is not a plain queue (409).
-	notFound, notQueue error
 	// now is the clock of rates and ages (immutable).
 	now func() time.Time
 	// started is when the server was made; node is this node's name (the
@@ -65,15 +53,12 @@ const maxEventStreams = 32
 
 func newAdminAPI(s *Server) *adminAPI {
 	a := &adminAPI{
-		srv:       s,
-		log:       s.cfg.Logger,
-		broker:    s.broker,
-		sessionOf: func(w *wire) adminSession { return w.session },
-		notFound:  broker.ErrNoSuchDestination,
-		notQueue:  broker.ErrNotAQueue,
-		now:       time.Now,
-		streams:   make(chan struct{}, maxEventStreams),
-		done:      make(chan struct{}),
+		srv:     s,
+		log:     s.cfg.Logger,
+		broker:  s.broker,
+		now:     time.Now,
+		streams: make(chan struct{}, maxEventStreams),
+		done:    make(chan struct{}),
 	}
 	a.started = a.now()
 	a.node, _ = os.Hostname()
@@ -130,11 +115,11 @@ func writeError(w http.ResponseWriter, status int, text string) {
 }
 
 // brokerStatus maps a broker error to its HTTP status.
-func (a *adminAPI) brokerStatus(err error) int {
+func brokerStatus(err error) int {
 	switch {
-	case a.notFound != nil && errors.Is(err, a.notFound):
+	case errors.Is(err, broker.ErrNoSuchDestination):
 		return http.StatusNotFound
-	case a.notQueue != nil && errors.Is(err, a.notQueue):
+	case errors.Is(err, broker.ErrNotAQueue):
 		return http.StatusConflict
 	case errors.Is(err, broker.ErrJournalFull), errors.Is(err, broker.ErrJournalFailed), errors.Is(err, broker.ErrQueueFull):
 		return http.StatusServiceUnavailable

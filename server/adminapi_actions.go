@@ -77,7 +77,7 @@ func (a *adminAPI) queueAction(w http.ResponseWriter, r *http.Request, name, key
 	}
 	n, err := do(a.broker, q)
 	if err != nil {
-		status := a.brokerStatus(err)
+		status := brokerStatus(err)
 		a.log.Info("admin action", "who", whoOf(r), "action", name, "vhost", q.VHost, "destination", q.Destination, "result", "refused", "status", status, "error", err, key, n)
 		if n > 0 {
 			// A move that stopped part-way: what was moved stays moved.

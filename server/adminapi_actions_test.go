@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -251,5 +252,38 @@ func TestAdminAPIJournal(t *testing.T) {
 	api.getJSON("/api/overview", &o)
 	if o.Journal == nil || o.Journal.State != "ok" {
 		t.Errorf("overview's journal: %+v", o.Journal)
+	}
+}
+
+// failingBroker is a broker whose actions fail as a broken journal or a
+// full queue makes them, which a test cannot easily bring the real one
+// to.
+type failingBroker struct {
+	adminBroker
+	moved int
+	err   error
+}
+
+func (f failingBroker) PurgeQueue(string, string) (int, error) { return 0, f.err }
+func (f failingBroker) MoveDeadLetters(string, string, int) (int, error) {
+	return f.moved, f.err
+}
+
+// TestAdminAPIActionErrors maps the broker's failures to 503, and a move
+// that stopped part-way answers what it moved.
+func TestAdminAPIActionErrors(t *testing.T) {
+	srv := startServer(t, Config{AdminToken: "tok"})
+	api := apiClient{t: t, base: startAdmin(t, srv.Server), auth: bearer("tok")}
+	srv.admin.broker = failingBroker{adminBroker: srv.Broker(), err: fmt.Errorf("journal: %w", broker.ErrJournalFailed)}
+	api.postJSON("/api/queues/purge", map[string]string{"destination": "/queue/x"}, http.StatusServiceUnavailable, nil)
+
+	srv.admin.broker = failingBroker{adminBroker: srv.Broker(), moved: 2, err: fmt.Errorf("/queue/x: %w", broker.ErrQueueFull)}
+	var partial struct {
+		Error string
+		Moved int
+	}
+	api.postJSON("/api/queues/move-dlq", map[string]string{"destination": "/queue/DLQ.x"}, http.StatusServiceUnavailable, &partial)
+	if partial.Moved != 2 || !strings.Contains(partial.Error, "queue full") {
+		t.Errorf("partial move: %+v", partial)
 	}
 }

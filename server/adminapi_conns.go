@@ -82,15 +82,13 @@ func (a *adminAPI) connItemOf(w *wire) connItem {
 		Subscriptions: []subItem{},
 		since:         w.accepted.UnixNano(),
 	}
-	if s := a.sessionOf(w); s != nil {
-		in := s.Info()
-		it.User, it.VHost, it.Version = in.User, in.VHost, in.Version
-		it.Connected = apiTimeOrNull(in.Connected)
-		it.FramesIn, it.FramesOut = in.FramesIn, in.FramesOut
-		it.OutboxBytes, it.HeldBytes, it.Blocked, it.Unacked = in.OutboxBytes, in.HeldBytes, in.Blocked, in.Unacked
-		for _, sub := range in.Subscriptions {
-			it.Subscriptions = append(it.Subscriptions, subItem(sub))
-		}
+	in := w.session.Info()
+	it.User, it.VHost, it.Version = in.User, in.VHost, in.Version
+	it.Connected = apiTimeOrNull(in.Connected)
+	it.FramesIn, it.FramesOut = in.FramesIn, in.FramesOut
+	it.OutboxBytes, it.HeldBytes, it.Blocked, it.Unacked = in.OutboxBytes, in.HeldBytes, in.Blocked, in.Unacked
+	for _, sub := range in.Subscriptions {
+		it.Subscriptions = append(it.Subscriptions, subItem(sub))
 	}
 	return it
 }
@@ -153,16 +151,12 @@ func (a *adminAPI) closeConnection(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	reason := cleanReason(body.Reason)
 	wr := a.srv.findWire(id)
-	var s adminSession
-	if wr != nil {
-		s = a.sessionOf(wr)
-	}
-	if s == nil {
+	if wr == nil {
 		a.log.Info("admin action", "who", whoOf(r), "action", "close", "connection", id, "result", "no such connection")
 		writeError(w, http.StatusNotFound, "no such connection")
 		return
 	}
-	s.CloseByOperator(reason)
+	wr.session.CloseByOperator(reason)
 	a.log.Info("admin action", "who", whoOf(r), "action", "close", "connection", id, "reason", reason, "result", "closed")
 	writeJSON(w, http.StatusOK, map[string]bool{"closed": true})
 }

@@ -32,12 +32,13 @@ func (a *adminAPI) events(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "too many event streams open (at most "+strconv.Itoa(maxEventStreams)+")")
 		return
 	}
-	// An event stream outlives the listener's write timeout; the
-	// handler's writes are bounded by their own deadline below.
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no") // a reverse proxy must not hold events back
 	w.WriteHeader(http.StatusOK)
+	// The write deadline set per event would outlive the stream on a
+	// kept-alive connection: cleared on the way out.
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 	tick := time.NewTicker(time.Duration(interval) * time.Second)
 	defer tick.Stop()
 	buf := make([]byte, 0, 1024)

@@ -353,7 +353,7 @@ func (a *adminAPI) peek(w http.ResponseWriter, r *http.Request) {
 	}
 	msgs, err := a.broker.PeekQueue(vhost, dest, limit, preview)
 	if err != nil {
-		writeError(w, a.brokerStatus(err), err.Error())
+		writeError(w, brokerStatus(err), err.Error())
 		return
 	}
 	items := make([]peekedJSON, 0, len(msgs))

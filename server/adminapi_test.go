@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -9,8 +11,12 @@ import (
 	"time"
 
 	"github.com/go-stomp/stomp/v3"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 
 	"github.com/stompbox/stompbox/broker"
+	"github.com/stompbox/stompbox/persistence"
+	"github.com/stompbox/stompbox/server/cluster"
 )
 
 // TestAdminAPIConnections lists a go-stomp client's connection, with its
@@ -35,7 +41,12 @@ func TestAdminAPIConnections(t *testing.T) {
 	}
 
 	var all connPage
-	api.getJSON("/api/connections?sort=user", &all)
+	// Written bytes are counted once the write has returned, which may be
+	// after the client has read them.
+	poll(t, "alice's MESSAGE counted", func() bool {
+		api.getJSON("/api/connections?sort=user", &all)
+		return all.Total == 2 && all.Items[0].BytesOut > uint64(len("CONNECTED\n\n\x00hello"))
+	})
 	if all.Total != 2 || len(all.Items) != 2 || all.Limit != 100 || all.Items[0].User != "alice" || all.Items[1].User != "bob" {
 		t.Fatalf("connections: %+v", all)
 	}
@@ -206,5 +217,87 @@ func TestAdminAPIJournalAndClusterAbsent(t *testing.T) {
 	code, body := api2.do(http.MethodGet, "/api/journal", nil)
 	if code != http.StatusOK || strings.TrimSpace(string(body)) != `{"enabled":true}` {
 		t.Errorf("opaque journal: %d %s", code, body)
+	}
+}
+
+// TestAdminAPIWebSocketConnection lists a STOMP-over-WebSocket client as
+// transport ws, with its bytes, and an operator close reaches it as an
+// ERROR frame.
+func TestAdminAPIWebSocketConnection(t *testing.T) {
+	srv, wsURL := startWebServer(t, Config{AdminToken: "0123456789abcdef"})
+	api := apiClient{t: t, base: startAdmin(t, srv.Server), auth: bearer("0123456789abcdef")}
+	conn, _ := dialWS(t, wsURL, "v12.stomp")
+	if err := wsutil.WriteClientText(conn, []byte("CONNECT\naccept-version:1.2\nhost:x\nlogin:wendy\npasscode:x\n\n\x00")); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := readWS(t, conn); !strings.HasPrefix(string(data), "CONNECTED\n") {
+		t.Fatalf("got %q", data)
+	}
+	var p connPage
+	// The writer counts its bytes once the write has returned, which may
+	// be after the client has read them.
+	poll(t, "the CONNECTED counted", func() bool {
+		api.getJSON("/api/connections?transport=ws", &p)
+		return p.Total == 1 && p.Items[0].BytesOut > 0
+	})
+	if p.Items[0].User != "wendy" || p.Items[0].Transport != "ws" || p.Items[0].BytesIn == 0 {
+		t.Fatalf("ws connections: %+v", p)
+	}
+	api.postJSON("/api/connections/"+p.Items[0].ID+"/close", map[string]string{"reason": "bye"}, http.StatusOK, nil)
+	data, _ := readWS(t, conn)
+	if !strings.HasPrefix(string(data), "ERROR\n") || !strings.Contains(string(data), "error-code:closed-by-operator") || !strings.Contains(string(data), `message:closed by an operator\c bye`) {
+		t.Errorf("after the close: %q", data)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err := wsutil.ReadServerData(conn)
+	var closed wsutil.ClosedError
+	if !errors.As(err, &closed) || closed.Code != ws.StatusPolicyViolation {
+		t.Errorf("after the ERROR: %v, want close 1008", err)
+	}
+}
+
+// infoJournal is a journal describing itself as failed.
+type infoJournal struct {
+	nopJournal
+	info persistence.Info
+}
+
+func (j infoJournal) Info() persistence.Info { return j.info }
+
+// fakeCluster is a cluster node that answers readiness and describes
+// itself; no STOMP traffic reaches its broker.Cluster methods here.
+type fakeCluster struct {
+	broker.Cluster
+	ready error
+}
+
+func (fakeCluster) Attach(*broker.Broker)         {}
+func (f fakeCluster) Ready(context.Context) error { return f.ready }
+func (fakeCluster) Info() cluster.Info {
+	return cluster.Info{Name: "east", Node: "node-a", SessionNode: "node-a.1", Servers: []string{"nats://127.0.0.1:4222"}}
+}
+
+// TestAdminAPIJournalFailedAndCluster: a failed journal's state and
+// error; a cluster node's name, readiness and why it is not ready.
+func TestAdminAPIJournalFailedAndCluster(t *testing.T) {
+	j := infoJournal{info: persistence.Info{Dir: "/j", Sync: "interval", Size: 10, Segments: 1,
+		Failed: errors.New("fsync: input/output error"), Fsync: persistence.FsyncSummary{Count: 3, P50: time.Millisecond, P99: 2 * time.Millisecond, Max: 3 * time.Millisecond}}}
+	srv := startServer(t, Config{Broker: broker.Config{Journal: j}, Cluster: fakeCluster{ready: errors.New("not connected to NATS")}})
+	api := apiClient{t: t, base: startAdmin(t, srv.Server)}
+	var got journalJSON
+	api.getJSON("/api/journal", &got)
+	if got.State != "failed" || got.Error != "fsync: input/output error" || got.Sync != "interval" || got.Fsync == nil || got.Fsync.P99 != 0.002 || got.Fsync.Count != 3 {
+		t.Errorf("journal: %+v %+v", got, got.Fsync)
+	}
+	var c clusterJSON
+	api.getJSON("/api/cluster", &c)
+	if !c.Enabled || c.Name != "east" || c.Node != "node-a" || c.Ready == nil || *c.Ready || c.Error != "not connected to NATS" ||
+		len(c.Nodes) != 1 || !c.Nodes[0].Self || c.Nodes[0].Name != "node-a" {
+		t.Errorf("cluster: %+v", c)
+	}
+	var o overview
+	api.getJSON("/api/overview", &o)
+	if o.Node != "node-a" || o.Cluster == nil || o.Journal == nil || o.Journal.State != "failed" {
+		t.Errorf("overview: node %q, cluster %+v, journal %+v", o.Node, o.Cluster, o.Journal)
 	}
 }

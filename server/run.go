@@ -101,7 +101,8 @@ type Listen struct {
 	// HTTPS is HTTP over TLS (Server.ServeWebTLS; needs
 	// Config.Certificate): "https".
 	HTTPS string
-	// Admin is /metrics, /healthz and /readyz (Server.ServeAdmin): "admin".
+	// Admin is /metrics, /healthz, /readyz and the admin API
+	// (Server.ServeAdmin): "admin".
 	Admin string
 }
 

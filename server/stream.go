@@ -95,7 +95,8 @@ func closeCode(reason broker.CloseReason) wsadapter.CloseCode {
 	case broker.CloseInvalidData:
 		return wsadapter.CloseInvalidData
 	case broker.ClosePolicy, broker.CloseSlowConsumer, broker.CloseLimitExceeded,
-		broker.CloseConnectTimeout, broker.CloseHeartbeatTimeout, broker.CloseTokenExpired, broker.CloseTakenOver:
+		broker.CloseConnectTimeout, broker.CloseHeartbeatTimeout, broker.CloseTokenExpired, broker.CloseTakenOver,
+		broker.CloseOperator:
 		return wsadapter.ClosePolicy
 	case broker.CloseFrameTooLarge:
 		return wsadapter.CloseTooBig

@@ -192,3 +192,27 @@ func TestWebSocketControlAfterIdle(t *testing.T) {
 		c.expectClose(ws.StatusNormalClosure)
 	})
 }
+
+// An operator's close (the admin API) reaches a browser as the ERROR that
+// says why, then WebSocket close 1008: not a network failure.
+func TestWebSocketClosedByOperator(t *testing.T) {
+	srv, url := startWebServer(t, Config{Broker: broker.Config{ResumeGrace: -1}})
+	c := dialWSClient(t, url, nil, "v12.stomp")
+	c.connect()
+	srv.mu.Lock()
+	var sessions []*broker.Session
+	for cn := range srv.conns {
+		sessions = append(sessions, cn.base().session)
+	}
+	srv.mu.Unlock()
+	if len(sessions) != 1 {
+		t.Fatalf("%d connections, want 1", len(sessions))
+	}
+	sessions[0].CloseByOperator("maintenance window")
+	f, _ := c.next()
+	if f.Command != frames.CmdError || header(f, "error-code") != broker.CodeClosedByOperator ||
+		header(f, "message") != "closed by an operator: maintenance window" {
+		t.Fatalf("got %s %v, want ERROR closed-by-operator with the reason", f.Command, f.Headers)
+	}
+	c.expectClose(ws.StatusPolicyViolation)
+}

@@ -36,7 +36,7 @@ type Config struct {
 	Window      int           `json:"window"`      // SENDs awaiting a RECEIPT per producer (persistent)
 	Connections int           `json:"connections"` // idle
 	HeartBeat   string        `json:"heartbeat"`   // offered by idle connections: "send,receive"
-	BrokerPID   int           `json:"broker_pid"`  // idle: whose RSS and CPU to read (0: none)
+	BrokerPID   int           `json:"broker_pid"`  // whose CPU (and, idle, RSS) to read (0: none)
 	Login       string        `json:"login"`       // CONNECT login
 	Passcode    string        `json:"-"`           // CONNECT passcode, never printed
 	Host        string        `json:"host"`        // CONNECT host: the virtual host
@@ -44,11 +44,17 @@ type Config struct {
 	Timeout     time.Duration `json:"timeout_ns"`  // bound on the whole run
 	Warmup      time.Duration `json:"warmup_ns"`   // not measured (every message still checked)
 	JSON        bool          `json:"-"`           // print JSON instead of a table
+	// Scrape lists URLs (comma-separated) fetched every ScrapeEvery while
+	// the scenario runs: what watching the broker costs it.
+	Scrape      string        `json:"scrape,omitempty"`
+	ScrapeEvery time.Duration `json:"scrape_every_ns,omitempty"`
+	ScrapeAuth  string        `json:"-"` // Authorization header of each scrape, never printed
 
 	// Derived by Validate, not flags.
-	transport string // "tcp" or "ws"
-	address   string // host:port for TCP
-	heartBeat frames.HeartBeat
+	transport  string // "tcp" or "ws"
+	address    string // host:port for TCP
+	heartBeat  frames.HeartBeat
+	scrapeURLs []string
 }
 
 // Transport is "tcp" or "ws", from the URL's scheme (after Validate).
@@ -73,6 +79,7 @@ func DefaultConfig() Config {
 		HeartBeat:   "10s,10s",
 		Host:        "/",
 		Timeout:     5 * time.Minute,
+		ScrapeEvery: time.Second,
 	}
 }
 
@@ -95,7 +102,10 @@ func ParseFlags(args []string, usage io.Writer) (Config, error) {
 	fs.IntVar(&c.Window, "window", c.Window, "SENDs awaiting their RECEIPT per producer (persistent)")
 	fs.IntVar(&c.Connections, "connections", c.Connections, "connections to open (idle)")
 	fs.StringVar(&c.HeartBeat, "heartbeat", c.HeartBeat, "heart-beat offered in CONNECT: send,receive (idle; the other scenarios offer 0,0)")
-	fs.IntVar(&c.BrokerPID, "broker-pid", 0, "broker process id, for its RSS and CPU from /proc (idle)")
+	fs.IntVar(&c.BrokerPID, "broker-pid", 0, "broker process id, for its CPU during the run (and, idle, its RSS) from /proc")
+	fs.StringVar(&c.Scrape, "scrape", "", "URLs (comma-separated) to GET every -scrape-every while the scenario runs, e.g. the broker's admin API: a failed scrape fails the run")
+	fs.DurationVar(&c.ScrapeEvery, "scrape-every", c.ScrapeEvery, "interval of -scrape")
+	fs.StringVar(&c.ScrapeAuth, "scrape-auth", "", "Authorization header of each -scrape request, e.g. \"Bearer TOKEN\"")
 	fs.StringVar(&c.Login, "login", "", "CONNECT login")
 	fs.StringVar(&c.Passcode, "passcode", "", "CONNECT passcode")
 	fs.StringVar(&c.Host, "host", c.Host, "CONNECT host header: the virtual host (stompbox and RabbitMQ both default to /)")
@@ -145,6 +155,16 @@ func (c *Config) Validate() error {
 	check(c.Timeout > 0, "-timeout must be positive")
 	check(c.Warmup >= 0, "-warmup must not be negative")
 	check(c.BrokerPID >= 0, "-broker-pid must not be negative")
+	c.scrapeURLs = nil
+	for u := range strings.SplitSeq(c.Scrape, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		pu, err := url.Parse(u)
+		check(err == nil && (pu.Scheme == "http" || pu.Scheme == "https") && pu.Host != "", "-scrape %q: want http(s)://host:port/path", u)
+		c.scrapeURLs = append(c.scrapeURLs, u)
+	}
+	check(c.ScrapeEvery > 0, "-scrape-every must be positive")
 	hb, err := parseHeartBeat(c.HeartBeat)
 	if err != nil {
 		errs = append(errs, err)

@@ -31,8 +31,12 @@ type Result struct {
 	RSSBefore   int64    `json:"rss_before,omitempty"`
 	RSSAfter    int64    `json:"rss_after,omitempty"`
 	RSSPerConn  *float64 `json:"rss_per_conn,omitempty"`
-	CPUPct      *float64 `json:"cpu_pct,omitempty"`
-	Counts      Counts   `json:"counts"`
+	// CPUPct is the broker's CPU (-broker-pid), % of one core: while the
+	// connections idled (idle), over the whole run (the others).
+	CPUPct *float64 `json:"cpu_pct,omitempty"`
+	// Scrape is what -scrape measured.
+	Scrape *ScrapeResult `json:"scrape,omitempty"`
+	Counts Counts        `json:"counts"`
 	// OK is false when the run failed; Errors say why (at most 10, the
 	// cause first).
 	OK     bool     `json:"ok"`
@@ -127,6 +131,14 @@ func (res *Result) WriteTable(w io.Writer) error {
 		}
 		if res.CPUPct != nil {
 			row("broker CPU", "%.2f %% of one core while idle", *res.CPUPct)
+		}
+	} else if res.CPUPct != nil {
+		row("broker CPU", "%.2f %% of one core over the run", *res.CPUPct)
+	}
+	if sc := res.Scrape; sc != nil {
+		row("scrapes", "%d (%d B)", sc.Scrapes, sc.Bytes)
+		if l := sc.Latencies; l != nil {
+			row("scrape time, us", "p50 %.1f  p99 %.1f  max %.1f", l.P50, l.P99, l.Max)
 		}
 	}
 	if res.OK {

@@ -28,6 +28,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	// Whatever ends the run early (a failure, the timeout) closes every
 	// connection, which unblocks every read and write.
 	stopAbort := context.AfterFunc(ctx, r.abortAll)
+	stopWatch := r.watch()
 	var err error
 	switch cfg.Scenario {
 	case ScenarioQueue, ScenarioPersistent:
@@ -40,6 +41,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		err = r.runIdle()
 	default:
 		err = fmt.Errorf("unknown scenario %q", cfg.Scenario)
+	}
+	if werr := stopWatch(); err == nil {
+		err = werr
 	}
 	if err != nil {
 		r.mu.Lock()
@@ -74,6 +78,44 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return r.res, r.errs[0]
 	}
 	return r.res, nil
+}
+
+// watch starts what runs beside every scenario: the -scrape scraper, and
+// the broker CPU reading of the scenarios other than idle (which reads its
+// own). The function it returns stops them and records what they measured.
+func (r *runner) watch() (stop func() error) {
+	cfg := r.cfg
+	var cpu0 int64
+	start := time.Now()
+	if cfg.BrokerPID > 0 && cfg.Scenario != ScenarioIdle {
+		var err error
+		if cpu0, err = readCPUTicks(cfg.BrokerPID); err != nil {
+			return func() error { return err }
+		}
+	}
+	var sc *scraper
+	var scraping sync.WaitGroup
+	ctx, cancel := context.WithCancel(r.ctx)
+	if len(cfg.scrapeURLs) > 0 {
+		sc = newScraper(cfg)
+		scraping.Go(func() { sc.run(ctx, r.fail) })
+	}
+	return func() error {
+		cancel()
+		scraping.Wait()
+		if sc != nil {
+			r.res.Scrape = sc.result()
+		}
+		if cfg.BrokerPID > 0 && cfg.Scenario != ScenarioIdle {
+			cpu1, err := readCPUTicks(cfg.BrokerPID)
+			if err != nil {
+				return err
+			}
+			pct := float64(cpu1-cpu0) / clockTicks / time.Since(start).Seconds() * 100
+			r.res.CPUPct = &pct
+		}
+		return nil
+	}
 }
 
 // runner is the state of one run shared by its scenario's goroutines.

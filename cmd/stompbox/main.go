@@ -7,6 +7,7 @@
 //	stompbox -print-config
 //	stompbox passwd -users-file users -user alice -roles admin < password
 //	stompbox journal check|dump|repair -journal-dir /var/lib/stompbox/journal
+//	stompbox ctl [-admin URL] [-token T] overview|connections|queues|purge ...
 //
 // SIGTERM or SIGINT shut it down gracefully; SIGHUP reloads the TLS
 // certificate.
@@ -35,6 +36,9 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "journal" {
 		os.Exit(runJournal(os.Args[2:], os.Environ(), os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "ctl" {
+		os.Exit(runCtl(os.Args[2:], os.Environ(), os.Stdout, os.Stderr))
 	}
 	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }

@@ -52,7 +52,7 @@ type Listen struct {
 	STOMPTLS string `yaml:"stomp_tls" flag:"tls-listen" help:"native STOMP over TLS address (needs tls.cert_file and tls.key_file)"`
 	HTTP     string `yaml:"http" flag:"http-listen" help:"HTTP address: STOMP over WebSocket at websocket.path, the demo page at /"`
 	HTTPS    string `yaml:"https" flag:"https-listen" help:"HTTPS address: STOMP over secure WebSocket (wss) and the demo page (needs tls.cert_file and tls.key_file)"`
-	Admin    string `yaml:"admin" flag:"admin-listen" help:"admin HTTP address: /metrics, /healthz, /readyz (and /debug/pprof/ with admin.pprof)"`
+	Admin    string `yaml:"admin" flag:"admin-listen" help:"admin HTTP address: /metrics, /healthz, /readyz, the admin API under /api/ (and /debug/pprof/ with admin.pprof)"`
 	// STOMPProxyProtocol and STOMPTLSProxyProtocol expect a PROXY header from trusted proxies.
 	STOMPProxyProtocol    bool `yaml:"stomp_proxy_protocol" flag:"proxy-protocol" help:"connections to listen.stomp from trusted_proxies must start with a PROXY protocol v1 or v2 header naming the client"`
 	STOMPTLSProxyProtocol bool `yaml:"stomp_tls_proxy_protocol" flag:"tls-proxy-protocol" help:"connections to listen.stomp_tls from trusted_proxies must start with a PROXY protocol v1 or v2 header (before the TLS handshake)"`

@@ -194,7 +194,8 @@ func TestMissingConfigFile(t *testing.T) {
 }
 
 func TestUnknownEnvIsReportedNotFatal(t *testing.T) {
-	l, err := load(t, nil, []string{"STOMPBOX_SERVICE_HOST=10.0.0.1", "STOMPBOX_JOURNAL_DIRR=/x", "OTHER=1"}, "")
+	l, err := load(t, nil, []string{"STOMPBOX_SERVICE_HOST=10.0.0.1", "STOMPBOX_JOURNAL_DIRR=/x", "OTHER=1",
+		"STOMPBOX_ADMIN_URL=http://127.0.0.1:1", "STOMPBOX_ADMIN_PASSWORD=x"}, "") // ctl's own are known
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,6 +60,15 @@ type Loaded struct {
 // ConfigEnv names the configuration file when -config is not given.
 const ConfigEnv = EnvPrefix + "CONFIG"
 
+// The variables of `stompbox ctl`, the admin API's client, besides
+// STOMPBOX_ADMIN_TOKEN (admin.token): set in an operator's shell beside
+// the broker's own, they name no option of the broker and are not worth
+// a warning.
+const (
+	CtlURLEnv      = EnvPrefix + "ADMIN_URL"
+	CtlPasswordEnv = EnvPrefix + "ADMIN_PASSWORD"
+)
+
 // Load builds the configuration from args (without the program name), the
 // environment (as os.Environ returns it) and the file named by -config or
 // STOMPBOX_CONFIG, read with readFile. usage gets -h output and flag
@@ -107,7 +116,7 @@ func Load(args, environ []string, readFile func(string) ([]byte, error), usage i
 		}
 		errs = append(errs, applyYAML(&l.Config, l.Sources, l.File, data)...)
 	}
-	known := map[string]bool{ConfigEnv: true}
+	known := map[string]bool{ConfigEnv: true, CtlURLEnv: true, CtlPasswordEnv: true}
 	for _, o := range opts {
 		known[o.Env] = true
 		if v, ok := env[o.Env]; ok {
