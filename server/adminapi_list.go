@@ -105,10 +105,12 @@ func (s *listSpec[T]) sortFields() []string {
 	return names
 }
 
-// page filters items (in place) by p.q and keep, sorts them and cuts the
+// page filters items by p.q and keep, sorts them and cuts the
 // page out.
 func page[T any](items []T, p listParams, spec *listSpec[T], keep func(*T) bool) listPage[T] {
-	kept := items[:0]
+	// Sorted by pointer: an item is a few hundred bytes, and a sort of
+	// 10,000 moves them some 140,000 times (every scrape of a console).
+	kept := make([]*T, 0, len(items))
 	for i := range items {
 		it := &items[i]
 		if keep != nil && !keep(it) {
@@ -117,13 +119,13 @@ func page[T any](items []T, p listParams, spec *listSpec[T], keep func(*T) bool)
 		if p.q != "" && !slices.ContainsFunc(spec.text(it), func(s string) bool { return containsFold(s, p.q) }) {
 			continue
 		}
-		kept = append(kept, *it)
+		kept = append(kept, it)
 	}
 	by := spec.by[p.sort]
-	slices.SortFunc(kept, func(a, b T) int {
-		c := by(&a, &b)
+	slices.SortFunc(kept, func(a, b *T) int {
+		c := by(a, b)
 		if c == 0 {
-			c = spec.key(&a, &b)
+			c = spec.key(a, b)
 		}
 		if p.desc {
 			return -c
@@ -132,7 +134,9 @@ func page[T any](items []T, p listParams, spec *listSpec[T], keep func(*T) bool)
 	})
 	out := listPage[T]{Total: len(kept), Offset: p.offset, Limit: p.limit, Items: []T{}}
 	if p.offset < len(kept) {
-		out.Items = kept[p.offset:min(len(kept), p.offset+p.limit)]
+		for _, it := range kept[p.offset:min(len(kept), p.offset+p.limit)] {
+			out.Items = append(out.Items, *it)
+		}
 	}
 	return out
 }

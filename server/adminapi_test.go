@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -51,7 +52,7 @@ func TestAdminAPIConnections(t *testing.T) {
 		t.Fatalf("connections: %+v", all)
 	}
 	a := all.Items[0]
-	if a.Transport != "tcp" || !strings.HasPrefix(a.Remote, "127.0.0.1:") || a.VHost != "/" || a.Version != "1.2" || a.Connected == nil || a.Since == "" {
+	if a.Transport != "tcp" || !strings.HasPrefix(a.Remote, "127.0.0.1:") || a.VHost != "/" || a.Version != "1.2" || time.Time(a.Connected).IsZero() || time.Time(a.Since).IsZero() {
 		t.Errorf("alice: %+v", a)
 	}
 	if len(a.Subscriptions) != 1 || a.Subscriptions[0].Destination != "/queue/work" || a.Subscriptions[0].Ack != "client-individual" || a.Subscriptions[0].Unacked != 1 {
@@ -60,8 +61,14 @@ func TestAdminAPIConnections(t *testing.T) {
 	if a.Unacked != 1 || a.FramesIn < 1 || a.FramesOut < 2 || a.BytesIn == 0 || a.BytesOut < 5 {
 		t.Errorf("alice's counters: %+v", a)
 	}
-	if _, err := time.Parse(time.RFC3339Nano, a.Since); err != nil || !strings.HasSuffix(a.Since, "Z") || len(a.Since) != len("2006-01-02T15:04:05.000Z") {
-		t.Errorf("since %q: want RFC 3339 with milliseconds in UTC", a.Since)
+	var raw struct {
+		Items []struct {
+			Since string `json:"since"`
+		} `json:"items"`
+	}
+	api.getJSON("/api/connections?sort=user", &raw)
+	if len(raw.Items) != 2 || !strings.HasSuffix(raw.Items[0].Since, "Z") || len(raw.Items[0].Since) != len("2006-01-02T15:04:05.000Z") {
+		t.Errorf("since %+v: want RFC 3339 with milliseconds in UTC", raw.Items)
 	}
 
 	var one connItem
@@ -299,5 +306,58 @@ func TestAdminAPIJournalFailedAndCluster(t *testing.T) {
 	api.getJSON("/api/overview", &o)
 	if o.Node != "node-a" || o.Cluster == nil || o.Journal == nil || o.Journal.State != "failed" {
 		t.Errorf("overview: node %q, cluster %+v, journal %+v", o.Node, o.Cluster, o.Journal)
+	}
+}
+
+// A connection's times are formatted only when encoded: null before
+// CONNECT, RFC 3339 in UTC with milliseconds after, and read back.
+func TestLazyTimeJSON(t *testing.T) {
+	at := time.Date(2026, 12, 5, 4, 30, 1, 234_567_000, time.FixedZone("x", 3600))
+	for _, tt := range []struct {
+		in   lazyTime
+		want string
+	}{
+		{lazyTime{}, "null"},
+		{lazyTime(at), `"2026-12-05T03:30:01.234Z"`},
+	} {
+		b, err := json.Marshal(tt.in)
+		if err != nil || string(b) != tt.want {
+			t.Errorf("Marshal(%v) = %s, %v; want %s", time.Time(tt.in), b, err, tt.want)
+		}
+		var back lazyTime
+		if err := json.Unmarshal(b, &back); err != nil || !time.Time(back).Equal(time.Time(tt.in).Truncate(time.Millisecond)) {
+			t.Errorf("Unmarshal(%s) = %v, %v", b, time.Time(back), err)
+		}
+	}
+}
+
+// A sort the wires answer alone (id, transport, since, bytes in and out)
+// reads only the page's sessions, and must page exactly like the general
+// path, which a filter forces ("tcp" matches every connection here).
+func TestAdminAPIWireSortMatchesGeneral(t *testing.T) {
+	srv := startServer(t, Config{})
+	api := apiClient{t: t, base: startAdmin(t, srv.Server)}
+	const n = 24
+	for i := range n {
+		c := dialStomp(t, srv.addr, fmt.Sprintf("user%02d", i))
+		for range i % 4 { // ties in bytes, broken by id
+			sendReceipted(t, c, "/queue/wire-sort", "x")
+		}
+	}
+	for _, sort := range []string{"id", "transport", "since", "bytes_in", "bytes_out"} {
+		for _, order := range []string{"asc", "desc"} {
+			q := "/api/connections?sort=" + sort + "&order=" + order + "&offset=5&limit=10"
+			var fast, general connPage
+			api.getJSON(q, &fast)
+			api.getJSON(q+"&q=tcp", &general)
+			if fast.Total != n || general.Total != n || len(fast.Items) != 10 || len(general.Items) != 10 {
+				t.Fatalf("%s: totals %d and %d, pages %d and %d; want %d and 10", q, fast.Total, general.Total, len(fast.Items), len(general.Items), n)
+			}
+			for i := range fast.Items {
+				if f, g := fast.Items[i], general.Items[i]; f.ID != g.ID || f.User != g.User || len(f.Subscriptions) != len(g.Subscriptions) {
+					t.Fatalf("%s: item %d is %s (%s) by the wires, %s (%s) in general", q, i, f.ID, f.User, g.ID, g.User)
+				}
+			}
+		}
 	}
 }
