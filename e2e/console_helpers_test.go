@@ -9,6 +9,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +20,27 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/go-stomp/stomp/v3"
 )
+
+// requireConsoleBuilt fails unless the broker's admin listener serves the
+// vendored uPlot, i.e. `make web` ran before the binary was built.
+func requireConsoleBuilt(t *testing.T, admin, token string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+admin+"/console/vendor/uPlot.iife.min.js", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := (&http.Client{Timeout: pageTimeout}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(io.LimitReader(res.Body, 1<<10))
+	_ = res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("GET /console/vendor/uPlot.iife.min.js: %s: %.300s\nuPlot is not built into stompbox: run `make web` (make e2e does)",
+			res.Status, body)
+	}
+}
 
 // consolePage is the console in a tab.
 type consolePage struct{ tab *tab }

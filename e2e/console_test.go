@@ -47,6 +47,7 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("no admin address in the log:\n%s", b.log.String())
 	}
 	admin := m[1]
+	requireConsoleBuilt(t, admin, consoleToken)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
