@@ -136,9 +136,10 @@ run-cluster: build
 	$(GO) build -o bin/nats-server github.com/nats-io/nats-server/v2
 	exec deploy/cluster/run-cluster.sh $(RUN_FLAGS)
 
-# web vendors the browser client of the demo pages: `npm ci` in web/ installs
-# @stomp/stompjs exactly as web/package-lock.json pins it, and its UMD bundle
-# (with its licence) is copied into web/dist/vendor/, which go:embed picks up
+# web vendors the browser code of the demo pages and the admin console: `npm
+# ci` in web/ installs @stomp/stompjs and uPlot exactly as
+# web/package-lock.json pins them, and their bundles (with their licences)
+# are copied into web/dist/vendor/, which go:embed picks up
 # on the next build. Both node_modules and dist/vendor are gitignored. The
 # stamp inside node_modules records that `npm ci` ran against the current
 # lockfile, so a repeated `make web` does nothing; deleting node_modules or
@@ -148,8 +149,12 @@ WEB_DIR := web
 WEB_STAMP := $(WEB_DIR)/node_modules/.npm-ci.stamp
 WEB_VENDOR := $(WEB_DIR)/dist/vendor
 STOMPJS_DIR := $(WEB_DIR)/node_modules/@stomp/stompjs
+# uPlot draws the admin console's charts (web/console, served at /console/
+# on the admin listener); its files are vendored next to stomp.js.
+UPLOT_DIR := $(WEB_DIR)/node_modules/uplot
 
-web: $(WEB_VENDOR)/stomp.umd.min.js $(WEB_VENDOR)/stomp.LICENSE.txt
+web: $(WEB_VENDOR)/stomp.umd.min.js $(WEB_VENDOR)/stomp.LICENSE.txt \
+	$(WEB_VENDOR)/uPlot.iife.min.js $(WEB_VENDOR)/uPlot.min.css $(WEB_VENDOR)/uPlot.LICENSE.txt
 
 $(WEB_STAMP): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
 	@command -v npm >/dev/null || { echo "web: npm (Node.js) is not on PATH; it is needed to fetch stomp.js" >&2; exit 1; }
@@ -163,3 +168,15 @@ $(WEB_VENDOR)/stomp.umd.min.js: $(WEB_STAMP)
 $(WEB_VENDOR)/stomp.LICENSE.txt: $(WEB_STAMP)
 	mkdir -p $(@D)
 	cp $(STOMPJS_DIR)/LICENSE $@
+
+$(WEB_VENDOR)/uPlot.iife.min.js: $(WEB_STAMP)
+	mkdir -p $(@D)
+	cp $(UPLOT_DIR)/dist/uPlot.iife.min.js $@
+
+$(WEB_VENDOR)/uPlot.min.css: $(WEB_STAMP)
+	mkdir -p $(@D)
+	cp $(UPLOT_DIR)/dist/uPlot.min.css $@
+
+$(WEB_VENDOR)/uPlot.LICENSE.txt: $(WEB_STAMP)
+	mkdir -p $(@D)
+	cp $(UPLOT_DIR)/LICENSE $@

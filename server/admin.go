@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stompbox/stompbox/web"
 )
 
 // Recover replays the broker's journal (if any) and marks the server
@@ -45,6 +47,7 @@ func (s *Server) AdminHandler() http.Handler {
 			}
 		}
 	})
+	mux.Handle(web.ConsolePrefix, s.admin.guard(roleRead, web.ConsoleHandler().ServeHTTP)) // the operator's console (issue 16), as /api/ is guarded
 	if s.cfg.EnablePprof {
 		// Mounted explicitly: importing net/http/pprof also registers on
 		// http.DefaultServeMux, which nothing here serves.

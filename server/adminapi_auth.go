@@ -168,7 +168,12 @@ func (a *adminAPI) guard(need adminRole, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		res := a.auth.check(r)
 		if res.status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Basic realm="stompbox admin", Bearer`)
+			// Two fields, not `Basic realm="stompbox admin", Bearer` in one
+			// (the same challenges for RFC 9110): Chromium rejects a Basic
+			// challenge followed by a bare token in its field and would not
+			// prompt the console's user for a password.
+			w.Header().Set("WWW-Authenticate", `Basic realm="stompbox admin"`)
+			w.Header().Add("WWW-Authenticate", "Bearer")
 		}
 		if res.status != 0 {
 			a.log.Debug("admin API request refused", "remote", r.RemoteAddr, "path", r.URL.Path, "status", res.status, "reason", res.err)

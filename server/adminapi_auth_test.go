@@ -97,7 +97,7 @@ func TestAdminAPIAuthMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if got := resp.Header.Get("WWW-Authenticate"); got != `Basic realm="stompbox admin", Bearer` {
+	if got := strings.Join(resp.Header.Values("WWW-Authenticate"), ", "); got != `Basic realm="stompbox admin", Bearer` {
 		t.Errorf("WWW-Authenticate %q", got)
 	}
 	// The probes and metrics stay open.

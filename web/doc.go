@@ -1,5 +1,5 @@
-// Package web owns the browser side of stompbox, all in dist/, embedded into
-// the binary and served by [Handler]:
+// Package web owns the browser side of stompbox, embedded into the binary:
+// in dist/, served by [Handler],
 //
 //   - stompbox.js, an ES module on top of stomp.js that makes pages survive
 //     network drops with stompbox's extensions: it keeps the session's
@@ -11,7 +11,14 @@
 //     history on joining, who is online, no gap after a reconnect, a
 //     "simulate network drop" button;
 //   - the upload demo: upload.html sends a file in binary SEND chunks paced
-//     by RECEIPTs, receive.html reassembles it and checks its SHA-256.
+//     by RECEIPTs, receive.html reassembles it and checks its SHA-256;
+//   - the operator's console, in console/ and served by [ConsoleHandler] at
+//     /console/ on the admin listener (behind the admin API's
+//     authentication): live uPlot charts fed by /api/events, paged tables of
+//     connections and destinations, actions and a peek view, all through
+//     the admin API of the same origin. It loads uPlot from dist/vendor
+//     (vendored by `make web` like stomp.js; see [ConsoleComplete]) and is
+//     never offered to other origins.
 //
 // Scripts are served with Access-Control-Allow-Origin: * so that a page
 // served from elsewhere can import stompbox.js (a module import is a CORS
