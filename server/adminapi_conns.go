@@ -87,7 +87,10 @@ var connSpec = listSpec[connItem]{
 		"held_bytes":   field(func(c *connItem) int { return c.HeldBytes }),
 		"unacked":      field(func(c *connItem) int { return c.Unacked }),
 	},
-	key: func(a, b *connItem) int { return cmp.Compare(a.ID, b.ID) },
+	// Ties go to the older connection: its accepted time is at hand in a
+	// sort of wires too (wirePage), where an id is a string elsewhere in
+	// memory.
+	key: func(a, b *connItem) int { return cmp.Or(cmp.Compare(a.since, b.since), cmp.Compare(a.ID, b.ID)) },
 }
 
 // openWires copies the open connections under s.mu; they are read
@@ -125,38 +128,43 @@ func (a *adminAPI) connItemOf(w *wire) connItem {
 	return it
 }
 
-// wireRow is a connection read for a sort by what its wire holds. The
-// counters are read once, so a count moving during the sort cannot
-// unsettle it.
+// wireRow is a connection read for a sort by what its wire holds. Each
+// key is read once: a count moving during the sort cannot unsettle it,
+// and a comparison touches the row alone, not a wire and a session
+// scattered across the heap (10,000 of them miss the cache).
 type wireRow struct {
-	w       *wire
-	in, out uint64
+	w        *wire
+	id       string
+	kind     transport
+	accepted int64 // unix ns
+	in, out  uint64
 }
 
 // wireOrder are the sorts the wire answers without its session: with no
 // filter but the transport, a page of 10,000 connections reads 100
 // sessions, not all of them (a console polls every second or two).
-var wireOrder = map[string]func(a, b *wireRow) int{
-	"id":        func(a, b *wireRow) int { return cmp.Compare(a.w.session.ID(), b.w.session.ID()) },
-	"transport": func(a, b *wireRow) int { return cmp.Compare(a.w.kind.String(), b.w.kind.String()) },
-	"since":     func(a, b *wireRow) int { return a.w.accepted.Compare(b.w.accepted) },
-	"bytes_in":  func(a, b *wireRow) int { return cmp.Compare(a.in, b.in) },
-	"bytes_out": func(a, b *wireRow) int { return cmp.Compare(a.out, b.out) },
+var wireOrder = map[string]func(a, b wireRow) int{
+	"id":        func(a, b wireRow) int { return cmp.Compare(a.id, b.id) },
+	"transport": func(a, b wireRow) int { return cmp.Compare(a.kind.String(), b.kind.String()) },
+	"since":     func(a, b wireRow) int { return cmp.Compare(a.accepted, b.accepted) },
+	"bytes_in":  func(a, b wireRow) int { return cmp.Compare(a.in, b.in) },
+	"bytes_out": func(a, b wireRow) int { return cmp.Compare(a.out, b.out) },
 }
 
-// wirePage is page for a wireOrder sort: the same order (ties by id),
+// wirePage is page for a wireOrder sort: the same order as page,
 // the items made for the page alone.
-func (a *adminAPI) wirePage(wires []*wire, p listParams, transport string, by func(a, b *wireRow) int) listPage[connItem] {
+func (a *adminAPI) wirePage(wires []*wire, p listParams, transport string, by func(a, b wireRow) int) listPage[connItem] {
 	rows := make([]wireRow, 0, len(wires))
 	for _, wr := range wires {
 		if transport == "" || wr.kind.String() == transport {
-			rows = append(rows, wireRow{w: wr, in: wr.bytesIn.Load(), out: wr.bytesOut.Load()})
+			rows = append(rows, wireRow{w: wr, id: wr.session.ID(), kind: wr.kind, accepted: wr.accepted.UnixNano(),
+				in: wr.bytesIn.Load(), out: wr.bytesOut.Load()})
 		}
 	}
 	slices.SortFunc(rows, func(x, y wireRow) int {
-		c := by(&x, &y)
+		c := by(x, y) // by value: &x given to a function value escapes, an allocation per comparison
 		if c == 0 {
-			c = cmp.Compare(x.w.session.ID(), y.w.session.ID())
+			c = cmp.Or(cmp.Compare(x.accepted, y.accepted), cmp.Compare(x.id, y.id)) // as connSpec.key
 		}
 		if p.desc {
 			return -c
