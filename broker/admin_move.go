@@ -39,7 +39,14 @@ func (b *Broker) MoveDeadLetters(vhost, dlq string, max int) (moved int, err err
 	if q.kind() != 3 {
 		return 0, fmt.Errorf("%w: %s is not a dead-letter queue (/queue/DLQ.*)", ErrNotAQueue, dlq)
 	}
-	for max <= 0 || moved < max {
+	if max <= 0 {
+		// "All" is what is there now: messages a consumer rejects back
+		// into the DLQ while they are moved must not keep this going.
+		q.mu.Lock()
+		max = q.ready.Len()
+		q.mu.Unlock()
+	}
+	for moved < max {
 		done, err := q.moveFront()
 		if err != nil {
 			return moved, fmt.Errorf("broker: move from %s stopped after %d messages: %w", dlq, moved, err)

@@ -51,11 +51,19 @@ func (s *Server) AdminHandler() http.Handler {
 	if s.cfg.EnablePprof {
 		// Mounted explicitly: importing net/http/pprof also registers on
 		// http.DefaultServeMux, which nothing here serves.
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		// Behind the admin API's guard: /cmdline shows the flags (an
+		// -admin-token among them) and profiles cost CPU. Role admin once
+		// credentials are configured; without any, loopback clients, as
+		// before there was an API.
+		need := roleRead
+		if s.admin.auth.configured() {
+			need = roleAdmin
+		}
+		mux.Handle("/debug/pprof/", s.admin.guard(need, pprof.Index))
+		mux.Handle("/debug/pprof/cmdline", s.admin.guard(need, pprof.Cmdline))
+		mux.Handle("/debug/pprof/profile", s.admin.guard(need, pprof.Profile))
+		mux.Handle("/debug/pprof/symbol", s.admin.guard(need, pprof.Symbol))
+		mux.Handle("/debug/pprof/trace", s.admin.guard(need, pprof.Trace))
 	}
 	s.admin.mount(mux)
 	return mux

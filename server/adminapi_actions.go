@@ -16,8 +16,12 @@ const maxActionBody = 16 << 10
 // readBody decodes r's JSON body into dst (one object, nothing after
 // it); false after answering 400 or 413.
 func readBody(w http.ResponseWriter, r *http.Request, dst any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		writeError(w, http.StatusBadRequest, "body: want application/json")
+	// Required, not just checked when present: a browser sends a body
+	// without Content-Type (sendBeacon, fetch no-cors) cross-site with no
+	// preflight and with the cached Basic credentials; application/json
+	// needs a preflight, which the API never grants.
+	if mt, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); !strings.EqualFold(strings.TrimSpace(mt), "application/json") {
+		writeError(w, http.StatusUnsupportedMediaType, "body: Content-Type must be application/json")
 		return false
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxActionBody))

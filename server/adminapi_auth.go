@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -82,6 +83,13 @@ func newAdminAuth(cfg Config, delay func(context.Context)) adminAuth {
 
 // configured says whether any credential is configured; without one the
 // API answers loopback clients only, read-only.
+// forget drops the remembered Basic logins (the users file was reloaded).
+func (a *adminAuth) forget() {
+	a.mu.Lock()
+	clear(a.cache)
+	a.mu.Unlock()
+}
+
 func (a *adminAuth) configured() bool {
 	return len(a.token) > 0 || len(a.readToken) > 0 || a.users != nil
 }
@@ -100,6 +108,11 @@ func (a *adminAuth) check(r *http.Request) authResult {
 	if !a.configured() {
 		if !isLoopback(r.RemoteAddr) {
 			return authResult{status: http.StatusForbidden, err: "no admin credentials configured: only loopback clients are answered"}
+		}
+		// A page whose name was rebound to 127.0.0.1 reaches this
+		// listener from the browser with its own name in Host.
+		if !loopbackHost(r.Host) {
+			return authResult{status: http.StatusForbidden, err: "no admin credentials configured: only requests to localhost or a loopback address are answered"}
 		}
 		return authResult{who: "loopback " + r.RemoteAddr, role: roleRead}
 	}
@@ -163,9 +176,48 @@ func (a *adminAuth) basic(r *http.Request, user, pass string) authResult {
 	return authResult{who: "user " + user, role: role}
 }
 
+// loopbackHost says whether a Host header names this machine: localhost
+// or a loopback address, with or without a port.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// crossSite says why a request that changes something came from another
+// site's page, or "": the browser's Sec-Fetch-Site, or an Origin that is
+// not this listener's. Clients that are not browsers send neither.
+func crossSite(r *http.Request) string {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+	default:
+		return "Sec-Fetch-Site " + r.Header.Get("Sec-Fetch-Site")
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		if err != nil || !strings.EqualFold(u.Host, r.Host) {
+			return "Origin " + o + " is not " + r.Host
+		}
+	}
+	return ""
+}
+
 // guard runs h for requests with at least role need.
 func (a *adminAPI) guard(need adminRole, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if why := crossSite(r); why != "" {
+				a.log.Info("admin action refused", "remote", r.RemoteAddr, "path", r.URL.Path, "reason", "cross-site request: "+why)
+				writeError(w, http.StatusForbidden, "cross-site request refused ("+why+")")
+				return
+			}
+		}
 		res := a.auth.check(r)
 		if res.status == http.StatusUnauthorized {
 			// Two fields, not `Basic realm="stompbox admin", Bearer` in one

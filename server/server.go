@@ -535,6 +535,7 @@ func (s *Server) endConn(cn connection) {
 // longer allowed (broker.Session.RequestReauthorize). It returns at once,
 // with the number of sessions asked.
 func (s *Server) Reauthorize() int {
+	s.admin.auth.forget() // admin users removed or changed lose their cached logins now
 	s.mu.Lock()
 	conns := slices.Collect(maps.Keys(s.conns)) // worked on without mu
 	s.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 )
 
 // ctlCommand is one command of `stompbox ctl`.
@@ -55,7 +56,20 @@ func newTable(w io.Writer) *tabwriter.Writer {
 
 // row writes one tab-separated table row.
 func row(tw *tabwriter.Writer, cells ...string) {
+	for i, c := range cells {
+		cells[i] = terminalSafe(c)
+	}
 	fmt.Fprintln(tw, strings.Join(cells, "\t"))
+}
+
+// terminalSafe quotes a cell holding control characters: names come from
+// clients (a destination may hold an escape sequence or a tab), and must
+// neither drive the operator's terminal nor break the table.
+func terminalSafe(s string) string {
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // noArgs parses a command that takes no flags and no arguments.

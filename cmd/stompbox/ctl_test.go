@@ -364,3 +364,19 @@ func TestCtlUnits(t *testing.T) {
 		t.Errorf("truncateRunes = %q", got)
 	}
 }
+
+// Names come from clients: a cell with control characters is quoted, so it
+// neither drives the operator's terminal nor breaks the table.
+func TestCtlTerminalSafe(t *testing.T) {
+	for in, want := range map[string]string{
+		"/queue/orders":               "/queue/orders",
+		"/queue/\x1b]52;c;aGk=\x07":   `"/queue/\x1b]52;c;aGk=\a"`,
+		"/queue/a\tb":                 `"/queue/a\tb"`,
+		"/queue/ünïcödé":              "/queue/ünïcödé",
+		"/queue/line\nbreak\u0085end": `"/queue/line\nbreak\u0085end"`,
+	} {
+		if got := terminalSafe(in); got != want {
+			t.Errorf("terminalSafe(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
