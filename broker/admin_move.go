@@ -116,6 +116,11 @@ func (q *queue) moveFront() (done bool, err error) {
 	q.dropLocked(qm)
 	q.unlock()
 	if serr != nil {
+		// The journal has the move; memory could not take it (the target
+		// was retired meanwhile and could not be made again). Said loudly:
+		// the message is in the target after a restart, not before.
+		b.cfg.Logger.Error("moved dead letter journaled but not queued in memory: it reaches its queue at the next restart",
+			"dlq", q.name, "queue", target, "message_id", m.ID, "err", serr)
 		return false, serr
 	}
 	return false, nil
