@@ -43,22 +43,31 @@ type adminAPI struct {
 	rates   rateKeeper
 	// streams holds a token per open /api/events stream.
 	streams chan struct{}
+	// perClient counts the open streams of each client (streamOwner),
+	// so that one cannot take every slot: guarded by perClientMu.
+	perClientMu sync.Mutex
+	perClient   map[string]int
 	// done is closed by stop (Shutdown): event streams end.
 	done     chan struct{}
 	stopOnce sync.Once
 }
 
-// maxEventStreams bounds the /api/events streams open at once.
-const maxEventStreams = 32
+// maxEventStreams bounds the /api/events streams open at once, and
+// maxEventStreamsPerClient those of one client (a console holds one).
+const (
+	maxEventStreams          = 32
+	maxEventStreamsPerClient = 8
+)
 
 func newAdminAPI(s *Server) *adminAPI {
 	a := &adminAPI{
-		srv:     s,
-		log:     s.cfg.Logger,
-		broker:  s.broker,
-		now:     time.Now,
-		streams: make(chan struct{}, maxEventStreams),
-		done:    make(chan struct{}),
+		srv:       s,
+		log:       s.cfg.Logger,
+		broker:    s.broker,
+		now:       time.Now,
+		streams:   make(chan struct{}, maxEventStreams),
+		perClient: make(map[string]int),
+		done:      make(chan struct{}),
 	}
 	a.started = a.now()
 	a.node, _ = os.Hostname()

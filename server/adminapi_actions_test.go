@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -194,19 +196,54 @@ func TestAdminAPIEvents(t *testing.T) {
 		}
 	}
 
-	// 31 more fill the streams; the next one is refused.
+	// One client (an address) holds at most its share; more clients, from
+	// other loopback addresses, fill the rest; then everyone is refused.
 	var others []*http.Response
-	for range maxEventStreams - 1 {
-		r, err := http.Get(base + "/api/events")
+	open := func(from string, want int) {
+		t.Helper()
+		client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+			LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext}}
+		r, err := client.Get(base + "/api/events")
 		if err != nil {
 			t.Fatal(err)
 		}
+		if r.StatusCode != want {
+			body, _ := io.ReadAll(r.Body)
+			t.Fatalf("a stream from %s: %d %s, want %d", from, r.StatusCode, body, want)
+		}
+		if want != http.StatusOK {
+			r.Body.Close()
+			return
+		}
 		others = append(others, r)
 	}
-	if code, body := get(t, base+"/api/events"); code != http.StatusServiceUnavailable {
-		t.Errorf("stream %d: %d %s", maxEventStreams+1, code, body)
+	for range maxEventStreamsPerClient - 1 {
+		open("127.0.0.1", http.StatusOK)
 	}
-	for _, r := range others {
+	open("127.0.0.1", http.StatusServiceUnavailable)
+	for c := 2; c < 2+maxEventStreams/maxEventStreamsPerClient-1; c++ {
+		for range maxEventStreamsPerClient {
+			open(fmt.Sprintf("127.0.0.%d", c), http.StatusOK)
+		}
+	}
+	open("127.0.0.9", http.StatusServiceUnavailable) // all 32 taken
+	others[0].Body.Close()                           // one of 127.0.0.1's ends
+	poll(t, "a slot freed", func() bool {
+		client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+			LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.9")}}).DialContext}}
+		r, err := client.Get(base + "/api/events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok := r.StatusCode == http.StatusOK
+		if ok {
+			others = append(others, r)
+		} else {
+			r.Body.Close()
+		}
+		return ok
+	})
+	for _, r := range others[1:] {
 		r.Body.Close()
 	}
 

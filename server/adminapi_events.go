@@ -2,8 +2,10 @@ package server
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -25,13 +27,13 @@ func (a *adminAPI) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rc := http.NewResponseController(w)
-	select {
-	case a.streams <- struct{}{}:
-		defer func() { <-a.streams }()
-	default:
-		writeError(w, http.StatusServiceUnavailable, "too many event streams open (at most "+strconv.Itoa(maxEventStreams)+")")
+	owner := streamOwner(r)
+	if !a.takeStream(owner) {
+		writeError(w, http.StatusServiceUnavailable, "too many event streams open (at most "+strconv.Itoa(maxEventStreamsPerClient)+
+			" per client, "+strconv.Itoa(maxEventStreams)+" in all)")
 		return
 	}
+	defer a.releaseStream(owner)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no") // a reverse proxy must not hold events back
@@ -66,5 +68,45 @@ func (a *adminAPI) events(w http.ResponseWriter, r *http.Request) {
 		case <-a.done:
 			return
 		}
+	}
+}
+
+// streamOwner is who a stream counts against: the credential and the
+// address it comes from (a shared read token is shared by people on
+// several machines).
+func streamOwner(r *http.Request) string {
+	who, host := whoOf(r), r.RemoteAddr
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		host = h
+	}
+	if strings.HasPrefix(who, "loopback ") {
+		who = "loopback" // its address is in host
+	}
+	return who + "|" + host
+}
+
+// takeStream takes a slot for one of owner's streams, if both the total
+// and owner's share have room.
+func (a *adminAPI) takeStream(owner string) bool {
+	a.perClientMu.Lock()
+	defer a.perClientMu.Unlock()
+	if a.perClient[owner] >= maxEventStreamsPerClient {
+		return false
+	}
+	select {
+	case a.streams <- struct{}{}:
+	default:
+		return false
+	}
+	a.perClient[owner]++
+	return true
+}
+
+func (a *adminAPI) releaseStream(owner string) {
+	a.perClientMu.Lock()
+	defer a.perClientMu.Unlock()
+	<-a.streams
+	if a.perClient[owner]--; a.perClient[owner] <= 0 {
+		delete(a.perClient, owner)
 	}
 }
