@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -32,12 +33,7 @@ var (
 func (b *Broker) Destinations(dst []DestinationInfo) []DestinationInfo {
 	var qs []*queue
 	for _, sp := range b.spaces {
-		qs = qs[:0]
-		sp.mu.RLock()
-		for _, q := range sp.queues {
-			qs = append(qs, q)
-		}
-		sp.mu.RUnlock()
+		qs = valuesLocked(&sp.mu, sp.queues, qs[:0])
 		for _, q := range qs {
 			dst = append(dst, q.info())
 		}
@@ -106,16 +102,22 @@ func (sl *sublist) appendTopicInfos(dst []DestinationInfo, vhost string) []Desti
 	return dst
 }
 
+// valuesLocked appends m's values to dst under mu's read lock: the table
+// is held only to copy it, each entry read after.
+func valuesLocked[K comparable, V any](mu *sync.RWMutex, m map[K]V, dst []V) []V {
+	mu.RLock()
+	defer mu.RUnlock()
+	for _, v := range m {
+		dst = append(dst, v)
+	}
+	return dst
+}
+
 // Durables appends every virtual host's durable subscriptions to dst.
 func (b *Broker) Durables(dst []DurableInfo) []DurableInfo {
 	var ds []*durable
 	for _, sp := range b.spaces {
-		ds = ds[:0]
-		sp.mu.RLock()
-		for _, d := range sp.durables {
-			ds = append(ds, d)
-		}
-		sp.mu.RUnlock()
+		ds = valuesLocked(&sp.mu, sp.durables, ds[:0])
 		for _, d := range ds {
 			info := DurableInfo{VHost: sp.name, User: d.spec.User, Name: d.spec.Name, Topic: "/topic/" + d.topic, Queue: d.queue.name}
 			d.mu.Lock()

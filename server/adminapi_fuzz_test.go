@@ -33,7 +33,7 @@ func FuzzAdminListParams(f *testing.F) {
 		for _, path := range []string{"/api/destinations", "/api/connections", "/api/durables", "/api/queues/peek"} {
 			req := httptest.NewRequest(http.MethodGet, path, nil)
 			req.URL.RawQuery = raw
-			req.RemoteAddr = "127.0.0.1:1"
+			req.RemoteAddr, req.Host = "127.0.0.1:1", "127.0.0.1:61680"
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
 			if rec.Code != http.StatusOK && rec.Code != http.StatusBadRequest && rec.Code != http.StatusNotFound {
