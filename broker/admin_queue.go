@@ -135,16 +135,25 @@ func (b *Broker) Durables(dst []DurableInfo) []DurableInfo {
 	return dst
 }
 
-// adminQueue finds the queue an action names, refusing what the actions
-// never apply to: durable and temporary queues, and clustered ones.
-func (b *Broker) adminQueue(vhost, name string) (*queue, error) {
+// existingQueue finds a queue without making it.
+func (b *Broker) existingQueue(vhost, name string) (*queue, error) {
 	sp := b.spaces[vhost]
 	if sp == nil {
 		return nil, fmt.Errorf("%w: virtual host %q", ErrNoSuchDestination, vhost)
 	}
-	q, _ := sp.queue(name, nil)
+	q, _ := sp.queue(name, nil) // no creator: never made
 	if q == nil {
 		return nil, fmt.Errorf("%w: %s in virtual host %q", ErrNoSuchDestination, name, vhost)
+	}
+	return q, nil
+}
+
+// adminQueue finds the queue an action names, refusing what the actions
+// never apply to: durable and temporary queues, and clustered ones.
+func (b *Broker) adminQueue(vhost, name string) (*queue, error) {
+	q, err := b.existingQueue(vhost, name)
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case q.durable:
@@ -163,13 +172,9 @@ func (b *Broker) adminQueue(vhost, name string) (*queue, error) {
 // Messages delivered and not yet acknowledged are not listed (their
 // consumers hold them). Durable and temporary queues may be peeked.
 func (b *Broker) PeekQueue(vhost, name string, limit, preview int) ([]PeekedMessage, error) {
-	sp := b.spaces[vhost]
-	if sp == nil {
-		return nil, fmt.Errorf("%w: virtual host %q", ErrNoSuchDestination, vhost)
-	}
-	q, _ := sp.queue(name, nil)
-	if q == nil {
-		return nil, fmt.Errorf("%w: %s in virtual host %q", ErrNoSuchDestination, name, vhost)
+	q, err := b.existingQueue(vhost, name)
+	if err != nil {
+		return nil, err
 	}
 	limit, preview = max(limit, 0), max(preview, 0)
 	type seen struct {

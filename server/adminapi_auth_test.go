@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -269,5 +270,62 @@ func TestAdminAPIBasicForgottenOnReload(t *testing.T) {
 	api.getJSON("/api/overview", &o)
 	if n := counting.calls.Load(); n != 2 {
 		t.Errorf("%d checks, want 2: one before the reload, one after", n)
+	}
+}
+
+// anyAdmin accepts every login as an admin: the cache's bound, not
+// bcrypt, is under test.
+type anyAdmin struct{}
+
+func (anyAdmin) Authenticate(_ context.Context, cr broker.Credentials) (*broker.Principal, error) {
+	return &broker.Principal{Name: cr.Login, Roles: []string{"admin"}}, nil
+}
+
+// TestAdminAPIBasicCacheBounded: logins that succeed are remembered, at
+// most maxBasicCache of them, however many distinct ones arrive.
+func TestAdminAPIBasicCacheBounded(t *testing.T) {
+	srv := startServer(t, Config{AdminUsers: anyAdmin{}})
+	h := srv.AdminHandler()
+	most := 0
+	for i := range maxBasicCache + 10 {
+		req := httptest.NewRequest(http.MethodGet, "/api/overview", nil)
+		req.SetBasicAuth("ops", fmt.Sprintf("password-%d", i))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("login %d: %d %s", i, rec.Code, rec.Body)
+		}
+		srv.admin.auth.mu.Lock()
+		most = max(most, len(srv.admin.auth.cache))
+		srv.admin.auth.mu.Unlock()
+	}
+	if most != maxBasicCache {
+		t.Fatalf("the cache held at most %d logins, want exactly the bound %d", most, maxBasicCache)
+	}
+}
+
+// TestAdminAPIActionBodyBounded: an action's body past maxActionBody is
+// refused (413) without being read whole. (In process: over a socket,
+// net/http lingers on the connection it closes after such a body.)
+func TestAdminAPIActionBodyBounded(t *testing.T) {
+	for _, tt := range []struct {
+		size int
+		want int
+	}{{maxActionBody - 64, http.StatusOK}, {maxActionBody + 1, http.StatusRequestEntityTooLarge}} {
+		body := `{"reason":"` + strings.Repeat("x", tt.size-len(`{"reason":""}`)) + `"}`
+		req := httptest.NewRequest(http.MethodPost, "/api/connections/x/close", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		var dst struct {
+			Reason string `json:"reason"`
+		}
+		ok := readBody(rec, req, &dst)
+		got := rec.Code
+		if ok {
+			got = http.StatusOK
+		}
+		if got != tt.want || ok && len(dst.Reason) != tt.size-len(`{"reason":""}`) {
+			t.Errorf("a %d B body: %d %s, want %d", len(body), got, rec.Body, tt.want)
+		}
 	}
 }
